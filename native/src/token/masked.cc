@@ -1,0 +1,136 @@
+// Masked object records: a token object's attributes, key material included, sealed under
+// the token's masking key, so layers above can persist and replicate keys without the
+// plaintext ever leaving native memory.
+//
+// Record: "HSMR" | version (1) | algorithm (1) | body
+//   algorithm 1, AES-256-GCM: body = IV (12) | ciphertext | tag (16); AAD = the 6-byte header
+//   algorithm 2, AES-256-KWP (RFC 5649): body = wrap(header | attributes)
+// Attributes: u32 count, then per attribute u64 type, u32 length, bytes (little-endian).
+#include <cstring>
+
+#include "../crypto/aes_gcm.h"
+#include "../crypto/aes_wrap.h"
+#include "module.h"
+
+namespace hsm {
+
+namespace {
+const uint8_t kMagic[4] = {'H', 'S', 'M', 'R'};
+constexpr uint8_t kVersion = 1;
+constexpr size_t kHeader = 6, kIv = 12, kTag = 16;
+
+void putLe(Bytes& out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+uint64_t getLe(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+Bytes serialize(const AttributeMap& attributes) {
+  Bytes out;
+  putLe(out, attributes.size(), 4);
+  for (const auto& entry : attributes) {
+    putLe(out, entry.first, 8);
+    putLe(out, entry.second.size(), 4);
+    out.insert(out.end(), entry.second.begin(), entry.second.end());
+  }
+  return out;
+}
+
+bool deserialize(ByteView in, AttributeMap& out) {
+  if (in.size < 4) return false;
+  uint64_t count = getLe(in.data, 4);
+  size_t offset = 4;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (in.size - offset < 12) return false;
+    CK_ULONG type = getLe(in.data + offset, 8);
+    size_t length = getLe(in.data + offset + 8, 4);
+    offset += 12;
+    if (in.size - offset < length) return false;
+    out[type] = toBytes(in.data + offset, length);
+    offset += length;
+  }
+  return offset == in.size;
+}
+}  // namespace
+
+CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Bytes& record) {
+  if (algorithm != 1 && algorithm != 2) return CKR_ARGUMENTS_BAD;
+  Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  auto it = objects_.find(handle);
+  if (it == objects_.end() || it->second->slotId != slotId || !it->second->isToken()) return CKR_OBJECT_HANDLE_INVALID;
+  Bytes plain = serialize(it->second->attributes);
+  record.assign(kMagic, kMagic + 4);
+  record.push_back(kVersion);
+  record.push_back(static_cast<uint8_t>(algorithm));
+  if (algorithm == 2) {
+    Bytes framed(record.begin(), record.end());
+    framed.insert(framed.end(), plain.begin(), plain.end());
+    Bytes wrapped;
+    if (aesWrap(true, t->maskingKey, framed, wrapped) != CryptoStatus::Ok) return CKR_FUNCTION_FAILED;
+    record.insert(record.end(), wrapped.begin(), wrapped.end());
+    return CKR_OK;
+  }
+  uint8_t iv[kIv];
+  if (!t->drbg->generate(iv, kIv)) return CKR_FUNCTION_FAILED;
+  record.insert(record.end(), iv, iv + kIv);
+  size_t bodyAt = record.size();
+  record.resize(bodyAt + plain.size() + kTag);
+  GcmCipher gcm;
+  CryptoStatus st = gcm.init(true, t->maskingKey, 0, ByteView(iv, kIv), ByteView(record.data(), kHeader), kTag);
+  if (st == CryptoStatus::Ok) st = gcm.update(plain, record.data() + bodyAt);
+  if (st == CryptoStatus::Ok) st = gcm.finishEncrypt(record.data() + bodyAt + plain.size());
+  return st == CryptoStatus::Ok ? CKR_OK : CKR_FUNCTION_FAILED;
+}
+
+CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, CK_ULONG& handle) {
+  Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  if (record.size < kHeader || memcmp(record.data, kMagic, 4) != 0 || record.data[4] != kVersion)
+    return CKR_DATA_INVALID;
+  Bytes plain;
+  if (record.data[5] == 1) {
+    if (record.size < kHeader + kIv + kTag) return CKR_DATA_INVALID;
+    size_t bodyLength = record.size - kHeader - kIv - kTag;
+    plain.assign(bodyLength, 0);
+    GcmCipher gcm;
+    CryptoStatus st = gcm.init(false, t->maskingKey, 0, ByteView(record.data + kHeader, kIv),
+                               ByteView(record.data, kHeader), kTag);
+    if (st == CryptoStatus::Ok) st = gcm.update(ByteView(record.data + kHeader + kIv, bodyLength), plain.data());
+    if (st == CryptoStatus::Ok) st = gcm.finishDecrypt(record.data + record.size - kTag);
+    if (st != CryptoStatus::Ok) return CKR_DATA_INVALID;  // tampered, or another masking key
+  } else if (record.data[5] == 2) {
+    if (aesUnwrap(true, t->maskingKey, ByteView(record.data + kHeader, record.size - kHeader), plain) !=
+            CryptoStatus::Ok ||
+        plain.size() < kHeader || memcmp(plain.data(), record.data, kHeader) != 0)
+      return CKR_DATA_INVALID;
+    plain.erase(plain.begin(), plain.begin() + kHeader);
+  } else {
+    return CKR_DATA_INVALID;
+  }
+  auto object = std::make_shared<Object>();
+  if (!deserialize(plain, object->attributes) || !object->isToken()) return CKR_DATA_INVALID;
+  if (buildKeyMaterial(*object) != CKR_OK) return CKR_DATA_INVALID;
+  object->slotId = slotId;
+  object->handle = nextObject_++;
+  object->keyId = nextKeyId_++;
+  handle = object->handle;
+  objects_[handle] = std::move(object);
+  return CKR_OK;
+}
+
+CK_RV Module::shareMaskingKey(CK_ULONG slotId, Module& target, CK_ULONG targetSlotId) {
+  Token* from = token(slotId);
+  Token* to = target.token(targetSlotId);
+  if (from == nullptr || to == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!from->initialized || !to->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  to->maskingKey = from->maskingKey;
+  return CKR_OK;
+}
+
+}  // namespace hsm

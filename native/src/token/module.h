@@ -1,0 +1,165 @@
+// The token set of one application (one loaded PKCS#11 module): slots, tokens, sessions
+// and objects, with the PKCS#11 v2.40 rules. Pure C++; the binding serializes calls with
+// lock(). Methods follow the C_ functions; the ones that produce output follow the
+// two-call convention: out == nullptr asks for the length, a short buffer gives
+// CKR_BUFFER_TOO_SMALL and keeps the operation active.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "policy.h"
+#include "session.h"
+#include "token.h"
+
+namespace hsm {
+
+struct ModuleConfig {
+  size_t fixedSlotCount = 0;  // 0: one free slot always (SoftHSMv2 style)
+  CK_ULONG maxPinFailures = 5;
+  unsigned pinHashIterations = 4096;
+  bool deterministic = false;
+  Bytes seed;
+};
+
+struct TokenInfo {
+  std::string label, serial;
+  CK_ULONG flags = 0, sessionCount = 0, rwSessionCount = 0, minPinLength = 4, maxPinLength = 255;
+  CK_ULONG totalMemory = 0, freeMemory = 0;
+};
+
+struct SessionInfo {
+  CK_ULONG slotId = 0, state = 0, flags = 0;
+};
+
+struct MechanismInfo {
+  CK_ULONG minKeySize = 0, maxKeySize = 0, flags = 0;
+};
+
+// A CK_ATTRIBUTE query of C_GetAttributeValue: value empty and length set on success.
+struct AttributeQuery {
+  CK_ULONG type = 0;
+  CK_ULONG length = CK_UNAVAILABLE_INFORMATION;
+  Bytes value;
+};
+
+class Module {
+ public:
+  explicit Module(ModuleConfig config);
+  ~Module();
+  std::mutex& lock() { return mutex_; }
+
+  // Slots and tokens
+  std::vector<CK_ULONG> slotList(bool tokenPresent) const;
+  CK_RV tokenInfo(CK_ULONG slotId, TokenInfo& out) const;
+  CK_RV slotExists(CK_ULONG slotId) const;
+  CK_RV mechanismList(CK_ULONG slotId, std::vector<CK_ULONG>& out) const;
+  CK_RV mechanismInfo(CK_ULONG slotId, CK_ULONG type, MechanismInfo& out) const;
+  CK_RV initToken(CK_ULONG slotId, ByteView soPin, ByteView label);
+
+  // Sessions and login
+  CK_RV openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle);
+  CK_RV closeSession(CK_ULONG handle);
+  CK_RV closeAllSessions(CK_ULONG slotId);
+  CK_RV sessionInfo(CK_ULONG handle, SessionInfo& out);
+  CK_RV login(CK_ULONG session, CK_ULONG userType, ByteView pin);
+  CK_RV logout(CK_ULONG session);
+  CK_RV initPin(CK_ULONG session, ByteView pin);
+  CK_RV setPin(CK_ULONG session, ByteView oldPin, ByteView newPin);
+
+  // Objects
+  CK_RV createObject(CK_ULONG session, const Template& tmpl, CK_ULONG& handle);
+  CK_RV copyObject(CK_ULONG session, CK_ULONG object, const Template& tmpl, CK_ULONG& handle);
+  CK_RV destroyObject(CK_ULONG session, CK_ULONG object);
+  CK_RV objectSize(CK_ULONG session, CK_ULONG object, CK_ULONG& size);
+  CK_RV getAttributes(CK_ULONG session, CK_ULONG object, std::vector<AttributeQuery>& queries);
+  CK_RV setAttributes(CK_ULONG session, CK_ULONG object, const Template& tmpl);
+  CK_RV findInit(CK_ULONG session, const Template& tmpl);
+  CK_RV find(CK_ULONG session, size_t maxCount, std::vector<CK_ULONG>& out);
+  CK_RV findFinal(CK_ULONG session);
+
+  // Encryption and decryption
+  CK_RV encryptInit(CK_ULONG session, const Mechanism& mechanism, CK_ULONG key);
+  CK_RV encrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength);
+  CK_RV encryptUpdate(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength);
+  CK_RV encryptFinal(CK_ULONG session, uint8_t* out, size_t& outLength);
+  CK_RV decryptInit(CK_ULONG session, const Mechanism& mechanism, CK_ULONG key);
+  CK_RV decrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength);
+  CK_RV decryptUpdate(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength);
+  CK_RV decryptFinal(CK_ULONG session, uint8_t* out, size_t& outLength);
+
+  // Digests, signatures and MACs
+  CK_RV digestInit(CK_ULONG session, const Mechanism& mechanism);
+  CK_RV digest(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength);
+  CK_RV digestUpdate(CK_ULONG session, ByteView in);
+  CK_RV digestKey(CK_ULONG session, CK_ULONG key);
+  CK_RV digestFinal(CK_ULONG session, uint8_t* out, size_t& outLength);
+  CK_RV signInit(CK_ULONG session, const Mechanism& mechanism, CK_ULONG key);
+  CK_RV sign(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength);
+  CK_RV signUpdate(CK_ULONG session, ByteView in);
+  CK_RV signFinal(CK_ULONG session, uint8_t* out, size_t& outLength);
+  CK_RV verifyInit(CK_ULONG session, const Mechanism& mechanism, CK_ULONG key);
+  CK_RV verify(CK_ULONG session, ByteView in, ByteView signature);
+  CK_RV verifyUpdate(CK_ULONG session, ByteView in);
+  CK_RV verifyFinal(CK_ULONG session, ByteView signature);
+
+  // Keys
+  CK_RV generateKey(CK_ULONG session, const Mechanism& mechanism, const Template& tmpl, CK_ULONG& handle);
+  CK_RV generateKeyPair(CK_ULONG session, const Mechanism& mechanism, const Template& publicTemplate,
+                        const Template& privateTemplate, CK_ULONG& publicHandle, CK_ULONG& privateHandle);
+  CK_RV wrapKey(CK_ULONG session, const Mechanism& mechanism, CK_ULONG wrappingKey, CK_ULONG key, uint8_t* out,
+                size_t& outLength);
+  CK_RV unwrapKey(CK_ULONG session, const Mechanism& mechanism, CK_ULONG unwrappingKey, ByteView wrapped,
+                  const Template& tmpl, CK_ULONG& handle);
+  CK_RV deriveKey(CK_ULONG session, const Mechanism& mechanism, CK_ULONG baseKey, const Template& tmpl,
+                  CK_ULONG& handle);
+
+  // Random numbers
+  CK_RV seedRandom(CK_ULONG session, ByteView seed);
+  CK_RV generateRandom(CK_ULONG session, uint8_t* out, size_t length);
+
+  // Masked records: a token object sealed under the token's masking key (chip-internal,
+  // for persistence and replication by the layers above).
+  // algorithm 1: AES-256-GCM, 2: AES-256-KWP.
+  CK_RV exportMasked(CK_ULONG slotId, CK_ULONG object, int algorithm, Bytes& record);
+  CK_RV importMasked(CK_ULONG slotId, ByteView record, CK_ULONG& handle);
+  // Gives `target`'s token the same masking key, without the key leaving native memory.
+  CK_RV shareMaskingKey(CK_ULONG slotId, Module& target, CK_ULONG targetSlotId);
+
+  // Asynchronous calls mark the session busy while queued (CKR_OPERATION_ACTIVE to others).
+  CK_RV markBusy(CK_ULONG session);
+  void clearBusy(CK_ULONG session);
+
+ private:
+  friend struct ModuleAccess;
+  CK_RV findSession(CK_ULONG handle, Session*& out);
+  Token* token(CK_ULONG slotId) const;
+  Token& tokenOf(const Session& s) const { return *token(s.slotId); }
+  CK_RV visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) const;
+  CK_RV checkWritable(const Session& s, bool tokenObject, bool privateObject) const;
+  CK_RV checkPin(Token& t, PinRecord& record, ByteView pin);
+  void setPinRecord(Token& t, PinRecord& record, ByteView pin);
+  CK_RV storeObject(Session& s, ObjectPtr object, CK_ULONG& handle);
+  void destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool onlyPrivate);
+  void addSlot();
+  CK_RV buildKeyMaterial(Object& object);
+  CK_RV keyForOperation(Session& s, CK_ULONG handle, CK_ULONG usage, CK_ULONG mechanism, ObjectPtr& out,
+                        CK_RV invalidHandle = CKR_KEY_HANDLE_INVALID);
+  CK_RV cipherInit(Session& s, CipherOperation& op, bool encrypt, const Mechanism& m, CK_ULONG key);
+  CK_RV signInitCommon(Session& s, SignOperation& op, bool signing, const Mechanism& m, CK_ULONG key);
+  CK_RV newKeyObject(Session& s, const Template& tmpl, CK_ULONG cls, CK_ULONG keyType, Origin origin,
+                     ObjectPtr& out);
+
+  ModuleConfig config_;
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<Token>> slots_;
+  std::map<CK_ULONG, std::unique_ptr<Session>> sessions_;
+  std::map<CK_ULONG, ObjectPtr> objects_;
+  CK_ULONG nextSession_ = 1;
+  CK_ULONG nextObject_ = 1;
+  uint64_t nextKeyId_ = 1;
+};
+
+}  // namespace hsm

@@ -1,0 +1,60 @@
+// Token objects: attribute maps (every value in wiping memory) plus cached key contexts.
+#pragma once
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "../crypto/bytes.h"
+#include "../crypto/pkey.h"
+#include "ck.h"
+
+namespace hsm {
+
+using AttributeMap = std::map<CK_ULONG, Bytes>;
+
+// One attribute of a caller's template: a view into the caller's encoded buffer.
+struct TemplateAttribute {
+  CK_ULONG type;
+  ByteView value;
+};
+using Template = std::vector<TemplateAttribute>;
+
+// Wire format from TypeScript: u32 count, then per attribute u32 type, u32 length, bytes.
+CK_RV decodeTemplate(ByteView encoded, Template& out);
+
+Bytes encodeUlong(CK_ULONG value);
+Bytes encodeBool(bool value);
+bool readUlong(ByteView value, CK_ULONG* out);
+
+struct Object {
+  CK_ULONG handle = 0;
+  CK_ULONG slotId = 0;
+  CK_ULONG ownerSession = 0;  // session objects only
+  uint64_t keyId = 0;         // identifies this key material for keyed-context reuse
+  AttributeMap attributes;
+
+  // Lazily built asymmetric key; guarded by the module lock like everything here.
+  Pkey pkey;
+  Curve curve = Curve::None;
+
+  bool has(CK_ULONG type) const { return attributes.count(type) != 0; }
+  bool flag(CK_ULONG type, bool fallback = false) const;
+  CK_ULONG ulong(CK_ULONG type, CK_ULONG fallback = CK_UNAVAILABLE_INFORMATION) const;
+  const Bytes* bytes(CK_ULONG type) const;
+  ByteView view(CK_ULONG type) const;
+  CK_ULONG objectClass() const { return ulong(CKA_CLASS); }
+  CK_ULONG keyType() const { return ulong(CKA_KEY_TYPE); }
+  bool isToken() const { return flag(CKA_TOKEN); }
+  bool isPrivate() const { return flag(CKA_PRIVATE); }
+  void set(CK_ULONG type, Bytes value) { attributes[type] = std::move(value); }
+  void setFlag(CK_ULONG type, bool value) { attributes[type] = encodeBool(value); }
+  void setUlong(CK_ULONG type, CK_ULONG value) { attributes[type] = encodeUlong(value); }
+  // Whether `mechanism` is allowed by CKA_ALLOWED_MECHANISMS (absent or empty: all).
+  bool allowsMechanism(CK_ULONG mechanism) const;
+  // Serialized size of the attributes, for C_GetObjectSize.
+  size_t size() const;
+};
+
+using ObjectPtr = std::shared_ptr<Object>;
+
+}  // namespace hsm

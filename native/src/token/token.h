@@ -1,0 +1,31 @@
+// One token in one slot: its label, PINs with retry counting, login state, masking key
+// and random generator. Objects live in the module, tagged with the slot id.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "../crypto/bytes.h"
+#include "../crypto/drbg.h"
+#include "ck.h"
+
+namespace hsm {
+
+struct PinRecord {
+  bool set = false;
+  Bytes salt;
+  Bytes hash;
+  CK_ULONG failures = 0;  // consecutive wrong PINs
+};
+
+struct Token {
+  CK_ULONG slotId = 0;
+  bool initialized = false;
+  std::string label;  // 32 characters, space padded
+  std::string serial;
+  PinRecord soPin, userPin;
+  CK_ULONG loggedIn = CKU_NONE;
+  Bytes maskingKey;  // 32 bytes, the seal for masked object records
+  std::unique_ptr<Drbg> drbg;
+};
+
+}  // namespace hsm
