@@ -1,0 +1,120 @@
+// Loads the native chip (build/Release/hsmsim.node) and registers Pkcs11Error with it.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { Pkcs11Error } from "./errors.js";
+
+type Bytes = Buffer | null;
+type Mech7 = [number, boolean, Bytes, Bytes, number, number, number];
+type Callback<T> = (error: Error | null, result?: T) => void;
+
+/** The native chip's methods: numeric handles, encoded templates, flattened mechanisms. */
+export interface NativeChip {
+  getSlotList(): number[];
+  getTokenInfo(slot: number): NativeTokenInfo;
+  getMechanismList(slot: number): number[];
+  getMechanismInfo(slot: number, type: number): { minKeySize: number; maxKeySize: number; flags: number };
+  initToken(slot: number, pin: Buffer, label: Buffer): void;
+  openSession(slot: number, flags: number): number;
+  closeSession(session: number): void;
+  closeAllSessions(slot: number): void;
+  getSessionInfo(session: number): { slotID: number; state: number; flags: number; deviceError: number };
+  login(session: number, userType: number, pin: Buffer): void;
+  logout(session: number): void;
+  initPin(session: number, pin: Buffer): void;
+  setPin(session: number, oldPin: Buffer, newPin: Buffer): void;
+  seedRandom(session: number, seed: Buffer): void;
+  generateRandom(session: number, out: Buffer): void;
+  createObject(session: number, template: Buffer): number;
+  copyObject(session: number, object: number, template: Buffer): number;
+  destroyObject(session: number, object: number): void;
+  getObjectSize(session: number, object: number): number;
+  getAttributeValue(session: number, object: number, types: number[]): { rv: number; values: (Buffer | null)[] };
+  setAttributeValue(session: number, object: number, template: Buffer): void;
+  findObjectsInit(session: number, template: Buffer): void;
+  findObjects(session: number, max: number): number[];
+  findObjectsFinal(session: number): void;
+  exportMasked(slot: number, object: number, algorithm: number): Buffer;
+  importMasked(slot: number, record: Buffer): number;
+  shareMaskingKey(slot: number, target: NativeChip, targetSlot: number): void;
+  encryptInit(session: number, key: number, ...m: Mech7): void;
+  decryptInit(session: number, key: number, ...m: Mech7): void;
+  signInit(session: number, key: number, ...m: Mech7): void;
+  verifyInit(session: number, key: number, ...m: Mech7): void;
+  digestInit(session: number, ...m: Mech7): void;
+  encrypt(session: number, input: Buffer, out: Buffer, cb?: Callback<number>): number;
+  encryptUpdate(session: number, input: Buffer, out: Buffer): number;
+  encryptFinal(session: number, out: Buffer, cb?: Callback<number>): number;
+  decrypt(session: number, input: Buffer, out: Buffer, cb?: Callback<number>): number;
+  decryptUpdate(session: number, input: Buffer, out: Buffer): number;
+  decryptFinal(session: number, out: Buffer, cb?: Callback<number>): number;
+  digest(session: number, input: Buffer, out: Buffer, cb?: Callback<number>): number;
+  digestUpdate(session: number, input: Buffer): void;
+  digestKey(session: number, key: number): void;
+  digestFinal(session: number, out: Buffer, cb?: Callback<number>): number;
+  sign(session: number, input: Buffer, out: Buffer, cb?: Callback<number>): number;
+  signUpdate(session: number, input: Buffer): void;
+  signFinal(session: number, out: Buffer, cb?: Callback<number>): number;
+  verify(session: number, input: Buffer, signature: Buffer, cb?: Callback<boolean>): boolean;
+  verifyUpdate(session: number, input: Buffer): void;
+  verifyFinal(session: number, signature: Buffer, cb?: Callback<boolean>): boolean;
+  generateKey(session: number, template: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
+  generateKeyPair(session: number, pub: Buffer, priv: Buffer, ...rest: [...Mech7, Callback<[number, number]>?]): [number, number];
+  wrapKey(session: number, wrapping: number, key: number, out: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
+  unwrapKey(session: number, unwrapping: number, wrapped: Buffer, template: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
+  deriveKey(session: number, base: number, template: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
+}
+
+export interface NativeTokenInfo {
+  label: string;
+  serialNumber: string;
+  flags: number;
+  sessionCount: number;
+  rwSessionCount: number;
+  minPinLen: number;
+  maxPinLen: number;
+  totalMemory: number;
+  freeMemory: number;
+}
+
+export interface ChipOptions {
+  /** Fixed number of slots; 0 (default): one free slot always, as SoftHSMv2. */
+  slotCount?: number;
+  /** Consecutive wrong PINs that lock the user or SO PIN (default 5). */
+  maxPinFailures?: number;
+  /** PBKDF2 iterations of stored PINs (default 4096). */
+  pinHashIterations?: number;
+  /** Deterministic mode: the seed fixes every token's random generator. */
+  seed?: Buffer;
+}
+
+interface Addon {
+  Chip: new (options: ChipOptions) => NativeChip;
+  setErrorClass(constructor: new (code: number, method: string) => Error): void;
+}
+
+function findAddon(): string {
+  const here = typeof __filename === "string" ? dirname(__filename) : dirname(fileURLToPath(import.meta.url));
+  for (let dir = here, i = 0; i < 6; i++, dir = dirname(dir)) {
+    const candidate = join(dir, "build", "Release", "hsmsim.node");
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error("hsmsim native addon not found: run `npm install` (or `npm run build:native`) first");
+}
+
+let addon: Addon | undefined;
+
+export function nativeAddon(): Addon {
+  if (addon === undefined) {
+    const require = createRequire(typeof __filename === "string" ? __filename : import.meta.url);
+    addon = require(findAddon()) as Addon;
+    addon.setErrorClass(Pkcs11Error);
+  }
+  return addon;
+}
+
+export function createChip(options: ChipOptions = {}): NativeChip {
+  return new (nativeAddon().Chip)(options);
+}

@@ -1,0 +1,455 @@
+// The pkcs11js-compatible facade: same method names, argument order, handles as 8-byte
+// Buffers, output-buffer convention and errors, over a backend (the chip here; the
+// CloudHSM device and the network client implement the same interface later).
+import type { NativeChip } from "./addon.js";
+import * as C from "./constants.js";
+import { Pkcs11Error } from "./errors.js";
+import { type Handle, handleToNumber as h, numberToHandle } from "./handles.js";
+import { type Mechanism, mechanismArgs } from "./mechanism.js";
+import { chipForTarget } from "./target.js";
+import { type Template, type TemplateResult, checkAttributeType, encodeTemplate } from "./template.js";
+import * as info from "./info.js";
+
+type Callback<T> = (error: Error | null, result: T | null) => void;
+
+function buf(value: unknown, name: string): Buffer {
+  if (!Buffer.isBuffer(value)) throw new TypeError(`${name} must be a Buffer`);
+  return value;
+}
+function num(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) throw new TypeError(`${name} must be a non-negative integer`);
+  return value;
+}
+function pin(value: unknown, name: string): Buffer {
+  if (value === undefined || value === null) return Buffer.alloc(0);
+  if (typeof value === "string") return Buffer.from(value, "utf8");
+  if (Buffer.isBuffer(value)) return value;
+  throw new TypeError(`${name} must be a string`);
+}
+function callback<T>(cb: unknown): Callback<T> | undefined {
+  if (cb === undefined) return undefined;
+  if (typeof cb !== "function") throw new TypeError("callback must be a function");
+  return cb as Callback<T>;
+}
+/** Adapts a native (err, value) callback to pkcs11js's, mapping the value. */
+function relay<N, T>(cb: Callback<T>, map: (value: N) => T) {
+  return (error: Error | null, value?: N) => (error ? cb(error, null) : cb(null, map(value as N)));
+}
+function promise<T>(start: (cb: Callback<T>) => void): Promise<T> {
+  return new Promise((resolve, reject) => start((error, value) => (error ? reject(error) : resolve(value as T))));
+}
+
+export class PKCS11 {
+  libPath = "";
+  private backend: NativeChip | null = null;
+  private initialized = false;
+
+  constructor(target?: string | NativeChip) {
+    if (typeof target === "string") this.load(target);
+    else if (target !== undefined) this.backend = target;
+  }
+
+  /** Loads a target: 'memory:' (see the README for options). */
+  load(target: string): void {
+    this.backend = chipForTarget(target);
+    this.libPath = target;
+    this.initialized = false;
+  }
+
+  /** The backend, once C_Initialize has run. */
+  private get chip(): NativeChip {
+    if (this.backend === null || !this.initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_NOT_INITIALIZED, "C_*");
+    return this.backend;
+  }
+
+  // ---- General ----
+  C_Initialize(options?: { libraryParameters?: string; flags?: number }): void {
+    if (options !== undefined && (options === null || typeof options !== "object")) throw new TypeError("options must be an object");
+    if (this.backend === null) throw new Pkcs11Error(C.CKR_GENERAL_ERROR, "C_Initialize");
+    if (this.initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_ALREADY_INITIALIZED, "C_Initialize");
+    this.initialized = true;
+  }
+  C_Finalize(): void {
+    const chip = this.chip;
+    for (const slot of chip.getSlotList()) chip.closeAllSessions(slot);
+    this.initialized = false;
+  }
+  C_GetInfo(): info.ModuleInfo {
+    void this.chip;
+    return info.moduleInfo();
+  }
+  C_GetSlotList(tokenPresent?: boolean): Handle[] {
+    if (tokenPresent !== undefined && typeof tokenPresent !== "boolean") throw new TypeError("tokenPresent must be a boolean");
+    return this.chip.getSlotList().map(numberToHandle);
+  }
+  C_GetSlotInfo(slot: Handle): info.SlotInfo {
+    const id = h(slot, "slot");
+    this.chip.getTokenInfo(id); // validates the slot id
+    return info.slotInfo(id);
+  }
+  C_GetTokenInfo(slot: Handle): info.TokenInfo {
+    return info.tokenInfo(this.chip.getTokenInfo(h(slot, "slot")));
+  }
+  C_GetMechanismList(slot: Handle): number[] {
+    return this.chip.getMechanismList(h(slot, "slot"));
+  }
+  C_GetMechanismInfo(slot: Handle, mech: number): info.MechanismInfo {
+    return this.chip.getMechanismInfo(h(slot, "slot"), num(mech, "mech"));
+  }
+  C_InitToken(slot: Handle, soPin?: string, label?: string): string {
+    if (label !== undefined && typeof label !== "string") throw new TypeError("label must be a string");
+    const padded = (label ?? "").padEnd(32).slice(0, 32);
+    this.chip.initToken(h(slot, "slot"), pin(soPin, "pin"), Buffer.from(padded, "utf8"));
+    return padded;
+  }
+  C_InitPIN(session: Handle, userPin?: string): void {
+    this.chip.initPin(h(session, "session"), pin(userPin, "pin"));
+  }
+  C_SetPIN(session: Handle, oldPin: string, newPin: string): void {
+    this.chip.setPin(h(session, "session"), pin(oldPin, "oldPin"), pin(newPin, "newPin"));
+  }
+  C_WaitForSlotEvent(flags: number): Handle | null {
+    num(flags, "flags");
+    throw new Pkcs11Error(C.CKR_FUNCTION_NOT_SUPPORTED, "C_WaitForSlotEvent");
+  }
+
+  // ---- Sessions ----
+  C_OpenSession(slot: Handle, flags: number): Handle {
+    return numberToHandle(this.chip.openSession(h(slot, "slot"), num(flags, "flags")));
+  }
+  C_CloseSession(session: Handle): void {
+    this.chip.closeSession(h(session, "session"));
+  }
+  C_CloseAllSessions(slot: Handle): void {
+    this.chip.closeAllSessions(h(slot, "slot"));
+  }
+  C_GetSessionInfo(session: Handle): info.SessionInfo {
+    const s = this.chip.getSessionInfo(h(session, "session"));
+    return { slotID: numberToHandle(s.slotID), state: s.state, flags: s.flags, deviceError: s.deviceError };
+  }
+  C_Login(session: Handle, userType: number, userPin?: string): void {
+    this.chip.login(h(session, "session"), num(userType, "userType"), pin(userPin, "pin"));
+  }
+  C_Logout(session: Handle): void {
+    this.chip.logout(h(session, "session"));
+  }
+
+  // ---- Objects ----
+  C_CreateObject(session: Handle, template: Template): Handle {
+    return numberToHandle(this.chip.createObject(h(session, "session"), encodeTemplate(template, "template")));
+  }
+  C_CopyObject(session: Handle, object: Handle, template: Template): Handle {
+    const t = encodeTemplate(template, "template");
+    return numberToHandle(this.chip.copyObject(h(session, "session"), h(object, "object"), t));
+  }
+  C_DestroyObject(session: Handle, object: Handle): void {
+    this.chip.destroyObject(h(session, "session"), h(object, "object"));
+  }
+  C_GetObjectSize(session: Handle, object: Handle): number {
+    return this.chip.getObjectSize(h(session, "session"), h(object, "object"));
+  }
+  C_GetAttributeValue(session: Handle, object: Handle, template: Template): TemplateResult {
+    const result = this.getAttributeValues(session, object, template);
+    if (result.rv !== C.CKR_OK) throw new Pkcs11Error(result.rv, "C_GetAttributeValue");
+    return result.attributes.map((a) => ({ type: a.type, value: a.value as Buffer }));
+  }
+  /**
+   * hsmsim extension: C_GetAttributeValue without throwing, as the C function answers:
+   * every attribute is processed; sensitive or unknown ones come back with value null.
+   */
+  getAttributeValues(session: Handle, object: Handle, template: Template): { rv: number; attributes: { type: number; value: Buffer | null }[] } {
+    if (!Array.isArray(template)) throw new TypeError("template must be an array of { type }");
+    const types = template.map((a, i) => checkAttributeType((a as { type: unknown } | null)?.type, `template[${i}]`));
+    const { rv, values } = this.chip.getAttributeValue(h(session, "session"), h(object, "object"), types);
+    return { rv, attributes: types.map((type, i) => ({ type, value: values[i] })) };
+  }
+  C_SetAttributeValue(session: Handle, object: Handle, template: Template): void {
+    const t = encodeTemplate(template, "template");
+    this.chip.setAttributeValue(h(session, "session"), h(object, "object"), t);
+  }
+  C_FindObjectsInit(session: Handle, template: Template): void {
+    this.chip.findObjectsInit(h(session, "session"), encodeTemplate(template, "template"));
+  }
+  C_FindObjects(session: Handle): Handle | null;
+  C_FindObjects(session: Handle, maxObjectCount: number): Handle[];
+  C_FindObjects(session: Handle, maxObjectCount?: number): Handle | Handle[] | null {
+    if (maxObjectCount === undefined) {
+      const found = this.chip.findObjects(h(session, "session"), 1);
+      return found.length ? numberToHandle(found[0]) : null;
+    }
+    return this.chip.findObjects(h(session, "session"), num(maxObjectCount, "maxObjectCount")).map(numberToHandle);
+  }
+  C_FindObjectsFinal(session: Handle): void {
+    this.chip.findObjectsFinal(h(session, "session"));
+  }
+
+  // ---- Encryption and decryption ----
+  C_EncryptInit(session: Handle, mechanism: Mechanism, key: Handle): void {
+    this.chip.encryptInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_EncryptInit"));
+  }
+  C_Encrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_Encrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_Encrypt(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.inOut("encrypt", session, inData, outData, cb);
+  }
+  C_EncryptAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_Encrypt(session, inData, outData, cb));
+  }
+  C_EncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
+    return this.inOut("encryptUpdate", session, inData, outData) as Buffer;
+  }
+  C_EncryptFinal(session: Handle, outData: Buffer): Buffer;
+  C_EncryptFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
+  C_EncryptFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.out("encryptFinal", session, outData, cb);
+  }
+  C_EncryptFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_EncryptFinal(session, outData, cb));
+  }
+  C_DecryptInit(session: Handle, mechanism: Mechanism, key: Handle): void {
+    this.chip.decryptInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_DecryptInit"));
+  }
+  C_Decrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_Decrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_Decrypt(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.inOut("decrypt", session, inData, outData, cb);
+  }
+  C_DecryptAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_Decrypt(session, inData, outData, cb));
+  }
+  C_DecryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
+    return this.inOut("decryptUpdate", session, inData, outData) as Buffer;
+  }
+  C_DecryptFinal(session: Handle, outData: Buffer): Buffer;
+  C_DecryptFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
+  C_DecryptFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.out("decryptFinal", session, outData, cb);
+  }
+  C_DecryptFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_DecryptFinal(session, outData, cb));
+  }
+
+  // ---- Digests ----
+  C_DigestInit(session: Handle, mechanism: Mechanism): void {
+    this.chip.digestInit(h(session, "session"), ...mechanismArgs(mechanism, "C_DigestInit"));
+  }
+  C_Digest(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_Digest(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_Digest(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.inOut("digest", session, inData, outData, cb);
+  }
+  C_DigestAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_Digest(session, inData, outData, cb));
+  }
+  C_DigestUpdate(session: Handle, inData: Buffer): void {
+    this.chip.digestUpdate(h(session, "session"), buf(inData, "inData"));
+  }
+  C_DigestKey(session: Handle, key: Handle): void {
+    this.chip.digestKey(h(session, "session"), h(key, "key"));
+  }
+  C_DigestFinal(session: Handle, outData: Buffer): Buffer;
+  C_DigestFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
+  C_DigestFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.out("digestFinal", session, outData, cb);
+  }
+  C_DigestFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_DigestFinal(session, outData, cb));
+  }
+
+  // ---- Signatures and MACs ----
+  C_SignInit(session: Handle, mechanism: Mechanism, key: Handle): void {
+    this.chip.signInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_SignInit"));
+  }
+  C_Sign(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_Sign(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_Sign(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.inOut("sign", session, inData, outData, cb);
+  }
+  C_SignAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_Sign(session, inData, outData, cb));
+  }
+  C_SignUpdate(session: Handle, inData: Buffer): void {
+    this.chip.signUpdate(h(session, "session"), buf(inData, "inData"));
+  }
+  C_SignFinal(session: Handle, outData: Buffer): Buffer;
+  C_SignFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
+  C_SignFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.out("signFinal", session, outData, cb);
+  }
+  C_SignFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_SignFinal(session, outData, cb));
+  }
+  C_VerifyInit(session: Handle, mechanism: Mechanism, key: Handle): void {
+    this.chip.verifyInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_VerifyInit"));
+  }
+  C_Verify(session: Handle, inData: Buffer, signature: Buffer): boolean;
+  C_Verify(session: Handle, inData: Buffer, signature: Buffer, cb: Callback<boolean>): void;
+  C_Verify(session: Handle, inData: Buffer, signature: Buffer, cb?: Callback<boolean>): boolean | void {
+    const s = h(session, "session");
+    const input = buf(inData, "inData");
+    const sig = buf(signature, "signature");
+    const done = callback<boolean>(cb);
+    if (done) return void this.chip.verify(s, input, sig, relay(done, (ok: boolean) => ok));
+    return this.chip.verify(s, input, sig);
+  }
+  C_VerifyAsync(session: Handle, inData: Buffer, signature: Buffer): Promise<boolean> {
+    return promise((cb) => this.C_Verify(session, inData, signature, cb));
+  }
+  C_VerifyUpdate(session: Handle, inData: Buffer): void {
+    this.chip.verifyUpdate(h(session, "session"), buf(inData, "inData"));
+  }
+  C_VerifyFinal(session: Handle, signature: Buffer): boolean;
+  C_VerifyFinal(session: Handle, signature: Buffer, cb: Callback<boolean>): void;
+  C_VerifyFinal(session: Handle, signature: Buffer, cb?: Callback<boolean>): boolean | void {
+    const s = h(session, "session");
+    const sig = buf(signature, "signature");
+    const done = callback<boolean>(cb);
+    if (done) return void this.chip.verifyFinal(s, sig, relay(done, (ok: boolean) => ok));
+    return this.chip.verifyFinal(s, sig);
+  }
+  C_VerifyFinalAsync(session: Handle, signature: Buffer): Promise<boolean> {
+    return promise((cb) => this.C_VerifyFinal(session, signature, cb));
+  }
+
+  // ---- Keys ----
+  C_GenerateKey(session: Handle, mechanism: Mechanism, template: Template): Handle;
+  C_GenerateKey(session: Handle, mechanism: Mechanism, template: Template, cb: Callback<Handle>): void;
+  C_GenerateKey(session: Handle, mechanism: Mechanism, template: Template, cb?: Callback<Handle>): Handle | void {
+    const s = h(session, "session");
+    const m = mechanismArgs(mechanism, "C_GenerateKey");
+    const t = encodeTemplate(template, "template");
+    const done = callback<Handle>(cb);
+    if (done) return void this.chip.generateKey(s, t, ...m, relay(done, numberToHandle));
+    return numberToHandle(this.chip.generateKey(s, t, ...m));
+  }
+  C_GenerateKeyAsync(session: Handle, mechanism: Mechanism, template: Template): Promise<Handle> {
+    return promise((cb) => this.C_GenerateKey(session, mechanism, template, cb));
+  }
+  C_GenerateKeyPair(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template): info.KeyPair;
+  C_GenerateKeyPair(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template, cb: Callback<info.KeyPair>): void;
+  C_GenerateKeyPair(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template, cb?: Callback<info.KeyPair>): info.KeyPair | void {
+    const s = h(session, "session");
+    const m = mechanismArgs(mechanism, "C_GenerateKeyPair");
+    const pub = encodeTemplate(publicKeyTemplate, "publicKeyTemplate");
+    const priv = encodeTemplate(privateKeyTemplate, "privateKeyTemplate");
+    const pair = ([publicKey, privateKey]: [number, number]): info.KeyPair => ({
+      publicKey: numberToHandle(publicKey),
+      privateKey: numberToHandle(privateKey),
+    });
+    const done = callback<info.KeyPair>(cb);
+    if (done) return void this.chip.generateKeyPair(s, pub, priv, ...m, relay(done, pair));
+    return pair(this.chip.generateKeyPair(s, pub, priv, ...m));
+  }
+  C_GenerateKeyPairAsync(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template): Promise<info.KeyPair> {
+    return promise((cb) => this.C_GenerateKeyPair(session, mechanism, publicKeyTemplate, privateKeyTemplate, cb));
+  }
+  C_WrapKey(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer): Buffer;
+  C_WrapKey(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer, cb: Callback<Buffer>): void;
+  C_WrapKey(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    const s = h(session, "session");
+    const m = mechanismArgs(mechanism, "C_WrapKey");
+    const wk = h(wrappingKey, "wrappingKey");
+    const k = h(key, "key");
+    const out = buf(wrappedKey, "wrappedKey");
+    const done = callback<Buffer>(cb);
+    if (done) return void this.chip.wrapKey(s, wk, k, out, ...m, relay(done, (n: number) => out.subarray(0, n)));
+    return out.subarray(0, this.chip.wrapKey(s, wk, k, out, ...m));
+  }
+  C_WrapKeyAsync(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_WrapKey(session, mechanism, wrappingKey, key, wrappedKey, cb));
+  }
+  C_UnwrapKey(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template): Handle;
+  C_UnwrapKey(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template, cb: Callback<Handle>): void;
+  C_UnwrapKey(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template, cb?: Callback<Handle>): Handle | void {
+    const s = h(session, "session");
+    const m = mechanismArgs(mechanism, "C_UnwrapKey");
+    const uk = h(unwrappingKey, "unwrappingKey");
+    const wrapped = buf(wrappedKey, "wrappedKey");
+    const t = encodeTemplate(template, "template");
+    const done = callback<Handle>(cb);
+    if (done) return void this.chip.unwrapKey(s, uk, wrapped, t, ...m, relay(done, numberToHandle));
+    return numberToHandle(this.chip.unwrapKey(s, uk, wrapped, t, ...m));
+  }
+  C_UnwrapKeyAsync(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template): Promise<Handle> {
+    return promise((cb) => this.C_UnwrapKey(session, mechanism, unwrappingKey, wrappedKey, template, cb));
+  }
+  C_DeriveKey(session: Handle, mechanism: Mechanism, key: Handle, template: Template): Handle;
+  C_DeriveKey(session: Handle, mechanism: Mechanism, key: Handle, template: Template, cb: Callback<Handle>): void;
+  C_DeriveKey(session: Handle, mechanism: Mechanism, key: Handle, template: Template, cb?: Callback<Handle>): Handle | void {
+    const s = h(session, "session");
+    const m = mechanismArgs(mechanism, "C_DeriveKey");
+    const base = h(key, "key");
+    const t = encodeTemplate(template, "template");
+    const done = callback<Handle>(cb);
+    if (done) return void this.chip.deriveKey(s, base, t, ...m, relay(done, numberToHandle));
+    return numberToHandle(this.chip.deriveKey(s, base, t, ...m));
+  }
+  C_DeriveKeyAsync(session: Handle, mechanism: Mechanism, key: Handle, template: Template): Promise<Handle> {
+    return promise((cb) => this.C_DeriveKey(session, mechanism, key, template, cb));
+  }
+
+  // ---- Random numbers ----
+  C_SeedRandom(session: Handle, seed: Buffer): void {
+    this.chip.seedRandom(h(session, "session"), buf(seed, "buf"));
+  }
+  C_GenerateRandom(session: Handle, out: Buffer): Buffer {
+    this.chip.generateRandom(h(session, "session"), buf(out, "buf"));
+    return out;
+  }
+
+  // ---- Not offered (answer as SoftHSMv2 does) ----
+  C_SignRecoverInit(session: Handle, mechanism: Mechanism, key: Handle): void {
+    this.notSupported("C_SignRecoverInit", session, mechanism, key);
+  }
+  C_SignRecover(session: Handle, inData: Buffer, outData: Buffer): Buffer {
+    return this.notSupported("C_SignRecover", session, inData, outData);
+  }
+  C_VerifyRecoverInit(session: Handle, mechanism: Mechanism, key: Handle): void {
+    this.notSupported("C_VerifyRecoverInit", session, mechanism, key);
+  }
+  C_VerifyRecover(session: Handle, signature: Buffer, outData: Buffer): Buffer {
+    return this.notSupported("C_VerifyRecover", session, signature, outData);
+  }
+  C_DigestEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
+    return this.notSupported("C_DigestEncryptUpdate", session, inData, outData);
+  }
+  C_DecryptDigestUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
+    return this.notSupported("C_DecryptDigestUpdate", session, inData, outData);
+  }
+  C_SignEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
+    return this.notSupported("C_SignEncryptUpdate", session, inData, outData);
+  }
+  C_DecryptVerifyUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
+    return this.notSupported("C_DecryptVerifyUpdate", session, inData, outData);
+  }
+
+  // ---- Shared plumbing ----
+  private inOut(op: "encrypt" | "encryptUpdate" | "decrypt" | "decryptUpdate" | "digest" | "sign", session: Handle,
+                inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    const s = h(session, "session");
+    if (!Buffer.isBuffer(inData)) throw new TypeError("inData must be a Buffer");
+    if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
+    const done = callback<Buffer>(cb);
+    const chip = this.chip;
+    if (done) {
+      if (op === "encryptUpdate" || op === "decryptUpdate") throw new TypeError(`C_${op} has no callback form`);
+      return void chip[op](s, inData, outData, relay(done, (n: number) => outData.subarray(0, n)));
+    }
+    return outData.subarray(0, chip[op](s, inData, outData));
+  }
+
+  private out(op: "encryptFinal" | "decryptFinal" | "digestFinal" | "signFinal", session: Handle, outData: Buffer,
+              cb?: Callback<Buffer>): Buffer | void {
+    const s = h(session, "session");
+    if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
+    const done = callback<Buffer>(cb);
+    if (done) return void this.chip[op](s, outData, relay(done, (n: number) => outData.subarray(0, n)));
+    return outData.subarray(0, this.chip[op](s, outData));
+  }
+
+  private notSupported(method: string, session: Handle, ..._args: unknown[]): never {
+    h(session, "session");
+    void this.chip;
+    throw new Pkcs11Error(C.CKR_FUNCTION_NOT_SUPPORTED, method);
+  }
+}

@@ -1,0 +1,35 @@
+// `load(target)` strings. Only in-process targets exist in this layer:
+//   memory:                       a fresh token set (one free slot, SoftHSMv2 style)
+//   memory:?seed=<hex>            deterministic: the seed fixes every token's DRBG
+//   memory:?slots=N&maxPinFailures=N&pinHashIterations=N
+import { type ChipOptions, type NativeChip, createChip } from "./addon.js";
+
+function integer(value: string, name: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) throw new TypeError(`target ${name} must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+export function parseTarget(target: unknown): ChipOptions {
+  if (typeof target !== "string") throw new TypeError("target must be a string such as 'memory:'");
+  const match = /^memory:(?:\?(.*))?$/.exec(target);
+  if (!match) throw new TypeError(`unknown target '${target}': hsmsim serves 'memory:' (see the README for options)`);
+  const options: ChipOptions = {};
+  for (const [key, value] of new URLSearchParams(match[1] ?? "")) {
+    switch (key) {
+      case "seed":
+        if (!/^([0-9a-fA-F]{2})+$/.test(value)) throw new TypeError("target seed must be hex bytes");
+        options.seed = Buffer.from(value, "hex");
+        break;
+      case "slots": options.slotCount = integer(value, "slots", 1, 64); break;
+      case "maxPinFailures": options.maxPinFailures = integer(value, "maxPinFailures", 1, 1000); break;
+      case "pinHashIterations": options.pinHashIterations = integer(value, "pinHashIterations", 1, 10_000_000); break;
+      default: throw new TypeError(`unknown target option '${key}'`);
+    }
+  }
+  return options;
+}
+
+export function chipForTarget(target: unknown): NativeChip {
+  return createChip(parseTarget(target));
+}
