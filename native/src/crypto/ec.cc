@@ -101,6 +101,11 @@ bool curveMatches(EVP_PKEY* pkey, Curve curve) {
   char name[64];
   size_t length = 0;
   if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_EC) return false;
+  // RFC 5480: a public key names its curve; explicit parameters (even P-256's) are refused.
+  char encoding[32];
+  if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_ENCODING, encoding, sizeof encoding, &length) ||
+      strcmp(encoding, OSSL_PKEY_EC_ENCODING_GROUP) != 0)
+    return false;
   if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof name, &length)) return false;
   return OBJ_txt2nid(name) == curveNid(curve) || EC_curve_nist2nid(name) == curveNid(curve);
 }
