@@ -12,6 +12,10 @@ const extra = {
   CKS_RW_USER_FUNCTIONS: 3,
   CKS_RW_SO_FUNCTIONS: 4,
   CKM_AES_KEY_WRAP_KWP: 0x210b,
+  // PKCS#11 v2.40 names pkcs11js lacks.
+  CKR_ACTION_PROHIBITED: 0x1b,
+  CKR_CURVE_NOT_SUPPORTED: 0x140,
+  CKA_PUBLIC_KEY_INFO: 0x129,
   CKM_CLOUDHSM_AES_GCM: 0x80001087,
 };
 const entries = Object.entries(pkcs11js).filter(([, v]) => typeof v === "number");
