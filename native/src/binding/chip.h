@@ -105,11 +105,16 @@ class CallWorker : public Napi::AsyncWorker {
   void keep(Napi::Value v) { keep_.push_back(Napi::Persistent(v)); }
   void Execute() override {
     std::lock_guard<std::mutex> guard(chip_.module().lock());
-    chip_.module().clearBusy(session_);
+    chip_.module().beginAsync(session_);
     rv_ = work_(outcome_);
+    chip_.module().endAsync();
   }
   void OnOK() override {
     Napi::Env env = Env();
+    {
+      std::lock_guard<std::mutex> guard(chip_.module().lock());
+      chip_.module().clearBusy(session_);
+    }
     if (rv_ != CKR_OK) {
       Callback().Call({makePkcs11Error(env, rv_, method_)});
     } else {

@@ -144,7 +144,7 @@ CK_RV Module::checkPin(Token& t, PinRecord& record, ByteView pin) {
 CK_RV Module::findSession(CK_ULONG handle, Session*& out) {
   auto it = sessions_.find(handle);
   if (it == sessions_.end()) return CKR_SESSION_HANDLE_INVALID;
-  if (it->second->busy) return CKR_OPERATION_ACTIVE;
+  if (it->second->busy && handle != executingAsync_) return CKR_OPERATION_ACTIVE;
   out = it->second.get();
   return CKR_OK;
 }

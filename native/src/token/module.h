@@ -128,9 +128,13 @@ class Module {
   // Gives `target`'s token the same masking key, without the key leaving native memory.
   CK_RV shareMaskingKey(CK_ULONG slotId, Module& target, CK_ULONG targetSlotId);
 
-  // Asynchronous calls mark the session busy while queued (CKR_OPERATION_ACTIVE to others).
+  // An asynchronous call marks its session busy from the call until its callback runs;
+  // other calls on that session get CKR_OPERATION_ACTIVE. While the worker executes, the
+  // session is reachable to that worker alone.
   CK_RV markBusy(CK_ULONG session);
   void clearBusy(CK_ULONG session);
+  void beginAsync(CK_ULONG session) { executingAsync_ = session; }
+  void endAsync() { executingAsync_ = 0; }
 
  private:
   friend struct ModuleAccess;
@@ -160,6 +164,7 @@ class Module {
   CK_ULONG nextSession_ = 1;
   CK_ULONG nextObject_ = 1;
   uint64_t nextKeyId_ = 1;
+  CK_ULONG executingAsync_ = 0;
 };
 
 }  // namespace hsm
