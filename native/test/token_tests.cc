@@ -1,0 +1,110 @@
+// Native tests of the token: PIN lockout, objects, operations and masked records,
+// driven through Module exactly as the binding drives it.
+#include <cstring>
+
+#include "harness.h"
+#include "token/module.h"
+
+using namespace hsm;
+
+namespace {
+Bytes encodeTemplate(const std::vector<std::pair<CK_ULONG, Bytes>>& attrs) {
+  Bytes out;
+  auto u32 = [&out](uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  u32(static_cast<uint32_t>(attrs.size()));
+  for (const auto& a : attrs) {
+    u32(static_cast<uint32_t>(a.first));
+    u32(static_cast<uint32_t>(a.second.size()));
+    out.insert(out.end(), a.second.begin(), a.second.end());
+  }
+  return out;
+}
+ByteView text(const char* s) { return ByteView(reinterpret_cast<const uint8_t*>(s), std::strlen(s)); }
+
+struct Fixture {
+  Module module;
+  CK_ULONG session = 0;
+  Fixture() : module(ModuleConfig{0, 3, 8, false, Bytes()}) {
+    CHECK(module.initToken(0, text("so-pin-1"), text("native")) == CKR_OK);
+    CHECK(module.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, session) == CKR_OK);
+    CHECK(module.login(session, CKU_SO, text("so-pin-1")) == CKR_OK);
+    CHECK(module.initPin(session, text("user-pin-1")) == CKR_OK);
+    CHECK(module.logout(session) == CKR_OK);
+    CHECK(module.login(session, CKU_USER, text("user-pin-1")) == CKR_OK);
+  }
+};
+}  // namespace
+
+TEST(slots_grow_and_lockout_counts) {
+  Fixture f;
+  CHECK_EQ(f.module.slotList(true).size(), size_t(2));
+  CHECK(f.module.logout(f.session) == CKR_OK);
+  for (int i = 0; i < 3; ++i) CHECK(f.module.login(f.session, CKU_USER, text("wrong")) == CKR_PIN_INCORRECT);
+  CHECK(f.module.login(f.session, CKU_USER, text("user-pin-1")) == CKR_PIN_LOCKED);
+  TokenInfo info;
+  CHECK(f.module.tokenInfo(0, info) == CKR_OK);
+  CHECK((info.flags & CKF_USER_PIN_LOCKED) != 0);
+}
+
+TEST(template_decoding_rejects_malformed_input) {
+  Template t;
+  const uint8_t truncated[] = {1, 0, 0, 0, 3, 0, 0, 0, 200, 0, 0, 0, 1};
+  CHECK(decodeTemplate(ByteView(truncated, sizeof truncated), t) == CKR_ARGUMENTS_BAD);
+  const uint8_t huge[] = {255, 255, 255, 255};
+  CHECK(decodeTemplate(ByteView(huge, sizeof huge), t) == CKR_ARGUMENTS_BAD);
+  CHECK(decodeTemplate(ByteView(), t) == CKR_ARGUMENTS_BAD);
+  Bytes ok = encodeTemplate({{CKA_LABEL, toBytes(std::string("x"))}});
+  CHECK(decodeTemplate(ok, t) == CKR_OK);
+  CHECK_EQ(t.size(), size_t(1));
+}
+
+TEST(encrypt_decrypt_and_masked_records) {
+  Fixture f;
+  Bytes tmpl = encodeTemplate({{CKA_CLASS, encodeUlong(CKO_SECRET_KEY)}, {CKA_KEY_TYPE, encodeUlong(CKK_AES)},
+                               {CKA_VALUE, Bytes(32, 0x42)}, {CKA_TOKEN, encodeBool(true)}});
+  Template t;
+  CHECK(decodeTemplate(tmpl, t) == CKR_OK);
+  CK_ULONG key = 0;
+  CHECK(f.module.createObject(f.session, t, key) == CKR_OK);
+  Bytes iv(12, 1);
+  Mechanism m;
+  m.type = CKM_AES_GCM;
+  m.hasParameter = true;
+  m.bytesA = iv;
+  m.numberA = 128;
+  CHECK(f.module.encryptInit(f.session, m, key) == CKR_OK);
+  uint8_t out[64];
+  size_t length = 0;
+  CHECK(f.module.encrypt(f.session, text("hello"), nullptr, length) == CKR_OK);  // length query
+  CHECK_EQ(length, size_t(21));
+  length = 4;
+  CHECK(f.module.encrypt(f.session, text("hello"), out, length) == CKR_BUFFER_TOO_SMALL);
+  length = sizeof out;
+  CHECK(f.module.encrypt(f.session, text("hello"), out, length) == CKR_OK);
+  Bytes record;
+  CHECK(f.module.exportMasked(0, key, 1, record) == CKR_OK);
+  CK_ULONG copy = 0;
+  CHECK(f.module.importMasked(0, record, copy) == CKR_OK);
+  CHECK(f.module.decryptInit(f.session, m, copy) == CKR_OK);
+  uint8_t plain[64];
+  size_t plainLength = sizeof plain;
+  CHECK(f.module.decrypt(f.session, ByteView(out, length), plain, plainLength) == CKR_OK);
+  CHECK(plainLength == 5 && std::memcmp(plain, "hello", 5) == 0);
+  record[record.size() - 1] ^= 1;
+  CHECK(f.module.importMasked(0, record, copy) == CKR_DATA_INVALID);
+}
+
+TEST(busy_sessions_refuse_other_calls) {
+  Fixture f;
+  CHECK(f.module.markBusy(f.session) == CKR_OK);
+  CK_ULONG unused = 0;
+  CHECK(f.module.objectSize(f.session, 1, unused) == CKR_OPERATION_ACTIVE);
+  f.module.beginAsync(f.session);
+  SessionInfo info;
+  CHECK(f.module.sessionInfo(f.session, info) == CKR_OK);
+  f.module.endAsync();
+  f.module.clearBusy(f.session);
+  CHECK(f.module.sessionInfo(f.session, info) == CKR_OK);
+}
