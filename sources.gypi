@@ -10,6 +10,7 @@
       "native/src/crypto/ec.cc",
       "native/src/crypto/hash_mac.cc",
       "native/src/crypto/pkcs8.cc",
+      "native/src/crypto/raw_loop.cc",
       "native/src/crypto/rsa.cc",
       "native/src/token/cipher_ops.cc",
       "native/src/token/key_ops.cc",

@@ -1,0 +1,65 @@
+// The peers a benchmark runs side by side: hsmsim through its PKCS11 facade, SoftHSMv2
+// through pkcs11js (when installed), each with a logged-in session and the same keys.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import * as P from "../src/index.js";
+
+const require = createRequire(import.meta.url);
+export const SOFTHSM_LIBRARY = "/usr/lib/softhsm/libsofthsm2.so";
+
+/** The pkcs11js-shaped surface both peers share. */
+export type Pkcs11Like = P.PKCS11;
+
+export interface Peer {
+  name: string;
+  pkcs11: Pkcs11Like;
+  session: Buffer;
+  close(): void;
+}
+
+function prepare(pkcs11: Pkcs11Like): Buffer {
+  pkcs11.C_Initialize();
+  const slot = pkcs11.C_GetSlotList(true)[0];
+  pkcs11.C_InitToken(slot, "bench-so-1", "bench");
+  const session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+  pkcs11.C_Login(session, P.CKU_SO, "bench-so-1");
+  pkcs11.C_InitPIN(session, "bench-user-1");
+  pkcs11.C_Logout(session);
+  pkcs11.C_Login(session, P.CKU_USER, "bench-user-1");
+  return session;
+}
+
+export function hsmsimPeer(): Peer {
+  const pkcs11 = P.load("memory:");
+  const session = prepare(pkcs11);
+  return { name: "hsmsim", pkcs11, session, close: () => pkcs11.C_Finalize() };
+}
+
+/** SoftHSMv2 in a temporary token folder, or null (with the reason) when it is not installed. */
+export function softhsmPeer(): Peer | string {
+  if (!existsSync(SOFTHSM_LIBRARY)) return `SoftHSMv2 not installed (${SOFTHSM_LIBRARY}); apt-get install softhsm2 to compare`;
+  let pkcs11js: typeof import("pkcs11js");
+  try {
+    pkcs11js = require("pkcs11js");
+  } catch (e) {
+    return `pkcs11js could not load: ${String(e)}`;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "hsmsim-bench-softhsm-"));
+  writeFileSync(join(dir, "softhsm2.conf"), `directories.tokendir = ${dir}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  process.env.SOFTHSM2_CONF = join(dir, "softhsm2.conf");
+  const pkcs11 = new pkcs11js.PKCS11();
+  pkcs11.load(SOFTHSM_LIBRARY);
+  const session = prepare(pkcs11 as unknown as Pkcs11Like);
+  return {
+    name: "SoftHSMv2",
+    pkcs11: pkcs11 as unknown as Pkcs11Like,
+    session,
+    close: () => {
+      pkcs11.C_Finalize();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
