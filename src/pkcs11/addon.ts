@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { Pkcs11Error } from "./errors.js";
 
 type Bytes = Buffer | null;
-type Mech7 = [number, boolean, Bytes, Bytes, number, number, number];
+/** An encoded mechanism: [type, hasParameter, numberA, numberB, numberC], bytesA, bytesB. */
+type Mech3 = [Float64Array, Bytes, Bytes];
 type Callback<T> = (error: Error | null, result?: T) => void;
 
 /** The native chip's methods: numeric handles, encoded templates, flattened mechanisms. */
@@ -39,11 +40,11 @@ export interface NativeChip {
   exportMasked(slot: number, object: number, algorithm: number): Buffer;
   importMasked(slot: number, record: Buffer): number;
   shareMaskingKey(slot: number, target: NativeChip, targetSlot: number): void;
-  encryptInit(session: number, key: number, ...m: Mech7): void;
-  decryptInit(session: number, key: number, ...m: Mech7): void;
-  signInit(session: number, key: number, ...m: Mech7): void;
-  verifyInit(session: number, key: number, ...m: Mech7): void;
-  digestInit(session: number, ...m: Mech7): void;
+  encryptInit(session: number, key: number, ...m: Mech3): void;
+  decryptInit(session: number, key: number, ...m: Mech3): void;
+  signInit(session: number, key: number, ...m: Mech3): void;
+  verifyInit(session: number, key: number, ...m: Mech3): void;
+  digestInit(session: number, ...m: Mech3): void;
   encrypt(session: number, input: Buffer, out: Buffer, cb?: Callback<number>): number;
   encryptUpdate(session: number, input: Buffer, out: Buffer): number;
   encryptFinal(session: number, out: Buffer, cb?: Callback<number>): number;
@@ -60,11 +61,11 @@ export interface NativeChip {
   verify(session: number, input: Buffer, signature: Buffer, cb?: Callback<boolean>): boolean;
   verifyUpdate(session: number, input: Buffer): void;
   verifyFinal(session: number, signature: Buffer, cb?: Callback<boolean>): boolean;
-  generateKey(session: number, template: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
-  generateKeyPair(session: number, pub: Buffer, priv: Buffer, ...rest: [...Mech7, Callback<[number, number]>?]): [number, number];
-  wrapKey(session: number, wrapping: number, key: number, out: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
-  unwrapKey(session: number, unwrapping: number, wrapped: Buffer, template: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
-  deriveKey(session: number, base: number, template: Buffer, ...rest: [...Mech7, Callback<number>?]): number;
+  generateKey(session: number, template: Buffer, ...rest: [...Mech3, Callback<number>?]): number;
+  generateKeyPair(session: number, pub: Buffer, priv: Buffer, ...rest: [...Mech3, Callback<[number, number]>?]): [number, number];
+  wrapKey(session: number, wrapping: number, key: number, out: Buffer, ...rest: [...Mech3, Callback<number>?]): number;
+  unwrapKey(session: number, unwrapping: number, wrapped: Buffer, template: Buffer, ...rest: [...Mech3, Callback<number>?]): number;
+  deriveKey(session: number, base: number, template: Buffer, ...rest: [...Mech3, Callback<number>?]): number;
 }
 
 export interface NativeTokenInfo {

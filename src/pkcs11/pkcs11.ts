@@ -1,11 +1,13 @@
 // The pkcs11js-compatible facade: same method names, argument order, handles as 8-byte
 // Buffers, output-buffer convention and errors, over a backend (the chip here; the
 // CloudHSM device and the network client implement the same interface later).
+import { Buffer } from "node:buffer";
+
 import type { NativeChip } from "./addon.js";
 import * as C from "./constants.js";
 import { Pkcs11Error } from "./errors.js";
 import { type Handle, handleToNumber as h, numberToHandle } from "./handles.js";
-import { type Mechanism, mechanismArgs } from "./mechanism.js";
+import { type Mechanism, MechanismEncoder } from "./mechanism.js";
 import { chipForTarget } from "./target.js";
 import { type Template, type TemplateResult, checkAttributeType, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
@@ -43,6 +45,7 @@ export class PKCS11 {
   libPath = "";
   private backend: NativeChip | null = null;
   private initialized = false;
+  private readonly mechanism = new MechanismEncoder();
 
   constructor(target?: string | NativeChip) {
     if (typeof target === "string") this.load(target);
@@ -185,7 +188,8 @@ export class PKCS11 {
 
   // ---- Encryption and decryption ----
   C_EncryptInit(session: Handle, mechanism: Mechanism, key: Handle): void {
-    this.chip.encryptInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_EncryptInit"));
+    const m = this.mechanism.encode(mechanism, "C_EncryptInit");
+    this.chip.encryptInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Encrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Encrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -207,7 +211,8 @@ export class PKCS11 {
     return promise((cb) => this.C_EncryptFinal(session, outData, cb));
   }
   C_DecryptInit(session: Handle, mechanism: Mechanism, key: Handle): void {
-    this.chip.decryptInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_DecryptInit"));
+    const m = this.mechanism.encode(mechanism, "C_DecryptInit");
+    this.chip.decryptInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Decrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Decrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -231,7 +236,8 @@ export class PKCS11 {
 
   // ---- Digests ----
   C_DigestInit(session: Handle, mechanism: Mechanism): void {
-    this.chip.digestInit(h(session, "session"), ...mechanismArgs(mechanism, "C_DigestInit"));
+    const m = this.mechanism.encode(mechanism, "C_DigestInit");
+    this.chip.digestInit(h(session, "session"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Digest(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Digest(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -258,7 +264,8 @@ export class PKCS11 {
 
   // ---- Signatures and MACs ----
   C_SignInit(session: Handle, mechanism: Mechanism, key: Handle): void {
-    this.chip.signInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_SignInit"));
+    const m = this.mechanism.encode(mechanism, "C_SignInit");
+    this.chip.signInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Sign(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Sign(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -280,7 +287,8 @@ export class PKCS11 {
     return promise((cb) => this.C_SignFinal(session, outData, cb));
   }
   C_VerifyInit(session: Handle, mechanism: Mechanism, key: Handle): void {
-    this.chip.verifyInit(h(session, "session"), h(key, "key"), ...mechanismArgs(mechanism, "C_VerifyInit"));
+    const m = this.mechanism.encode(mechanism, "C_VerifyInit");
+    this.chip.verifyInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Verify(session: Handle, inData: Buffer, signature: Buffer): boolean;
   C_Verify(session: Handle, inData: Buffer, signature: Buffer, cb: Callback<boolean>): void;
@@ -316,11 +324,11 @@ export class PKCS11 {
   C_GenerateKey(session: Handle, mechanism: Mechanism, template: Template, cb: Callback<Handle>): void;
   C_GenerateKey(session: Handle, mechanism: Mechanism, template: Template, cb?: Callback<Handle>): Handle | void {
     const s = h(session, "session");
-    const m = mechanismArgs(mechanism, "C_GenerateKey");
+    const m = this.mechanism.encode(mechanism, "C_GenerateKey");
     const t = encodeTemplate(template, "template");
     const done = callback<Handle>(cb);
-    if (done) return void this.chip.generateKey(s, t, ...m, relay(done, numberToHandle));
-    return numberToHandle(this.chip.generateKey(s, t, ...m));
+    if (done) return void this.chip.generateKey(s, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
+    return numberToHandle(this.chip.generateKey(s, t, m.numbers, m.bytesA, m.bytesB));
   }
   C_GenerateKeyAsync(session: Handle, mechanism: Mechanism, template: Template): Promise<Handle> {
     return promise((cb) => this.C_GenerateKey(session, mechanism, template, cb));
@@ -329,7 +337,7 @@ export class PKCS11 {
   C_GenerateKeyPair(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template, cb: Callback<info.KeyPair>): void;
   C_GenerateKeyPair(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template, cb?: Callback<info.KeyPair>): info.KeyPair | void {
     const s = h(session, "session");
-    const m = mechanismArgs(mechanism, "C_GenerateKeyPair");
+    const m = this.mechanism.encode(mechanism, "C_GenerateKeyPair");
     const pub = encodeTemplate(publicKeyTemplate, "publicKeyTemplate");
     const priv = encodeTemplate(privateKeyTemplate, "privateKeyTemplate");
     const pair = ([publicKey, privateKey]: [number, number]): info.KeyPair => ({
@@ -337,8 +345,8 @@ export class PKCS11 {
       privateKey: numberToHandle(privateKey),
     });
     const done = callback<info.KeyPair>(cb);
-    if (done) return void this.chip.generateKeyPair(s, pub, priv, ...m, relay(done, pair));
-    return pair(this.chip.generateKeyPair(s, pub, priv, ...m));
+    if (done) return void this.chip.generateKeyPair(s, pub, priv, m.numbers, m.bytesA, m.bytesB, relay(done, pair));
+    return pair(this.chip.generateKeyPair(s, pub, priv, m.numbers, m.bytesA, m.bytesB));
   }
   C_GenerateKeyPairAsync(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template): Promise<info.KeyPair> {
     return promise((cb) => this.C_GenerateKeyPair(session, mechanism, publicKeyTemplate, privateKeyTemplate, cb));
@@ -347,13 +355,13 @@ export class PKCS11 {
   C_WrapKey(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer, cb: Callback<Buffer>): void;
   C_WrapKey(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer, cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
-    const m = mechanismArgs(mechanism, "C_WrapKey");
+    const m = this.mechanism.encode(mechanism, "C_WrapKey");
     const wk = h(wrappingKey, "wrappingKey");
     const k = h(key, "key");
     const out = buf(wrappedKey, "wrappedKey");
     const done = callback<Buffer>(cb);
-    if (done) return void this.chip.wrapKey(s, wk, k, out, ...m, relay(done, (n: number) => out.subarray(0, n)));
-    return out.subarray(0, this.chip.wrapKey(s, wk, k, out, ...m));
+    if (done) return void this.chip.wrapKey(s, wk, k, out, m.numbers, m.bytesA, m.bytesB, relay(done, (n: number) => out.subarray(0, n)));
+    return out.subarray(0, this.chip.wrapKey(s, wk, k, out, m.numbers, m.bytesA, m.bytesB));
   }
   C_WrapKeyAsync(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_WrapKey(session, mechanism, wrappingKey, key, wrappedKey, cb));
@@ -362,13 +370,13 @@ export class PKCS11 {
   C_UnwrapKey(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template, cb: Callback<Handle>): void;
   C_UnwrapKey(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template, cb?: Callback<Handle>): Handle | void {
     const s = h(session, "session");
-    const m = mechanismArgs(mechanism, "C_UnwrapKey");
+    const m = this.mechanism.encode(mechanism, "C_UnwrapKey");
     const uk = h(unwrappingKey, "unwrappingKey");
     const wrapped = buf(wrappedKey, "wrappedKey");
     const t = encodeTemplate(template, "template");
     const done = callback<Handle>(cb);
-    if (done) return void this.chip.unwrapKey(s, uk, wrapped, t, ...m, relay(done, numberToHandle));
-    return numberToHandle(this.chip.unwrapKey(s, uk, wrapped, t, ...m));
+    if (done) return void this.chip.unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
+    return numberToHandle(this.chip.unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB));
   }
   C_UnwrapKeyAsync(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template): Promise<Handle> {
     return promise((cb) => this.C_UnwrapKey(session, mechanism, unwrappingKey, wrappedKey, template, cb));
@@ -377,12 +385,12 @@ export class PKCS11 {
   C_DeriveKey(session: Handle, mechanism: Mechanism, key: Handle, template: Template, cb: Callback<Handle>): void;
   C_DeriveKey(session: Handle, mechanism: Mechanism, key: Handle, template: Template, cb?: Callback<Handle>): Handle | void {
     const s = h(session, "session");
-    const m = mechanismArgs(mechanism, "C_DeriveKey");
+    const m = this.mechanism.encode(mechanism, "C_DeriveKey");
     const base = h(key, "key");
     const t = encodeTemplate(template, "template");
     const done = callback<Handle>(cb);
-    if (done) return void this.chip.deriveKey(s, base, t, ...m, relay(done, numberToHandle));
-    return numberToHandle(this.chip.deriveKey(s, base, t, ...m));
+    if (done) return void this.chip.deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
+    return numberToHandle(this.chip.deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB));
   }
   C_DeriveKeyAsync(session: Handle, mechanism: Mechanism, key: Handle, template: Template): Promise<Handle> {
     return promise((cb) => this.C_DeriveKey(session, mechanism, key, template, cb));
@@ -424,27 +432,49 @@ export class PKCS11 {
   }
 
   // ---- Shared plumbing ----
+  // The hot calls: one native method each, chosen by a switch (a computed property lookup
+  // on the backend would be megamorphic and cost more than the work on small inputs).
   private inOut(op: "encrypt" | "encryptUpdate" | "decrypt" | "decryptUpdate" | "digest" | "sign", session: Handle,
                 inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
     if (!Buffer.isBuffer(inData)) throw new TypeError("inData must be a Buffer");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const done = callback<Buffer>(cb);
     const chip = this.chip;
-    if (done) {
+    if (cb !== undefined) {
       if (op === "encryptUpdate" || op === "decryptUpdate") throw new TypeError(`C_${op} has no callback form`);
-      return void chip[op](s, inData, outData, relay(done, (n: number) => outData.subarray(0, n)));
+      const done = relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
+      return void (op === "encrypt" ? chip.encrypt(s, inData, outData, done)
+        : op === "decrypt" ? chip.decrypt(s, inData, outData, done)
+        : op === "sign" ? chip.sign(s, inData, outData, done)
+        : chip.digest(s, inData, outData, done));
     }
-    return outData.subarray(0, chip[op](s, inData, outData));
+    let n: number;
+    switch (op) {
+      case "encrypt": n = chip.encrypt(s, inData, outData); break;
+      case "decrypt": n = chip.decrypt(s, inData, outData); break;
+      case "sign": n = chip.sign(s, inData, outData); break;
+      case "digest": n = chip.digest(s, inData, outData); break;
+      case "encryptUpdate": n = chip.encryptUpdate(s, inData, outData); break;
+      default: n = chip.decryptUpdate(s, inData, outData); break;
+    }
+    // A caller who sized the buffer exactly gets it back: the same bytes, no new view.
+    return n === outData.length ? outData : outData.subarray(0, n);
   }
 
   private out(op: "encryptFinal" | "decryptFinal" | "digestFinal" | "signFinal", session: Handle, outData: Buffer,
               cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const done = callback<Buffer>(cb);
-    if (done) return void this.chip[op](s, outData, relay(done, (n: number) => outData.subarray(0, n)));
-    return outData.subarray(0, this.chip[op](s, outData));
+    const chip = this.chip;
+    const done = cb === undefined ? undefined : relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
+    let n: number;
+    switch (op) {
+      case "encryptFinal": n = chip.encryptFinal(s, outData, done); break;
+      case "decryptFinal": n = chip.decryptFinal(s, outData, done); break;
+      case "digestFinal": n = chip.digestFinal(s, outData, done); break;
+      default: n = chip.signFinal(s, outData, done); break;
+    }
+    return done ? undefined : outData.subarray(0, n);
   }
 
   private notSupported(method: string, session: Handle, ..._args: unknown[]): never {

@@ -1,5 +1,7 @@
 // Templates: pkcs11js's `{ type, value }` lists, encoded into one Buffer for the chip:
 // u32 count, then per attribute u32 type, u32 length, value bytes (little-endian).
+import { Buffer } from "node:buffer";
+
 import { CKA_END_DATE, CKA_START_DATE } from "./constants.js";
 
 export type AttributeValue = number | boolean | string | Buffer | Date | number[] | null | undefined;

@@ -13,39 +13,63 @@ struct AddonData {
 
 void throwType(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
 
+// These run on every call: one raw Node-API call each where a status says what went wrong.
 CK_ULONG ulongArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  Napi::Value v = info[index];
-  if (!v.IsNumber()) throwType(info.Env(), std::string(name) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
+  double d = 0;
+  if (napi_get_value_double(info.Env(), info[index], &d) != napi_ok)
+    throwType(info.Env(), std::string(name) + " must be a number");
   if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d)
     throwType(info.Env(), std::string(name) + " must be a non-negative integer");
   return static_cast<CK_ULONG>(d);
 }
 
+static bool bufferInfo(const Napi::CallbackInfo& info, size_t index, void** data, size_t* length) {
+  bool isBuffer = false;
+  napi_value v = info[index];
+  return napi_is_buffer(info.Env(), v, &isBuffer) == napi_ok && isBuffer &&
+         napi_get_buffer_info(info.Env(), v, data, length) == napi_ok;
+}
+
 ByteView bytesArg(const Napi::CallbackInfo& info, size_t index, const char* name, bool optional) {
-  Napi::Value v = info[index];
-  if (optional && (v.IsUndefined() || v.IsNull())) return ByteView();
-  if (!v.IsBuffer()) throwType(info.Env(), std::string(name) + " must be a Buffer");
-  auto b = v.As<Napi::Buffer<uint8_t>>();
-  return ByteView(b.Data(), b.Length());
+  void* data = nullptr;
+  size_t length = 0;
+  if (bufferInfo(info, index, &data, &length)) return ByteView(static_cast<const uint8_t*>(data), length);
+  if (optional && (info[index].IsUndefined() || info[index].IsNull())) return ByteView();
+  throwType(info.Env(), std::string(name) + " must be a Buffer");
 }
 
 MutableView outArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  Napi::Value v = info[index];
-  if (!v.IsBuffer()) throwType(info.Env(), std::string(name) + " must be a Buffer");
-  auto b = v.As<Napi::Buffer<uint8_t>>();
-  return MutableView{b.Data(), b.Length()};
+  void* data = nullptr;
+  size_t length = 0;
+  if (!bufferInfo(info, index, &data, &length)) throwType(info.Env(), std::string(name) + " must be a Buffer");
+  return MutableView{static_cast<uint8_t*>(data), length};
 }
 
 Mechanism mechanismArgs(const Napi::CallbackInfo& info, size_t index) {
+  // numbers: Float64Array [type, hasParameter, numberA, numberB, numberC], read in one call.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value arraybuffer;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(info.Env(), info[index], &type, &length, &data, &arraybuffer, &offset) != napi_ok ||
+      type != napi_float64_array || length < 5)
+    throwType(info.Env(), "mechanism numbers must be a Float64Array of 5");
+  const double* n = static_cast<const double*>(data);
+  CK_ULONG values[5];
+  for (int i = 0; i < 5; ++i) {
+    if (!(n[i] >= 0) || n[i] > 4294967295.0 || std::floor(n[i]) != n[i])
+      throwType(info.Env(), "mechanism numbers must be integers from 0 to 0xFFFFFFFF");
+    values[i] = static_cast<CK_ULONG>(n[i]);
+  }
   Mechanism m;
-  m.type = ulongArg(info, index, "mechanism.mechanism");
-  m.hasParameter = info[index + 1].ToBoolean().Value();
-  m.bytesA = bytesArg(info, index + 2, "mechanism parameter", true);
-  m.bytesB = bytesArg(info, index + 3, "mechanism parameter", true);
-  m.numberA = ulongArg(info, index + 4, "mechanism parameter");
-  m.numberB = ulongArg(info, index + 5, "mechanism parameter");
-  m.numberC = ulongArg(info, index + 6, "mechanism parameter");
+  m.type = values[0];
+  m.hasParameter = values[1] != 0;
+  m.numberA = values[2];
+  m.numberB = values[3];
+  m.numberC = values[4];
+  m.bytesA = bytesArg(info, index + 1, "mechanism parameter", true);
+  m.bytesB = bytesArg(info, index + 2, "mechanism parameter", true);
   return m;
 }
 

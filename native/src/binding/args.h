@@ -15,9 +15,10 @@ struct MutableView {
 CK_ULONG ulongArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 ByteView bytesArg(const Napi::CallbackInfo& info, size_t index, const char* name, bool optional = false);
 MutableView outArg(const Napi::CallbackInfo& info, size_t index, const char* name);
-// Mechanism from 7 arguments starting at `index`: type, hasParameter, bytesA, bytesB, numberA, numberB, numberC.
+// Mechanism from 3 arguments starting at `index`: a Float64Array [type, hasParameter,
+// numberA, numberB, numberC], then bytesA and bytesB (Buffer or null).
 Mechanism mechanismArgs(const Napi::CallbackInfo& info, size_t index);
-constexpr size_t kMechanismArgCount = 7;
+constexpr size_t kMechanismArgCount = 3;
 
 // The Pkcs11Error class of the TypeScript layer, registered once per addon instance.
 void setErrorClass(Napi::Env env, Napi::Function constructor);

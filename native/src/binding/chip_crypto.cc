@@ -30,13 +30,13 @@ std::shared_ptr<Template> templateArg(const Napi::CallbackInfo& info, size_t ind
 }
 }  // namespace
 
-// Init calls: (session, key, mechanism x7) or (session, mechanism x7) for digests.
+// Init calls: (session, key, mechanism x3) or (session, mechanism x3) for digests.
 #define INIT_METHOD(Name, call, method)                                                     \
-  Napi::Value Chip::Name(const Napi::CallbackInfo& info) {                                  \
+  static Napi::Value Name(const Napi::CallbackInfo& info) {                                 \
+    Module* mod = &moduleOf(info);                                                          \
     CK_ULONG s = ulongArg(info, 0, "session");                                              \
     CK_ULONG key = ulongArg(info, 1, "key");                                                \
     Mechanism m = mechanismArgs(info, 2);                                                   \
-    Module* mod = module_.get();                                                            \
     return run(info, kSyncOnly, 0, method, [=](Outcome&) { return mod->call(s, m, key); }, noResult); \
   }
 INIT_METHOD(EncryptInit, encryptInit, "C_EncryptInit")
@@ -46,11 +46,11 @@ INIT_METHOD(VerifyInit, verifyInit, "C_VerifyInit")
 
 // (session, in, out[, cb]) -> bytes written
 #define IN_OUT_METHOD(Name, call, method)                                                   \
-  Napi::Value Chip::Name(const Napi::CallbackInfo& info) {                                  \
+  static Napi::Value Name(const Napi::CallbackInfo& info) {                                 \
+    Module* mod = &moduleOf(info);                                                          \
     CK_ULONG s = ulongArg(info, 0, "session");                                              \
     ByteView in = bytesArg(info, 1, "inData");                                              \
     MutableView out = outArg(info, 2, "outData");                                           \
-    Module* mod = module_.get();                                                            \
     return run(info, 3, s, method, [=](Outcome& o) {                                        \
       o.length = out.size;                                                                  \
       return mod->call(s, in, out.data, o.length);                                          \
@@ -65,10 +65,10 @@ IN_OUT_METHOD(Sign, sign, "C_Sign")
 
 // (session, out[, cb]) -> bytes written
 #define OUT_METHOD(Name, call, method)                                                      \
-  Napi::Value Chip::Name(const Napi::CallbackInfo& info) {                                  \
+  static Napi::Value Name(const Napi::CallbackInfo& info) {                                 \
+    Module* mod = &moduleOf(info);                                                          \
     CK_ULONG s = ulongArg(info, 0, "session");                                              \
     MutableView out = outArg(info, 1, "outData");                                           \
-    Module* mod = module_.get();                                                            \
     return run(info, 2, s, method, [=](Outcome& o) {                                        \
       o.length = out.size;                                                                  \
       return mod->call(s, out.data, o.length);                                              \
@@ -81,10 +81,10 @@ OUT_METHOD(SignFinal, signFinal, "C_SignFinal")
 
 // (session, in[, cb])
 #define IN_METHOD(Name, call, method, result)                                               \
-  Napi::Value Chip::Name(const Napi::CallbackInfo& info) {                                  \
+  static Napi::Value Name(const Napi::CallbackInfo& info) {                                 \
+    Module* mod = &moduleOf(info);                                                          \
     CK_ULONG s = ulongArg(info, 0, "session");                                              \
     ByteView in = bytesArg(info, 1, "inData");                                              \
-    Module* mod = module_.get();                                                            \
     return run(info, 2, s, method, [=](Outcome&) { return mod->call(s, in); }, result);    \
   }
 IN_METHOD(DigestUpdate, digestUpdate, "C_DigestUpdate", noResult)
@@ -92,80 +92,112 @@ IN_METHOD(SignUpdate, signUpdate, "C_SignUpdate", noResult)
 IN_METHOD(VerifyUpdate, verifyUpdate, "C_VerifyUpdate", noResult)
 IN_METHOD(VerifyFinal, verifyFinal, "C_VerifyFinal", trueResult)
 
-Napi::Value Chip::DigestInit(const Napi::CallbackInfo& info) {
+static Napi::Value DigestInit(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   Mechanism m = mechanismArgs(info, 1);
-  Module* mod = module_.get();
   return run(info, kSyncOnly, 0, "C_DigestInit", [=](Outcome&) { return mod->digestInit(s, m); }, noResult);
 }
 
-Napi::Value Chip::DigestKey(const Napi::CallbackInfo& info) {
+static Napi::Value DigestKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), key = ulongArg(info, 1, "key");
-  Module* mod = module_.get();
   return run(info, kSyncOnly, 0, "C_DigestKey", [=](Outcome&) { return mod->digestKey(s, key); }, noResult);
 }
 
-Napi::Value Chip::Verify(const Napi::CallbackInfo& info) {
+static Napi::Value Verify(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   ByteView in = bytesArg(info, 1, "inData"), signature = bytesArg(info, 2, "signature");
-  Module* mod = module_.get();
   return run(info, 3, s, "C_Verify", [=](Outcome&) { return mod->verify(s, in, signature); }, trueResult);
 }
 
-// (session, template, mechanism x7[, cb])
-Napi::Value Chip::GenerateKey(const Napi::CallbackInfo& info) {
+// (session, template, mechanism x3[, cb])
+static Napi::Value GenerateKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   auto t = templateArg(info, 1, "template");
   Mechanism m = mechanismArgs(info, 2);
-  Module* mod = module_.get();
   return run(info, 2 + kMechanismArgCount, s, "C_GenerateKey",
              [=](Outcome& o) { return mod->generateKey(s, m, *t, o.first); }, handleResult);
 }
 
-// (session, publicTemplate, privateTemplate, mechanism x7[, cb])
-Napi::Value Chip::GenerateKeyPair(const Napi::CallbackInfo& info) {
+// (session, publicTemplate, privateTemplate, mechanism x3[, cb])
+static Napi::Value GenerateKeyPair(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   auto pub = templateArg(info, 1, "publicKeyTemplate");
   auto priv = templateArg(info, 2, "privateKeyTemplate");
   Mechanism m = mechanismArgs(info, 3);
-  Module* mod = module_.get();
   return run(info, 3 + kMechanismArgCount, s, "C_GenerateKeyPair",
              [=](Outcome& o) { return mod->generateKeyPair(s, m, *pub, *priv, o.first, o.second); }, pairResult);
 }
 
-// (session, wrappingKey, key, out, mechanism x7[, cb])
-Napi::Value Chip::WrapKey(const Napi::CallbackInfo& info) {
+// (session, wrappingKey, key, out, mechanism x3[, cb])
+static Napi::Value WrapKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   CK_ULONG wrapping = ulongArg(info, 1, "wrappingKey"), key = ulongArg(info, 2, "key");
   MutableView out = outArg(info, 3, "wrappedKey");
   Mechanism m = mechanismArgs(info, 4);
-  Module* mod = module_.get();
   return run(info, 4 + kMechanismArgCount, s, "C_WrapKey", [=](Outcome& o) {
     o.length = out.size;
     return mod->wrapKey(s, m, wrapping, key, out.data, o.length);
   }, lengthResult);
 }
 
-// (session, unwrappingKey, wrapped, template, mechanism x7[, cb])
-Napi::Value Chip::UnwrapKey(const Napi::CallbackInfo& info) {
+// (session, unwrappingKey, wrapped, template, mechanism x3[, cb])
+static Napi::Value UnwrapKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   CK_ULONG unwrapping = ulongArg(info, 1, "unwrappingKey");
   ByteView wrapped = bytesArg(info, 2, "wrappedKey");
   auto t = templateArg(info, 3, "template");
   Mechanism m = mechanismArgs(info, 4);
-  Module* mod = module_.get();
   return run(info, 4 + kMechanismArgCount, s, "C_UnwrapKey",
              [=](Outcome& o) { return mod->unwrapKey(s, m, unwrapping, wrapped, *t, o.first); }, handleResult);
 }
 
-// (session, baseKey, template, mechanism x7[, cb])
-Napi::Value Chip::DeriveKey(const Napi::CallbackInfo& info) {
+// (session, baseKey, template, mechanism x3[, cb])
+static Napi::Value DeriveKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), base = ulongArg(info, 1, "baseKey");
   auto t = templateArg(info, 2, "template");
   Mechanism m = mechanismArgs(info, 3);
-  Module* mod = module_.get();
   return run(info, 3 + kMechanismArgCount, s, "C_DeriveKey",
              [=](Outcome& o) { return mod->deriveKey(s, m, base, *t, o.first); }, handleResult);
+}
+
+const std::vector<CallEntry>& cryptoCalls() {
+  static const std::vector<CallEntry> calls = {
+      {"encryptInit", EncryptInit},
+      {"decryptInit", DecryptInit},
+      {"signInit", SignInit},
+      {"verifyInit", VerifyInit},
+      {"encrypt", Encrypt},
+      {"encryptUpdate", EncryptUpdate},
+      {"decrypt", Decrypt},
+      {"decryptUpdate", DecryptUpdate},
+      {"digest", Digest},
+      {"sign", Sign},
+      {"encryptFinal", EncryptFinal},
+      {"decryptFinal", DecryptFinal},
+      {"digestFinal", DigestFinal},
+      {"signFinal", SignFinal},
+      {"digestUpdate", DigestUpdate},
+      {"signUpdate", SignUpdate},
+      {"verifyUpdate", VerifyUpdate},
+      {"verifyFinal", VerifyFinal},
+      {"digestInit", DigestInit},
+      {"digestKey", DigestKey},
+      {"verify", Verify},
+      {"generateKey", GenerateKey},
+      {"generateKeyPair", GenerateKeyPair},
+      {"wrapKey", WrapKey},
+      {"unwrapKey", UnwrapKey},
+      {"deriveKey", DeriveKey},
+  };
+  return calls;
 }
 
 }  // namespace hsm

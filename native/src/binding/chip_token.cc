@@ -44,21 +44,34 @@ Napi::Object configFrom(const Napi::CallbackInfo& info, ModuleConfig& config) {
 Chip::Chip(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Chip>(info) {
   ModuleConfig config;
   configFrom(info, config);
-  module_ = std::make_unique<Module>(std::move(config));
+  module_ = std::make_shared<Module>(std::move(config));
+  // Every C_ call becomes an own, read-only method of this object holding the module.
+  Napi::Env env = info.Env();
+  Napi::Object self = info.This().As<Napi::Object>();
+  for (const auto* table : {&tokenCalls(), &cryptoCalls()}) {
+    for (const CallEntry& call : *table) {
+      auto* ref = new ModuleRef(module_);
+      Napi::Function fn = Napi::Function::New(env, call.function, call.name, ref);
+      fn.AddFinalizer([](Napi::Env, ModuleRef* r) { delete r; }, ref);
+      self.DefineProperty(Napi::PropertyDescriptor::Value(call.name, fn, napi_default));
+    }
+  }
 }
 
-Napi::Value Chip::GetSlotList(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> guard(module_->lock());
-  return ulongArray(info.Env(), module_->slotList(true));
+static Napi::Value GetSlotList(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  std::lock_guard<std::mutex> guard(mod->lock());
+  return ulongArray(info.Env(), mod->slotList(true));
 }
 
-Napi::Value Chip::GetTokenInfo(const Napi::CallbackInfo& info) {
+static Napi::Value GetTokenInfo(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   TokenInfo t;
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(module_->lock());
-    rv = module_->tokenInfo(slot, t);
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->tokenInfo(slot, t);
   }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetTokenInfo");
   Napi::Object o = Napi::Object::New(info.Env());
@@ -74,20 +87,22 @@ Napi::Value Chip::GetTokenInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value Chip::GetMechanismList(const Napi::CallbackInfo& info) {
+static Napi::Value GetMechanismList(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   std::vector<CK_ULONG> list;
-  std::lock_guard<std::mutex> guard(module_->lock());
-  CK_RV rv = module_->mechanismList(slot, list);
+  std::lock_guard<std::mutex> guard(mod->lock());
+  CK_RV rv = mod->mechanismList(slot, list);
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetMechanismList");
   return ulongArray(info.Env(), list);
 }
 
-Napi::Value Chip::GetMechanismInfo(const Napi::CallbackInfo& info) {
+static Napi::Value GetMechanismInfo(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot"), type = ulongArg(info, 1, "mechanism");
   MechanismInfo m;
-  std::lock_guard<std::mutex> guard(module_->lock());
-  CK_RV rv = module_->mechanismInfo(slot, type, m);
+  std::lock_guard<std::mutex> guard(mod->lock());
+  CK_RV rv = mod->mechanismInfo(slot, type, m);
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetMechanismInfo");
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("minKeySize", static_cast<double>(m.minKeySize));
@@ -96,35 +111,40 @@ Napi::Value Chip::GetMechanismInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value Chip::InitToken(const Napi::CallbackInfo& info) {
+static Napi::Value InitToken(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   ByteView pin = bytesArg(info, 1, "pin"), label = bytesArg(info, 2, "label");
-  return run(info, kSyncOnly, 0, "C_InitToken", [&](Outcome&) { return module_->initToken(slot, pin, label); }, noResult);
+  return run(info, kSyncOnly, 0, "C_InitToken", [&](Outcome&) { return mod->initToken(slot, pin, label); }, noResult);
 }
 
-Napi::Value Chip::OpenSession(const Napi::CallbackInfo& info) {
+static Napi::Value OpenSession(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot"), flags = ulongArg(info, 1, "flags");
   return run(info, kSyncOnly, 0, "C_OpenSession",
-             [&](Outcome& o) { return module_->openSession(slot, flags, o.first); }, firstResult);
+             [&](Outcome& o) { return mod->openSession(slot, flags, o.first); }, firstResult);
 }
 
-Napi::Value Chip::CloseSession(const Napi::CallbackInfo& info) {
+static Napi::Value CloseSession(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
-  return run(info, kSyncOnly, 0, "C_CloseSession", [&](Outcome&) { return module_->closeSession(s); }, noResult);
+  return run(info, kSyncOnly, 0, "C_CloseSession", [&](Outcome&) { return mod->closeSession(s); }, noResult);
 }
 
-Napi::Value Chip::CloseAllSessions(const Napi::CallbackInfo& info) {
+static Napi::Value CloseAllSessions(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
-  return run(info, kSyncOnly, 0, "C_CloseAllSessions", [&](Outcome&) { return module_->closeAllSessions(slot); }, noResult);
+  return run(info, kSyncOnly, 0, "C_CloseAllSessions", [&](Outcome&) { return mod->closeAllSessions(slot); }, noResult);
 }
 
-Napi::Value Chip::GetSessionInfo(const Napi::CallbackInfo& info) {
+static Napi::Value GetSessionInfo(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   SessionInfo si;
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(module_->lock());
-    rv = module_->sessionInfo(s, si);
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->sessionInfo(s, si);
   }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetSessionInfo");
   Napi::Object o = Napi::Object::New(info.Env());
@@ -135,69 +155,80 @@ Napi::Value Chip::GetSessionInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value Chip::Login(const Napi::CallbackInfo& info) {
+static Napi::Value Login(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), userType = ulongArg(info, 1, "userType");
   ByteView pin = bytesArg(info, 2, "pin");
-  return run(info, kSyncOnly, 0, "C_Login", [&](Outcome&) { return module_->login(s, userType, pin); }, noResult);
+  return run(info, kSyncOnly, 0, "C_Login", [&](Outcome&) { return mod->login(s, userType, pin); }, noResult);
 }
 
-Napi::Value Chip::Logout(const Napi::CallbackInfo& info) {
+static Napi::Value Logout(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
-  return run(info, kSyncOnly, 0, "C_Logout", [&](Outcome&) { return module_->logout(s); }, noResult);
+  return run(info, kSyncOnly, 0, "C_Logout", [&](Outcome&) { return mod->logout(s); }, noResult);
 }
 
-Napi::Value Chip::InitPin(const Napi::CallbackInfo& info) {
+static Napi::Value InitPin(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   ByteView pin = bytesArg(info, 1, "pin");
-  return run(info, kSyncOnly, 0, "C_InitPIN", [&](Outcome&) { return module_->initPin(s, pin); }, noResult);
+  return run(info, kSyncOnly, 0, "C_InitPIN", [&](Outcome&) { return mod->initPin(s, pin); }, noResult);
 }
 
-Napi::Value Chip::SetPin(const Napi::CallbackInfo& info) {
+static Napi::Value SetPin(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   ByteView oldPin = bytesArg(info, 1, "oldPin"), newPin = bytesArg(info, 2, "newPin");
-  return run(info, kSyncOnly, 0, "C_SetPIN", [&](Outcome&) { return module_->setPin(s, oldPin, newPin); }, noResult);
+  return run(info, kSyncOnly, 0, "C_SetPIN", [&](Outcome&) { return mod->setPin(s, oldPin, newPin); }, noResult);
 }
 
-Napi::Value Chip::SeedRandom(const Napi::CallbackInfo& info) {
+static Napi::Value SeedRandom(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   ByteView seed = bytesArg(info, 1, "seed");
-  return run(info, kSyncOnly, 0, "C_SeedRandom", [&](Outcome&) { return module_->seedRandom(s, seed); }, noResult);
+  return run(info, kSyncOnly, 0, "C_SeedRandom", [&](Outcome&) { return mod->seedRandom(s, seed); }, noResult);
 }
 
-Napi::Value Chip::GenerateRandom(const Napi::CallbackInfo& info) {
+static Napi::Value GenerateRandom(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   MutableView out = outArg(info, 1, "randomData");
-  return run(info, kSyncOnly, 0, "C_GenerateRandom", [&](Outcome&) { return module_->generateRandom(s, out.data, out.size); },
+  return run(info, kSyncOnly, 0, "C_GenerateRandom", [&](Outcome&) { return mod->generateRandom(s, out.data, out.size); },
              noResult);
 }
 
-Napi::Value Chip::CreateObject(const Napi::CallbackInfo& info) {
+static Napi::Value CreateObject(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   Template t = templateArg(info, 1, "template");
-  return run(info, kSyncOnly, 0, "C_CreateObject", [&](Outcome& o) { return module_->createObject(s, t, o.first); },
+  return run(info, kSyncOnly, 0, "C_CreateObject", [&](Outcome& o) { return mod->createObject(s, t, o.first); },
              firstResult);
 }
 
-Napi::Value Chip::CopyObject(const Napi::CallbackInfo& info) {
+static Napi::Value CopyObject(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
   Template t = templateArg(info, 2, "template");
-  return run(info, kSyncOnly, 0, "C_CopyObject", [&](Outcome& o) { return module_->copyObject(s, object, t, o.first); },
+  return run(info, kSyncOnly, 0, "C_CopyObject", [&](Outcome& o) { return mod->copyObject(s, object, t, o.first); },
              firstResult);
 }
 
-Napi::Value Chip::DestroyObject(const Napi::CallbackInfo& info) {
+static Napi::Value DestroyObject(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
-  return run(info, kSyncOnly, 0, "C_DestroyObject", [&](Outcome&) { return module_->destroyObject(s, object); }, noResult);
+  return run(info, kSyncOnly, 0, "C_DestroyObject", [&](Outcome&) { return mod->destroyObject(s, object); }, noResult);
 }
 
-Napi::Value Chip::GetObjectSize(const Napi::CallbackInfo& info) {
+static Napi::Value GetObjectSize(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
-  return run(info, kSyncOnly, 0, "C_GetObjectSize", [&](Outcome& o) { return module_->objectSize(s, object, o.first); },
+  return run(info, kSyncOnly, 0, "C_GetObjectSize", [&](Outcome& o) { return mod->objectSize(s, object, o.first); },
              firstResult);
 }
 
 // Returns { rv, values }: every attribute is processed; unavailable ones are null.
-Napi::Value Chip::GetAttributeValue(const Napi::CallbackInfo& info) {
+static Napi::Value GetAttributeValue(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   Napi::Env env = info.Env();
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
   if (!info[2].IsArray()) throwType(env, "template must be an array");
@@ -210,8 +241,8 @@ Napi::Value Chip::GetAttributeValue(const Napi::CallbackInfo& info) {
   }
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(module_->lock());
-    rv = module_->getAttributes(s, object, queries);
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->getAttributes(s, object, queries);
   }
   if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID)
     throwPkcs11(env, rv, "C_GetAttributeValue");
@@ -230,70 +261,110 @@ Napi::Value Chip::GetAttributeValue(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value Chip::SetAttributeValue(const Napi::CallbackInfo& info) {
+static Napi::Value SetAttributeValue(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
   Template t = templateArg(info, 2, "template");
-  return run(info, kSyncOnly, 0, "C_SetAttributeValue", [&](Outcome&) { return module_->setAttributes(s, object, t); },
+  return run(info, kSyncOnly, 0, "C_SetAttributeValue", [&](Outcome&) { return mod->setAttributes(s, object, t); },
              noResult);
 }
 
-Napi::Value Chip::FindObjectsInit(const Napi::CallbackInfo& info) {
+static Napi::Value FindObjectsInit(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   Template t = templateArg(info, 1, "template");
-  return run(info, kSyncOnly, 0, "C_FindObjectsInit", [&](Outcome&) { return module_->findInit(s, t); }, noResult);
+  return run(info, kSyncOnly, 0, "C_FindObjectsInit", [&](Outcome&) { return mod->findInit(s, t); }, noResult);
 }
 
-Napi::Value Chip::FindObjects(const Napi::CallbackInfo& info) {
+static Napi::Value FindObjects(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), max = ulongArg(info, 1, "maxObjectCount");
   std::vector<CK_ULONG> found;
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(module_->lock());
-    rv = module_->find(s, max, found);
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->find(s, max, found);
   }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_FindObjects");
   return ulongArray(info.Env(), found);
 }
 
-Napi::Value Chip::FindObjectsFinal(const Napi::CallbackInfo& info) {
+static Napi::Value FindObjectsFinal(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
-  return run(info, kSyncOnly, 0, "C_FindObjectsFinal", [&](Outcome&) { return module_->findFinal(s); }, noResult);
+  return run(info, kSyncOnly, 0, "C_FindObjectsFinal", [&](Outcome&) { return mod->findFinal(s); }, noResult);
 }
 
-Napi::Value Chip::ExportMasked(const Napi::CallbackInfo& info) {
+static Napi::Value ExportMasked(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
   CK_ULONG algorithm = ulongArg(info, 2, "algorithm");
   Bytes record;
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(module_->lock());
-    rv = module_->exportMasked(slot, object, static_cast<int>(algorithm), record);
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->exportMasked(slot, object, static_cast<int>(algorithm), record);
   }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "exportMasked");
   return Napi::Buffer<uint8_t>::Copy(info.Env(), record.data(), record.size());
 }
 
-Napi::Value Chip::ImportMasked(const Napi::CallbackInfo& info) {
+static Napi::Value ImportMasked(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   ByteView record = bytesArg(info, 1, "record");
-  return run(info, kSyncOnly, 0, "importMasked", [&](Outcome& o) { return module_->importMasked(slot, record, o.first); },
+  return run(info, kSyncOnly, 0, "importMasked", [&](Outcome& o) { return mod->importMasked(slot, record, o.first); },
              firstResult);
 }
 
-Napi::Value Chip::ShareMaskingKey(const Napi::CallbackInfo& info) {
+static Napi::Value ShareMaskingKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   if (!isChip(info.Env(), info[1]))
     throwType(info.Env(), "target must be a Chip");
   Chip* target = Chip::Unwrap(info[1].As<Napi::Object>());
   CK_ULONG targetSlot = ulongArg(info, 2, "targetSlot");
-  if (target == this) return info.Env().Undefined();
+  if (&target->module() == mod) return info.Env().Undefined();
   // Lock both modules in a fixed order so two opposite shares cannot deadlock.
-  std::mutex& a = module_->lock();
+  std::mutex& a = mod->lock();
   std::mutex& b = target->module().lock();
   std::scoped_lock guard(a, b);
-  CK_RV rv = module_->shareMaskingKey(slot, target->module(), targetSlot);
+  CK_RV rv = mod->shareMaskingKey(slot, target->module(), targetSlot);
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "shareMaskingKey");
   return info.Env().Undefined();
+}
+
+const std::vector<CallEntry>& tokenCalls() {
+  static const std::vector<CallEntry> calls = {
+      {"getSlotList", GetSlotList},
+      {"getTokenInfo", GetTokenInfo},
+      {"getMechanismList", GetMechanismList},
+      {"getMechanismInfo", GetMechanismInfo},
+      {"initToken", InitToken},
+      {"openSession", OpenSession},
+      {"closeSession", CloseSession},
+      {"closeAllSessions", CloseAllSessions},
+      {"getSessionInfo", GetSessionInfo},
+      {"login", Login},
+      {"logout", Logout},
+      {"initPin", InitPin},
+      {"setPin", SetPin},
+      {"seedRandom", SeedRandom},
+      {"generateRandom", GenerateRandom},
+      {"createObject", CreateObject},
+      {"copyObject", CopyObject},
+      {"destroyObject", DestroyObject},
+      {"getObjectSize", GetObjectSize},
+      {"getAttributeValue", GetAttributeValue},
+      {"setAttributeValue", SetAttributeValue},
+      {"findObjectsInit", FindObjectsInit},
+      {"findObjects", FindObjects},
+      {"findObjectsFinal", FindObjectsFinal},
+      {"exportMasked", ExportMasked},
+      {"importMasked", ImportMasked},
+      {"shareMaskingKey", ShareMaskingKey},
+  };
+  return calls;
 }
 
 }  // namespace hsm

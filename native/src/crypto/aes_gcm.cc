@@ -39,6 +39,7 @@ CryptoStatus GcmCipher::init(bool encrypt, ByteView key, uint64_t keyId, ByteVie
   useLongIv_ = iv.size > kProviderMaxIv;
   if (useLongIv_) {
     keyedWith_ = 0;  // the EVP context is not keyed on this path
+    ivBytes_ = 0;
     longIv_.reset(new LongIv);
     if (AES_set_encrypt_key(key.data, static_cast<int>(key.size * 8), &longIv_->key) != 0) return CryptoStatus::BadKey;
     longIv_->gcm = CRYPTO_gcm128_new(&longIv_->key, reinterpret_cast<block128_f>(AES_encrypt));
@@ -50,14 +51,19 @@ CryptoStatus GcmCipher::init(bool encrypt, ByteView key, uint64_t keyId, ByteVie
   EVP_CIPHER_CTX* c = cctx(ctx_);
   if (keyedWith_ != keyId || keyId == 0) {
     keyedWith_ = 0;
+    ivBytes_ = 0;
     if (!EVP_CipherInit_ex2(c, cipher, key.data, nullptr, encrypt ? 1 : 0, nullptr)) return CryptoStatus::Internal;
     keyedWith_ = keyId;
   }
-  size_t ivLength = iv.size;
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivLength), OSSL_PARAM_construct_end()};
-  if (!EVP_CIPHER_CTX_set_params(c, params)) return CryptoStatus::BadParam;
+  if (ivBytes_ != iv.size) {  // setting parameters costs OpenSSL a name lookup: only when it changes
+    size_t ivLength = iv.size;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivLength), OSSL_PARAM_construct_end()};
+    if (!EVP_CIPHER_CTX_set_params(c, params)) return CryptoStatus::BadParam;
+    ivBytes_ = iv.size;
+  }
   if (!EVP_CipherInit_ex2(c, nullptr, nullptr, iv.data, encrypt ? 1 : 0, nullptr)) {
     keyedWith_ = 0;
+    ivBytes_ = 0;
     return CryptoStatus::Internal;
   }
   if (aad.size > 0) {

@@ -33,6 +33,7 @@ class GcmCipher {
   bool encrypt_ = true;
   uint64_t keyedWith_ = 0;
   size_t tagBytes_ = 16;
+  size_t ivBytes_ = 0;  // IV length the keyed context is set up for
 };
 
 }  // namespace hsm

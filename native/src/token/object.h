@@ -1,7 +1,8 @@
 // Token objects: attribute maps (every value in wiping memory) plus cached key contexts.
 #pragma once
-#include <map>
+#include <algorithm>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "../crypto/bytes.h"
@@ -10,7 +11,34 @@
 
 namespace hsm {
 
-using AttributeMap = std::map<CK_ULONG, Bytes>;
+// Attributes sorted by type in one vector: an object has a few dozen, and lookups on the
+// hot path (usage flags, key type, value) stay in one cache-friendly block.
+class AttributeMap {
+ public:
+  using Entry = std::pair<CK_ULONG, Bytes>;
+  using const_iterator = std::vector<Entry>::const_iterator;
+  const_iterator begin() const { return entries_.begin(); }
+  const_iterator end() const { return entries_.end(); }
+  size_t size() const { return entries_.size(); }
+  const_iterator find(CK_ULONG type) const {
+    auto it = lower(type);
+    return it != entries_.end() && it->first == type ? it : entries_.end();
+  }
+  size_t count(CK_ULONG type) const { return find(type) != end() ? 1 : 0; }
+  Bytes& operator[](CK_ULONG type) {
+    auto it = std::lower_bound(entries_.begin(), entries_.end(), type,
+                               [](const Entry& e, CK_ULONG t) { return e.first < t; });
+    if (it == entries_.end() || it->first != type) it = entries_.insert(it, Entry(type, Bytes()));
+    return it->second;
+  }
+
+ private:
+  const_iterator lower(CK_ULONG type) const {
+    return std::lower_bound(entries_.begin(), entries_.end(), type,
+                            [](const Entry& e, CK_ULONG t) { return e.first < t; });
+  }
+  std::vector<Entry> entries_;
+};
 
 // One attribute of a caller's template: a view into the caller's encoded buffer.
 struct TemplateAttribute {
