@@ -33,7 +33,14 @@ bool rsaEncryptionParams(const Mechanism& m, RsaParams& p) {
 
 CK_RV Module::cipherInit(Session& s, CipherOperation& op, bool encrypt, const Mechanism& m, CK_ULONG keyHandle) {
   if (op.active) return CKR_OPERATION_ACTIVE;
-  CipherOperation next;
+  op.reset();  // filled in place, keeping its buffers; reset again unless setup succeeds
+  CK_RV rv = cipherSetup(s, op, encrypt, m, keyHandle);
+  if (rv != CKR_OK) op.reset();
+  op.active = rv == CKR_OK;
+  return rv;
+}
+
+CK_RV Module::cipherSetup(Session& s, CipherOperation& next, bool encrypt, const Mechanism& m, CK_ULONG keyHandle) {
   next.mechanism = m.type;
   CK_RV rv = keyForOperation(s, keyHandle, encrypt ? CKA_ENCRYPT : CKA_DECRYPT, m.type, next.key);
   if (rv != CKR_OK) return rv;
@@ -72,10 +79,7 @@ CK_RV Module::cipherInit(Session& s, CipherOperation& op, bool encrypt, const Me
     default:
       return CKR_MECHANISM_INVALID;
   }
-  if (rv != CKR_OK) return rv;
-  next.active = true;
-  op = std::move(next);
-  return CKR_OK;
+  return rv;
 }
 
 CK_RV Module::encryptInit(CK_ULONG session, const Mechanism& m, CK_ULONG key) {
@@ -117,7 +121,7 @@ static bool needOutput(uint8_t* out, size_t& outLength, size_t required, CK_RV& 
 CK_RV Module::encrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength) {
   ACTIVE_CIPHER(encrypt);
   if (op.multiPart) {
-    op = CipherOperation();
+    op.reset();
     return CKR_OPERATION_ACTIVE;
   }
   bool pad = op.mechanism == CKM_AES_CBC_PAD;
@@ -126,7 +130,7 @@ CK_RV Module::encrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
     case CipherImpl::Gcm: required = in.size + s->gcmEncrypt.tagBytes(); break;
     case CipherImpl::Block:
       if (!pad && in.size % 16 != 0) {
-        op = CipherOperation();
+        op.reset();
         return CKR_DATA_LEN_RANGE;
       }
       required = pad ? (in.size / 16 + 1) * 16 : in.size;
@@ -148,7 +152,7 @@ CK_RV Module::encrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
   } else {
     st = rsaEncrypt(op.key->pkey, op.rsa, in, out, &outLength);
   }
-  op = CipherOperation();
+  op.reset();
   return toRv(st, CKR_DATA_LEN_RANGE, CKR_FUNCTION_FAILED);
 }
 
@@ -158,7 +162,7 @@ CK_RV Module::encryptUpdate(CK_ULONG session, ByteView in, uint8_t* out, size_t&
   if (op.impl == CipherImpl::Gcm) required = in.size;
   else if (op.impl == CipherImpl::Block) required = s->blockEncrypt.updateOutputLength(in.size);
   else {
-    op = CipherOperation();
+    op.reset();
     return CKR_FUNCTION_NOT_SUPPORTED;  // RSA is single-part only
   }
   if (!needOutput(out, outLength, required, rv)) return rv;
@@ -170,7 +174,7 @@ CK_RV Module::encryptUpdate(CK_ULONG session, ByteView in, uint8_t* out, size_t&
   } else {
     st = s->blockEncrypt.update(in, out, &outLength);
   }
-  if (st != CryptoStatus::Ok) op = CipherOperation();
+  if (st != CryptoStatus::Ok) op.reset();
   return toRv(st, CKR_DATA_LEN_RANGE, CKR_FUNCTION_FAILED);
 }
 
@@ -180,12 +184,12 @@ CK_RV Module::encryptFinal(CK_ULONG session, uint8_t* out, size_t& outLength) {
   if (op.impl == CipherImpl::Gcm) required = s->gcmEncrypt.tagBytes();
   else if (op.impl == CipherImpl::Block) {
     if (op.mechanism != CKM_AES_CBC_PAD && s->blockEncrypt.buffered() != 0) {
-      op = CipherOperation();
+      op.reset();
       return CKR_DATA_LEN_RANGE;
     }
     required = op.mechanism == CKM_AES_CBC_PAD ? 16 : 0;
   } else {
-    op = CipherOperation();
+    op.reset();
     return CKR_FUNCTION_NOT_SUPPORTED;
   }
   if (!needOutput(out, outLength, required, rv)) return rv;
@@ -196,14 +200,14 @@ CK_RV Module::encryptFinal(CK_ULONG session, uint8_t* out, size_t& outLength) {
   } else {
     st = s->blockEncrypt.finish(out, &outLength);
   }
-  op = CipherOperation();
+  op.reset();
   return toRv(st, CKR_DATA_LEN_RANGE, CKR_FUNCTION_FAILED);
 }
 
 CK_RV Module::decrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLength) {
   ACTIVE_CIPHER(decrypt);
   if (op.multiPart) {
-    op = CipherOperation();
+    op.reset();
     return CKR_OPERATION_ACTIVE;
   }
   size_t required = 0;
@@ -211,7 +215,7 @@ CK_RV Module::decrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
     case CipherImpl::Gcm: {
       size_t tag = s->gcmDecrypt.tagBytes();
       if (in.size < tag) {
-        op = CipherOperation();
+        op.reset();
         return CKR_ENCRYPTED_DATA_LEN_RANGE;
       }
       required = in.size - tag;
@@ -219,7 +223,7 @@ CK_RV Module::decrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
     }
     case CipherImpl::Block:
       if (in.size % 16 != 0 || (op.mechanism == CKM_AES_CBC_PAD && in.size == 0)) {
-        op = CipherOperation();
+        op.reset();
         return CKR_ENCRYPTED_DATA_LEN_RANGE;
       }
       required = in.size;  // an upper bound when padded
@@ -247,7 +251,7 @@ CK_RV Module::decrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
     if (st == CryptoStatus::Ok) memcpy(out, plain.data(), plain.size());
     outLength = plain.size();
   }
-  op = CipherOperation();
+  op.reset();
   return toRv(st, CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_INVALID);
 }
 
@@ -256,7 +260,7 @@ CK_RV Module::decryptUpdate(CK_ULONG session, ByteView in, uint8_t* out, size_t&
   if (op.impl == CipherImpl::Gcm) {
     // PKCS#11 v2.40: GCM decryption releases plaintext only after the tag verifies.
     if (op.pending.size() + in.size > (1u << 30)) {
-      op = CipherOperation();
+      op.reset();
       return CKR_ENCRYPTED_DATA_LEN_RANGE;
     }
     op.multiPart = true;
@@ -265,14 +269,14 @@ CK_RV Module::decryptUpdate(CK_ULONG session, ByteView in, uint8_t* out, size_t&
     return CKR_OK;
   }
   if (op.impl != CipherImpl::Block) {
-    op = CipherOperation();
+    op.reset();
     return CKR_FUNCTION_NOT_SUPPORTED;
   }
   size_t required = s->blockDecrypt.updateOutputLength(in.size);
   if (!needOutput(out, outLength, required, rv)) return rv;
   op.multiPart = true;
   CryptoStatus st = s->blockDecrypt.update(in, out, &outLength);
-  if (st != CryptoStatus::Ok) op = CipherOperation();
+  if (st != CryptoStatus::Ok) op.reset();
   return toRv(st, CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_INVALID);
 }
 
@@ -281,7 +285,7 @@ CK_RV Module::decryptFinal(CK_ULONG session, uint8_t* out, size_t& outLength) {
   if (op.impl == CipherImpl::Gcm) {
     size_t tag = s->gcmDecrypt.tagBytes();
     if (op.pending.size() < tag) {
-      op = CipherOperation();
+      op.reset();
       return CKR_ENCRYPTED_DATA_LEN_RANGE;
     }
     size_t required = op.pending.size() - tag;
@@ -290,22 +294,22 @@ CK_RV Module::decryptFinal(CK_ULONG session, uint8_t* out, size_t& outLength) {
     if (st == CryptoStatus::Ok) st = s->gcmDecrypt.finishDecrypt(op.pending.data() + required);
     if (st != CryptoStatus::Ok) secureWipe(out, required);
     outLength = st == CryptoStatus::Ok ? required : 0;
-    op = CipherOperation();
+    op.reset();
     return toRv(st, CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_INVALID);
   }
   if (op.impl != CipherImpl::Block) {
-    op = CipherOperation();
+    op.reset();
     return CKR_FUNCTION_NOT_SUPPORTED;
   }
   bool pad = op.mechanism == CKM_AES_CBC_PAD;
   size_t held = s->blockDecrypt.buffered();
   if ((pad && held != 16) || (!pad && held != 0)) {
-    op = CipherOperation();
+    op.reset();
     return CKR_ENCRYPTED_DATA_LEN_RANGE;
   }
   if (!needOutput(out, outLength, pad ? 15 : 0, rv)) return rv;
   CryptoStatus st = s->blockDecrypt.finish(out, &outLength);
-  op = CipherOperation();
+  op.reset();
   return toRv(st, CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_INVALID);
 }
 

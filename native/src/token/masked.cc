@@ -114,7 +114,9 @@ CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, CK_ULONG& handle) {
     return CKR_DATA_INVALID;
   }
   auto object = std::make_shared<Object>();
-  if (!deserialize(plain, object->attributes) || !object->isToken()) return CKR_DATA_INVALID;
+  if (!deserialize(plain, object->attributes)) return CKR_DATA_INVALID;
+  object->refreshHot();
+  if (!object->isToken()) return CKR_DATA_INVALID;
   if (buildKeyMaterial(*object) != CKR_OK) return CKR_DATA_INVALID;
   object->slotId = slotId;
   object->handle = nextObject_++;

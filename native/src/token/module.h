@@ -152,6 +152,7 @@ class Module {
   CK_RV keyForOperation(Session& s, CK_ULONG handle, CK_ULONG usage, CK_ULONG mechanism, ObjectPtr& out,
                         CK_RV invalidHandle = CKR_KEY_HANDLE_INVALID);
   CK_RV cipherInit(Session& s, CipherOperation& op, bool encrypt, const Mechanism& m, CK_ULONG key);
+  CK_RV cipherSetup(Session& s, CipherOperation& op, bool encrypt, const Mechanism& m, CK_ULONG key);
   CK_RV signInitCommon(Session& s, SignOperation& op, bool signing, const Mechanism& m, CK_ULONG key);
   CK_RV newKeyObject(Session& s, const Template& tmpl, CK_ULONG cls, CK_ULONG keyType, Origin origin,
                      ObjectPtr& out);

@@ -45,6 +45,7 @@ bool readUlong(ByteView value, CK_ULONG* out) {
 }
 
 bool Object::flag(CK_ULONG type, bool fallback) const {
+  if (type >= CKA_ENCRYPT && type <= CKA_DERIVE && has(type)) return (hot_.usage >> (type - CKA_ENCRYPT)) & 1;
   auto it = attributes.find(type);
   if (it == attributes.end() || it->second.size() != 1) return fallback;
   return it->second[0] != 0;
@@ -67,7 +68,24 @@ ByteView Object::view(CK_ULONG type) const {
   return b ? ByteView(*b) : ByteView();
 }
 
+void Object::refreshHot() {
+  auto readFlag = [this](CK_ULONG type) {
+    auto it = attributes.find(type);
+    return it != attributes.end() && it->second.size() == 1 && it->second[0] != 0;
+  };
+  hot_.objectClass = ulong(CKA_CLASS);
+  hot_.keyType = ulong(CKA_KEY_TYPE);
+  hot_.isToken = readFlag(CKA_TOKEN);
+  hot_.isPrivate = readFlag(CKA_PRIVATE);
+  const Bytes* list = bytes(CKA_ALLOWED_MECHANISMS);
+  hot_.restricted = list != nullptr && !list->empty();
+  hot_.usage = 0;
+  for (CK_ULONG type = CKA_ENCRYPT; type <= CKA_DERIVE; ++type)
+    if (readFlag(type)) hot_.usage |= 1u << (type - CKA_ENCRYPT);
+}
+
 bool Object::allowsMechanism(CK_ULONG mechanism) const {
+  if (!hot_.restricted) return true;
   const Bytes* list = bytes(CKA_ALLOWED_MECHANISMS);
   if (list == nullptr || list->empty()) return true;
   for (size_t i = 0; i + sizeof(CK_ULONG) <= list->size(); i += sizeof(CK_ULONG)) {

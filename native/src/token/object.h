@@ -70,17 +70,33 @@ struct Object {
   CK_ULONG ulong(CK_ULONG type, CK_ULONG fallback = CK_UNAVAILABLE_INFORMATION) const;
   const Bytes* bytes(CK_ULONG type) const;
   ByteView view(CK_ULONG type) const;
-  CK_ULONG objectClass() const { return ulong(CKA_CLASS); }
-  CK_ULONG keyType() const { return ulong(CKA_KEY_TYPE); }
-  bool isToken() const { return flag(CKA_TOKEN); }
-  bool isPrivate() const { return flag(CKA_PRIVATE); }
-  void set(CK_ULONG type, Bytes value) { attributes[type] = std::move(value); }
-  void setFlag(CK_ULONG type, bool value) { attributes[type] = encodeBool(value); }
-  void setUlong(CK_ULONG type, CK_ULONG value) { attributes[type] = encodeUlong(value); }
+  CK_ULONG objectClass() const { return hot_.objectClass; }
+  CK_ULONG keyType() const { return hot_.keyType; }
+  bool isToken() const { return hot_.isToken; }
+  bool isPrivate() const { return hot_.isPrivate; }
+  void set(CK_ULONG type, Bytes value) {
+    attributes[type] = std::move(value);
+    if (type <= CKA_PRIVATE || type == CKA_KEY_TYPE || (type >= CKA_ENCRYPT && type <= CKA_DERIVE) ||
+        type == CKA_ALLOWED_MECHANISMS)
+      refreshHot();
+  }
+  void setFlag(CK_ULONG type, bool value) { set(type, encodeBool(value)); }
+  void setUlong(CK_ULONG type, CK_ULONG value) { set(type, encodeUlong(value)); }
   // Whether `mechanism` is allowed by CKA_ALLOWED_MECHANISMS (absent or empty: all).
   bool allowsMechanism(CK_ULONG mechanism) const;
+  // Recomputes the cached hot attributes; call after writing `attributes` directly.
+  void refreshHot();
   // Serialized size of the attributes, for C_GetObjectSize.
   size_t size() const;
+
+ private:
+  // What every operation checks, read without searching the attribute map.
+  struct Hot {
+    CK_ULONG objectClass = CK_UNAVAILABLE_INFORMATION;
+    CK_ULONG keyType = CK_UNAVAILABLE_INFORMATION;
+    bool isToken = false, isPrivate = false, restricted = false;
+    uint32_t usage = 0;  // bit (type - CKA_ENCRYPT) for CKA_ENCRYPT..CKA_DERIVE
+  } hot_;
 };
 
 using ObjectPtr = std::shared_ptr<Object>;

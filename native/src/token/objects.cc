@@ -142,6 +142,7 @@ CK_RV Module::copyObject(CK_ULONG handle, CK_ULONG source, const Template& tmpl,
   }
   auto copy = std::make_shared<Object>();
   copy->attributes = original->attributes;
+  copy->refreshHot();
   for (const TemplateAttribute& change : tmpl) copy->set(change.type, toBytes(change.value.data, change.value.size));
   rv = checkWritable(*s, copy->isToken(), copy->isPrivate());
   if (rv != CKR_OK) return rv;

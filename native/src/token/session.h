@@ -33,6 +33,14 @@ struct CipherOperation {
   RsaParams rsa;
   Bytes pending;  // GCM decrypt holds everything until the tag is checked
   Bytes rsaLabel;
+  // Ends the operation, keeping buffers' capacity for the next one.
+  void reset() {
+    active = multiPart = false;
+    key.reset();
+    impl = CipherImpl::None;
+    pending.clear();
+    rsaLabel.clear();
+  }
 };
 
 enum class SignImpl { None, Hmac, Ecdsa, Rsa };
