@@ -23,11 +23,14 @@ CK_ULONG ulongArg(const Napi::CallbackInfo& info, size_t index, const char* name
   return static_cast<CK_ULONG>(d);
 }
 
+// One Node-API call per Buffer: napi_get_typedarray_info refuses anything that is not a
+// typed array with a status (never a crash), and a Buffer is a Uint8Array.
 static bool bufferInfo(const Napi::CallbackInfo& info, size_t index, void** data, size_t* length) {
-  bool isBuffer = false;
-  napi_value v = info[index];
-  return napi_is_buffer(info.Env(), v, &isBuffer) == napi_ok && isBuffer &&
-         napi_get_buffer_info(info.Env(), v, data, length) == napi_ok;
+  napi_typedarray_type type;
+  napi_value arraybuffer;
+  size_t offset = 0;
+  return napi_get_typedarray_info(info.Env(), info[index], &type, length, data, &arraybuffer, &offset) == napi_ok &&
+         type == napi_uint8_array;
 }
 
 ByteView bytesArg(const Napi::CallbackInfo& info, size_t index, const char* name, bool optional) {
