@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+// The `hsmsim` command.
+import * as P from "../pkcs11/index.js";
+import { PKCS11 } from "../pkcs11/pkcs11.js";
+import { runDemo } from "./demo.js";
+import { textOutput } from "./format.js";
+import { throughput } from "./throughput.js";
+
+const USAGE = `hsmsim: a simulated CloudHSM-style HSM (this release: the chip and its PKCS#11 token)
+
+usage: hsmsim <command> [options]
+
+commands:
+  demo                 guided run over a fresh token (what \`npm start\` runs)
+  mechanisms [--json]  the mechanisms the token offers, with key sizes and flags
+  bench [--json] [--ms N]
+                       quick throughput of the chip through the PKCS#11 API
+                       (side by side with SoftHSMv2 and node:crypto: npm run bench)
+  help                 this text
+`;
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function loggedInToken(): { pkcs11: PKCS11; session: Buffer } {
+  const pkcs11 = new PKCS11("memory:");
+  pkcs11.C_Initialize();
+  const [slot] = pkcs11.C_GetSlotList(true);
+  pkcs11.C_InitToken(slot, "cli-so-pin", "hsmsim");
+  const session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+  pkcs11.C_Login(session, P.CKU_SO, "cli-so-pin");
+  pkcs11.C_InitPIN(session, "cli-user-pin");
+  pkcs11.C_Logout(session);
+  pkcs11.C_Login(session, P.CKU_USER, "cli-user-pin");
+  return { pkcs11, session };
+}
+
+const mechanismNames = new Map<number, string>();
+for (const [name, value] of Object.entries(P)) {
+  if (name.startsWith("CKM_") && typeof value === "number" && !mechanismNames.has(value)) mechanismNames.set(value, name);
+}
+
+export function main(args: string[]): number {
+  const [command = "help", ...rest] = args;
+  const json = rest.includes("--json");
+  switch (command) {
+    case "demo":
+      runDemo(textOutput());
+      return 0;
+    case "mechanisms": {
+      const pkcs11 = new PKCS11("memory:");
+      pkcs11.C_Initialize();
+      const [slot] = pkcs11.C_GetSlotList(true);
+      const list = pkcs11.C_GetMechanismList(slot).map((m) => ({ mechanism: mechanismNames.get(m) ?? `0x${m.toString(16)}`, value: m, ...pkcs11.C_GetMechanismInfo(slot, m) }));
+      if (json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      else textOutput().table(["mechanism", "min", "max", "flags"], list.map((m) => [m.mechanism, m.minKeySize, m.maxKeySize, `0x${m.flags.toString(16)}`]));
+      return 0;
+    }
+    case "bench": {
+      const ms = Number(option(rest, "--ms") ?? 500);
+      if (!Number.isFinite(ms) || ms < 10) {
+        process.stderr.write("--ms must be a number of milliseconds (10 or more)\n");
+        return 2;
+      }
+      const { pkcs11, session } = loggedInToken();
+      const rows = throughput(pkcs11, session, ms);
+      if (json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      else textOutput().table(["operation", "ops/s"], rows.map((r) => [r.operation, r.opsPerSecond]));
+      return 0;
+    }
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`hsmsim: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+process.exitCode = main(process.argv.slice(2));
