@@ -22,14 +22,7 @@ export interface Peer {
 
 function prepare(pkcs11: Pkcs11Like): Buffer {
   pkcs11.C_Initialize();
-  const slot = pkcs11.C_GetSlotList(true)[0];
-  pkcs11.C_InitToken(slot, "bench-so-1", "bench");
-  const session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-  pkcs11.C_Login(session, P.CKU_SO, "bench-so-1");
-  pkcs11.C_InitPIN(session, "bench-user-1");
-  pkcs11.C_Logout(session);
-  pkcs11.C_Login(session, P.CKU_USER, "bench-user-1");
-  return session;
+  return P.openUserSession(pkcs11, { soPin: "bench-so-1", userPin: "bench-user-1", label: "bench" }).session;
 }
 
 export function hsmsimPeer(): Peer {

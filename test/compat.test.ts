@@ -109,3 +109,17 @@ describe("graphene-pk11", () => {
 it("the tsx loader is available for the SoftHSMv2 child", () => {
   expect(execFileSync(process.execPath, ["-e", "require('tsx/cjs/api'); process.stdout.write('ok')"], { encoding: "utf8" })).toBe("ok");
 });
+
+describe("package entry points (the build of `npm install`)", () => {
+  it("require('hsmsim') and import('hsmsim') both give a working PKCS11", async () => {
+    const cjs = require("hsmsim") as typeof hsmsim;
+    const esm = (await import("hsmsim")) as typeof hsmsim;
+    for (const entry of [cjs, esm]) {
+      const pkcs11 = entry.load("memory:");
+      pkcs11.C_Initialize();
+      expect(pkcs11.C_GetInfo().manufacturerID.trim()).toBe("hsmsim");
+      expect(entry.CKM_AES_GCM).toBe(pkcs11js.CKM_AES_GCM);
+    }
+    expect(require.resolve("hsmsim")).toMatch(/dist\/cjs\/index\.cjs$/);
+  });
+});

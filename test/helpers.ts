@@ -21,14 +21,7 @@ export interface TokenFixture {
 export function userSession(target = "memory:?pinHashIterations=16"): TokenFixture {
   const pkcs11 = P.load(target);
   pkcs11.C_Initialize();
-  const slot = pkcs11.C_GetSlotList(true)[0];
-  pkcs11.C_InitToken(slot, SO_PIN, "test token");
-  const session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-  pkcs11.C_Login(session, P.CKU_SO, SO_PIN);
-  pkcs11.C_InitPIN(session, USER_PIN);
-  pkcs11.C_Logout(session);
-  pkcs11.C_Login(session, P.CKU_USER, USER_PIN);
-  return { pkcs11, slot, session };
+  return { pkcs11, ...P.openUserSession(pkcs11, { soPin: SO_PIN, userPin: USER_PIN, label: "test token" }) };
 }
 
 export function expectCkr(fn: () => unknown, name: string): void {

@@ -2,6 +2,7 @@
 // The `hsmsim` command.
 import * as P from "../pkcs11/index.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
+import { openUserSession } from "../pkcs11/setup.js";
 import { runDemo } from "./demo.js";
 import { textOutput } from "./format.js";
 import { throughput } from "./throughput.js";
@@ -27,14 +28,7 @@ function option(args: string[], name: string): string | undefined {
 function loggedInToken(): { pkcs11: PKCS11; session: Buffer } {
   const pkcs11 = new PKCS11("memory:");
   pkcs11.C_Initialize();
-  const [slot] = pkcs11.C_GetSlotList(true);
-  pkcs11.C_InitToken(slot, "cli-so-pin", "hsmsim");
-  const session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-  pkcs11.C_Login(session, P.CKU_SO, "cli-so-pin");
-  pkcs11.C_InitPIN(session, "cli-user-pin");
-  pkcs11.C_Logout(session);
-  pkcs11.C_Login(session, P.CKU_USER, "cli-user-pin");
-  return { pkcs11, session };
+  return { pkcs11, session: openUserSession(pkcs11, { soPin: "cli-so-pin", userPin: "cli-user-pin" }).session };
 }
 
 const mechanismNames = new Map<number, string>();

@@ -2,6 +2,7 @@
 export * from "./constants.js";
 export { Pkcs11Error, ckrName } from "./errors.js";
 export { PKCS11 } from "./pkcs11.js";
+export { openUserSession, type UserSessionOptions } from "./setup.js";
 export type { Handle } from "./handles.js";
 export type { Attribute, AttributeResult, Template, TemplateResult } from "./template.js";
 export type { Mechanism, MechanismParams } from "./mechanism.js";

@@ -45,13 +45,7 @@ export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
 
   const pkcs11 = P.load("memory:?pinHashIterations=1&maxPinFailures=1000");
   pkcs11.C_Initialize();
-  const [slot] = pkcs11.C_GetSlotList(true);
-  pkcs11.C_InitToken(slot, "so-pin-1", "fuzz");
-  const admin = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-  pkcs11.C_Login(admin, P.CKU_SO, "so-pin-1");
-  pkcs11.C_InitPIN(admin, "user-pin-1");
-  pkcs11.C_Logout(admin);
-  pkcs11.C_Login(admin, P.CKU_USER, "user-pin-1");
+  const { slot, session: admin } = P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1", label: "fuzz" });
   const locked = pkcs11.C_CreateObject(admin, [
     { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_KEY_TYPE, value: P.CKK_AES }, { type: P.CKA_VALUE, value: SECRET },
     { type: P.CKA_EXTRACTABLE, value: false }, { type: P.CKA_SENSITIVE, value: true }, { type: P.CKA_TOKEN, value: true },

@@ -94,22 +94,6 @@ CK_RV Module::decryptInit(CK_ULONG session, const Mechanism& m, CK_ULONG key) {
   return rv != CKR_OK ? rv : cipherInit(*s, s->decrypt, false, m, key);
 }
 
-// The two-call convention: with no buffer, report the length; with a short one, report
-// it and keep the operation. Returns true when the caller should produce output.
-static bool needOutput(uint8_t* out, size_t& outLength, size_t required, CK_RV& rv) {
-  if (out == nullptr) {
-    outLength = required;
-    rv = CKR_OK;
-    return false;
-  }
-  if (outLength < required) {
-    outLength = required;
-    rv = CKR_BUFFER_TOO_SMALL;
-    return false;
-  }
-  return true;
-}
-
 // Looks up the session and its active operation of the requested direction.
 #define ACTIVE_CIPHER(direction)                      \
   Session* s = nullptr;                               \

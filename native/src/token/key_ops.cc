@@ -197,11 +197,7 @@ CK_RV Module::wrapKey(CK_ULONG session, const Mechanism& m, CK_ULONG wrappingHan
     return CKR_KEY_NOT_WRAPPABLE;
   }
   if ((rv = runWrapMechanism(m, *wrapping, true, material, wrapped)) != CKR_OK) return rv;
-  if (out == nullptr || outLength < wrapped.size()) {
-    rv = out == nullptr ? CKR_OK : CKR_BUFFER_TOO_SMALL;
-    outLength = wrapped.size();
-    return rv;
-  }
+  if (!needOutput(out, outLength, wrapped.size(), rv)) return rv;
   memcpy(out, wrapped.data(), wrapped.size());
   outLength = wrapped.size();
   return CKR_OK;

@@ -2,6 +2,9 @@
 #pragma once
 #include "../crypto/algorithms.h"
 #include "../crypto/status.h"
+#include <cstddef>
+#include <cstdint>
+
 #include "ck.h"
 
 namespace hsm {
@@ -14,5 +17,21 @@ bool hashFromMgf(CK_ULONG mgf, HashAlg* out);
 // GCM tag lengths accepted, in bits.
 bool gcmTagBitsAllowed(CK_ULONG bits);
 constexpr size_t kMaxGcmIvBytes = 65535;
+
+// The two-call convention: with no buffer, report the length; with a short one, report
+// it and keep the operation. Returns true when the caller should produce output.
+inline bool needOutput(uint8_t* out, size_t& outLength, size_t required, CK_RV& rv) {
+  if (out == nullptr) {
+    outLength = required;
+    rv = CKR_OK;
+    return false;
+  }
+  if (outLength < required) {
+    outLength = required;
+    rv = CKR_BUFFER_TOO_SMALL;
+    return false;
+  }
+  return true;
+}
 
 }  // namespace hsm

@@ -142,6 +142,7 @@ class Module {
   Token* token(CK_ULONG slotId) const;
   Token& tokenOf(const Session& s) const { return *token(s.slotId); }
   CK_RV visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) const;
+  CK_RV sessionAndObject(CK_ULONG session, CK_ULONG object, Session*& s, ObjectPtr& o);
   CK_RV checkWritable(const Session& s, bool tokenObject, bool privateObject) const;
   CK_RV checkPin(Token& t, PinRecord& record, ByteView pin);
   void setPinRecord(Token& t, PinRecord& record, ByteView pin);

@@ -17,6 +17,11 @@ CK_RV Module::visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) c
   return CKR_OK;
 }
 
+CK_RV Module::sessionAndObject(CK_ULONG session, CK_ULONG object, Session*& s, ObjectPtr& o) {
+  CK_RV rv = findSession(session, s);
+  return rv != CKR_OK ? rv : visibleObject(*s, object, o);
+}
+
 CK_RV Module::checkWritable(const Session& s, bool tokenObject, bool privateObject) const {
   CK_ULONG who = tokenOf(s).loggedIn;
   if (privateObject && who != CKU_USER) return CKR_USER_NOT_LOGGED_IN;
@@ -152,10 +157,9 @@ CK_RV Module::copyObject(CK_ULONG handle, CK_ULONG source, const Template& tmpl,
 
 CK_RV Module::destroyObject(CK_ULONG handle, CK_ULONG object) {
   Session* s = nullptr;
-  CK_RV rv = findSession(handle, s);
-  if (rv != CKR_OK) return rv;
   ObjectPtr o;
-  if ((rv = visibleObject(*s, object, o)) != CKR_OK) return rv;
+  CK_RV rv = sessionAndObject(handle, object, s, o);
+  if (rv != CKR_OK) return rv;
   if ((rv = checkWritable(*s, o->isToken(), o->isPrivate())) != CKR_OK) return rv;
   if (!o->flag(CKA_DESTROYABLE, true)) return CKR_ACTION_PROHIBITED;
   objects_.erase(object);
@@ -164,20 +168,18 @@ CK_RV Module::destroyObject(CK_ULONG handle, CK_ULONG object) {
 
 CK_RV Module::objectSize(CK_ULONG handle, CK_ULONG object, CK_ULONG& size) {
   Session* s = nullptr;
-  CK_RV rv = findSession(handle, s);
-  if (rv != CKR_OK) return rv;
   ObjectPtr o;
-  if ((rv = visibleObject(*s, object, o)) != CKR_OK) return rv;
+  CK_RV rv = sessionAndObject(handle, object, s, o);
+  if (rv != CKR_OK) return rv;
   size = o->size();
   return CKR_OK;
 }
 
 CK_RV Module::getAttributes(CK_ULONG handle, CK_ULONG object, std::vector<AttributeQuery>& queries) {
   Session* s = nullptr;
-  CK_RV rv = findSession(handle, s);
-  if (rv != CKR_OK) return rv;
   ObjectPtr o;
-  if ((rv = visibleObject(*s, object, o)) != CKR_OK) return rv;
+  CK_RV rv = sessionAndObject(handle, object, s, o);
+  if (rv != CKR_OK) return rv;
   // Every attribute is processed; the result reports the most relevant failure.
   CK_RV result = CKR_OK;
   for (AttributeQuery& q : queries) {
@@ -200,10 +202,9 @@ CK_RV Module::getAttributes(CK_ULONG handle, CK_ULONG object, std::vector<Attrib
 
 CK_RV Module::setAttributes(CK_ULONG handle, CK_ULONG object, const Template& tmpl) {
   Session* s = nullptr;
-  CK_RV rv = findSession(handle, s);
-  if (rv != CKR_OK) return rv;
   ObjectPtr o;
-  if ((rv = visibleObject(*s, object, o)) != CKR_OK) return rv;
+  CK_RV rv = sessionAndObject(handle, object, s, o);
+  if (rv != CKR_OK) return rv;
   if ((rv = checkWritable(*s, o->isToken(), o->isPrivate())) != CKR_OK) return rv;
   if (!o->flag(CKA_MODIFIABLE, true)) return CKR_ACTION_PROHIBITED;
   bool isSO = tokenOf(*s).loggedIn == CKU_SO;

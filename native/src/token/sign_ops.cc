@@ -177,11 +177,7 @@ CK_RV Module::sign(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLengt
     return CKR_OPERATION_ACTIVE;
   }
   size_t required = signatureLength(op);
-  if (out == nullptr || outLength < required) {
-    rv = out == nullptr ? CKR_OK : CKR_BUFFER_TOO_SMALL;
-    outLength = required;
-    return rv;
-  }
+  if (!needOutput(out, outLength, required, rv)) return rv;
   bool raw = op.impl != SignImpl::Hmac && !op.hashFirst;
   rv = raw ? CKR_OK : feed(op, s->hmacSign, s->signDigester, in);
   if (rv == CKR_OK) rv = produce(op, s->hmacSign, s->signDigester, raw ? in : ByteView(), out, outLength);
@@ -204,11 +200,7 @@ CK_RV Module::signFinal(CK_ULONG session, uint8_t* out, size_t& outLength) {
     return CKR_FUNCTION_NOT_SUPPORTED;
   }
   size_t required = signatureLength(op);
-  if (out == nullptr || outLength < required) {
-    rv = out == nullptr ? CKR_OK : CKR_BUFFER_TOO_SMALL;
-    outLength = required;
-    return rv;
-  }
+  if (!needOutput(out, outLength, required, rv)) return rv;
   rv = produce(op, s->hmacSign, s->signDigester, ByteView(), out, outLength);
   op = SignOperation();
   return rv;
@@ -269,11 +261,7 @@ CK_RV Module::digest(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLen
     return CKR_OPERATION_ACTIVE;
   }
   size_t required = s->digester.length();
-  if (out == nullptr || outLength < required) {
-    rv = out == nullptr ? CKR_OK : CKR_BUFFER_TOO_SMALL;
-    outLength = required;
-    return rv;
-  }
+  if (!needOutput(out, outLength, required, rv)) return rv;
   bool ok = s->digester.update(in) == CryptoStatus::Ok && s->digester.finish(out) == CryptoStatus::Ok;
   outLength = required;
   s->digest = DigestOperation();
@@ -309,11 +297,7 @@ CK_RV Module::digestFinal(CK_ULONG session, uint8_t* out, size_t& outLength) {
   if (rv != CKR_OK) return rv;
   if (!s->digest.active) return CKR_OPERATION_NOT_INITIALIZED;
   size_t required = s->digester.length();
-  if (out == nullptr || outLength < required) {
-    rv = out == nullptr ? CKR_OK : CKR_BUFFER_TOO_SMALL;
-    outLength = required;
-    return rv;
-  }
+  if (!needOutput(out, outLength, required, rv)) return rv;
   bool ok = s->digester.finish(out) == CryptoStatus::Ok;
   outLength = required;
   s->digest = DigestOperation();
