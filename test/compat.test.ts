@@ -113,7 +113,7 @@ it("the tsx loader is available for the SoftHSMv2 child", () => {
 describe("package entry points (the build of `npm install`)", () => {
   it("require('hsmsim') and import('hsmsim') both give a working PKCS11", async () => {
     const cjs = require("hsmsim") as typeof hsmsim;
-    const esm = (await import("hsmsim")) as typeof hsmsim;
+    const esm = (await import("hsmsim")) as unknown as typeof hsmsim;
     for (const entry of [cjs, esm]) {
       const pkcs11 = entry.load("memory:");
       pkcs11.C_Initialize();

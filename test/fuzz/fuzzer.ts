@@ -78,28 +78,32 @@ export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
     for (let i = 0; i < b.length; i++) b[i] = int(256);
     return b;
   };
+  // Most calls are well-typed, so they get past argument checks into the token; the rest
+  // carry garbage in any position.
+  let wellTyped = true;
   const handle = (): unknown => {
-    const r = random();
+    const r = wellTyped ? random() * 0.75 : random();
     if (r < 0.6) return pick(handles);
     if (r < 0.75) { const h = Buffer.alloc(8); h.writeUInt32LE(int(64), 0); return h; }
     if (r < 0.85) return buffer();
     return value();
   };
-  const attrValue = (): unknown => pick<() => unknown>([() => random() < 0.5, () => int(70000), buffer, () => "label", () => undefined,
-    () => [P.CKM_AES_GCM, int(5000)], () => new Date(), () => ({}), () => -1, () => 1.5])();
+  const attrValue = (): unknown => (wellTyped ? pick<() => unknown>([() => random() < 0.5, () => int(70000), buffer, () => "label"])() : pick<() => unknown>([() => random() < 0.5, () => int(70000), buffer, () => "label", () => undefined,
+    () => [P.CKM_AES_GCM, int(5000)], () => new Date(), () => ({}), () => -1, () => 1.5])());
   const template = (): unknown => {
-    if (random() < 0.05) return value();
-    return Array.from({ length: int(6) }, () => (random() < 0.05 ? value() : { type: random() < 0.9 ? pick(ATTRIBUTE_TYPES) : value(), value: attrValue() }));
+    if (!wellTyped && random() < 0.2) return value();
+    return Array.from({ length: int(6) }, () => (!wellTyped && random() < 0.2 ? value()
+      : { type: wellTyped || random() < 0.7 ? pick(ATTRIBUTE_TYPES) : value(), value: attrValue() }));
   };
   const mechanism = (): unknown => {
     const r = random();
-    if (r < 0.05) return value();
-    const m: Record<string, unknown> = { mechanism: random() < 0.9 ? pick(MECHANISMS) : value() };
+    if (!wellTyped && r < 0.2) return value();
+    const m: Record<string, unknown> = { mechanism: wellTyped || random() < 0.7 ? pick(MECHANISMS) : value() };
     if (r < 0.3) m.parameter = buffer();
     else if (r < 0.4) m.parameter = int(100);
     else if (r < 0.9) {
-      m.parameter = { type: pick(PARAM_TYPES), iv: random() < 0.8 ? buffer() : value(), aad: random() < 0.5 ? buffer() : undefined,
-        tagBits: pick([0, 32, 96, 104, 128, 129, -8, 1.5]), publicData: buffer(), sharedData: random() < 0.5 ? buffer() : undefined,
+      m.parameter = { type: pick(PARAM_TYPES), iv: wellTyped || random() < 0.8 ? buffer() : value(), aad: random() < 0.5 ? buffer() : undefined,
+        tagBits: wellTyped ? pick([0, 32, 96, 104, 128, 129]) : pick([0, 32, 96, 104, 128, 129, -8, 1.5]), publicData: buffer(), sharedData: random() < 0.5 ? buffer() : undefined,
         kdf: pick([1, 2, 6, 7, 8, 99]), hashAlg: pick([P.CKM_SHA256, P.CKM_SHA_1, 12345]), mgf: pick([1, 2, 3, 4, 77]),
         saltLen: pick([0, 32, 1 << 20]), source: pick([0, 1, 2]), sourceData: random() < 0.5 ? buffer() : undefined };
     }
@@ -112,8 +116,9 @@ export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
 
   // Argument generators for each method, by the kind pkcs11js gives each position.
   type Gen = () => unknown;
-  const S: Gen = handle, H: Gen = handle, B: Gen = buffer, T: Gen = template, M: Gen = mechanism, N: Gen = () => (random() < 0.9 ? int(5) : value());
-  const PIN: Gen = () => pick<() => unknown>([() => "user-pin-1", () => "so-pin-1", () => "x".repeat(int(300)), value])();
+  const B: Gen = () => (wellTyped ? buffer() : pick<() => unknown>([buffer, value])());
+  const S: Gen = handle, H: Gen = handle, T: Gen = template, M: Gen = mechanism, N: Gen = () => (wellTyped ? int(5) : value());
+  const PIN: Gen = () => pick<() => unknown>([() => "user-pin-1", () => "so-pin-1", () => "x".repeat(int(300)), ...(wellTyped ? [] : [value])])();
   const methods: Record<string, Gen[]> = {
     C_GetInfo: [], C_GetSlotList: [() => (random() < 0.8 ? true : value())], C_GetSlotInfo: [H], C_GetTokenInfo: [H],
     C_GetMechanismList: [H], C_GetMechanismInfo: [H, () => pick(MECHANISMS)], C_InitToken: [H, PIN, () => "l"],
@@ -144,9 +149,10 @@ export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
 
   for (let i = 0; i < calls; i++) {
     const name = pick(names);
+    wellTyped = random() < 0.8;
     const args = methods[name].map((g) => g());
-    if (random() < 0.03) args.pop();
-    if (random() < 0.03) args.push(value());
+    if (!wellTyped && random() < 0.2) args.pop();
+    if (!wellTyped && random() < 0.2) args.push(value());
     report.calls++;
     try {
       let result = (pkcs11 as unknown as Record<string, (...a: unknown[]) => unknown>)[name](...args);
