@@ -40,6 +40,7 @@ describe("pkcs11js compatibility", () => {
       expect(error.name).toBe("Pkcs11Error");
       expect(error.message).toBe("CKR_CRYPTOKI_NOT_INITIALIZED");
       expect(error.code).toBe(pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED);
+      expect(error.method).toBe("C_GetSlotList");
     }
   });
 

@@ -41,6 +41,12 @@ function promise<T>(start: (cb: Callback<T>) => void): Promise<T> {
   return new Promise((resolve, reject) => start((error, value) => (error ? reject(error) : resolve(value as T))));
 }
 
+const METHOD_NAMES = {
+  encrypt: "C_Encrypt", encryptUpdate: "C_EncryptUpdate", encryptFinal: "C_EncryptFinal",
+  decrypt: "C_Decrypt", decryptUpdate: "C_DecryptUpdate", decryptFinal: "C_DecryptFinal",
+  digest: "C_Digest", digestFinal: "C_DigestFinal", sign: "C_Sign", signFinal: "C_SignFinal",
+} as const;
+
 export class PKCS11 {
   libPath = "";
   private backend: NativeChip | null = null;
@@ -59,9 +65,9 @@ export class PKCS11 {
     this.initialized = false;
   }
 
-  /** The backend, once C_Initialize has run. */
-  private get chip(): NativeChip {
-    if (this.backend === null || !this.initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_NOT_INITIALIZED, "C_*");
+  /** The backend, once C_Initialize has run; `method` names the call in the error. */
+  private use(method: string): NativeChip {
+    if (this.backend === null || !this.initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_NOT_INITIALIZED, method);
     return this.backend;
   }
 
@@ -73,43 +79,43 @@ export class PKCS11 {
     this.initialized = true;
   }
   C_Finalize(): void {
-    const chip = this.chip;
+    const chip = this.use("C_Finalize");
     for (const slot of chip.getSlotList()) chip.closeAllSessions(slot);
     this.initialized = false;
   }
   C_GetInfo(): info.ModuleInfo {
-    void this.chip;
+    void this.use("C_GetInfo");
     return info.moduleInfo();
   }
   C_GetSlotList(tokenPresent?: boolean): Handle[] {
     if (tokenPresent !== undefined && typeof tokenPresent !== "boolean") throw new TypeError("tokenPresent must be a boolean");
-    return this.chip.getSlotList().map(numberToHandle);
+    return this.use("C_GetSlotList").getSlotList().map(numberToHandle);
   }
   C_GetSlotInfo(slot: Handle): info.SlotInfo {
     const id = h(slot, "slot");
-    this.chip.getTokenInfo(id); // validates the slot id
+    this.use("C_GetSlotInfo").getTokenInfo(id); // validates the slot id
     return info.slotInfo(id);
   }
   C_GetTokenInfo(slot: Handle): info.TokenInfo {
-    return info.tokenInfo(this.chip.getTokenInfo(h(slot, "slot")));
+    return info.tokenInfo(this.use("C_GetTokenInfo").getTokenInfo(h(slot, "slot")));
   }
   C_GetMechanismList(slot: Handle): number[] {
-    return this.chip.getMechanismList(h(slot, "slot"));
+    return this.use("C_GetMechanismList").getMechanismList(h(slot, "slot"));
   }
   C_GetMechanismInfo(slot: Handle, mech: number): info.MechanismInfo {
-    return this.chip.getMechanismInfo(h(slot, "slot"), num(mech, "mech"));
+    return this.use("C_GetMechanismInfo").getMechanismInfo(h(slot, "slot"), num(mech, "mech"));
   }
   C_InitToken(slot: Handle, soPin?: string, label?: string): string {
     if (label !== undefined && typeof label !== "string") throw new TypeError("label must be a string");
     const padded = (label ?? "").padEnd(32).slice(0, 32);
-    this.chip.initToken(h(slot, "slot"), pin(soPin, "pin"), Buffer.from(padded, "utf8"));
+    this.use("C_InitToken").initToken(h(slot, "slot"), pin(soPin, "pin"), Buffer.from(padded, "utf8"));
     return padded;
   }
   C_InitPIN(session: Handle, userPin?: string): void {
-    this.chip.initPin(h(session, "session"), pin(userPin, "pin"));
+    this.use("C_InitPIN").initPin(h(session, "session"), pin(userPin, "pin"));
   }
   C_SetPIN(session: Handle, oldPin: string, newPin: string): void {
-    this.chip.setPin(h(session, "session"), pin(oldPin, "oldPin"), pin(newPin, "newPin"));
+    this.use("C_SetPIN").setPin(h(session, "session"), pin(oldPin, "oldPin"), pin(newPin, "newPin"));
   }
   C_WaitForSlotEvent(flags: number): Handle | null {
     num(flags, "flags");
@@ -118,38 +124,38 @@ export class PKCS11 {
 
   // ---- Sessions ----
   C_OpenSession(slot: Handle, flags: number): Handle {
-    return numberToHandle(this.chip.openSession(h(slot, "slot"), num(flags, "flags")));
+    return numberToHandle(this.use("C_OpenSession").openSession(h(slot, "slot"), num(flags, "flags")));
   }
   C_CloseSession(session: Handle): void {
-    this.chip.closeSession(h(session, "session"));
+    this.use("C_CloseSession").closeSession(h(session, "session"));
   }
   C_CloseAllSessions(slot: Handle): void {
-    this.chip.closeAllSessions(h(slot, "slot"));
+    this.use("C_CloseAllSessions").closeAllSessions(h(slot, "slot"));
   }
   C_GetSessionInfo(session: Handle): info.SessionInfo {
-    const s = this.chip.getSessionInfo(h(session, "session"));
+    const s = this.use("C_GetSessionInfo").getSessionInfo(h(session, "session"));
     return { slotID: numberToHandle(s.slotID), state: s.state, flags: s.flags, deviceError: s.deviceError };
   }
   C_Login(session: Handle, userType: number, userPin?: string): void {
-    this.chip.login(h(session, "session"), num(userType, "userType"), pin(userPin, "pin"));
+    this.use("C_Login").login(h(session, "session"), num(userType, "userType"), pin(userPin, "pin"));
   }
   C_Logout(session: Handle): void {
-    this.chip.logout(h(session, "session"));
+    this.use("C_Logout").logout(h(session, "session"));
   }
 
   // ---- Objects ----
   C_CreateObject(session: Handle, template: Template): Handle {
-    return numberToHandle(this.chip.createObject(h(session, "session"), encodeTemplate(template, "template")));
+    return numberToHandle(this.use("C_CreateObject").createObject(h(session, "session"), encodeTemplate(template, "template")));
   }
   C_CopyObject(session: Handle, object: Handle, template: Template): Handle {
     const t = encodeTemplate(template, "template");
-    return numberToHandle(this.chip.copyObject(h(session, "session"), h(object, "object"), t));
+    return numberToHandle(this.use("C_CopyObject").copyObject(h(session, "session"), h(object, "object"), t));
   }
   C_DestroyObject(session: Handle, object: Handle): void {
-    this.chip.destroyObject(h(session, "session"), h(object, "object"));
+    this.use("C_DestroyObject").destroyObject(h(session, "session"), h(object, "object"));
   }
   C_GetObjectSize(session: Handle, object: Handle): number {
-    return this.chip.getObjectSize(h(session, "session"), h(object, "object"));
+    return this.use("C_GetObjectSize").getObjectSize(h(session, "session"), h(object, "object"));
   }
   C_GetAttributeValue(session: Handle, object: Handle, template: Template): TemplateResult {
     const result = this.getAttributeValues(session, object, template);
@@ -163,33 +169,33 @@ export class PKCS11 {
   getAttributeValues(session: Handle, object: Handle, template: Template): { rv: number; attributes: { type: number; value: Buffer | null }[] } {
     if (!Array.isArray(template)) throw new TypeError("template must be an array of { type }");
     const types = template.map((a, i) => checkAttributeType((a as { type: unknown } | null)?.type, `template[${i}]`));
-    const { rv, values } = this.chip.getAttributeValue(h(session, "session"), h(object, "object"), types);
+    const { rv, values } = this.use("C_GetAttributeValue").getAttributeValue(h(session, "session"), h(object, "object"), types);
     return { rv, attributes: types.map((type, i) => ({ type, value: values[i] })) };
   }
   C_SetAttributeValue(session: Handle, object: Handle, template: Template): void {
     const t = encodeTemplate(template, "template");
-    this.chip.setAttributeValue(h(session, "session"), h(object, "object"), t);
+    this.use("C_SetAttributeValue").setAttributeValue(h(session, "session"), h(object, "object"), t);
   }
   C_FindObjectsInit(session: Handle, template: Template): void {
-    this.chip.findObjectsInit(h(session, "session"), encodeTemplate(template, "template"));
+    this.use("C_FindObjectsInit").findObjectsInit(h(session, "session"), encodeTemplate(template, "template"));
   }
   C_FindObjects(session: Handle): Handle | null;
   C_FindObjects(session: Handle, maxObjectCount: number): Handle[];
   C_FindObjects(session: Handle, maxObjectCount?: number): Handle | Handle[] | null {
     if (maxObjectCount === undefined) {
-      const found = this.chip.findObjects(h(session, "session"), 1);
+      const found = this.use("C_FindObjects").findObjects(h(session, "session"), 1);
       return found.length ? numberToHandle(found[0]) : null;
     }
-    return this.chip.findObjects(h(session, "session"), num(maxObjectCount, "maxObjectCount")).map(numberToHandle);
+    return this.use("C_FindObjects").findObjects(h(session, "session"), num(maxObjectCount, "maxObjectCount")).map(numberToHandle);
   }
   C_FindObjectsFinal(session: Handle): void {
-    this.chip.findObjectsFinal(h(session, "session"));
+    this.use("C_FindObjectsFinal").findObjectsFinal(h(session, "session"));
   }
 
   // ---- Encryption and decryption ----
   C_EncryptInit(session: Handle, mechanism: Mechanism, key: Handle): void {
     const m = this.mechanism.encode(mechanism, "C_EncryptInit");
-    this.chip.encryptInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
+    this.use("C_EncryptInit").encryptInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Encrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Encrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -212,7 +218,7 @@ export class PKCS11 {
   }
   C_DecryptInit(session: Handle, mechanism: Mechanism, key: Handle): void {
     const m = this.mechanism.encode(mechanism, "C_DecryptInit");
-    this.chip.decryptInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
+    this.use("C_DecryptInit").decryptInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Decrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Decrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -237,7 +243,7 @@ export class PKCS11 {
   // ---- Digests ----
   C_DigestInit(session: Handle, mechanism: Mechanism): void {
     const m = this.mechanism.encode(mechanism, "C_DigestInit");
-    this.chip.digestInit(h(session, "session"), m.numbers, m.bytesA, m.bytesB);
+    this.use("C_DigestInit").digestInit(h(session, "session"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Digest(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Digest(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -248,10 +254,10 @@ export class PKCS11 {
     return promise((cb) => this.C_Digest(session, inData, outData, cb));
   }
   C_DigestUpdate(session: Handle, inData: Buffer): void {
-    this.chip.digestUpdate(h(session, "session"), buf(inData, "inData"));
+    this.use("C_DigestUpdate").digestUpdate(h(session, "session"), buf(inData, "inData"));
   }
   C_DigestKey(session: Handle, key: Handle): void {
-    this.chip.digestKey(h(session, "session"), h(key, "key"));
+    this.use("C_DigestKey").digestKey(h(session, "session"), h(key, "key"));
   }
   C_DigestFinal(session: Handle, outData: Buffer): Buffer;
   C_DigestFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
@@ -265,7 +271,7 @@ export class PKCS11 {
   // ---- Signatures and MACs ----
   C_SignInit(session: Handle, mechanism: Mechanism, key: Handle): void {
     const m = this.mechanism.encode(mechanism, "C_SignInit");
-    this.chip.signInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
+    this.use("C_SignInit").signInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Sign(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Sign(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
@@ -276,7 +282,7 @@ export class PKCS11 {
     return promise((cb) => this.C_Sign(session, inData, outData, cb));
   }
   C_SignUpdate(session: Handle, inData: Buffer): void {
-    this.chip.signUpdate(h(session, "session"), buf(inData, "inData"));
+    this.use("C_SignUpdate").signUpdate(h(session, "session"), buf(inData, "inData"));
   }
   C_SignFinal(session: Handle, outData: Buffer): Buffer;
   C_SignFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
@@ -288,7 +294,7 @@ export class PKCS11 {
   }
   C_VerifyInit(session: Handle, mechanism: Mechanism, key: Handle): void {
     const m = this.mechanism.encode(mechanism, "C_VerifyInit");
-    this.chip.verifyInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
+    this.use("C_VerifyInit").verifyInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);
   }
   C_Verify(session: Handle, inData: Buffer, signature: Buffer): boolean;
   C_Verify(session: Handle, inData: Buffer, signature: Buffer, cb: Callback<boolean>): void;
@@ -297,14 +303,14 @@ export class PKCS11 {
     const input = buf(inData, "inData");
     const sig = buf(signature, "signature");
     const done = callback<boolean>(cb);
-    if (done) return void this.chip.verify(s, input, sig, relay(done, (ok: boolean) => ok));
-    return this.chip.verify(s, input, sig);
+    if (done) return void this.use("C_Verify").verify(s, input, sig, relay(done, (ok: boolean) => ok));
+    return this.use("C_Verify").verify(s, input, sig);
   }
   C_VerifyAsync(session: Handle, inData: Buffer, signature: Buffer): Promise<boolean> {
     return promise((cb) => this.C_Verify(session, inData, signature, cb));
   }
   C_VerifyUpdate(session: Handle, inData: Buffer): void {
-    this.chip.verifyUpdate(h(session, "session"), buf(inData, "inData"));
+    this.use("C_VerifyUpdate").verifyUpdate(h(session, "session"), buf(inData, "inData"));
   }
   C_VerifyFinal(session: Handle, signature: Buffer): boolean;
   C_VerifyFinal(session: Handle, signature: Buffer, cb: Callback<boolean>): void;
@@ -312,8 +318,8 @@ export class PKCS11 {
     const s = h(session, "session");
     const sig = buf(signature, "signature");
     const done = callback<boolean>(cb);
-    if (done) return void this.chip.verifyFinal(s, sig, relay(done, (ok: boolean) => ok));
-    return this.chip.verifyFinal(s, sig);
+    if (done) return void this.use("C_VerifyFinal").verifyFinal(s, sig, relay(done, (ok: boolean) => ok));
+    return this.use("C_VerifyFinal").verifyFinal(s, sig);
   }
   C_VerifyFinalAsync(session: Handle, signature: Buffer): Promise<boolean> {
     return promise((cb) => this.C_VerifyFinal(session, signature, cb));
@@ -327,8 +333,8 @@ export class PKCS11 {
     const m = this.mechanism.encode(mechanism, "C_GenerateKey");
     const t = encodeTemplate(template, "template");
     const done = callback<Handle>(cb);
-    if (done) return void this.chip.generateKey(s, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
-    return numberToHandle(this.chip.generateKey(s, t, m.numbers, m.bytesA, m.bytesB));
+    if (done) return void this.use("C_GenerateKey").generateKey(s, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
+    return numberToHandle(this.use("C_GenerateKey").generateKey(s, t, m.numbers, m.bytesA, m.bytesB));
   }
   C_GenerateKeyAsync(session: Handle, mechanism: Mechanism, template: Template): Promise<Handle> {
     return promise((cb) => this.C_GenerateKey(session, mechanism, template, cb));
@@ -345,8 +351,8 @@ export class PKCS11 {
       privateKey: numberToHandle(privateKey),
     });
     const done = callback<info.KeyPair>(cb);
-    if (done) return void this.chip.generateKeyPair(s, pub, priv, m.numbers, m.bytesA, m.bytesB, relay(done, pair));
-    return pair(this.chip.generateKeyPair(s, pub, priv, m.numbers, m.bytesA, m.bytesB));
+    if (done) return void this.use("C_GenerateKeyPair").generateKeyPair(s, pub, priv, m.numbers, m.bytesA, m.bytesB, relay(done, pair));
+    return pair(this.use("C_GenerateKeyPair").generateKeyPair(s, pub, priv, m.numbers, m.bytesA, m.bytesB));
   }
   C_GenerateKeyPairAsync(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template): Promise<info.KeyPair> {
     return promise((cb) => this.C_GenerateKeyPair(session, mechanism, publicKeyTemplate, privateKeyTemplate, cb));
@@ -360,8 +366,8 @@ export class PKCS11 {
     const k = h(key, "key");
     const out = buf(wrappedKey, "wrappedKey");
     const done = callback<Buffer>(cb);
-    if (done) return void this.chip.wrapKey(s, wk, k, out, m.numbers, m.bytesA, m.bytesB, relay(done, (n: number) => out.subarray(0, n)));
-    return out.subarray(0, this.chip.wrapKey(s, wk, k, out, m.numbers, m.bytesA, m.bytesB));
+    if (done) return void this.use("C_WrapKey").wrapKey(s, wk, k, out, m.numbers, m.bytesA, m.bytesB, relay(done, (n: number) => out.subarray(0, n)));
+    return out.subarray(0, this.use("C_WrapKey").wrapKey(s, wk, k, out, m.numbers, m.bytesA, m.bytesB));
   }
   C_WrapKeyAsync(session: Handle, mechanism: Mechanism, wrappingKey: Handle, key: Handle, wrappedKey: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_WrapKey(session, mechanism, wrappingKey, key, wrappedKey, cb));
@@ -375,8 +381,8 @@ export class PKCS11 {
     const wrapped = buf(wrappedKey, "wrappedKey");
     const t = encodeTemplate(template, "template");
     const done = callback<Handle>(cb);
-    if (done) return void this.chip.unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
-    return numberToHandle(this.chip.unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB));
+    if (done) return void this.use("C_UnwrapKey").unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
+    return numberToHandle(this.use("C_UnwrapKey").unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB));
   }
   C_UnwrapKeyAsync(session: Handle, mechanism: Mechanism, unwrappingKey: Handle, wrappedKey: Buffer, template: Template): Promise<Handle> {
     return promise((cb) => this.C_UnwrapKey(session, mechanism, unwrappingKey, wrappedKey, template, cb));
@@ -389,8 +395,8 @@ export class PKCS11 {
     const base = h(key, "key");
     const t = encodeTemplate(template, "template");
     const done = callback<Handle>(cb);
-    if (done) return void this.chip.deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
-    return numberToHandle(this.chip.deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB));
+    if (done) return void this.use("C_DeriveKey").deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
+    return numberToHandle(this.use("C_DeriveKey").deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB));
   }
   C_DeriveKeyAsync(session: Handle, mechanism: Mechanism, key: Handle, template: Template): Promise<Handle> {
     return promise((cb) => this.C_DeriveKey(session, mechanism, key, template, cb));
@@ -398,10 +404,10 @@ export class PKCS11 {
 
   // ---- Random numbers ----
   C_SeedRandom(session: Handle, seed: Buffer): void {
-    this.chip.seedRandom(h(session, "session"), buf(seed, "buf"));
+    this.use("C_SeedRandom").seedRandom(h(session, "session"), buf(seed, "buf"));
   }
   C_GenerateRandom(session: Handle, out: Buffer): Buffer {
-    this.chip.generateRandom(h(session, "session"), buf(out, "buf"));
+    this.use("C_GenerateRandom").generateRandom(h(session, "session"), buf(out, "buf"));
     return out;
   }
 
@@ -439,7 +445,7 @@ export class PKCS11 {
     const s = h(session, "session");
     if (!Buffer.isBuffer(inData)) throw new TypeError("inData must be a Buffer");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const chip = this.chip;
+    const chip = this.use(METHOD_NAMES[op]);
     if (cb !== undefined) {
       if (op === "encryptUpdate" || op === "decryptUpdate") throw new TypeError(`C_${op} has no callback form`);
       const done = relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
@@ -465,7 +471,7 @@ export class PKCS11 {
               cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const chip = this.chip;
+    const chip = this.use(METHOD_NAMES[op]);
     const done = cb === undefined ? undefined : relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
     let n: number;
     switch (op) {
@@ -479,7 +485,7 @@ export class PKCS11 {
 
   private notSupported(method: string, session: Handle, ..._args: unknown[]): never {
     h(session, "session");
-    void this.chip;
+    this.use(method);
     throw new Pkcs11Error(C.CKR_FUNCTION_NOT_SUPPORTED, method);
   }
 }
