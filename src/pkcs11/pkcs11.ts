@@ -41,12 +41,6 @@ function promise<T>(start: (cb: Callback<T>) => void): Promise<T> {
   return new Promise((resolve, reject) => start((error, value) => (error ? reject(error) : resolve(value as T))));
 }
 
-const METHOD_NAMES = {
-  encrypt: "C_Encrypt", encryptUpdate: "C_EncryptUpdate", encryptFinal: "C_EncryptFinal",
-  decrypt: "C_Decrypt", decryptUpdate: "C_DecryptUpdate", decryptFinal: "C_DecryptFinal",
-  digest: "C_Digest", digestFinal: "C_DigestFinal", sign: "C_Sign", signFinal: "C_SignFinal",
-} as const;
-
 export class PKCS11 {
   libPath = "";
   private backend: NativeChip | null = null;
@@ -200,18 +194,18 @@ export class PKCS11 {
   C_Encrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Encrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
   C_Encrypt(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.inOut("encrypt", session, inData, outData, cb);
+    return this.inOut("C_Encrypt", session, inData, outData, cb);
   }
   C_EncryptAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_Encrypt(session, inData, outData, cb));
   }
   C_EncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
-    return this.inOut("encryptUpdate", session, inData, outData) as Buffer;
+    return this.inOut("C_EncryptUpdate", session, inData, outData) as Buffer;
   }
   C_EncryptFinal(session: Handle, outData: Buffer): Buffer;
   C_EncryptFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
   C_EncryptFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.out("encryptFinal", session, outData, cb);
+    return this.out("C_EncryptFinal", session, outData, cb);
   }
   C_EncryptFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_EncryptFinal(session, outData, cb));
@@ -223,18 +217,18 @@ export class PKCS11 {
   C_Decrypt(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Decrypt(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
   C_Decrypt(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.inOut("decrypt", session, inData, outData, cb);
+    return this.inOut("C_Decrypt", session, inData, outData, cb);
   }
   C_DecryptAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_Decrypt(session, inData, outData, cb));
   }
   C_DecryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
-    return this.inOut("decryptUpdate", session, inData, outData) as Buffer;
+    return this.inOut("C_DecryptUpdate", session, inData, outData) as Buffer;
   }
   C_DecryptFinal(session: Handle, outData: Buffer): Buffer;
   C_DecryptFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
   C_DecryptFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.out("decryptFinal", session, outData, cb);
+    return this.out("C_DecryptFinal", session, outData, cb);
   }
   C_DecryptFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_DecryptFinal(session, outData, cb));
@@ -248,7 +242,7 @@ export class PKCS11 {
   C_Digest(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Digest(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
   C_Digest(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.inOut("digest", session, inData, outData, cb);
+    return this.inOut("C_Digest", session, inData, outData, cb);
   }
   C_DigestAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_Digest(session, inData, outData, cb));
@@ -262,7 +256,7 @@ export class PKCS11 {
   C_DigestFinal(session: Handle, outData: Buffer): Buffer;
   C_DigestFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
   C_DigestFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.out("digestFinal", session, outData, cb);
+    return this.out("C_DigestFinal", session, outData, cb);
   }
   C_DigestFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_DigestFinal(session, outData, cb));
@@ -276,7 +270,7 @@ export class PKCS11 {
   C_Sign(session: Handle, inData: Buffer, outData: Buffer): Buffer;
   C_Sign(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
   C_Sign(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.inOut("sign", session, inData, outData, cb);
+    return this.inOut("C_Sign", session, inData, outData, cb);
   }
   C_SignAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_Sign(session, inData, outData, cb));
@@ -287,7 +281,7 @@ export class PKCS11 {
   C_SignFinal(session: Handle, outData: Buffer): Buffer;
   C_SignFinal(session: Handle, outData: Buffer, cb: Callback<Buffer>): void;
   C_SignFinal(session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
-    return this.out("signFinal", session, outData, cb);
+    return this.out("C_SignFinal", session, outData, cb);
   }
   C_SignFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_SignFinal(session, outData, cb));
@@ -440,44 +434,44 @@ export class PKCS11 {
   // ---- Shared plumbing ----
   // The hot calls: one native method each, chosen by a switch (a computed property lookup
   // on the backend would be megamorphic and cost more than the work on small inputs).
-  private inOut(op: "encrypt" | "encryptUpdate" | "decrypt" | "decryptUpdate" | "digest" | "sign", session: Handle,
+  private inOut(method: "C_Encrypt" | "C_EncryptUpdate" | "C_Decrypt" | "C_DecryptUpdate" | "C_Digest" | "C_Sign", session: Handle,
                 inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
     if (!Buffer.isBuffer(inData)) throw new TypeError("inData must be a Buffer");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const chip = this.use(METHOD_NAMES[op]);
+    const chip = this.use(method);
     if (cb !== undefined) {
-      if (op === "encryptUpdate" || op === "decryptUpdate") throw new TypeError(`C_${op} has no callback form`);
+      if (method === "C_EncryptUpdate" || method === "C_DecryptUpdate") throw new TypeError(`${method} has no callback form`);
       const done = relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
-      return void (op === "encrypt" ? chip.encrypt(s, inData, outData, done)
-        : op === "decrypt" ? chip.decrypt(s, inData, outData, done)
-        : op === "sign" ? chip.sign(s, inData, outData, done)
+      return void (method === "C_Encrypt" ? chip.encrypt(s, inData, outData, done)
+        : method === "C_Decrypt" ? chip.decrypt(s, inData, outData, done)
+        : method === "C_Sign" ? chip.sign(s, inData, outData, done)
         : chip.digest(s, inData, outData, done));
     }
     let n: number;
-    switch (op) {
-      case "encrypt": n = chip.encrypt(s, inData, outData); break;
-      case "decrypt": n = chip.decrypt(s, inData, outData); break;
-      case "sign": n = chip.sign(s, inData, outData); break;
-      case "digest": n = chip.digest(s, inData, outData); break;
-      case "encryptUpdate": n = chip.encryptUpdate(s, inData, outData); break;
+    switch (method) {
+      case "C_Encrypt": n = chip.encrypt(s, inData, outData); break;
+      case "C_Decrypt": n = chip.decrypt(s, inData, outData); break;
+      case "C_Sign": n = chip.sign(s, inData, outData); break;
+      case "C_Digest": n = chip.digest(s, inData, outData); break;
+      case "C_EncryptUpdate": n = chip.encryptUpdate(s, inData, outData); break;
       default: n = chip.decryptUpdate(s, inData, outData); break;
     }
     // A caller who sized the buffer exactly gets it back: the same bytes, no new view.
     return n === outData.length ? outData : outData.subarray(0, n);
   }
 
-  private out(op: "encryptFinal" | "decryptFinal" | "digestFinal" | "signFinal", session: Handle, outData: Buffer,
+  private out(method: "C_EncryptFinal" | "C_DecryptFinal" | "C_DigestFinal" | "C_SignFinal", session: Handle, outData: Buffer,
               cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const chip = this.use(METHOD_NAMES[op]);
+    const chip = this.use(method);
     const done = cb === undefined ? undefined : relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
     let n: number;
-    switch (op) {
-      case "encryptFinal": n = chip.encryptFinal(s, outData, done); break;
-      case "decryptFinal": n = chip.decryptFinal(s, outData, done); break;
-      case "digestFinal": n = chip.digestFinal(s, outData, done); break;
+    switch (method) {
+      case "C_EncryptFinal": n = chip.encryptFinal(s, outData, done); break;
+      case "C_DecryptFinal": n = chip.decryptFinal(s, outData, done); break;
+      case "C_DigestFinal": n = chip.digestFinal(s, outData, done); break;
       default: n = chip.signFinal(s, outData, done); break;
     }
     return done ? undefined : outData.subarray(0, n);
