@@ -5,6 +5,7 @@
 #include <openssl/params.h>
 #include <openssl/sha.h>
 
+#include <cstring>
 #include <stdexcept>
 
 namespace hsm {
@@ -90,7 +91,29 @@ Drbg::Drbg(const uint8_t* seed, size_t seedLength)
 
 Drbg::~Drbg() = default;
 
+namespace {
+constexpr size_t kPoolBytes = 4096;
+constexpr size_t kPooledRequestMax = 512;
+}  // namespace
+
 bool Drbg::generate(uint8_t* out, size_t length) {
+  if (length == 0) return true;
+  if (length > kPooledRequestMax) return generateDirect(out, length);
+  if (pool_.size() - poolUsed_ < length) {
+    pool_.assign(kPoolBytes, 0);
+    poolUsed_ = 0;
+    if (!generateDirect(pool_.data(), pool_.size())) {
+      pool_.clear();
+      return false;
+    }
+  }
+  std::memcpy(out, pool_.data() + poolUsed_, length);
+  secureWipe(pool_.data() + poolUsed_, length);  // served bytes do not stay behind
+  poolUsed_ += length;
+  return true;
+}
+
+bool Drbg::generateDirect(uint8_t* out, size_t length) {
   while (length > 0) {
     size_t chunk = length < kMaxRequest ? length : kMaxRequest;
     if (!EVP_RAND_generate(state_->drbg, out, chunk, kStrength, 0, nullptr, 0)) return false;
@@ -101,6 +124,10 @@ bool Drbg::generate(uint8_t* out, size_t length) {
 }
 
 bool Drbg::addInput(const uint8_t* data, size_t length) {
+  // Bytes pooled before the new input must not be served after it.
+  secureWipe(pool_.data(), pool_.size());
+  pool_.clear();
+  poolUsed_ = 0;
   // Additional input on a zero-length request mixes the bytes into the state (SP 800-90A),
   // which keeps deterministic mode deterministic for the same calls.
   uint8_t scratch[1];

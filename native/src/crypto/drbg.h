@@ -24,9 +24,15 @@ class Drbg {
   bool deterministic() const { return deterministic_; }
 
  private:
+  bool generateDirect(uint8_t* out, size_t length);
+
   struct State;
   std::unique_ptr<State> state_;
   bool deterministic_;
+  // Small requests are served from a pool filled 4 KiB at a time: each CTR-DRBG call
+  // re-keys AES, which costs more than the bytes of a 32-byte request.
+  Bytes pool_;
+  size_t poolUsed_ = 0;
 };
 
 }  // namespace hsm

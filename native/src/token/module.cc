@@ -91,7 +91,7 @@ CK_RV Module::initToken(CK_ULONG slotId, ByteView soPin, ByteView label) {
   for (const auto& entry : sessions_)
     if (entry.second->slotId == slotId) return CKR_SESSION_EXISTS;
   if (t->initialized) {
-    CK_RV rv = checkPin(*t, t->soPin, soPin);
+    CK_RV rv = checkPin(t->soPin, soPin);
     if (rv != CKR_OK) return rv;
   }
   if (soPin.size < kMinPin || soPin.size > kMaxPin) return CKR_PIN_LEN_RANGE;
@@ -125,8 +125,7 @@ void Module::setPinRecord(Token& t, PinRecord& record, ByteView pin) {
   record.set = true;
 }
 
-CK_RV Module::checkPin(Token& t, PinRecord& record, ByteView pin) {
-  (void)t;
+CK_RV Module::checkPin(PinRecord& record, ByteView pin) {
   if (!record.set) return CKR_USER_PIN_NOT_INITIALIZED;
   if (record.failures >= config_.maxPinFailures) return CKR_PIN_LOCKED;
   uint8_t candidate[32];
@@ -235,7 +234,7 @@ CK_RV Module::login(CK_ULONG handle, CK_ULONG userType, ByteView pin) {
   if (userType != CKU_SO && userType != CKU_USER && userType != CKU_CONTEXT_SPECIFIC) return CKR_USER_TYPE_INVALID;
   if (userType == CKU_CONTEXT_SPECIFIC) {
     if (t.loggedIn == CKU_NONE) return CKR_USER_NOT_LOGGED_IN;
-    return checkPin(t, t.loggedIn == CKU_SO ? t.soPin : t.userPin, pin);
+    return checkPin(t.loggedIn == CKU_SO ? t.soPin : t.userPin, pin);
   }
   if (t.loggedIn == userType) return CKR_USER_ALREADY_LOGGED_IN;
   if (t.loggedIn != CKU_NONE) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
@@ -243,7 +242,7 @@ CK_RV Module::login(CK_ULONG handle, CK_ULONG userType, ByteView pin) {
     for (const auto& entry : sessions_)
       if (entry.second->slotId == s->slotId && !entry.second->readWrite) return CKR_SESSION_READ_ONLY_EXISTS;
   }
-  rv = checkPin(t, userType == CKU_SO ? t.soPin : t.userPin, pin);
+  rv = checkPin(userType == CKU_SO ? t.soPin : t.userPin, pin);
   if (rv == CKR_OK) t.loggedIn = userType;
   return rv;
 }
@@ -288,7 +287,7 @@ CK_RV Module::setPin(CK_ULONG handle, ByteView oldPin, ByteView newPin) {
   if (!s->readWrite) return CKR_SESSION_READ_ONLY;
   Token& t = tokenOf(*s);
   PinRecord& record = t.loggedIn == CKU_SO ? t.soPin : t.userPin;
-  rv = checkPin(t, record, oldPin);
+  rv = checkPin(record, oldPin);
   if (rv != CKR_OK) return rv;
   if (newPin.size < kMinPin || newPin.size > kMaxPin) return CKR_PIN_LEN_RANGE;
   setPinRecord(t, record, newPin);

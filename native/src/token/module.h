@@ -144,7 +144,7 @@ class Module {
   CK_RV visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) const;
   CK_RV sessionAndObject(CK_ULONG session, CK_ULONG object, Session*& s, ObjectPtr& o);
   CK_RV checkWritable(const Session& s, bool tokenObject, bool privateObject) const;
-  CK_RV checkPin(Token& t, PinRecord& record, ByteView pin);
+  CK_RV checkPin(PinRecord& record, ByteView pin);
   void setPinRecord(Token& t, PinRecord& record, ByteView pin);
   CK_RV storeObject(Session& s, ObjectPtr object, CK_ULONG& handle);
   void destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool onlyPrivate);
