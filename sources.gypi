@@ -20,12 +20,14 @@
       "native/src/token/object.cc",
       "native/src/token/objects.cc",
       "native/src/token/policy.cc",
+      "native/src/token/principals.cc",
       "native/src/token/sign_ops.cc"
     ],
     "hsm_binding_sources": [
       "native/src/binding/addon.cc",
       "native/src/binding/args.cc",
       "native/src/binding/chip_crypto.cc",
+      "native/src/binding/chip_device.cc",
       "native/src/binding/chip_token.cc"
     ]
   }

@@ -40,6 +40,12 @@ export interface NativeChip {
   exportMasked(slot: number, object: number, algorithm: number): Buffer;
   importMasked(slot: number, record: Buffer): number;
   shareMaskingKey(slot: number, target: NativeChip, targetSlot: number): void;
+  // Device profile (see README): principals, ownership and sharing, the masking key file.
+  loginPrincipal(session: number, principal: number): void;
+  shareObject(session: number, object: number, principal: number, share: boolean): void;
+  ownership(slot: number, object: number): { owner: number; sharedWith: number[] };
+  saveMaskingKey(slot: number, path: string): void;
+  loadMaskingKey(slot: number, path: string): void;
   encryptInit(session: number, key: number, ...m: Mech3): void;
   decryptInit(session: number, key: number, ...m: Mech3): void;
   signInit(session: number, key: number, ...m: Mech3): void;
@@ -89,6 +95,10 @@ export interface ChipOptions {
   pinHashIterations?: number;
   /** Deterministic mode: the seed fixes every token's random generator. */
   seed?: Buffer;
+  /** Key quota per token (0: none); exceeding it fails with CKR_DEVICE_MEMORY and stores nothing. */
+  maxKeys?: number;
+  /** Quota of public plus private keys per token (0: none). */
+  maxAsymmetricKeys?: number;
 }
 
 interface Addon {

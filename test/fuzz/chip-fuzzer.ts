@@ -17,7 +17,9 @@ export async function fuzzChip(calls: number, seed: number): Promise<ChipFuzzRep
   const chip = P.createChip({ pinHashIterations: 1 });
   chip.initToken(0, Buffer.from("so-pin-1"), Buffer.from("fuzz"));
   const session = chip.openSession(0, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-  const methods = Object.getOwnPropertyNames(chip).filter((name) => typeof (chip as unknown as Record<string, unknown>)[name] === "function");
+  // Every call but the one that writes files (its path checks have their own tests).
+  const methods = Object.getOwnPropertyNames(chip)
+    .filter((name) => typeof (chip as unknown as Record<string, unknown>)[name] === "function" && name !== "saveMaskingKey");
   const report: ChipFuzzReport = { calls: 0, returned: 0, findings: [] };
   const template = () => {
     // Sometimes a well-formed encoding, sometimes a broken one.

@@ -34,6 +34,7 @@ struct CallEntry {
 };
 const std::vector<CallEntry>& tokenCalls();   // chip_token.cc: slots, sessions, login, objects
 const std::vector<CallEntry>& cryptoCalls();  // chip_crypto.cc: operations and keys
+const std::vector<CallEntry>& deviceCalls();  // chip_device.cc: principals, sharing, masking key file
 
 class Chip : public Napi::ObjectWrap<Chip> {
  public:

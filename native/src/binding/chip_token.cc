@@ -28,6 +28,8 @@ Napi::Object configFrom(const Napi::CallbackInfo& info, ModuleConfig& config) {
   config.fixedSlotCount = static_cast<size_t>(number("slotCount", 0));
   config.maxPinFailures = static_cast<CK_ULONG>(number("maxPinFailures", 5));
   config.pinHashIterations = static_cast<unsigned>(number("pinHashIterations", 4096));
+  config.maxKeys = static_cast<size_t>(number("maxKeys", 0));
+  config.maxAsymmetricKeys = static_cast<size_t>(number("maxAsymmetricKeys", 0));
   Napi::Value seed = options.Get("seed");
   if (seed.IsBuffer()) {
     auto b = seed.As<Napi::Buffer<uint8_t>>();
@@ -35,7 +37,8 @@ Napi::Object configFrom(const Napi::CallbackInfo& info, ModuleConfig& config) {
     config.seed = toBytes(b.Data(), b.Length());
   }
   if (config.fixedSlotCount > 64 || config.maxPinFailures < 1 || config.maxPinFailures > 1000 ||
-      config.pinHashIterations < 1 || config.pinHashIterations > 10000000)
+      config.pinHashIterations < 1 || config.pinHashIterations > 10000000 || config.maxKeys > 10000000 ||
+      config.maxAsymmetricKeys > 10000000)
     throwType(info.Env(), "chip options out of range");
   return options;
 }
@@ -48,7 +51,7 @@ Chip::Chip(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Chip>(info) {
   // Every C_ call becomes an own, read-only method of this object holding the module.
   Napi::Env env = info.Env();
   Napi::Object self = info.This().As<Napi::Object>();
-  for (const auto* table : {&tokenCalls(), &cryptoCalls()}) {
+  for (const auto* table : {&tokenCalls(), &cryptoCalls(), &deviceCalls()}) {
     for (const CallEntry& call : *table) {
       auto* ref = new ModuleRef(module_);
       Napi::Function fn = Napi::Function::New(env, call.function, call.name, ref);

@@ -56,6 +56,24 @@ CK_RV Module::cipherSetup(Session& s, CipherOperation& next, bool encrypt, const
       next.impl = CipherImpl::Gcm;
       break;
     }
+    case CKM_CLOUDHSM_AES_GCM: {
+      // The token picks a fresh 12-byte IV per encryption and puts it before the ciphertext;
+      // any IV in the parameter is ignored, as CloudHSM does.
+      if (key.keyType() != CKK_AES) return CKR_KEY_TYPE_INCONSISTENT;
+      CK_ULONG tagBits = m.hasParameter ? m.numberA : 128;
+      if (!gcmTagBitsAllowed(tagBits)) return CKR_MECHANISM_PARAM_INVALID;
+      next.vendorTagBytes = tagBits / 8;
+      next.impl = CipherImpl::VendorGcm;
+      if (!encrypt) {
+        next.vendorAad = toBytes(m.bytesB.data, m.bytesB.size);
+        break;
+      }
+      next.vendorIv.assign(kVendorGcmIvBytes, 0);
+      if (!tokenOf(s).drbg->generate(next.vendorIv.data(), kVendorGcmIvBytes)) return CKR_FUNCTION_FAILED;
+      rv = toRv(s.gcmEncrypt.init(true, key.view(CKA_VALUE), key.keyId, next.vendorIv, m.bytesB, next.vendorTagBytes),
+                CKR_MECHANISM_PARAM_INVALID, CKR_FUNCTION_FAILED);
+      break;
+    }
     case CKM_AES_CBC: case CKM_AES_CBC_PAD: case CKM_AES_ECB: {
       if (key.keyType() != CKK_AES) return CKR_KEY_TYPE_INCONSISTENT;
       bool cbc = m.type != CKM_AES_ECB;
@@ -112,6 +130,7 @@ CK_RV Module::encrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
   size_t required = 0;
   switch (op.impl) {
     case CipherImpl::Gcm: required = in.size + s->gcmEncrypt.tagBytes(); break;
+    case CipherImpl::VendorGcm: required = kVendorGcmIvBytes + in.size + op.vendorTagBytes; break;
     case CipherImpl::Block:
       if (!pad && in.size % 16 != 0) {
         op.reset();
@@ -124,9 +143,11 @@ CK_RV Module::encrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
   }
   if (!needOutput(out, outLength, required, rv)) return rv;
   CryptoStatus st = CryptoStatus::Internal;
-  if (op.impl == CipherImpl::Gcm) {
-    st = s->gcmEncrypt.update(in, out);
-    if (st == CryptoStatus::Ok) st = s->gcmEncrypt.finishEncrypt(out + in.size);
+  if (op.impl == CipherImpl::Gcm || op.impl == CipherImpl::VendorGcm) {
+    size_t ivBytes = op.impl == CipherImpl::VendorGcm ? kVendorGcmIvBytes : 0;
+    if (ivBytes) memcpy(out, op.vendorIv.data(), ivBytes);
+    st = s->gcmEncrypt.update(in, out + ivBytes);
+    if (st == CryptoStatus::Ok) st = s->gcmEncrypt.finishEncrypt(out + ivBytes + in.size);
     outLength = required;
   } else if (op.impl == CipherImpl::Block) {
     size_t a = 0, b = 0;
@@ -147,7 +168,7 @@ CK_RV Module::encryptUpdate(CK_ULONG session, ByteView in, uint8_t* out, size_t&
   else if (op.impl == CipherImpl::Block) required = s->blockEncrypt.updateOutputLength(in.size);
   else {
     op.reset();
-    return CKR_FUNCTION_NOT_SUPPORTED;  // RSA is single-part only
+    return CKR_FUNCTION_NOT_SUPPORTED;  // RSA and CKM_CLOUDHSM_AES_GCM are single-part only
   }
   if (!needOutput(out, outLength, required, rv)) return rv;
   op.multiPart = true;
@@ -205,6 +226,13 @@ CK_RV Module::decrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
       required = in.size - tag;
       break;
     }
+    case CipherImpl::VendorGcm:
+      if (in.size < kVendorGcmIvBytes + op.vendorTagBytes) {
+        op.reset();
+        return CKR_ENCRYPTED_DATA_LEN_RANGE;
+      }
+      required = in.size - kVendorGcmIvBytes - op.vendorTagBytes;
+      break;
     case CipherImpl::Block:
       if (in.size % 16 != 0 || (op.mechanism == CKM_AES_CBC_PAD && in.size == 0)) {
         op.reset();
@@ -217,7 +245,14 @@ CK_RV Module::decrypt(CK_ULONG session, ByteView in, uint8_t* out, size_t& outLe
   }
   if (!needOutput(out, outLength, required, rv)) return rv;
   CryptoStatus st;
-  if (op.impl == CipherImpl::Gcm) {
+  if (op.impl == CipherImpl::VendorGcm) {
+    ByteView iv(in.data, kVendorGcmIvBytes);
+    st = s->gcmDecrypt.init(false, op.key->view(CKA_VALUE), op.key->keyId, iv, op.vendorAad, op.vendorTagBytes);
+    if (st == CryptoStatus::Ok) st = s->gcmDecrypt.update(ByteView(in.data + kVendorGcmIvBytes, required), out);
+    if (st == CryptoStatus::Ok) st = s->gcmDecrypt.finishDecrypt(in.data + kVendorGcmIvBytes + required);
+    if (st != CryptoStatus::Ok) secureWipe(out, required);
+    outLength = st == CryptoStatus::Ok ? required : 0;
+  } else if (op.impl == CipherImpl::Gcm) {
     ByteView body(in.data, required);
     st = s->gcmDecrypt.update(body, out);
     if (st == CryptoStatus::Ok) st = s->gcmDecrypt.finishDecrypt(in.data + required);

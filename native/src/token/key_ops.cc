@@ -100,6 +100,7 @@ CK_RV Module::generateKeyPair(CK_ULONG session, const Mechanism& m, const Templa
   if ((rv = buildKeyMaterial(*pub)) != CKR_OK || (rv = buildKeyMaterial(*priv)) != CKR_OK) return rv;
   setProvenance(*pub, true, m.type);
   setProvenance(*priv, true, m.type);
+  if ((rv = checkQuota(s->slotId, 2, 2)) != CKR_OK) return rv;  // both fit, or neither is stored
   storeObject(*s, std::move(pub), publicHandle);
   return storeObject(*s, std::move(priv), privateHandle);
 }
@@ -189,6 +190,7 @@ CK_RV Module::wrapKey(CK_ULONG session, const Mechanism& m, CK_ULONG wrappingHan
   CK_ULONG cls = key->objectClass();
   if (cls != CKO_SECRET_KEY && cls != CKO_PRIVATE_KEY) return CKR_KEY_NOT_WRAPPABLE;
   if (!key->flag(CKA_EXTRACTABLE)) return CKR_KEY_UNEXTRACTABLE;
+  if ((rv = checkOwner(*s, *key, CKR_KEY_NOT_WRAPPABLE)) != CKR_OK) return rv;
   if (key->flag(CKA_WRAP_WITH_TRUSTED) && !wrapping->flag(CKA_TRUSTED)) return CKR_KEY_NOT_WRAPPABLE;
   Bytes material, wrapped;
   if (cls == CKO_SECRET_KEY) {

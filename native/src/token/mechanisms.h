@@ -17,6 +17,7 @@ bool hashFromMgf(CK_ULONG mgf, HashAlg* out);
 // GCM tag lengths accepted, in bits.
 bool gcmTagBitsAllowed(CK_ULONG bits);
 constexpr size_t kMaxGcmIvBytes = 65535;
+constexpr size_t kVendorGcmIvBytes = 12;  // CKM_CLOUDHSM_AES_GCM
 
 // The two-call convention: with no buffer, report the length; with a short one, report
 // it and keep the operation. Returns true when the caller should produce output.

@@ -186,6 +186,7 @@ CK_RV Module::closeSession(CK_ULONG handle) {
   for (const auto& entry : sessions_)
     if (entry.second->slotId == slotId) return CKR_OK;
   token(slotId)->loggedIn = CKU_NONE;  // the last session closed: the application logs out
+  token(slotId)->principal = 0;
   return CKR_OK;
 }
 
@@ -201,6 +202,7 @@ CK_RV Module::closeAllSessions(CK_ULONG slotId) {
     }
   }
   t->loggedIn = CKU_NONE;
+  t->principal = 0;
   return CKR_OK;
 }
 
@@ -254,6 +256,7 @@ CK_RV Module::logout(CK_ULONG handle) {
   Token& t = tokenOf(*s);
   if (t.loggedIn == CKU_NONE) return CKR_USER_NOT_LOGGED_IN;
   t.loggedIn = CKU_NONE;
+  t.principal = 0;
   destroySessionObjects(s->slotId, 0, true);
   // Operations on keys that just became invisible end with the login.
   for (auto& entry : sessions_) {

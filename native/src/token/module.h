@@ -22,6 +22,9 @@ struct ModuleConfig {
   unsigned pinHashIterations = 4096;
   bool deterministic = false;
   Bytes seed;
+  // Key quotas per token (0: none): all keys, and public plus private keys among them.
+  size_t maxKeys = 0;
+  size_t maxAsymmetricKeys = 0;
 };
 
 struct TokenInfo {
@@ -128,6 +131,19 @@ class Module {
   // Gives `target`'s token the same masking key, without the key leaving native memory.
   CK_RV shareMaskingKey(CK_ULONG slotId, Module& target, CK_ULONG targetSlotId);
 
+  // Device profile: a layer above authenticates users and names them by opaque principal
+  // numbers. loginPrincipal logs `principal` in as the token's user (no PIN: the layer above
+  // checked the password); objects then carry their owner, are visible to the owner and to
+  // principals they are shared with, and only the owner may change, copy, wrap, destroy or
+  // share them.
+  CK_RV loginPrincipal(CK_ULONG session, CK_ULONG principal);
+  CK_RV shareObject(CK_ULONG session, CK_ULONG object, CK_ULONG principal, bool share);
+  CK_RV ownership(CK_ULONG slotId, CK_ULONG object, CK_ULONG& owner, std::vector<CK_ULONG>& shared) const;
+  // The masking key in a file only the owner may read (written with mode 0600, never over an
+  // existing file), so it never passes through JavaScript.
+  CK_RV saveMaskingKey(CK_ULONG slotId, const std::string& path) const;
+  CK_RV loadMaskingKey(CK_ULONG slotId, const std::string& path);
+
   // An asynchronous call marks its session busy from the call until its callback runs;
   // other calls on that session get CKR_OPERATION_ACTIVE. While the worker executes, the
   // session is reachable to that worker alone.
@@ -144,6 +160,9 @@ class Module {
   CK_RV visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) const;
   CK_RV sessionAndObject(CK_ULONG session, CK_ULONG object, Session*& s, ObjectPtr& o);
   CK_RV checkWritable(const Session& s, bool tokenObject, bool privateObject) const;
+  // CKR_OK when the session's principal may change `o` (it owns it, or ownership is off).
+  CK_RV checkOwner(const Session& s, const Object& o, CK_RV refusal = CKR_ACTION_PROHIBITED) const;
+  CK_RV checkQuota(CK_ULONG slotId, size_t keys, size_t asymmetricKeys) const;
   CK_RV checkPin(PinRecord& record, ByteView pin);
   void setPinRecord(Token& t, PinRecord& record, ByteView pin);
   CK_RV storeObject(Session& s, ObjectPtr object, CK_ULONG& handle);

@@ -96,6 +96,29 @@ bool Object::allowsMechanism(CK_ULONG mechanism) const {
   return false;
 }
 
+std::vector<CK_ULONG> Object::sharedWith() const {
+  std::vector<CK_ULONG> out;
+  const Bytes* list = bytes(CKA_HSMSIM_SHARED);
+  for (size_t i = 0; list && i + sizeof(CK_ULONG) <= list->size(); i += sizeof(CK_ULONG)) {
+    CK_ULONG p;
+    memcpy(&p, list->data() + i, sizeof p);
+    out.push_back(p);
+  }
+  return out;
+}
+
+bool Object::isSharedWith(CK_ULONG principal) const {
+  for (CK_ULONG p : sharedWith())
+    if (p == principal) return true;
+  return false;
+}
+
+void Object::setSharedWith(const std::vector<CK_ULONG>& principals) {
+  Bytes list(principals.size() * sizeof(CK_ULONG));
+  if (!principals.empty()) memcpy(list.data(), principals.data(), list.size());
+  set(CKA_HSMSIM_SHARED, std::move(list));
+}
+
 size_t Object::size() const {
   size_t total = 0;
   for (const auto& entry : attributes) total += 16 + entry.second.size();

@@ -88,6 +88,12 @@ struct Object {
   void refreshHot();
   // Serialized size of the attributes, for C_GetObjectSize.
   size_t size() const;
+  // Ownership (device profile): 0 means no owner, visible as standard PKCS#11 says.
+  CK_ULONG owner() const { return ulong(CKA_HSMSIM_OWNER, 0); }
+  std::vector<CK_ULONG> sharedWith() const;
+  bool isSharedWith(CK_ULONG principal) const;
+  void setSharedWith(const std::vector<CK_ULONG>& principals);
+  bool isAsymmetric() const { return objectClass() == CKO_PUBLIC_KEY || objectClass() == CKO_PRIVATE_KEY; }
 
  private:
   // What every operation checks, read without searching the attribute map.

@@ -12,8 +12,32 @@ CK_RV Module::visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) c
   if (it == objects_.end()) return CKR_OBJECT_HANDLE_INVALID;
   const Object& o = *it->second;
   if (o.slotId != s.slotId) return CKR_OBJECT_HANDLE_INVALID;
-  if (o.isPrivate() && tokenOf(s).loggedIn != CKU_USER) return CKR_OBJECT_HANDLE_INVALID;
+  const Token& t = tokenOf(s);
+  if (o.isPrivate() && t.loggedIn != CKU_USER) return CKR_OBJECT_HANDLE_INVALID;
+  if (t.principal != 0) {
+    CK_ULONG owner = o.owner();
+    if (owner != 0 && owner != t.principal && !o.isSharedWith(t.principal)) return CKR_OBJECT_HANDLE_INVALID;
+  }
   out = it->second;
+  return CKR_OK;
+}
+
+CK_RV Module::checkOwner(const Session& s, const Object& o, CK_RV refusal) const {
+  CK_ULONG principal = tokenOf(s).principal, owner = o.owner();
+  return principal == 0 || owner == 0 || owner == principal ? CKR_OK : refusal;
+}
+
+CK_RV Module::checkQuota(CK_ULONG slotId, size_t keys, size_t asymmetricKeys) const {
+  if (config_.maxKeys == 0 && config_.maxAsymmetricKeys == 0) return CKR_OK;
+  size_t haveKeys = 0, haveAsymmetric = 0;
+  for (const auto& entry : objects_) {
+    const Object& o = *entry.second;
+    if (o.slotId != slotId || o.objectClass() == CKO_DATA) continue;
+    ++haveKeys;
+    if (o.isAsymmetric()) ++haveAsymmetric;
+  }
+  if (config_.maxKeys && haveKeys + keys > config_.maxKeys) return CKR_DEVICE_MEMORY;
+  if (config_.maxAsymmetricKeys && haveAsymmetric + asymmetricKeys > config_.maxAsymmetricKeys) return CKR_DEVICE_MEMORY;
   return CKR_OK;
 }
 
@@ -30,6 +54,11 @@ CK_RV Module::checkWritable(const Session& s, bool tokenObject, bool privateObje
 }
 
 CK_RV Module::storeObject(Session& s, ObjectPtr object, CK_ULONG& handle) {
+  if (object->objectClass() != CKO_DATA) {
+    CK_RV rv = checkQuota(s.slotId, 1, object->isAsymmetric() ? 1 : 0);
+    if (rv != CKR_OK) return rv;
+  }
+  if (tokenOf(s).principal != 0) object->setUlong(CKA_HSMSIM_OWNER, tokenOf(s).principal);
   object->slotId = s.slotId;
   object->ownerSession = object->isToken() ? 0 : s.handle;
   object->handle = nextObject_++;
@@ -140,6 +169,7 @@ CK_RV Module::copyObject(CK_ULONG handle, CK_ULONG source, const Template& tmpl,
   ObjectPtr original;
   if ((rv = visibleObject(*s, source, original)) != CKR_OK) return rv;
   if (!original->flag(CKA_COPYABLE, true)) return CKR_ACTION_PROHIBITED;
+  if ((rv = checkOwner(*s, *original)) != CKR_OK) return rv;
   bool isSO = tokenOf(*s).loggedIn == CKU_SO;
   for (const TemplateAttribute& change : tmpl) {
     rv = checkChange(*original, change, Origin::Copy, isSO);
@@ -149,6 +179,7 @@ CK_RV Module::copyObject(CK_ULONG handle, CK_ULONG source, const Template& tmpl,
   copy->attributes = original->attributes;
   copy->refreshHot();
   for (const TemplateAttribute& change : tmpl) copy->set(change.type, toBytes(change.value.data, change.value.size));
+  if (copy->has(CKA_HSMSIM_SHARED)) copy->setSharedWith({});  // a copy starts unshared
   rv = checkWritable(*s, copy->isToken(), copy->isPrivate());
   if (rv != CKR_OK) return rv;
   if ((rv = buildKeyMaterial(*copy)) != CKR_OK) return rv;
@@ -161,6 +192,7 @@ CK_RV Module::destroyObject(CK_ULONG handle, CK_ULONG object) {
   CK_RV rv = sessionAndObject(handle, object, s, o);
   if (rv != CKR_OK) return rv;
   if ((rv = checkWritable(*s, o->isToken(), o->isPrivate())) != CKR_OK) return rv;
+  if ((rv = checkOwner(*s, *o)) != CKR_OK) return rv;
   if (!o->flag(CKA_DESTROYABLE, true)) return CKR_ACTION_PROHIBITED;
   objects_.erase(object);
   return CKR_OK;
@@ -206,6 +238,7 @@ CK_RV Module::setAttributes(CK_ULONG handle, CK_ULONG object, const Template& tm
   CK_RV rv = sessionAndObject(handle, object, s, o);
   if (rv != CKR_OK) return rv;
   if ((rv = checkWritable(*s, o->isToken(), o->isPrivate())) != CKR_OK) return rv;
+  if ((rv = checkOwner(*s, *o)) != CKR_OK) return rv;
   if (!o->flag(CKA_MODIFIABLE, true)) return CKR_ACTION_PROHIBITED;
   bool isSO = tokenOf(*s).loggedIn == CKU_SO;
   // All or nothing: check every change before applying any.

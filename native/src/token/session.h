@@ -22,7 +22,7 @@ struct Mechanism {
   CK_ULONG numberC = 0;  // PSS salt length, OAEP source
 };
 
-enum class CipherImpl { None, Gcm, Block, Rsa };
+enum class CipherImpl { None, Gcm, VendorGcm, Block, Rsa };
 
 struct CipherOperation {
   bool active = false;
@@ -33,6 +33,10 @@ struct CipherOperation {
   RsaParams rsa;
   Bytes pending;  // GCM decrypt holds everything until the tag is checked
   Bytes rsaLabel;
+  // CKM_CLOUDHSM_AES_GCM: the IV the token chose (encrypt), or the AAD and tag length kept
+  // until C_Decrypt brings the IV (decrypt).
+  Bytes vendorIv, vendorAad;
+  size_t vendorTagBytes = 16;
   // Ends the operation, keeping buffers' capacity for the next one.
   void reset() {
     active = multiPart = false;
@@ -40,6 +44,8 @@ struct CipherOperation {
     impl = CipherImpl::None;
     pending.clear();
     rsaLabel.clear();
+    vendorIv.clear();
+    vendorAad.clear();
   }
 };
 

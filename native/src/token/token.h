@@ -24,6 +24,9 @@ struct Token {
   std::string serial;
   PinRecord soPin, userPin;
   CK_ULONG loggedIn = CKU_NONE;
+  // The principal a device layer logged in (0: none, standard PKCS#11 login). With one set,
+  // objects it owns or that are shared with it are visible, and only their owner may change them.
+  CK_ULONG principal = 0;
   Bytes maskingKey;  // 32 bytes, the seal for masked object records
   std::unique_ptr<Drbg> drbg;
 };

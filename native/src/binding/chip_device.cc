@@ -1,0 +1,75 @@
+// Binding of the device profile's hooks: principals, ownership and sharing, and the
+// masking key file (see token/principals.cc).
+#include "chip.h"
+
+namespace hsm {
+
+namespace {
+auto noResult = [](Napi::Env env, const Outcome&) -> Napi::Value { return env.Undefined(); };
+
+std::string pathArg(const Napi::CallbackInfo& info, size_t index) {
+  if (!info[index].IsString()) throwType(info.Env(), "path must be a string");
+  std::string path = info[index].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos) throwType(info.Env(), "path must be a file path");
+  return path;
+}
+}  // namespace
+
+static Napi::Value LoginPrincipal(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG s = ulongArg(info, 0, "session"), principal = ulongArg(info, 1, "principal");
+  return run(info, kSyncOnly, 0, "C_Login", [&](Outcome&) { return mod->loginPrincipal(s, principal); }, noResult);
+}
+
+static Napi::Value ShareObject(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
+  CK_ULONG principal = ulongArg(info, 2, "principal");
+  bool share = info[3].ToBoolean().Value();
+  return run(info, kSyncOnly, 0, "shareObject", [&](Outcome&) { return mod->shareObject(s, object, principal, share); },
+             noResult);
+}
+
+static Napi::Value Ownership(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
+  CK_ULONG owner = 0;
+  std::vector<CK_ULONG> shared;
+  CK_RV rv;
+  {
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->ownership(slot, object, owner, shared);
+  }
+  if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "ownership");
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("owner", static_cast<double>(owner));
+  result.Set("sharedWith", ulongArray(info.Env(), shared));
+  return result;
+}
+
+static Napi::Value SaveMaskingKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot");
+  std::string path = pathArg(info, 1);
+  return run(info, kSyncOnly, 0, "saveMaskingKey", [&](Outcome&) { return mod->saveMaskingKey(slot, path); }, noResult);
+}
+
+static Napi::Value LoadMaskingKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot");
+  std::string path = pathArg(info, 1);
+  return run(info, kSyncOnly, 0, "loadMaskingKey", [&](Outcome&) { return mod->loadMaskingKey(slot, path); }, noResult);
+}
+
+const std::vector<CallEntry>& deviceCalls() {
+  static const std::vector<CallEntry> calls = {
+      {"loginPrincipal", LoginPrincipal},
+      {"shareObject", ShareObject},
+      {"ownership", Ownership},
+      {"saveMaskingKey", SaveMaskingKey},
+      {"loadMaskingKey", LoadMaskingKey},
+  };
+  return calls;
+}
+
+}  // namespace hsm

@@ -1,0 +1,81 @@
+// The device profile's hooks: principals logged in by the layer above, ownership and
+// sharing of objects, and the masking key kept in a file.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "module.h"
+
+namespace hsm {
+
+CK_RV Module::loginPrincipal(CK_ULONG handle, CK_ULONG principal) {
+  Session* s = nullptr;
+  CK_RV rv = findSession(handle, s);
+  if (rv != CKR_OK) return rv;
+  if (principal == 0) return CKR_ARGUMENTS_BAD;
+  Token& t = tokenOf(*s);
+  if (t.loggedIn == CKU_USER && t.principal == principal) return CKR_USER_ALREADY_LOGGED_IN;
+  if (t.loggedIn != CKU_NONE) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+  t.loggedIn = CKU_USER;
+  t.principal = principal;
+  return CKR_OK;
+}
+
+CK_RV Module::shareObject(CK_ULONG session, CK_ULONG object, CK_ULONG principal, bool share) {
+  Session* s = nullptr;
+  ObjectPtr o;
+  CK_RV rv = sessionAndObject(session, object, s, o);
+  if (rv != CKR_OK) return rv;
+  if (tokenOf(*s).principal == 0 || principal == 0) return CKR_ARGUMENTS_BAD;
+  if ((rv = checkOwner(*s, *o)) != CKR_OK) return rv;
+  if (o->objectClass() == CKO_DATA) return CKR_KEY_HANDLE_INVALID;  // only keys are shared
+  if ((rv = checkWritable(*s, o->isToken(), o->isPrivate())) != CKR_OK) return rv;
+  std::vector<CK_ULONG> shared = o->sharedWith();
+  auto it = std::find(shared.begin(), shared.end(), principal);
+  if (share && it == shared.end() && principal != o->owner()) shared.push_back(principal);
+  if (!share && it != shared.end()) shared.erase(it);
+  o->setSharedWith(shared);
+  return CKR_OK;
+}
+
+CK_RV Module::ownership(CK_ULONG slotId, CK_ULONG object, CK_ULONG& owner, std::vector<CK_ULONG>& shared) const {
+  auto it = objects_.find(object);
+  if (token(slotId) == nullptr) return CKR_SLOT_ID_INVALID;
+  if (it == objects_.end() || it->second->slotId != slotId) return CKR_OBJECT_HANDLE_INVALID;
+  owner = it->second->owner();
+  shared = it->second->sharedWith();
+  return CKR_OK;
+}
+
+CK_RV Module::saveMaskingKey(CK_ULONG slotId, const std::string& path) const {
+  const Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return CKR_FUNCTION_FAILED;
+  bool ok = ::write(fd, t->maskingKey.data(), t->maskingKey.size()) == static_cast<ssize_t>(t->maskingKey.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) ::unlink(path.c_str());
+  return ok ? CKR_OK : CKR_FUNCTION_FAILED;
+}
+
+CK_RV Module::loadMaskingKey(CK_ULONG slotId, const std::string& path) {
+  Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return CKR_FUNCTION_FAILED;
+  struct stat info;
+  Bytes key(33, 0);  // one byte more than a key: a longer file is not a masking key
+  bool ok = ::fstat(fd, &info) == 0 && (info.st_mode & 077) == 0 && ::read(fd, key.data(), key.size()) == 32;
+  ::close(fd);
+  if (!ok) return CKR_FUNCTION_FAILED;
+  key.resize(32);
+  t->maskingKey = std::move(key);
+  return CKR_OK;
+}
+
+}  // namespace hsm
