@@ -42,7 +42,7 @@ export interface NativeChip {
   shareMaskingKey(slot: number, target: NativeChip, targetSlot: number): void;
   // Device profile (see README): principals, ownership and sharing, the masking key file.
   loginPrincipal(session: number, principal: number): void;
-  shareObject(session: number, object: number, principal: number, share: boolean): void;
+  shareObject(slot: number, object: number, actingPrincipal: number, principal: number, share: boolean): void;
   ownership(slot: number, object: number): { owner: number; sharedWith: number[] };
   saveMaskingKey(slot: number, path: string): void;
   loadMaskingKey(slot: number, path: string): void;

@@ -52,25 +52,22 @@ describe("principals and ownership", () => {
     const bob = chip.openSession(0, RW);
     chip.loginPrincipal(bob, 8);
     expect(() => chip.getObjectSize(bob, key)).toThrow("CKR_OBJECT_HANDLE_INVALID");
-    chip.logout(bob);
-    chip.loginPrincipal(bob, 7);
-    chip.shareObject(bob, key, 8, true);
-    chip.shareObject(bob, key, 8, true); // sharing twice is one share
+    expect(() => chip.shareObject(0, key, 8, 8, true)).toThrow("CKR_OBJECT_HANDLE_INVALID"); // not its key
+    chip.shareObject(0, key, 7, 8, true);
+    chip.shareObject(0, key, 7, 8, true); // sharing twice is one share
     expect(chip.ownership(0, key)).toEqual({ owner: 7, sharedWith: [8] });
-    chip.logout(bob);
-    chip.loginPrincipal(bob, 8);
     chip.encryptInit(bob, key, ...mech(P.CKM_AES_ECB));
     expect(chip.encrypt(bob, Buffer.alloc(16), Buffer.alloc(16))).toBe(16);
     expect(() => chip.destroyObject(bob, key)).toThrow("CKR_ACTION_PROHIBITED");
     expect(() => chip.setAttributeValue(bob, key, tmpl([[P.CKA_LABEL, Buffer.from("mine")]]))).toThrow("CKR_ACTION_PROHIBITED");
     expect(() => chip.copyObject(bob, key, tmpl([]))).toThrow("CKR_ACTION_PROHIBITED");
-    expect(() => chip.shareObject(bob, key, 9, true)).toThrow("CKR_ACTION_PROHIBITED");
+    expect(() => chip.shareObject(0, key, 8, 9, true)).toThrow("CKR_ACTION_PROHIBITED");
     const own = chip.createObject(bob, aesKey());
     expect(() => chip.wrapKey(bob, own, key, Buffer.alloc(64), ...mech(P.CKM_AES_KEY_WRAP))).toThrow("CKR_KEY_NOT_WRAPPABLE");
     expect(() => chip.getObjectSize(bob, kek)).toThrow("CKR_OBJECT_HANDLE_INVALID");
+    chip.shareObject(0, key, 7, 8, false);
     chip.logout(bob);
     chip.loginPrincipal(bob, 7);
-    chip.shareObject(bob, key, 8, false);
     expect(chip.ownership(0, key).sharedWith).toEqual([]);
     chip.destroyObject(bob, key);
   });
@@ -80,7 +77,7 @@ describe("principals and ownership", () => {
     const s = chip.openSession(0, RW);
     chip.loginPrincipal(s, 3);
     const key = chip.createObject(s, aesKey());
-    chip.shareObject(s, key, 4, true);
+    chip.shareObject(0, key, 3, 4, true);
     const copy = chip.importMasked(0, chip.exportMasked(0, key, 1));
     expect(chip.ownership(0, copy)).toEqual({ owner: 3, sharedWith: [4] });
     expect(chip.getAttributeValue(s, key, [0xc8535301]).rv).toBe(P.CKR_ATTRIBUTE_TYPE_INVALID);

@@ -23,11 +23,11 @@ static Napi::Value LoginPrincipal(const Napi::CallbackInfo& info) {
 
 static Napi::Value ShareObject(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
-  CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
-  CK_ULONG principal = ulongArg(info, 2, "principal");
-  bool share = info[3].ToBoolean().Value();
-  return run(info, kSyncOnly, 0, "shareObject", [&](Outcome&) { return mod->shareObject(s, object, principal, share); },
-             noResult);
+  CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
+  CK_ULONG acting = ulongArg(info, 2, "actingPrincipal"), principal = ulongArg(info, 3, "principal");
+  bool share = info[4].ToBoolean().Value();
+  return run(info, kSyncOnly, 0, "shareObject",
+             [&](Outcome&) { return mod->shareObject(slot, object, acting, principal, share); }, noResult);
 }
 
 static Napi::Value Ownership(const Napi::CallbackInfo& info) {

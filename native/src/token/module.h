@@ -137,7 +137,8 @@ class Module {
   // principals they are shared with, and only the owner may change, copy, wrap, destroy or
   // share them.
   CK_RV loginPrincipal(CK_ULONG session, CK_ULONG principal);
-  CK_RV shareObject(CK_ULONG session, CK_ULONG object, CK_ULONG principal, bool share);
+  // Sharing is a management operation, not a PKCS#11 one: the acting principal must own the key.
+  CK_RV shareObject(CK_ULONG slotId, CK_ULONG object, CK_ULONG actingPrincipal, CK_ULONG principal, bool share);
   CK_RV ownership(CK_ULONG slotId, CK_ULONG object, CK_ULONG& owner, std::vector<CK_ULONG>& shared) const;
   // The masking key in a file only the owner may read (written with mode 0600, never over an
   // existing file), so it never passes through JavaScript.

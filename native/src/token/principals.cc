@@ -23,20 +23,22 @@ CK_RV Module::loginPrincipal(CK_ULONG handle, CK_ULONG principal) {
   return CKR_OK;
 }
 
-CK_RV Module::shareObject(CK_ULONG session, CK_ULONG object, CK_ULONG principal, bool share) {
-  Session* s = nullptr;
-  ObjectPtr o;
-  CK_RV rv = sessionAndObject(session, object, s, o);
-  if (rv != CKR_OK) return rv;
-  if (tokenOf(*s).principal == 0 || principal == 0) return CKR_ARGUMENTS_BAD;
-  if ((rv = checkOwner(*s, *o)) != CKR_OK) return rv;
-  if (o->objectClass() == CKO_DATA) return CKR_KEY_HANDLE_INVALID;  // only keys are shared
-  if ((rv = checkWritable(*s, o->isToken(), o->isPrivate())) != CKR_OK) return rv;
-  std::vector<CK_ULONG> shared = o->sharedWith();
-  auto it = std::find(shared.begin(), shared.end(), principal);
-  if (share && it == shared.end() && principal != o->owner()) shared.push_back(principal);
-  if (!share && it != shared.end()) shared.erase(it);
-  o->setSharedWith(shared);
+CK_RV Module::shareObject(CK_ULONG slotId, CK_ULONG object, CK_ULONG actingPrincipal, CK_ULONG principal, bool share) {
+  if (token(slotId) == nullptr) return CKR_SLOT_ID_INVALID;
+  auto it = objects_.find(object);
+  if (it == objects_.end() || it->second->slotId != slotId) return CKR_OBJECT_HANDLE_INVALID;
+  Object& o = *it->second;
+  if (actingPrincipal == 0 || principal == 0) return CKR_ARGUMENTS_BAD;
+  if (o.owner() != actingPrincipal) {
+    // Someone the key is shared with may know it exists; anyone else may not.
+    return o.isSharedWith(actingPrincipal) ? CKR_ACTION_PROHIBITED : CKR_OBJECT_HANDLE_INVALID;
+  }
+  if (o.objectClass() == CKO_DATA) return CKR_KEY_HANDLE_INVALID;  // only keys are shared
+  std::vector<CK_ULONG> shared = o.sharedWith();
+  auto at = std::find(shared.begin(), shared.end(), principal);
+  if (share && at == shared.end() && principal != actingPrincipal) shared.push_back(principal);
+  if (!share && at != shared.end()) shared.erase(at);
+  o.setSharedWith(shared);
   return CKR_OK;
 }
 

@@ -1,0 +1,27 @@
+// The device's management API fails with HsmError: a stable `code` a program can test, and
+// a message for people. PKCS#11 calls keep failing with Pkcs11Error.
+export type HsmErrorCode =
+  | "NOT_ACTIVATED" // only PRECO's password change works before activation
+  | "ALREADY_ACTIVATED"
+  | "ACCESS_DENIED" // the acting user's role may not do this
+  | "NOT_LOGGED_IN"
+  | "LOGIN_FAILED" // wrong name or password
+  | "ACCOUNT_LOCKED"
+  | "USER_EXISTS"
+  | "USER_NOT_FOUND"
+  | "INVALID_USERNAME"
+  | "INVALID_PASSWORD"
+  | "QUOTA_EXCEEDED"
+  | "KEY_NOT_FOUND"
+  | "NOT_OWNER"
+  | "INVALID_ARGUMENT"
+  | "DATA_FOLDER_INVALID"; // missing, damaged or foreign data folder
+
+export class HsmError extends Error {
+  readonly code: HsmErrorCode;
+  constructor(code: HsmErrorCode, message: string) {
+    super(message);
+    this.name = "HsmError";
+    this.code = code;
+  }
+}

@@ -1,0 +1,28 @@
+// Passwords are stored only as salted scrypt hashes and compared in constant time
+// (DESIGN invariant 6). scrypt is deliberately slow: that is what makes a stolen user table
+// expensive to attack, and it is why logins are slow (see the README's login rate).
+import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
+
+export interface PasswordHash {
+  salt: Buffer;
+  hash: Buffer;
+  /** log2 of scrypt's N. */
+  cost: number;
+}
+
+export const DEFAULT_PASSWORD_COST = 15;
+
+export function hashPassword(password: string, cost: number = DEFAULT_PASSWORD_COST): PasswordHash {
+  const salt = randomBytes(16);
+  return { salt, hash: derive(password, salt, cost), cost };
+}
+
+export function verifyPassword(password: string, stored: PasswordHash): boolean {
+  const candidate = derive(password, stored.salt, stored.cost);
+  return candidate.length === stored.hash.length && timingSafeEqual(candidate, stored.hash);
+}
+
+function derive(password: string, salt: Buffer, cost: number): Buffer {
+  const N = 2 ** cost;
+  return scryptSync(password, salt, 32, { N, r: 8, p: 1, maxmem: 256 * N * 8 + 1024 * 1024 });
+}
