@@ -2,6 +2,7 @@
 import { PKCS11 } from "./pkcs11/pkcs11.js";
 
 export * from "./pkcs11/index.js";
+export * from "./hsm/index.js";
 
 /** A PKCS11 with `target` loaded, e.g. load('memory:'); call C_Initialize() next, as with pkcs11js. */
 export function load(target: string): PKCS11 {

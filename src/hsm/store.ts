@@ -145,6 +145,9 @@ export class Store {
   setPassword(name: string, password: PasswordHash): void {
     this.db.prepare("UPDATE users SET salt = ?, hash = ?, cost = ?, failures = 0 WHERE name = ?").run(password.salt, password.hash, password.cost, name);
   }
+  setRole(name: string, role: Role): void {
+    this.db.prepare("UPDATE users SET role = ? WHERE name = ?").run(role, name);
+  }
   setFailures(name: string, failures: number): void {
     this.db.prepare("UPDATE users SET failures = ? WHERE name = ?").run(failures, name);
   }

@@ -44,6 +44,7 @@ export interface NativeChip {
   loginPrincipal(session: number, principal: number): void;
   shareObject(slot: number, object: number, actingPrincipal: number, principal: number, share: boolean): void;
   ownership(slot: number, object: number): { owner: number; sharedWith: number[] };
+  setTrusted(slot: number, object: number, trusted: boolean): void;
   saveMaskingKey(slot: number, path: string): void;
   loadMaskingKey(slot: number, path: string): void;
   encryptInit(session: number, key: number, ...m: Mech3): void;

@@ -47,6 +47,13 @@ static Napi::Value Ownership(const Napi::CallbackInfo& info) {
   return result;
 }
 
+static Napi::Value SetTrusted(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
+  bool trusted = info[2].ToBoolean().Value();
+  return run(info, kSyncOnly, 0, "setTrusted", [&](Outcome&) { return mod->setTrusted(slot, object, trusted); }, noResult);
+}
+
 static Napi::Value SaveMaskingKey(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
@@ -66,6 +73,7 @@ const std::vector<CallEntry>& deviceCalls() {
       {"loginPrincipal", LoginPrincipal},
       {"shareObject", ShareObject},
       {"ownership", Ownership},
+      {"setTrusted", SetTrusted},
       {"saveMaskingKey", SaveMaskingKey},
       {"loadMaskingKey", LoadMaskingKey},
   };

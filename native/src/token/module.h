@@ -140,6 +140,8 @@ class Module {
   // Sharing is a management operation, not a PKCS#11 one: the acting principal must own the key.
   CK_RV shareObject(CK_ULONG slotId, CK_ULONG object, CK_ULONG actingPrincipal, CK_ULONG principal, bool share);
   CK_RV ownership(CK_ULONG slotId, CK_ULONG object, CK_ULONG& owner, std::vector<CK_ULONG>& shared) const;
+  // CKA_TRUSTED set by the device's crypto officer (who has no PKCS#11 session).
+  CK_RV setTrusted(CK_ULONG slotId, CK_ULONG object, bool trusted);
   // The masking key in a file only the owner may read (written with mode 0600, never over an
   // existing file), so it never passes through JavaScript.
   CK_RV saveMaskingKey(CK_ULONG slotId, const std::string& path) const;

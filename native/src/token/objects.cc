@@ -14,10 +14,10 @@ CK_RV Module::visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) c
   if (o.slotId != s.slotId) return CKR_OBJECT_HANDLE_INVALID;
   const Token& t = tokenOf(s);
   if (o.isPrivate() && t.loggedIn != CKU_USER) return CKR_OBJECT_HANDLE_INVALID;
-  if (t.principal != 0) {
-    CK_ULONG owner = o.owner();
-    if (owner != 0 && owner != t.principal && !o.isSharedWith(t.principal)) return CKR_OBJECT_HANDLE_INVALID;
-  }
+  CK_ULONG owner = o.owner();
+  // An owned object (device profile) is visible only to its owner and those it is shared with.
+  if (owner != 0 && owner != t.principal && (t.principal == 0 || !o.isSharedWith(t.principal)))
+    return CKR_OBJECT_HANDLE_INVALID;
   out = it->second;
   return CKR_OK;
 }

@@ -42,6 +42,16 @@ CK_RV Module::shareObject(CK_ULONG slotId, CK_ULONG object, CK_ULONG actingPrinc
   return CKR_OK;
 }
 
+CK_RV Module::setTrusted(CK_ULONG slotId, CK_ULONG object, bool trusted) {
+  if (token(slotId) == nullptr) return CKR_SLOT_ID_INVALID;
+  auto it = objects_.find(object);
+  if (it == objects_.end() || it->second->slotId != slotId) return CKR_OBJECT_HANDLE_INVALID;
+  Object& o = *it->second;
+  if (o.objectClass() != CKO_PUBLIC_KEY && o.objectClass() != CKO_SECRET_KEY) return CKR_ATTRIBUTE_TYPE_INVALID;
+  o.setFlag(CKA_TRUSTED, trusted);
+  return CKR_OK;
+}
+
 CK_RV Module::ownership(CK_ULONG slotId, CK_ULONG object, CK_ULONG& owner, std::vector<CK_ULONG>& shared) const {
   auto it = objects_.find(object);
   if (token(slotId) == nullptr) return CKR_SLOT_ID_INVALID;

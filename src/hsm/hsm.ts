@@ -1,0 +1,361 @@
+// One simulated CloudHSM HSM: the chip plus accounts (PRECO, CO, CU, AU), login and
+// lockout, key ownership and sharing, quotas, the hash-chained audit log and durable state
+// in a data folder. The PKCS#11 face is in pkcs11-backend.ts.
+import { randomBytes, randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+import { type NativeChip, createChip } from "../pkcs11/addon.js";
+import { CKF_RW_SESSION, CKF_SERIAL_SESSION } from "../pkcs11/constants.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import { PKCS11 } from "../pkcs11/pkcs11.js";
+import { type AuditEntry, type AuditVerdict, verifyChain } from "./audit.js";
+import { HsmError } from "./errors.js";
+import { DEFAULT_PASSWORD_COST, hashPassword, verifyPassword } from "./passwords.js";
+import { HsmPkcs11Backend } from "./pkcs11-backend.js";
+import { MASKING_KEY_FILE, Store, type UserRow } from "./store.js";
+import { HSM_TYPES, type HsmType, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME, type Role, checkPassword, checkUsername } from "./types.js";
+
+export interface HsmOptions {
+  type?: HsmType;
+  /** Consecutive failed logins that lock an account on this HSM (default 5). */
+  maxLoginFailures?: number;
+  /** scrypt cost (log2 N) of new password hashes (default 15; tests use less). */
+  passwordCost?: number;
+  /** Microseconds since the epoch; injected by the simulator. */
+  clockUs?: () => number;
+  /** Deterministic chip (see the chip's seed option). */
+  seed?: Buffer;
+}
+
+/** A logged-in user of the management API; every management call names one. */
+export interface Actor {
+  readonly username: string;
+  readonly role: Role;
+  readonly hsm: Hsm;
+}
+
+export interface UserInfo {
+  username: string;
+  role: Role;
+  locked: boolean;
+  failedLogins: number;
+}
+
+export interface KeyDescription {
+  keyId: number;
+  owner: string;
+  sharedWith: string[];
+}
+
+const SLOT = 0;
+const AU_USERNAME = "app_user";
+
+export class Hsm {
+  readonly id: string;
+  readonly type: HsmType;
+  readonly reboot: number;
+  readonly maxLoginFailures: number;
+  /** @internal */ readonly chip: NativeChip;
+  /** @internal */ readonly store: Store;
+  private readonly passwordCost: number;
+  private readonly clockUs: () => number;
+  private readonly actors = new WeakSet<Actor>();
+  /** @internal chip handle ↔ key id of every token key. */
+  readonly keyIds = new Map<number, number>();
+  private closed = false;
+
+  private constructor(store: Store, options: HsmOptions, boot: "create" | "open") {
+    this.store = store;
+    this.id = store.meta("hsm_id");
+    this.type = store.meta("type") as HsmType;
+    const limits = HSM_TYPES[this.type];
+    if (!limits) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: unknown HSM type ${this.type}`);
+    this.maxLoginFailures = options.maxLoginFailures ?? 5;
+    this.passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
+    this.clockUs = options.clockUs ?? (() => Math.round((performance.timeOrigin + performance.now()) * 1000));
+    this.chip = createChip({ seed: options.seed, maxKeys: limits.maxKeys, maxAsymmetricKeys: limits.maxAsymmetricKeys,
+      pinHashIterations: 1, slotCount: 1 });
+    // The chip's own SO PIN is never used: the device's accounts replace PKCS#11's.
+    this.chip.initToken(SLOT, randomBytes(16), Buffer.from(`hsmsim ${this.id.slice(0, 8)}`));
+    const maskingKey = join(store.dir, MASKING_KEY_FILE);
+    if (boot === "create") {
+      this.chip.saveMaskingKey(SLOT, maskingKey);
+    } else {
+      if (!existsSync(maskingKey)) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is missing`);
+      try {
+        this.chip.loadMaskingKey(SLOT, maskingKey);
+      } catch {
+        throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is unreadable, the wrong size or readable by others`);
+      }
+      for (const row of store.keys()) {
+        let handle: number;
+        try {
+          handle = this.chip.importMasked(SLOT, row.record);
+        } catch {
+          throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: key ${row.id} does not open with this HSM's masking key`);
+        }
+        this.keyIds.set(handle, row.id);
+      }
+    }
+    this.reboot = Number(store.meta("reboots")) + (boot === "open" ? 1 : 0);
+    store.transaction(() => {
+      store.setMeta("reboots", String(this.reboot));
+      this.audit(boot === "create" ? "CREATE_HSM" : "START", null, null, [], "OK", `type ${this.type}`);
+    });
+  }
+
+  /** A new HSM in `dir` (an empty or new folder): only PRECO exists until activation. */
+  static create(dir: string, options: HsmOptions = {}): Hsm {
+    const type = options.type ?? "hsm2m.medium";
+    if (!HSM_TYPES[type]) throw new HsmError("INVALID_ARGUMENT", `type must be one of ${Object.keys(HSM_TYPES).join(", ")}`);
+    const store = Store.create(dir, { hsmId: `hsm-${randomUUID()}`, type });
+    try {
+      const preco = hashPassword(PRECO_DEFAULT_PASSWORD, options.passwordCost ?? DEFAULT_PASSWORD_COST);
+      store.transaction(() => store.insertUser({ name: PRECO_USERNAME, role: "PRECO", principal: Number(store.meta("next_principal")), failures: 0, ...preco }));
+      store.setMeta("next_principal", String(Number(store.meta("next_principal")) + 1));
+      return new Hsm(store, options, "create");
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+  }
+
+  /** Restarts the HSM kept in `dir`: users, counters, keys (through masked records) and the audit log. */
+  static open(dir: string, options: HsmOptions = {}): Hsm {
+    const store = Store.open(dir);
+    try {
+      return new Hsm(store, options, "open");
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.store.close();
+  }
+
+  get activated(): boolean {
+    return this.store.meta("activated") === "1";
+  }
+
+  /** A pkcs11js-compatible PKCS11 over this HSM: C_Login(session, CKU_USER, "name:password"). */
+  pkcs11(): PKCS11 {
+    return new PKCS11(new HsmPkcs11Backend(this).asChip());
+  }
+
+  // ---- Audit ----
+  /** @internal Appends an audit entry; call inside the change's transaction. */
+  audit(operation: string, actor: string | null, session: number | null, keys: number[], result: string, detail = ""): AuditEntry {
+    return this.store.appendAudit({ timeUs: this.clockUs(), reboot: this.reboot, operation, actor, session, keys, result, detail });
+  }
+
+  auditLog(fromSeq = 1): AuditEntry[] {
+    return [...this.store.auditEntries(fromSeq)];
+  }
+
+  verifyAudit(): AuditVerdict {
+    return verifyChain(this.store.auditEntries());
+  }
+
+  // ---- Login ----
+  /**
+   * Checks a user's password, counting failures: the maxLoginFailures-th consecutive failure
+   * locks the account on this HSM until a CO sets a new password. Every attempt is audited.
+   */
+  login(username: string, password: string, session: number | null = null): Actor {
+    const user = typeof username === "string" ? this.store.user(username) : undefined;
+    const fail = (code: "LOGIN_FAILED" | "ACCOUNT_LOCKED", failures?: number): never => {
+      this.store.transaction(() => {
+        if (user && failures !== undefined) this.store.setFailures(user.name, failures);
+        this.audit("LOGIN", String(username), session, [], code, failures !== undefined ? `failures ${failures}` : "");
+      });
+      throw new HsmError(code, code === "ACCOUNT_LOCKED" ? `account ${username} is locked` : "wrong username or password");
+    };
+    if (!user || user.role === "AU") return fail("LOGIN_FAILED");
+    if (user.failures >= this.maxLoginFailures) return fail("ACCOUNT_LOCKED");
+    if (typeof password !== "string" || !verifyPassword(password, user)) return fail("LOGIN_FAILED", user.failures + 1);
+    this.store.transaction(() => {
+      if (user.failures !== 0) this.store.setFailures(user.name, 0);
+      this.audit("LOGIN", user.name, session, [], "OK", user.role);
+    });
+    const actor: Actor = Object.freeze({ username: user.name, role: user.role, hsm: this });
+    this.actors.add(actor);
+    return actor;
+  }
+
+  logout(actor: Actor): void {
+    this.check(actor);
+    this.actors.delete(actor);
+  }
+
+  /** @internal the principal number the chip knows a user by. */
+  principalOf(username: string): number {
+    const user = this.store.user(username);
+    if (!user) throw new HsmError("USER_NOT_FOUND", `no user ${username}`);
+    return user.principal;
+  }
+
+  // ---- Management ----
+  /** PRECO changes its password: the HSM is activated and PRECO becomes its first CO. */
+  changePassword(actor: Actor, username: string, newPassword: string): void {
+    this.check(actor);
+    checkPassword(newPassword);
+    const target = this.store.user(checkUsername(username));
+    if (actor.role === "PRECO") {
+      if (username !== actor.username) this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "PRECO may only change its own password");
+      const hash = hashPassword(newPassword, this.passwordCost);
+      this.store.transaction(() => {
+        this.store.setPassword(username, hash);
+        this.store.setRole(username, "CO");
+        this.addUser(AU_USERNAME, "AU", randomBytes(24).toString("base64"));
+        this.store.setMeta("activated", "1");
+        this.audit("ACTIVATE", actor.username, null, [], "OK", `${username} is now CO`);
+      });
+      this.actors.delete(actor); // PRECO is gone; log in again as the CO
+      return;
+    }
+    this.requireActivated(actor, "CHANGE_PASSWORD");
+    if (!target || target.role === "AU") this.refuse(actor, "CHANGE_PASSWORD", "USER_NOT_FOUND", `no user ${username}`);
+    if (actor.role === "CU" && username !== actor.username) this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "a CU changes only its own password");
+    if (actor.role !== "CU" && actor.role !== "CO") this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", `${actor.role} may not change passwords`);
+    const hash = hashPassword(newPassword, this.passwordCost);
+    this.store.transaction(() => {
+      this.store.setPassword(username, hash); // also clears the failure count: a CO's reset unlocks
+      this.audit("CHANGE_PASSWORD", actor.username, null, [], "OK", username);
+    });
+  }
+
+  createUser(actor: Actor, username: string, role: "CO" | "CU", password: string): void {
+    this.requireRole(actor, "CREATE_USER", "CO");
+    checkUsername(username);
+    checkPassword(password);
+    if (role !== "CO" && role !== "CU") throw new HsmError("INVALID_ARGUMENT", "role must be CO or CU");
+    if (this.store.user(username)) this.refuse(actor, "CREATE_USER", "USER_EXISTS", `user ${username} exists`);
+    // AU is internal and does not count; PRECO no longer exists after activation.
+    if (this.store.userCount() - 1 >= HSM_TYPES[this.type].maxUsers) {
+      this.refuse(actor, "CREATE_USER", "QUOTA_EXCEEDED", `${this.type} holds at most ${HSM_TYPES[this.type].maxUsers} users`);
+    }
+    this.store.transaction(() => {
+      this.addUser(username, role, password);
+      this.audit("CREATE_USER", actor.username, null, [], "OK", `${username} ${role}`);
+    });
+  }
+
+  deleteUser(actor: Actor, username: string): void {
+    this.requireRole(actor, "DELETE_USER", "CO");
+    const target = this.store.user(checkUsername(username));
+    if (!target || target.role === "AU") this.refuse(actor, "DELETE_USER", "USER_NOT_FOUND", `no user ${username}`);
+    if (username === actor.username) this.refuse(actor, "DELETE_USER", "ACCESS_DENIED", "a CO cannot delete itself");
+    if (this.store.keyCountOwnedBy(target!.principal) > 0) {
+      this.refuse(actor, "DELETE_USER", "ACCESS_DENIED", `${username} owns keys: delete them first`);
+    }
+    this.store.transaction(() => {
+      this.store.deleteUser(username);
+      this.audit("DELETE_USER", actor.username, null, [], "OK", username);
+    });
+  }
+
+  listUsers(actor: Actor): UserInfo[] {
+    this.requireActivated(actor, "LIST_USERS");
+    return this.store.users().filter((u) => u.role !== "AU").map((u) => ({
+      username: u.name, role: u.role, locked: u.failures >= this.maxLoginFailures, failedLogins: u.failures,
+    }));
+  }
+
+  shareKey(actor: Actor, keyId: number, username: string): void {
+    this.changeSharing(actor, keyId, username, true);
+  }
+
+  unshareKey(actor: Actor, keyId: number, username: string): void {
+    this.changeSharing(actor, keyId, username, false);
+  }
+
+  describeKey(actor: Actor, keyId: number): KeyDescription {
+    this.requireActivated(actor, "DESCRIBE_KEY");
+    const handle = this.handleOf(keyId);
+    const { owner, sharedWith } = this.chip.ownership(SLOT, handle);
+    const me = this.principalOf(actor.username);
+    if (actor.role === "CU" && owner !== me && !sharedWith.includes(me)) throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
+    const names = new Map(this.store.users().map((u) => [u.principal, u.name]));
+    return { keyId, owner: names.get(owner) ?? String(owner), sharedWith: sharedWith.map((p) => names.get(p) ?? String(p)) };
+  }
+
+  /** Only a CO may set CKA_TRUSTED (keys marked trusted may wrap CKA_WRAP_WITH_TRUSTED keys). */
+  setKeyTrusted(actor: Actor, keyId: number, trusted: boolean): void {
+    this.requireRole(actor, "SET_TRUSTED", "CO");
+    const handle = this.handleOf(keyId);
+    this.store.transaction(() => {
+      this.chip.setTrusted(SLOT, handle, trusted);
+      this.store.updateKey(keyId, this.chip.exportMasked(SLOT, handle, 1));
+      this.audit("SET_TRUSTED", actor.username, null, [keyId], "OK", String(trusted));
+    });
+  }
+
+  // ---- internals ----
+  private changeSharing(actor: Actor, keyId: number, username: string, share: boolean): void {
+    const operation = share ? "SHARE_KEY" : "UNSHARE_KEY";
+    this.requireRole(actor, operation, "CU");
+    const target = this.store.user(checkUsername(username));
+    if (!target || target.role !== "CU") this.refuse(actor, operation, "USER_NOT_FOUND", `no crypto user ${username}`);
+    const handle = this.handleOf(keyId);
+    this.store.transaction(() => {
+      try {
+        this.chip.shareObject(SLOT, handle, this.principalOf(actor.username), target!.principal, share);
+      } catch (e) {
+        if (e instanceof Pkcs11Error) {
+          throw new HsmError(e.message === "CKR_ACTION_PROHIBITED" ? "NOT_OWNER" : "KEY_NOT_FOUND",
+            e.message === "CKR_ACTION_PROHIBITED" ? `only the owner may ${share ? "share" : "unshare"} key ${keyId}` : `no key ${keyId}`);
+        }
+        throw e;
+      }
+      this.store.updateKey(keyId, this.chip.exportMasked(SLOT, handle, 1));
+      this.audit(operation, actor.username, null, [keyId], "OK", username);
+    });
+  }
+
+  /** @internal */
+  handleOf(keyId: number): number {
+    for (const [handle, id] of this.keyIds) if (id === keyId) return handle;
+    throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
+  }
+
+  private addUser(name: string, role: Role, password: string): void {
+    const principal = Number(this.store.meta("next_principal"));
+    this.store.insertUser({ name, role, principal, failures: 0, ...hashPassword(password, this.passwordCost) });
+    this.store.setMeta("next_principal", String(principal + 1));
+  }
+
+  private check(actor: Actor): void {
+    if (!this.actors.has(actor)) throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
+  }
+
+  private requireActivated(actor: Actor, operation: string): void {
+    this.check(actor);
+    if (!this.activated || actor.role === "PRECO") this.refuse(actor, operation, "NOT_ACTIVATED", "activate the HSM first: PRECO changes its password");
+  }
+
+  private requireRole(actor: Actor, operation: string, role: Role): void {
+    this.requireActivated(actor, operation);
+    if (actor.role !== role) this.refuse(actor, operation, "ACCESS_DENIED", `${operation} needs a ${role}, not a ${actor.role}`);
+  }
+
+  /** Audits a refused management operation, then throws. */
+  private refuse(actor: Actor, operation: string, code: HsmError["code"], message: string): never {
+    this.store.transaction(() => this.audit(operation, actor.username, null, [], code, message));
+    throw new HsmError(code, message);
+  }
+
+  /** @internal sessions for the PKCS#11 backend */
+  openChipSession(): number {
+    return this.chip.openSession(SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION);
+  }
+
+  /** @internal */
+  static readonly SLOT = SLOT;
+}
+
+export type { UserRow };
