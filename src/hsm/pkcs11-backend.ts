@@ -26,8 +26,13 @@ const CREATING: Record<string, { operation: string; handles: (result: unknown) =
 
 export class HsmPkcs11Backend {
   private user: Actor | null = null;
+  /** Each PKCS11 on the HSM is an application of its own, with its own login. */
+  private readonly application: number;
+  private readonly sessions = new Set<number>();
 
-  constructor(private readonly hsm: Hsm) {}
+  constructor(private readonly hsm: Hsm) {
+    this.application = hsm.chip.newApplication();
+  }
 
   /** The chip's calls, with the profile's overrides. */
   asChip(): NativeChip {
@@ -43,8 +48,21 @@ export class HsmPkcs11Backend {
       chip.logout(session);
       this.user = null;
     };
-    backend.closeSession = (session) => this.forgetLoginIf(() => chip.closeSession(session));
-    backend.closeAllSessions = (slot) => this.forgetLoginIf(() => chip.closeAllSessions(slot));
+    backend.openSession = (slot, flags) => {
+      const session = chip.openSession(slot, flags, this.application) as number;
+      this.sessions.add(session);
+      return session;
+    };
+    backend.closeSession = (session) => {
+      chip.closeSession(session);
+      this.sessions.delete(session as number);
+      this.forgetLoginIfNoSessions();
+    };
+    backend.closeAllSessions = (slot) => {
+      chip.closeAllSessions(slot, this.application);
+      this.sessions.clear();
+      this.forgetLoginIfNoSessions();
+    };
     backend.setPin = (session, oldPin, newPin) => this.setPin(session as number, oldPin as Buffer, newPin as Buffer);
     for (const [name, spec] of Object.entries(CREATING)) backend[name] = this.creating(chip[name], spec);
     backend.destroyObject = (session, object) => this.destroy(chip, session as number, object as number);
@@ -56,10 +74,9 @@ export class HsmPkcs11Backend {
     throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
   }
 
-  private forgetLoginIf(close: () => unknown): void {
-    close();
-    // Closing the last session logs the application out (the chip did): forget the user too.
-    if (this.user && this.hsm.chip.getTokenInfo(0).sessionCount === 0) this.user = null;
+  private forgetLoginIfNoSessions(): void {
+    // Closing the application's last session logs it out (the chip did): forget the user too.
+    if (this.sessions.size === 0) this.user = null;
   }
 
   private login(session: number, userType: number, pin: Buffer): void {

@@ -18,9 +18,11 @@ export interface NativeChip {
   getMechanismList(slot: number): number[];
   getMechanismInfo(slot: number, type: number): { minKeySize: number; maxKeySize: number; flags: number };
   initToken(slot: number, pin: Buffer, label: Buffer): void;
-  openSession(slot: number, flags: number): number;
+  /** application: 0 (the default) or one from newApplication(); each has its own login state. */
+  openSession(slot: number, flags: number, application?: number): number;
+  newApplication(): number;
   closeSession(session: number): void;
-  closeAllSessions(slot: number): void;
+  closeAllSessions(slot: number, application?: number): void;
   getSessionInfo(session: number): { slotID: number; state: number; flags: number; deviceError: number };
   login(session: number, userType: number, pin: Buffer): void;
   logout(session: number): void;

@@ -185,16 +185,17 @@ describe("durable state", () => {
       dir.cleanup();
     }
     // A real HSM whose masking key was swapped for another HSM's.
-    device = activatedDevice();
+    const mine = activatedDevice();
+    device = mine;
     const other = activatedDevice();
-    const a = cuSession(device.hsm, "alice", "alice-password");
+    const a = cuSession(mine.hsm, "alice", "alice-password");
     tokenAesKey(a.pkcs11, a.session, "k");
-    device.hsm.close();
+    mine.hsm.close();
     other.hsm.close();
-    copyFileSync(join(other.dir, "masking.key"), join(device.dir, "masking.key"));
-    expectHsmError(() => H.Hsm.open(device!.dir, FAST), "DATA_FOLDER_INVALID");
+    copyFileSync(join(other.dir, "masking.key"), join(mine.dir, "masking.key"));
+    expectHsmError(() => H.Hsm.open(mine.dir, FAST), "DATA_FOLDER_INVALID");
     other.cleanup();
-    expectHsmError(() => H.Hsm.create(device.dir, FAST), "DATA_FOLDER_INVALID"); // never over an existing HSM
+    expectHsmError(() => H.Hsm.create(mine.dir, FAST), "DATA_FOLDER_INVALID"); // never over an existing HSM
   });
 });
 

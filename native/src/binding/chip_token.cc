@@ -124,8 +124,15 @@ static Napi::Value InitToken(const Napi::CallbackInfo& info) {
 static Napi::Value OpenSession(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot"), flags = ulongArg(info, 1, "flags");
+  CK_ULONG application = info[2].IsUndefined() ? 0 : ulongArg(info, 2, "application");
   return run(info, kSyncOnly, 0, "C_OpenSession",
-             [&](Outcome& o) { return mod->openSession(slot, flags, o.first); }, firstResult);
+             [&](Outcome& o) { return mod->openSession(slot, flags, o.first, application); }, firstResult);
+}
+
+static Napi::Value NewApplication(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  std::lock_guard<std::mutex> guard(mod->lock());
+  return Napi::Number::New(info.Env(), static_cast<double>(mod->newApplication()));
 }
 
 static Napi::Value CloseSession(const Napi::CallbackInfo& info) {
@@ -137,7 +144,9 @@ static Napi::Value CloseSession(const Napi::CallbackInfo& info) {
 static Napi::Value CloseAllSessions(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
-  return run(info, kSyncOnly, 0, "C_CloseAllSessions", [&](Outcome&) { return mod->closeAllSessions(slot); }, noResult);
+  CK_ULONG application = info[1].IsUndefined() ? 0 : ulongArg(info, 1, "application");
+  return run(info, kSyncOnly, 0, "C_CloseAllSessions",
+             [&](Outcome&) { return mod->closeAllSessions(slot, application); }, noResult);
 }
 
 static Napi::Value GetSessionInfo(const Napi::CallbackInfo& info) {
@@ -345,6 +354,7 @@ const std::vector<CallEntry>& tokenCalls() {
       {"getMechanismInfo", GetMechanismInfo},
       {"initToken", InitToken},
       {"openSession", OpenSession},
+      {"newApplication", NewApplication},
       {"closeSession", CloseSession},
       {"closeAllSessions", CloseAllSessions},
       {"getSessionInfo", GetSessionInfo},

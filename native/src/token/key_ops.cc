@@ -14,7 +14,7 @@ CK_RV Module::newKeyObject(Session& s, const Template& tmpl, CK_ULONG cls, CK_UL
   CK_ULONG given;
   if (templateUlong(tmpl, CKA_CLASS, &given) && given != cls) return CKR_TEMPLATE_INCONSISTENT;
   if (templateUlong(tmpl, CKA_KEY_TYPE, &given) && given != keyType) return CKR_TEMPLATE_INCONSISTENT;
-  CK_RV rv = checkTemplate(tmpl, cls, keyType, origin, tokenOf(s).loggedIn == CKU_SO);
+  CK_RV rv = checkTemplate(tmpl, cls, keyType, origin, loginOf(s).user == CKU_SO);
   if (rv != CKR_OK) return rv;
   auto object = std::make_shared<Object>();
   object->setUlong(CKA_CLASS, cls);

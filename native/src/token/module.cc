@@ -110,7 +110,7 @@ CK_RV Module::initToken(CK_ULONG slotId, ByteView soPin, ByteView label) {
   for (int i = 0; i < 8; ++i) snprintf(serial + 2 * i, 3, "%02x", serialBytes[i]);
   t->serial = serial;
   t->initialized = true;
-  t->loggedIn = CKU_NONE;
+  t->logins.clear();
   // SoftHSMv2 style: initializing the last free slot makes a new free one appear.
   if (wasNew && config_.fixedSlotCount == 0 && slotId + 1 == slots_.size()) addSlot();
   return CKR_OK;
@@ -160,17 +160,19 @@ void Module::clearBusy(CK_ULONG handle) {
   if (it != sessions_.end()) it->second->busy = false;
 }
 
-CK_RV Module::openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle) {
+CK_RV Module::openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle, CK_ULONG application) {
   Token* t = token(slotId);
   if (t == nullptr) return CKR_SLOT_ID_INVALID;
   if (!(flags & CKF_SERIAL_SESSION)) return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
   if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
   bool rw = (flags & CKF_RW_SESSION) != 0;
-  if (!rw && t->loggedIn == CKU_SO) return CKR_SESSION_READ_WRITE_SO_EXISTS;
+  if (application >= nextApplication_) return CKR_ARGUMENTS_BAD;
+  if (!rw && t->logins[application].user == CKU_SO) return CKR_SESSION_READ_WRITE_SO_EXISTS;
   if (sessions_.size() >= kMaxSessions) return CKR_SESSION_COUNT;
   auto s = std::make_unique<Session>();
   s->handle = nextSession_++;
   s->slotId = slotId;
+  s->application = application;
   s->readWrite = rw;
   handle = s->handle;
   sessions_[handle] = std::move(s);
@@ -180,37 +182,46 @@ CK_RV Module::openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle) {
 CK_RV Module::closeSession(CK_ULONG handle) {
   auto it = sessions_.find(handle);
   if (it == sessions_.end()) return CKR_SESSION_HANDLE_INVALID;
-  CK_ULONG slotId = it->second->slotId;
+  CK_ULONG slotId = it->second->slotId, application = it->second->application;
   destroySessionObjects(slotId, handle, false);
   sessions_.erase(it);
-  for (const auto& entry : sessions_)
-    if (entry.second->slotId == slotId) return CKR_OK;
-  token(slotId)->loggedIn = CKU_NONE;  // the last session closed: the application logs out
-  token(slotId)->principal = 0;
+  // The application's last session on the token closed: the application logs out.
+  if (!hasSessions(slotId, application)) token(slotId)->logins.erase(application);
   return CKR_OK;
 }
 
-CK_RV Module::closeAllSessions(CK_ULONG slotId) {
+bool Module::hasSessions(CK_ULONG slotId, CK_ULONG application) const {
+  for (const auto& entry : sessions_)
+    if (entry.second->slotId == slotId && entry.second->application == application) return true;
+  return false;
+}
+
+CK_RV Module::closeAllSessions(CK_ULONG slotId, CK_ULONG application) {
   Token* t = token(slotId);
   if (t == nullptr) return CKR_SLOT_ID_INVALID;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
-    if (it->second->slotId == slotId) {
+    if (it->second->slotId == slotId && it->second->application == application) {
       destroySessionObjects(slotId, it->first, false);
       it = sessions_.erase(it);
     } else {
       ++it;
     }
   }
-  t->loggedIn = CKU_NONE;
-  t->principal = 0;
+  t->logins.erase(application);
   return CKR_OK;
 }
 
-void Module::destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool onlyPrivate) {
+void Module::destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool onlyPrivate, CK_ULONG application) {
   for (auto it = objects_.begin(); it != objects_.end();) {
     const Object& o = *it->second;
-    bool match = o.slotId == slotId && !o.isToken() && (sessionHandle == 0 || o.ownerSession == sessionHandle) &&
-                 (!onlyPrivate || o.isPrivate());
+    bool mine;
+    if (sessionHandle != 0) {
+      mine = o.ownerSession == sessionHandle;
+    } else {
+      auto owner = sessions_.find(o.ownerSession);
+      mine = owner != sessions_.end() && owner->second->application == application;
+    }
+    bool match = o.slotId == slotId && !o.isToken() && mine && (!onlyPrivate || o.isPrivate());
     if (match) it = objects_.erase(it); else ++it;
   }
 }
@@ -219,7 +230,7 @@ CK_RV Module::sessionInfo(CK_ULONG handle, SessionInfo& out) {
   Session* s = nullptr;
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
-  CK_ULONG who = tokenOf(*s).loggedIn;
+  CK_ULONG who = loginOf(*s).user;
   out.slotId = s->slotId;
   out.flags = CKF_SERIAL_SESSION | (s->readWrite ? CKF_RW_SESSION : 0);
   if (who == CKU_SO) out.state = CKS_RW_SO_FUNCTIONS;
@@ -233,19 +244,23 @@ CK_RV Module::login(CK_ULONG handle, CK_ULONG userType, ByteView pin) {
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
   Token& t = tokenOf(*s);
+  Login& l = loginOf(*s);
   if (userType != CKU_SO && userType != CKU_USER && userType != CKU_CONTEXT_SPECIFIC) return CKR_USER_TYPE_INVALID;
   if (userType == CKU_CONTEXT_SPECIFIC) {
-    if (t.loggedIn == CKU_NONE) return CKR_USER_NOT_LOGGED_IN;
-    return checkPin(t.loggedIn == CKU_SO ? t.soPin : t.userPin, pin);
+    if (l.user == CKU_NONE) return CKR_USER_NOT_LOGGED_IN;
+    return checkPin(l.user == CKU_SO ? t.soPin : t.userPin, pin);
   }
-  if (t.loggedIn == userType) return CKR_USER_ALREADY_LOGGED_IN;
-  if (t.loggedIn != CKU_NONE) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+  if (l.user == userType) return CKR_USER_ALREADY_LOGGED_IN;
+  if (l.user != CKU_NONE) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
   if (userType == CKU_SO) {
-    for (const auto& entry : sessions_)
-      if (entry.second->slotId == s->slotId && !entry.second->readWrite) return CKR_SESSION_READ_ONLY_EXISTS;
+    for (const auto& entry : sessions_) {
+      const Session& other = *entry.second;
+      if (other.slotId == s->slotId && other.application == s->application && !other.readWrite)
+        return CKR_SESSION_READ_ONLY_EXISTS;
+    }
   }
   rv = checkPin(userType == CKU_SO ? t.soPin : t.userPin, pin);
-  if (rv == CKR_OK) t.loggedIn = userType;
+  if (rv == CKR_OK) l.user = userType;
   return rv;
 }
 
@@ -253,15 +268,14 @@ CK_RV Module::logout(CK_ULONG handle) {
   Session* s = nullptr;
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
-  Token& t = tokenOf(*s);
-  if (t.loggedIn == CKU_NONE) return CKR_USER_NOT_LOGGED_IN;
-  t.loggedIn = CKU_NONE;
-  t.principal = 0;
-  destroySessionObjects(s->slotId, 0, true);
+  Login& l = loginOf(*s);
+  if (l.user == CKU_NONE) return CKR_USER_NOT_LOGGED_IN;
+  l = Login();
+  destroySessionObjects(s->slotId, 0, true, s->application);
   // Operations on keys that just became invisible end with the login.
   for (auto& entry : sessions_) {
     Session& other = *entry.second;
-    if (other.slotId != s->slotId) continue;
+    if (other.slotId != s->slotId || other.application != s->application) continue;
     for (CipherOperation* op : {&other.encrypt, &other.decrypt})
       if (op->active && op->key && op->key->isPrivate()) *op = CipherOperation();
     for (SignOperation* op : {&other.sign, &other.verify})
@@ -276,7 +290,7 @@ CK_RV Module::initPin(CK_ULONG handle, ByteView pin) {
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
   Token& t = tokenOf(*s);
-  if (t.loggedIn != CKU_SO) return CKR_USER_NOT_LOGGED_IN;
+  if (loginOf(*s).user != CKU_SO) return CKR_USER_NOT_LOGGED_IN;
   if (!s->readWrite) return CKR_SESSION_READ_ONLY;
   if (pin.size < kMinPin || pin.size > kMaxPin) return CKR_PIN_LEN_RANGE;
   setPinRecord(t, t.userPin, pin);  // also unlocks a locked user PIN
@@ -289,7 +303,7 @@ CK_RV Module::setPin(CK_ULONG handle, ByteView oldPin, ByteView newPin) {
   if (rv != CKR_OK) return rv;
   if (!s->readWrite) return CKR_SESSION_READ_ONLY;
   Token& t = tokenOf(*s);
-  PinRecord& record = t.loggedIn == CKU_SO ? t.soPin : t.userPin;
+  PinRecord& record = loginOf(*s).user == CKU_SO ? t.soPin : t.userPin;
   rv = checkPin(record, oldPin);
   if (rv != CKR_OK) return rv;
   if (newPin.size < kMinPin || newPin.size > kMaxPin) return CKR_PIN_LEN_RANGE;

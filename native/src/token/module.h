@@ -63,9 +63,12 @@ class Module {
   CK_RV initToken(CK_ULONG slotId, ByteView soPin, ByteView label);
 
   // Sessions and login
-  CK_RV openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle);
+  // Applications: 0 is the default one; a layer serving several clients gives each its own
+  // (newApplication), so each has its own login state, as PKCS#11 has per application.
+  CK_ULONG newApplication() { return nextApplication_++; }
+  CK_RV openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle, CK_ULONG application = 0);
   CK_RV closeSession(CK_ULONG handle);
-  CK_RV closeAllSessions(CK_ULONG slotId);
+  CK_RV closeAllSessions(CK_ULONG slotId, CK_ULONG application = 0);
   CK_RV sessionInfo(CK_ULONG handle, SessionInfo& out);
   CK_RV login(CK_ULONG session, CK_ULONG userType, ByteView pin);
   CK_RV logout(CK_ULONG session);
@@ -160,7 +163,10 @@ class Module {
   CK_RV findSession(CK_ULONG handle, Session*& out);
   Token* token(CK_ULONG slotId) const;
   Token& tokenOf(const Session& s) const { return *token(s.slotId); }
+  Login& loginOf(const Session& s) const { return token(s.slotId)->logins[s.application]; }
+  bool hasSessions(CK_ULONG slotId, CK_ULONG application) const;
   CK_RV visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) const;
+  static bool isVisible(const Login& login, const Object& o);
   CK_RV sessionAndObject(CK_ULONG session, CK_ULONG object, Session*& s, ObjectPtr& o);
   CK_RV checkWritable(const Session& s, bool tokenObject, bool privateObject) const;
   // CKR_OK when the session's principal may change `o` (it owns it, or ownership is off).
@@ -169,7 +175,8 @@ class Module {
   CK_RV checkPin(PinRecord& record, ByteView pin);
   void setPinRecord(Token& t, PinRecord& record, ByteView pin);
   CK_RV storeObject(Session& s, ObjectPtr object, CK_ULONG& handle);
-  void destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool onlyPrivate);
+  // Session objects of one session, or (sessionHandle 0) of every session of `application`.
+  void destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool onlyPrivate, CK_ULONG application = 0);
   void addSlot();
   CK_RV buildKeyMaterial(Object& object);
   CK_RV keyForOperation(Session& s, CK_ULONG handle, CK_ULONG usage, CK_ULONG mechanism, ObjectPtr& out,
@@ -189,6 +196,7 @@ class Module {
   CK_ULONG nextObject_ = 1;
   uint64_t nextKeyId_ = 1;
   CK_ULONG executingAsync_ = 0;
+  CK_ULONG nextApplication_ = 1;
 };
 
 }  // namespace hsm

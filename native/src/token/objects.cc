@@ -12,18 +12,20 @@ CK_RV Module::visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) c
   if (it == objects_.end()) return CKR_OBJECT_HANDLE_INVALID;
   const Object& o = *it->second;
   if (o.slotId != s.slotId) return CKR_OBJECT_HANDLE_INVALID;
-  const Token& t = tokenOf(s);
-  if (o.isPrivate() && t.loggedIn != CKU_USER) return CKR_OBJECT_HANDLE_INVALID;
-  CK_ULONG owner = o.owner();
-  // An owned object (device profile) is visible only to its owner and those it is shared with.
-  if (owner != 0 && owner != t.principal && (t.principal == 0 || !o.isSharedWith(t.principal)))
-    return CKR_OBJECT_HANDLE_INVALID;
+  if (!isVisible(loginOf(s), o)) return CKR_OBJECT_HANDLE_INVALID;
   out = it->second;
   return CKR_OK;
 }
 
+bool Module::isVisible(const Login& l, const Object& o) {
+  if (o.isPrivate() && l.user != CKU_USER) return false;
+  // An owned object (device profile) is visible only to its owner and those it is shared with.
+  CK_ULONG owner = o.owner();
+  return owner == 0 || owner == l.principal || (l.principal != 0 && o.isSharedWith(l.principal));
+}
+
 CK_RV Module::checkOwner(const Session& s, const Object& o, CK_RV refusal) const {
-  CK_ULONG principal = tokenOf(s).principal, owner = o.owner();
+  CK_ULONG principal = loginOf(s).principal, owner = o.owner();
   return principal == 0 || owner == 0 || owner == principal ? CKR_OK : refusal;
 }
 
@@ -47,7 +49,7 @@ CK_RV Module::sessionAndObject(CK_ULONG session, CK_ULONG object, Session*& s, O
 }
 
 CK_RV Module::checkWritable(const Session& s, bool tokenObject, bool privateObject) const {
-  CK_ULONG who = tokenOf(s).loggedIn;
+  CK_ULONG who = loginOf(s).user;
   if (privateObject && who != CKU_USER) return CKR_USER_NOT_LOGGED_IN;
   if (tokenObject && !s.readWrite) return CKR_SESSION_READ_ONLY;
   return CKR_OK;
@@ -58,7 +60,8 @@ CK_RV Module::storeObject(Session& s, ObjectPtr object, CK_ULONG& handle) {
     CK_RV rv = checkQuota(s.slotId, 1, object->isAsymmetric() ? 1 : 0);
     if (rv != CKR_OK) return rv;
   }
-  if (tokenOf(s).principal != 0) object->setUlong(CKA_HSMSIM_OWNER, tokenOf(s).principal);
+  CK_ULONG principal = loginOf(s).principal;
+  if (principal != 0) object->setUlong(CKA_HSMSIM_OWNER, principal);
   object->slotId = s.slotId;
   object->ownerSession = object->isToken() ? 0 : s.handle;
   object->handle = nextObject_++;
@@ -150,7 +153,7 @@ CK_RV Module::createObject(CK_ULONG handle, const Template& tmpl, CK_ULONG& out)
   bool key = cls == CKO_PUBLIC_KEY || cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY;
   if (cls != CKO_DATA && !key) return CKR_ATTRIBUTE_VALUE_INVALID;
   if (key && !templateUlong(tmpl, CKA_KEY_TYPE, &keyType)) return CKR_TEMPLATE_INCOMPLETE;
-  rv = checkTemplate(tmpl, cls, keyType, Origin::Create, tokenOf(*s).loggedIn == CKU_SO);
+  rv = checkTemplate(tmpl, cls, keyType, Origin::Create, loginOf(*s).user == CKU_SO);
   if (rv != CKR_OK) return rv;
   auto object = std::make_shared<Object>();
   applyTemplate(*object, tmpl);
@@ -170,7 +173,7 @@ CK_RV Module::copyObject(CK_ULONG handle, CK_ULONG source, const Template& tmpl,
   if ((rv = visibleObject(*s, source, original)) != CKR_OK) return rv;
   if (!original->flag(CKA_COPYABLE, true)) return CKR_ACTION_PROHIBITED;
   if ((rv = checkOwner(*s, *original)) != CKR_OK) return rv;
-  bool isSO = tokenOf(*s).loggedIn == CKU_SO;
+  bool isSO = loginOf(*s).user == CKU_SO;
   for (const TemplateAttribute& change : tmpl) {
     rv = checkChange(*original, change, Origin::Copy, isSO);
     if (rv != CKR_OK) return rv;
@@ -240,7 +243,7 @@ CK_RV Module::setAttributes(CK_ULONG handle, CK_ULONG object, const Template& tm
   if ((rv = checkWritable(*s, o->isToken(), o->isPrivate())) != CKR_OK) return rv;
   if ((rv = checkOwner(*s, *o)) != CKR_OK) return rv;
   if (!o->flag(CKA_MODIFIABLE, true)) return CKR_ACTION_PROHIBITED;
-  bool isSO = tokenOf(*s).loggedIn == CKU_SO;
+  bool isSO = loginOf(*s).user == CKU_SO;
   // All or nothing: check every change before applying any.
   for (const TemplateAttribute& change : tmpl) {
     if ((rv = checkChange(*o, change, Origin::Set, isSO)) != CKR_OK) return rv;
@@ -255,10 +258,10 @@ CK_RV Module::findInit(CK_ULONG handle, const Template& tmpl) {
   if (rv != CKR_OK) return rv;
   if (s->find.active) return CKR_OPERATION_ACTIVE;
   FindOperation op;
-  bool user = tokenOf(*s).loggedIn == CKU_USER;
+  const Login& login = loginOf(*s);
   for (const auto& entry : objects_) {
     const Object& o = *entry.second;
-    if (o.slotId != s->slotId || (o.isPrivate() && !user)) continue;
+    if (o.slotId != s->slotId || !isVisible(login, o)) continue;
     bool match = true;
     for (const TemplateAttribute& want : tmpl) {
       const Bytes* have = o.bytes(want.type);

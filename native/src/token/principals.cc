@@ -15,11 +15,11 @@ CK_RV Module::loginPrincipal(CK_ULONG handle, CK_ULONG principal) {
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
   if (principal == 0) return CKR_ARGUMENTS_BAD;
-  Token& t = tokenOf(*s);
-  if (t.loggedIn == CKU_USER && t.principal == principal) return CKR_USER_ALREADY_LOGGED_IN;
-  if (t.loggedIn != CKU_NONE) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
-  t.loggedIn = CKU_USER;
-  t.principal = principal;
+  Login& l = loginOf(*s);
+  if (l.user == CKU_USER && l.principal == principal) return CKR_USER_ALREADY_LOGGED_IN;
+  if (l.user != CKU_NONE) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+  l.user = CKU_USER;
+  l.principal = principal;
   return CKR_OK;
 }
 

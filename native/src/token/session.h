@@ -77,6 +77,7 @@ struct FindOperation {
 struct Session {
   CK_ULONG handle = 0;
   CK_ULONG slotId = 0;
+  CK_ULONG application = 0;
   bool readWrite = false;
   bool busy = false;  // an asynchronous call is in flight on it
 
