@@ -38,7 +38,8 @@ const SCHEMA = `
   CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, principal INTEGER NOT NULL UNIQUE,
                       salt BLOB NOT NULL, hash BLOB NOT NULL, cost INTEGER NOT NULL, failures INTEGER NOT NULL);
-  CREATE TABLE keys (id INTEGER PRIMARY KEY, record BLOB NOT NULL, owner INTEGER NOT NULL);
+  -- AUTOINCREMENT: a deleted key's id is never given to another key.
+  CREATE TABLE keys (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL, owner INTEGER NOT NULL);
   CREATE TABLE audit (seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, reboot INTEGER NOT NULL,
                       operation TEXT NOT NULL, actor TEXT, session INTEGER, keys TEXT NOT NULL,
                       result TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
