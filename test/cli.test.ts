@@ -14,9 +14,27 @@ describe("hsmsim command", () => {
     expect(result.status).toBe(0);
     for (const text of ['decrypted: "Attack at dawn"', "one flipped bit: CKR_ENCRYPTED_DATA_INVALID", "verify original: true",
       "CKR_SIGNATURE_INVALID", "original and unwrapped key encrypt alike: true", "CKR_KEY_UNEXTRACTABLE",
-      "wrong PIN #5: CKR_PIN_INCORRECT; token flags: USER_PIN_LOCKED", "right PIN now: CKR_PIN_LOCKED", "AES-256-GCM encrypt 4 KiB"]) {
+      "wrong PIN #5: CKR_PIN_INCORRECT; token flags: USER_PIN_LOCKED", "right PIN now: CKR_PIN_LOCKED", "AES-256-GCM encrypt 4 KiB",
+      "before activation, PRECO creating a user: NOT_ACTIVATED", "C_Login as admin → CKR_USER_TYPE_INVALID",
+      'key 1 "payments": owner alice, shared with bob', "bob deletes it: CKR_ACTION_PROHIBITED",
+      "bob with the right password now: ACCOUNT_LOCKED", "chain verified"]) {
       expect(result.stdout).toContain(text);
     }
+  });
+
+  it("audit prints, filters and verifies a data folder's log, and refuses a missing folder", () => {
+    const demo = run("demo");
+    const dir = /hsmsim audit (\S+)/.exec(demo.stdout)![1];
+    const all = run("audit", dir);
+    expect(all.status).toBe(0);
+    expect(all.stdout).toContain("CREATE_USER");
+    const logins = JSON.parse(run("audit", dir, "--json", "--op", "login", "--user", "bob").stdout) as { verified: { ok: boolean }; entries: { operation: string; actor: string }[] };
+    expect(logins.verified.ok).toBe(true);
+    expect(logins.entries.length).toBeGreaterThan(5);
+    expect(logins.entries.every((e) => e.operation === "LOGIN" && e.actor === "bob")).toBe(true);
+    const missing = run("audit", join(dir, "nope"));
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("not a usable hsmsim HSM data folder");
   });
 
   it("lists mechanisms as JSON", () => {

@@ -18,8 +18,10 @@ export function textOutput(write: (text: string) => void = (t) => process.stdout
     table(headers, rows) {
       const cells = [headers, ...rows.map((r) => r.map((c) => (typeof c === "number" ? c.toLocaleString("en-US") : c)))];
       const widths = headers.map((_, i) => Math.max(...cells.map((r) => String(r[i]).length)));
+      // Numbers line up on the right, words on the left.
+      const numeric = (c: string | number) => /^-?[\d,.]+$/.test(String(c));
       const render = (r: (string | number)[]) =>
-        r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join("  ");
+        r.map((c, i) => (numeric(c) && i > 0 ? String(c).padStart(widths[i]) : String(c).padEnd(widths[i]))).join("  ").trimEnd();
       write(`   ${render(cells[0])}\n   ${widths.map((w) => "-".repeat(w)).join("  ")}\n`);
       for (const r of cells.slice(1)) write(`   ${render(r)}\n`);
     },

@@ -3,7 +3,10 @@
 import * as P from "../pkcs11/index.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { openUserSession } from "../pkcs11/setup.js";
+import { HsmError } from "../hsm/errors.js";
+import { runAudit } from "./audit.js";
 import { runDemo } from "./demo.js";
+import { runDeviceDemo } from "./device-demo.js";
 import { textOutput } from "./format.js";
 import { throughput } from "./throughput.js";
 
@@ -12,7 +15,9 @@ const USAGE = `hsmsim: a simulated CloudHSM-style HSM (this release: the chip an
 usage: hsmsim <command> [options]
 
 commands:
-  demo                 guided run over a fresh token (what \`npm start\` runs)
+  demo                 guided run over a fresh token and an HSM (what \`npm start\` runs)
+  audit <data folder> [--json] [--op OPERATION] [--user NAME] [--from SEQ] [--tail N]
+                       print an HSM's audit log and verify its hash chain (exit 1 if broken)
   mechanisms [--json]  the mechanisms the token offers, with key sizes and flags
   bench [--json] [--ms N]
                        quick throughput of the chip through the PKCS#11 API
@@ -40,9 +45,35 @@ export function main(args: string[]): number {
   const [command = "help", ...rest] = args;
   const json = rest.includes("--json");
   switch (command) {
-    case "demo":
-      runDemo(textOutput());
+    case "demo": {
+      const out = textOutput();
+      runDemo(out);
+      runDeviceDemo(out);
       return 0;
+    }
+    case "audit": {
+      const dir = rest.find((a, i) => !a.startsWith("--") && !(i > 0 && ["--op", "--user", "--from", "--tail"].includes(rest[i - 1])));
+      if (!dir) {
+        process.stderr.write("usage: hsmsim audit <data folder> [--json] [--op OPERATION] [--user NAME] [--from SEQ] [--tail N]\n");
+        return 2;
+      }
+      const number = (name: string) => {
+        const text = option(rest, name);
+        if (text === undefined) return undefined;
+        const n = Number(text);
+        if (!Number.isInteger(n) || n < 0) throw new HsmError("INVALID_ARGUMENT", `${name} takes a whole number`);
+        return n;
+      };
+      try {
+        return runAudit(dir, { json, operation: option(rest, "--op"), user: option(rest, "--user"), fromSeq: number("--from"), tail: number("--tail") });
+      } catch (e) {
+        if (e instanceof HsmError) {
+          process.stderr.write(`hsmsim audit: ${e.message}\n`);
+          return 2;
+        }
+        throw e;
+      }
+    }
     case "mechanisms": {
       const pkcs11 = new PKCS11("memory:");
       pkcs11.C_Initialize();
