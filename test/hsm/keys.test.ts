@@ -74,6 +74,24 @@ describe("key ownership", () => {
   });
 });
 
+describe("asynchronous key creation", () => {
+  it("C_GenerateKeyAsync and C_GenerateKeyPairAsync persist and audit token keys before resolving", async () => {
+    device = activatedDevice();
+    const { pkcs11, session } = cuSession(device.hsm, "alice", "alice-password");
+    const key = await pkcs11.C_GenerateKeyAsync(session, { mechanism: H.CKM_AES_KEY_GEN },
+      [{ type: H.CKA_VALUE_LEN, value: 16 }, { type: H.CKA_TOKEN, value: true }]);
+    await pkcs11.C_GenerateKeyPairAsync(session, { mechanism: H.CKM_EC_KEY_PAIR_GEN },
+      [{ type: H.CKA_EC_PARAMS, value: Buffer.from("06082a8648ce3d030107", "hex") }, { type: H.CKA_TOKEN, value: true }],
+      [{ type: H.CKA_TOKEN, value: true }, { type: H.CKA_SIGN, value: true }]);
+    expect(device.hsm.store.keys()).toHaveLength(3);
+    expect(device.hsm.keyIds.has(key.readUInt32LE(0))).toBe(true);
+    await expect(pkcs11.C_GenerateKeyAsync(session, { mechanism: H.CKM_AES_KEY_GEN }, [{ type: H.CKA_VALUE_LEN, value: 7 }]))
+      .rejects.toThrow("CKR_ATTRIBUTE_VALUE_INVALID");
+    const results = device.hsm.auditLog().filter((e) => e.operation.startsWith("GENERATE_KEY")).map((e) => `${e.operation}:${e.keys.length}:${e.result}`);
+    expect(results).toEqual(["GENERATE_KEY:1:OK", "GENERATE_KEY_PAIR:2:OK", "GENERATE_KEY:0:CKR_ATTRIBUTE_VALUE_INVALID"]);
+  });
+});
+
 describe("quotas", () => {
   it("hsm2m.medium holds at most 3,333 asymmetric keys; past it a key fails cleanly and changes nothing", () => {
     device = activatedDevice();
