@@ -80,7 +80,11 @@ export class Hsm {
     this.chip.initToken(SLOT, randomBytes(16), Buffer.from(`hsmsim ${this.id.slice(0, 8)}`));
     const maskingKey = join(store.dir, MASKING_KEY_FILE);
     if (boot === "create") {
-      this.chip.saveMaskingKey(SLOT, maskingKey);
+      try {
+        this.chip.saveMaskingKey(SLOT, maskingKey);
+      } catch {
+        throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: cannot write ${MASKING_KEY_FILE} (one exists already, or the folder is not writable)`);
+      }
     } else {
       if (!existsSync(maskingKey)) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is missing`);
       try {

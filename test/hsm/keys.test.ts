@@ -214,6 +214,11 @@ describe("durable state", () => {
     expectHsmError(() => H.Hsm.open(mine.dir, FAST), "DATA_FOLDER_INVALID");
     other.cleanup();
     expectHsmError(() => H.Hsm.create(mine.dir, FAST), "DATA_FOLDER_INVALID"); // never over an existing HSM
+    const stale = tempDir();
+    mkdirSync(stale.path, { recursive: true });
+    writeFileSync(join(stale.path, "masking.key"), Buffer.alloc(32), { mode: 0o600 });
+    expectHsmError(() => H.Hsm.create(stale.path, FAST), "DATA_FOLDER_INVALID"); // never over another masking key
+    stale.cleanup();
   });
 });
 
