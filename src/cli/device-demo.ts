@@ -49,7 +49,7 @@ export function runDeviceDemo(out: Output): string {
   a.C_Login(aliceSession, P.CKU_USER, "alice:alice-password");
   const key = a.C_GenerateKey(aliceSession, { mechanism: P.CKM_AES_KEY_GEN },
     [{ type: P.CKA_VALUE_LEN, value: 32 }, { type: P.CKA_TOKEN, value: true }, { type: P.CKA_LABEL, value: "payments" }]);
-  const keyId = hsm.keyIds.get(key.readUInt32LE(0))!;
+  const keyId = hsm.keyIdOf(key);
   const alice = hsm.login("alice", "alice-password");
   hsm.shareKey(alice, keyId, "bob");
   const described = hsm.describeKey(alice, keyId);

@@ -151,6 +151,13 @@ export class Hsm {
     return new PKCS11(new HsmPkcs11Backend(this).asChip());
   }
 
+  /** The durable key id of a token key's PKCS#11 handle (ids survive restarts; handles do not). */
+  keyIdOf(handle: Buffer): number {
+    const id = handle instanceof Buffer && handle.length === 8 ? this.keyIds.get(handle.readUInt32LE(0)) : undefined;
+    if (id === undefined) throw new HsmError("KEY_NOT_FOUND", "that handle is not a token key of this HSM");
+    return id;
+  }
+
   // ---- Audit ----
   /** @internal Appends an audit entry; call inside the change's transaction. */
   audit(operation: string, actor: string | null, session: number | null, keys: number[], result: string, detail = ""): AuditEntry {

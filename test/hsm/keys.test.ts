@@ -84,7 +84,8 @@ describe("asynchronous key creation", () => {
       [{ type: H.CKA_EC_PARAMS, value: Buffer.from("06082a8648ce3d030107", "hex") }, { type: H.CKA_TOKEN, value: true }],
       [{ type: H.CKA_TOKEN, value: true }, { type: H.CKA_SIGN, value: true }]);
     expect(device.hsm.store.keys()).toHaveLength(3);
-    expect(device.hsm.keyIds.has(key.readUInt32LE(0))).toBe(true);
+    expect(device.hsm.keyIdOf(key)).toBeGreaterThan(0);
+    expectHsmError(() => device!.hsm.keyIdOf(Buffer.alloc(8)), "KEY_NOT_FOUND");
     await expect(pkcs11.C_GenerateKeyAsync(session, { mechanism: H.CKM_AES_KEY_GEN }, [{ type: H.CKA_VALUE_LEN, value: 7 }]))
       .rejects.toThrow("CKR_ATTRIBUTE_VALUE_INVALID");
     const results = device.hsm.auditLog().filter((e) => e.operation.startsWith("GENERATE_KEY")).map((e) => `${e.operation}:${e.keys.length}:${e.result}`);
