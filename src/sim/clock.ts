@@ -1,0 +1,110 @@
+// A virtual clock and the event queue it drives: simulated time moves only when the
+// simulator runs the next event, so a run is as fast as the CPU and exactly repeatable.
+// Events at the same instant run in the order they were scheduled.
+
+export interface Clock {
+  /** Microseconds since the simulation's epoch. */
+  nowUs(): number;
+  /** Runs `fn` after `delayUs`; returns an id for cancel(). */
+  schedule(delayUs: number, fn: () => void): number;
+  cancel(id: number): void;
+}
+
+interface Timer {
+  atUs: number;
+  seq: number;
+  fn: () => void;
+}
+
+export class VirtualClock implements Clock {
+  private now: number;
+  private seq = 0;
+  private readonly heap: Timer[] = [];
+  private readonly cancelled = new Set<number>();
+
+  constructor(startUs = 0) {
+    this.now = startUs;
+  }
+
+  nowUs(): number {
+    return this.now;
+  }
+
+  schedule(delayUs: number, fn: () => void): number {
+    if (!(delayUs >= 0) || !Number.isFinite(delayUs)) throw new RangeError("delayUs must be a finite, non-negative number");
+    const timer = { atUs: this.now + Math.round(delayUs), seq: ++this.seq, fn };
+    this.push(timer);
+    return timer.seq;
+  }
+
+  cancel(id: number): void {
+    this.cancelled.add(id);
+  }
+
+  /** Events waiting (cancelled ones included until they come up). */
+  get pending(): number {
+    return this.heap.length;
+  }
+
+  /** Runs the next event; false when there is none. */
+  step(): boolean {
+    while (this.heap.length > 0) {
+      const timer = this.pop();
+      if (this.cancelled.delete(timer.seq)) continue;
+      this.now = timer.atUs;
+      timer.fn();
+      return true;
+    }
+    return false;
+  }
+
+  /** Runs events until simulated time would pass `untilUs` (then sets the clock to it) or `maxEvents` ran. */
+  runUntil(untilUs: number, maxEvents = Number.POSITIVE_INFINITY): number {
+    let ran = 0;
+    while (ran < maxEvents && this.heap.length > 0 && this.heap[0].atUs <= untilUs) {
+      if (this.step()) ran++;
+    }
+    if (ran < maxEvents && this.now < untilUs) this.now = untilUs;
+    return ran;
+  }
+
+  /** Runs events until none is left or `maxEvents` ran. */
+  runAll(maxEvents = 10_000_000): number {
+    let ran = 0;
+    while (ran < maxEvents && this.step()) ran++;
+    return ran;
+  }
+
+  // A binary heap ordered by (atUs, seq).
+  private before(x: Timer, y: Timer): boolean {
+    return x.atUs < y.atUs || (x.atUs === y.atUs && x.seq < y.seq);
+  }
+  private push(timer: Timer): void {
+    const h = this.heap;
+    h.push(timer);
+    for (let i = h.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1;
+      if (!this.before(h[i], h[parent])) break;
+      [h[i], h[parent]] = [h[parent], h[i]];
+      i = parent;
+    }
+  }
+  private pop(): Timer {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      for (let i = 0; ;) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < h.length && this.before(h[l], h[m])) m = l;
+        if (r < h.length && this.before(h[r], h[m])) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m], h[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
