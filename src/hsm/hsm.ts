@@ -1,7 +1,7 @@
 // One simulated CloudHSM HSM: the chip plus accounts (PRECO, CO, CU, AU), login and
 // lockout, key ownership and sharing, quotas, the hash-chained audit log and durable state
 // in a data folder. The PKCS#11 face is in pkcs11-backend.ts.
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 
@@ -26,6 +26,8 @@ export interface HsmOptions {
   clockUs?: () => number;
   /** Deterministic chip (see the chip's seed option). */
   seed?: Buffer;
+  /** Where the device's own random bytes come from (ids, salts); seeded in the simulator. */
+  randomBytes?: (length: number) => Buffer;
 }
 
 /** A logged-in user of the management API; every management call names one. */
@@ -60,6 +62,7 @@ export class Hsm {
   /** @internal */ readonly store: Store;
   private readonly passwordCost: number;
   private readonly clockUs: () => number;
+  private readonly random: (length: number) => Buffer;
   private readonly actors = new WeakSet<Actor>();
   /** @internal chip handle ↔ key id of every token key. */
   readonly keyIds = new Map<number, number>();
@@ -73,11 +76,12 @@ export class Hsm {
     if (!limits) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: unknown HSM type ${this.type}`);
     this.maxLoginFailures = options.maxLoginFailures ?? 5;
     this.passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
+    this.random = options.randomBytes ?? randomBytes;
     this.clockUs = options.clockUs ?? (() => Math.round((performance.timeOrigin + performance.now()) * 1000));
     this.chip = createChip({ seed: options.seed, maxKeys: limits.maxKeys, maxAsymmetricKeys: limits.maxAsymmetricKeys,
       pinHashIterations: 1, slotCount: 1 });
     // The chip's own SO PIN is never used: the device's accounts replace PKCS#11's.
-    this.chip.initToken(SLOT, randomBytes(16), Buffer.from(`hsmsim ${this.id.slice(0, 8)}`));
+    this.chip.initToken(SLOT, this.random(16), Buffer.from(`hsmsim ${this.id.slice(4, 12)}`));
     const maskingKey = join(store.dir, MASKING_KEY_FILE);
     if (boot === "create") {
       try {
@@ -113,11 +117,14 @@ export class Hsm {
   static create(dir: string, options: HsmOptions = {}): Hsm {
     const type = options.type ?? "hsm2m.medium";
     if (!HSM_TYPES[type]) throw new HsmError("INVALID_ARGUMENT", `type must be one of ${Object.keys(HSM_TYPES).join(", ")}`);
-    const store = Store.create(dir, { hsmId: `hsm-${randomUUID()}`, type });
+    const random = options.randomBytes ?? randomBytes;
+    const store = Store.create(dir, { hsmId: `hsm-${random(8).toString("hex")}`, type });
     try {
-      const preco = hashPassword(PRECO_DEFAULT_PASSWORD, options.passwordCost ?? DEFAULT_PASSWORD_COST);
-      store.transaction(() => store.insertUser({ name: PRECO_USERNAME, role: "PRECO", principal: Number(store.meta("next_principal")), failures: 0, ...preco }));
-      store.setMeta("next_principal", String(Number(store.meta("next_principal")) + 1));
+      const preco = hashPassword(PRECO_DEFAULT_PASSWORD, options.passwordCost ?? DEFAULT_PASSWORD_COST, random(16));
+      store.transaction(() => {
+        store.insertUser({ name: PRECO_USERNAME, role: "PRECO", principal: Number(store.meta("next_principal")), failures: 0, ...preco });
+        store.setMeta("next_principal", String(Number(store.meta("next_principal")) + 1));
+      });
       return new Hsm(store, options, "create");
     } catch (e) {
       store.close();
@@ -218,11 +225,11 @@ export class Hsm {
     const target = this.store.user(checkUsername(username));
     if (actor.role === "PRECO") {
       if (username !== actor.username) this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "PRECO may only change its own password");
-      const hash = hashPassword(newPassword, this.passwordCost);
+      const hash = hashPassword(newPassword, this.passwordCost, this.random(16));
       this.store.transaction(() => {
         this.store.setPassword(username, hash);
         this.store.setRole(username, "CO");
-        this.addUser(AU_USERNAME, "AU", randomBytes(24).toString("base64"));
+        this.addUser(AU_USERNAME, "AU", this.random(24).toString("base64"));
         this.store.setMeta("activated", "1");
         this.audit("ACTIVATE", actor.username, null, [], "OK", `${username} is now CO`);
       });
@@ -233,7 +240,7 @@ export class Hsm {
     if (!target || target.role === "AU") this.refuse(actor, "CHANGE_PASSWORD", "USER_NOT_FOUND", `no user ${username}`);
     if (actor.role === "CU" && username !== actor.username) this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "a CU changes only its own password");
     if (actor.role !== "CU" && actor.role !== "CO") this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", `${actor.role} may not change passwords`);
-    const hash = hashPassword(newPassword, this.passwordCost);
+    const hash = hashPassword(newPassword, this.passwordCost, this.random(16));
     this.store.transaction(() => {
       this.store.setPassword(username, hash); // also clears the failure count: a CO's reset unlocks
       this.audit("CHANGE_PASSWORD", actor.username, null, [], "OK", username);
@@ -336,7 +343,7 @@ export class Hsm {
 
   private addUser(name: string, role: Role, password: string): void {
     const principal = Number(this.store.meta("next_principal"));
-    this.store.insertUser({ name, role, principal, failures: 0, ...hashPassword(password, this.passwordCost) });
+    this.store.insertUser({ name, role, principal, failures: 0, ...hashPassword(password, this.passwordCost, this.random(16)) });
     this.store.setMeta("next_principal", String(principal + 1));
   }
 

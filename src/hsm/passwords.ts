@@ -12,8 +12,8 @@ export interface PasswordHash {
 
 export const DEFAULT_PASSWORD_COST = 15;
 
-export function hashPassword(password: string, cost: number = DEFAULT_PASSWORD_COST): PasswordHash {
-  const salt = randomBytes(16);
+/** `salt` comes from the caller in deterministic runs; 16 fresh random bytes otherwise. */
+export function hashPassword(password: string, cost: number = DEFAULT_PASSWORD_COST, salt: Buffer = randomBytes(16)): PasswordHash {
   return { salt, hash: derive(password, salt, cost), cost };
 }
 
