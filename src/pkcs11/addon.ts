@@ -49,6 +49,10 @@ export interface NativeChip {
   setTrusted(slot: number, object: number, trusted: boolean): void;
   saveMaskingKey(slot: number, path: string): void;
   loadMaskingKey(slot: number, path: string): void;
+  /** Chip-to-chip masking key transfer: the receiver's transport key, the sender's sealed key, the receiver's import. */
+  transportPublicKey(slot: number): Buffer;
+  exportMaskingKeyFor(slot: number, recipientPublicKey: Buffer): Buffer;
+  importMaskingKey(slot: number, sealed: Buffer): void;
   encryptInit(session: number, key: number, ...m: Mech3): void;
   decryptInit(session: number, key: number, ...m: Mech3): void;
   signInit(session: number, key: number, ...m: Mech3): void;

@@ -1,7 +1,7 @@
 // The chip's hooks for the CloudHSM device layer: principals and ownership, sharing,
 // key quotas, CKM_CLOUDHSM_AES_GCM, and the masking key kept in a file.
 import * as crypto from "node:crypto";
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -135,6 +135,36 @@ describe("CKM_CLOUDHSM_AES_GCM", () => {
     expect(() => chip.decrypt(s, a.subarray(0, 20), plain)).toThrow("CKR_ENCRYPTED_DATA_LEN_RANGE");
     chip.encryptInit(s, key, ...mech(P.CKM_CLOUDHSM_AES_GCM, null, null, 128));
     expect(() => chip.encryptUpdate(s, Buffer.alloc(4), Buffer.alloc(64))).toThrow("CKR_FUNCTION_NOT_SUPPORTED");
+  });
+});
+
+describe("masking key transfer between chips", () => {
+  it("a chip seals its masking key to another chip's transport key; only that chip opens it", () => {
+    const sender = device(), receiver = device(), bystander = device();
+    const s = sender.openSession(0, RW);
+    sender.loginPrincipal(s, 1);
+    const record = sender.exportMasked(0, sender.createObject(s, aesKey()), 1);
+    expect(() => receiver.importMasked(0, record)).toThrow("CKR_DATA_INVALID");
+    expect(() => receiver.importMaskingKey(0, Buffer.alloc(110))).toThrow("CKR_KEY_HANDLE_INVALID"); // no transport key yet
+    const sealed = sender.exportMaskingKeyFor(0, receiver.transportPublicKey(0));
+    expect(sealed.subarray(0, 4).toString()).toBe("HSMT");
+    bystander.transportPublicKey(0);
+    expect(() => bystander.importMaskingKey(0, sealed)).toThrow("CKR_WRAPPED_KEY_INVALID"); // sealed to someone else
+    const tampered = Buffer.from(sealed);
+    tampered[tampered.length - 1] ^= 1;
+    expect(() => receiver.importMaskingKey(0, tampered)).toThrow("CKR_WRAPPED_KEY_INVALID");
+    expect(() => receiver.importMaskingKey(0, sealed.subarray(0, 50))).toThrow("CKR_WRAPPED_KEY_INVALID");
+    expect(() => sender.exportMaskingKeyFor(0, Buffer.alloc(65))).toThrow("CKR_ARGUMENTS_BAD"); // not a point
+    receiver.importMaskingKey(0, sealed);
+    expect(receiver.importMasked(0, record)).toBeGreaterThan(0);
+    // The transfer never carries the key in the clear: compare with the key itself, written natively to a file.
+    const dir = mkdtempSync(join(tmpdir(), "hsmsim-transfer-"));
+    try {
+      sender.saveMaskingKey(0, join(dir, "k"));
+      expect(sealed.includes(readFileSync(join(dir, "k")))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

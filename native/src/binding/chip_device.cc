@@ -68,6 +68,41 @@ static Napi::Value LoadMaskingKey(const Napi::CallbackInfo& info) {
   return run(info, kSyncOnly, 0, "loadMaskingKey", [&](Outcome&) { return mod->loadMaskingKey(slot, path); }, noResult);
 }
 
+static Napi::Value TransportPublicKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot");
+  Bytes point;
+  CK_RV rv;
+  {
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->transportPublicKey(slot, point);
+  }
+  if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "transportPublicKey");
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), point.data(), point.size());
+}
+
+static Napi::Value ExportMaskingKeyFor(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot");
+  ByteView recipient = bytesArg(info, 1, "recipientPublicKey");
+  Bytes sealed;
+  CK_RV rv;
+  {
+    std::lock_guard<std::mutex> guard(mod->lock());
+    rv = mod->exportMaskingKeyFor(slot, recipient, sealed);
+  }
+  if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "exportMaskingKeyFor");
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), sealed.data(), sealed.size());
+}
+
+static Napi::Value ImportMaskingKey(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot");
+  ByteView sealed = bytesArg(info, 1, "sealedMaskingKey");
+  return run(info, kSyncOnly, 0, "importMaskingKey", [&](Outcome&) { return mod->importMaskingKey(slot, sealed); },
+             noResult);
+}
+
 const std::vector<CallEntry>& deviceCalls() {
   static const std::vector<CallEntry> calls = {
       {"loginPrincipal", LoginPrincipal},
@@ -76,6 +111,9 @@ const std::vector<CallEntry>& deviceCalls() {
       {"setTrusted", SetTrusted},
       {"saveMaskingKey", SaveMaskingKey},
       {"loadMaskingKey", LoadMaskingKey},
+      {"transportPublicKey", TransportPublicKey},
+      {"exportMaskingKeyFor", ExportMaskingKeyFor},
+      {"importMaskingKey", ImportMaskingKey},
   };
   return calls;
 }

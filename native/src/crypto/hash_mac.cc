@@ -2,6 +2,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 
 namespace hsm {
 
@@ -68,5 +69,23 @@ bool pbkdf2Sha256(ByteView secret, ByteView salt, unsigned iterations, uint8_t* 
   return PKCS5_PBKDF2_HMAC(pass, static_cast<int>(secret.size), salt.data, static_cast<int>(salt.size),
                            static_cast<int>(iterations), fetchedDigest(HashAlg::Sha256), static_cast<int>(outLength),
                            out) == 1;
+}
+}  // namespace hsm
+
+namespace hsm {
+bool hkdfSha256(ByteView secret, ByteView salt, ByteView info, uint8_t* out, size_t outLength) {
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  EVP_KDF_CTX* ctx = kdf ? EVP_KDF_CTX_new(kdf) : nullptr;
+  EVP_KDF_free(kdf);
+  if (ctx == nullptr) return false;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(secret.data), secret.size),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<uint8_t*>(salt.data), salt.size),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<uint8_t*>(info.data), info.size),
+      OSSL_PARAM_construct_end()};
+  bool ok = EVP_KDF_derive(ctx, out, outLength, params) == 1;
+  EVP_KDF_CTX_free(ctx);
+  return ok;
 }
 }  // namespace hsm

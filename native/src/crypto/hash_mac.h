@@ -47,4 +47,6 @@ class Hmac {
 namespace hsm {
 // PBKDF2-HMAC-SHA-256, for PIN records (deliberately slow: DESIGN invariant 6).
 bool pbkdf2Sha256(ByteView secret, ByteView salt, unsigned iterations, uint8_t* out, size_t outLength);
+// HKDF-SHA-256 (RFC 5869), for keys agreed between chips.
+bool hkdfSha256(ByteView secret, ByteView salt, ByteView info, uint8_t* out, size_t outLength);
 }  // namespace hsm

@@ -10,6 +10,7 @@
 
 #include "../crypto/aes_gcm.h"
 #include "../crypto/aes_wrap.h"
+#include "../crypto/hash_mac.h"
 #include "module.h"
 
 namespace hsm {
@@ -132,6 +133,77 @@ CK_RV Module::shareMaskingKey(CK_ULONG slotId, Module& target, CK_ULONG targetSl
   if (from == nullptr || to == nullptr) return CKR_SLOT_ID_INVALID;
   if (!from->initialized || !to->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
   to->maskingKey = from->maskingKey;
+  return CKR_OK;
+}
+
+namespace {
+const uint8_t kTransportMagic[4] = {'H', 'S', 'M', 'T'};
+constexpr size_t kPointBytes = 65;  // uncompressed P-256
+
+// KEK = HKDF-SHA-256(ECDH(sender, recipient), salt = label, info = senderPoint || recipientPoint).
+bool transportKek(Pkey& own, ByteView peerPoint, ByteView senderPoint, ByteView recipientPoint, uint8_t* kek) {
+  Bytes z;
+  if (ecdhDerive(own, Curve::P256, peerPoint, z) != CryptoStatus::Ok) return false;
+  Bytes info(senderPoint.data, senderPoint.data + senderPoint.size);
+  info.insert(info.end(), recipientPoint.data, recipientPoint.data + recipientPoint.size);
+  static const char kLabel[] = "hsmsim masking key transfer";
+  return hkdfSha256(z, ByteView(reinterpret_cast<const uint8_t*>(kLabel), sizeof kLabel - 1), info, kek, 32);
+}
+}  // namespace
+
+CK_RV Module::transportPublicKey(CK_ULONG slotId, Bytes& point) {
+  Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  if (t->transportKey.empty()) {
+    Bytes scalar;
+    if (ecGenerate(Curve::P256, *t->drbg, scalar, t->transportPoint) != CryptoStatus::Ok ||
+        ecPrivateKey(Curve::P256, scalar, t->transportKey, nullptr) != CryptoStatus::Ok)
+      return CKR_FUNCTION_FAILED;
+  }
+  point = t->transportPoint;
+  return CKR_OK;
+}
+
+CK_RV Module::exportMaskingKeyFor(CK_ULONG slotId, ByteView recipientPoint, Bytes& sealed) {
+  Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  if (recipientPoint.size != kPointBytes) return CKR_ARGUMENTS_BAD;
+  // A fresh ephemeral key per transfer.
+  Bytes scalar, ephemeralPoint;
+  Pkey ephemeral;
+  if (ecGenerate(Curve::P256, *t->drbg, scalar, ephemeralPoint) != CryptoStatus::Ok ||
+      ecPrivateKey(Curve::P256, scalar, ephemeral, nullptr) != CryptoStatus::Ok)
+    return CKR_FUNCTION_FAILED;
+  uint8_t kek[32];
+  if (!transportKek(ephemeral, recipientPoint, ephemeralPoint, recipientPoint, kek)) return CKR_ARGUMENTS_BAD;
+  Bytes wrapped;
+  CryptoStatus st = aesWrap(true, ByteView(kek, sizeof kek), t->maskingKey, wrapped);
+  secureWipe(kek, sizeof kek);
+  if (st != CryptoStatus::Ok) return CKR_FUNCTION_FAILED;
+  sealed.assign(kTransportMagic, kTransportMagic + 4);
+  sealed.push_back(1);
+  sealed.insert(sealed.end(), ephemeralPoint.begin(), ephemeralPoint.end());
+  sealed.insert(sealed.end(), wrapped.begin(), wrapped.end());
+  return CKR_OK;
+}
+
+CK_RV Module::importMaskingKey(CK_ULONG slotId, ByteView sealed) {
+  Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
+  if (t->transportKey.empty()) return CKR_KEY_HANDLE_INVALID;  // no transport key was published
+  if (sealed.size != 5 + kPointBytes + 40 || memcmp(sealed.data, kTransportMagic, 4) != 0 || sealed.data[4] != 1)
+    return CKR_WRAPPED_KEY_INVALID;
+  ByteView senderPoint(sealed.data + 5, kPointBytes);
+  uint8_t kek[32];
+  if (!transportKek(t->transportKey, senderPoint, senderPoint, t->transportPoint, kek)) return CKR_WRAPPED_KEY_INVALID;
+  Bytes key;
+  CryptoStatus st = aesUnwrap(true, ByteView(kek, sizeof kek), ByteView(sealed.data + 5 + kPointBytes, 40), key);
+  secureWipe(kek, sizeof kek);
+  if (st != CryptoStatus::Ok || key.size() != 32) return CKR_WRAPPED_KEY_INVALID;
+  t->maskingKey = std::move(key);
   return CKR_OK;
 }
 

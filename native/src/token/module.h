@@ -133,6 +133,12 @@ class Module {
   CK_RV importMasked(CK_ULONG slotId, ByteView record, CK_ULONG& handle);
   // Gives `target`'s token the same masking key, without the key leaving native memory.
   CK_RV shareMaskingKey(CK_ULONG slotId, Module& target, CK_ULONG targetSlotId);
+  // The same across processes: the receiving chip publishes a transport public key; the
+  // sending chip seals its masking key to it (ECDH P-256, HKDF-SHA-256, AES key wrap with
+  // padding); only the receiver can open the result. JavaScript carries ciphertext only.
+  CK_RV transportPublicKey(CK_ULONG slotId, Bytes& point);
+  CK_RV exportMaskingKeyFor(CK_ULONG slotId, ByteView recipientPoint, Bytes& sealed);
+  CK_RV importMaskingKey(CK_ULONG slotId, ByteView sealed);
 
   // Device profile: a layer above authenticates users and names them by opaque principal
   // numbers. loginPrincipal logs `principal` in as the token's user (no PIN: the layer above

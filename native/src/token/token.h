@@ -7,6 +7,7 @@
 
 #include "../crypto/bytes.h"
 #include "../crypto/drbg.h"
+#include "../crypto/pkey.h"
 #include "ck.h"
 
 namespace hsm {
@@ -35,6 +36,9 @@ struct Token {
   PinRecord soPin, userPin;
   std::map<CK_ULONG, Login> logins;  // by application
   Bytes maskingKey;  // 32 bytes, the seal for masked object records
+  // An EC P-256 key pair for receiving a masking key from another chip (made on first use).
+  Pkey transportKey;
+  Bytes transportPoint;
   std::unique_ptr<Drbg> drbg;
 };
 
