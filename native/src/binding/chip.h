@@ -46,6 +46,20 @@ class Chip : public Napi::ObjectWrap<Chip> {
   ModuleRef module_;
 };
 
+// A synchronous call that produces bytes: lock, call, throw on failure, return them in a Buffer.
+template <typename Call>
+Napi::Value bytesCall(const Napi::CallbackInfo& info, const char* method, Call call) {
+  Module& module = moduleOf(info);
+  Bytes out;
+  CK_RV rv;
+  {
+    std::lock_guard<std::mutex> guard(module.lock());
+    rv = call(module, out);
+  }
+  if (rv != CKR_OK) throwPkcs11(info.Env(), rv, method);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), out.size());
+}
+
 template <typename Work, typename Result>
 class CallWorker : public Napi::AsyncWorker {
  public:

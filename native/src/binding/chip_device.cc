@@ -69,30 +69,15 @@ static Napi::Value LoadMaskingKey(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value TransportPublicKey(const Napi::CallbackInfo& info) {
-  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
-  Bytes point;
-  CK_RV rv;
-  {
-    std::lock_guard<std::mutex> guard(mod->lock());
-    rv = mod->transportPublicKey(slot, point);
-  }
-  if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "transportPublicKey");
-  return Napi::Buffer<uint8_t>::Copy(info.Env(), point.data(), point.size());
+  return bytesCall(info, "transportPublicKey", [&](Module& m, Bytes& out) { return m.transportPublicKey(slot, out); });
 }
 
 static Napi::Value ExportMaskingKeyFor(const Napi::CallbackInfo& info) {
-  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   ByteView recipient = bytesArg(info, 1, "recipientPublicKey");
-  Bytes sealed;
-  CK_RV rv;
-  {
-    std::lock_guard<std::mutex> guard(mod->lock());
-    rv = mod->exportMaskingKeyFor(slot, recipient, sealed);
-  }
-  if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "exportMaskingKeyFor");
-  return Napi::Buffer<uint8_t>::Copy(info.Env(), sealed.data(), sealed.size());
+  return bytesCall(info, "exportMaskingKeyFor",
+                   [&](Module& m, Bytes& out) { return m.exportMaskingKeyFor(slot, recipient, out); });
 }
 
 static Napi::Value ImportMaskingKey(const Napi::CallbackInfo& info) {

@@ -308,17 +308,9 @@ static Napi::Value FindObjectsFinal(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value ExportMasked(const Napi::CallbackInfo& info) {
-  Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
-  CK_ULONG algorithm = ulongArg(info, 2, "algorithm");
-  Bytes record;
-  CK_RV rv;
-  {
-    std::lock_guard<std::mutex> guard(mod->lock());
-    rv = mod->exportMasked(slot, object, static_cast<int>(algorithm), record);
-  }
-  if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "exportMasked");
-  return Napi::Buffer<uint8_t>::Copy(info.Env(), record.data(), record.size());
+  int algorithm = static_cast<int>(ulongArg(info, 2, "algorithm"));
+  return bytesCall(info, "exportMasked", [&](Module& m, Bytes& out) { return m.exportMasked(slot, object, algorithm, out); });
 }
 
 static Napi::Value ImportMasked(const Napi::CallbackInfo& info) {
