@@ -309,7 +309,8 @@ static Napi::Value FindObjectsFinal(const Napi::CallbackInfo& info) {
 
 static Napi::Value ExportMasked(const Napi::CallbackInfo& info) {
   CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
-  int algorithm = static_cast<int>(ulongArg(info, 2, "algorithm"));
+  CK_ULONG requested = ulongArg(info, 2, "algorithm");
+  int algorithm = requested <= 2 ? static_cast<int>(requested) : 0;  // the token refuses anything but 1 and 2
   return bytesCall(info, "exportMasked", [&](Module& m, Bytes& out) { return m.exportMasked(slot, object, algorithm, out); });
 }
 
