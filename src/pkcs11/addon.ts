@@ -135,6 +135,22 @@ export function nativeAddon(): Addon {
   return addon;
 }
 
+const OPTION_LIMITS: Record<Exclude<keyof ChipOptions, "seed">, [number, number]> = {
+  slotCount: [0, 64],
+  maxPinFailures: [1, 1000],
+  pinHashIterations: [1, 10_000_000],
+  maxKeys: [0, 10_000_000],
+  maxAsymmetricKeys: [0, 10_000_000],
+};
+
 export function createChip(options: ChipOptions = {}): NativeChip {
+  if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+  for (const [name, [min, max]] of Object.entries(OPTION_LIMITS)) {
+    const value = (options as Record<string, unknown>)[name];
+    if (value !== undefined && (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max)) {
+      throw new TypeError(`options.${name} must be an integer from ${min} to ${max}`);
+    }
+  }
+  if (options.seed !== undefined && !Buffer.isBuffer(options.seed)) throw new TypeError("options.seed must be a Buffer");
   return new (nativeAddon().Chip)(options);
 }

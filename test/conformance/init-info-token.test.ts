@@ -25,6 +25,21 @@ describe("init", () => {
   });
 });
 
+describe("chip options", () => {
+  it("are checked, in TypeScript by name and again in native code", () => {
+    expect(() => P.createChip({ slotCount: Number.NaN })).toThrow("options.slotCount must be an integer from 0 to 64");
+    expect(() => P.createChip({ maxKeys: -1 })).toThrow(/options\.maxKeys/);
+    expect(() => P.createChip({ seed: "abc" as unknown as Buffer })).toThrow("options.seed must be a Buffer");
+    expect(() => P.createChip(null as unknown as P.ChipOptions)).toThrow(TypeError);
+    const Native = (P.createChip({}) as unknown as { constructor: new (o: unknown) => unknown }).constructor;
+    expect(() => new Native({ slotCount: Number.NaN })).toThrow(/chip option slotCount/);
+    expect(() => new Native({ maxPinFailures: 0 })).toThrow(/out of range/);
+    expect(() => P.load("memory:?slots=0")).toThrow(/slots must be an integer/);
+    expect(() => P.load("memory:?bogus=1")).toThrow(/unknown target option/);
+    expect(() => P.load("pkcs11:/usr/lib/x.so")).toThrow(/unknown target/);
+  });
+});
+
 describe("info", () => {
   it("identifies hsmsim in C_GetInfo, C_GetSlotInfo and C_GetTokenInfo", () => {
     const f = userSession();

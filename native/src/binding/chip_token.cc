@@ -23,7 +23,11 @@ Napi::Object configFrom(const Napi::CallbackInfo& info, ModuleConfig& config) {
   Napi::Object options = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
   auto number = [&](const char* key, double fallback) {
     Napi::Value v = options.Get(key);
-    return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+    // Checked before any cast: a NaN, negative or huge double has no integer value to cast to.
+    if (!(d >= 0 && d <= 1e9) || d != static_cast<double>(static_cast<uint64_t>(d)))
+      throwType(info.Env(), std::string("chip option ") + key + " must be a whole number from 0 to 1e9");
+    return d;
   };
   config.fixedSlotCount = static_cast<size_t>(number("slotCount", 0));
   config.maxPinFailures = static_cast<CK_ULONG>(number("maxPinFailures", 5));
