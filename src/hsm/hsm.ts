@@ -189,11 +189,15 @@ export class Hsm {
     const fail = (code: "LOGIN_FAILED" | "ACCOUNT_LOCKED", failures?: number): never => {
       this.store.transaction(() => {
         if (user && failures !== undefined) this.store.setFailures(user.name, failures);
-        this.audit("LOGIN", String(username), session, [], code, failures !== undefined ? `failures ${failures}` : "");
+        this.audit("LOGIN", String(username).slice(0, 64), session, [], code, failures !== undefined ? `failures ${failures}` : "");
       });
       throw new HsmError(code, code === "ACCOUNT_LOCKED" ? `account ${username} is locked` : "wrong username or password");
     };
-    if (!user || user.role === "AU") return fail("LOGIN_FAILED");
+    if (!user || user.role === "AU") {
+      // As slow as a real check, so the time taken does not tell which usernames exist.
+      verifyPassword(typeof password === "string" ? password : "", this.decoyHash());
+      return fail("LOGIN_FAILED");
+    }
     if (user.failures >= this.maxLoginFailures) return fail("ACCOUNT_LOCKED");
     if (typeof password !== "string" || !verifyPassword(password, user)) return fail("LOGIN_FAILED", user.failures + 1);
     this.store.transaction(() => {
@@ -203,6 +207,11 @@ export class Hsm {
     const actor: Actor = Object.freeze({ username: user.name, role: user.role, hsm: this });
     this.actors.add(actor);
     return actor;
+  }
+
+  private decoy?: ReturnType<typeof hashPassword>;
+  private decoyHash() {
+    return (this.decoy ??= hashPassword("decoy password", this.passwordCost, Buffer.alloc(16)));
   }
 
   logout(actor: Actor): void {
