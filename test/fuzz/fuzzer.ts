@@ -37,15 +37,31 @@ const MECHANISMS = [P.CKM_AES_GCM, P.CKM_AES_CBC, P.CKM_AES_CBC_PAD, P.CKM_AES_E
 const PARAM_TYPES = [P.CK_PARAMS_AES_GCM, P.CK_PARAMS_AES_GCM_v240, P.CK_PARAMS_AES_CBC, P.CK_PARAMS_EC_DH, P.CK_PARAMS_RSA_OAEP,
   P.CK_PARAMS_RSA_PSS, P.CK_PARAMS_RC5, 999];
 
-export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
+/** What the fuzzer runs against: a PKCS11 with a user logged in on `session`. */
+export interface FuzzTarget {
+  pkcs11: P.PKCS11;
+  slot: Buffer;
+  session: Buffer;
+  /** The PIN C_Login takes for the user (the device's is "name:password"). */
+  userPin: string;
+  close(): void;
+}
+
+/** The chip, standard profile. */
+export function memoryTarget(): FuzzTarget {
+  const pkcs11 = P.load("memory:?pinHashIterations=1&maxPinFailures=1000");
+  pkcs11.C_Initialize();
+  const { slot, session } = P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1", label: "fuzz" });
+  return { pkcs11, slot, session, userPin: "user-pin-1", close: () => undefined };
+}
+
+export async function fuzz(calls: number, seed: number, target: FuzzTarget = memoryTarget()): Promise<FuzzReport> {
   const random = prng(seed);
   const int = (n: number) => Math.floor(random() * n);
   const pick = <T>(items: readonly T[]): T => items[int(items.length)];
   const report: FuzzReport = { calls: 0, returned: 0, typeErrors: 0, pkcs11Errors: 0, findings: [] };
 
-  const pkcs11 = P.load("memory:?pinHashIterations=1&maxPinFailures=1000");
-  pkcs11.C_Initialize();
-  const { slot, session: admin } = P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1", label: "fuzz" });
+  const { pkcs11, slot, session: admin } = target;
   const locked = pkcs11.C_CreateObject(admin, [
     { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_KEY_TYPE, value: P.CKK_AES }, { type: P.CKA_VALUE, value: SECRET },
     { type: P.CKA_EXTRACTABLE, value: false }, { type: P.CKA_SENSITIVE, value: true }, { type: P.CKA_TOKEN, value: true },
@@ -62,7 +78,7 @@ export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
     for (const step of [
       () => pkcs11.C_Initialize(),
       () => handles.push(pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)),
-      () => pkcs11.C_Login(handles[handles.length - 1], P.CKU_USER, "user-pin-1"),
+      () => pkcs11.C_Login(handles[handles.length - 1], P.CKU_USER, target.userPin),
     ]) {
       try {
         step();
@@ -118,7 +134,7 @@ export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
   type Gen = () => unknown;
   const B: Gen = () => (wellTyped ? buffer() : pick<() => unknown>([buffer, value])());
   const S: Gen = handle, H: Gen = handle, T: Gen = template, M: Gen = mechanism, N: Gen = () => (wellTyped ? int(5) : value());
-  const PIN: Gen = () => pick<() => unknown>([() => "user-pin-1", () => "so-pin-1", () => "x".repeat(int(300)), ...(wellTyped ? [] : [value])])();
+  const PIN: Gen = () => pick<() => unknown>([() => target.userPin, () => "so-pin-1", () => "x".repeat(int(300)), ...(wellTyped ? [] : [value])])();
   const methods: Record<string, Gen[]> = {
     C_GetInfo: [], C_GetSlotList: [() => (random() < 0.8 ? true : value())], C_GetSlotInfo: [H], C_GetTokenInfo: [H],
     C_GetMechanismList: [H], C_GetMechanismInfo: [H, () => pick(MECHANISMS)], C_InitToken: [H, PIN, () => "l"],
@@ -174,5 +190,6 @@ export async function fuzz(calls: number, seed: number): Promise<FuzzReport> {
   } catch {
     // already finalized is fine: the fuzzer may have called it
   }
+  target.close();
   return report;
 }
