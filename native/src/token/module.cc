@@ -141,10 +141,16 @@ CK_RV Module::checkPin(PinRecord& record, ByteView pin) {
 }
 
 CK_RV Module::findSession(CK_ULONG handle, Session*& out) {
-  auto it = sessions_.find(handle);
-  if (it == sessions_.end()) return CKR_SESSION_HANDLE_INVALID;
-  if (it->second->busy && handle != executingAsync_) return CKR_OPERATION_ACTIVE;
-  out = it->second.get();
+  Session* s = lastSession_;
+  if (handle == 0 || handle != lastSessionHandle_) {
+    auto it = sessions_.find(handle);
+    if (it == sessions_.end()) return CKR_SESSION_HANDLE_INVALID;
+    s = it->second.get();
+    lastSessionHandle_ = handle;
+    lastSession_ = s;
+  }
+  if (s->busy && handle != executingAsync_) return CKR_OPERATION_ACTIVE;
+  out = s;
   return CKR_OK;
 }
 
@@ -185,6 +191,8 @@ CK_RV Module::closeSession(CK_ULONG handle) {
   CK_ULONG slotId = it->second->slotId, application = it->second->application;
   destroySessionObjects(slotId, handle, false);
   sessions_.erase(it);
+  lastSessionHandle_ = 0;
+  lastSession_ = nullptr;
   // The application's last session on the token closed: the application logs out.
   if (!hasSessions(slotId, application)) token(slotId)->logins.erase(application);
   return CKR_OK;
@@ -203,6 +211,8 @@ CK_RV Module::closeAllSessions(CK_ULONG slotId, CK_ULONG application) {
     if (it->second->slotId == slotId && it->second->application == application) {
       destroySessionObjects(slotId, it->first, false);
       it = sessions_.erase(it);
+      lastSessionHandle_ = 0;
+      lastSession_ = nullptr;
     } else {
       ++it;
     }

@@ -202,6 +202,10 @@ class Module {
   CK_ULONG nextObject_ = 1;
   uint64_t nextKeyId_ = 1;
   CK_ULONG executingAsync_ = 0;
+  // The session of the previous call: most calls come in a row on one session (init, then
+  // the operation), so this saves a map lookup on the hot path. Cleared when sessions close.
+  CK_ULONG lastSessionHandle_ = 0;
+  Session* lastSession_ = nullptr;
   CK_ULONG nextApplication_ = 1;
 };
 

@@ -75,6 +75,7 @@ void Object::refreshHot() {
   };
   hot_.objectClass = ulong(CKA_CLASS);
   hot_.keyType = ulong(CKA_KEY_TYPE);
+  hot_.owner = ulong(CKA_HSMSIM_OWNER, 0);
   hot_.isToken = readFlag(CKA_TOKEN);
   hot_.isPrivate = readFlag(CKA_PRIVATE);
   const Bytes* list = bytes(CKA_ALLOWED_MECHANISMS);

@@ -77,7 +77,7 @@ struct Object {
   void set(CK_ULONG type, Bytes value) {
     attributes[type] = std::move(value);
     if (type <= CKA_PRIVATE || type == CKA_KEY_TYPE || (type >= CKA_ENCRYPT && type <= CKA_DERIVE) ||
-        type == CKA_ALLOWED_MECHANISMS)
+        type == CKA_ALLOWED_MECHANISMS || type == CKA_HSMSIM_OWNER)
       refreshHot();
   }
   void setFlag(CK_ULONG type, bool value) { set(type, encodeBool(value)); }
@@ -89,7 +89,7 @@ struct Object {
   // Serialized size of the attributes, for C_GetObjectSize.
   size_t size() const;
   // Ownership (device profile): 0 means no owner, visible as standard PKCS#11 says.
-  CK_ULONG owner() const { return ulong(CKA_HSMSIM_OWNER, 0); }
+  CK_ULONG owner() const { return hot_.owner; }
   std::vector<CK_ULONG> sharedWith() const;
   bool isSharedWith(CK_ULONG principal) const;
   void setSharedWith(const std::vector<CK_ULONG>& principals);
@@ -100,6 +100,7 @@ struct Object {
   struct Hot {
     CK_ULONG objectClass = CK_UNAVAILABLE_INFORMATION;
     CK_ULONG keyType = CK_UNAVAILABLE_INFORMATION;
+    CK_ULONG owner = 0;
     bool isToken = false, isPrivate = false, restricted = false;
     uint32_t usage = 0;  // bit (type - CKA_ENCRYPT) for CKA_ENCRYPT..CKA_DERIVE
   } hot_;
