@@ -108,3 +108,45 @@ TEST(busy_sessions_refuse_other_calls) {
   f.module.clearBusy(f.session);
   CHECK(f.module.sessionInfo(f.session, info) == CKR_OK);
 }
+
+TEST(device_profile_ownership_quota_and_transfer) {
+  ModuleConfig config{0, 5, 8, false, Bytes()};
+  config.maxKeys = 2;
+  Module a(config), b(ModuleConfig{0, 5, 8, false, Bytes()});
+  CHECK(a.initToken(0, text("so-pin-1"), text("a")) == CKR_OK);
+  CHECK(b.initToken(0, text("so-pin-1"), text("b")) == CKR_OK);
+  CK_ULONG app = a.newApplication(), s1 = 0, s2 = 0;
+  CHECK(a.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s1, app) == CKR_OK);
+  CHECK(a.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s2) == CKR_OK);  // another application
+  CHECK(a.loginPrincipal(s1, 7) == CKR_OK);
+  CHECK(a.loginPrincipal(s2, 8) == CKR_OK);  // per-application login state
+  Bytes tmpl = encodeTemplate({{CKA_CLASS, encodeUlong(CKO_SECRET_KEY)}, {CKA_KEY_TYPE, encodeUlong(CKK_AES)},
+                               {CKA_VALUE, Bytes(16, 1)}, {CKA_TOKEN, encodeBool(true)}});
+  Template t;
+  CHECK(decodeTemplate(tmpl, t) == CKR_OK);
+  CK_ULONG k1 = 0, k2 = 0, k3 = 0;
+  CHECK(a.createObject(s1, t, k1) == CKR_OK);
+  CHECK(a.createObject(s1, t, k2) == CKR_OK);
+  CHECK(a.createObject(s1, t, k3) == CKR_DEVICE_MEMORY);
+  CK_ULONG size = 0;
+  CHECK(a.objectSize(s2, k1, size) == CKR_OBJECT_HANDLE_INVALID);  // principal 8 does not see 7's key
+  CHECK(a.shareObject(0, k1, 7, 8, true) == CKR_OK);
+  CHECK(a.objectSize(s2, k1, size) == CKR_OK);
+  CHECK(a.destroyObject(s2, k1) == CKR_ACTION_PROHIBITED);
+  // Masking key transfer a -> b, then b opens a's record.
+  Bytes point, sealed, record;
+  CHECK(b.transportPublicKey(0, point) == CKR_OK);
+  CHECK(a.exportMaskingKeyFor(0, point, sealed) == CKR_OK);
+  CHECK(a.exportMasked(0, k1, 1, record) == CKR_OK);
+  CK_ULONG imported = 0;
+  CHECK(b.importMasked(0, record, imported) == CKR_DATA_INVALID);
+  sealed[sealed.size() - 2] ^= 1;
+  CHECK(b.importMaskingKey(0, sealed) == CKR_WRAPPED_KEY_INVALID);
+  sealed[sealed.size() - 2] ^= 1;
+  CHECK(b.importMaskingKey(0, sealed) == CKR_OK);
+  CHECK(b.importMasked(0, record, imported) == CKR_OK);
+  CK_ULONG owner = 0;
+  std::vector<CK_ULONG> shared;
+  CHECK(b.ownership(0, imported, owner, shared) == CKR_OK);
+  CHECK(owner == 7 && shared.size() == 1 && shared[0] == 8);
+}
