@@ -1,7 +1,6 @@
 // `hsmsim audit <data folder>`: print, filter and verify an HSM's audit log, read straight
 // from its database (the HSM is not started: no reboot is counted).
 import { type AuditEntry, verifyChain } from "../hsm/audit.js";
-import { HsmError } from "../hsm/errors.js";
 import { Store } from "../hsm/store.js";
 import { textOutput } from "./format.js";
 
@@ -44,5 +43,3 @@ export function runAudit(dir: string, options: AuditOptions, write = (t: string)
     store.close();
   }
 }
-
-export { HsmError };

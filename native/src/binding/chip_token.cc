@@ -8,9 +8,6 @@ auto noResult = [](Napi::Env env, const Outcome&) -> Napi::Value { return env.Un
 auto firstResult = [](Napi::Env env, const Outcome& o) -> Napi::Value {
   return Napi::Number::New(env, static_cast<double>(o.first));
 };
-auto lengthResult = [](Napi::Env env, const Outcome& o) -> Napi::Value {
-  return Napi::Number::New(env, static_cast<double>(o.length));
-};
 
 Template templateArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Template t;

@@ -50,7 +50,6 @@ std::vector<CK_ULONG> Module::slotList(bool tokenPresent) const {
   return out;
 }
 
-CK_RV Module::slotExists(CK_ULONG slotId) const { return token(slotId) ? CKR_OK : CKR_SLOT_ID_INVALID; }
 
 CK_RV Module::tokenInfo(CK_ULONG slotId, TokenInfo& out) const {
   Token* t = token(slotId);

@@ -57,7 +57,6 @@ class Module {
   // Slots and tokens
   std::vector<CK_ULONG> slotList(bool tokenPresent) const;
   CK_RV tokenInfo(CK_ULONG slotId, TokenInfo& out) const;
-  CK_RV slotExists(CK_ULONG slotId) const;
   CK_RV mechanismList(CK_ULONG slotId, std::vector<CK_ULONG>& out) const;
   CK_RV mechanismInfo(CK_ULONG slotId, CK_ULONG type, MechanismInfo& out) const;
   CK_RV initToken(CK_ULONG slotId, ByteView soPin, ByteView label);
