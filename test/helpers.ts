@@ -37,23 +37,19 @@ export function expectCkr(fn: () => unknown, name: string): void {
   if (thrown.message !== name) throw new Error(`expected ${name}, got ${thrown.message} from ${thrown.method}`);
 }
 
-export function aesKey(f: TokenFixture, value: Buffer, extra: P.Template = []): Buffer {
+function importSecret(f: TokenFixture, keyType: number, value: Buffer, extra: P.Template): Buffer {
   return f.pkcs11.C_CreateObject(f.session, [
     { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-    { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
+    { type: P.CKA_KEY_TYPE, value: keyType },
     { type: P.CKA_VALUE, value },
     ...extra,
   ]);
 }
 
-export function secretKey(f: TokenFixture, value: Buffer, extra: P.Template = []): Buffer {
-  return f.pkcs11.C_CreateObject(f.session, [
-    { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-    { type: P.CKA_KEY_TYPE, value: P.CKK_GENERIC_SECRET },
-    { type: P.CKA_VALUE, value },
-    ...extra,
-  ]);
-}
+/** Imports an AES key with C_CreateObject. */
+export const aesKey = (f: TokenFixture, value: Buffer, extra: P.Template = []) => importSecret(f, P.CKK_AES, value, extra);
+/** Imports a generic secret (HMAC) key with C_CreateObject. */
+export const secretKey = (f: TokenFixture, value: Buffer, extra: P.Template = []) => importSecret(f, P.CKK_GENERIC_SECRET, value, extra);
 
 export function ecKeyPair(f: TokenFixture, params = P256_PARAMS, extraPrivate: P.Template = []): P.KeyPair {
   return f.pkcs11.C_GenerateKeyPair(

@@ -36,6 +36,11 @@ const std::vector<CallEntry>& tokenCalls();   // chip_token.cc: slots, sessions,
 const std::vector<CallEntry>& cryptoCalls();  // chip_crypto.cc: operations and keys
 const std::vector<CallEntry>& deviceCalls();  // chip_device.cc: principals, sharing, masking key file
 
+// How a call's Outcome becomes its JavaScript result (shared by every binding file).
+inline Napi::Value noResult(Napi::Env env, const Outcome&) { return env.Undefined(); }
+inline Napi::Value handleResult(Napi::Env env, const Outcome& o) { return Napi::Number::New(env, static_cast<double>(o.first)); }
+inline Napi::Value lengthResult(Napi::Env env, const Outcome& o) { return Napi::Number::New(env, static_cast<double>(o.length)); }
+
 class Chip : public Napi::ObjectWrap<Chip> {
  public:
   static Napi::Function Define(Napi::Env env);

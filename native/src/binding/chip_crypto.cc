@@ -6,13 +6,6 @@
 namespace hsm {
 
 namespace {
-auto noResult = [](Napi::Env env, const Outcome&) -> Napi::Value { return env.Undefined(); };
-auto lengthResult = [](Napi::Env env, const Outcome& o) -> Napi::Value {
-  return Napi::Number::New(env, static_cast<double>(o.length));
-};
-auto handleResult = [](Napi::Env env, const Outcome& o) -> Napi::Value {
-  return Napi::Number::New(env, static_cast<double>(o.first));
-};
 auto trueResult = [](Napi::Env env, const Outcome&) -> Napi::Value { return Napi::Boolean::New(env, true); };
 auto pairResult = [](Napi::Env env, const Outcome& o) -> Napi::Value {
   Napi::Array pair = Napi::Array::New(env, 2);

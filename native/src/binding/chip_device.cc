@@ -5,7 +5,6 @@
 namespace hsm {
 
 namespace {
-auto noResult = [](Napi::Env env, const Outcome&) -> Napi::Value { return env.Undefined(); };
 
 std::string pathArg(const Napi::CallbackInfo& info, size_t index) {
   if (!info[index].IsString()) throwType(info.Env(), "path must be a string");

@@ -4,10 +4,6 @@
 namespace hsm {
 
 namespace {
-auto noResult = [](Napi::Env env, const Outcome&) -> Napi::Value { return env.Undefined(); };
-auto firstResult = [](Napi::Env env, const Outcome& o) -> Napi::Value {
-  return Napi::Number::New(env, static_cast<double>(o.first));
-};
 
 Template templateArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Template t;
@@ -127,7 +123,7 @@ static Napi::Value OpenSession(const Napi::CallbackInfo& info) {
   CK_ULONG slot = ulongArg(info, 0, "slot"), flags = ulongArg(info, 1, "flags");
   CK_ULONG application = info[2].IsUndefined() ? 0 : ulongArg(info, 2, "application");
   return run(info, kSyncOnly, 0, "C_OpenSession",
-             [&](Outcome& o) { return mod->openSession(slot, flags, o.first, application); }, firstResult);
+             [&](Outcome& o) { return mod->openSession(slot, flags, o.first, application); }, handleResult);
 }
 
 static Napi::Value NewApplication(const Napi::CallbackInfo& info) {
@@ -215,7 +211,7 @@ static Napi::Value CreateObject(const Napi::CallbackInfo& info) {
   CK_ULONG s = ulongArg(info, 0, "session");
   Template t = templateArg(info, 1, "template");
   return run(info, kSyncOnly, 0, "C_CreateObject", [&](Outcome& o) { return mod->createObject(s, t, o.first); },
-             firstResult);
+             handleResult);
 }
 
 static Napi::Value CopyObject(const Napi::CallbackInfo& info) {
@@ -223,7 +219,7 @@ static Napi::Value CopyObject(const Napi::CallbackInfo& info) {
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
   Template t = templateArg(info, 2, "template");
   return run(info, kSyncOnly, 0, "C_CopyObject", [&](Outcome& o) { return mod->copyObject(s, object, t, o.first); },
-             firstResult);
+             handleResult);
 }
 
 static Napi::Value DestroyObject(const Napi::CallbackInfo& info) {
@@ -236,7 +232,7 @@ static Napi::Value GetObjectSize(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
   return run(info, kSyncOnly, 0, "C_GetObjectSize", [&](Outcome& o) { return mod->objectSize(s, object, o.first); },
-             firstResult);
+             handleResult);
 }
 
 // Returns { rv, values }: every attribute is processed; unavailable ones are null.
@@ -320,7 +316,7 @@ static Napi::Value ImportMasked(const Napi::CallbackInfo& info) {
   CK_ULONG slot = ulongArg(info, 0, "slot");
   ByteView record = bytesArg(info, 1, "record");
   return run(info, kSyncOnly, 0, "importMasked", [&](Outcome& o) { return mod->importMasked(slot, record, o.first); },
-             firstResult);
+             handleResult);
 }
 
 static Napi::Value ShareMaskingKey(const Napi::CallbackInfo& info) {
