@@ -13,6 +13,8 @@ import { type AuditEntry, type AuditVerdict, verifyChain } from "./audit.js";
 import { HsmError } from "./errors.js";
 import { DEFAULT_PASSWORD_COST, hashPassword, verifyPassword } from "./passwords.js";
 import { HsmPkcs11Backend } from "./pkcs11-backend.js";
+import { checkOrigin, makePrincipal } from "./journal.js";
+import { DeviceState } from "./state.js";
 import { MASKING_KEY_FILE, Store, type UserRow } from "./store.js";
 import { HSM_TYPES, type HsmType, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME, type Role, checkPassword, checkUsername } from "./types.js";
 
@@ -28,6 +30,8 @@ export interface HsmOptions {
   seed?: Buffer;
   /** Where the device's own random bytes come from (ids, salts); seeded in the simulator. */
   randomBytes?: (length: number) => Buffer;
+  /** The HSM's ordinal in its cluster (0–4095, default 0): it prefixes the key ids and principals it creates. */
+  origin?: number;
 }
 
 /** A logged-in user of the management API; every management call names one. */
@@ -64,8 +68,8 @@ export class Hsm {
   private readonly clockUs: () => number;
   private readonly random: (length: number) => Buffer;
   private readonly actors = new WeakSet<Actor>();
-  /** @internal chip handle ↔ key id of every token key. */
-  readonly keyIds = new Map<number, number>();
+  /** @internal token keys, users and their journal. */
+  readonly state: DeviceState;
   private closed = false;
 
   private constructor(store: Store, options: HsmOptions, boot: "create" | "open") {
@@ -96,16 +100,9 @@ export class Hsm {
       } catch {
         throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is unreadable, the wrong size or readable by others`);
       }
-      for (const row of store.keys()) {
-        let handle: number;
-        try {
-          handle = this.chip.importMasked(SLOT, row.record);
-        } catch {
-          throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: key ${row.id} does not open with this HSM's masking key`);
-        }
-        this.keyIds.set(handle, row.id);
-      }
     }
+    this.state = new DeviceState(this);
+    if (boot === "open") this.state.loadKeys();
     this.reboot = Number(store.meta("reboots")) + (boot === "open" ? 1 : 0);
     store.transaction(() => {
       store.setMeta("reboots", String(this.reboot));
@@ -117,13 +114,14 @@ export class Hsm {
   static create(dir: string, options: HsmOptions = {}): Hsm {
     const type = options.type ?? "hsm2m.medium";
     if (!HSM_TYPES[type]) throw new HsmError("INVALID_ARGUMENT", `type must be one of ${Object.keys(HSM_TYPES).join(", ")}`);
+    const origin = checkOrigin(options.origin ?? 0);
     const random = options.randomBytes ?? randomBytes;
-    const store = Store.create(dir, { hsmId: `hsm-${random(8).toString("hex")}`, type });
+    const store = Store.create(dir, { hsmId: `hsm-${random(8).toString("hex")}`, type, origin });
     try {
       const preco = hashPassword(PRECO_DEFAULT_PASSWORD, options.passwordCost ?? DEFAULT_PASSWORD_COST, random(16));
       store.transaction(() => {
-        store.insertUser({ name: PRECO_USERNAME, role: "PRECO", principal: Number(store.meta("next_principal")), failures: 0, ...preco });
-        store.setMeta("next_principal", String(Number(store.meta("next_principal")) + 1));
+        // Version 0: PRECO is local until activation replaces it with the first CO.
+        store.insertUser({ name: PRECO_USERNAME, role: "PRECO", principal: makePrincipal(origin, 0), failures: 0, version: 0, ...preco });
       });
       return new Hsm(store, options, "create");
     } catch (e) {
@@ -158,9 +156,14 @@ export class Hsm {
     return new PKCS11(new HsmPkcs11Backend(this).asChip());
   }
 
+  /** @internal chip handle → key id of every token key. */
+  get keyIds(): ReadonlyMap<number, number> {
+    return this.state.keyIds;
+  }
+
   /** The durable key id of a token key's PKCS#11 handle (ids survive restarts; handles do not). */
   keyIdOf(handle: Buffer): number {
-    const id = handle instanceof Buffer && handle.length === 8 ? this.keyIds.get(handle.readUInt32LE(0)) : undefined;
+    const id = handle instanceof Buffer && handle.length === 8 ? this.state.keyIds.get(handle.readUInt32LE(0)) : undefined;
     if (id === undefined) throw new HsmError("KEY_NOT_FOUND", "that handle is not a token key of this HSM");
     return id;
   }
@@ -236,10 +239,9 @@ export class Hsm {
       if (username !== actor.username) this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "PRECO may only change its own password");
       const hash = hashPassword(newPassword, this.passwordCost, this.random(16));
       this.store.transaction(() => {
-        this.store.setPassword(username, hash);
-        this.store.setRole(username, "CO");
+        this.state.writeUser({ name: username, role: "CO", principal: target!.principal, ...hash }, 0);
         this.addUser(AU_USERNAME, "AU", this.random(24).toString("base64"));
-        this.store.setMeta("activated", "1");
+        this.state.writeActivation();
         this.audit("ACTIVATE", actor.username, null, [], "OK", `${username} is now CO`);
       });
       this.actors.delete(actor); // PRECO is gone; log in again as the CO
@@ -251,7 +253,8 @@ export class Hsm {
     if (actor.role !== "CU" && actor.role !== "CO") this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", `${actor.role} may not change passwords`);
     const hash = hashPassword(newPassword, this.passwordCost, this.random(16));
     this.store.transaction(() => {
-      this.store.setPassword(username, hash); // also clears the failure count: a CO's reset unlocks
+      // A new password clears the failure count: a CO's reset unlocks.
+      this.state.writeUser({ name: target!.name, role: target!.role, principal: target!.principal, ...hash }, 0);
       this.audit("CHANGE_PASSWORD", actor.username, null, [], "OK", username);
     });
   }
@@ -281,7 +284,7 @@ export class Hsm {
       this.refuse(actor, "DELETE_USER", "ACCESS_DENIED", `${username} owns keys: delete them first`);
     }
     this.store.transaction(() => {
-      this.store.deleteUser(username);
+      this.state.writeUserDelete(username);
       this.audit("DELETE_USER", actor.username, null, [], "OK", username);
     });
   }
@@ -303,7 +306,7 @@ export class Hsm {
 
   describeKey(actor: Actor, keyId: number): KeyDescription {
     this.requireActivated(actor, "DESCRIBE_KEY");
-    const handle = this.handleOf(keyId);
+    const handle = this.state.handleOf(keyId);
     const { owner, sharedWith } = this.chip.ownership(SLOT, handle);
     const me = this.principalOf(actor.username);
     if (actor.role === "CU" && owner !== me && !sharedWith.includes(me)) throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
@@ -314,10 +317,10 @@ export class Hsm {
   /** Only a CO may set CKA_TRUSTED (keys marked trusted may wrap CKA_WRAP_WITH_TRUSTED keys). */
   setKeyTrusted(actor: Actor, keyId: number, trusted: boolean): void {
     this.requireRole(actor, "SET_TRUSTED", "CO");
-    const handle = this.handleOf(keyId);
+    const handle = this.state.handleOf(keyId);
     this.store.transaction(() => {
       this.chip.setTrusted(SLOT, handle, trusted);
-      this.store.updateKey(keyId, this.chip.exportMasked(SLOT, handle, 1));
+      this.state.writeKey(keyId, handle);
       this.audit("SET_TRUSTED", actor.username, null, [keyId], "OK", String(trusted));
     });
   }
@@ -328,7 +331,7 @@ export class Hsm {
     this.requireRole(actor, operation, "CU");
     const target = this.store.user(checkUsername(username));
     if (!target || target.role !== "CU") this.refuse(actor, operation, "USER_NOT_FOUND", `no crypto user ${username}`);
-    const handle = this.handleOf(keyId);
+    const handle = this.state.handleOf(keyId);
     this.store.transaction(() => {
       try {
         this.chip.shareObject(SLOT, handle, this.principalOf(actor.username), target!.principal, share);
@@ -339,21 +342,13 @@ export class Hsm {
         }
         throw e;
       }
-      this.store.updateKey(keyId, this.chip.exportMasked(SLOT, handle, 1));
+      this.state.writeKey(keyId, handle);
       this.audit(operation, actor.username, null, [keyId], "OK", username);
     });
   }
 
-  /** @internal */
-  handleOf(keyId: number): number {
-    for (const [handle, id] of this.keyIds) if (id === keyId) return handle;
-    throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
-  }
-
   private addUser(name: string, role: Role, password: string): void {
-    const principal = Number(this.store.meta("next_principal"));
-    this.store.insertUser({ name, role, principal, failures: 0, ...hashPassword(password, this.passwordCost, this.random(16)) });
-    this.store.setMeta("next_principal", String(principal + 1));
+    this.state.writeUser({ name, role, principal: this.state.newPrincipal(), ...hashPassword(password, this.passwordCost, this.random(16)) }, 0);
   }
 
   private check(actor: Actor): void {

@@ -172,16 +172,16 @@ export class HsmPkcs11Backend {
         const ids: number[] = [];
         for (const handle of handles) {
           if (!this.isTokenObject(session, handle)) continue;
-          const id = this.hsm.store.insertKey(chip.exportMasked(0, handle, 1), chip.ownership(0, handle).owner);
+          const id = this.hsm.state.newKeyId();
+          this.hsm.state.writeKey(id, handle);
           ids.push(id);
-          this.hsm.keyIds.set(handle, id);
         }
         this.hsm.audit(operation, this.actorName(), session, ids, "OK", ids.length ? "" : "session key");
       });
     } catch (e) {
       // Not durable, so not acknowledged: the key must not exist either.
       for (const handle of handles) {
-        this.hsm.keyIds.delete(handle);
+        this.hsm.state.forgetHandle(handle);
         try {
           chip.destroyObject(session, handle);
         } catch {
@@ -198,14 +198,13 @@ export class HsmPkcs11Backend {
     try {
       this.hsm.store.transaction(() => {
         chip.destroyObject(session, handle); // throws (and rolls back) when refused
-        if (keyId !== undefined) this.hsm.store.deleteKey(keyId);
+        if (keyId !== undefined) this.hsm.state.writeKeyDelete(keyId);
         this.hsm.audit("DELETE_KEY", this.actorName(), session, keyId === undefined ? [] : [keyId], "OK");
       });
     } catch (e) {
       this.auditFailure("DELETE_KEY", session, e);
       throw e;
     }
-    if (keyId !== undefined) this.hsm.keyIds.delete(handle);
   }
 
   private setAttributes(chip: Record<string, Fn>, session: number, handle: number, template: Buffer): void {
@@ -213,7 +212,7 @@ export class HsmPkcs11Backend {
     const keyId = this.hsm.keyIds.get(handle);
     if (keyId === undefined) return;
     this.hsm.store.transaction(() => {
-      this.hsm.store.updateKey(keyId, this.hsm.chip.exportMasked(0, handle, 1));
+      this.hsm.state.writeKey(keyId, handle);
       this.hsm.audit("SET_KEY_ATTRIBUTES", this.actorName(), session, [keyId], "OK");
     });
   }

@@ -1,7 +1,8 @@
 // The HSM's durable state: one SQLite database (better-sqlite3, WAL, synchronous=FULL) in the
-// data folder. Users, lockout counters, token keys as the chip's masked records, the audit
-// log and the reboot counter. Every change commits in one transaction with its audit entry
-// before the caller hears of it (DESIGN invariant 2).
+// data folder. Users, lockout counters, token keys as the chip's masked records, tombstones
+// of deleted keys and users, the change journal a cluster replicates, the audit log and the
+// reboot counter. Every change commits in one transaction with its audit entry before the
+// caller hears of it (DESIGN invariant 2).
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -19,27 +20,42 @@ const Database = require("better-sqlite3") as typeof BetterSqlite3;
 export const DATABASE_FILE = "hsm.db";
 export const MASKING_KEY_FILE = "masking.key";
 const FORMAT = "hsmsim-hsm";
-const FORMAT_VERSION = "1";
+const FORMAT_VERSION = "2";
 
 export interface UserRow extends PasswordHash {
   name: string;
   role: Role;
   principal: number;
   failures: number;
+  /** Last-writer-wins version of the account (see journal.ts). */
+  version: number;
 }
 
 export interface KeyRow {
+  /** Cluster-wide key id: origin HSM ordinal × 2^32 + that HSM's key sequence. */
   id: number;
   record: Buffer;
   owner: number;
+  version: number;
+}
+
+/** What remains of a deleted key or user: enough to refuse older writes forever. */
+export interface Tombstone {
+  kind: "key" | "user";
+  name: string;
+  version: number;
 }
 
 const SCHEMA = `
   CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-  CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, principal INTEGER NOT NULL UNIQUE,
-                      salt BLOB NOT NULL, hash BLOB NOT NULL, cost INTEGER NOT NULL, failures INTEGER NOT NULL);
-  -- AUTOINCREMENT: a deleted key's id is never given to another key.
-  CREATE TABLE keys (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL, owner INTEGER NOT NULL);
+  CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, principal INTEGER NOT NULL,
+                      salt BLOB NOT NULL, hash BLOB NOT NULL, cost INTEGER NOT NULL, failures INTEGER NOT NULL,
+                      version INTEGER NOT NULL);
+  -- Ids come from meta next_key_seq, so a deleted key's id is never given to another key.
+  CREATE TABLE keys (id INTEGER PRIMARY KEY, record BLOB NOT NULL, owner INTEGER NOT NULL, version INTEGER NOT NULL);
+  CREATE TABLE tombstones (kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (kind, name));
+  -- Every change this HSM made or applied, by origin HSM and that origin's sequence.
+  CREATE TABLE journal (origin INTEGER NOT NULL, seq INTEGER NOT NULL, change TEXT NOT NULL, PRIMARY KEY (origin, seq));
   CREATE TABLE audit (seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, reboot INTEGER NOT NULL,
                       operation TEXT NOT NULL, actor TEXT, session INTEGER, keys TEXT NOT NULL,
                       result TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
@@ -52,6 +68,7 @@ function invalid(dir: string, why: string): HsmError {
 export class Store {
   private lastHash = GENESIS_HASH;
   private nextSeq = 1;
+  private readonly rollbackListeners: (() => void)[] = [];
 
   private constructor(readonly dir: string, private readonly db: BetterSqlite3.Database) {
     const last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string } | undefined;
@@ -62,7 +79,7 @@ export class Store {
   }
 
   /** A new data folder (which must not hold an HSM already). */
-  static create(dir: string, meta: { hsmId: string; type: HsmType }): Store {
+  static create(dir: string, meta: { hsmId: string; type: HsmType; origin: number }): Store {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (existsSync(join(dir, DATABASE_FILE))) throw invalid(dir, "it already holds an HSM (open it instead)");
     const db = new Database(join(dir, DATABASE_FILE));
@@ -71,7 +88,7 @@ export class Store {
       db.exec(SCHEMA);
       const put = db.prepare("INSERT INTO meta (name, value) VALUES (?, ?)");
       for (const [name, value] of Object.entries({ format: FORMAT, version: FORMAT_VERSION, hsm_id: meta.hsmId, type: meta.type,
-        activated: "0", reboots: "0", next_principal: "1" })) put.run(name, value);
+        origin: String(meta.origin), activated: "0", reboots: "0", next_principal: "1", next_key_seq: "1", lamport: "0" })) put.run(name, value);
     })();
     return new Store(dir, db);
   }
@@ -116,8 +133,14 @@ export class Store {
     } catch (e) {
       this.nextSeq = seq; // the audit entries of a rolled-back transaction never happened
       this.lastHash = hash;
+      for (const listener of this.rollbackListeners) listener();
       throw e;
     }
+  }
+
+  /** `listener` runs after a transaction rolls back, to drop state cached from it. */
+  onRollback(listener: () => void): void {
+    this.rollbackListeners.push(listener);
   }
 
   // ---- meta ----
@@ -141,33 +164,60 @@ export class Store {
     return this.db.prepare("SELECT COUNT(*) FROM users").pluck().get() as number;
   }
   insertUser(row: UserRow): void {
-    this.db.prepare("INSERT INTO users (name, role, principal, salt, hash, cost, failures) VALUES (@name, @role, @principal, @salt, @hash, @cost, @failures)").run(row);
-  }
-  setPassword(name: string, password: PasswordHash): void {
-    this.db.prepare("UPDATE users SET salt = ?, hash = ?, cost = ?, failures = 0 WHERE name = ?").run(password.salt, password.hash, password.cost, name);
-  }
-  setRole(name: string, role: Role): void {
-    this.db.prepare("UPDATE users SET role = ? WHERE name = ?").run(role, name);
+    this.db.prepare(`INSERT OR REPLACE INTO users (name, role, principal, salt, hash, cost, failures, version)
+      VALUES (@name, @role, @principal, @salt, @hash, @cost, @failures, @version)`).run(row);
   }
   setFailures(name: string, failures: number): void {
     this.db.prepare("UPDATE users SET failures = ? WHERE name = ?").run(failures, name);
   }
-  deleteUser(name: string): void {
+  deleteUser(name: string, version: number): void {
     this.db.prepare("DELETE FROM users WHERE name = ?").run(name);
+    this.putTombstone({ kind: "user", name, version });
   }
 
   // ---- keys (masked records) ----
-  insertKey(record: Buffer, owner: number): number {
-    return Number(this.db.prepare("INSERT INTO keys (record, owner) VALUES (?, ?)").run(record, owner).lastInsertRowid);
+  putKey(row: KeyRow): void {
+    this.db.prepare("INSERT OR REPLACE INTO keys (id, record, owner, version) VALUES (@id, @record, @owner, @version)").run(row);
   }
-  updateKey(id: number, record: Buffer): void {
-    this.db.prepare("UPDATE keys SET record = ? WHERE id = ?").run(record, id);
+  key(id: number): KeyRow | undefined {
+    return this.db.prepare("SELECT id, record, owner, version FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
   }
-  deleteKey(id: number): void {
+  deleteKey(id: number, version: number): void {
     this.db.prepare("DELETE FROM keys WHERE id = ?").run(id);
+    this.putTombstone({ kind: "key", name: String(id), version });
   }
   keys(): KeyRow[] {
-    return this.db.prepare("SELECT id, record, owner FROM keys ORDER BY id").all() as KeyRow[];
+    return this.db.prepare("SELECT id, record, owner, version FROM keys ORDER BY id").all() as KeyRow[];
+  }
+
+  // ---- tombstones ----
+  tombstone(kind: Tombstone["kind"], name: string): Tombstone | undefined {
+    return this.db.prepare("SELECT kind, name, version FROM tombstones WHERE kind = ? AND name = ?").get(kind, name) as Tombstone | undefined;
+  }
+  tombstones(): Tombstone[] {
+    return this.db.prepare("SELECT kind, name, version FROM tombstones ORDER BY kind, name").all() as Tombstone[];
+  }
+  putTombstone(t: Tombstone): void {
+    this.db.prepare("INSERT OR REPLACE INTO tombstones (kind, name, version) VALUES (@kind, @name, @version)").run(t);
+  }
+  clearTombstone(kind: Tombstone["kind"], name: string): void {
+    this.db.prepare("DELETE FROM tombstones WHERE kind = ? AND name = ?").run(kind, name);
+  }
+
+  // ---- journal ----
+  appendJournal(origin: number, seq: number, change: string): void {
+    this.db.prepare("INSERT INTO journal (origin, seq, change) VALUES (?, ?, ?)").run(origin, seq, change);
+  }
+  /** The highest sequence held from each origin. */
+  journalHeads(): Map<number, number> {
+    const rows = this.db.prepare("SELECT origin, MAX(seq) AS seq FROM journal GROUP BY origin").all() as { origin: number; seq: number }[];
+    return new Map(rows.map((r) => [r.origin, r.seq]));
+  }
+  journalRange(origin: number, afterSeq: number, limit: number): { seq: number; change: string }[] {
+    return this.db.prepare("SELECT seq, change FROM journal WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?").all(origin, afterSeq, limit) as { seq: number; change: string }[];
+  }
+  journalAll(): { origin: number; seq: number; change: string }[] {
+    return this.db.prepare("SELECT origin, seq, change FROM journal ORDER BY origin, seq").all() as { origin: number; seq: number; change: string }[];
   }
   keyCountOwnedBy(owner: number): number {
     return this.db.prepare("SELECT COUNT(*) FROM keys WHERE owner = ?").pluck().get(owner) as number;

@@ -47,6 +47,8 @@ export interface NativeChip {
   shareObject(slot: number, object: number, actingPrincipal: number, principal: number, share: boolean): void;
   ownership(slot: number, object: number): { owner: number; sharedWith: number[] };
   setTrusted(slot: number, object: number, trusted: boolean): void;
+  /** Drops a token object whatever its owner (a replicated delete or replacement). */
+  removeObject(slot: number, object: number): void;
   saveMaskingKey(slot: number, path: string): void;
   loadMaskingKey(slot: number, path: string): void;
   /** Chip-to-chip masking key transfer: the receiver's transport key, the sender's sealed key, the receiver's import. */

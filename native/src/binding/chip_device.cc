@@ -53,6 +53,12 @@ static Napi::Value SetTrusted(const Napi::CallbackInfo& info) {
   return run(info, kSyncOnly, 0, "setTrusted", [&](Outcome&) { return mod->setTrusted(slot, object, trusted); }, noResult);
 }
 
+static Napi::Value RemoveObject(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
+  return run(info, kSyncOnly, 0, "removeObject", [&](Outcome&) { return mod->removeObject(slot, object); }, noResult);
+}
+
 static Napi::Value SaveMaskingKey(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
@@ -93,6 +99,7 @@ const std::vector<CallEntry>& deviceCalls() {
       {"shareObject", ShareObject},
       {"ownership", Ownership},
       {"setTrusted", SetTrusted},
+      {"removeObject", RemoveObject},
       {"saveMaskingKey", SaveMaskingKey},
       {"loadMaskingKey", LoadMaskingKey},
       {"transportPublicKey", TransportPublicKey},

@@ -150,6 +150,9 @@ class Module {
   CK_RV ownership(CK_ULONG slotId, CK_ULONG object, CK_ULONG& owner, std::vector<CK_ULONG>& shared) const;
   // CKA_TRUSTED set by the device's crypto officer (who has no PKCS#11 session).
   CK_RV setTrusted(CK_ULONG slotId, CK_ULONG object, bool trusted);
+  // Drops a token object whatever its owner: the device replaces or deletes a key because
+  // another HSM of its cluster changed it. Operations already running keep their own reference.
+  CK_RV removeObject(CK_ULONG slotId, CK_ULONG object);
   // The masking key in a file only the owner may read (written with mode 0600, never over an
   // existing file), so it never passes through JavaScript.
   CK_RV saveMaskingKey(CK_ULONG slotId, const std::string& path) const;

@@ -52,6 +52,14 @@ CK_RV Module::setTrusted(CK_ULONG slotId, CK_ULONG object, bool trusted) {
   return CKR_OK;
 }
 
+CK_RV Module::removeObject(CK_ULONG slotId, CK_ULONG object) {
+  if (token(slotId) == nullptr) return CKR_SLOT_ID_INVALID;
+  auto it = objects_.find(object);
+  if (it == objects_.end() || it->second->slotId != slotId || !it->second->isToken()) return CKR_OBJECT_HANDLE_INVALID;
+  objects_.erase(it);
+  return CKR_OK;
+}
+
 CK_RV Module::ownership(CK_ULONG slotId, CK_ULONG object, CK_ULONG& owner, std::vector<CK_ULONG>& shared) const {
   auto it = objects_.find(object);
   if (token(slotId) == nullptr) return CKR_SLOT_ID_INVALID;

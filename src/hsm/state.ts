@@ -1,0 +1,253 @@
+// The HSM's replicable state: token keys (chip objects and their masked records) and user
+// accounts, each write recorded in the change journal with a Lamport version, and the
+// application of other HSMs' journal entries (last writer wins, tombstones for deletes).
+// Call the writing methods inside a store transaction: the row, the journal entry and the
+// audit entry commit together or not at all.
+import type { NativeChip } from "../pkcs11/addon.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import type { AuditEntry } from "./audit.js";
+import { HsmError } from "./errors.js";
+import {
+  type Change, type JournalEntry, changeSubject, decodeChange, encodeChange, makeKeyId, makePrincipal, makeVersion, versionCounter,
+} from "./journal.js";
+import type { Store, UserRow } from "./store.js";
+
+const SLOT = 0;
+
+export interface StateHost {
+  readonly chip: NativeChip;
+  readonly store: Store;
+  audit(operation: string, actor: string | null, session: number | null, keys: number[], result: string, detail?: string): AuditEntry;
+}
+
+export type ApplyOutcome = "applied" | "superseded" | "duplicate" | "gap";
+
+export class DeviceState {
+  readonly origin: number;
+  private lamport: number;
+  /** The highest journal sequence held from each origin (entries are applied in order). */
+  private heads: Map<number, number>;
+  /** chip handle → key id, and back, for every token key. */
+  readonly keyIds = new Map<number, number>();
+  private readonly handles = new Map<number, number>();
+
+  constructor(private readonly host: StateHost) {
+    const { store } = host;
+    this.origin = Number(store.meta("origin"));
+    this.lamport = Number(store.meta("lamport"));
+    this.heads = store.journalHeads();
+    store.onRollback(() => {
+      this.lamport = Number(store.meta("lamport"));
+      this.heads = store.journalHeads();
+    });
+  }
+
+  /** Imports every stored key into the chip (at start). */
+  loadKeys(): void {
+    for (const row of this.host.store.keys()) {
+      let handle: number;
+      try {
+        handle = this.host.chip.importMasked(SLOT, row.record);
+      } catch {
+        throw new HsmError("DATA_FOLDER_INVALID", `${this.host.store.dir}: key ${row.id} does not open with this HSM's masking key`);
+      }
+      this.track(handle, row.id);
+    }
+  }
+
+  handleOf(keyId: number): number {
+    const handle = this.handles.get(keyId);
+    if (handle === undefined) throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
+    return handle;
+  }
+
+  hasKey(keyId: number): boolean {
+    return this.handles.has(keyId);
+  }
+
+  /** Journal heads: what this HSM holds of each origin's changes. */
+  vector(): Map<number, number> {
+    return new Map(this.heads);
+  }
+
+  head(origin: number): number {
+    return this.heads.get(origin) ?? 0;
+  }
+
+  /** The Lamport counter, for clients that carry what they have seen between HSMs. */
+  get clock(): number {
+    return this.lamport;
+  }
+
+  /** Moves the Lamport clock past `version`, so this HSM's next write orders after it. */
+  observe(version: number): void {
+    const counter = versionCounter(version);
+    if (counter > this.lamport) {
+      this.lamport = counter;
+      this.host.store.setMeta("lamport", String(counter));
+    }
+  }
+
+  // ---- local writes (inside a transaction) ----
+  newKeyId(): number {
+    const seq = Number(this.host.store.meta("next_key_seq"));
+    this.host.store.setMeta("next_key_seq", String(seq + 1));
+    return makeKeyId(this.origin, seq);
+  }
+
+  newPrincipal(): number {
+    const seq = Number(this.host.store.meta("next_principal"));
+    this.host.store.setMeta("next_principal", String(seq + 1));
+    return makePrincipal(this.origin, seq);
+  }
+
+  /** Records the chip object `handle` as token key `keyId` (new or changed). */
+  writeKey(keyId: number, handle: number): void {
+    const change: Change = { kind: "key", id: keyId, version: this.tick(), record: this.host.chip.exportMasked(SLOT, handle, 1),
+      owner: this.host.chip.ownership(SLOT, handle).owner };
+    this.host.store.putKey({ id: keyId, record: change.record, owner: change.owner, version: change.version });
+    this.track(handle, keyId);
+    this.append(change);
+  }
+
+  /** Records that token key `keyId` was deleted (its chip object is already gone). */
+  writeKeyDelete(keyId: number): void {
+    const version = this.tick();
+    this.host.store.deleteKey(keyId, version);
+    this.untrack(keyId);
+    this.append({ kind: "key-delete", id: keyId, version });
+  }
+
+  writeUser(row: Omit<UserRow, "version" | "failures">, failures: number): void {
+    const version = this.tick();
+    this.host.store.insertUser({ ...row, failures, version });
+    this.host.store.clearTombstone("user", row.name);
+    this.append({ kind: "user", name: row.name, version, role: row.role, principal: row.principal, salt: row.salt, hash: row.hash, cost: row.cost });
+  }
+
+  writeUserDelete(name: string): void {
+    const version = this.tick();
+    this.host.store.deleteUser(name, version);
+    this.append({ kind: "user-delete", name, version });
+  }
+
+  writeActivation(): void {
+    const version = this.tick();
+    this.host.store.setMeta("activated", "1");
+    this.append({ kind: "activate", version });
+  }
+
+  /** This HSM's journal entries after `afterSeq` of `origin`, oldest first. */
+  entriesAfter(origin: number, afterSeq: number, limit = 256): JournalEntry[] {
+    return this.host.store.journalRange(origin, afterSeq, limit).map((r) => ({ origin, seq: r.seq, change: decodeChange(r.change) }));
+  }
+
+  // ---- replication ----
+  /**
+   * Applies another HSM's journal entry, in its origin's order: "gap" when an earlier entry
+   * of that origin is missing, "duplicate" when it is already held; otherwise the entry joins
+   * the journal, and its change takes effect unless a newer write or a tombstone supersedes it.
+   */
+  apply(entry: JournalEntry): ApplyOutcome {
+    const held = this.head(entry.origin);
+    if (entry.seq <= held) return "duplicate";
+    if (entry.seq !== held + 1) return "gap";
+    const { change } = entry;
+    let outcome: ApplyOutcome = "superseded";
+    this.host.store.transaction(() => {
+      this.observe(change.version);
+      if (this.applyChange(change)) outcome = "applied";
+      this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change));
+      this.heads.set(entry.origin, entry.seq);
+      this.host.audit("SYNC", null, null, "id" in change ? [change.id] : [], outcome === "applied" ? "OK" : "SUPERSEDED",
+        `${change.kind} ${changeSubject(change)} from origin ${entry.origin} seq ${entry.seq}`);
+    });
+    return outcome;
+  }
+
+  private applyChange(change: Change): boolean {
+    const { store, chip } = this.host;
+    switch (change.kind) {
+      case "key":
+      case "key-delete": {
+        const current = store.key(change.id)?.version ?? store.tombstone("key", String(change.id))?.version ?? -1;
+        if (change.version <= current) return false;
+        const old = this.handles.get(change.id);
+        if (change.kind === "key") {
+          let handle: number;
+          try {
+            handle = chip.importMasked(SLOT, change.record);
+          } catch (e) {
+            // A record this HSM cannot open is another cluster's: refuse it loudly, never skip it.
+            throw new HsmError("DATA_FOLDER_INVALID", `key ${change.id} does not open with this HSM's masking key (${e instanceof Pkcs11Error ? e.message : e})`);
+          }
+          if (old !== undefined) this.dropObject(old);
+          store.putKey({ id: change.id, record: change.record, owner: change.owner, version: change.version });
+          this.track(handle, change.id);
+        } else {
+          if (old !== undefined) this.dropObject(old);
+          store.deleteKey(change.id, change.version);
+          this.untrack(change.id);
+        }
+        return true;
+      }
+      case "user":
+      case "user-delete": {
+        const existing = store.user(change.name);
+        const current = existing?.version ?? store.tombstone("user", change.name)?.version ?? -1;
+        if (change.version <= current) return false;
+        if (change.kind === "user-delete") {
+          store.deleteUser(change.name, change.version);
+          return true;
+        }
+        // Lockout counters stay per HSM; a new password (a reset) clears this HSM's count.
+        const samePassword = existing !== undefined && existing.hash.equals(change.hash);
+        store.insertUser({ name: change.name, role: change.role, principal: change.principal, salt: change.salt, hash: change.hash,
+          cost: change.cost, failures: samePassword ? existing.failures : 0, version: change.version });
+        store.clearTombstone("user", change.name);
+        return true;
+      }
+      case "activate":
+        if (store.meta("activated") === "1") return false;
+        store.setMeta("activated", "1");
+        return true;
+    }
+  }
+
+  private tick(): number {
+    this.lamport++;
+    this.host.store.setMeta("lamport", String(this.lamport));
+    return makeVersion(this.lamport, this.origin);
+  }
+
+  private append(change: Change): void {
+    const seq = this.head(this.origin) + 1;
+    this.host.store.appendJournal(this.origin, seq, encodeChange(change));
+    this.heads.set(this.origin, seq);
+  }
+
+  private track(handle: number, keyId: number): void {
+    this.keyIds.set(handle, keyId);
+    this.handles.set(keyId, handle);
+  }
+
+  /** Drops the mapping of a handle whose key was never stored (its transaction rolled back). */
+  forgetHandle(handle: number): void {
+    const keyId = this.keyIds.get(handle);
+    if (keyId !== undefined && this.host.store.key(keyId) === undefined) this.untrack(keyId);
+  }
+
+  private untrack(keyId: number): void {
+    const handle = this.handles.get(keyId);
+    if (handle !== undefined) this.keyIds.delete(handle);
+    this.handles.delete(keyId);
+  }
+
+  private dropObject(handle: number): void {
+    try {
+      this.host.chip.removeObject(SLOT, handle);
+    } catch {
+      // already gone (destroyed through PKCS#11 just before)
+    }
+  }
+}
