@@ -14,6 +14,7 @@ import { HsmError } from "./errors.js";
 import { DEFAULT_PASSWORD_COST, hashPassword, verifyPassword } from "./passwords.js";
 import { HsmPkcs11Backend } from "./pkcs11-backend.js";
 import { checkOrigin, makePrincipal } from "./journal.js";
+import { type HsmSnapshot, takeSnapshot, writeSnapshot } from "./snapshot.js";
 import { DeviceState } from "./state.js";
 import { MASKING_KEY_FILE, Store, type UserRow } from "./store.js";
 import { HSM_TYPES, type HsmType, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME, type Role, checkPassword, checkUsername } from "./types.js";
@@ -55,6 +56,7 @@ export interface KeyDescription {
 }
 
 const SLOT = 0;
+const wallClockUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 const AU_USERNAME = "app_user";
 
 export class Hsm {
@@ -81,7 +83,7 @@ export class Hsm {
     this.maxLoginFailures = options.maxLoginFailures ?? 5;
     this.passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
     this.random = options.randomBytes ?? randomBytes;
-    this.clockUs = options.clockUs ?? (() => Math.round((performance.timeOrigin + performance.now()) * 1000));
+    this.clockUs = options.clockUs ?? wallClockUs;
     this.chip = createChip({ seed: options.seed, maxKeys: limits.maxKeys, maxAsymmetricKeys: limits.maxAsymmetricKeys,
       pinHashIterations: 1, slotCount: 1 });
     // The chip's own SO PIN is never used: the device's accounts replace PKCS#11's.
@@ -128,6 +130,18 @@ export class Hsm {
       store.close();
       throw e;
     }
+  }
+
+  /** A new HSM in `dir` holding a copy of another HSM's state (see snapshot.ts), then started. */
+  static restore(dir: string, snapshot: HsmSnapshot, options: HsmOptions = {}): Hsm {
+    const random = options.randomBytes ?? randomBytes;
+    writeSnapshot(dir, snapshot, `hsm-${random(8).toString("hex")}`, options.origin ?? 0, (options.clockUs ?? wallClockUs)());
+    return Hsm.open(dir, options);
+  }
+
+  /** This HSM's replicable state, for a backup or a clone. */
+  snapshot(): HsmSnapshot {
+    return takeSnapshot(this.store);
   }
 
   /** Restarts the HSM kept in `dir`: users, counters, keys (through masked records) and the audit log. */

@@ -247,6 +247,20 @@ export class Store {
     }
   }
 
+  /** Copies another HSM's state into this new store (cloning, restoring a backup). */
+  load(snapshot: { users: UserRow[]; keys: KeyRow[]; tombstones: Tombstone[]; journal: { origin: number; seq: number; change: string }[];
+    activated: boolean; lamport: number }): void {
+    this.transaction(() => {
+      this.db.prepare("DELETE FROM users").run();
+      for (const user of snapshot.users) this.insertUser(user);
+      for (const key of snapshot.keys) this.putKey(key);
+      for (const t of snapshot.tombstones) this.putTombstone(t);
+      for (const j of snapshot.journal) this.appendJournal(j.origin, j.seq, j.change);
+      this.setMeta("activated", snapshot.activated ? "1" : "0");
+      this.setMeta("lamport", String(snapshot.lamport));
+    });
+  }
+
   auditCount(): number {
     return this.db.prepare("SELECT COUNT(*) FROM audit").pluck().get() as number;
   }

@@ -16,11 +16,14 @@ export class Pkcs11Error extends Error {
   readonly code: number;
   readonly method: string;
   readonly nativeStack = "";
+  /** Why, in words, when the layer that failed knows more than the code says (the cluster client). */
+  readonly detail?: string;
 
-  constructor(code: number, method: string) {
+  constructor(code: number, method: string, detail?: string) {
     super(ckrName(code));
     this.name = "Pkcs11Error";
     this.code = code;
     this.method = method;
+    if (detail !== undefined) this.detail = detail;
   }
 }

@@ -1,0 +1,290 @@
+// The client SDK's connection layer: bootstrap from one HSM address, learn and keep current
+// the address list (polled every refreshIntervalUs, and at once when an answer shows a newer
+// membership epoch), spread requests by the HSMs' spare capacity, retry busy or lagging HSMs
+// elsewhere with exponential backoff, and fail over when an HSM stops answering — for the
+// requests that are safe to repeat (see RetryRule).
+import { copyValue } from "../cluster/calls.js";
+import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, Transport } from "../cluster/protocol.js";
+import type { Clock } from "../sim/clock.js";
+import type { Rng } from "../sim/random.js";
+import { ClientError } from "./errors.js";
+
+export interface ClientOptions {
+  transport: Transport;
+  clock: Clock;
+  rng: Rng;
+  /** This client's own address on the network. */
+  address: string;
+  /** One HSM's address (or a gateway's): the client learns the others from it. */
+  bootstrap: string;
+  /** How long the client waits for an answer before it counts the HSM as unreachable (default 500 ms). */
+  requestTimeoutUs?: number;
+  /** Retries after a busy or lagging answer, or a failover (default 3). */
+  maxRetries?: number;
+  /** First backoff; each retry doubles it (default 20 ms). */
+  backoffUs?: number;
+  /** How often the client polls the address list (default 10 s). */
+  refreshIntervalUs?: number;
+}
+
+/**
+ * What the client may do when an HSM does not answer a request (it may or may not have run it):
+ * "repeat" re-sends it to another HSM (reads, and anything that changes nothing); "fail" reports
+ * the outcome as unknown (writes: repeating one could create a second key).
+ */
+export type RetryRule = "repeat" | "fail";
+
+export interface SendOptions {
+  /** Only this HSM (a session's operation or session object lives there). */
+  pinned?: string;
+  rule: RetryRule;
+}
+
+export interface MemberHealth extends MemberAddress {
+  /** answering; suspect (missed its last answer); unreachable (never answered this client) */
+  status: "ok" | "suspect" | "unreachable" | "unknown";
+  spareCapacity: number;
+}
+
+interface MemberState extends MemberAddress {
+  spareCapacity: number;
+  answered: boolean;
+  missed: number;
+}
+
+interface Pending {
+  request: Request;
+  target: string;
+  timer: number;
+  done: (response: Response | null) => void;
+}
+
+type Callback = (error: Error | null, value?: unknown, hsmAddress?: string) => void;
+
+export class ClusterClient {
+  readonly conn: string;
+  private readonly members = new Map<string, MemberState>();
+  private membershipEpoch = 0;
+  private clusterId: string | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  /** Journal positions of the writes acknowledged to this client. */
+  private readonly acked = new Map<number, number>();
+  private readonly requestTimeoutUs: number;
+  private readonly maxRetries: number;
+  private readonly backoffUs: number;
+  private refreshing = false;
+  private closed = false;
+  readonly stats = { requests: 0, retries: 0, busy: 0, stale: 0, timeouts: 0, failovers: 0 };
+
+  constructor(private readonly options: ClientOptions) {
+    this.conn = `${options.address}#${options.rng.int(1 << 30)}`;
+    this.requestTimeoutUs = options.requestTimeoutUs ?? 500_000;
+    this.maxRetries = options.maxRetries ?? 3;
+    this.backoffUs = options.backoffUs ?? 20_000;
+    options.transport.attach(options.address, (from, message) => this.receive(from, message));
+    const poll = () => {
+      if (this.closed) return;
+      this.refresh();
+      options.clock.schedule(options.refreshIntervalUs ?? 10_000_000, poll);
+    };
+    options.clock.schedule(options.refreshIntervalUs ?? 10_000_000, poll);
+  }
+
+  get cluster(): string | null {
+    return this.clusterId;
+  }
+
+  /** The address list as this client knows it, with what it has seen of each HSM. */
+  health(): { members: MemberHealth[]; warnings: string[] } {
+    const members = [...this.members.values()].map((m): MemberHealth => ({
+      hsmId: m.hsmId, address: m.address, availabilityZone: m.availabilityZone, spareCapacity: m.spareCapacity,
+      status: m.missed > 0 ? (m.answered ? "suspect" : "unreachable") : m.answered ? "ok" : "unknown",
+    }));
+    const unreachable = members.filter((m) => m.status === "unreachable");
+    const warnings = unreachable.length === 0 ? [] : [
+      `${unreachable.length} of ${members.length} HSM addresses from the cluster's list never answered this client ` +
+      `(${unreachable.map((m) => m.address).join(", ")}). If the HSMs sit behind NAT or a load balancer, the client ` +
+      `cannot reach them directly and cannot fail over to them: give clients a route to every HSM's own address.`,
+    ];
+    return { members, warnings };
+  }
+
+  /** Bootstraps: asks the bootstrap address for the cluster's members. */
+  connect(cb: (error: Error | null) => void): void {
+    this.exchange(this.options.bootstrap, { kind: "hello" }, (response) => {
+      if (!response || !response.ok) {
+        cb(new ClientError("NO_REACHABLE_HSM", `bootstrap address ${this.options.bootstrap} did not answer`));
+        return;
+      }
+      this.learn(response.value as HelloValue);
+      cb(null);
+    });
+  }
+
+  /** Sends `op` to the best HSM; retries and fails over under `options.rule`. */
+  send(op: RequestOp, options: SendOptions, cb: Callback): void {
+    this.stats.requests++;
+    this.attempt(op, options, 0, new Set(), cb);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const member of this.members.values()) this.exchange(member.address, { kind: "close" }, () => {});
+    for (const p of this.pending.values()) this.options.clock.cancel(p.timer);
+    this.pending.clear();
+    this.options.transport.detach(this.options.address);
+  }
+
+  private attempt(op: RequestOp, options: SendOptions, retry: number, tried: Set<string>, cb: Callback): void {
+    const target = options.pinned ?? this.pick(tried);
+    if (target === null) {
+      cb(new ClientError("NO_REACHABLE_HSM", this.unreachableReport()));
+      return;
+    }
+    tried.add(target);
+    this.exchange(target, op, (response) => {
+      const again = (why: "busy" | "stale" | "failover", message: string) => {
+        // A pinned request waits for its HSM when busy, but cannot fail over.
+        if (retry >= this.maxRetries || (options.pinned !== undefined && why === "failover")) {
+          const code = why === "failover" ? "HSM_UNREACHABLE" : "HSM_BUSY";
+          cb(new ClientError(code, `${message} (after ${retry + 1} attempt${retry ? "s" : ""})`), undefined, target);
+          return;
+        }
+        this.stats.retries++;
+        if (why === "failover") this.stats.failovers++;
+        // Busy and lagging HSMs get time to recover: 1×, 2×, 4× the base backoff.
+        const delay = why === "failover" ? 0 : this.backoffUs * 2 ** retry;
+        this.options.clock.schedule(delay, () => this.attempt(op, options, retry + 1, tried, cb));
+      };
+      if (response === null) {
+        if (options.rule === "repeat") return again("failover", `HSM at ${target} did not answer`);
+        cb(new ClientError("OUTCOME_UNKNOWN", `HSM at ${target} did not answer; the change may or may not have been made`), undefined, target);
+        return;
+      }
+      if (response.ok) {
+        cb(null, response.value, target);
+        return;
+      }
+      const failure = response.error as Failure;
+      if (failure.kind === "busy") {
+        this.stats.busy++;
+        return again("busy", failure.message);
+      }
+      if (failure.kind === "stale") {
+        this.stats.stale++;
+        return again("stale", failure.message);
+      }
+      cb(failureError(failure), undefined, target);
+    });
+  }
+
+  /** One request to one HSM: the answer, or null after the timeout. */
+  private exchange(target: string, op: RequestOp, done: (response: Response | null) => void): void {
+    const request: Request = { t: "req", id: this.nextId++, conn: this.conn, op: copyValue(op), after: this.after() };
+    const timer = this.options.clock.schedule(this.requestTimeoutUs, () => {
+      if (!this.pending.delete(request.id)) return;
+      this.stats.timeouts++;
+      const member = this.members.get(target);
+      if (member) member.missed++;
+      done(null);
+    });
+    this.pending.set(request.id, { request, target, timer, done });
+    this.options.transport.send(this.options.address, target, request);
+  }
+
+  private receive(from: string, message: unknown): void {
+    const response = message as Response;
+    if (response?.t !== "res") return;
+    const pending = this.pending.get(response.id);
+    if (!pending || pending.target !== from) return; // late, duplicated, or not ours
+    this.pending.delete(response.id);
+    this.options.clock.cancel(pending.timer);
+    const member = this.members.get(from);
+    if (member) {
+      member.answered = true;
+      member.missed = 0;
+      member.spareCapacity = response.spareCapacity;
+    }
+    if (response.wrote) {
+      const [origin, seq] = response.wrote;
+      if ((this.acked.get(origin) ?? 0) < seq) this.acked.set(origin, seq);
+    }
+    if (response.membershipEpoch > this.membershipEpoch && this.clusterId !== null) this.refresh();
+    pending.done(response);
+  }
+
+  private after(): HeadList {
+    return [...this.acked];
+  }
+
+  private refresh(): void {
+    if (this.refreshing || this.closed) return;
+    const target = this.pick(new Set());
+    if (target === null) return;
+    this.refreshing = true;
+    this.exchange(target, { kind: "hello" }, (response) => {
+      this.refreshing = false;
+      if (response?.ok) this.learn(response.value as HelloValue);
+    });
+  }
+
+  private learn(hello: HelloValue): void {
+    if (hello.membershipEpoch < this.membershipEpoch) return;
+    this.clusterId = hello.clusterId;
+    this.membershipEpoch = hello.membershipEpoch;
+    const listed = new Set(hello.members.map((m) => m.address));
+    for (const address of [...this.members.keys()]) if (!listed.has(address)) this.members.delete(address);
+    for (const m of hello.members) {
+      const known = this.members.get(m.address);
+      if (known) Object.assign(known, m);
+      // Unknown HSMs look fully idle, so the client tries them early and learns whether they answer.
+      else this.members.set(m.address, { ...m, spareCapacity: Number.MAX_SAFE_INTEGER, answered: false, missed: 0 });
+    }
+  }
+
+  /**
+   * The HSM with the most spare capacity among those not yet tried for this request, preferring
+   * ones that answer; the bootstrap address when no listed HSM has ever answered (a gateway).
+   */
+  private pick(tried: Set<string>): string | null {
+    const all = [...this.members.values()];
+    // No listed address has ever answered but the bootstrap did: it is a gateway (NAT, load
+    // balancer) to one HSM. Use it, though failover through it is impossible (see health()).
+    if (all.length > 0 && all.every((m) => !m.answered && m.missed > 0) && !tried.has(this.options.bootstrap)) return this.options.bootstrap;
+    const fresh = all.filter((m) => !tried.has(m.address));
+    // Untried answering HSMs first; then untried silent ones; then answering ones again (busy ones recover).
+    const pools = [fresh.filter((m) => m.missed === 0), fresh, all.filter((m) => m.missed === 0)];
+    const pool = pools.find((p) => p.length > 0) ?? [];
+    if (pool.length > 0) {
+      const best = Math.max(...pool.map((m) => m.spareCapacity));
+      const top = pool.filter((m) => m.spareCapacity === best);
+      return top[this.options.rng.int(top.length)].address;
+    }
+    return all.length === 0 && !tried.has(this.options.bootstrap) ? this.options.bootstrap : null;
+  }
+
+  private unreachableReport(): string {
+    const { members, warnings } = this.health();
+    const list = members.map((m) => `${m.hsmId} at ${m.address}: ${m.status}`).join("; ");
+    return `no HSM of the cluster answers this client (${list || "no address list yet"})${warnings.length ? `. ${warnings[0]}` : ""}`;
+  }
+}
+
+function failureError(failure: Failure): Error {
+  switch (failure.kind) {
+    case "pkcs11":
+    case "hsm":
+      return new RemoteError(failure);
+    default:
+      return new ClientError("NO_CONNECTION", failure.message);
+  }
+}
+
+/** An HSM's own refusal, carried back to the caller's layer to rethrow as its typed error. */
+export class RemoteError extends Error {
+  constructor(readonly failure: Extract<Failure, { kind: "pkcs11" | "hsm" }>) {
+    super(failure.message);
+    this.name = "RemoteError";
+  }
+}

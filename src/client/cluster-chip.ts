@@ -1,0 +1,310 @@
+// The cluster as one logical token: the chip interface the PKCS11 facade drives, served by
+// whichever HSM the client picks. Sessions are logical: each HSM opens its own session for a
+// logical one on first use and logs the application in with the credentials the client
+// holds, so sessions and logins survive the loss of an HSM. What cannot move between HSMs is
+// pinned: an operation in progress, and session objects (they live on one HSM).
+//
+// Retry rules per call (README "Cluster model"):
+// - busy or lagging HSM: every call goes elsewhere, up to 3 retries with exponential backoff,
+//   then CKR_FUNCTION_FAILED;
+// - HSM gone, no answer: calls that change nothing (crypto, reads, find, random, login) are
+//   repeated on another HSM, an operation's Init replayed first when the operation had not
+//   progressed; writes (create, generate, copy, unwrap, derive, destroy, set attributes,
+//   set PIN) fail with CKR_FUNCTION_FAILED, outcome unknown; an operation that had progressed
+//   (after an Update or a partial find) fails with CKR_DEVICE_REMOVED; a session object on the
+//   lost HSM is gone: CKR_OBJECT_HANDLE_INVALID.
+//
+// Calls are synchronous as pkcs11js's are: in the simulator, a call runs the virtual clock
+// (the `Driver`) until its answer arrives. The callback forms run without blocking.
+import {
+  OBJECT_ARGS, OPERATION_END, OPERATION_INIT, OUTPUT_ARGS, HANDLE_RESULTS, SESSION_CALLS, SESSION_OBJECT_BASE, WRITING_CALLS,
+} from "../cluster/calls.js";
+import type { RequestOp, SessionContext } from "../cluster/protocol.js";
+import { HsmError, type HsmErrorCode } from "../hsm/errors.js";
+import type { NativeChip } from "../pkcs11/addon.js";
+import {
+  CKF_RW_SESSION, CKF_SERIAL_SESSION, CKR_BUFFER_TOO_SMALL, CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_FUNCTION_FAILED,
+  CKR_FUNCTION_NOT_SUPPORTED, CKR_OBJECT_HANDLE_INVALID, CKR_SESSION_COUNT, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_PARALLEL_NOT_SUPPORTED,
+  CKR_SLOT_ID_INVALID, CKR_USER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKS_RO_PUBLIC_SESSION, CKS_RO_USER_FUNCTIONS,
+  CKS_RW_PUBLIC_SESSION, CKS_RW_USER_FUNCTIONS, CKU_USER,
+} from "../pkcs11/constants.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import { type ClusterClient, RemoteError } from "./client.js";
+import { ClientError } from "./errors.js";
+
+/** Runs the simulation one event forward; false when nothing is left to run. */
+export interface Driver {
+  step(): boolean;
+}
+
+interface Operation {
+  address: string;
+  init: { method: string; args: unknown[] };
+  progressed: boolean;
+}
+
+interface LogicalSession {
+  flags: number;
+  operation: Operation | null;
+  visited: Set<string>;
+}
+
+interface SessionObject {
+  address: string;
+  wire: number;
+  session: number;
+}
+
+type Callback = (error: Error | null, value?: unknown) => void;
+
+const MAX_SESSIONS = 1024;
+
+export class ClusterChip {
+  private readonly sessions = new Map<number, LogicalSession>();
+  private nextSession = 1;
+  private credentials: string | null = null;
+  private readonly objects = new Map<number, SessionObject>();
+  private nextObject = SESSION_OBJECT_BASE + 1;
+
+  constructor(private readonly client: ClusterClient, private readonly driver: Driver) {}
+
+  /** The facade's chip: every NativeChip method, served by the cluster. */
+  asChip(): NativeChip {
+    const chip: Record<string, unknown> = {
+      getSlotList: () => [0],
+      getTokenInfo: (slot: number) => this.slotCall("getTokenInfo", [this.slot(slot, "C_GetTokenInfo")]),
+      getMechanismList: (slot: number) => this.slotCall("getMechanismList", [this.slot(slot, "C_GetMechanismList")]),
+      getMechanismInfo: (slot: number, type: number) => this.slotCall("getMechanismInfo", [this.slot(slot, "C_GetMechanismInfo"), type]),
+      initToken: () => this.unsupported("C_InitToken"),
+      initPin: () => this.unsupported("C_InitPIN"),
+      newApplication: () => 0,
+      openSession: (slot: number, flags: number) => this.openSession(slot, flags),
+      closeSession: (session: number) => this.closeSession(session),
+      closeAllSessions: (slot: number) => {
+        this.slot(slot, "C_CloseAllSessions");
+        for (const id of [...this.sessions.keys()]) this.closeSession(id);
+      },
+      getSessionInfo: (session: number) => this.sessionInfo(session),
+      login: (session: number, userType: number, pin: Buffer) => this.login(session, userType, pin),
+      logout: (session: number) => this.logout(session),
+    };
+    for (const method of SESSION_CALLS) {
+      if (method in chip) continue;
+      chip[method] = (...args: unknown[]) => {
+        const cb = typeof args[args.length - 1] === "function" ? (args.pop() as Callback) : undefined;
+        return cb ? this.invoke(method, args, cb) : this.wait((done) => this.invoke(method, args, done));
+      };
+    }
+    for (const method of ["exportMasked", "importMasked", "shareMaskingKey", "loginPrincipal", "shareObject", "ownership", "setTrusted",
+      "removeObject", "saveMaskingKey", "loadMaskingKey", "transportPublicKey", "exportMaskingKeyFor", "importMaskingKey"]) {
+      chip[method] = () => this.unsupported(method);
+    }
+    return chip as unknown as NativeChip;
+  }
+
+  // ---- sessions and login (logical, on the client) ----
+  private openSession(slot: number, flags: number): number {
+    this.slot(slot, "C_OpenSession");
+    if (!(flags & CKF_SERIAL_SESSION)) throw new Pkcs11Error(CKR_SESSION_PARALLEL_NOT_SUPPORTED, "C_OpenSession");
+    if (this.sessions.size >= MAX_SESSIONS) throw new Pkcs11Error(CKR_SESSION_COUNT, "C_OpenSession");
+    const id = this.nextSession++;
+    this.sessions.set(id, { flags, operation: null, visited: new Set() });
+    return id;
+  }
+
+  private closeSession(id: number): void {
+    const session = this.session(id, "C_CloseSession");
+    this.sessions.delete(id);
+    for (const [handle, object] of this.objects) if (object.session === id) this.objects.delete(handle);
+    // Fire and forget: an HSM that misses it drops the session when the client's connection closes.
+    for (const address of session.visited) {
+      this.client.send({ kind: "call", method: "closeSession", args: [id], session: this.context(id, session, false) },
+        { pinned: address, rule: "repeat" }, () => {});
+    }
+    if (this.sessions.size === 0) this.credentials = null;
+  }
+
+  private sessionInfo(id: number): { slotID: number; state: number; flags: number; deviceError: number } {
+    const session = this.session(id, "C_GetSessionInfo");
+    const rw = (session.flags & CKF_RW_SESSION) !== 0;
+    const state = this.credentials ? (rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS) : (rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION);
+    return { slotID: 0, state, flags: session.flags, deviceError: 0 };
+  }
+
+  private login(id: number, userType: number, pin: Buffer): void {
+    this.session(id, "C_Login");
+    if (this.credentials !== null) throw new Pkcs11Error(CKR_USER_ALREADY_LOGGED_IN, "C_Login");
+    this.wait((done) => this.invoke("login", [id, userType, pin], done));
+    if (userType === CKU_USER) this.credentials = Buffer.from(pin).toString("utf8");
+  }
+
+  private logout(id: number): void {
+    this.session(id, "C_Logout");
+    if (this.credentials === null) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, "C_Logout");
+    this.credentials = null; // each HSM logs the application out on its next call
+  }
+
+  // ---- calls ----
+  private slotCall(method: string, args: unknown[]): unknown {
+    return this.wait((done) => this.client.send({ kind: "call", method, args }, { rule: "repeat" }, (e, v) => done(e && this.toPkcs11(e, method), v)));
+  }
+
+  /** Runs a session call on the right HSM, with the retry rules above. */
+  private invoke(method: string, args: unknown[], cb: Callback): void {
+    const id = args[0] as number;
+    const session = this.sessions.get(id);
+    if (!session) return cb(new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method));
+    const wire = [...args];
+    let pinned: string | undefined;
+    for (const i of OBJECT_ARGS[method] ?? []) {
+      const handle = wire[i] as number;
+      if (typeof handle !== "number" || handle < SESSION_OBJECT_BASE) continue;
+      const object = this.objects.get(handle);
+      if (!object) return cb(new Pkcs11Error(CKR_OBJECT_HANDLE_INVALID, method));
+      if (pinned !== undefined && pinned !== object.address) return cb(new Pkcs11Error(CKR_OBJECT_HANDLE_INVALID, method, "session objects on different HSMs"));
+      pinned = object.address;
+      wire[i] = object.wire;
+    }
+    const output = OUTPUT_ARGS[method];
+    const outBuffer = output !== undefined ? (wire[output] as Buffer) : undefined;
+    if (outBuffer !== undefined) {
+      if (!Buffer.isBuffer(outBuffer)) return cb(new Pkcs11Error(CKR_FUNCTION_FAILED, method, "output must be a Buffer"));
+      wire[output!] = outBuffer.length;
+    }
+    const operation = session.operation;
+    const continues = operation !== null && !OPERATION_INIT.has(method) && belongsTo(operation.init.method, method);
+    if (continues) pinned = operation.address;
+    const rule = WRITING_CALLS.has(method) ? "fail" : "repeat";
+    const send = (target: string | undefined, continuation: boolean, done: (e: Error | null, v?: unknown, at?: string) => void) => {
+      const op: RequestOp = { kind: "call", method, args: wire, session: this.context(id, session, continuation) };
+      this.client.send(op, { pinned: target, rule }, (e, v, at) => {
+        if (at) session.visited.add(at);
+        done(e, v, at);
+      });
+    };
+    const finish = (error: Error | null, value: unknown, at: string | undefined) => {
+      if (error) {
+        if (continues && isLostHsm(error) && !operation!.progressed && pinned === operation!.address) {
+          // The operation had not started producing output: start it again elsewhere.
+          return this.replayInit(id, session, operation!, method, (e2) => (e2 ? cb(e2) : this.invoke(method, args, cb)));
+        }
+        if (continues && isLostHsm(error)) {
+          session.operation = null;
+          return cb(new Pkcs11Error(CKR_DEVICE_REMOVED, method, `the HSM running this session's operation is gone: ${error.message}`));
+        }
+        if (pinned !== undefined && !continues && isLostHsm(error)) {
+          return cb(new Pkcs11Error(CKR_OBJECT_HANDLE_INVALID, method, `the session object lived on an HSM that is gone: ${error.message}`));
+        }
+        const failure = this.toPkcs11(error, method);
+        if (failure instanceof Pkcs11Error && failure.code === CKR_USER_NOT_LOGGED_IN && this.credentials !== null && method !== "login") {
+          this.credentials = null; // the HSM refused our credentials: stop offering them
+        }
+        if (continues && !(failure instanceof Pkcs11Error && failure.code === CKR_BUFFER_TOO_SMALL)) session.operation = null;
+        return cb(failure);
+      }
+      this.track(method, args, session, at!, continues);
+      cb(null, this.unwire(method, value, output, outBuffer, at!, id));
+    };
+    send(pinned, continues, finish);
+  }
+
+  private replayInit(id: number, session: LogicalSession, operation: Operation, method: string, cb: (e: Error | null) => void): void {
+    session.operation = null;
+    this.invoke(operation.init.method, operation.init.args, (error) => {
+      if (error) return cb(error instanceof Pkcs11Error ? error : new Pkcs11Error(CKR_DEVICE_REMOVED, method, error.message));
+      cb(null);
+    });
+  }
+
+  /** Keeps the operation's pinning current after a successful call. */
+  private track(method: string, args: unknown[], session: LogicalSession, at: string, continues: boolean): void {
+    if (OPERATION_INIT.has(method)) {
+      session.operation = { address: at, init: { method, args: [...args] }, progressed: false };
+      return;
+    }
+    if (!continues || !session.operation) return;
+    if ((OPERATION_END[session.operation.init.method] ?? []).includes(method)) session.operation = null;
+    else session.operation.progressed = true;
+  }
+
+  /** Output bytes into the caller's buffer, HSM session objects into client handles. */
+  private unwire(method: string, value: unknown, output: number | undefined, outBuffer: Buffer | undefined, at: string, session: number): unknown {
+    let result = value;
+    if (output !== undefined) {
+      const { result: length, output: bytes } = value as { result: number; output: Buffer };
+      Buffer.from(bytes).copy(outBuffer!);
+      result = length;
+    }
+    const shape = HANDLE_RESULTS[method];
+    if (shape === "one") return this.clientHandle(result as number, at, session);
+    if (shape === "pair" || shape === "list") return (result as number[]).map((h) => this.clientHandle(h, at, session));
+    return result;
+  }
+
+  private clientHandle(wire: number, address: string, session: number): number {
+    if (wire < SESSION_OBJECT_BASE) return wire; // a token key: its id is the same on every HSM
+    for (const [handle, object] of this.objects) if (object.address === address && object.wire === wire) return handle;
+    const handle = this.nextObject++;
+    this.objects.set(handle, { address, wire, session });
+    return handle;
+  }
+
+  private context(id: number, session: LogicalSession, continuation: boolean): SessionContext {
+    return { id, flags: session.flags, login: this.credentials, continuation };
+  }
+
+  /** Blocks until `start`'s callback runs, running the simulation meanwhile. */
+  private wait(start: (done: Callback) => void): unknown {
+    let finished = false;
+    let error: Error | null = null;
+    let value: unknown;
+    start((e, v) => {
+      finished = true;
+      error = e;
+      value = v;
+    });
+    while (!finished) {
+      if (!this.driver.step()) throw new Pkcs11Error(CKR_DEVICE_ERROR, "wait", "the simulation ran out of events before the HSM answered");
+    }
+    if (error) throw error;
+    return value;
+  }
+
+  private toPkcs11(error: Error, method: string): Error {
+    if (error instanceof Pkcs11Error) return error;
+    if (error instanceof RemoteError) {
+      const f = error.failure;
+      return f.kind === "pkcs11" ? new Pkcs11Error(f.code, method, f.message) : new HsmError(f.code as HsmErrorCode, f.message);
+    }
+    if (error instanceof ClientError) {
+      const code = error.code === "NO_REACHABLE_HSM" ? CKR_DEVICE_ERROR : error.code === "HSM_UNREACHABLE" ? CKR_DEVICE_REMOVED : CKR_FUNCTION_FAILED;
+      return new Pkcs11Error(code, method, `${error.code}: ${error.message}`);
+    }
+    return error;
+  }
+
+  private session(id: number, method: string): LogicalSession {
+    const session = this.sessions.get(id);
+    if (!session) throw new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method);
+    return session;
+  }
+
+  private slot(slot: number, method: string): number {
+    if (slot !== 0) throw new Pkcs11Error(CKR_SLOT_ID_INVALID, method);
+    return slot;
+  }
+
+  private unsupported(method: string): never {
+    throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
+  }
+}
+
+/** Whether `method` is part of the operation `init` started (encryptUpdate of encryptInit …). */
+function belongsTo(init: string, method: string): boolean {
+  const family = init.replace(/Init$/, "");
+  return method.startsWith(family) && method !== init;
+}
+
+function isLostHsm(error: Error): boolean {
+  return error instanceof ClientError && (error.code === "HSM_UNREACHABLE" || error.code === "NO_CONNECTION" || error.code === "NO_REACHABLE_HSM");
+}

@@ -1,0 +1,89 @@
+// Cluster backups: an HSM's snapshot (masking key, users, keys, tombstones, journal) sealed
+// with AES-256-GCM under a key derived from the cluster's lineage secret. The lineage secret
+// stays with the simulated control plane (the vault); a cluster restored from a backup keeps
+// the lineage, so only clusters of that lineage open its backups.
+import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
+
+import type { HsmSnapshot } from "../hsm/snapshot.js";
+import { ClusterError } from "./errors.js";
+
+export type BackupTrigger = "activation" | "add-hsm" | "remove-hsm" | "periodic" | "manual";
+
+export interface Backup {
+  backupId: string;
+  clusterId: string;
+  lineageId: string;
+  sourceHsmId: string;
+  trigger: BackupTrigger;
+  /** Simulated microseconds when it was taken. */
+  createdUs: number;
+  /** iv ‖ ciphertext ‖ tag */
+  sealed: Buffer;
+}
+
+const BYTES = new Set(["maskingKey", "salt", "hash", "record"]);
+
+/** Holds every lineage's secret and every backup, as the cloud provider's backup service does. */
+export class BackupVault {
+  private readonly lineages = new Map<string, Buffer>();
+  private readonly backups = new Map<string, Backup>();
+
+  constructor(private readonly random: (length: number) => Buffer) {}
+
+  newLineage(): string {
+    const id = `lineage-${this.random(6).toString("hex")}`;
+    this.lineages.set(id, this.random(32));
+    return id;
+  }
+
+  seal(snapshot: HsmSnapshot, meta: Omit<Backup, "backupId" | "sealed">): Backup {
+    const backupId = `backup-${this.random(8).toString("hex")}`;
+    const iv = this.random(12);
+    const cipher = createCipheriv("aes-256-gcm", this.keyFor(meta.lineageId, backupId), iv);
+    cipher.setAAD(Buffer.from(`${meta.lineageId}/${backupId}`));
+    const plain = Buffer.from(JSON.stringify(snapshot, (name, value) => (BYTES.has(name) && value?.type === "Buffer" ? Buffer.from(value.data).toString("base64") : value)));
+    const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+    const backup: Backup = { backupId, ...meta, sealed };
+    this.backups.set(backupId, backup);
+    return backup;
+  }
+
+  /** Opens a backup for a cluster of `lineageId`; any other lineage, or a changed byte, fails. */
+  open(backup: Backup, lineageId: string): HsmSnapshot {
+    if (backup.lineageId !== lineageId) throw new ClusterError("LINEAGE_MISMATCH", `backup ${backup.backupId} belongs to ${backup.lineageId}, not ${lineageId}`);
+    const key = this.keyFor(lineageId, backup.backupId);
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", key, backup.sealed.subarray(0, 12));
+      decipher.setAAD(Buffer.from(`${lineageId}/${backup.backupId}`));
+      decipher.setAuthTag(backup.sealed.subarray(backup.sealed.length - 16));
+      const plain = Buffer.concat([decipher.update(backup.sealed.subarray(12, backup.sealed.length - 16)), decipher.final()]);
+      return JSON.parse(plain.toString(), (name, value) => (BYTES.has(name) && typeof value === "string" ? Buffer.from(value, "base64") : value)) as HsmSnapshot;
+    } catch {
+      throw new ClusterError("LINEAGE_MISMATCH", `backup ${backup.backupId} does not open under lineage ${lineageId} (another lineage's key, or damaged)`);
+    }
+  }
+
+  get(backupId: string): Backup {
+    const backup = this.backups.get(backupId);
+    if (!backup) throw new ClusterError("BACKUP_NOT_FOUND", `no backup ${backupId}`);
+    return backup;
+  }
+
+  list(clusterId?: string): Backup[] {
+    return [...this.backups.values()].filter((b) => clusterId === undefined || b.clusterId === clusterId).sort((a, b) => a.createdUs - b.createdUs);
+  }
+
+  /** Deletes a cluster's backups older than `maxAgeUs`, but always keeps its newest one. */
+  expire(clusterId: string, nowUs: number, maxAgeUs: number): Backup[] {
+    const mine = this.list(clusterId);
+    const expired = mine.slice(0, -1).filter((b) => nowUs - b.createdUs > maxAgeUs);
+    for (const b of expired) this.backups.delete(b.backupId);
+    return expired;
+  }
+
+  private keyFor(lineageId: string, backupId: string): Buffer {
+    const secret = this.lineages.get(lineageId);
+    if (!secret) throw new ClusterError("LINEAGE_MISMATCH", `no lineage ${lineageId} in this vault`);
+    return Buffer.from(hkdfSync("sha256", secret, Buffer.from(backupId), Buffer.from("hsmsim backup v1"), 32));
+  }
+}

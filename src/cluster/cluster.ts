@@ -1,0 +1,378 @@
+// A CloudHSM-style cluster and its control plane: HSMs spread over availability zones,
+// cluster and HSM states, membership (add by cloning, remove, replace), crash and restart
+// of an HSM from its data folder, health checks, and backups with retention. Everything runs
+// on an injected clock, transport and random stream, so a seed replays it exactly.
+import { join } from "node:path";
+
+import { Hsm, type HsmOptions } from "../hsm/hsm.js";
+import { MAX_ORIGIN } from "../hsm/journal.js";
+import type { HsmSnapshot } from "../hsm/snapshot.js";
+import type { HsmType } from "../hsm/types.js";
+import type { Clock } from "../sim/clock.js";
+import type { Rng } from "../sim/random.js";
+import { type Backup, type BackupTrigger, BackupVault } from "./backup.js";
+import { ClusterError } from "./errors.js";
+import { ClusterNode, type Member, type NodeConfig } from "./node.js";
+import type { RequestOp, Transport } from "./protocol.js";
+
+export const MAX_HSMS = 28;
+
+export type ClusterState = "CREATE_IN_PROGRESS" | "UNINITIALIZED" | "INITIALIZED" | "ACTIVE" | "UPDATE_IN_PROGRESS" | "DEGRADED" | "DELETED";
+export type HsmState = "CREATE_IN_PROGRESS" | "ACTIVE" | "DEGRADED" | "DELETED";
+
+export interface HsmInfo {
+  hsmId: string;
+  address: string;
+  availabilityZone: string;
+  origin: number;
+  state: HsmState;
+}
+
+export interface ClusterOptions {
+  clock: Clock;
+  transport: Transport;
+  rng: Rng;
+  /** Each HSM keeps its data folder under here. */
+  dataDir: string;
+  hsmCount?: number;
+  /** Availability zones; HSMs go round-robin over them (default three). */
+  availabilityZones?: string[];
+  hsmType?: HsmType;
+  /** HSMs that must hold a new token key before its create returns (default 2 with 2+ HSMs, else 1). */
+  keyAvailabilityMin?: number;
+  /** Periodic backups (default 24 hours); 0 turns them off. */
+  backupIntervalUs?: number;
+  /** Backups older than this are deleted, the newest excepted (default 90 days). */
+  backupRetentionUs?: number;
+  vault?: BackupVault;
+  /** scrypt cost of password hashes (default 15; the simulator uses less). */
+  passwordCost?: number;
+  node?: Partial<NodeConfig>;
+  /** How often the control plane checks its HSMs (default 5 s). */
+  healthCheckIntervalUs?: number;
+  /** The epoch of the HSMs' audit clocks (default 2026-01-01). */
+  epochUs?: number;
+}
+
+interface HsmRecord extends HsmInfo {
+  node: ClusterNode | null;
+  dir: string;
+}
+
+const HOUR_US = 3_600_000_000;
+
+export const DEFAULT_NODE: Omit<NodeConfig, "clusterId" | "address" | "availabilityZone"> = {
+  queueCapacity: 32,
+  replicationTimeoutUs: 2_000_000,
+  gossipIntervalUs: 200_000,
+  serviceTimeUs: defaultServiceTimeUs,
+};
+
+/** Rough service times of an hsm2m.medium, for the simulator's queues. */
+export function defaultServiceTimeUs(op: RequestOp): number {
+  if (op.kind === "manage") return 5_000;
+  if (op.kind !== "call") return 50;
+  switch (op.method) {
+    case "generateKeyPair": return 20_000;
+    case "generateKey": case "createObject": case "unwrapKey": case "deriveKey": case "copyObject": case "destroyObject": return 2_000;
+    case "sign": case "signFinal": return 500;
+    case "login": return 5_000;
+    default: return 100;
+  }
+}
+
+export class Cluster {
+  readonly clusterId: string;
+  readonly lineageId: string;
+  readonly vault: BackupVault;
+  private stateValue: ClusterState = "CREATE_IN_PROGRESS";
+  private readonly hsms: HsmRecord[] = [];
+  private nextOrigin = 1;
+  private membershipEpoch = 0;
+  private readonly zones: string[];
+  private readonly rng: Rng;
+  private activated = false;
+  /** What happened, in order, for reports and the demo. */
+  readonly events: { atUs: number; event: string }[] = [];
+
+  private constructor(private readonly options: ClusterOptions, lineageId: string | null, initial: HsmSnapshot | null) {
+    const count = options.hsmCount ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_HSMS) throw new ClusterError("INVALID_ARGUMENT", `hsmCount must be 1 to ${MAX_HSMS}`);
+    this.zones = options.availabilityZones ?? ["az-a", "az-b", "az-c"];
+    if (this.zones.length === 0 || this.zones.some((z) => typeof z !== "string" || z.length === 0)) {
+      throw new ClusterError("INVALID_ARGUMENT", "availabilityZones must be a non-empty list of names");
+    }
+    if (options.keyAvailabilityMin !== undefined && (!Number.isInteger(options.keyAvailabilityMin) || options.keyAvailabilityMin < 1)) {
+      throw new ClusterError("INVALID_ARGUMENT", "keyAvailabilityMin must be a positive integer");
+    }
+    this.rng = options.rng;
+    const random = (n: number) => this.rng.bytes(n);
+    this.vault = options.vault ?? new BackupVault(random);
+    this.clusterId = `cluster-${random(6).toString("hex")}`;
+    this.lineageId = lineageId ?? this.vault.newLineage();
+    this.log(`cluster ${this.clusterId} CREATE_IN_PROGRESS with ${count} HSM(s)`);
+    const first = initial ? this.restoreHsm(initial, this.zones[0]) : this.createHsm(this.zones[0]);
+    this.activated = first.node!.hsm.activated;
+    for (let i = 1; i < count; i++) this.restoreHsm(first.node!.hsm.snapshot(), this.zones[i % this.zones.length]);
+    this.stateValue = this.activated ? "ACTIVE" : "UNINITIALIZED";
+    this.publishMembership();
+    this.log(`cluster ${this.stateValue}`);
+    const interval = options.backupIntervalUs ?? 24 * HOUR_US;
+    if (interval > 0) this.every(interval, () => this.backupNow("periodic"));
+    this.every(options.healthCheckIntervalUs ?? 5_000_000, () => this.healthCheck());
+  }
+
+  /** A new cluster of fresh HSMs (the first one created, the others cloned from it). */
+  static create(options: ClusterOptions): Cluster {
+    return new Cluster(options, null, null);
+  }
+
+  /** A new cluster from a backup: same lineage, one HSM holding the backup's users and keys. */
+  static restore(backupId: string, options: ClusterOptions & { vault: BackupVault; lineageId: string }): Cluster {
+    const backup = options.vault.get(backupId);
+    const snapshot = options.vault.open(backup, options.lineageId);
+    return new Cluster(options, options.lineageId, snapshot);
+  }
+
+  get state(): ClusterState {
+    return this.stateValue;
+  }
+
+  get keyAvailabilityMin(): number {
+    const live = this.members().length;
+    return this.options.keyAvailabilityMin ?? (live >= 2 ? 2 : 1);
+  }
+
+  describe(): HsmInfo[] {
+    return this.hsms.map(({ hsmId, address, availabilityZone, origin, state }) => ({ hsmId, address, availabilityZone, origin, state }));
+  }
+
+  /** Addresses a client may bootstrap from. */
+  addresses(): string[] {
+    return this.hsms.filter((h) => h.state !== "DELETED").map((h) => h.address);
+  }
+
+  node(hsmId: string): ClusterNode | null {
+    return this.record(hsmId).node;
+  }
+
+  liveNodes(): ClusterNode[] {
+    return this.hsms.flatMap((h) => (h.node?.running ? [h.node] : []));
+  }
+
+  /** Signs the cluster's certificate, in AWS's words: UNINITIALIZED → INITIALIZED; then PRECO may activate. */
+  initialize(): void {
+    if (this.stateValue !== "UNINITIALIZED") throw new ClusterError("INVALID_STATE", `initialize needs an UNINITIALIZED cluster, not ${this.stateValue}`);
+    this.stateValue = "INITIALIZED";
+    this.log("cluster INITIALIZED");
+    this.publishMembership();
+  }
+
+  /** The control plane notices an activation (PRECO's password change on any HSM) and backs up. */
+  private noticeActivation(): void {
+    if (this.activated || !this.liveNodes().some((n) => n.hsm.activated)) return;
+    this.activated = true;
+    this.stateValue = "ACTIVE";
+    this.log("cluster ACTIVE (activated)");
+    this.backupNow("activation");
+  }
+
+  /** Adds an HSM in `availabilityZone`, cloned from a backup of a live HSM; it catches up by anti-entropy. */
+  addHsm(availabilityZone?: string): HsmInfo {
+    this.requireManageable("add an HSM");
+    if (this.hsms.filter((h) => h.state !== "DELETED").length >= MAX_HSMS) throw new ClusterError("HSM_LIMIT", `a cluster holds at most ${MAX_HSMS} HSMs`);
+    const zone = availabilityZone ?? this.leastUsedZone();
+    if (!this.zones.includes(zone)) throw new ClusterError("INVALID_ARGUMENT", `availabilityZone must be one of ${this.zones.join(", ")}`);
+    const source = this.liveNodes()[0];
+    if (!source) throw new ClusterError("NO_LIVE_HSM", "no live HSM to clone from");
+    const previous = this.stateValue;
+    this.stateValue = "UPDATE_IN_PROGRESS";
+    const backup = this.backupFrom(source, "add-hsm");
+    const added = this.restoreHsm(this.vault.open(backup, this.lineageId), zone);
+    this.publishMembership();
+    this.stateValue = previous === "UPDATE_IN_PROGRESS" ? "ACTIVE" : previous;
+    this.healthCheck();
+    return this.info(added);
+  }
+
+  /** Removes an HSM from the cluster (its data folder is kept, but it never rejoins). */
+  removeHsm(hsmId: string): void {
+    this.requireManageable("remove an HSM");
+    const record = this.record(hsmId);
+    if (record.state === "DELETED") throw new ClusterError("INVALID_STATE", `HSM ${hsmId} is deleted already`);
+    record.node?.stop();
+    record.node = null;
+    record.state = "DELETED";
+    this.log(`HSM ${hsmId} DELETED`);
+    this.publishMembership();
+    if (this.liveNodes().length > 0) this.backupNow("remove-hsm");
+    this.healthCheck();
+  }
+
+  /** Replaces an HSM (usually a failed one) with a new one in the same zone: new id, new address, new audit stream. */
+  replaceHsm(hsmId: string): HsmInfo {
+    const zone = this.record(hsmId).availabilityZone;
+    this.removeHsm(hsmId);
+    return this.addHsm(zone);
+  }
+
+  // ---- faults ----
+  /** Kills an HSM's process: what it committed survives in its data folder; everything else is lost. */
+  crashHsm(hsmId: string): void {
+    const record = this.record(hsmId);
+    if (!record.node) throw new ClusterError("INVALID_STATE", `HSM ${hsmId} is not running`);
+    record.node.stop();
+    record.node = null;
+    this.log(`HSM ${hsmId} crashed`);
+  }
+
+  /** Restarts a crashed HSM from its data folder, at the same address. */
+  restartHsm(hsmId: string): void {
+    const record = this.record(hsmId);
+    if (record.state === "DELETED") throw new ClusterError("INVALID_STATE", `HSM ${hsmId} was removed from the cluster`);
+    if (record.node) throw new ClusterError("INVALID_STATE", `HSM ${hsmId} is running`);
+    record.node = this.startNode(Hsm.open(record.dir, this.hsmOptions(record.origin)), record);
+    this.publishMembership();
+    this.log(`HSM ${hsmId} restarted`);
+    this.healthCheck();
+  }
+
+  // ---- backups ----
+  backupNow(trigger: BackupTrigger = "manual"): Backup {
+    const source = this.liveNodes()[0];
+    if (!source) throw new ClusterError("NO_LIVE_HSM", "no live HSM to back up");
+    return this.backupFrom(source, trigger);
+  }
+
+  backups(): Backup[] {
+    return this.vault.list(this.clusterId);
+  }
+
+  private backupFrom(source: ClusterNode, trigger: BackupTrigger): Backup {
+    const backup = this.vault.seal(source.hsm.snapshot(), {
+      clusterId: this.clusterId, lineageId: this.lineageId, sourceHsmId: source.hsm.id, trigger, createdUs: this.options.clock.nowUs(),
+    });
+    this.log(`backup ${backup.backupId} (${trigger}) from ${source.hsm.id}`);
+    const expired = this.vault.expire(this.clusterId, this.options.clock.nowUs(), this.options.backupRetentionUs ?? 90 * 24 * HOUR_US);
+    for (const b of expired) this.log(`backup ${b.backupId} expired`);
+    return backup;
+  }
+
+  /** Stops every HSM (the end of a run). */
+  shutdown(): void {
+    for (const h of this.hsms) {
+      h.node?.stop();
+      h.node = null;
+    }
+    this.stateValue = "DELETED";
+  }
+
+  // ---- internals ----
+  private createHsm(zone: string): HsmRecord {
+    const { origin, hsmDir } = this.allocate();
+    const hsm = Hsm.create(hsmDir, { ...this.hsmOptions(origin), type: this.options.hsmType });
+    return this.register(hsm, zone, origin, hsmDir);
+  }
+
+  private restoreHsm(snapshot: HsmSnapshot, zone: string): HsmRecord {
+    const { origin, hsmDir } = this.allocate();
+    const hsm = Hsm.restore(hsmDir, snapshot, this.hsmOptions(origin));
+    return this.register(hsm, zone, origin, hsmDir);
+  }
+
+  private allocate(): { origin: number; hsmDir: string } {
+    const origin = this.nextOrigin++;
+    if (origin > MAX_ORIGIN) throw new ClusterError("HSM_LIMIT", `a cluster creates at most ${MAX_ORIGIN} HSMs over its life`);
+    return { origin, hsmDir: join(this.options.dataDir, `${this.clusterId}-hsm${origin}`) };
+  }
+
+  private register(hsm: Hsm, zone: string, origin: number, dir: string): HsmRecord {
+    const zoneIndex = this.zones.indexOf(zone);
+    const record: HsmRecord = { hsmId: hsm.id, address: `10.0.${zoneIndex}.${10 + origin}`, availabilityZone: zone, origin,
+      state: "CREATE_IN_PROGRESS", node: null, dir };
+    this.hsms.push(record);
+    this.log(`HSM ${hsm.id} CREATE_IN_PROGRESS in ${zone} at ${record.address}`);
+    record.node = this.startNode(hsm, record);
+    record.state = "ACTIVE";
+    this.log(`HSM ${hsm.id} ACTIVE`);
+    return record;
+  }
+
+  private startNode(hsm: Hsm, record: HsmRecord): ClusterNode {
+    const config: NodeConfig = { ...DEFAULT_NODE, ...this.options.node, clusterId: this.clusterId, address: record.address,
+      availabilityZone: record.availabilityZone };
+    return new ClusterNode(hsm, config, this.options.transport, this.options.clock, () => this.options.clock.schedule(0, () => this.noticeActivation()));
+  }
+
+  private hsmOptions(origin: number): HsmOptions {
+    const stream = this.rng.fork(`${this.clusterId}/hsm${origin}/${this.events.length}`);
+    const epochUs = this.options.epochUs ?? Date.UTC(2026, 0, 1) * 1000;
+    return { origin, passwordCost: this.options.passwordCost, seed: stream.bytes(32), randomBytes: (n) => stream.bytes(n),
+      clockUs: () => epochUs + this.options.clock.nowUs() };
+  }
+
+  private members(): Member[] {
+    return this.hsms.filter((h) => h.state !== "DELETED").map(({ hsmId, address, availabilityZone, origin }) => ({ hsmId, address, availabilityZone, origin }));
+  }
+
+  private publishMembership(): void {
+    this.membershipEpoch++;
+    const members = this.members();
+    const initialized = this.stateValue !== "CREATE_IN_PROGRESS" && this.stateValue !== "UNINITIALIZED";
+    for (const h of this.hsms) h.node?.setMembers(members, this.membershipEpoch, this.keyAvailabilityMin, initialized);
+  }
+
+  private healthCheck(): void {
+    for (const h of this.hsms) {
+      if (h.state === "DELETED") continue;
+      const next: HsmState = h.node?.running ? "ACTIVE" : "DEGRADED";
+      if (next !== h.state) {
+        h.state = next;
+        this.log(`HSM ${h.hsmId} ${next}`);
+      }
+    }
+    this.noticeActivation();
+    if (this.stateValue === "ACTIVE" || this.stateValue === "DEGRADED") {
+      const degraded = this.hsms.some((h) => h.state === "DEGRADED");
+      const next = degraded ? "DEGRADED" : "ACTIVE";
+      if (next !== this.stateValue) {
+        this.stateValue = next;
+        this.log(`cluster ${next}`);
+      }
+    }
+  }
+
+  private requireManageable(what: string): void {
+    if (this.stateValue === "DELETED" || this.stateValue === "CREATE_IN_PROGRESS") {
+      throw new ClusterError("INVALID_STATE", `cannot ${what} while the cluster is ${this.stateValue}`);
+    }
+  }
+
+  private leastUsedZone(): string {
+    const live = this.hsms.filter((h) => h.state !== "DELETED");
+    return [...this.zones].sort((a, b) => live.filter((h) => h.availabilityZone === a).length - live.filter((h) => h.availabilityZone === b).length)[0];
+  }
+
+  private record(hsmId: string): HsmRecord {
+    const record = this.hsms.find((h) => h.hsmId === hsmId);
+    if (!record) throw new ClusterError("HSM_NOT_FOUND", `no HSM ${hsmId} in ${this.clusterId}`);
+    return record;
+  }
+
+  private info(record: HsmRecord): HsmInfo {
+    return this.describe().find((h) => h.hsmId === record.hsmId)!;
+  }
+
+  private every(intervalUs: number, fn: () => void): void {
+    const tick = () => {
+      if (this.stateValue === "DELETED") return;
+      fn();
+      this.options.clock.schedule(intervalUs, tick);
+    };
+    this.options.clock.schedule(intervalUs, tick);
+  }
+
+  private log(event: string): void {
+    this.events.push({ atUs: this.options.clock.nowUs(), event });
+  }
+}

@@ -1,0 +1,431 @@
+// One HSM of a cluster on the network: it serves client requests from a bounded queue (busy
+// when full), runs them on its device, pushes the journal entries a request wrote to its
+// peers and answers only once `keyAvailabilityMin` HSMs hold them; it applies its peers'
+// entries, and gossips journal heads so an HSM that missed changes (down, partitioned, a
+// lost message) catches up: anti-entropy.
+import { HsmError } from "../hsm/errors.js";
+import type { Hsm } from "../hsm/hsm.js";
+import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
+import { PRECO_USERNAME } from "../hsm/types.js";
+import type { NativeChip } from "../pkcs11/addon.js";
+import {
+  CKR_ARGUMENTS_BAD, CKR_FUNCTION_FAILED, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKU_USER,
+} from "../pkcs11/constants.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import type { Clock } from "../sim/clock.js";
+import { CREATING_CALLS, HANDLE_RESULTS, OBJECT_ARGS, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS, copyValue } from "./calls.js";
+import type {
+  Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, SessionContext, Transport,
+} from "./protocol.js";
+
+export interface NodeConfig {
+  clusterId: string;
+  address: string;
+  availabilityZone: string;
+  /** Requests waiting or running before the HSM answers busy. */
+  queueCapacity: number;
+  /** How long a write waits for keyAvailabilityMin HSMs before it fails. */
+  replicationTimeoutUs: number;
+  /** How often the HSM compares journal heads with each peer. */
+  gossipIntervalUs: number;
+  /** Simulated time the HSM spends on a request. */
+  serviceTimeUs: (op: RequestOp) => number;
+}
+
+export interface Member extends MemberAddress {
+  origin: number;
+}
+
+interface Connection {
+  chip: NativeChip;
+  /** The client's logical session → this HSM's session for it. */
+  sessions: Map<number, number>;
+  /** The login this application holds here ("name:password"), or null. */
+  login: string | null;
+}
+
+interface Waiter {
+  from: string;
+  request: Request;
+  origin: number;
+  seq: number;
+  value: unknown;
+  createdKeys: number[];
+  timer: number;
+}
+
+const MAX_PUSH = 256;
+const MANAGE_METHODS = new Set<string>(["createUser", "deleteUser", "changePassword", "listUsers", "shareKey", "unshareKey", "describeKey", "setKeyTrusted"]);
+
+export class ClusterNode {
+  private members: Member[] = [];
+  private membershipEpoch = 0;
+  private keyAvailabilityMin = 1;
+  private readonly connections = new Map<string, Connection>();
+  private readonly queue: { from: string; request: Request }[] = [];
+  private working = false;
+  private readonly peerHeads = new Map<string, Map<number, number>>();
+  private waiters: Waiter[] = [];
+  private readonly timers = new Set<number>();
+  private alive = true;
+  private initialized = false;
+  readonly stats = { served: 0, busy: 0, stale: 0, applied: 0, replicationTimeouts: 0 };
+
+  constructor(readonly hsm: Hsm, private readonly config: NodeConfig, private readonly transport: Transport, private readonly clock: Clock,
+    private readonly onActivated: () => void = () => {}) {
+    transport.attach(config.address, (from, message) => {
+      if (this.alive) this.receive(from, message);
+    });
+    this.every(config.gossipIntervalUs, () => this.gossip());
+  }
+
+  get address(): string {
+    return this.config.address;
+  }
+
+  get origin(): number {
+    return this.hsm.state.origin;
+  }
+
+  /** The control plane's word on who is in the cluster. */
+  setMembers(members: Member[], epoch: number, keyAvailabilityMin: number, initialized: boolean): void {
+    this.initialized = initialized;
+    this.members = members.map((m) => ({ ...m }));
+    this.membershipEpoch = epoch;
+    this.keyAvailabilityMin = keyAvailabilityMin;
+    for (const address of this.peerHeads.keys()) if (!members.some((m) => m.address === address)) this.peerHeads.delete(address);
+    this.checkWaiters();
+  }
+
+  /** Stops at once, as a crash does: nothing in memory survives; the data folder holds what was committed. */
+  stop(): void {
+    if (!this.alive) return;
+    this.alive = false;
+    for (const timer of this.timers) this.clock.cancel(timer);
+    this.timers.clear();
+    this.transport.detach(this.config.address);
+    this.hsm.close();
+  }
+
+  get running(): boolean {
+    return this.alive;
+  }
+
+  private peers(): Member[] {
+    return this.members.filter((m) => m.address !== this.config.address);
+  }
+
+  private later(delayUs: number, fn: () => void): number {
+    const id = this.clock.schedule(delayUs, () => {
+      this.timers.delete(id);
+      if (this.alive) fn();
+    });
+    this.timers.add(id);
+    return id;
+  }
+
+  private every(intervalUs: number, fn: () => void): void {
+    const tick = () => {
+      fn();
+      this.later(intervalUs, tick);
+    };
+    this.later(intervalUs, tick);
+  }
+
+  private receive(from: string, message: unknown): void {
+    const m = message as { t?: string };
+    if (m?.t === "req") this.enqueue(from, message as Request);
+    else if (m?.t === "push" || m?.t === "heads") this.onPeer(from, message as PeerMessage);
+  }
+
+  // ---- client requests ----
+  private enqueue(from: string, request: Request): void {
+    if (this.queue.length >= this.config.queueCapacity) {
+      this.stats.busy++;
+      this.reply(from, request, { kind: "busy", message: `HSM ${this.hsm.id} is busy (${this.queue.length} requests queued)` });
+      return;
+    }
+    this.queue.push({ from, request });
+    if (!this.working) this.next();
+  }
+
+  private next(): void {
+    const item = this.queue[0];
+    if (!item) {
+      this.working = false;
+      return;
+    }
+    this.working = true;
+    this.later(this.config.serviceTimeUs(item.request.op), () => {
+      this.queue.shift();
+      this.serve(item.from, item.request);
+      this.next();
+    });
+  }
+
+  private serve(from: string, request: Request): void {
+    const missing = request.after.find(([origin, seq]) => this.hsm.state.head(origin) < seq);
+    if (missing) {
+      this.stats.stale++;
+      this.gossip(); // ask the peers for what is missing now rather than at the next round
+      this.reply(from, request, { kind: "stale", message: `HSM ${this.hsm.id} does not yet hold change ${missing[1]} of origin ${missing[0]}` });
+      return;
+    }
+    const headBefore = this.hsm.state.head(this.origin);
+    let value: unknown;
+    try {
+      value = this.execute(request);
+    } catch (e) {
+      this.reply(from, request, failureOf(e));
+      this.shipAndWait(from, request, headBefore, undefined, true);
+      return;
+    }
+    this.stats.served++;
+    this.shipAndWait(from, request, headBefore, value, false);
+  }
+
+  /** Sends the entries a request wrote to every peer; answers once enough HSMs hold them. */
+  private shipAndWait(from: string, request: Request, headBefore: number, value: unknown, answered: boolean): void {
+    const head = this.hsm.state.head(this.origin);
+    if (head === headBefore) {
+      if (!answered) this.reply(from, request, undefined, value);
+      return;
+    }
+    const entries = this.hsm.state.entriesAfter(this.origin, headBefore, MAX_PUSH);
+    for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "push", entries } satisfies PeerMessage);
+    if (answered) return;
+    const creates = request.op.kind === "call" && CREATING_CALLS.has(request.op.method);
+    const createdKeys = creates ? entries.flatMap((e) => (e.change.kind === "key" ? [e.change.id] : [])) : [];
+    const waiter: Waiter = { from, request, origin: this.origin, seq: head, value, createdKeys, timer: 0 };
+    waiter.timer = this.later(this.config.replicationTimeoutUs, () => this.replicationTimedOut(waiter));
+    this.waiters.push(waiter);
+    this.checkWaiters();
+  }
+
+  private holders(origin: number, seq: number): number {
+    let count = this.hsm.state.head(origin) >= seq ? 1 : 0;
+    for (const peer of this.peers()) if ((this.peerHeads.get(peer.address)?.get(origin) ?? 0) >= seq) count++;
+    return count;
+  }
+
+  private checkWaiters(): void {
+    const needed = Math.min(this.keyAvailabilityMin, Math.max(1, this.members.length));
+    this.waiters = this.waiters.filter((w) => {
+      if (this.holders(w.origin, w.seq) < needed) return true;
+      this.clock.cancel(w.timer);
+      this.timers.delete(w.timer);
+      this.reply(w.from, w.request, undefined, w.value, [w.origin, w.seq]);
+      return false;
+    });
+  }
+
+  private replicationTimedOut(waiter: Waiter): void {
+    this.waiters = this.waiters.filter((w) => w !== waiter);
+    this.stats.replicationTimeouts++;
+    const held = this.holders(waiter.origin, waiter.seq);
+    // A key that did not reach the quorum is deleted again, so the failed create leaves nothing behind.
+    const before = this.hsm.state.head(this.origin);
+    if (waiter.createdKeys.length > 0) {
+      this.hsm.store.transaction(() => {
+        for (const id of waiter.createdKeys) {
+          if (!this.hsm.state.hasKey(id)) continue;
+          this.hsm.chip.removeObject(0, this.hsm.state.handleOf(id));
+          this.hsm.state.writeKeyDelete(id);
+          this.hsm.audit("DELETE_KEY", null, null, [id], "OK", "key availability quorum not reached");
+        }
+      });
+    }
+    const detail = `key availability: the change is on ${held} of the ${this.keyAvailabilityMin} HSMs required` +
+      (waiter.createdKeys.length > 0 ? "; the new key was deleted again" : "; it stands on this HSM and will reach the others");
+    this.reply(waiter.from, waiter.request, { kind: "pkcs11", code: CKR_FUNCTION_FAILED, message: detail });
+    this.shipAndWait(waiter.from, waiter.request, before, undefined, true);
+  }
+
+  private reply(to: string, request: Request, error?: Failure, value?: unknown, wrote?: [number, number]): void {
+    const response: Response = {
+      t: "res", id: request.id, ok: error === undefined, hsmId: this.hsm.id, membershipEpoch: this.membershipEpoch,
+      spareCapacity: Math.max(0, this.config.queueCapacity - this.queue.length),
+    };
+    if (error) response.error = error;
+    else if (value !== undefined) response.value = copyValue(value);
+    if (wrote) response.wrote = wrote;
+    this.transport.send(this.config.address, to, response);
+  }
+
+  private execute(request: Request): unknown {
+    const { op } = request;
+    switch (op.kind) {
+      case "hello":
+        return {
+          hsmId: this.hsm.id, clusterId: this.config.clusterId, membershipEpoch: this.membershipEpoch,
+          members: this.members.map(({ hsmId, address, availabilityZone }) => ({ hsmId, address, availabilityZone })),
+        } satisfies HelloValue;
+      case "close": {
+        const connection = this.connections.get(request.conn);
+        if (connection) for (const session of connection.sessions.values()) connection.chip.closeSession(session);
+        this.connections.delete(request.conn);
+        return null;
+      }
+      case "manage":
+        return this.manage(op);
+      case "call":
+        return this.call(request.conn, op);
+    }
+  }
+
+  private manage(op: Extract<RequestOp, { kind: "manage" }>): unknown {
+    if (!MANAGE_METHODS.has(op.method)) throw new HsmError("INVALID_ARGUMENT", `unknown management method ${String(op.method)}`);
+    if (op.username === PRECO_USERNAME && !this.initialized && !this.hsm.activated) {
+      throw new HsmError("NOT_ACTIVATED", "initialize the cluster (sign its certificate) before activating it");
+    }
+    const actor = this.hsm.login(op.username, op.password);
+    try {
+      const hsm = this.hsm as unknown as Record<string, (...args: unknown[]) => unknown>;
+      return hsm[op.method](actor, ...op.args) ?? null;
+    } finally {
+      if (op.method !== "changePassword" || actor.role !== "PRECO") this.hsm.logout(actor);
+      else if (this.hsm.activated) this.onActivated();
+    }
+  }
+
+  private call(conn: string, op: Extract<RequestOp, { kind: "call" }>): unknown {
+    const { method, args } = op;
+    if (!SLOT_CALLS.has(method) && !SESSION_CALLS.has(method)) throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
+    let connection = this.connections.get(conn);
+    if (!connection) {
+      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null };
+      this.connections.set(conn, connection);
+    }
+    const local = [...args];
+    if (SESSION_CALLS.has(method)) {
+      if (!op.session) throw new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method);
+      if (method === "closeSession") return this.closeLogical(connection, op.session.id);
+      local[0] = this.physicalSession(connection, op.session, method);
+    }
+    for (const i of OBJECT_ARGS[method] ?? []) local[i] = this.toLocal(local[i]);
+    const output = OUTPUT_ARGS[method];
+    if (output !== undefined) {
+      if (typeof local[output] !== "number") throw new Pkcs11Error(CKR_ARGUMENTS_BAD, method);
+      local[output] = Buffer.alloc(local[output] as number);
+    }
+    const chip = connection.chip as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const result = chip[method](...local);
+    if (method === "login") connection.login = Buffer.from(args[2] as Buffer).toString("utf8");
+    if (method === "logout") connection.login = null;
+    const shape = HANDLE_RESULTS[method];
+    const mapped = shape === "one" ? this.toWire(result as number)
+      : shape === "pair" || shape === "list" ? (result as number[]).map((h) => this.toWire(h)) : result;
+    return output === undefined ? mapped : { result: mapped, output: (local[output] as Buffer).subarray(0, result as number) };
+  }
+
+  /** This HSM's session for the client's logical session, opened (and logged in) on first use. */
+  private physicalSession(connection: Connection, context: SessionContext, method: string): number {
+    const chip = connection.chip;
+    let physical = connection.sessions.get(context.id);
+    if (physical === undefined) {
+      if (context.continuation) {
+        throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} does not hold this session's operation (it restarted)` });
+      }
+      physical = chip.openSession(0, context.flags);
+      connection.sessions.set(context.id, physical);
+    }
+    if (method === "login" || method === "logout") {
+      // An explicit login checks the password afresh: drop a login made on the client's behalf first.
+      if (method === "login" && connection.login !== null) {
+        chip.logout(physical);
+        connection.login = null;
+      }
+      return physical;
+    }
+    if (context.login !== connection.login) {
+      if (connection.login !== null) {
+        chip.logout(physical);
+        connection.login = null;
+      }
+      if (context.login !== null) {
+        try {
+          chip.login(physical, CKU_USER, Buffer.from(context.login));
+        } catch (e) {
+          const code = e instanceof Pkcs11Error ? e.message : String(e);
+          throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `logging in again on HSM ${this.hsm.id} failed: ${code}`);
+        }
+        connection.login = context.login;
+      }
+    }
+    return physical;
+  }
+
+  private closeLogical(connection: Connection, id: number): null {
+    const physical = connection.sessions.get(id);
+    connection.sessions.delete(id);
+    if (physical !== undefined) connection.chip.closeSession(physical);
+    // Closing an application's last session logs it out, as on the chip.
+    if (connection.sessions.size === 0) connection.login = null;
+    return null;
+  }
+
+  private toLocal(wire: unknown): number {
+    if (typeof wire !== "number") return 0;
+    if (wire >= SESSION_OBJECT_BASE) return wire - SESSION_OBJECT_BASE;
+    // An unknown key id becomes handle 0, which the chip rejects with the call's own error code.
+    return this.hsm.state.hasKey(wire) ? this.hsm.state.handleOf(wire) : 0;
+  }
+
+  private toWire(handle: number): number {
+    return this.hsm.state.keyIds.get(handle) ?? SESSION_OBJECT_BASE + handle;
+  }
+
+  // ---- replication ----
+  private onPeer(from: string, message: PeerMessage): void {
+    if (!this.members.some((m) => m.address === from)) return; // not (or no longer) a member
+    if (message.t === "push") {
+      let progressed = false;
+      for (const entry of message.entries) {
+        const outcome = this.hsm.state.apply(entry);
+        if (outcome === "applied" || outcome === "superseded") {
+          progressed = true;
+          this.stats.applied++;
+        }
+      }
+      if (progressed) this.checkWaiters();
+      this.transport.send(this.config.address, from, { t: "heads", heads: this.headList(), reply: false } satisfies PeerMessage);
+      return;
+    }
+    const theirs = new Map(message.heads);
+    this.peerHeads.set(from, theirs);
+    this.checkWaiters();
+    // Send what they lack, origin by origin; ask for what we lack.
+    let weLack = false;
+    for (const [origin, head] of this.hsm.state.vector()) {
+      const theirHead = theirs.get(origin) ?? 0;
+      if (theirHead < head) {
+        const entries = this.hsm.state.entriesAfter(origin, theirHead, MAX_PUSH);
+        this.transport.send(this.config.address, from, { t: "push", entries } satisfies PeerMessage);
+      }
+    }
+    for (const [origin, head] of theirs) if (head > this.hsm.state.head(origin)) weLack = true;
+    if (message.reply || weLack) this.transport.send(this.config.address, from, { t: "heads", heads: this.headList(), reply: false } satisfies PeerMessage);
+  }
+
+  private headList(): HeadList {
+    return [...this.hsm.state.vector()];
+  }
+
+  private gossip(): void {
+    for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "heads", heads: this.headList(), reply: true } satisfies PeerMessage);
+  }
+}
+
+/** A failure that is not an HSM or PKCS#11 error (the connection is unknown here). */
+class NodeFailure extends Error {
+  constructor(readonly failure: Failure) {
+    super(failure.message);
+  }
+}
+
+function failureOf(e: unknown): Failure {
+  if (e instanceof NodeFailure) return e.failure;
+  if (e instanceof Pkcs11Error) return { kind: "pkcs11", code: e.code, message: e.detail ?? e.message };
+  if (e instanceof HsmError) return { kind: "hsm", code: e.code, message: e.message };
+  return { kind: "pkcs11", code: CKR_FUNCTION_FAILED, message: e instanceof Error ? e.message : String(e) };
+}

@@ -1,0 +1,97 @@
+// The messages between clients and HSMs, and between HSMs, over an abstract transport (the
+// simulated network now, TLS sockets later). Messages are plain values; the sender never
+// touches one again after sending it.
+import type { JournalEntry } from "../hsm/journal.js";
+
+/** What carries messages: SimNetwork in the simulator. */
+export interface Transport {
+  attach(address: string, handler: (from: string, message: unknown) => void): void;
+  detach(address: string): void;
+  send(from: string, to: string, message: unknown): void;
+}
+
+/** An HSM as the client sees it in the cluster's address list. */
+export interface MemberAddress {
+  hsmId: string;
+  address: string;
+  availabilityZone: string;
+}
+
+/** Journal heads: [origin, highest sequence] pairs. */
+export type HeadList = [number, number][];
+
+/** A client request. */
+export interface Request {
+  t: "req";
+  id: number;
+  /** The client connection: each has its own PKCS#11 application (its own login) on the HSM. */
+  conn: string;
+  op: RequestOp;
+  /** Changes the client has had acknowledged: the HSM serves the request only once it holds them (read your writes). */
+  after: HeadList;
+}
+
+export type RequestOp =
+  | { kind: "hello" }
+  | { kind: "call"; method: string; args: unknown[]; session?: SessionContext }
+  | { kind: "manage"; method: ManageMethod; username: string; password: string; args: unknown[] }
+  | { kind: "close" };
+
+/**
+ * The client's logical session behind a call: the HSM opens its own session for it on first
+ * use and logs the application in or out to match, so any HSM can serve any session.
+ */
+export interface SessionContext {
+  id: number;
+  flags: number;
+  /** "name:password" while the application is logged in; null when it is not. */
+  login: string | null;
+  /** The call continues an operation started on this HSM: if the HSM lost the session, say so. */
+  continuation: boolean;
+}
+
+export type ManageMethod = "createUser" | "deleteUser" | "changePassword" | "listUsers" | "shareKey" | "unshareKey" | "describeKey" | "setKeyTrusted";
+
+export type Failure =
+  | { kind: "pkcs11"; code: number; message: string }
+  | { kind: "hsm"; code: string; message: string }
+  /** The HSM's queue is full: nothing was done, so any request may go elsewhere. */
+  | { kind: "busy"; message: string }
+  /** The HSM has not yet received a change the client has seen: nothing was done. */
+  | { kind: "stale"; message: string }
+  /** This HSM does not know the connection's sessions (it restarted, or never saw them): nothing was done. */
+  | { kind: "no-connection"; message: string };
+
+export interface Response {
+  t: "res";
+  id: number;
+  ok: boolean;
+  value?: unknown;
+  error?: Failure;
+  /** The answering HSM's state, for the client's load spreading and consistency. */
+  hsmId: string;
+  spareCapacity: number;
+  /** The journal position of the change this request made, if it made one. */
+  wrote?: [number, number];
+  membershipEpoch: number;
+}
+
+export interface HelloValue {
+  hsmId: string;
+  clusterId: string;
+  members: MemberAddress[];
+  membershipEpoch: number;
+}
+
+/** Between HSMs: journal entries in origin order, and the holder's heads in return. */
+export interface Push {
+  t: "push";
+  entries: JournalEntry[];
+}
+export interface Heads {
+  t: "heads";
+  heads: HeadList;
+  /** Whether the receiver should answer with its own heads (a gossip round) or only send what is missing. */
+  reply: boolean;
+}
+export type PeerMessage = Push | Heads;

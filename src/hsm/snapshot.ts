@@ -1,0 +1,53 @@
+// A whole HSM's replicable state in one value: the masking key, users, token keys (masked
+// records), tombstones and the change journal. The cluster encrypts it into a backup, and
+// restores it to clone an HSM or to start a new cluster (src/cluster/backup.ts). The audit
+// log is not part of it: every HSM keeps its own audit stream.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+import { HsmError } from "./errors.js";
+import { checkOrigin } from "./journal.js";
+import { MASKING_KEY_FILE, Store, type KeyRow, type Tombstone, type UserRow } from "./store.js";
+import { HSM_TYPES, type HsmType } from "./types.js";
+
+export interface HsmSnapshot {
+  type: HsmType;
+  /** The source HSM's id, for the restored HSM's audit. */
+  sourceHsmId: string;
+  maskingKey: Buffer;
+  activated: boolean;
+  lamport: number;
+  users: UserRow[];
+  keys: KeyRow[];
+  tombstones: Tombstone[];
+  journal: { origin: number; seq: number; change: string }[];
+}
+
+export function takeSnapshot(store: Store): HsmSnapshot {
+  return {
+    type: store.meta("type") as HsmType,
+    sourceHsmId: store.meta("hsm_id"),
+    maskingKey: readFileSync(join(store.dir, MASKING_KEY_FILE)),
+    activated: store.meta("activated") === "1",
+    lamport: Number(store.meta("lamport")),
+    users: store.users(),
+    keys: store.keys(),
+    tombstones: store.tombstones(),
+    journal: store.journalAll(),
+  };
+}
+
+/** Writes `snapshot` into the new data folder `dir` as HSM `hsmId` with cluster ordinal `origin`. */
+export function writeSnapshot(dir: string, snapshot: HsmSnapshot, hsmId: string, origin: number, timeUs: number): void {
+  checkOrigin(origin);
+  if (!HSM_TYPES[snapshot.type] || !Buffer.isBuffer(snapshot.maskingKey)) throw new HsmError("INVALID_ARGUMENT", "not an HSM snapshot");
+  const store = Store.create(dir, { hsmId, type: snapshot.type, origin });
+  try {
+    store.load(snapshot);
+    store.transaction(() => store.appendAudit({ timeUs, reboot: 0, operation: "RESTORE", actor: null, session: null, keys: [],
+      result: "OK", detail: `from ${snapshot.sourceHsmId}: ${snapshot.users.length} users, ${snapshot.keys.length} keys` }));
+    writeFileSync(join(dir, MASKING_KEY_FILE), snapshot.maskingKey, { mode: 0o600, flag: "wx" });
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,57 @@
+// A simulated world: one seed, a virtual clock, a faulty network, a cluster and its clients,
+// with data folders in memory-backed storage (/dev/shm where there is one) so a run costs
+// CPU, not disk flushes. Crashes and restarts go through the HSMs' real durable path.
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { ClusterConnection } from "../client/api.js";
+import type { ClientOptions } from "../client/client.js";
+import { Cluster, type ClusterOptions } from "../cluster/cluster.js";
+import { VirtualClock } from "./clock.js";
+import { type LinkFaults, SimNetwork } from "./network.js";
+import { Rng } from "./random.js";
+
+export interface WorldOptions {
+  seed: number | string;
+  faults?: Partial<LinkFaults>;
+  cluster?: Partial<Omit<ClusterOptions, "clock" | "transport" | "rng" | "dataDir">>;
+}
+
+export class World {
+  readonly clock = new VirtualClock();
+  readonly rng: Rng;
+  readonly network: SimNetwork;
+  readonly dataDir: string;
+  readonly cluster: Cluster;
+  private readonly connections: ClusterConnection[] = [];
+
+  constructor(options: WorldOptions) {
+    this.rng = new Rng(options.seed);
+    this.network = new SimNetwork(this.clock, this.rng.fork("network"), options.faults);
+    const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+    this.dataDir = mkdtempSync(join(base, "hsmsim-sim-"));
+    this.cluster = Cluster.create({ passwordCost: 1, hsmCount: 3, ...options.cluster, clock: this.clock, transport: this.network,
+      rng: this.rng.fork("cluster"), dataDir: this.dataDir });
+  }
+
+  /** A client named `name`, bootstrapped from the cluster's first address unless told otherwise. */
+  connect(name: string, options: Partial<ClientOptions> = {}): ClusterConnection {
+    const connection = ClusterConnection.connect({ transport: this.network, clock: this.clock, rng: this.rng.fork(`client/${name}`),
+      address: `client-${name}`, bootstrap: this.cluster.addresses()[0], driver: this.clock, ...options });
+    this.connections.push(connection);
+    return connection;
+  }
+
+  /** Runs the simulation for `durationUs` of simulated time. */
+  run(durationUs: number): void {
+    this.clock.runUntil(this.clock.nowUs() + durationUs);
+  }
+
+  /** Stops every HSM and deletes the data folders. */
+  dispose(): void {
+    for (const c of this.connections) c.close();
+    this.cluster.shutdown();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
