@@ -76,9 +76,12 @@ export class ClusterConnection {
     return new CryptoUserSession(p, session);
   }
 
-  /** A crypto officer's (or PRECO's) management console; every call authenticates on the HSM that serves it. */
-  officer(username: string, password: string): OfficerConsole {
-    return new OfficerConsole(this, username, password);
+  /**
+   * A management console as `username` (CloudHSM CLI's role): PRECO activates, a CO manages
+   * users, a CU shares its keys. Every call authenticates on the HSM that serves it.
+   */
+  console(username: string, password: string): ManagementConsole {
+    return new ManagementConsole(this, username, password);
   }
 
   health(): { members: MemberHealth[]; warnings: string[] } {
@@ -116,7 +119,7 @@ function remoteToTyped(error: Error): Error {
   return error;
 }
 
-export class OfficerConsole {
+export class ManagementConsole {
   constructor(private readonly connection: ClusterConnection, private readonly username: string, private password: string) {}
 
   /** PRECO's first password change activates the cluster; any user's changes its password. */

@@ -74,6 +74,7 @@ export class ClusterClient {
   private readonly maxRetries: number;
   private readonly backoffUs: number;
   private refreshing = false;
+  private lastWritePosition: [number, number] | null = null;
   private closed = false;
   readonly stats = { requests: 0, retries: 0, busy: 0, stale: 0, timeouts: 0, failovers: 0 };
 
@@ -108,6 +109,33 @@ export class ClusterClient {
       `cannot reach them directly and cannot fail over to them: give clients a route to every HSM's own address.`,
     ];
     return { members, warnings };
+  }
+
+  /**
+   * The writes acknowledged to this client, as an opaque token another client can observe():
+   * that client's requests then go only to HSMs holding those writes (causal consistency
+   * across processes, e.g. a key created by one service and used by another).
+   */
+  causalityToken(): string {
+    return JSON.stringify(this.after());
+  }
+
+  observe(token: string): void {
+    let heads: unknown;
+    try {
+      heads = JSON.parse(token);
+    } catch {
+      heads = null;
+    }
+    if (!Array.isArray(heads) || !heads.every((h) => Array.isArray(h) && h.length === 2 && h.every((n) => Number.isSafeInteger(n) && n >= 0))) {
+      throw new ClientError("INVALID_ARGUMENT", "token must come from causalityToken()");
+    }
+    for (const [origin, seq] of heads as [number, number][]) if ((this.acked.get(origin) ?? 0) < seq) this.acked.set(origin, seq);
+  }
+
+  /** The journal position of the last write acknowledged to this client (for checkers and tests). */
+  get lastWrite(): [number, number] | null {
+    return this.lastWritePosition;
   }
 
   /** Bootstraps: asks the bootstrap address for the cluster's members. */
@@ -207,6 +235,7 @@ export class ClusterClient {
       member.spareCapacity = response.spareCapacity;
     }
     if (response.wrote) {
+      this.lastWritePosition = response.wrote;
       const [origin, seq] = response.wrote;
       if ((this.acked.get(origin) ?? 0) < seq) this.acked.set(origin, seq);
     }

@@ -152,6 +152,11 @@ export class Cluster {
     return this.hsms.filter((h) => h.state !== "DELETED").map((h) => h.address);
   }
 
+  /** Every HSM's data folder, removed ones included (for checkers and audits). */
+  dataFolders(): { hsmId: string; dir: string }[] {
+    return this.hsms.map(({ hsmId, dir }) => ({ hsmId, dir }));
+  }
+
   node(hsmId: string): ClusterNode | null {
     return this.record(hsmId).node;
   }

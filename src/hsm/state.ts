@@ -154,13 +154,16 @@ export class DeviceState {
     if (entry.seq !== held + 1) return "gap";
     const { change } = entry;
     let outcome: ApplyOutcome = "superseded";
+    const failuresBefore = change.kind === "user" ? this.host.store.user(change.name)?.failures : undefined;
     this.host.store.transaction(() => {
       this.observe(change.version);
       if (this.applyChange(change)) outcome = "applied";
       this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change));
       this.heads.set(entry.origin, entry.seq);
+      // The lockout checker reads "failures reset" to know a replicated change unlocked the account here.
+      const reset = change.kind === "user" && outcome === "applied" && (failuresBefore ?? 0) > 0 && (this.host.store.user(change.name)?.failures ?? 0) === 0;
       this.host.audit("SYNC", null, null, "id" in change ? [change.id] : [], outcome === "applied" ? "OK" : "SUPERSEDED",
-        `${change.kind} ${changeSubject(change)} from origin ${entry.origin} seq ${entry.seq}`);
+        `${change.kind} ${changeSubject(change)} from origin ${entry.origin} seq ${entry.seq}${reset ? " (failures reset)" : ""}`);
     });
     return outcome;
   }
@@ -202,8 +205,9 @@ export class DeviceState {
         }
         // Lockout counters stay per HSM; a new password (a reset) clears this HSM's count.
         const samePassword = existing !== undefined && existing.hash.equals(change.hash);
+        const failures = samePassword ? existing.failures : 0;
         store.insertUser({ name: change.name, role: change.role, principal: change.principal, salt: change.salt, hash: change.hash,
-          cost: change.cost, failures: samePassword ? existing.failures : 0, version: change.version });
+          cost: change.cost, failures, version: change.version });
         store.clearTombstone("user", change.name);
         return true;
       }

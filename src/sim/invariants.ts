@@ -1,0 +1,151 @@
+// Invariant checkers for a simulated run, kept apart from the code they check: they read the
+// workload's history of what clients were told, the HSMs' data folders and journals, and
+// nothing else of the cluster's logic.
+import { type AuditEntry, verifyChain } from "../hsm/audit.js";
+import type { Hsm } from "../hsm/hsm.js";
+import { changeSubject } from "../hsm/journal.js";
+import { Store } from "../hsm/store.js";
+
+export interface Violation {
+  invariant: "acknowledged-change-lost" | "deleted-key-used" | "unauthorized-use" | "locked-account-logged-in" | "audit-chain-broken"
+    | "no-convergence" | "key-id-reused" | "unexpected-error";
+  detail: string;
+}
+
+/** What the workload saw, in the order it saw it. */
+export class History {
+  private order = 0;
+  /** Writes acknowledged to a client: the journal position the answer named. */
+  readonly acknowledged: { origin: number; seq: number; what: string }[] = [];
+  readonly createdKeys = new Map<number, { owner: string; at: number }>();
+  /** (key, user) → the order at which the user's client learned it may use the key / may not any more. */
+  private readonly grants = new Map<string, number>();
+  private readonly revocations = new Map<string, number>();
+  readonly violations: Violation[] = [];
+  readonly counts = { attempted: 0, acknowledged: 0, failed: 0, unknown: 0, uses: 0, refusedUses: 0, logins: 0, lockedRefusals: 0 };
+
+  tick(): number {
+    return ++this.order;
+  }
+
+  acknowledge(position: [number, number] | null, what: string): void {
+    if (position) this.acknowledged.push({ origin: position[0], seq: position[1], what });
+  }
+
+  keyCreated(keyId: number, owner: string): void {
+    if (this.createdKeys.has(keyId)) this.violations.push({ invariant: "key-id-reused", detail: `key id ${keyId} was handed out twice` });
+    this.createdKeys.set(keyId, { owner, at: this.tick() });
+    this.grant(keyId, owner);
+  }
+
+  /** `user` may use the key from now on (its owner, or a share was attempted). */
+  grant(keyId: number, user: string): void {
+    this.grants.set(`${keyId}/${user}`, this.tick());
+  }
+
+  /** `user`'s client has seen an acknowledged delete or unshare of the key. */
+  revoke(keyId: number, user: string): void {
+    this.revocations.set(`${keyId}/${user}`, this.tick());
+  }
+
+  /**
+   * Checks a crypto use that succeeded; `startedAt` is the order when the use began. A grant
+   * counts if it came before the use ended (a share may land while a use is in flight); a
+   * revocation counts if the user's client knew of it before the use began.
+   */
+  used(keyId: number, user: string, startedAt: number, how: string): void {
+    this.counts.uses++;
+    const endedAt = this.tick();
+    const granted = this.grants.get(`${keyId}/${user}`);
+    const revoked = this.revocations.get(`${keyId}/${user}`);
+    if (granted === undefined || granted > endedAt) {
+      if (this.createdKeys.has(keyId)) this.violations.push({ invariant: "unauthorized-use", detail: `${user} used key ${keyId} (${how}) without owning it or having it shared` });
+      return;
+    }
+    if (revoked !== undefined && revoked > granted && revoked < startedAt) {
+      this.violations.push({ invariant: "deleted-key-used", detail: `${user} used key ${keyId} (${how}) after its client saw it deleted or unshared` });
+    }
+  }
+}
+
+/** Every data folder's audit chain verifies, and its logins respect lockouts. */
+export function checkAuditChains(folders: { hsmId: string; dir: string }[], maxLoginFailures = 5): Violation[] {
+  const out: Violation[] = [];
+  for (const { hsmId, dir } of folders) {
+    const store = Store.open(dir);
+    try {
+      const verdict = verifyChain(store.auditEntries());
+      if (!verdict.ok) out.push({ invariant: "audit-chain-broken", detail: `${hsmId}: entry ${verdict.problem!.seq}: ${verdict.problem!.reason}` });
+      out.push(...checkLockouts(hsmId, store.auditEntries(), maxLoginFailures));
+    } finally {
+      store.close();
+    }
+  }
+  return out;
+}
+
+/**
+ * From one HSM's audit log: once an account's failed logins reach the limit it is locked on
+ * that HSM, and no login succeeds until a password change, a delete or a re-creation of the
+ * account (local, or replicated with "failures reset").
+ */
+function checkLockouts(hsmId: string, entries: Iterable<AuditEntry>, maxFailures: number): Violation[] {
+  const out: Violation[] = [];
+  const locked = new Set<string>();
+  for (const e of entries) {
+    const failures = /^failures (\d+)$/.exec(e.detail);
+    if (e.operation === "LOGIN" && e.actor) {
+      if (e.result === "LOGIN_FAILED" && failures && Number(failures[1]) >= maxFailures) locked.add(e.actor);
+      if (e.result === "OK" && locked.has(e.actor)) {
+        out.push({ invariant: "locked-account-logged-in", detail: `${hsmId}: ${e.actor} logged in at audit entry ${e.seq} while locked` });
+      }
+    } else if (["CHANGE_PASSWORD", "DELETE_USER", "CREATE_USER"].includes(e.operation) && e.result === "OK") {
+      locked.delete(e.detail.split(" ")[0]);
+    } else if (e.operation === "SYNC" && e.result === "OK") {
+      const user = /^(user|user-delete) user:(\S+)/.exec(e.detail);
+      if (user && (user[1] === "user-delete" || e.detail.endsWith("(failures reset)"))) locked.delete(user[2]);
+    }
+  }
+  return out;
+}
+
+/** Users, keys and tombstones with their versions: equal digests mean equal replicated state. */
+export function replicaDigest(hsm: Hsm): string {
+  const s = hsm.store;
+  return JSON.stringify([
+    hsm.activated,
+    s.users().map((u) => [u.name, u.version, u.role]),
+    s.keys().map((k) => [k.id, k.version]),
+    s.tombstones().map((t) => [t.kind, t.name, t.version]),
+  ]);
+}
+
+/**
+ * Every acknowledged write is in every live HSM's journal, and the record it wrote is at that
+ * version or a later one there (a later write superseded it; it was not lost).
+ */
+export function checkAcknowledged(history: History, live: Hsm[]): Violation[] {
+  const out: Violation[] = [];
+  for (const { origin, seq, what } of history.acknowledged) {
+    for (const hsm of live) {
+      const [entry] = hsm.state.entriesAfter(origin, seq - 1, 1);
+      if (!entry || entry.seq !== seq) {
+        out.push({ invariant: "acknowledged-change-lost", detail: `${hsm.id} lacks acknowledged change ${origin}/${seq} (${what})` });
+        continue;
+      }
+      const current = recordVersion(hsm, changeSubject(entry.change));
+      if (current < entry.change.version) {
+        out.push({ invariant: "acknowledged-change-lost", detail: `${hsm.id}: ${changeSubject(entry.change)} is at version ${current}, below acknowledged ${entry.change.version} (${what})` });
+      }
+    }
+  }
+  return out;
+}
+
+function recordVersion(hsm: Hsm, subject: string): number {
+  const s = hsm.store;
+  if (subject === "activation") return hsm.activated ? Number.MAX_SAFE_INTEGER : -1;
+  const [kind, name] = [subject.slice(0, subject.indexOf(":")), subject.slice(subject.indexOf(":") + 1)];
+  if (kind === "key") return s.key(Number(name))?.version ?? s.tombstone("key", name)?.version ?? -1;
+  return s.user(name)?.version ?? s.tombstone("user", name)?.version ?? -1;
+}

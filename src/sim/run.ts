@@ -1,0 +1,180 @@
+// One simulated run from one seed: a cluster with fault rates drawn from the seed, the
+// workload, crashes, restarts, replacements, an added HSM, partitions and lossy links; then
+// the faults stop and the run checks every invariant, including that the live HSMs converge
+// within a bound. The same seed replays the same run, event for event.
+import { History, type Violation, checkAcknowledged, checkAuditChains, replicaDigest } from "./invariants.js";
+import type { LinkFaults } from "./network.js";
+import { Rng } from "./random.js";
+import { Workload } from "./workload.js";
+import { World } from "./world.js";
+
+export interface FaultProfile {
+  hsmCount: number;
+  network: LinkFaults;
+  /** Mean time between HSM crashes (0: none); one HSM is down at a time. */
+  crashEveryUs: number;
+  /** Chance that a crashed HSM is replaced rather than restarted. */
+  replaceChance: number;
+  /** Mean time between partitions that isolate one HSM (0: none). */
+  partitionEveryUs: number;
+  /** Whether an HSM is added (cloned) during the run. */
+  addHsm: boolean;
+  cryptoUsers: number;
+}
+
+export interface SimReport {
+  seed: number;
+  ok: boolean;
+  violations: Violation[];
+  profile: FaultProfile;
+  counts: History["counts"];
+  faults: { crashes: number; restarts: number; replacements: number; partitions: number; added: number };
+  /** Simulated time from the end of faults until every live HSM held the same state (-1: never). */
+  convergenceUs: number;
+  simulatedUs: number;
+  network: { sent: number; delivered: number; lost: number; duplicated: number; undeliverable: number };
+  clientRetries: number;
+  wallMs: number;
+}
+
+export interface RunOptions {
+  /** Simulated time the workload runs with faults (default 20 s). */
+  workloadUs?: number;
+  /** Liveness bound: the live HSMs must converge within this after faults stop (default 20 s). */
+  convergenceBoundUs?: number;
+}
+
+export function drawProfile(rng: Rng): FaultProfile {
+  return {
+    hsmCount: rng.between(2, 5),
+    network: {
+      latencyUs: rng.between(100, 1_000),
+      jitterUs: rng.pick([0, 500, 3_000]),
+      lossRate: rng.pick([0, 0, 0.01, 0.05]),
+      duplicateRate: rng.pick([0, 0.01, 0.05]),
+    },
+    crashEveryUs: rng.pick([0, 3_000_000, 6_000_000]),
+    replaceChance: rng.pick([0, 0.3, 0.6]),
+    partitionEveryUs: rng.pick([0, 4_000_000, 8_000_000]),
+    addHsm: rng.chance(0.3),
+    cryptoUsers: rng.between(2, 4),
+  };
+}
+
+export function runSimulation(seed: number, options: RunOptions = {}): SimReport {
+  const started = performance.now();
+  const rng = new Rng(seed);
+  const profile = drawProfile(rng.fork("profile"));
+  const world = new World({ seed, faults: profile.network, cluster: { hsmCount: profile.hsmCount } });
+  const history = new History();
+  const faults = { crashes: 0, restarts: 0, replacements: 0, partitions: 0, added: 0 };
+  let convergenceUs = -1;
+  try {
+    const workload = new Workload(world, history, rng.fork("workload"), { cryptoUsers: profile.cryptoUsers, thinkUs: 100_000 });
+    // Setup runs on a quiet network: faults are for the workload.
+    world.network.setFaults({ lossRate: 0, duplicateRate: 0 });
+    workload.setup();
+    world.network.setFaults(profile.network);
+    const faultEnd = world.clock.nowUs() + (options.workloadUs ?? 20_000_000);
+    injectFaults(world, rng.fork("faults"), profile, faultEnd, workload.clientAddresses, faults);
+    workload.start(faultEnd);
+    world.clock.runUntil(faultEnd);
+
+    // Faults stop: heal the network, bring every crashed HSM back, and wait for convergence.
+    world.network.heal();
+    world.network.setFaults({ lossRate: 0, duplicateRate: 0, jitterUs: 0 });
+    for (const hsm of world.cluster.describe()) if (hsm.state !== "DELETED" && !world.cluster.node(hsm.hsmId)) world.cluster.restartHsm(hsm.hsmId);
+    const quietAt = world.clock.nowUs();
+    const bound = options.convergenceBoundUs ?? 20_000_000;
+    while (world.clock.nowUs() - quietAt <= bound) {
+      const digests = new Set(world.cluster.liveNodes().map((n) => replicaDigest(n.hsm)));
+      if (digests.size === 1) {
+        convergenceUs = world.clock.nowUs() - quietAt;
+        break;
+      }
+      world.run(50_000);
+    }
+    const live = world.cluster.liveNodes().map((n) => n.hsm);
+    if (convergenceUs < 0) {
+      history.violations.push({ invariant: "no-convergence", detail: `live HSMs still differ ${bound / 1e6} s after faults stopped` });
+    }
+    history.violations.push(...checkAcknowledged(history, live));
+    const report = (): SimReport => ({
+      seed, ok: history.violations.length === 0, violations: history.violations, profile, counts: history.counts, faults, convergenceUs,
+      simulatedUs: world.clock.nowUs(), network: { ...world.network.stats },
+      clientRetries: 0, wallMs: performance.now() - started,
+    });
+    world.cluster.shutdown();
+    history.violations.push(...checkAuditChains(world.cluster.dataFolders()));
+    return report();
+  } finally {
+    world.dispose();
+  }
+}
+
+/** Schedules crashes (restart or replacement), partitions and an added HSM until `untilUs`. */
+function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: number, clients: string[], faults: SimReport["faults"]): void {
+  const { clock, cluster, network } = world;
+  let down: string | null = null;
+  const every = (meanUs: number, fn: () => void) => {
+    if (meanUs <= 0) return;
+    const next = () => {
+      if (clock.nowUs() >= untilUs) return;
+      fn();
+      clock.schedule(rng.between(meanUs / 2, (meanUs * 3) / 2), next);
+    };
+    clock.schedule(rng.between(meanUs / 2, (meanUs * 3) / 2), next);
+  };
+  every(profile.crashEveryUs, () => {
+    if (down !== null) return;
+    const live = cluster.describe().filter((h) => h.state !== "DELETED" && cluster.node(h.hsmId));
+    if (live.length < 2) return;
+    const victim = rng.pick(live).hsmId;
+    cluster.crashHsm(victim);
+    faults.crashes++;
+    down = victim;
+    clock.schedule(rng.between(500_000, 3_000_000), () => {
+      if (rng.chance(profile.replaceChance)) {
+        cluster.replaceHsm(victim);
+        faults.replacements++;
+      } else {
+        cluster.restartHsm(victim);
+        faults.restarts++;
+      }
+      down = null;
+    });
+  });
+  every(profile.partitionEveryUs, () => {
+    const hsms = cluster.describe().filter((h) => h.state !== "DELETED").map((h) => h.address);
+    const isolated = rng.pick(hsms);
+    if (rng.chance(0.3)) {
+      network.blockLink(isolated, rng.pick(hsms.filter((a) => a !== isolated).concat(clients)));
+    } else {
+      network.partition([isolated], hsms.filter((a) => a !== isolated).concat(clients));
+    }
+    faults.partitions++;
+    clock.schedule(rng.between(500_000, 2_500_000), () => network.heal());
+  });
+  if (profile.addHsm) {
+    clock.schedule(rng.between(1_000_000, Math.max(1_000_001, untilUs - clock.nowUs() - 1_000_000)), () => {
+      if (cluster.describe().filter((h) => h.state !== "DELETED").length >= 6) return;
+      cluster.addHsm();
+      faults.added++;
+    });
+  }
+}
+
+/** Runs `count` seeds from `firstSeed`; the report lists every failing seed. */
+export function sweep(firstSeed: number, count: number, options: RunOptions = {}, onRun?: (report: SimReport) => void): {
+  runs: number; failed: SimReport[]; wallMs: number; runsPerSecond: number;
+} {
+  const started = performance.now();
+  const failed: SimReport[] = [];
+  for (let seed = firstSeed; seed < firstSeed + count; seed++) {
+    const report = runSimulation(seed, options);
+    if (!report.ok) failed.push(report);
+    onRun?.(report);
+  }
+  const wallMs = performance.now() - started;
+  return { runs: count, failed, wallMs, runsPerSecond: count / (wallMs / 1000) };
+}

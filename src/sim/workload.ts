@@ -1,0 +1,275 @@
+// The simulated applications: crypto users creating, using, sharing, unsharing and deleting
+// keys (and trying keys they may not use), a crypto officer managing users and resetting a
+// locked account, and an attacker guessing a password. Each is a ClusterConnection of its own;
+// everything they were told goes into the History the invariant checkers read.
+import { type ClusterConnection, type CryptoUserSession, type KeyRef, keyHandle } from "../client/api.js";
+import { ClientError } from "../client/errors.js";
+import { HsmError } from "../hsm/errors.js";
+import { CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS } from "../pkcs11/constants.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import type { History } from "./invariants.js";
+import type { Rng } from "./random.js";
+import type { World } from "./world.js";
+
+export const OFFICER = { username: "admin", password: "officer-pass-1" };
+const VICTIM = "victim";
+const LOGGED_IN = new Set([CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS]);
+
+interface CryptoActor {
+  name: string;
+  password: string;
+  connection: ClusterConnection;
+  session: CryptoUserSession | null;
+  own: Map<number, KeyRef>;
+  sharedWithMe: Set<number>;
+  /** key id → users it was shared with (acknowledged or not). */
+  sharedTo: Map<number, Set<string>>;
+  deleted: number[];
+  counter: number;
+}
+
+export interface WorkloadOptions {
+  cryptoUsers: number;
+  /** Mean pause between an actor's operations. */
+  thinkUs: number;
+}
+
+type Outcome = "ok" | "failed" | "unknown";
+
+export class Workload {
+  private readonly actors: CryptoActor[] = [];
+  private officer!: ClusterConnection;
+  private attacker!: ClusterConnection;
+  private victimPassword = "victim-pass-0";
+  private tempUsers: string[] = [];
+  private tempCounter = 0;
+
+  constructor(private readonly world: World, private readonly history: History, private readonly rng: Rng, private readonly options: WorkloadOptions) {}
+
+  /** Client addresses, for partitions. */
+  get clientAddresses(): string[] {
+    return ["client-officer", "client-attacker", ...this.actors.map((a) => `client-${a.name}`)];
+  }
+
+  /** Initializes and activates the cluster and creates the users (before faults start). */
+  setup(): void {
+    const { cluster } = this.world;
+    cluster.initialize();
+    this.officer = this.world.connect("officer");
+    this.officer.console("admin", "password").changePassword("admin", OFFICER.password);
+    const co = this.officer.console(OFFICER.username, OFFICER.password);
+    for (let i = 0; i < this.options.cryptoUsers; i++) co.createUser(`cu${i}`, "CU", `cu${i}-pass-1`);
+    co.createUser(VICTIM, "CU", this.victimPassword);
+    this.world.run(1_000_000); // let the users reach every HSM
+    for (let i = 0; i < this.options.cryptoUsers; i++) {
+      const connection = this.world.connect(`cu${i}`);
+      this.actors.push({ name: `cu${i}`, password: `cu${i}-pass-1`, connection, session: null, own: new Map(), sharedWithMe: new Set(),
+        sharedTo: new Map(), deleted: [], counter: 0 });
+    }
+    this.attacker = this.world.connect("attacker");
+  }
+
+  /** Starts every actor's loop; they stop scheduling new operations at `untilUs`. */
+  start(untilUs: number): void {
+    const loop = (name: string, step: () => void, thinkUs: number) => {
+      const next = () => {
+        if (this.world.clock.nowUs() >= untilUs) return;
+        this.guard(name, step);
+        this.world.clock.schedule(this.rng.between(thinkUs / 2, thinkUs * 3 / 2), next);
+      };
+      this.world.clock.schedule(this.rng.int(thinkUs), next);
+    };
+    for (const actor of this.actors) loop(actor.name, () => this.cryptoStep(actor), this.options.thinkUs);
+    loop("officer", () => this.officerStep(), this.options.thinkUs * 8);
+    loop("attacker", () => this.attackerStep(), this.options.thinkUs * 3);
+  }
+
+  // ---- crypto users ----
+  private cryptoStep(actor: CryptoActor): void {
+    if (actor.session && !LOGGED_IN.has(actor.session.pkcs11.C_GetSessionInfo(actor.session.session).state)) {
+      // An HSM refused the client's stored credentials (reset password, lockout): log in again.
+      actor.session.close();
+      actor.session = null;
+    }
+    if (!actor.session) {
+      const session = this.attempt(() => actor.connection.login(actor.name, actor.password));
+      if (session.outcome !== "ok") return;
+      actor.session = session.value!;
+    }
+    const roll = this.rng.next();
+    if (roll < 0.25 || actor.own.size === 0) return this.createKey(actor);
+    if (roll < 0.5) return this.use(actor, this.rng.pick([...actor.own.keys()]));
+    if (roll < 0.6 && actor.sharedWithMe.size > 0) return this.use(actor, this.rng.pick([...actor.sharedWithMe.keys()]));
+    if (roll < 0.65) return this.useForeign(actor);
+    if (roll < 0.75) return this.share(actor);
+    if (roll < 0.8) return this.unshare(actor);
+    if (roll < 0.9) return this.deleteKey(actor);
+    if (roll < 0.95 && actor.deleted.length > 0) return this.use(actor, this.rng.pick(actor.deleted));
+    this.sessionKey(actor);
+  }
+
+  private createKey(actor: CryptoActor): void {
+    const label = `${actor.name}-${actor.counter++}`;
+    const before = actor.connection.client.lastWrite;
+    const r = this.attempt(() => actor.session!.generateAesKey({ label }));
+    if (r.outcome !== "ok") return;
+    const key = r.value!;
+    this.acknowledged(actor, before, `create key ${key.id} for ${actor.name}`);
+    this.history.keyCreated(key.id, actor.name);
+    actor.own.set(key.id, key);
+  }
+
+  private use(actor: CryptoActor, id: number): void {
+    const key: KeyRef = { handle: keyHandle(id), id, label: "" };
+    const started = this.history.tick();
+    const plaintext = this.rng.bytes(this.rng.between(1, 64));
+    const r = this.attempt(() => actor.session!.decrypt(key, actor.session!.encrypt(key, plaintext)));
+    if (r.outcome !== "ok") {
+      this.history.counts.refusedUses++;
+      return;
+    }
+    if (!r.value!.equals(plaintext)) this.history.violations.push({ invariant: "unexpected-error", detail: `${actor.name}: key ${id} decrypted to other bytes` });
+    this.history.used(id, actor.name, started, "encrypt+decrypt");
+  }
+
+  private useForeign(actor: CryptoActor): void {
+    const foreign = [...this.history.createdKeys].filter(([id, k]) => k.owner !== actor.name && !actor.sharedWithMe.has(id));
+    if (foreign.length === 0) return;
+    this.use(actor, this.rng.pick(foreign)[0]);
+  }
+
+  private share(actor: CryptoActor): void {
+    const others = this.actors.filter((a) => a !== actor);
+    if (actor.own.size === 0 || others.length === 0) return;
+    const key = this.rng.pick([...actor.own.values()]);
+    const target = this.rng.pick(others);
+    this.history.grant(key.id, target.name); // from the attempt on: the outcome may be unknown
+    const set = actor.sharedTo.get(key.id) ?? new Set();
+    set.add(target.name);
+    actor.sharedTo.set(key.id, set);
+    const before = actor.connection.client.lastWrite;
+    const r = this.attempt(() => actor.connection.console(actor.name, actor.password).shareKey(key.id, target.name));
+    if (r.outcome !== "ok") return;
+    this.acknowledged(actor, before, `share key ${key.id} with ${target.name}`);
+    target.connection.client.observe(actor.connection.client.causalityToken());
+    target.sharedWithMe.add(key.id);
+  }
+
+  private unshare(actor: CryptoActor): void {
+    const shared = [...actor.sharedTo].filter(([id, users]) => actor.own.has(id) && users.size > 0);
+    if (shared.length === 0) return;
+    const [id, users] = this.rng.pick(shared);
+    const targetName = this.rng.pick([...users]);
+    const before = actor.connection.client.lastWrite;
+    const r = this.attempt(() => actor.connection.console(actor.name, actor.password).unshareKey(id, targetName));
+    if (r.outcome !== "ok") return;
+    this.acknowledged(actor, before, `unshare key ${id} from ${targetName}`);
+    users.delete(targetName);
+    const target = this.actors.find((a) => a.name === targetName)!;
+    target.connection.client.observe(actor.connection.client.causalityToken());
+    target.sharedWithMe.delete(id);
+    this.history.revoke(id, targetName);
+  }
+
+  private deleteKey(actor: CryptoActor): void {
+    if (actor.own.size === 0) return;
+    const key = this.rng.pick([...actor.own.values()]);
+    const before = actor.connection.client.lastWrite;
+    const r = this.attempt(() => actor.session!.deleteKey(key));
+    if (r.outcome !== "ok") return;
+    this.acknowledged(actor, before, `delete key ${key.id}`);
+    actor.own.delete(key.id);
+    actor.deleted.push(key.id);
+    this.history.revoke(key.id, actor.name);
+    for (const name of actor.sharedTo.get(key.id) ?? []) {
+      const target = this.actors.find((a) => a.name === name)!;
+      target.connection.client.observe(actor.connection.client.causalityToken());
+      target.sharedWithMe.delete(key.id);
+      this.history.revoke(key.id, name);
+    }
+  }
+
+  private sessionKey(actor: CryptoActor): void {
+    this.attempt(() => {
+      const key = actor.session!.generateAesKey({ label: `${actor.name}-session`, token: false });
+      const plaintext = Buffer.from("session key data");
+      if (!actor.session!.decrypt(key, actor.session!.encrypt(key, plaintext)).equals(plaintext)) throw new Error("session key round trip differs");
+      actor.session!.deleteKey(key);
+    });
+  }
+
+  // ---- officer: temporary users, and unlocking the victim ----
+  private officerStep(): void {
+    const co = this.officer.console(OFFICER.username, OFFICER.password);
+    const roll = this.rng.next();
+    if (roll < 0.4) {
+      const name = `temp${this.tempCounter++}`;
+      const before = this.officer.client.lastWrite;
+      if (this.attempt(() => co.createUser(name, "CU", "temp-pass-1")).outcome === "ok") {
+        this.tempUsers.push(name);
+        this.acknowledgedBy(this.officer, before, `create user ${name}`);
+      }
+    } else if (roll < 0.7 && this.tempUsers.length > 0) {
+      const name = this.tempUsers[0];
+      const before = this.officer.client.lastWrite;
+      if (this.attempt(() => co.deleteUser(name)).outcome === "ok") {
+        this.tempUsers.shift();
+        this.acknowledgedBy(this.officer, before, `delete user ${name}`);
+      }
+    } else {
+      const password = `victim-pass-${this.tempCounter++}`;
+      const before = this.officer.client.lastWrite;
+      if (this.attempt(() => co.changePassword(VICTIM, password)).outcome === "ok") {
+        this.victimPassword = password;
+        this.acknowledgedBy(this.officer, before, "reset the victim's password");
+        this.attacker.client.observe(this.officer.client.causalityToken());
+      }
+    }
+  }
+
+  // ---- attacker: wrong passwords, sometimes the right one ----
+  private attackerStep(): void {
+    const right = this.rng.chance(0.2);
+    this.history.counts.logins++;
+    const r = this.attempt(() => this.attacker.login(VICTIM, right ? this.victimPassword : "wrong-password-x").close());
+    if (r.outcome === "failed" && r.error instanceof Pkcs11Error && r.error.message === "CKR_PIN_LOCKED") this.history.counts.lockedRefusals++;
+  }
+
+  // ---- helpers ----
+  private acknowledged(actor: CryptoActor, before: [number, number] | null, what: string): void {
+    this.acknowledgedBy(actor.connection, before, what);
+  }
+
+  private acknowledgedBy(connection: ClusterConnection, before: [number, number] | null, what: string): void {
+    const after = connection.client.lastWrite;
+    this.history.counts.acknowledged++;
+    if (after !== before) this.history.acknowledge(after, what);
+  }
+
+  /** Runs one operation; the cluster's refusals and faults are outcomes, anything else is a bug. */
+  private attempt<T>(fn: () => T): { outcome: Outcome; value?: T; error?: Error } {
+    this.history.counts.attempted++;
+    try {
+      return { outcome: "ok", value: fn() };
+    } catch (e) {
+      const unknown = (e instanceof ClientError && e.code === "OUTCOME_UNKNOWN") || (e instanceof Pkcs11Error && (e.detail ?? "").startsWith("OUTCOME_UNKNOWN"));
+      if (unknown) {
+        this.history.counts.unknown++;
+        return { outcome: "unknown", error: e as Error };
+      }
+      if (e instanceof Pkcs11Error || e instanceof HsmError || e instanceof ClientError) {
+        this.history.counts.failed++;
+        return { outcome: "failed", error: e };
+      }
+      throw e;
+    }
+  }
+
+  private guard(name: string, step: () => void): void {
+    try {
+      step();
+    } catch (e) {
+      this.history.violations.push({ invariant: "unexpected-error", detail: `${name}: ${e instanceof Error ? e.stack : String(e)}` });
+    }
+  }
+}
