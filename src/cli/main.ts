@@ -7,10 +7,11 @@ import { HsmError } from "../hsm/errors.js";
 import { runAudit } from "./audit.js";
 import { runDemo } from "./demo.js";
 import { runDeviceDemo } from "./device-demo.js";
+import { runSimCommand } from "./sim.js";
 import { textOutput } from "./format.js";
 import { throughput } from "./throughput.js";
 
-const USAGE = `hsmsim: a simulated CloudHSM-style HSM (this release: the chip and its PKCS#11 token)
+const USAGE = `hsmsim: a simulated CloudHSM-style HSM cluster (chip, HSM device, cluster, client, simulator)
 
 usage: hsmsim <command> [options]
 
@@ -18,6 +19,11 @@ commands:
   demo                 guided run over a fresh token and an HSM (what \`npm start\` runs)
   audit <data folder> [--json] [--op OPERATION] [--user NAME] [--from SEQ] [--tail N]
                        print an HSM's audit log and verify its hash chain (exit 1 if broken)
+  sim [--seed N] [--json]
+                       one deterministic cluster simulation with faults; checks every
+                       invariant (exit 1 and the seed to replay on a violation)
+  sim --seeds COUNT [--from N] [--json]
+                       a seed sweep, with runs per second
   mechanisms [--json]  the mechanisms the token offers, with key sizes and flags
   bench [--json] [--ms N]
                        quick throughput of the chip through the PKCS#11 API
@@ -34,6 +40,17 @@ function loggedInToken(): { pkcs11: PKCS11; session: Buffer } {
   const pkcs11 = new PKCS11("memory:");
   pkcs11.C_Initialize();
   return { pkcs11, session: openUserSession(pkcs11, { soPin: "cli-so-pin", userPin: "cli-user-pin" }).session };
+}
+
+class UsageError extends Error {}
+
+/** A whole-number option's value (undefined when absent). */
+function wholeNumber(args: string[], name: string, min = 0): number | undefined {
+  const text = option(args, name);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${name} takes a whole number of at least ${min}`);
+  return n;
 }
 
 const mechanismNames = new Map<number, string>();
@@ -57,18 +74,24 @@ export function main(args: string[]): number {
         process.stderr.write("usage: hsmsim audit <data folder> [--json] [--op OPERATION] [--user NAME] [--from SEQ] [--tail N]\n");
         return 2;
       }
-      const number = (name: string) => {
-        const text = option(rest, name);
-        if (text === undefined) return undefined;
-        const n = Number(text);
-        if (!Number.isInteger(n) || n < 0) throw new HsmError("INVALID_ARGUMENT", `${name} takes a whole number`);
-        return n;
-      };
       try {
-        return runAudit(dir, { json, operation: option(rest, "--op"), user: option(rest, "--user"), fromSeq: number("--from"), tail: number("--tail") });
+        return runAudit(dir, { json, operation: option(rest, "--op"), user: option(rest, "--user"), fromSeq: wholeNumber(rest, "--from"),
+          tail: wholeNumber(rest, "--tail") });
       } catch (e) {
-        if (e instanceof HsmError) {
+        if (e instanceof HsmError || e instanceof UsageError) {
           process.stderr.write(`hsmsim audit: ${e.message}\n`);
+          return 2;
+        }
+        throw e;
+      }
+    }
+    case "sim": {
+      try {
+        const command = { seed: wholeNumber(rest, "--seed"), seeds: wholeNumber(rest, "--seeds", 1), from: wholeNumber(rest, "--from"), json };
+        return runSimCommand(command, textOutput(), (t) => process.stdout.write(t));
+      } catch (e) {
+        if (e instanceof UsageError) {
+          process.stderr.write(`hsmsim sim: ${e.message}\n`);
           return 2;
         }
         throw e;

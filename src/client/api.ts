@@ -93,9 +93,9 @@ export class ClusterConnection {
   }
 
   /** @internal one management call */
-  manage(username: string, password: string, method: ManageMethod, args: unknown[], pinned?: string): unknown {
+  manage(username: string, password: string, method: ManageMethod, args: unknown[], pinned?: string, anyState = false): unknown {
     const op: RequestOp = { kind: "manage", method, username, password, args };
-    return this.wait((done) => this.client.send(op, { pinned, rule: READ_ONLY.has(method) ? "repeat" : "fail" }, done));
+    return this.wait((done) => this.client.send(op, { pinned, rule: READ_ONLY.has(method) ? "repeat" : "fail", anyState }, done));
   }
 
   /** @internal */
@@ -143,14 +143,17 @@ export class ManagementConsole {
     return this.call("describeKey", keyId) as KeyDescription;
   }
 
-  /** Asks every HSM that answers for its users and compares the lists. */
+  /**
+   * Asks every HSM for its own user list (as it stands there, not waiting for this client's
+   * writes) and compares them: consistent only when every HSM answered with the same users.
+   */
   listUsers(): UserListReport {
     const byHsm: UserListReport["byHsm"] = [];
     const unreachable: string[] = [];
     let users: UserInfo[] = [];
     for (const member of this.connection.health().members) {
       try {
-        const list = this.connection.manage(this.username, this.password, "listUsers", [], member.address) as UserInfo[];
+        const list = this.connection.manage(this.username, this.password, "listUsers", [], member.address, true) as UserInfo[];
         byHsm.push({ address: member.address, usernames: list.map((u) => u.username).sort() });
         if (users.length === 0) users = list;
       } catch (e) {
@@ -159,7 +162,7 @@ export class ManagementConsole {
       }
     }
     const first = JSON.stringify(byHsm[0]?.usernames ?? []);
-    return { users, consistent: byHsm.every((h) => JSON.stringify(h.usernames) === first), byHsm, unreachable };
+    return { users, consistent: unreachable.length === 0 && byHsm.every((h) => JSON.stringify(h.usernames) === first), byHsm, unreachable };
   }
 
   private call(method: ManageMethod, ...args: unknown[]): unknown {

@@ -1,8 +1,10 @@
 // The client SDK's connection layer: bootstrap from one HSM address, learn and keep current
-// the address list (polled every refreshIntervalUs, and at once when an answer shows a newer
-// membership epoch), spread requests by the HSMs' spare capacity, retry busy or lagging HSMs
-// elsewhere with exponential backoff, and fail over when an HSM stops answering — for the
-// requests that are safe to repeat (see RetryRule).
+// the address list (polled: a heartbeat to every HSM each heartbeatIntervalUs carries the
+// list back, and an answer showing a newer membership epoch triggers a fetch at once), spread
+// requests by the HSMs' spare capacity, retry busy or lagging HSMs elsewhere with exponential
+// backoff, and fail over when an HSM stops answering — for the requests that are safe to
+// repeat (see RetryRule). The heartbeat is also the failure detector: an HSM that misses one
+// leaves the rotation until it answers again.
 import { copyValue } from "../cluster/calls.js";
 import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, Transport } from "../cluster/protocol.js";
 import type { Clock } from "../sim/clock.js";
@@ -17,14 +19,19 @@ export interface ClientOptions {
   address: string;
   /** One HSM's address (or a gateway's): the client learns the others from it. */
   bootstrap: string;
-  /** How long the client waits for an answer before it counts the HSM as unreachable (default 500 ms). */
+  /** How long the client waits for an answer to a read before it counts the HSM as unreachable (default 500 ms). */
   requestTimeoutUs?: number;
+  /**
+   * How long it waits for an answer to a write (default 3 s): longer than the HSMs' replication
+   * timeout, so a write that waits for its quorum is not mistaken for a lost HSM.
+   */
+  writeTimeoutUs?: number;
   /** Retries after a busy or lagging answer, or a failover (default 3). */
   maxRetries?: number;
   /** First backoff; each retry doubles it (default 20 ms). */
   backoffUs?: number;
-  /** How often the client polls the address list (default 10 s). */
-  refreshIntervalUs?: number;
+  /** How often the client checks every HSM and polls the address list (default 1 s). */
+  heartbeatIntervalUs?: number;
 }
 
 /**
@@ -38,6 +45,8 @@ export interface SendOptions {
   /** Only this HSM (a session's operation or session object lives there). */
   pinned?: string;
   rule: RetryRule;
+  /** Serve from whatever the HSM holds, even if it lacks this client's own writes (to compare HSMs). */
+  anyState?: boolean;
 }
 
 export interface MemberHealth extends MemberAddress {
@@ -71,6 +80,7 @@ export class ClusterClient {
   /** Journal positions of the writes acknowledged to this client. */
   private readonly acked = new Map<number, number>();
   private readonly requestTimeoutUs: number;
+  private readonly writeTimeoutUs: number;
   private readonly maxRetries: number;
   private readonly backoffUs: number;
   private refreshing = false;
@@ -81,15 +91,21 @@ export class ClusterClient {
   constructor(private readonly options: ClientOptions) {
     this.conn = `${options.address}#${options.rng.int(1 << 30)}`;
     this.requestTimeoutUs = options.requestTimeoutUs ?? 500_000;
+    this.writeTimeoutUs = options.writeTimeoutUs ?? 3_000_000;
     this.maxRetries = options.maxRetries ?? 3;
     this.backoffUs = options.backoffUs ?? 20_000;
     options.transport.attach(options.address, (from, message) => this.receive(from, message));
-    const poll = () => {
+    const interval = options.heartbeatIntervalUs ?? 1_000_000;
+    const heartbeat = () => {
       if (this.closed) return;
-      this.refresh();
-      options.clock.schedule(options.refreshIntervalUs ?? 10_000_000, poll);
+      for (const member of this.members.values()) {
+        this.exchange(member.address, { kind: "hello" }, this.requestTimeoutUs, (response) => {
+          if (response?.ok) this.learn(response.value as HelloValue);
+        });
+      }
+      options.clock.schedule(interval, heartbeat);
     };
-    options.clock.schedule(options.refreshIntervalUs ?? 10_000_000, poll);
+    options.clock.schedule(interval, heartbeat);
   }
 
   get cluster(): string | null {
@@ -140,7 +156,7 @@ export class ClusterClient {
 
   /** Bootstraps: asks the bootstrap address for the cluster's members. */
   connect(cb: (error: Error | null) => void): void {
-    this.exchange(this.options.bootstrap, { kind: "hello" }, (response) => {
+    this.exchange(this.options.bootstrap, { kind: "hello" }, this.requestTimeoutUs, (response) => {
       if (!response || !response.ok) {
         cb(new ClientError("NO_REACHABLE_HSM", `bootstrap address ${this.options.bootstrap} did not answer`));
         return;
@@ -158,7 +174,7 @@ export class ClusterClient {
 
   close(): void {
     this.closed = true;
-    for (const member of this.members.values()) this.exchange(member.address, { kind: "close" }, () => {});
+    for (const member of this.members.values()) this.exchange(member.address, { kind: "close" }, this.requestTimeoutUs, () => {});
     for (const p of this.pending.values()) this.options.clock.cancel(p.timer);
     this.pending.clear();
     this.options.transport.detach(this.options.address);
@@ -171,7 +187,7 @@ export class ClusterClient {
       return;
     }
     tried.add(target);
-    this.exchange(target, op, (response) => {
+    this.exchange(target, op, options.rule === "fail" ? this.writeTimeoutUs : this.requestTimeoutUs, (response) => {
       const again = (why: "busy" | "stale" | "failover", message: string) => {
         // A pinned request waits for its HSM when busy, but cannot fail over.
         if (retry >= this.maxRetries || (options.pinned !== undefined && why === "failover")) {
@@ -204,13 +220,13 @@ export class ClusterClient {
         return again("stale", failure.message);
       }
       cb(failureError(failure), undefined, target);
-    });
+    }, options.anyState);
   }
 
   /** One request to one HSM: the answer, or null after the timeout. */
-  private exchange(target: string, op: RequestOp, done: (response: Response | null) => void): void {
-    const request: Request = { t: "req", id: this.nextId++, conn: this.conn, op: copyValue(op), after: this.after() };
-    const timer = this.options.clock.schedule(this.requestTimeoutUs, () => {
+  private exchange(target: string, op: RequestOp, timeoutUs: number, done: (response: Response | null) => void, anyState = false): void {
+    const request: Request = { t: "req", id: this.nextId++, conn: this.conn, op: copyValue(op), after: anyState ? [] : this.after() };
+    const timer = this.options.clock.schedule(timeoutUs, () => {
       if (!this.pending.delete(request.id)) return;
       this.stats.timeouts++;
       const member = this.members.get(target);
@@ -252,7 +268,7 @@ export class ClusterClient {
     const target = this.pick(new Set());
     if (target === null) return;
     this.refreshing = true;
-    this.exchange(target, { kind: "hello" }, (response) => {
+    this.exchange(target, { kind: "hello" }, this.requestTimeoutUs, (response) => {
       this.refreshing = false;
       if (response?.ok) this.learn(response.value as HelloValue);
     });

@@ -33,7 +33,6 @@ export interface SimReport {
   convergenceUs: number;
   simulatedUs: number;
   network: { sent: number; delivered: number; lost: number; duplicated: number; undeliverable: number };
-  clientRetries: number;
   wallMs: number;
 }
 
@@ -99,17 +98,18 @@ export function runSimulation(seed: number, options: RunOptions = {}): SimReport
       history.violations.push({ invariant: "no-convergence", detail: `live HSMs still differ ${bound / 1e6} s after faults stopped` });
     }
     history.violations.push(...checkAcknowledged(history, live));
-    const report = (): SimReport => ({
-      seed, ok: history.violations.length === 0, violations: history.violations, profile, counts: history.counts, faults, convergenceUs,
-      simulatedUs: world.clock.nowUs(), network: { ...world.network.stats },
-      clientRetries: 0, wallMs: performance.now() - started,
-    });
     world.cluster.shutdown();
     history.violations.push(...checkAuditChains(world.cluster.dataFolders()));
-    return report();
+  } catch (e) {
+    // The simulator's own machinery failed: that is a finding too, with its seed.
+    history.violations.push({ invariant: "unexpected-error", detail: e instanceof Error ? e.stack ?? e.message : String(e) });
   } finally {
     world.dispose();
   }
+  return {
+    seed, ok: history.violations.length === 0, violations: history.violations, profile, counts: history.counts, faults, convergenceUs,
+    simulatedUs: world.clock.nowUs(), network: { ...world.network.stats }, wallMs: performance.now() - started,
+  };
 }
 
 /** Schedules crashes (restart or replacement), partitions and an added HSM until `untilUs`. */
@@ -134,6 +134,8 @@ function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: nu
     faults.crashes++;
     down = victim;
     clock.schedule(rng.between(500_000, 3_000_000), () => {
+      down = null;
+      if (cluster.node(victim)) return; // the end of the faults restarted it already
       if (rng.chance(profile.replaceChance)) {
         cluster.replaceHsm(victim);
         faults.replacements++;
@@ -141,7 +143,6 @@ function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: nu
         cluster.restartHsm(victim);
         faults.restarts++;
       }
-      down = null;
     });
   });
   every(profile.partitionEveryUs, () => {

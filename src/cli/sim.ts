@@ -1,0 +1,50 @@
+// `hsmsim sim`: one deterministic run (--seed N) or a seed sweep (--seeds COUNT [--from N]).
+// A failing run prints its seed and the command that replays it; the exit code is 1.
+import { type SimReport, runSimulation, sweep } from "../sim/run.js";
+import type { Output } from "./format.js";
+
+export interface SimCommand {
+  seed?: number;
+  seeds?: number;
+  from?: number;
+  json: boolean;
+  workloadUs?: number;
+}
+
+export function runSimCommand(command: SimCommand, out: Output, write: (text: string) => void): number {
+  const options = command.workloadUs === undefined ? {} : { workloadUs: command.workloadUs };
+  if (command.seeds === undefined) {
+    const seed = command.seed ?? 1;
+    const report = runSimulation(seed, options);
+    if (command.json) write(`${JSON.stringify(report, null, 2)}\n`);
+    else describe(report, out);
+    return report.ok ? 0 : 1;
+  }
+  const from = command.from ?? 1;
+  let done = 0;
+  const result = sweep(from, command.seeds, options, (report) => {
+    done++;
+    if (!report.ok) write(`seed ${report.seed} FAILED: ${report.violations[0].invariant}: ${report.violations[0].detail}\n  replay: hsmsim sim --seed ${report.seed}\n`);
+    else if (!command.json && done % 50 === 0) write(`   ${done}/${command.seeds} runs\n`);
+  });
+  const summary = { from, runs: result.runs, failedSeeds: result.failed.map((r) => r.seed), wallSeconds: +(result.wallMs / 1000).toFixed(1),
+    runsPerSecond: +result.runsPerSecond.toFixed(2) };
+  if (command.json) write(`${JSON.stringify(summary, null, 2)}\n`);
+  else out.line(`${result.runs} runs (seeds ${from}–${from + result.runs - 1}): ${result.failed.length} failed; ${summary.wallSeconds} s, ${summary.runsPerSecond} runs/s`);
+  return result.failed.length === 0 ? 0 : 1;
+}
+
+function describe(r: SimReport, out: Output): void {
+  const p = r.profile;
+  out.step(`seed ${r.seed}: ${r.ok ? "every invariant holds" : `${r.violations.length} violation(s)`}`);
+  out.line(`cluster: ${p.hsmCount} HSMs, ${p.cryptoUsers} crypto users; network latency ${p.network.latencyUs} µs, jitter ${p.network.jitterUs} µs, ` +
+    `loss ${p.network.lossRate * 100}%, duplicates ${p.network.duplicateRate * 100}%`);
+  out.line(`faults: ${r.faults.crashes} crashes (${r.faults.restarts} restarts, ${r.faults.replacements} replacements), ` +
+    `${r.faults.partitions} partitions, ${r.faults.added} HSM added`);
+  out.line(`operations: ${r.counts.attempted} attempted, ${r.counts.acknowledged} acknowledged, ${r.counts.failed} failed, ${r.counts.unknown} outcome unknown; ` +
+    `${r.counts.uses} key uses, ${r.counts.refusedUses} refused; ${r.counts.lockedRefusals} logins refused for a locked account`);
+  out.line(`converged ${r.convergenceUs < 0 ? "never" : `${(r.convergenceUs / 1000).toFixed(0)} ms`} after faults stopped; ` +
+    `${(r.simulatedUs / 1e6).toFixed(1)} s simulated in ${r.wallMs.toFixed(0)} ms`);
+  for (const v of r.violations.slice(0, 20)) out.line(`VIOLATION ${v.invariant}: ${v.detail}`);
+  if (!r.ok) out.line(`replay: hsmsim sim --seed ${r.seed}`);
+}
