@@ -191,8 +191,10 @@ export class ClusterClient {
       const again = (why: "busy" | "stale" | "failover", message: string) => {
         // A pinned request waits for its HSM when busy, but cannot fail over.
         if (retry >= this.maxRetries || (options.pinned !== undefined && why === "failover")) {
-          const code = why === "failover" ? "HSM_UNREACHABLE" : "HSM_BUSY";
-          cb(new ClientError(code, `${message} (after ${retry + 1} attempt${retry ? "s" : ""})`), undefined, target);
+          const attempts = `after ${retry + 1} attempt${retry ? "s" : ""}`;
+          if (why !== "failover") cb(new ClientError("HSM_BUSY", `${message} (${attempts})`), undefined, target);
+          else if (options.pinned !== undefined) cb(new ClientError("HSM_UNREACHABLE", `${message} (${attempts})`), undefined, target);
+          else cb(new ClientError("NO_REACHABLE_HSM", `${message} (${attempts}); ${this.unreachableReport()}`), undefined, target);
           return;
         }
         this.stats.retries++;

@@ -42,6 +42,8 @@ interface Connection {
   sessions: Map<number, number>;
   /** The login this application holds here ("name:password"), or null. */
   login: string | null;
+  /** Session objects this connection created here: the only ones its wire handles may name. */
+  sessionObjects: Set<number>;
 }
 
 interface Waiter {
@@ -293,7 +295,7 @@ export class ClusterNode {
     if (!SLOT_CALLS.has(method) && !SESSION_CALLS.has(method)) throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
     let connection = this.connections.get(conn);
     if (!connection) {
-      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null };
+      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, sessionObjects: new Set() };
       this.connections.set(conn, connection);
     }
     const local = [...args];
@@ -302,7 +304,7 @@ export class ClusterNode {
       if (method === "closeSession") return this.closeLogical(connection, op.session.id);
       local[0] = this.physicalSession(connection, op.session, method);
     }
-    for (const i of OBJECT_ARGS[method] ?? []) local[i] = this.toLocal(local[i]);
+    for (const i of OBJECT_ARGS[method] ?? []) local[i] = this.toLocal(connection, local[i]);
     const output = OUTPUT_ARGS[method];
     if (output !== undefined) {
       if (typeof local[output] !== "number") throw new Pkcs11Error(CKR_ARGUMENTS_BAD, method);
@@ -313,8 +315,9 @@ export class ClusterNode {
     if (method === "login") connection.login = Buffer.from(args[2] as Buffer).toString("utf8");
     if (method === "logout") connection.login = null;
     const shape = HANDLE_RESULTS[method];
-    const mapped = shape === "one" ? this.toWire(result as number)
-      : shape === "pair" || shape === "list" ? (result as number[]).map((h) => this.toWire(h)) : result;
+    const created = CREATING_CALLS.has(method);
+    const mapped = shape === "one" ? this.toWire(connection, result as number, created)
+      : shape === "pair" || shape === "list" ? (result as number[]).map((h) => this.toWire(connection, h, created)) : result;
     return output === undefined ? mapped : { result: mapped, output: (local[output] as Buffer).subarray(0, result as number) };
   }
 
@@ -364,15 +367,19 @@ export class ClusterNode {
     return null;
   }
 
-  private toLocal(wire: unknown): number {
+  private toLocal(connection: Connection, wire: unknown): number {
     if (typeof wire !== "number") return 0;
-    if (wire >= SESSION_OBJECT_BASE) return wire - SESSION_OBJECT_BASE;
+    // A session object of another connection, or of this HSM before it restarted, is not reachable.
+    if (wire >= SESSION_OBJECT_BASE) return connection.sessionObjects.has(wire - SESSION_OBJECT_BASE) ? wire - SESSION_OBJECT_BASE : 0;
     // An unknown key id becomes handle 0, which the chip rejects with the call's own error code.
     return this.hsm.state.hasKey(wire) ? this.hsm.state.handleOf(wire) : 0;
   }
 
-  private toWire(handle: number): number {
-    return this.hsm.state.keyIds.get(handle) ?? SESSION_OBJECT_BASE + handle;
+  private toWire(connection: Connection, handle: number, created: boolean): number {
+    const keyId = this.hsm.state.keyIds.get(handle);
+    if (keyId !== undefined) return keyId;
+    if (created) connection.sessionObjects.add(handle);
+    return SESSION_OBJECT_BASE + handle;
   }
 
   // ---- replication ----
