@@ -6,6 +6,7 @@ import { HsmError, type HsmErrorCode } from "../hsm/errors.js";
 import type { KeyDescription, UserInfo } from "../hsm/hsm.js";
 import * as C from "../pkcs11/constants.js";
 import { numberToHandle, handleToNumber } from "../pkcs11/handles.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { type ClientOptions, ClusterClient, type MemberHealth, RemoteError } from "./client.js";
 import { ClusterChip, type Driver } from "./cluster-chip.js";
@@ -115,8 +116,9 @@ export class ClusterConnection {
 }
 
 function remoteToTyped(error: Error): Error {
-  if (error instanceof RemoteError && error.failure.kind === "hsm") return new HsmError(error.failure.code as HsmErrorCode, error.failure.message);
-  return error;
+  if (!(error instanceof RemoteError)) return error;
+  const f = error.failure;
+  return f.kind === "hsm" ? new HsmError(f.code as HsmErrorCode, f.message) : new Pkcs11Error(f.code, "manage", f.message);
 }
 
 export class ManagementConsole {

@@ -50,6 +50,8 @@ export interface ClusterOptions {
   node?: Partial<NodeConfig>;
   /** How often the control plane checks its HSMs (default 5 s). */
   healthCheckIntervalUs?: number;
+  /** The first two octets of the HSMs' addresses (default "10.0"): one zone per third octet. Give clusters sharing a network different ones. */
+  addressPrefix?: string;
   /** The epoch of the HSMs' audit clocks (default 2026-01-01). */
   epochUs?: number;
 }
@@ -104,6 +106,9 @@ export class Cluster {
     }
     if (options.keyAvailabilityMin !== undefined && (!Number.isInteger(options.keyAvailabilityMin) || options.keyAvailabilityMin < 1)) {
       throw new ClusterError("INVALID_ARGUMENT", "keyAvailabilityMin must be a positive integer");
+    }
+    if (options.addressPrefix !== undefined && !/^\d{1,3}\.\d{1,3}$/.test(options.addressPrefix)) {
+      throw new ClusterError("INVALID_ARGUMENT", "addressPrefix must be two octets, like 10.0");
     }
     this.rng = options.rng;
     const random = (n: number) => this.rng.bytes(n);
@@ -293,7 +298,7 @@ export class Cluster {
 
   private register(hsm: Hsm, zone: string, origin: number, dir: string): HsmRecord {
     const zoneIndex = this.zones.indexOf(zone);
-    const record: HsmRecord = { hsmId: hsm.id, address: `10.0.${zoneIndex}.${10 + origin}`, availabilityZone: zone, origin,
+    const record: HsmRecord = { hsmId: hsm.id, address: `${this.options.addressPrefix ?? "10.0"}.${zoneIndex}.${10 + origin}`, availabilityZone: zone, origin,
       state: "CREATE_IN_PROGRESS", node: null, dir };
     this.hsms.push(record);
     this.log(`HSM ${hsm.id} CREATE_IN_PROGRESS in ${zone} at ${record.address}`);

@@ -239,7 +239,9 @@ export class ClusterNode {
     }
     const detail = `key availability: the change is on ${held} of the ${this.keyAvailabilityMin} HSMs required` +
       (waiter.createdKeys.length > 0 ? "; the new key was deleted again" : "; it stands on this HSM and will reach the others");
-    this.reply(waiter.from, waiter.request, { kind: "pkcs11", code: CKR_FUNCTION_FAILED, message: detail });
+    const failure: Failure = waiter.request.op.kind === "manage" ? { kind: "hsm", code: "NOT_REPLICATED", message: detail }
+      : { kind: "pkcs11", code: CKR_FUNCTION_FAILED, message: detail };
+    this.reply(waiter.from, waiter.request, failure);
     this.shipAndWait(waiter.from, waiter.request, before, undefined, true);
   }
 

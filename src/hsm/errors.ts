@@ -15,6 +15,7 @@ export type HsmErrorCode =
   | "KEY_NOT_FOUND"
   | "NOT_OWNER"
   | "INVALID_ARGUMENT"
+  | "NOT_REPLICATED" // a cluster change not confirmed on keyAvailabilityMin HSMs in time (it stands where it was made)
   | "DATA_FOLDER_INVALID"; // missing, damaged or foreign data folder
 
 export class HsmError extends Error {

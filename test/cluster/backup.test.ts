@@ -1,0 +1,105 @@
+// Backups: when they are taken, retention, restore into a new cluster of the same lineage,
+// and refusal for any other lineage or a changed byte. Also the journal's rules at the
+// device level (last writer wins, tombstones, order per origin).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterEach, describe, expect, it } from "vitest";
+
+import { BackupVault } from "../../src/cluster/backup.js";
+import { Cluster, DEFAULT_NODE } from "../../src/cluster/cluster.js";
+import { Hsm } from "../../src/hsm/hsm.js";
+import { Rng } from "../../src/sim/random.js";
+import { ALICE, CO, activeWorld } from "./fixture.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  while (dirs.length) rmSync(dirs.pop()!, { recursive: true, force: true });
+});
+
+describe("backups", () => {
+  it("are taken every backupIntervalUs (24 hours by default) and expire after the retention, the newest always kept", () => {
+    expect(DEFAULT_NODE.replicationTimeoutUs).toBeLessThan(3_000_000); // below the client's write timeout
+    const world = activeWorld({ cluster: { backupIntervalUs: 10_000_000, backupRetentionUs: 25_000_000 } });
+    const afterActivation = world.cluster.backups().length;
+    world.run(60_000_000);
+    const backups = world.cluster.backups();
+    expect(backups.filter((b) => b.trigger === "periodic").length).toBeGreaterThanOrEqual(2);
+    expect(backups.every((b) => world.clock.nowUs() - b.createdUs <= 25_000_000)).toBe(true);
+    expect(afterActivation).toBeGreaterThan(0);
+    expect(backups.some((b) => b.trigger === "activation")).toBe(false); // expired by now
+    // However old, the newest backup stays.
+    const lonely = activeWorld({ seed: "lonely", cluster: { backupIntervalUs: 0, backupRetentionUs: 1 } });
+    lonely.run(5_000_000);
+    lonely.cluster.backupNow();
+    lonely.run(5_000_000);
+    expect(lonely.cluster.backups()).toHaveLength(1);
+  });
+
+  it("restores into a new cluster of the same lineage, with the users and keys; other lineages and changed bytes are refused", () => {
+    const world = activeWorld();
+    const alice = world.connect("a").login(ALICE.username, ALICE.password);
+    const key = alice.generateAesKey({ label: "kept in backup" });
+    const sealed = alice.encrypt(key, Buffer.from("from the old cluster"));
+    world.run(1_000_000);
+    const backup = world.cluster.backupNow();
+    expect(backup.sealed.includes(Buffer.from("alice"))).toBe(false); // encrypted, not just encoded
+
+    const dataDir = mkdtempSync(join(tmpdir(), "hsmsim-restore-"));
+    dirs.push(dataDir);
+    const restored = Cluster.restore(backup.backupId, { clock: world.clock, transport: world.network, rng: new Rng("restore"), dataDir,
+      vault: world.cluster.vault, lineageId: world.cluster.lineageId, passwordCost: 1, hsmCount: 2, addressPrefix: "10.1" });
+    expect(restored.clusterId).not.toBe(world.cluster.clusterId);
+    expect(restored.state).toBe("ACTIVE");
+    expect(restored.describe()).toHaveLength(2);
+    for (const node of restored.liveNodes()) expect(node.hsm.state.hasKey(key.id)).toBe(true);
+    const client = world.connect("r", { bootstrap: restored.addresses()[0] });
+    const again = client.login(ALICE.username, ALICE.password);
+    expect(again.decrypt(key, sealed).toString()).toBe("from the old cluster");
+    expect(client.console(CO.username, CO.password).listUsers().consistent).toBe(true);
+    restored.shutdown();
+
+    const stranger = new BackupVault((n) => new Rng("other").bytes(n));
+    const otherLineage = stranger.newLineage();
+    expect(() => world.cluster.vault.open(backup, otherLineage)).toThrow(expect.objectContaining({ code: "LINEAGE_MISMATCH" }));
+    const tampered = { ...backup, sealed: Buffer.from(backup.sealed) };
+    tampered.sealed[40] ^= 1;
+    expect(() => world.cluster.vault.open(tampered, world.cluster.lineageId)).toThrow(expect.objectContaining({ code: "LINEAGE_MISMATCH" }));
+    expect(() => world.cluster.vault.get("backup-none")).toThrow(expect.objectContaining({ code: "BACKUP_NOT_FOUND" }));
+  });
+});
+
+describe("the journal on one HSM", () => {
+  function twoHsms(): [Hsm, Hsm] {
+    const dir = mkdtempSync(join(tmpdir(), "hsmsim-journal-"));
+    dirs.push(dir);
+    const a = Hsm.create(join(dir, "a"), { origin: 1, passwordCost: 1 });
+    const b = Hsm.restore(join(dir, "b"), a.snapshot(), { origin: 2, passwordCost: 1 });
+    return [a, b];
+  }
+
+  it("applies each origin's entries in order, ignores duplicates, and lets the newest write win over older ones and deletes", () => {
+    const [a, b] = twoHsms();
+    const preco = a.login("admin", "password");
+    a.changePassword(preco, "admin", CO.password);
+    const co = a.login("admin", CO.password);
+    a.createUser(co, "carol", "CU", "carol-pass-1");
+    a.deleteUser(co, "carol");
+    const entries = a.state.entriesAfter(1, 0);
+    expect(entries.map((e) => e.change.kind)).toEqual(["user", "user", "activate", "user", "user-delete"]);
+    expect(b.state.apply(entries[1])).toBe("gap");
+    for (const e of entries) expect(b.state.apply(e)).toBe("applied");
+    expect(b.state.apply(entries[0])).toBe("duplicate");
+    expect(b.store.user("carol")).toBeUndefined();
+    expect(b.store.tombstone("user", "carol")).toBeDefined();
+    // An older write of carol from another origin loses to the tombstone.
+    const stale = { origin: 3, seq: 1, change: { ...entries[3].change, version: entries[3].change.version } };
+    expect(b.state.apply(stale)).toBe("superseded");
+    expect(b.store.user("carol")).toBeUndefined();
+    expect(b.activated).toBe(true);
+    expect(b.verifyAudit().ok).toBe(true);
+    a.close();
+    b.close();
+  });
+});
