@@ -6,6 +6,7 @@ import { openUserSession } from "../pkcs11/setup.js";
 import { HsmError } from "../hsm/errors.js";
 import { runAudit } from "./audit.js";
 import { runDemo } from "./demo.js";
+import { runClusterDemo } from "./cluster-demo.js";
 import { runDeviceDemo } from "./device-demo.js";
 import { runSimCommand } from "./sim.js";
 import { textOutput } from "./format.js";
@@ -16,7 +17,8 @@ const USAGE = `hsmsim: a simulated CloudHSM-style HSM cluster (chip, HSM device,
 usage: hsmsim <command> [options]
 
 commands:
-  demo                 guided run over a fresh token and an HSM (what \`npm start\` runs)
+  demo                 guided run over a fresh token, an HSM and a 3-HSM cluster
+                       (what \`npm start\` runs)
   audit <data folder> [--json] [--op OPERATION] [--user NAME] [--from SEQ] [--tail N]
                        print an HSM's audit log and verify its hash chain (exit 1 if broken)
   sim [--seed N] [--json]
@@ -66,6 +68,7 @@ export function main(args: string[]): number {
       const out = textOutput();
       runDemo(out);
       runDeviceDemo(out);
+      runClusterDemo(out);
       return 0;
     }
     case "audit": {

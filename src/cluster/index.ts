@@ -1,0 +1,6 @@
+// The cluster layer: HSMs on a network, membership, replication, backups.
+export { Cluster, type ClusterOptions, type ClusterState, type HsmInfo, type HsmState, MAX_HSMS, defaultServiceTimeUs } from "./cluster.js";
+export { ClusterNode, type NodeConfig } from "./node.js";
+export { BackupVault, type Backup, type BackupTrigger } from "./backup.js";
+export { ClusterError, type ClusterErrorCode } from "./errors.js";
+export type { MemberAddress, Transport } from "./protocol.js";
