@@ -9,7 +9,8 @@ import { numberToHandle, handleToNumber } from "../pkcs11/handles.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { type ClientOptions, ClusterClient, type MemberHealth, RemoteError } from "./client.js";
-import { ClusterChip, type Driver } from "./cluster-chip.js";
+import { ClusterChip } from "./cluster-chip.js";
+import { type Driver, waitFor } from "./driver.js";
 import { ClientError } from "./errors.js";
 
 const P256 = Buffer.from("06082a8648ce3d030107", "hex");
@@ -101,17 +102,11 @@ export class ClusterConnection {
 
   /** @internal */
   wait<T>(start: (done: (error: Error | null, value?: unknown) => void) => void): T {
-    let finished = false;
-    let error: Error | null = null;
-    let value: unknown;
-    start((e, v) => {
-      finished = true;
-      error = e;
-      value = v;
-    });
-    while (!finished) if (!this.driver.step()) throw new ClientError("NO_REACHABLE_HSM", "the simulation ran out of events");
-    if (error) throw remoteToTyped(error);
-    return value as T;
+    try {
+      return waitFor<T>(this.driver, start, () => new ClientError("NO_REACHABLE_HSM", "the simulation ran out of events"));
+    } catch (e) {
+      throw e instanceof Error ? remoteToTyped(e) : e;
+    }
   }
 }
 

@@ -30,12 +30,8 @@ import {
 } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import { type ClusterClient, RemoteError } from "./client.js";
+import { type Driver, waitFor } from "./driver.js";
 import { ClientError } from "./errors.js";
-
-/** Runs the simulation one event forward; false when nothing is left to run. */
-export interface Driver {
-  step(): boolean;
-}
 
 interface Operation {
   address: string;
@@ -253,21 +249,8 @@ export class ClusterChip {
     return { id, flags: session.flags, login: this.credentials, continuation };
   }
 
-  /** Blocks until `start`'s callback runs, running the simulation meanwhile. */
   private wait(start: (done: Callback) => void): unknown {
-    let finished = false;
-    let error: Error | null = null;
-    let value: unknown;
-    start((e, v) => {
-      finished = true;
-      error = e;
-      value = v;
-    });
-    while (!finished) {
-      if (!this.driver.step()) throw new Pkcs11Error(CKR_DEVICE_ERROR, "wait", "the simulation ran out of events before the HSM answered");
-    }
-    if (error) throw error;
-    return value;
+    return waitFor(this.driver, start, () => new Pkcs11Error(CKR_DEVICE_ERROR, "wait", "the simulation ran out of events before the HSM answered"));
   }
 
   private toPkcs11(error: Error, method: string): Error {

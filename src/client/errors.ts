@@ -1,6 +1,8 @@
 // The client's own failures (the network and the cluster's health, not an HSM's refusal):
 // a stable `code` and a message that says what the client saw. Through the PKCS11 facade they
 // surface as Pkcs11Error (CKR_FUNCTION_FAILED, CKR_DEVICE_REMOVED) with this text as `detail`.
+import { CodedError } from "../coded-error.js";
+
 export type ClientErrorCode =
   | "NO_REACHABLE_HSM" // no HSM of the list answers (see the message for NAT and load balancers)
   | "HSM_BUSY" // busy or lagging after every retry
@@ -9,11 +11,8 @@ export type ClientErrorCode =
   | "NO_CONNECTION" // the HSM does not know this client's sessions (it restarted)
   | "INVALID_ARGUMENT";
 
-export class ClientError extends Error {
-  readonly code: ClientErrorCode;
+export class ClientError extends CodedError<ClientErrorCode> {
   constructor(code: ClientErrorCode, message: string) {
-    super(message);
-    this.name = "ClientError";
-    this.code = code;
+    super("ClientError", code, message);
   }
 }

@@ -1,4 +1,6 @@
 // The cluster's control plane fails with ClusterError: a stable `code` and a message.
+import { CodedError } from "../coded-error.js";
+
 export type ClusterErrorCode =
   | "INVALID_ARGUMENT"
   | "INVALID_STATE" // the cluster or HSM is not in a state that allows this
@@ -8,11 +10,8 @@ export type ClusterErrorCode =
   | "BACKUP_NOT_FOUND"
   | "LINEAGE_MISMATCH"; // the backup belongs to another cluster lineage, or was tampered with
 
-export class ClusterError extends Error {
-  readonly code: ClusterErrorCode;
+export class ClusterError extends CodedError<ClusterErrorCode> {
   constructor(code: ClusterErrorCode, message: string) {
-    super(message);
-    this.name = "ClusterError";
-    this.code = code;
+    super("ClusterError", code, message);
   }
 }

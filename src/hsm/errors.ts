@@ -1,5 +1,7 @@
 // The device's management API fails with HsmError: a stable `code` a program can test, and
 // a message for people. PKCS#11 calls keep failing with Pkcs11Error.
+import { CodedError } from "../coded-error.js";
+
 export type HsmErrorCode =
   | "NOT_ACTIVATED" // only PRECO's password change works before activation
   | "ALREADY_ACTIVATED"
@@ -18,11 +20,8 @@ export type HsmErrorCode =
   | "NOT_REPLICATED" // a cluster change not confirmed on keyAvailabilityMin HSMs in time (it stands where it was made)
   | "DATA_FOLDER_INVALID"; // missing, damaged or foreign data folder
 
-export class HsmError extends Error {
-  readonly code: HsmErrorCode;
+export class HsmError extends CodedError<HsmErrorCode> {
   constructor(code: HsmErrorCode, message: string) {
-    super(message);
-    this.name = "HsmError";
-    this.code = code;
+    super("HsmError", code, message);
   }
 }
