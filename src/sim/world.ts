@@ -1,7 +1,7 @@
 // A simulated world: one seed, a virtual clock, a faulty network, a cluster and its clients,
 // with data folders in memory-backed storage (/dev/shm where there is one) so a run costs
 // CPU, not disk flushes. Crashes and restarts go through the HSMs' real durable path.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statfsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -11,6 +11,19 @@ import { Cluster, type ClusterOptions } from "../cluster/cluster.js";
 import { VirtualClock } from "./clock.js";
 import { type LinkFaults, SimNetwork } from "./network.js";
 import { Rng } from "./random.js";
+
+/** /dev/shm when it exists with room to spare (containers often give it only 64 MiB), else the temporary folder. */
+function dataRoot(): string {
+  try {
+    if (existsSync("/dev/shm")) {
+      const { bavail, bsize } = statfsSync("/dev/shm");
+      if (bavail * bsize >= 1024 ** 3) return "/dev/shm";
+    }
+  } catch {
+    // not a filesystem we can ask: use the temporary folder
+  }
+  return tmpdir();
+}
 
 export interface WorldOptions {
   seed: number | string;
@@ -29,10 +42,14 @@ export class World {
   constructor(options: WorldOptions) {
     this.rng = new Rng(options.seed);
     this.network = new SimNetwork(this.clock, this.rng.fork("network"), options.faults);
-    const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-    this.dataDir = mkdtempSync(join(base, "hsmsim-sim-"));
-    this.cluster = Cluster.create({ passwordCost: 1, hsmCount: 3, ...options.cluster, clock: this.clock, transport: this.network,
-      rng: this.rng.fork("cluster"), dataDir: this.dataDir });
+    this.dataDir = mkdtempSync(join(dataRoot(), "hsmsim-sim-"));
+    try {
+      this.cluster = Cluster.create({ passwordCost: 1, hsmCount: 3, ...options.cluster, clock: this.clock, transport: this.network,
+        rng: this.rng.fork("cluster"), dataDir: this.dataDir });
+    } catch (e) {
+      rmSync(this.dataDir, { recursive: true, force: true });
+      throw e;
+    }
   }
 
   /** A client named `name`, bootstrapped from the cluster's first address unless told otherwise. */

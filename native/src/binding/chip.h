@@ -45,7 +45,11 @@ class Chip : public Napi::ObjectWrap<Chip> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit Chip(const Napi::CallbackInfo& info);
+  ~Chip() override;
   Module& module() { return *module_; }
+  // What a chip holds outside the JavaScript heap (tokens, DRBG and cipher contexts), told to V8
+  // so a process that makes many chips (the cluster simulator) collects old ones in time.
+  static constexpr int64_t kExternalBytes = 1 << 20;
 
  private:
   ModuleRef module_;

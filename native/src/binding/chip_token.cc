@@ -41,10 +41,13 @@ Napi::Object configFrom(const Napi::CallbackInfo& info, ModuleConfig& config) {
 }
 }  // namespace
 
+Chip::~Chip() { Napi::MemoryManagement::AdjustExternalMemory(Env(), -kExternalBytes); }
+
 Chip::Chip(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Chip>(info) {
   ModuleConfig config;
   configFrom(info, config);
   module_ = std::make_shared<Module>(std::move(config));
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), kExternalBytes);
   // Every C_ call becomes an own, read-only method of this object holding the module.
   Napi::Env env = info.Env();
   Napi::Object self = info.This().As<Napi::Object>();
