@@ -60,7 +60,7 @@ for (const [name, value] of Object.entries(P)) {
   if (name.startsWith("CKM_") && typeof value === "number" && !mechanismNames.has(value)) mechanismNames.set(value, name);
 }
 
-export function main(args: string[]): number {
+export function main(args: string[]): number | Promise<number> {
   const [command = "help", ...rest] = args;
   const json = rest.includes("--json");
   switch (command) {
@@ -132,4 +132,6 @@ export function main(args: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+void Promise.resolve(main(process.argv.slice(2))).then((code) => {
+  process.exitCode = code;
+});

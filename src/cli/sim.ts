@@ -11,7 +11,7 @@ export interface SimCommand {
   workloadUs?: number;
 }
 
-export function runSimCommand(command: SimCommand, out: Output, write: (text: string) => void): number {
+export async function runSimCommand(command: SimCommand, out: Output, write: (text: string) => void): Promise<number> {
   const options = command.workloadUs === undefined ? {} : { workloadUs: command.workloadUs };
   if (command.seeds === undefined) {
     const seed = command.seed ?? 1;
@@ -22,7 +22,7 @@ export function runSimCommand(command: SimCommand, out: Output, write: (text: st
   }
   const from = command.from ?? 1;
   let done = 0;
-  const result = sweep(from, command.seeds, options, (report) => {
+  const result = await sweep(from, command.seeds, options, (report) => {
     done++;
     if (!report.ok) write(`seed ${report.seed} FAILED: ${report.violations[0].invariant}: ${report.violations[0].detail}\n  replay: hsmsim sim --seed ${report.seed}\n`);
     else if (!command.json && done % 50 === 0) write(`   ${done}/${command.seeds} runs\n`);

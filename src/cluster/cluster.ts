@@ -62,6 +62,9 @@ interface HsmRecord extends HsmInfo {
 }
 
 const HOUR_US = 3_600_000_000;
+/** Periodic backups: every 24 hours, kept 90 days (AWS's default retention), the newest always. */
+export const DEFAULT_BACKUP_INTERVAL_US = 24 * HOUR_US;
+export const DEFAULT_BACKUP_RETENTION_US = 90 * 24 * HOUR_US;
 
 export const DEFAULT_NODE: Omit<NodeConfig, "clusterId" | "address" | "availabilityZone"> = {
   queueCapacity: 32,
@@ -122,7 +125,7 @@ export class Cluster {
     this.stateValue = this.activated ? "ACTIVE" : "UNINITIALIZED";
     this.publishMembership();
     this.log(`cluster ${this.stateValue}`);
-    const interval = options.backupIntervalUs ?? 24 * HOUR_US;
+    const interval = options.backupIntervalUs ?? DEFAULT_BACKUP_INTERVAL_US;
     if (interval > 0) this.every(interval, () => this.backupNow("periodic"));
     this.every(options.healthCheckIntervalUs ?? 5_000_000, () => this.healthCheck());
   }
@@ -263,7 +266,7 @@ export class Cluster {
       clusterId: this.clusterId, lineageId: this.lineageId, sourceHsmId: source.hsm.id, trigger, createdUs: this.options.clock.nowUs(),
     });
     this.log(`backup ${backup.backupId} (${trigger}) from ${source.hsm.id}`);
-    const expired = this.vault.expire(this.clusterId, this.options.clock.nowUs(), this.options.backupRetentionUs ?? 90 * 24 * HOUR_US);
+    const expired = this.vault.expire(this.clusterId, this.options.clock.nowUs(), this.options.backupRetentionUs ?? DEFAULT_BACKUP_RETENTION_US);
     for (const b of expired) this.log(`backup ${b.backupId} expired`);
     return backup;
   }

@@ -6,4 +6,4 @@ export { type LinkFaults, type MessageHandler, type NetworkStats, QUIET_NETWORK,
 export { World, type WorldOptions } from "./world.js";
 export { Gateway } from "./gateway.js";
 export { History, type Violation, checkAcknowledged, checkAuditChains, replicaDigest } from "./invariants.js";
-export { type FaultProfile, type RunOptions, type SimReport, drawProfile, runSimulation, sweep } from "./run.js";
+export { type FaultProfile, type RunOptions, type SimReport, type SweepResult, drawProfile, runSimulation, sweep } from "./run.js";

@@ -165,16 +165,25 @@ function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: nu
   }
 }
 
-/** Runs `count` seeds from `firstSeed`; the report lists every failing seed. */
-export function sweep(firstSeed: number, count: number, options: RunOptions = {}, onRun?: (report: SimReport) => void): {
-  runs: number; failed: SimReport[]; wallMs: number; runsPerSecond: number;
-} {
+export interface SweepResult {
+  runs: number;
+  failed: SimReport[];
+  wallMs: number;
+  runsPerSecond: number;
+}
+
+/**
+ * Runs `count` seeds from `firstSeed`; the result lists every failing seed. Between runs it
+ * lets the event loop turn, so the native chips of finished runs are released.
+ */
+export async function sweep(firstSeed: number, count: number, options: RunOptions = {}, onRun?: (report: SimReport) => void): Promise<SweepResult> {
   const started = performance.now();
   const failed: SimReport[] = [];
   for (let seed = firstSeed; seed < firstSeed + count; seed++) {
     const report = runSimulation(seed, options);
     if (!report.ok) failed.push(report);
     onRun?.(report);
+    await new Promise((resolve) => setImmediate(resolve));
   }
   const wallMs = performance.now() - started;
   return { runs: count, failed, wallMs, runsPerSecond: count / (wallMs / 1000) };

@@ -29,6 +29,8 @@ export interface WorldOptions {
   seed: number | string;
   faults?: Partial<LinkFaults>;
   cluster?: Partial<Omit<ClusterOptions, "clock" | "transport" | "rng" | "dataDir">>;
+  /** Where the world's data folder goes (default /dev/shm when roomy, else the temporary folder). */
+  dataRoot?: string;
 }
 
 export class World {
@@ -42,7 +44,7 @@ export class World {
   constructor(options: WorldOptions) {
     this.rng = new Rng(options.seed);
     this.network = new SimNetwork(this.clock, this.rng.fork("network"), options.faults);
-    this.dataDir = mkdtempSync(join(dataRoot(), "hsmsim-sim-"));
+    this.dataDir = mkdtempSync(join(options.dataRoot ?? dataRoot(), "hsmsim-sim-"));
     try {
       this.cluster = Cluster.create({ passwordCost: 1, hsmCount: 3, ...options.cluster, clock: this.clock, transport: this.network,
         rng: this.rng.fork("cluster"), dataDir: this.dataDir });

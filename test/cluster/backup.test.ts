@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { BackupVault } from "../../src/cluster/backup.js";
-import { Cluster, DEFAULT_NODE } from "../../src/cluster/cluster.js";
+import { Cluster, DEFAULT_BACKUP_INTERVAL_US, DEFAULT_BACKUP_RETENTION_US, DEFAULT_NODE } from "../../src/cluster/cluster.js";
 import { Hsm } from "../../src/hsm/hsm.js";
 import { Rng } from "../../src/sim/random.js";
 import { ALICE, CO, activeWorld } from "./fixture.js";
@@ -21,6 +21,8 @@ afterEach(() => {
 describe("backups", () => {
   it("are taken every backupIntervalUs (24 hours by default) and expire after the retention, the newest always kept", () => {
     expect(DEFAULT_NODE.replicationTimeoutUs).toBeLessThan(3_000_000); // below the client's write timeout
+    expect(DEFAULT_BACKUP_INTERVAL_US).toBe(24 * 3600e6);
+    expect(DEFAULT_BACKUP_RETENTION_US).toBe(90 * 24 * 3600e6);
     const world = activeWorld({ cluster: { backupIntervalUs: 10_000_000, backupRetentionUs: 25_000_000 } });
     const afterActivation = world.cluster.backups().length;
     world.run(60_000_000);

@@ -1,6 +1,10 @@
 // The cluster's rules: sizes and zones, states, activation once for all, replication with the
 // key availability quorum, anti-entropy and tombstones, per-HSM lockouts, user list
 // consistency, adding, removing and replacing HSMs.
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import { describe, expect, it } from "vitest";
 
 import { ClusterError } from "../../src/cluster/errors.js";
@@ -10,9 +14,13 @@ import { ALICE, BOB, CO, activeWorld, bareWorld, holders } from "./fixture.js";
 
 describe("cluster shape and states", () => {
   it("holds 1 to 28 HSMs spread round-robin over the zones, and refuses other sizes", () => {
+    const root = mkdtempSync(join(tmpdir(), "hsmsim-root-"));
     for (const hsmCount of [0, 29, 2.5]) {
-      expect(() => bareWorld({ cluster: { hsmCount } })).toThrow(ClusterError);
+      expect(() => bareWorld({ dataRoot: root, cluster: { hsmCount } })).toThrow(ClusterError);
     }
+    expect(() => bareWorld({ dataRoot: root, cluster: { addressPrefix: "10.0.0" } })).toThrow(ClusterError);
+    expect(readdirSync(root)).toEqual([]); // a world that failed to start leaves no folder behind
+    rmSync(root, { recursive: true });
     const world = bareWorld({ cluster: { hsmCount: 4, availabilityZones: ["eu-1a", "eu-1b"] } });
     expect(world.cluster.describe().map((h) => h.availabilityZone)).toEqual(["eu-1a", "eu-1b", "eu-1a", "eu-1b"]);
     expect(new Set(world.cluster.describe().map((h) => h.address)).size).toBe(4);

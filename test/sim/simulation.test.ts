@@ -31,8 +31,8 @@ describe("simulated runs", () => {
     expect(strip(runSimulation(8, { workloadUs: 8_000_000 }))).not.toBe(strip(first));
   });
 
-  it(`holds every invariant over a sweep of ${SUITE_SEEDS} seeds with faults`, () => {
-    const result = sweep(1000, SUITE_SEEDS);
+  it(`holds every invariant over a sweep of ${SUITE_SEEDS} seeds with faults`, async () => {
+    const result = await sweep(1000, SUITE_SEEDS);
     expect(result.failed.map((r) => ({ seed: r.seed, violations: r.violations.slice(0, 3) }))).toEqual([]);
     expect(result.runsPerSecond).toBeGreaterThan(0);
   });
