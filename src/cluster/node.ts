@@ -57,6 +57,7 @@ interface Waiter {
 }
 
 const MAX_PUSH = 256;
+const RECENT_REQUESTS = 4096;
 const MANAGE_METHODS = new Set<string>(["createUser", "deleteUser", "changePassword", "listUsers", "shareKey", "unshareKey", "describeKey", "setKeyTrusted"]);
 
 export class ClusterNode {
@@ -71,6 +72,7 @@ export class ClusterNode {
   private readonly timers = new Set<number>();
   private alive = true;
   private initialized = false;
+  private readonly recentRequests = new Set<string>();
   readonly stats = { served: 0, busy: 0, stale: 0, applied: 0, replicationTimeouts: 0 };
 
   constructor(readonly hsm: Hsm, private readonly config: NodeConfig, private readonly transport: Transport, private readonly clock: Clock,
@@ -142,6 +144,11 @@ export class ClusterNode {
 
   // ---- client requests ----
   private enqueue(from: string, request: Request): void {
+    // A request the network delivered twice runs once (a duplicated create would make two keys).
+    const key = `${request.conn}/${request.id}`;
+    if (this.recentRequests.has(key)) return;
+    this.recentRequests.add(key);
+    if (this.recentRequests.size > RECENT_REQUESTS) this.recentRequests.delete(this.recentRequests.values().next().value!);
     if (this.queue.length >= this.config.queueCapacity) {
       this.stats.busy++;
       this.reply(from, request, { kind: "busy", message: `HSM ${this.hsm.id} is busy (${this.queue.length} requests queued)` });

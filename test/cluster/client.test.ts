@@ -48,6 +48,17 @@ describe("address list", () => {
   });
 });
 
+describe("duplicated messages", () => {
+  it("a request the network delivers twice runs once", () => {
+    const world = activeWorld({ faults: { duplicateRate: 1 } });
+    const alice = world.connect("a").login(ALICE.username, ALICE.password);
+    alice.generateAesKey({ label: "once" });
+    world.run(1_000_000);
+    for (const node of world.cluster.liveNodes()) expect(node.hsm.store.keys()).toHaveLength(1);
+    expect(world.network.stats.duplicated).toBeGreaterThan(0);
+  });
+});
+
 describe("busy HSMs", () => {
   it("retries a busy answer elsewhere 3 times with exponential backoff, then fails with CKR_FUNCTION_FAILED", () => {
     // One HSM whose queue holds one request, and a slow call that keeps it full for a second.
