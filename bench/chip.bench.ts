@@ -7,9 +7,9 @@ import { Bench } from "tinybench";
 
 import * as P from "../src/index.js";
 import { nativeAddon } from "../src/pkcs11/addon.js";
-import { type Peer, hsmsimPeer, softhsmPeer } from "./peers.js";
+import { type Peer, hsmsimPeer, numberOption, softhsmPeer } from "./peers.js";
 
-const timeMs = Number(process.argv[process.argv.indexOf("--time") + 1] || 700);
+const timeMs = numberOption("--time", 700);
 const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : "";
 
 const hsmsim = hsmsimPeer();

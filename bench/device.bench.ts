@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { Bench } from "tinybench";
 
 import * as P from "../src/index.js";
-import { hsmsimPeer } from "./peers.js";
+import { hsmsimPeer, numberOption } from "./peers.js";
 
-const timeMs = Number(process.argv[process.argv.indexOf("--time") + 1] || 600);
+const timeMs = numberOption("--time", 600);
 const root = mkdtempSync(join(tmpdir(), "hsmsim-device-bench-"));
 const hsm = P.Hsm.create(join(root, "hsm"));
 hsm.changePassword(hsm.login("admin", "password"), "admin", "admin-password");

@@ -56,3 +56,12 @@ export function softhsmPeer(): Peer | string {
     },
   };
 }
+
+/** A numeric command-line option (`--time 600`), or `fallback` when it is absent. */
+export function numberOption(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return fallback;
+  const value = Number(process.argv[i + 1]);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} takes a positive number`);
+  return value;
+}
