@@ -132,6 +132,12 @@ export function main(args: string[]): number | Promise<number> {
   }
 }
 
+// Output piped into `head` and the like: stop quietly when the reader goes away.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error;
+  process.exit(process.exitCode ?? 0);
+});
+
 void Promise.resolve(main(process.argv.slice(2))).then((code) => {
   process.exitCode = code;
 });
