@@ -3,26 +3,16 @@
 // the simulated network (three HSMs, messages, queues, replication), in one run; and the seed
 // sweep's runs per second. Run: npx tsx bench/cluster.bench.ts [--time MS] [--seeds N]
 import * as crypto from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
 import { Bench } from "tinybench";
 
 import * as P from "../src/index.js";
-import { hsmsimPeer, numberOption } from "./peers.js";
+import { devicePeer, hsmsimPeer, numberOption } from "./peers.js";
 
 const timeMs = numberOption("--time", 600);
 const seeds = numberOption("--seeds", 50);
 
-const root = mkdtempSync(join(tmpdir(), "hsmsim-cluster-bench-"));
-const hsm = P.Hsm.create(join(root, "hsm"), { passwordCost: 1 });
-hsm.changePassword(hsm.login("admin", "password"), "admin", "admin-password");
-hsm.createUser(hsm.login("admin", "admin-password"), "alice", "CU", "alice-password");
-const device = hsm.pkcs11();
-device.C_Initialize();
-const deviceSession = device.C_OpenSession(device.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-device.C_Login(deviceSession, P.CKU_USER, "alice:alice-password");
+const device = devicePeer({ passwordCost: 1 });
 
 const world = new P.World({ seed: "bench", cluster: { hsmCount: 3 } });
 world.cluster.initialize();
@@ -36,7 +26,7 @@ const aesTemplate: P.Template = [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
   { type: P.CKA_VALUE, value: crypto.randomBytes(32) }, { type: P.CKA_TOKEN, value: true }, { type: P.CKA_ENCRYPT, value: true }];
 const paths = [
   { name: "chip", pkcs11: chip.pkcs11 as P.PKCS11, session: chip.session },
-  { name: "HSM (CU session)", pkcs11: device, session: deviceSession },
+  { name: "HSM (CU session)", pkcs11: device.pkcs11, session: device.session },
   { name: "cluster client (simulated network)", pkcs11: alice.pkcs11, session: alice.session },
 ].map((p) => ({ ...p, aes: p.pkcs11.C_CreateObject(p.session, aesTemplate) }));
 
@@ -58,5 +48,4 @@ const sweep = await P.sweep(1, seeds);
 console.log(`seed sweep: ${sweep.runs} runs, ${sweep.failed.length} failed, ${sweep.runsPerSecond.toFixed(2)} runs/s`);
 
 world.dispose();
-hsm.close();
-rmSync(root, { recursive: true, force: true });
+device.close();

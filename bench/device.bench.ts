@@ -2,24 +2,15 @@
 // checks, per-application login) side by side with the chip's own path, in one run; and the
 // login rate, which is slow on purpose (scrypt). Run: npx tsx bench/device.bench.ts [--time MS]
 import * as crypto from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
 import { Bench } from "tinybench";
 
 import * as P from "../src/index.js";
-import { hsmsimPeer, numberOption } from "./peers.js";
+import { devicePeer, hsmsimPeer, numberOption } from "./peers.js";
 
 const timeMs = numberOption("--time", 600);
-const root = mkdtempSync(join(tmpdir(), "hsmsim-device-bench-"));
-const hsm = P.Hsm.create(join(root, "hsm"));
-hsm.changePassword(hsm.login("admin", "password"), "admin", "admin-password");
-hsm.createUser(hsm.login("admin", "admin-password"), "alice", "CU", "alice-password");
-const device = hsm.pkcs11();
-device.C_Initialize();
-const deviceSession = device.C_OpenSession(device.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-device.C_Login(deviceSession, P.CKU_USER, "alice:alice-password");
+const device = devicePeer();
+const hsm = device.hsm;
 const chip = hsmsimPeer();
 
 const keyBytes = crypto.randomBytes(32);
@@ -29,7 +20,7 @@ const hmacTemplate: P.Template = [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }
   { type: P.CKA_VALUE, value: keyBytes }, { type: P.CKA_TOKEN, value: true }];
 const paths = [
   { name: "chip", pkcs11: chip.pkcs11, session: chip.session },
-  { name: "HSM (CU session)", pkcs11: device, session: deviceSession },
+  { name: "HSM (CU session)", pkcs11: device.pkcs11, session: device.session },
 ].map((p) => ({ ...p, aes: p.pkcs11.C_CreateObject(p.session, aesTemplate), hmac: p.pkcs11.C_CreateObject(p.session, hmacTemplate) }));
 
 const gcm: P.Mechanism = { mechanism: P.CKM_AES_GCM, parameter: { type: P.CK_PARAMS_AES_GCM, iv: crypto.randomBytes(12), tagBits: 128 } };
@@ -69,6 +60,5 @@ for (const [label, r] of Object.entries(results)) {
 console.log(`\nlogin (management API, scrypt N=2^15): ${loginsPerSecond.toFixed(1)} per second, ${(1000 / loginsPerSecond).toFixed(0)} ms each`);
 const worst = Math.min(...Object.values(results).map((r) => r["HSM (CU session)"] / r.chip));
 console.log(`target: the CU path within 10% of the chip's: ${worst >= 0.9 ? "MET" : "MISS"} (worst ratio ${worst.toFixed(2)})`);
-hsm.close();
+device.close();
 chip.close();
-rmSync(root, { recursive: true, force: true });

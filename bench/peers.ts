@@ -65,3 +65,19 @@ export function numberOption(name: string, fallback: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} takes a positive number`);
   return value;
 }
+
+/** A new HSM in a temporary folder, activated, with crypto user alice logged in on a R/W session. */
+export function devicePeer(options: { passwordCost?: number } = {}): { hsm: P.Hsm; pkcs11: P.PKCS11; session: Buffer; close(): void } {
+  const root = mkdtempSync(join(tmpdir(), "hsmsim-bench-device-"));
+  const hsm = P.Hsm.create(join(root, "hsm"), options);
+  hsm.changePassword(hsm.login("admin", "password"), "admin", "admin-password");
+  hsm.createUser(hsm.login("admin", "admin-password"), "alice", "CU", "alice-password");
+  const pkcs11 = hsm.pkcs11();
+  pkcs11.C_Initialize();
+  const session = pkcs11.C_OpenSession(pkcs11.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+  pkcs11.C_Login(session, P.CKU_USER, "alice:alice-password");
+  return { hsm, pkcs11, session, close: () => {
+    hsm.close();
+    rmSync(root, { recursive: true, force: true });
+  } };
+}
