@@ -9,7 +9,7 @@ const main = join(dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "
 const run = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", main, ...args], { encoding: "utf8" });
 
 describe("hsmsim command", () => {
-  it("demo walks through init, keys, GCM, ECDSA, wrap, lockout and a throughput table", () => {
+  it("demo walks through the chip, the HSM device and a 3-HSM cluster with a failure, cloning and NAT", () => {
     const result = run("demo");
     expect(result.status).toBe(0);
     for (const text of ['decrypted: "Attack at dawn"', "one flipped bit: CKR_ENCRYPTED_DATA_INVALID", "verify original: true",
@@ -17,7 +17,10 @@ describe("hsmsim command", () => {
       "wrong PIN #5: CKR_PIN_INCORRECT; token flags: USER_PIN_LOCKED", "right PIN now: CKR_PIN_LOCKED", "AES-256-GCM encrypt 4 KiB",
       "before activation, PRECO creating a user: NOT_ACTIVATED", "C_Login as admin → CKR_USER_TYPE_INVALID",
       'key 1 "payments": owner alice, shared with bob', "bob deletes it: CKR_ACTION_PROHIBITED",
-      "bob with the right password now: ACCOUNT_LOCKED", "chain verified"]) {
+      "bob with the right password now: ACCOUNT_LOCKED", "chain verified",
+      "cluster ACTIVE; every HSM activated: true", "300/300 round trips correct", "DEGRADED, cluster DEGRADED",
+      "alice's key still works: true", "cannot fail over to them", "crashed → CKR_DEVICE_ERROR", "the directly connected client carries on",
+      "every invariant holds"]) {
       expect(result.stdout).toContain(text);
     }
   });

@@ -1,7 +1,10 @@
 // The cluster part of `hsmsim demo`: a 3-HSM cluster over three availability zones on the
 // simulated network, activated once, a client that learns every HSM from one address, an
 // HSM failing mid-workload while the client carries on, an HSM added by cloning, the failed
-// one replaced, and one seeded fault run with its invariants.
+// one replaced, a client behind NAT that cannot fail over, and one seeded fault run with its
+// invariants.
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import { Gateway } from "../sim/gateway.js";
 import { runSimulation } from "../sim/run.js";
 import { World } from "../sim/world.js";
 import type { Output } from "./format.js";
@@ -65,6 +68,25 @@ export function runClusterDemo(out: Output): void {
     out.line(`cluster ${cluster.state}; the client now knows ${client.health().members.length} HSMs; alice's key still works: ` +
       `${alice.decrypt(key, alice.encrypt(key, Buffer.from("after"))).toString() === "after"}`);
     out.line(`backups: ${cluster.backups().map((b) => b.trigger).join(", ")} (encrypted under the cluster's lineage)`);
+
+    out.step("A client that reaches the cluster only through NAT: it works, warns, and cannot fail over");
+    const [behind] = cluster.describe().filter((h) => h.state === "ACTIVE");
+    const gateway = new Gateway(world.network, "203.0.113.10", behind.address);
+    for (const address of cluster.addresses()) world.network.blockLink("client-nat", address);
+    const natClient = world.connect("nat", { bootstrap: gateway.address });
+    const natAlice = natClient.login("alice", "alice-pass-1");
+    out.line(`through ${gateway.address} → ${behind.address}: ${natAlice.random(8).length} random bytes`);
+    world.run(3_000_000);
+    out.line(`health: ${natClient.health().warnings[0]}`);
+    cluster.crashHsm(behind.hsmId);
+    try {
+      natAlice.random(8);
+      out.line("unexpected: the call succeeded");
+    } catch (e) {
+      out.line(`${behind.hsmId} crashed → ${e instanceof Pkcs11Error ? `${e.message}: ${(e.detail ?? "").slice(0, 120)}…` : String(e)}`);
+    }
+    out.line(`the directly connected client carries on: ${alice.random(8).length} random bytes`);
+    gateway.close();
   } finally {
     world.dispose();
   }
