@@ -16,6 +16,10 @@ export const OBJECT_ARGS: Record<string, readonly number[]> = {
   wrapKey: [1, 2], unwrapKey: [1], deriveKey: [1],
 };
 
+/** Calls that use a key (as opposed to reading or managing it): the key availability check applies to them. */
+export const KEY_USING_CALLS = new Set(["encryptInit", "decryptInit", "signInit", "verifyInit", "digestKey", "wrapKey", "unwrapKey",
+  "deriveKey", "copyObject"]);
+
 /** Results that are object handles: one, a key pair, or a list. */
 export const HANDLE_RESULTS: Record<string, "one" | "pair" | "list"> = {
   createObject: "one", copyObject: "one", generateKey: "one", unwrapKey: "one", deriveKey: "one", generateKeyPair: "pair", findObjects: "list",

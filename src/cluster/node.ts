@@ -5,15 +5,16 @@
 // lost message) catches up: anti-entropy.
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
+import { keyIdOrigin } from "../hsm/journal.js";
 import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
 import { PRECO_USERNAME } from "../hsm/types.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
-  CKR_ARGUMENTS_BAD, CKR_FUNCTION_FAILED, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKU_USER,
+  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_FAILED, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKU_USER,
 } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { Clock } from "../sim/clock.js";
-import { CREATING_CALLS, HANDLE_RESULTS, OBJECT_ARGS, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS, copyValue } from "./calls.js";
+import { CREATING_CALLS, HANDLE_RESULTS, KEY_USING_CALLS, OBJECT_ARGS, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS, copyValue } from "./calls.js";
 import type {
   Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, SessionContext, Transport,
 } from "./protocol.js";
@@ -68,6 +69,9 @@ export class ClusterNode {
   private readonly queue: { from: string; request: Request }[] = [];
   private working = false;
   private readonly peerHeads = new Map<string, Map<number, number>>();
+  /** When each peer was last heard from (simulated µs): a peer silent for 3 gossip rounds is not counted as holding keys. */
+  private readonly lastHeard = new Map<string, number>();
+  private readonly startedUs: number;
   private waiters: Waiter[] = [];
   private readonly timers = new Set<number>();
   private alive = true;
@@ -77,6 +81,7 @@ export class ClusterNode {
 
   constructor(readonly hsm: Hsm, private readonly config: NodeConfig, private readonly transport: Transport, private readonly clock: Clock,
     private readonly onActivated: () => void = () => {}) {
+    this.startedUs = clock.nowUs();
     transport.attach(config.address, (from, message) => {
       if (this.alive) this.receive(from, message);
     });
@@ -93,12 +98,14 @@ export class ClusterNode {
 
   /** The control plane's word on who is in the cluster. */
   setMembers(members: Member[], epoch: number, keyAvailabilityMin: number, initialized: boolean): void {
+    const first = this.members.length === 0;
     this.initialized = initialized;
     this.members = members.map((m) => ({ ...m }));
     this.membershipEpoch = epoch;
     this.keyAvailabilityMin = keyAvailabilityMin;
     for (const address of this.peerHeads.keys()) if (!members.some((m) => m.address === address)) this.peerHeads.delete(address);
     this.checkWaiters();
+    if (first) this.gossip(); // a new or restarted HSM syncs at once, not at the next round
   }
 
   /** Stops at once, as a crash does: nothing in memory survives; the data folder holds what was committed. */
@@ -313,7 +320,11 @@ export class ClusterNode {
       if (method === "closeSession") return this.closeLogical(connection, op.session.id);
       local[0] = this.physicalSession(connection, op.session, method);
     }
-    for (const i of OBJECT_ARGS[method] ?? []) local[i] = this.toLocal(connection, local[i]);
+    for (const i of OBJECT_ARGS[method] ?? []) {
+      const wire = local[i];
+      local[i] = this.toLocal(connection, wire);
+      if (KEY_USING_CALLS.has(method)) this.checkKeyAvailability(method, wire, connection.chip, local[0] as number, local[i] as number);
+    }
     const output = OUTPUT_ARGS[method];
     if (output !== undefined) {
       if (typeof local[output] !== "number") throw new Pkcs11Error(CKR_ARGUMENTS_BAD, method);
@@ -376,6 +387,38 @@ export class ClusterNode {
     return null;
   }
 
+  /**
+   * CloudHSM's key availability check: a token key is used only while keyAvailabilityMin live
+   * HSMs hold it — this one, and peers heard from lately whose journal has the key's creation.
+   */
+  private checkKeyAvailability(method: string, wire: unknown, chip: NativeChip, session: number, handle: number): void {
+    const needed = Math.min(this.keyAvailabilityMin, this.members.length);
+    if (needed <= 1 || typeof wire !== "number" || wire >= SESSION_OBJECT_BASE || !this.hsm.state.hasKey(wire)) return;
+    const seq = this.hsm.state.creationSeq(wire);
+    if (seq === undefined) return; // held here through a later change only: another HSM has it too
+    const origin = keyIdOrigin(wire);
+    const recent = this.clock.nowUs() - 3 * this.config.gossipIntervalUs;
+    let holders = 1;
+    for (const peer of this.peers()) {
+      // The HSM that made the key holds it; another holds it once its journal has the creation.
+      const holds = peer.origin === origin || (this.peerHeads.get(peer.address)?.get(origin) ?? 0) >= seq;
+      if (holds && (this.lastHeard.get(peer.address) ?? -Infinity) >= recent) holders++;
+    }
+    if (holders < needed) {
+      try {
+        chip.getAttributeValue(session, handle, [CKA_CLASS]);
+      } catch {
+        return; // a key this session may not see: the call fails with its own error
+      }
+      if (this.clock.nowUs() < this.startedUs + 3 * this.config.gossipIntervalUs) {
+        // Just started: it has not heard its peers yet. Nothing was done; the client retries.
+        throw new NodeFailure({ kind: "stale", message: `HSM ${this.hsm.id} is still syncing with its peers` });
+      }
+      throw new Pkcs11Error(CKR_FUNCTION_FAILED, method, `Key ${wire} does not meet the availability requirements - the key must be ` +
+        `available on at least ${needed} HSMs before being used (${holders} live HSM${holders === 1 ? "" : "s"} hold it)`);
+    }
+  }
+
   private toLocal(connection: Connection, wire: unknown): number {
     if (typeof wire !== "number") return 0;
     // A session object of another connection, or of this HSM before it restarted, is not reachable.
@@ -394,7 +437,12 @@ export class ClusterNode {
   // ---- replication ----
   private onPeer(from: string, message: PeerMessage): void {
     if (!this.members.some((m) => m.address === from)) return; // not (or no longer) a member
+    this.lastHeard.set(from, this.clock.nowUs());
     if (message.t === "push") {
+      // Whoever sends entries holds them.
+      const theirs = this.peerHeads.get(from) ?? new Map<number, number>();
+      for (const entry of message.entries) if ((theirs.get(entry.origin) ?? 0) < entry.seq) theirs.set(entry.origin, entry.seq);
+      this.peerHeads.set(from, theirs);
       let progressed = false;
       for (const entry of message.entries) {
         const outcome = this.hsm.state.apply(entry);

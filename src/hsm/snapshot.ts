@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 import { HsmError } from "./errors.js";
 import { checkOrigin } from "./journal.js";
-import { MASKING_KEY_FILE, Store, type KeyRow, type Tombstone, type UserRow } from "./store.js";
+import { type JournalRow, MASKING_KEY_FILE, Store, type KeyRow, type Tombstone, type UserRow } from "./store.js";
 import { HSM_TYPES, type HsmType } from "./types.js";
 
 export interface HsmSnapshot {
@@ -20,7 +20,7 @@ export interface HsmSnapshot {
   users: UserRow[];
   keys: KeyRow[];
   tombstones: Tombstone[];
-  journal: { origin: number; seq: number; change: string }[];
+  journal: JournalRow[];
 }
 
 export function takeSnapshot(store: Store): HsmSnapshot {

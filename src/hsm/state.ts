@@ -8,7 +8,7 @@ import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { AuditEntry } from "./audit.js";
 import { HsmError } from "./errors.js";
 import {
-  type Change, type JournalEntry, changeSubject, decodeChange, encodeChange, makeKeyId, makePrincipal, makeVersion, versionCounter,
+  type Change, type JournalEntry, changeSubject, decodeChange, encodeChange, keyIdOrigin, makeKeyId, makePrincipal, makeVersion, versionCounter,
 } from "./journal.js";
 import type { Store, UserRow } from "./store.js";
 
@@ -30,6 +30,7 @@ export class DeviceState {
   /** chip handle → key id, and back, for every token key. */
   readonly keyIds = new Map<number, number>();
   private readonly handles = new Map<number, number>();
+  private readonly creations = new Map<number, number>();
 
   constructor(private readonly host: StateHost) {
     const { store } = host;
@@ -59,6 +60,19 @@ export class DeviceState {
     const handle = this.handles.get(keyId);
     if (handle === undefined) throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
     return handle;
+  }
+
+  /**
+   * Where a key was created: the journal sequence of its first entry from the HSM that minted
+   * its id, or undefined while this HSM holds the key only through a later change.
+   */
+  creationSeq(keyId: number): number | undefined {
+    let seq = this.creations.get(keyId);
+    if (seq === undefined) {
+      seq = this.host.store.firstJournalSeq(keyIdOrigin(keyId), `key:${keyId}`);
+      if (seq !== undefined) this.creations.set(keyId, seq);
+    }
+    return seq;
   }
 
   hasKey(keyId: number): boolean {
@@ -158,7 +172,7 @@ export class DeviceState {
     this.host.store.transaction(() => {
       this.observe(change.version);
       if (this.applyChange(change)) outcome = "applied";
-      this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change));
+      this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change), changeSubject(change));
       this.heads.set(entry.origin, entry.seq);
       // The lockout checker reads "failures reset" to know a replicated change unlocked the account here.
       const reset = change.kind === "user" && outcome === "applied" && (failuresBefore ?? 0) > 0 && (this.host.store.user(change.name)?.failures ?? 0) === 0;
@@ -226,7 +240,7 @@ export class DeviceState {
 
   private append(change: Change): void {
     const seq = this.head(this.origin) + 1;
-    this.host.store.appendJournal(this.origin, seq, encodeChange(change));
+    this.host.store.appendJournal(this.origin, seq, encodeChange(change), changeSubject(change));
     this.heads.set(this.origin, seq);
   }
 

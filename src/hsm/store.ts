@@ -39,6 +39,15 @@ export interface KeyRow {
   version: number;
 }
 
+export interface JournalRow {
+  origin: number;
+  seq: number;
+  /** The encoded change (journal.ts). */
+  change: string;
+  /** What it is about: "key:<id>", "user:<name>", "activation". */
+  subject: string;
+}
+
 /** What remains of a deleted key or user: enough to refuse older writes forever. */
 export interface Tombstone {
   kind: "key" | "user";
@@ -55,7 +64,9 @@ const SCHEMA = `
   CREATE TABLE keys (id INTEGER PRIMARY KEY, record BLOB NOT NULL, owner INTEGER NOT NULL, version INTEGER NOT NULL);
   CREATE TABLE tombstones (kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (kind, name));
   -- Every change this HSM made or applied, by origin HSM and that origin's sequence.
-  CREATE TABLE journal (origin INTEGER NOT NULL, seq INTEGER NOT NULL, change TEXT NOT NULL, PRIMARY KEY (origin, seq));
+  CREATE TABLE journal (origin INTEGER NOT NULL, seq INTEGER NOT NULL, change TEXT NOT NULL, subject TEXT NOT NULL,
+                        PRIMARY KEY (origin, seq));
+  CREATE INDEX journal_subject ON journal (subject, origin, seq);
   CREATE TABLE audit (seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, reboot INTEGER NOT NULL,
                       operation TEXT NOT NULL, actor TEXT, session INTEGER, keys TEXT NOT NULL,
                       result TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
@@ -205,8 +216,8 @@ export class Store {
   }
 
   // ---- journal ----
-  appendJournal(origin: number, seq: number, change: string): void {
-    this.db.prepare("INSERT INTO journal (origin, seq, change) VALUES (?, ?, ?)").run(origin, seq, change);
+  appendJournal(origin: number, seq: number, change: string, subject: string): void {
+    this.db.prepare("INSERT INTO journal (origin, seq, change, subject) VALUES (?, ?, ?, ?)").run(origin, seq, change, subject);
   }
   /** The highest sequence held from each origin. */
   journalHeads(): Map<number, number> {
@@ -216,8 +227,12 @@ export class Store {
   journalRange(origin: number, afterSeq: number, limit: number): { seq: number; change: string }[] {
     return this.db.prepare("SELECT seq, change FROM journal WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?").all(origin, afterSeq, limit) as { seq: number; change: string }[];
   }
-  journalAll(): { origin: number; seq: number; change: string }[] {
-    return this.db.prepare("SELECT origin, seq, change FROM journal ORDER BY origin, seq").all() as { origin: number; seq: number; change: string }[];
+  /** The first entry of `origin` about `subject` ("key:<id>" …), or undefined. */
+  firstJournalSeq(origin: number, subject: string): number | undefined {
+    return (this.db.prepare("SELECT MIN(seq) FROM journal WHERE subject = ? AND origin = ?").pluck().get(subject, origin) as number | null) ?? undefined;
+  }
+  journalAll(): JournalRow[] {
+    return this.db.prepare("SELECT origin, seq, change, subject FROM journal ORDER BY origin, seq").all() as JournalRow[];
   }
   keyCountOwnedBy(owner: number): number {
     return this.db.prepare("SELECT COUNT(*) FROM keys WHERE owner = ?").pluck().get(owner) as number;
@@ -248,14 +263,14 @@ export class Store {
   }
 
   /** Copies another HSM's state into this new store (cloning, restoring a backup). */
-  load(snapshot: { users: UserRow[]; keys: KeyRow[]; tombstones: Tombstone[]; journal: { origin: number; seq: number; change: string }[];
+  load(snapshot: { users: UserRow[]; keys: KeyRow[]; tombstones: Tombstone[]; journal: JournalRow[];
     activated: boolean; lamport: number }): void {
     this.transaction(() => {
       this.db.prepare("DELETE FROM users").run();
       for (const user of snapshot.users) this.insertUser(user);
       for (const key of snapshot.keys) this.putKey(key);
       for (const t of snapshot.tombstones) this.putTombstone(t);
-      for (const j of snapshot.journal) this.appendJournal(j.origin, j.seq, j.change);
+      for (const j of snapshot.journal) this.appendJournal(j.origin, j.seq, j.change, j.subject);
       this.setMeta("activated", snapshot.activated ? "1" : "0");
       this.setMeta("lamport", String(snapshot.lamport));
     });

@@ -103,6 +103,34 @@ describe("replication", () => {
     expect(bob.generateAesKey({ label: "fine alone" }).id).toBeGreaterThan(0);
   });
 
+  it("a token key is used only while keyAvailabilityMin live HSMs hold it (CloudHSM's key availability check)", () => {
+    const world = activeWorld({ cluster: { hsmCount: 2 } });
+    const alice = world.connect("a").login(ALICE.username, ALICE.password);
+    const key = alice.generateAesKey({ label: "needs two" });
+    const sealed = alice.encrypt(key, Buffer.from("x"));
+    const [, second] = world.cluster.describe();
+    world.cluster.crashHsm(second.hsmId);
+    world.run(2_000_000);
+    let error: unknown;
+    try {
+      alice.decrypt(key, sealed);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as Pkcs11Error).message).toBe("CKR_FUNCTION_FAILED");
+    expect((error as Pkcs11Error).detail).toMatch(/does not meet the availability requirements.*at least 2 HSMs/);
+    world.cluster.restartHsm(second.hsmId);
+    expect(alice.decrypt(key, sealed).toString()).toBe("x");
+    // Three HSMs, one down: two still hold it.
+    const three = activeWorld({ seed: "three" });
+    const bob = three.connect("b").login(BOB.username, BOB.password);
+    const bobKey = bob.generateAesKey({ label: "three" });
+    three.run(500_000);
+    three.cluster.crashHsm(three.cluster.describe()[0].hsmId);
+    three.run(2_000_000);
+    expect(bob.decrypt(bobKey, bob.encrypt(bobKey, Buffer.from("y"))).toString()).toBe("y");
+  });
+
   it("an HSM that was down gets the keys it missed; one that missed a delete drops the key, which never comes back", () => {
     const world = activeWorld();
     const alice = world.connect("a").login(ALICE.username, ALICE.password);
