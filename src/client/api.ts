@@ -52,7 +52,12 @@ export class ClusterConnection {
   /** Bootstraps from `options.bootstrap`; the driver runs the simulation while calls wait. */
   static connect(options: ClientOptions & { driver: Driver }): ClusterConnection {
     const connection = new ClusterConnection(new ClusterClient(options), options.driver);
-    connection.wait<void>((done) => connection.client.connect((e) => done(e)));
+    try {
+      connection.wait<void>((done) => connection.client.connect((e) => done(e)));
+    } catch (e) {
+      connection.close(); // no heartbeat or address left behind
+      throw e;
+    }
     return connection;
   }
 

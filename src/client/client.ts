@@ -89,6 +89,16 @@ export class ClusterClient {
   readonly stats = { requests: 0, retries: 0, busy: 0, stale: 0, timeouts: 0, failovers: 0 };
 
   constructor(private readonly options: ClientOptions) {
+    for (const name of ["address", "bootstrap"] as const) {
+      if (typeof options[name] !== "string" || options[name].length === 0) throw new ClientError("INVALID_ARGUMENT", `${name} must be a non-empty address`);
+    }
+    for (const name of ["requestTimeoutUs", "writeTimeoutUs", "backoffUs", "heartbeatIntervalUs"] as const) {
+      const value = options[name];
+      if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new ClientError("INVALID_ARGUMENT", `${name} must be a positive number of microseconds`);
+    }
+    if (options.maxRetries !== undefined && !(Number.isInteger(options.maxRetries) && options.maxRetries >= 0 && options.maxRetries <= 10)) {
+      throw new ClientError("INVALID_ARGUMENT", "maxRetries must be an integer from 0 to 10");
+    }
     this.conn = `${options.address}#${options.rng.int(1 << 30)}`;
     this.requestTimeoutUs = options.requestTimeoutUs ?? 500_000;
     this.writeTimeoutUs = options.writeTimeoutUs ?? 3_000_000;

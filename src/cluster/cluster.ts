@@ -110,6 +110,15 @@ export class Cluster {
     if (options.keyAvailabilityMin !== undefined && (!Number.isInteger(options.keyAvailabilityMin) || options.keyAvailabilityMin < 1)) {
       throw new ClusterError("INVALID_ARGUMENT", "keyAvailabilityMin must be a positive integer");
     }
+    for (const name of ["backupIntervalUs", "backupRetentionUs", "healthCheckIntervalUs"] as const) {
+      const value = options[name];
+      const least = name === "backupIntervalUs" ? 0 : 1; // 0 turns periodic backups off
+      if (value !== undefined && !(Number.isFinite(value) && value >= least)) throw new ClusterError("INVALID_ARGUMENT", `${name} must be a number of microseconds ≥ ${least}`);
+    }
+    for (const name of ["queueCapacity", "replicationTimeoutUs", "gossipIntervalUs"] as const) {
+      const value = options.node?.[name];
+      if (value !== undefined && !(Number.isInteger(value) && value >= 1)) throw new ClusterError("INVALID_ARGUMENT", `node.${name} must be a positive integer`);
+    }
     if (options.addressPrefix !== undefined && !/^\d{1,3}\.\d{1,3}$/.test(options.addressPrefix)) {
       throw new ClusterError("INVALID_ARGUMENT", "addressPrefix must be two octets, like 10.0");
     }

@@ -35,6 +35,14 @@ describe("address list", () => {
     expect(client.health().members.map((m) => m.address)).not.toContain(world.cluster.describe()[0].address);
   });
 
+  it("refuses bad options and an address that does not answer with typed errors", () => {
+    const world = activeWorld();
+    expect(() => world.connect("x", { bootstrap: "" })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => world.connect("y", { maxRetries: -1 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => world.connect("z", { requestTimeoutUs: Number.NaN })).toThrow(ClientError);
+    expect(() => world.connect("w", { bootstrap: "192.0.2.1" })).toThrow(expect.objectContaining({ code: "NO_REACHABLE_HSM" }));
+  });
+
   it("spreads requests over the HSMs", () => {
     const world = activeWorld();
     const alice = world.connect("a").login(ALICE.username, ALICE.password);

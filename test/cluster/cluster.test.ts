@@ -19,6 +19,8 @@ describe("cluster shape and states", () => {
       expect(() => bareWorld({ dataRoot: root, cluster: { hsmCount } })).toThrow(ClusterError);
     }
     expect(() => bareWorld({ dataRoot: root, cluster: { addressPrefix: "10.0.0" } })).toThrow(ClusterError);
+    expect(() => bareWorld({ dataRoot: root, cluster: { backupRetentionUs: -5 } })).toThrow(ClusterError);
+    expect(() => bareWorld({ dataRoot: root, cluster: { node: { queueCapacity: 0 } } })).toThrow(/queueCapacity/);
     expect(readdirSync(root)).toEqual([]); // a world that failed to start leaves no folder behind
     rmSync(root, { recursive: true });
     const world = bareWorld({ cluster: { hsmCount: 4, availabilityZones: ["eu-1a", "eu-1b"] } });
