@@ -41,6 +41,7 @@ describe("address list", () => {
     expect(() => world.connect("y", { maxRetries: -1 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(() => world.connect("z", { requestTimeoutUs: Number.NaN })).toThrow(ClientError);
     expect(() => world.connect("w", { bootstrap: "192.0.2.1" })).toThrow(expect.objectContaining({ code: "NO_REACHABLE_HSM" }));
+    expect(world.connect("w").health().members).toHaveLength(3); // the failed attempt freed its address
   });
 
   it("spreads requests over the HSMs", () => {
