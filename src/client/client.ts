@@ -6,7 +6,7 @@
 // repeat (see RetryRule). The heartbeat is also the failure detector: an HSM that misses one
 // leaves the rotation until it answers again.
 import { copyValue } from "../cluster/calls.js";
-import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, Transport } from "../cluster/protocol.js";
+import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, Transport, WritePosition } from "../cluster/protocol.js";
 import type { Clock } from "../sim/clock.js";
 import type { Rng } from "../sim/random.js";
 import { ClientError } from "./errors.js";
@@ -84,7 +84,7 @@ export class ClusterClient {
   private readonly maxRetries: number;
   private readonly backoffUs: number;
   private refreshing = false;
-  private lastWritePosition: [number, number] | null = null;
+  private lastWritePosition: WritePosition | null = null;
   private closed = false;
   readonly stats = { requests: 0, retries: 0, busy: 0, stale: 0, timeouts: 0, failovers: 0 };
 
@@ -159,8 +159,8 @@ export class ClusterClient {
     for (const [origin, seq] of heads as [number, number][]) if ((this.acked.get(origin) ?? 0) < seq) this.acked.set(origin, seq);
   }
 
-  /** The journal position of the last write acknowledged to this client (for checkers and tests). */
-  get lastWrite(): [number, number] | null {
+  /** The last write acknowledged to this client (for checkers and tests). */
+  get lastWrite(): WritePosition | null {
     return this.lastWritePosition;
   }
 
@@ -264,7 +264,7 @@ export class ClusterClient {
     }
     if (response.wrote) {
       this.lastWritePosition = response.wrote;
-      const [origin, seq] = response.wrote;
+      const { origin, seq } = response.wrote;
       if ((this.acked.get(origin) ?? 0) < seq) this.acked.set(origin, seq);
     }
     if (response.membershipEpoch > this.membershipEpoch && this.clusterId !== null) this.refresh();

@@ -5,7 +5,7 @@
 // lost message) catches up: anti-entropy.
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
-import { keyIdOrigin } from "../hsm/journal.js";
+import { changeSubject, keyIdOrigin } from "../hsm/journal.js";
 import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
 import { PRECO_USERNAME } from "../hsm/types.js";
 import type { NativeChip } from "../pkcs11/addon.js";
@@ -16,7 +16,7 @@ import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { Clock } from "../sim/clock.js";
 import { CREATING_CALLS, HANDLE_RESULTS, KEY_USING_CALLS, OBJECT_ARGS, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS, copyValue } from "./calls.js";
 import type {
-  Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, SessionContext, Transport,
+  Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, SessionContext, Transport, WritePosition,
 } from "./protocol.js";
 
 export interface NodeConfig {
@@ -50,8 +50,7 @@ interface Connection {
 interface Waiter {
   from: string;
   request: Request;
-  origin: number;
-  seq: number;
+  wrote: WritePosition;
   value: unknown;
   createdKeys: number[];
   timer: number;
@@ -59,6 +58,7 @@ interface Waiter {
 
 const MAX_PUSH = 256;
 const RECENT_REQUESTS = 4096;
+const PRUNE_EVERY_ROUNDS = 5;
 const MANAGE_METHODS = new Set<string>(["createUser", "deleteUser", "changePassword", "listUsers", "shareKey", "unshareKey", "describeKey", "setKeyTrusted"]);
 
 export class ClusterNode {
@@ -77,7 +77,8 @@ export class ClusterNode {
   private alive = true;
   private initialized = false;
   private readonly recentRequests = new Set<string>();
-  readonly stats = { served: 0, busy: 0, stale: 0, applied: 0, replicationTimeouts: 0 };
+  readonly stats = { served: 0, busy: 0, stale: 0, applied: 0, replicationTimeouts: 0, pruned: 0 };
+  private gossipRounds = 0;
 
   constructor(readonly hsm: Hsm, private readonly config: NodeConfig, private readonly transport: Transport, private readonly clock: Clock,
     private readonly onActivated: () => void = () => {}) {
@@ -212,7 +213,9 @@ export class ClusterNode {
     if (answered) return;
     const creates = request.op.kind === "call" && CREATING_CALLS.has(request.op.method);
     const createdKeys = creates ? entries.flatMap((e) => (e.change.kind === "key" ? [e.change.id] : [])) : [];
-    const waiter: Waiter = { from, request, origin: this.origin, seq: head, value, createdKeys, timer: 0 };
+    const last = entries[entries.length - 1];
+    const wrote: WritePosition = { origin: this.origin, seq: last.seq, version: last.change.version, subject: changeSubject(last.change) };
+    const waiter: Waiter = { from, request, wrote, value, createdKeys, timer: 0 };
     waiter.timer = this.later(this.config.replicationTimeoutUs, () => this.replicationTimedOut(waiter));
     this.waiters.push(waiter);
     this.checkWaiters();
@@ -227,10 +230,10 @@ export class ClusterNode {
   private checkWaiters(): void {
     const needed = Math.min(this.keyAvailabilityMin, Math.max(1, this.members.length));
     this.waiters = this.waiters.filter((w) => {
-      if (this.holders(w.origin, w.seq) < needed) return true;
+      if (this.holders(w.wrote.origin, w.wrote.seq) < needed) return true;
       this.clock.cancel(w.timer);
       this.timers.delete(w.timer);
-      this.reply(w.from, w.request, undefined, w.value, [w.origin, w.seq]);
+      this.reply(w.from, w.request, undefined, w.value, w.wrote);
       return false;
     });
   }
@@ -238,7 +241,7 @@ export class ClusterNode {
   private replicationTimedOut(waiter: Waiter): void {
     this.waiters = this.waiters.filter((w) => w !== waiter);
     this.stats.replicationTimeouts++;
-    const held = this.holders(waiter.origin, waiter.seq);
+    const held = this.holders(waiter.wrote.origin, waiter.wrote.seq);
     // A key that did not reach the quorum is deleted again, so the failed create leaves nothing behind.
     const before = this.hsm.state.head(this.origin);
     if (waiter.createdKeys.length > 0) {
@@ -259,7 +262,7 @@ export class ClusterNode {
     this.shipAndWait(waiter.from, waiter.request, before, undefined, true);
   }
 
-  private reply(to: string, request: Request, error?: Failure, value?: unknown, wrote?: [number, number]): void {
+  private reply(to: string, request: Request, error?: Failure, value?: unknown, wrote?: WritePosition): void {
     const response: Response = {
       t: "res", id: request.id, ok: error === undefined, hsmId: this.hsm.id, membershipEpoch: this.membershipEpoch,
       spareCapacity: Math.max(0, this.config.queueCapacity - this.queue.length),
@@ -471,11 +474,23 @@ export class ClusterNode {
     if (message.reply || weLack) this.transport.send(this.config.address, from, { t: "heads", heads: this.headList(), reply: false } satisfies PeerMessage);
   }
 
+  /** Drops the journal entries every member holds: no member can need them again (new ones start from a snapshot). */
+  private pruneJournal(): void {
+    const floors = new Map<number, number>();
+    for (const [origin, head] of this.hsm.state.vector()) {
+      let floor = head;
+      for (const peer of this.peers()) floor = Math.min(floor, this.peerHeads.get(peer.address)?.get(origin) ?? 0);
+      floors.set(origin, floor);
+    }
+    this.stats.pruned += this.hsm.state.prune(floors);
+  }
+
   private headList(): HeadList {
     return [...this.hsm.state.vector()];
   }
 
   private gossip(): void {
+    if (++this.gossipRounds % PRUNE_EVERY_ROUNDS === 0) this.pruneJournal();
     for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "heads", heads: this.headList(), reply: true } satisfies PeerMessage);
   }
 }

@@ -17,6 +17,15 @@ export interface MemberAddress {
   availabilityZone: string;
 }
 
+/** Where a write landed: its journal position, and the version and subject it wrote. */
+export interface WritePosition {
+  origin: number;
+  seq: number;
+  version: number;
+  /** "key:<id>", "user:<name>" or "activation". */
+  subject: string;
+}
+
 /** Journal heads: [origin, highest sequence] pairs. */
 export type HeadList = [number, number][];
 
@@ -71,8 +80,8 @@ export interface Response {
   /** The answering HSM's state, for the client's load spreading and consistency. */
   hsmId: string;
   spareCapacity: number;
-  /** The journal position of the change this request made, if it made one. */
-  wrote?: [number, number];
+  /** The change this request made, if it made one (its last journal entry). */
+  wrote?: WritePosition;
   membershipEpoch: number;
 }
 

@@ -21,6 +21,8 @@ export interface HsmSnapshot {
   keys: KeyRow[];
   tombstones: Tombstone[];
   journal: JournalRow[];
+  /** Journal heads, which pruning leaves above the oldest entries kept. */
+  heads: [number, number][];
 }
 
 export function takeSnapshot(store: Store): HsmSnapshot {
@@ -34,6 +36,7 @@ export function takeSnapshot(store: Store): HsmSnapshot {
     keys: store.keys(),
     tombstones: store.tombstones(),
     journal: store.journalAll(),
+    heads: [...store.journalHeads()],
   };
 }
 

@@ -69,7 +69,7 @@ export class DeviceState {
   creationSeq(keyId: number): number | undefined {
     let seq = this.creations.get(keyId);
     if (seq === undefined) {
-      seq = this.host.store.firstJournalSeq(keyIdOrigin(keyId), `key:${keyId}`);
+      seq = this.host.store.key(keyId)?.createdSeq || undefined;
       if (seq !== undefined) this.creations.set(keyId, seq);
     }
     return seq;
@@ -119,7 +119,9 @@ export class DeviceState {
   writeKey(keyId: number, handle: number): void {
     const change: Change = { kind: "key", id: keyId, version: this.tick(), record: this.host.chip.exportMasked(SLOT, handle, 1),
       owner: this.host.chip.ownership(SLOT, handle).owner };
-    this.host.store.putKey({ id: keyId, record: change.record, owner: change.owner, version: change.version });
+    // A new key's creation is the entry appended below.
+    const createdSeq = this.host.store.key(keyId)?.createdSeq ?? this.head(this.origin) + 1;
+    this.host.store.putKey({ id: keyId, record: change.record, owner: change.owner, version: change.version, createdSeq });
     this.track(handle, keyId);
     this.append(change);
   }
@@ -151,6 +153,18 @@ export class DeviceState {
     this.append({ kind: "activate", version });
   }
 
+  /**
+   * Drops journal entries every member holds (`floors`: origin → the lowest head among the
+   * members). Heads, records, versions and tombstones stay: only the replay log shrinks.
+   */
+  prune(floors: Map<number, number>): number {
+    let dropped = 0;
+    this.host.store.transaction(() => {
+      for (const [origin, floor] of floors) if (floor > 0 && this.host.store.journalTail(origin) <= floor) dropped += this.host.store.pruneJournal(origin, floor);
+    });
+    return dropped;
+  }
+
   /** This HSM's journal entries after `afterSeq` of `origin`, oldest first. */
   entriesAfter(origin: number, afterSeq: number, limit = 256): JournalEntry[] {
     return this.host.store.journalRange(origin, afterSeq, limit).map((r) => ({ origin, seq: r.seq, change: decodeChange(r.change) }));
@@ -171,7 +185,7 @@ export class DeviceState {
     const failuresBefore = change.kind === "user" ? this.host.store.user(change.name)?.failures : undefined;
     this.host.store.transaction(() => {
       this.observe(change.version);
-      if (this.applyChange(change)) outcome = "applied";
+      if (this.applyChange(change, entry)) outcome = "applied";
       this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change), changeSubject(change));
       this.heads.set(entry.origin, entry.seq);
       // The lockout checker reads "failures reset" to know a replicated change unlocked the account here.
@@ -182,7 +196,7 @@ export class DeviceState {
     return outcome;
   }
 
-  private applyChange(change: Change): boolean {
+  private applyChange(change: Change, entry: JournalEntry): boolean {
     const { store, chip } = this.host;
     switch (change.kind) {
       case "key":
@@ -199,7 +213,8 @@ export class DeviceState {
             throw new HsmError("DATA_FOLDER_INVALID", `key ${change.id} does not open with this HSM's masking key (${e instanceof Pkcs11Error ? e.message : e})`);
           }
           if (old !== undefined) this.dropObject(old);
-          store.putKey({ id: change.id, record: change.record, owner: change.owner, version: change.version });
+          const createdSeq = store.key(change.id)?.createdSeq ?? (entry.origin === keyIdOrigin(change.id) ? entry.seq : 0);
+          store.putKey({ id: change.id, record: change.record, owner: change.owner, version: change.version, createdSeq });
           this.track(handle, change.id);
         } else {
           if (old !== undefined) this.dropObject(old);

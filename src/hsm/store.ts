@@ -18,6 +18,7 @@ const require = createRequire(typeof __filename === "string" ? __filename : impo
 const Database = require("better-sqlite3") as typeof BetterSqlite3;
 
 export const DATABASE_FILE = "hsm.db";
+const KEY_COLUMNS = "id, record, owner, version, created_seq AS createdSeq";
 export const MASKING_KEY_FILE = "masking.key";
 const FORMAT = "hsmsim-hsm";
 const FORMAT_VERSION = "2";
@@ -37,6 +38,7 @@ export interface KeyRow {
   record: Buffer;
   owner: number;
   version: number;
+  createdSeq: number;
 }
 
 export interface JournalRow {
@@ -61,12 +63,15 @@ const SCHEMA = `
                       salt BLOB NOT NULL, hash BLOB NOT NULL, cost INTEGER NOT NULL, failures INTEGER NOT NULL,
                       version INTEGER NOT NULL);
   -- Ids come from meta next_key_seq, so a deleted key's id is never given to another key.
-  CREATE TABLE keys (id INTEGER PRIMARY KEY, record BLOB NOT NULL, owner INTEGER NOT NULL, version INTEGER NOT NULL);
+  -- created_seq: the journal sequence of the key's creation by the HSM that minted its id (0: unknown).
+  CREATE TABLE keys (id INTEGER PRIMARY KEY, record BLOB NOT NULL, owner INTEGER NOT NULL, version INTEGER NOT NULL,
+                     created_seq INTEGER NOT NULL);
   CREATE TABLE tombstones (kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (kind, name));
   -- Every change this HSM made or applied, by origin HSM and that origin's sequence.
   CREATE TABLE journal (origin INTEGER NOT NULL, seq INTEGER NOT NULL, change TEXT NOT NULL, subject TEXT NOT NULL,
                         PRIMARY KEY (origin, seq));
-  CREATE INDEX journal_subject ON journal (subject, origin, seq);
+  -- The highest sequence applied from each origin; kept when old journal entries are pruned.
+  CREATE TABLE heads (origin INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
   CREATE TABLE audit (seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, reboot INTEGER NOT NULL,
                       operation TEXT NOT NULL, actor TEXT, session INTEGER, keys TEXT NOT NULL,
                       result TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
@@ -188,17 +193,17 @@ export class Store {
 
   // ---- keys (masked records) ----
   putKey(row: KeyRow): void {
-    this.db.prepare("INSERT OR REPLACE INTO keys (id, record, owner, version) VALUES (@id, @record, @owner, @version)").run(row);
+    this.db.prepare("INSERT OR REPLACE INTO keys (id, record, owner, version, created_seq) VALUES (@id, @record, @owner, @version, @createdSeq)").run(row);
   }
   key(id: number): KeyRow | undefined {
-    return this.db.prepare("SELECT id, record, owner, version FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
+    return this.db.prepare(`SELECT ${KEY_COLUMNS} FROM keys WHERE id = ?`).get(id) as KeyRow | undefined;
   }
   deleteKey(id: number, version: number): void {
     this.db.prepare("DELETE FROM keys WHERE id = ?").run(id);
     this.putTombstone({ kind: "key", name: String(id), version });
   }
   keys(): KeyRow[] {
-    return this.db.prepare("SELECT id, record, owner, version FROM keys ORDER BY id").all() as KeyRow[];
+    return this.db.prepare(`SELECT ${KEY_COLUMNS} FROM keys ORDER BY id`).all() as KeyRow[];
   }
 
   // ---- tombstones ----
@@ -218,18 +223,26 @@ export class Store {
   // ---- journal ----
   appendJournal(origin: number, seq: number, change: string, subject: string): void {
     this.db.prepare("INSERT INTO journal (origin, seq, change, subject) VALUES (?, ?, ?, ?)").run(origin, seq, change, subject);
+    this.db.prepare("INSERT INTO heads (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq = MAX(seq, excluded.seq)").run(origin, seq);
   }
-  /** The highest sequence held from each origin. */
+  /** The highest sequence applied from each origin (pruning does not lower it). */
   journalHeads(): Map<number, number> {
-    const rows = this.db.prepare("SELECT origin, MAX(seq) AS seq FROM journal GROUP BY origin").all() as { origin: number; seq: number }[];
+    const rows = this.db.prepare("SELECT origin, seq FROM heads").all() as { origin: number; seq: number }[];
     return new Map(rows.map((r) => [r.origin, r.seq]));
+  }
+  /** Drops `origin`'s entries up to `seq` (every member holds them); returns how many went. */
+  pruneJournal(origin: number, seq: number): number {
+    return this.db.prepare("DELETE FROM journal WHERE origin = ? AND seq <= ?").run(origin, seq).changes;
+  }
+  /** The oldest entry still held from `origin` (0 when none). */
+  journalTail(origin: number): number {
+    return (this.db.prepare("SELECT MIN(seq) FROM journal WHERE origin = ?").pluck().get(origin) as number | null) ?? 0;
+  }
+  journalSize(): number {
+    return this.db.prepare("SELECT COUNT(*) FROM journal").pluck().get() as number;
   }
   journalRange(origin: number, afterSeq: number, limit: number): { seq: number; change: string }[] {
     return this.db.prepare("SELECT seq, change FROM journal WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?").all(origin, afterSeq, limit) as { seq: number; change: string }[];
-  }
-  /** The first entry of `origin` about `subject` ("key:<id>" …), or undefined. */
-  firstJournalSeq(origin: number, subject: string): number | undefined {
-    return (this.db.prepare("SELECT MIN(seq) FROM journal WHERE subject = ? AND origin = ?").pluck().get(subject, origin) as number | null) ?? undefined;
   }
   journalAll(): JournalRow[] {
     return this.db.prepare("SELECT origin, seq, change, subject FROM journal ORDER BY origin, seq").all() as JournalRow[];
@@ -263,7 +276,7 @@ export class Store {
   }
 
   /** Copies another HSM's state into this new store (cloning, restoring a backup). */
-  load(snapshot: { users: UserRow[]; keys: KeyRow[]; tombstones: Tombstone[]; journal: JournalRow[];
+  load(snapshot: { users: UserRow[]; keys: KeyRow[]; tombstones: Tombstone[]; journal: JournalRow[]; heads: [number, number][];
     activated: boolean; lamport: number }): void {
     this.transaction(() => {
       this.db.prepare("DELETE FROM users").run();
@@ -271,6 +284,8 @@ export class Store {
       for (const key of snapshot.keys) this.putKey(key);
       for (const t of snapshot.tombstones) this.putTombstone(t);
       for (const j of snapshot.journal) this.appendJournal(j.origin, j.seq, j.change, j.subject);
+      const head = this.db.prepare("INSERT OR REPLACE INTO heads (origin, seq) VALUES (?, ?)");
+      for (const [origin, seq] of snapshot.heads) head.run(origin, seq);
       this.setMeta("activated", snapshot.activated ? "1" : "0");
       this.setMeta("lamport", String(snapshot.lamport));
     });

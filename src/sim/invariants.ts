@@ -3,7 +3,7 @@
 // nothing else of the cluster's logic.
 import { type AuditEntry, verifyChain } from "../hsm/audit.js";
 import type { Hsm } from "../hsm/hsm.js";
-import { changeSubject } from "../hsm/journal.js";
+import type { WritePosition } from "../cluster/protocol.js";
 import { Store } from "../hsm/store.js";
 
 export interface Violation {
@@ -15,8 +15,8 @@ export interface Violation {
 /** What the workload saw, in the order it saw it. */
 export class History {
   private order = 0;
-  /** Writes acknowledged to a client: the journal position the answer named. */
-  readonly acknowledged: { origin: number; seq: number; what: string }[] = [];
+  /** Writes acknowledged to a client, as the answers named them. */
+  readonly acknowledged: (WritePosition & { what: string })[] = [];
   readonly createdKeys = new Map<number, { owner: string; at: number }>();
   /** (key, user) → the order at which the user's client learned it may use the key / may not any more. */
   private readonly grants = new Map<string, number>();
@@ -28,8 +28,8 @@ export class History {
     return ++this.order;
   }
 
-  acknowledge(position: [number, number] | null, what: string): void {
-    if (position) this.acknowledged.push({ origin: position[0], seq: position[1], what });
+  acknowledge(position: WritePosition | null, what: string): void {
+    if (position) this.acknowledged.push({ ...position, what });
   }
 
   keyCreated(keyId: number, owner: string): void {
@@ -121,21 +121,22 @@ export function replicaDigest(hsm: Hsm): string {
 }
 
 /**
- * Every acknowledged write is in every live HSM's journal, and the record it wrote is at that
- * version or a later one there (a later write superseded it; it was not lost).
+ * Every acknowledged write reached every live HSM — its journal head for the write's origin is
+ * at or past the write — and the record it wrote is at that version or a later one there (a
+ * later write superseded it; it was not lost). Heads, not journal entries: old entries are
+ * pruned once every member holds them.
  */
 export function checkAcknowledged(history: History, live: Hsm[]): Violation[] {
   const out: Violation[] = [];
-  for (const { origin, seq, what } of history.acknowledged) {
+  for (const { origin, seq, version, subject, what } of history.acknowledged) {
     for (const hsm of live) {
-      const [entry] = hsm.state.entriesAfter(origin, seq - 1, 1);
-      if (!entry || entry.seq !== seq) {
+      if (hsm.state.head(origin) < seq) {
         out.push({ invariant: "acknowledged-change-lost", detail: `${hsm.id} lacks acknowledged change ${origin}/${seq} (${what})` });
         continue;
       }
-      const current = recordVersion(hsm, changeSubject(entry.change));
-      if (current < entry.change.version) {
-        out.push({ invariant: "acknowledged-change-lost", detail: `${hsm.id}: ${changeSubject(entry.change)} is at version ${current}, below acknowledged ${entry.change.version} (${what})` });
+      const current = recordVersion(hsm, subject);
+      if (current < version) {
+        out.push({ invariant: "acknowledged-change-lost", detail: `${hsm.id}: ${subject} is at version ${current}, below acknowledged ${version} (${what})` });
       }
     }
   }

@@ -7,6 +7,7 @@ import { ClientError } from "../client/errors.js";
 import { HsmError } from "../hsm/errors.js";
 import { CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
+import type { WritePosition } from "../cluster/protocol.js";
 import type { History } from "./invariants.js";
 import type { Rng } from "./random.js";
 import type { World } from "./world.js";
@@ -236,11 +237,11 @@ export class Workload {
   }
 
   // ---- helpers ----
-  private acknowledged(actor: CryptoActor, before: [number, number] | null, what: string): void {
+  private acknowledged(actor: CryptoActor, before: WritePosition | null, what: string): void {
     this.acknowledgedBy(actor.connection, before, what);
   }
 
-  private acknowledgedBy(connection: ClusterConnection, before: [number, number] | null, what: string): void {
+  private acknowledgedBy(connection: ClusterConnection, before: WritePosition | null, what: string): void {
     const after = connection.client.lastWrite;
     this.history.counts.acknowledged++;
     if (after !== before) this.history.acknowledge(after, what);

@@ -75,8 +75,12 @@ describe("the checkers catch violations", () => {
     const preco = hsm.login("admin", "password");
     hsm.changePassword(preco, "admin", "officer-pass-1");
     const history = new History();
-    history.acknowledge([1, 99], "a write nobody made");
+    history.acknowledge({ origin: 1, seq: 99, version: 5, subject: "user:ghost" }, "a write nobody made");
     expect(checkAcknowledged(history, [hsm]).map((v) => v.invariant)).toEqual(["acknowledged-change-lost"]);
+    // Held (the activation's entries are origin 0, seq 1–3) but at a lower version than acknowledged.
+    const lower = new History();
+    lower.acknowledge({ origin: 0, seq: 1, version: 2 ** 40, subject: "user:admin" }, "a write the HSM lost");
+    expect(checkAcknowledged(lower, [hsm]).map((v) => v.detail)).toEqual([expect.stringMatching(/user:admin is at version \d+, below/)]);
     for (let i = 0; i < 6; i++) expect(() => hsm.login("admin", "wrong-password")).toThrow();
     hsm.login("admin", "officer-pass-1");
     hsm.close();
