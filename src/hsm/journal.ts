@@ -4,8 +4,9 @@
 //
 // Versions are Lamport timestamps packed in one number: counter × 4096 + origin ordinal.
 // A record (a key, a user) keeps the version of its last write; a write applies only when its
-// version is higher (last writer wins), and a delete leaves a tombstone with its version, so a
-// write older than the delete can never bring the record back.
+// version is higher (last writer wins), and a delete leaves a tombstone. A user's tombstone
+// carries its version (the name may be created again later); a key's is final whatever the
+// versions, because key ids are never reused: no write, older or concurrent, brings it back.
 import { HsmError } from "./errors.js";
 import type { Role } from "./types.js";
 

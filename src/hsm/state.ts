@@ -201,8 +201,11 @@ export class DeviceState {
     switch (change.kind) {
       case "key":
       case "key-delete": {
-        const current = store.key(change.id)?.version ?? store.tombstone("key", String(change.id))?.version ?? -1;
-        if (change.version <= current) return false;
+        // A key's delete is final: ids are never reused, so a tombstone outranks every write to
+        // the key, earlier or concurrent (a share racing a delete must not bring it back).
+        if (store.tombstone("key", String(change.id))) return false;
+        const current = store.key(change.id)?.version ?? -1;
+        if (change.kind === "key" && change.version <= current) return false;
         const old = this.handles.get(change.id);
         if (change.kind === "key") {
           let handle: number;

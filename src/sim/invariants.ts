@@ -147,6 +147,7 @@ function recordVersion(hsm: Hsm, subject: string): number {
   const s = hsm.store;
   if (subject === "activation") return hsm.activated ? Number.MAX_SAFE_INTEGER : -1;
   const [kind, name] = [subject.slice(0, subject.indexOf(":")), subject.slice(subject.indexOf(":") + 1)];
-  if (kind === "key") return s.key(Number(name))?.version ?? s.tombstone("key", name)?.version ?? -1;
+  // A key's delete outranks every write to it (state.ts).
+  if (kind === "key") return s.tombstone("key", name) ? Number.MAX_SAFE_INTEGER : s.key(Number(name))?.version ?? -1;
   return s.user(name)?.version ?? s.tombstone("user", name)?.version ?? -1;
 }

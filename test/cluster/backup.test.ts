@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { BackupVault } from "../../src/cluster/backup.js";
 import { Cluster, DEFAULT_BACKUP_INTERVAL_US, DEFAULT_BACKUP_RETENTION_US, DEFAULT_NODE } from "../../src/cluster/cluster.js";
 import { Hsm } from "../../src/hsm/hsm.js";
+import * as P from "../../src/index.js";
 import { Rng } from "../../src/sim/random.js";
 import { ALICE, CO, activeWorld } from "./fixture.js";
 
@@ -73,11 +74,13 @@ describe("backups", () => {
 });
 
 describe("the journal on one HSM", () => {
+  let twoHsmsSnapshot: ReturnType<Hsm["snapshot"]>;
   function twoHsms(): [Hsm, Hsm] {
     const dir = mkdtempSync(join(tmpdir(), "hsmsim-journal-"));
     dirs.push(dir);
     const a = Hsm.create(join(dir, "a"), { origin: 1, passwordCost: 1 });
-    const b = Hsm.restore(join(dir, "b"), a.snapshot(), { origin: 2, passwordCost: 1 });
+    twoHsmsSnapshot = a.snapshot();
+    const b = Hsm.restore(join(dir, "b"), twoHsmsSnapshot, { origin: 2, passwordCost: 1 });
     return [a, b];
   }
 
@@ -103,5 +106,37 @@ describe("the journal on one HSM", () => {
     expect(b.verifyAudit().ok).toBe(true);
     a.close();
     b.close();
+  });
+
+  it("a key's delete is final: a concurrent write with a higher version does not bring the key back", () => {
+    const [a, b] = twoHsms();
+    a.changePassword(a.login("admin", "password"), "admin", CO.password);
+    a.createUser(a.login("admin", CO.password), "dave", "CU", "dave-pass-1");
+    const p = a.pkcs11();
+    p.C_Initialize();
+    const session = p.C_OpenSession(p.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    p.C_Login(session, P.CKU_USER, "dave:dave-pass-1");
+    const handle = p.C_GenerateKey(session, { mechanism: P.CKM_AES_KEY_GEN }, [{ type: P.CKA_VALUE_LEN, value: 32 }, { type: P.CKA_TOKEN, value: true }]);
+    const keyId = a.keyIdOf(handle);
+    p.C_DestroyObject(session, handle);
+    const entries = a.state.entriesAfter(1, 0);
+    for (const e of entries) b.state.apply(e);
+    expect(b.state.hasKey(keyId)).toBe(false);
+    const created = entries.find((e) => e.change.kind === "key")!;
+    // The same key written again from another HSM, with a far higher version: refused.
+    const racing = { origin: 2, seq: 1, change: { ...created.change, version: 2 ** 40 } };
+    expect(b.state.apply(racing)).toBe("superseded");
+    expect(b.state.hasKey(keyId)).toBe(false);
+    expect(b.store.tombstone("key", String(keyId))).toBeDefined();
+    // In the other order, the delete (lower version) still wins over the racing write.
+    const c = Hsm.restore(join(dirs[dirs.length - 1], "c"), twoHsmsSnapshot, { origin: 3, passwordCost: 1 });
+    const deleteAt = entries.findIndex((e) => e.change.kind === "key-delete");
+    for (const e of entries.slice(0, deleteAt)) c.state.apply(e);
+    expect(c.state.apply(racing)).toBe("applied");
+    expect(c.state.apply(entries[deleteAt])).toBe("applied");
+    expect(c.state.hasKey(keyId)).toBe(false);
+    a.close();
+    b.close();
+    c.close();
   });
 });
