@@ -6,17 +6,14 @@
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
 import { changeSubject, keyIdOrigin } from "../hsm/journal.js";
-import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
 import { PRECO_USERNAME } from "../hsm/types.js";
-import type { NativeChip } from "../pkcs11/addon.js";
-import {
-  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_FAILED, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKU_USER,
-} from "../pkcs11/constants.js";
+import { CKR_FUNCTION_FAILED } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { Clock } from "../sim/clock.js";
-import { CREATING_CALLS, HANDLE_RESULTS, KEY_USING_CALLS, OBJECT_ARGS, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS, copyValue } from "./calls.js";
+import { CREATING_CALLS, SESSION_OBJECT_BASE, copyValue } from "./calls.js";
+import { Connections, NodeFailure } from "./connections.js";
 import type {
-  Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, SessionContext, Transport, WritePosition,
+  Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, Transport, WritePosition,
 } from "./protocol.js";
 
 export interface NodeConfig {
@@ -37,16 +34,6 @@ export interface Member extends MemberAddress {
   origin: number;
 }
 
-interface Connection {
-  chip: NativeChip;
-  /** The client's logical session → this HSM's session for it. */
-  sessions: Map<number, number>;
-  /** The login this application holds here ("name:password"), or null. */
-  login: string | null;
-  /** Session objects this connection created here: the only ones its wire handles may name. */
-  sessionObjects: Set<number>;
-}
-
 interface Waiter {
   from: string;
   request: Request;
@@ -65,7 +52,7 @@ export class ClusterNode {
   private members: Member[] = [];
   private membershipEpoch = 0;
   private keyAvailabilityMin = 1;
-  private readonly connections = new Map<string, Connection>();
+  private readonly connections: Connections;
   private readonly queue: { from: string; request: Request }[] = [];
   private working = false;
   private readonly peerHeads = new Map<string, Map<number, number>>();
@@ -83,6 +70,7 @@ export class ClusterNode {
   constructor(readonly hsm: Hsm, private readonly config: NodeConfig, private readonly transport: Transport, private readonly clock: Clock,
     private readonly onActivated: () => void = () => {}) {
     this.startedUs = clock.nowUs();
+    this.connections = new Connections(hsm, (method, keyId, visible) => this.checkKeyAvailability(method, keyId, visible));
     transport.attach(config.address, (from, message) => {
       if (this.alive) this.receive(from, message);
     });
@@ -281,16 +269,13 @@ export class ClusterNode {
           hsmId: this.hsm.id, clusterId: this.config.clusterId, membershipEpoch: this.membershipEpoch,
           members: this.members.map(({ hsmId, address, availabilityZone }) => ({ hsmId, address, availabilityZone })),
         } satisfies HelloValue;
-      case "close": {
-        const connection = this.connections.get(request.conn);
-        if (connection) for (const session of connection.sessions.values()) connection.chip.closeSession(session);
-        this.connections.delete(request.conn);
+      case "close":
+        this.connections.close(request.conn);
         return null;
-      }
       case "manage":
         return this.manage(op);
       case "call":
-        return this.call(request.conn, op);
+        return this.connections.call(request.conn, op);
     }
   }
 
@@ -309,92 +294,11 @@ export class ClusterNode {
     }
   }
 
-  private call(conn: string, op: Extract<RequestOp, { kind: "call" }>): unknown {
-    const { method, args } = op;
-    if (!SLOT_CALLS.has(method) && !SESSION_CALLS.has(method)) throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
-    let connection = this.connections.get(conn);
-    if (!connection) {
-      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, sessionObjects: new Set() };
-      this.connections.set(conn, connection);
-    }
-    const local = [...args];
-    if (SESSION_CALLS.has(method)) {
-      if (!op.session) throw new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method);
-      if (method === "closeSession") return this.closeLogical(connection, op.session.id);
-      local[0] = this.physicalSession(connection, op.session, method);
-    }
-    for (const i of OBJECT_ARGS[method] ?? []) {
-      const wire = local[i];
-      local[i] = this.toLocal(connection, wire);
-      if (KEY_USING_CALLS.has(method)) this.checkKeyAvailability(method, wire, connection.chip, local[0] as number, local[i] as number);
-    }
-    const output = OUTPUT_ARGS[method];
-    if (output !== undefined) {
-      if (typeof local[output] !== "number") throw new Pkcs11Error(CKR_ARGUMENTS_BAD, method);
-      local[output] = Buffer.alloc(local[output] as number);
-    }
-    const chip = connection.chip as unknown as Record<string, (...a: unknown[]) => unknown>;
-    const result = chip[method](...local);
-    if (method === "login") connection.login = Buffer.from(args[2] as Buffer).toString("utf8");
-    if (method === "logout") connection.login = null;
-    const shape = HANDLE_RESULTS[method];
-    const created = CREATING_CALLS.has(method);
-    const mapped = shape === "one" ? this.toWire(connection, result as number, created)
-      : shape === "pair" || shape === "list" ? (result as number[]).map((h) => this.toWire(connection, h, created)) : result;
-    return output === undefined ? mapped : { result: mapped, output: (local[output] as Buffer).subarray(0, result as number) };
-  }
-
-  /** This HSM's session for the client's logical session, opened (and logged in) on first use. */
-  private physicalSession(connection: Connection, context: SessionContext, method: string): number {
-    const chip = connection.chip;
-    let physical = connection.sessions.get(context.id);
-    if (physical === undefined) {
-      if (context.continuation) {
-        throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} does not hold this session's operation (it restarted)` });
-      }
-      physical = chip.openSession(0, context.flags);
-      connection.sessions.set(context.id, physical);
-    }
-    if (method === "login" || method === "logout") {
-      // An explicit login checks the password afresh: drop a login made on the client's behalf first.
-      if (method === "login" && connection.login !== null) {
-        chip.logout(physical);
-        connection.login = null;
-      }
-      return physical;
-    }
-    if (context.login !== connection.login) {
-      if (connection.login !== null) {
-        chip.logout(physical);
-        connection.login = null;
-      }
-      if (context.login !== null) {
-        try {
-          chip.login(physical, CKU_USER, Buffer.from(context.login));
-        } catch (e) {
-          const code = e instanceof Pkcs11Error ? e.message : String(e);
-          throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `logging in again on HSM ${this.hsm.id} failed: ${code}`);
-        }
-        connection.login = context.login;
-      }
-    }
-    return physical;
-  }
-
-  private closeLogical(connection: Connection, id: number): null {
-    const physical = connection.sessions.get(id);
-    connection.sessions.delete(id);
-    if (physical !== undefined) connection.chip.closeSession(physical);
-    // Closing an application's last session logs it out, as on the chip.
-    if (connection.sessions.size === 0) connection.login = null;
-    return null;
-  }
-
   /**
    * CloudHSM's key availability check: a token key is used only while keyAvailabilityMin live
    * HSMs hold it — this one, and peers heard from lately whose journal has the key's creation.
    */
-  private checkKeyAvailability(method: string, wire: unknown, chip: NativeChip, session: number, handle: number): void {
+  private checkKeyAvailability(method: string, wire: unknown, visible: () => boolean): void {
     const needed = Math.min(this.keyAvailabilityMin, this.members.length);
     if (needed <= 1 || typeof wire !== "number" || wire >= SESSION_OBJECT_BASE || !this.hsm.state.hasKey(wire)) return;
     const seq = this.hsm.state.creationSeq(wire);
@@ -408,11 +312,7 @@ export class ClusterNode {
       if (holds && (this.lastHeard.get(peer.address) ?? -Infinity) >= recent) holders++;
     }
     if (holders < needed) {
-      try {
-        chip.getAttributeValue(session, handle, [CKA_CLASS]);
-      } catch {
-        return; // a key this session may not see: the call fails with its own error
-      }
+      if (!visible()) return; // a key this session may not see: the call fails with its own error
       if (this.clock.nowUs() < this.startedUs + 3 * this.config.gossipIntervalUs) {
         // Just started: it has not heard its peers yet. Nothing was done; the client retries.
         throw new NodeFailure({ kind: "stale", message: `HSM ${this.hsm.id} is still syncing with its peers` });
@@ -420,21 +320,6 @@ export class ClusterNode {
       throw new Pkcs11Error(CKR_FUNCTION_FAILED, method, `Key ${wire} does not meet the availability requirements - the key must be ` +
         `available on at least ${needed} HSMs before being used (${holders} live HSM${holders === 1 ? "" : "s"} hold it)`);
     }
-  }
-
-  private toLocal(connection: Connection, wire: unknown): number {
-    if (typeof wire !== "number") return 0;
-    // A session object of another connection, or of this HSM before it restarted, is not reachable.
-    if (wire >= SESSION_OBJECT_BASE) return connection.sessionObjects.has(wire - SESSION_OBJECT_BASE) ? wire - SESSION_OBJECT_BASE : 0;
-    // An unknown key id becomes handle 0, which the chip rejects with the call's own error code.
-    return this.hsm.state.hasKey(wire) ? this.hsm.state.handleOf(wire) : 0;
-  }
-
-  private toWire(connection: Connection, handle: number, created: boolean): number {
-    const keyId = this.hsm.state.keyIds.get(handle);
-    if (keyId !== undefined) return keyId;
-    if (created) connection.sessionObjects.add(handle);
-    return SESSION_OBJECT_BASE + handle;
   }
 
   // ---- replication ----
@@ -492,13 +377,6 @@ export class ClusterNode {
   private gossip(): void {
     if (++this.gossipRounds % PRUNE_EVERY_ROUNDS === 0) this.pruneJournal();
     for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "heads", heads: this.headList(), reply: true } satisfies PeerMessage);
-  }
-}
-
-/** A failure that is not an HSM or PKCS#11 error (the connection is unknown here). */
-class NodeFailure extends Error {
-  constructor(readonly failure: Failure) {
-    super(failure.message);
   }
 }
 

@@ -1,0 +1,157 @@
+// The clients' connections to one HSM: each is a PKCS#11 application of its own on the
+// device, with the client's logical sessions mapped to this HSM's sessions (opened and logged
+// in on first use), and handles translated between the wire (cluster-wide key ids, session
+// objects of this connection) and the chip.
+import type { Hsm } from "../hsm/hsm.js";
+import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
+import type { NativeChip } from "../pkcs11/addon.js";
+import {
+  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKU_USER,
+} from "../pkcs11/constants.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import {
+  CREATING_CALLS, HANDLE_RESULTS, KEY_USING_CALLS, OBJECT_ARGS, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS,
+} from "./calls.js";
+import type { Failure, RequestOp, SessionContext } from "./protocol.js";
+
+interface Connection {
+  chip: NativeChip;
+  /** The client's logical session → this HSM's session for it. */
+  sessions: Map<number, number>;
+  /** The login this application holds here ("name:password"), or null. */
+  login: string | null;
+  /** Session objects this connection created here: the only ones its wire handles may name. */
+  sessionObjects: Set<number>;
+}
+
+/** A refusal that is neither an HSM's nor a PKCS#11 error (busy, stale, unknown connection). */
+export class NodeFailure extends Error {
+  constructor(readonly failure: Failure) {
+    super(failure.message);
+  }
+}
+
+/** Checks that a token key may be used now; `visible` tells whether the session may see it at all. */
+export type KeyUseCheck = (method: string, keyId: unknown, visible: () => boolean) => void;
+
+export class Connections {
+  private readonly table = new Map<string, Connection>();
+
+  constructor(private readonly hsm: Hsm, private readonly checkKeyUse: KeyUseCheck) {}
+
+  /** Closes a client's sessions here and forgets it. */
+  close(conn: string): void {
+    const connection = this.table.get(conn);
+    if (connection) for (const session of connection.sessions.values()) connection.chip.closeSession(session);
+    this.table.delete(conn);
+  }
+
+  /** Runs a client's chip call on this HSM, in the client's own application. */
+  call(conn: string, op: Extract<RequestOp, { kind: "call" }>): unknown {
+    const { method, args } = op;
+    if (!SLOT_CALLS.has(method) && !SESSION_CALLS.has(method)) throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
+    let connection = this.table.get(conn);
+    if (!connection) {
+      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, sessionObjects: new Set() };
+      this.table.set(conn, connection);
+    }
+    const local = [...args];
+    if (SESSION_CALLS.has(method)) {
+      if (!op.session) throw new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method);
+      if (method === "closeSession") return this.closeLogical(connection, op.session.id);
+      local[0] = this.physicalSession(connection, op.session, method);
+    }
+    for (const i of OBJECT_ARGS[method] ?? []) {
+      const wire = local[i];
+      local[i] = this.toLocal(connection, wire);
+      if (KEY_USING_CALLS.has(method)) {
+        const [chip, session, handle] = [connection.chip, local[0] as number, local[i] as number];
+        this.checkKeyUse(method, wire, () => visible(chip, session, handle));
+      }
+    }
+    const output = OUTPUT_ARGS[method];
+    if (output !== undefined) {
+      if (typeof local[output] !== "number") throw new Pkcs11Error(CKR_ARGUMENTS_BAD, method);
+      local[output] = Buffer.alloc(local[output] as number);
+    }
+    const chip = connection.chip as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const result = chip[method](...local);
+    if (method === "login") connection.login = Buffer.from(args[2] as Buffer).toString("utf8");
+    if (method === "logout") connection.login = null;
+    const shape = HANDLE_RESULTS[method];
+    const created = CREATING_CALLS.has(method);
+    const mapped = shape === "one" ? this.toWire(connection, result as number, created)
+      : shape === "pair" || shape === "list" ? (result as number[]).map((h) => this.toWire(connection, h, created)) : result;
+    return output === undefined ? mapped : { result: mapped, output: (local[output] as Buffer).subarray(0, result as number) };
+  }
+
+  /** This HSM's session for the client's logical session, opened (and logged in) on first use. */
+  private physicalSession(connection: Connection, context: SessionContext, method: string): number {
+    const chip = connection.chip;
+    let physical = connection.sessions.get(context.id);
+    if (physical === undefined) {
+      if (context.continuation) {
+        throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} does not hold this session's operation (it restarted)` });
+      }
+      physical = chip.openSession(0, context.flags);
+      connection.sessions.set(context.id, physical);
+    }
+    if (method === "login" || method === "logout") {
+      // An explicit login checks the password afresh: drop a login made on the client's behalf first.
+      if (method === "login" && connection.login !== null) {
+        chip.logout(physical);
+        connection.login = null;
+      }
+      return physical;
+    }
+    if (context.login !== connection.login) {
+      if (connection.login !== null) {
+        chip.logout(physical);
+        connection.login = null;
+      }
+      if (context.login !== null) {
+        try {
+          chip.login(physical, CKU_USER, Buffer.from(context.login));
+        } catch (e) {
+          const code = e instanceof Pkcs11Error ? e.message : String(e);
+          throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `logging in again on HSM ${this.hsm.id} failed: ${code}`);
+        }
+        connection.login = context.login;
+      }
+    }
+    return physical;
+  }
+
+  private closeLogical(connection: Connection, id: number): null {
+    const physical = connection.sessions.get(id);
+    connection.sessions.delete(id);
+    if (physical !== undefined) connection.chip.closeSession(physical);
+    // Closing an application's last session logs it out, as on the chip.
+    if (connection.sessions.size === 0) connection.login = null;
+    return null;
+  }
+
+  private toLocal(connection: Connection, wire: unknown): number {
+    if (typeof wire !== "number") return 0;
+    // A session object of another connection, or of this HSM before it restarted, is not reachable.
+    if (wire >= SESSION_OBJECT_BASE) return connection.sessionObjects.has(wire - SESSION_OBJECT_BASE) ? wire - SESSION_OBJECT_BASE : 0;
+    // An unknown key id becomes handle 0, which the chip rejects with the call's own error code.
+    return this.hsm.state.hasKey(wire) ? this.hsm.state.handleOf(wire) : 0;
+  }
+
+  private toWire(connection: Connection, handle: number, created: boolean): number {
+    const keyId = this.hsm.state.keyIds.get(handle);
+    if (keyId !== undefined) return keyId;
+    if (created) connection.sessionObjects.add(handle);
+    return SESSION_OBJECT_BASE + handle;
+  }
+}
+
+function visible(chip: NativeChip, session: number, handle: number): boolean {
+  try {
+    chip.getAttributeValue(session, handle, [CKA_CLASS]);
+    return true;
+  } catch {
+    return false;
+  }
+}
