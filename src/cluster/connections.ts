@@ -14,6 +14,9 @@ import {
 } from "./calls.js";
 import type { Failure, RequestOp, SessionContext } from "./protocol.js";
 
+/** The largest output buffer a request may ask the HSM to fill. */
+const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
 interface Connection {
   chip: NativeChip;
   /** The client's logical session → this HSM's session for it. */
@@ -71,7 +74,8 @@ export class Connections {
     }
     const output = OUTPUT_ARGS[method];
     if (output !== undefined) {
-      if (typeof local[output] !== "number") throw new Pkcs11Error(CKR_ARGUMENTS_BAD, method);
+      const length = local[output];
+      if (typeof length !== "number" || !Number.isInteger(length) || length < 0 || length > MAX_OUTPUT_BYTES) throw new Pkcs11Error(CKR_ARGUMENTS_BAD, method);
       local[output] = Buffer.alloc(local[output] as number);
     }
     const chip = connection.chip as unknown as Record<string, (...a: unknown[]) => unknown>;
