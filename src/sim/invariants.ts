@@ -18,8 +18,9 @@ export class History {
   /** Writes acknowledged to a client, as the answers named them. */
   readonly acknowledged: (WritePosition & { what: string })[] = [];
   readonly createdKeys = new Map<number, { owner: string; at: number }>();
-  /** (key, user) → the order at which the user's client learned it may use the key / may not any more. */
+  /** (key, user) → the order at which the user was granted the key (owner, or a share was attempted). */
   private readonly grants = new Map<string, number>();
+  /** (key, client) → the order at which that client learned the key was deleted or unshared from its user. */
   private readonly revocations = new Map<string, number>();
   readonly violations: Violation[] = [];
   readonly counts = { attempted: 0, acknowledged: 0, failed: 0, unknown: 0, uses: 0, refusedUses: 0, logins: 0, lockedRefusals: 0 };
@@ -43,9 +44,9 @@ export class History {
     this.grants.set(`${keyId}/${user}`, this.tick());
   }
 
-  /** `user`'s client has seen an acknowledged delete or unshare of the key. */
-  revoke(keyId: number, user: string): void {
-    this.revocations.set(`${keyId}/${user}`, this.tick());
+  /** `client` has seen an acknowledged delete of the key, or its unshare from the client's user. */
+  revoke(keyId: number, client: string): void {
+    this.revocations.set(`${keyId}/${client}`, this.tick());
   }
 
   /**
@@ -53,17 +54,17 @@ export class History {
    * counts if it came before the use ended (a share may land while a use is in flight); a
    * revocation counts if the user's client knew of it before the use began.
    */
-  used(keyId: number, user: string, startedAt: number, how: string): void {
+  used(keyId: number, user: string, client: string, startedAt: number, how: string): void {
     this.counts.uses++;
     const endedAt = this.tick();
     const granted = this.grants.get(`${keyId}/${user}`);
-    const revoked = this.revocations.get(`${keyId}/${user}`);
+    const revoked = this.revocations.get(`${keyId}/${client}`);
     if (granted === undefined || granted > endedAt) {
       if (this.createdKeys.has(keyId)) this.violations.push({ invariant: "unauthorized-use", detail: `${user} used key ${keyId} (${how}) without owning it or having it shared` });
       return;
     }
     if (revoked !== undefined && revoked > granted && revoked < startedAt) {
-      this.violations.push({ invariant: "deleted-key-used", detail: `${user} used key ${keyId} (${how}) after its client saw it deleted or unshared` });
+      this.violations.push({ invariant: "deleted-key-used", detail: `${user} (${client}) used key ${keyId} (${how}) after its client saw it deleted or unshared` });
     }
   }
 }

@@ -18,6 +18,8 @@ const LOGGED_IN = new Set([CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS]);
 
 interface CryptoActor {
   name: string;
+  /** The client's own name: a user may run several clients (cu0 has a twin). */
+  label: string;
   password: string;
   connection: ClusterConnection;
   session: CryptoUserSession | null;
@@ -49,7 +51,7 @@ export class Workload {
 
   /** Client addresses, for partitions. */
   get clientAddresses(): string[] {
-    return ["client-officer", "client-attacker", ...this.actors.map((a) => `client-${a.name}`)];
+    return ["client-officer", "client-attacker", ...this.actors.map((a) => `client-${a.label}`)];
   }
 
   /** Initializes and activates the cluster and creates the users (before faults start). */
@@ -64,9 +66,13 @@ export class Workload {
     this.world.run(1_000_000); // let the users reach every HSM
     for (let i = 0; i < this.options.cryptoUsers; i++) {
       const connection = this.world.connect(`cu${i}`);
-      this.actors.push({ name: `cu${i}`, password: `cu${i}-pass-1`, connection, session: null, own: new Map(), sharedWithMe: new Set(),
-        sharedTo: new Map(), deleted: [], counter: 0 });
+      this.actors.push({ name: `cu${i}`, label: `cu${i}`, password: `cu${i}-pass-1`, connection, session: null, own: new Map(),
+        sharedWithMe: new Set(), sharedTo: new Map(), deleted: [], counter: 0 });
     }
+    // cu0 also works from a second client, on the same keys: its writes race the first client's
+    // through other HSMs (shares against deletes, deletes against deletes).
+    const first = this.actors[0];
+    this.actors.push({ ...first, label: `${first.name}-twin`, connection: this.world.connect(`${first.name}-twin`), session: null });
     this.attacker = this.world.connect("attacker");
   }
 
@@ -80,7 +86,7 @@ export class Workload {
       };
       this.world.clock.schedule(this.rng.int(thinkUs), next);
     };
-    for (const actor of this.actors) loop(actor.name, () => this.cryptoStep(actor), this.options.thinkUs);
+    for (const actor of this.actors) loop(actor.label, () => this.cryptoStep(actor), this.options.thinkUs);
     loop("officer", () => this.officerStep(), this.options.thinkUs * 8);
     loop("attacker", () => this.attackerStep(), this.options.thinkUs * 3);
   }
@@ -110,7 +116,7 @@ export class Workload {
   }
 
   private createKey(actor: CryptoActor): void {
-    const label = `${actor.name}-${actor.counter++}`;
+    const label = `${actor.label}-${actor.counter++}`;
     const before = actor.connection.client.lastWrite;
     const r = this.attempt(() => actor.session!.generateAesKey({ label }));
     if (r.outcome !== "ok") return;
@@ -130,7 +136,7 @@ export class Workload {
       return;
     }
     if (!r.value!.equals(plaintext)) this.history.violations.push({ invariant: "unexpected-error", detail: `${actor.name}: key ${id} decrypted to other bytes` });
-    this.history.used(id, actor.name, started, "encrypt+decrypt");
+    this.history.used(id, actor.name, actor.label, started, "encrypt+decrypt");
   }
 
   private useForeign(actor: CryptoActor): void {
@@ -140,7 +146,7 @@ export class Workload {
   }
 
   private share(actor: CryptoActor): void {
-    const others = this.actors.filter((a) => a !== actor);
+    const others = this.actors.filter((a) => a.name !== actor.name);
     if (actor.own.size === 0 || others.length === 0) return;
     const key = this.rng.pick([...actor.own.values()]);
     const target = this.rng.pick(others);
@@ -152,8 +158,10 @@ export class Workload {
     const r = this.attempt(() => actor.connection.console(actor.name, actor.password).shareKey(key.id, target.name));
     if (r.outcome !== "ok") return;
     this.acknowledged(actor, before, `share key ${key.id} with ${target.name}`);
-    target.connection.client.observe(actor.connection.client.causalityToken());
-    target.sharedWithMe.add(key.id);
+    for (const client of this.clientsOf(target.name)) {
+      client.connection.client.observe(actor.connection.client.causalityToken());
+      client.sharedWithMe.add(key.id);
+    }
   }
 
   private unshare(actor: CryptoActor): void {
@@ -166,10 +174,7 @@ export class Workload {
     if (r.outcome !== "ok") return;
     this.acknowledged(actor, before, `unshare key ${id} from ${targetName}`);
     users.delete(targetName);
-    const target = this.actors.find((a) => a.name === targetName)!;
-    target.connection.client.observe(actor.connection.client.causalityToken());
-    target.sharedWithMe.delete(id);
-    this.history.revoke(id, targetName);
+    this.revokeFor(targetName, id, actor);
   }
 
   private deleteKey(actor: CryptoActor): void {
@@ -181,13 +186,7 @@ export class Workload {
     this.acknowledged(actor, before, `delete key ${key.id}`);
     actor.own.delete(key.id);
     actor.deleted.push(key.id);
-    this.history.revoke(key.id, actor.name);
-    for (const name of actor.sharedTo.get(key.id) ?? []) {
-      const target = this.actors.find((a) => a.name === name)!;
-      target.connection.client.observe(actor.connection.client.causalityToken());
-      target.sharedWithMe.delete(key.id);
-      this.history.revoke(key.id, name);
-    }
+    for (const name of [actor.name, ...(actor.sharedTo.get(key.id) ?? [])]) this.revokeFor(name, key.id, actor);
   }
 
   private sessionKey(actor: CryptoActor): void {
@@ -237,6 +236,19 @@ export class Workload {
   }
 
   // ---- helpers ----
+  private clientsOf(user: string): CryptoActor[] {
+    return this.actors.filter((a) => a.name === user);
+  }
+
+  /** Every client of `user` learns (through `from`'s causality token) that the key is gone for it. */
+  private revokeFor(user: string, keyId: number, from: CryptoActor): void {
+    for (const client of this.clientsOf(user)) {
+      client.connection.client.observe(from.connection.client.causalityToken());
+      client.sharedWithMe.delete(keyId);
+      this.history.revoke(keyId, client.label);
+    }
+  }
+
   private acknowledged(actor: CryptoActor, before: WritePosition | null, what: string): void {
     this.acknowledgedBy(actor.connection, before, what);
   }

@@ -58,10 +58,12 @@ describe("the checkers catch violations", () => {
   it("a use without ownership or share, and a use after the user's client saw the delete", () => {
     const history = new History();
     history.keyCreated(10, "alice");
-    history.used(10, "bob", history.tick(), "test");
+    history.used(10, "bob", "bob-app", history.tick(), "test");
     expect(history.violations.map((v) => v.invariant)).toEqual(["unauthorized-use"]);
-    history.revoke(10, "alice");
-    history.used(10, "alice", history.tick(), "test");
+    history.revoke(10, "alice-app");
+    // Another client of alice's had not seen the delete: its use is not a violation; this one's is.
+    history.used(10, "alice", "alice-laptop", history.tick(), "test");
+    history.used(10, "alice", "alice-app", history.tick(), "test");
     expect(history.violations.map((v) => v.invariant)).toEqual(["unauthorized-use", "deleted-key-used"]);
     history.keyCreated(10, "carol");
     expect(history.violations.at(-1)?.invariant).toBe("key-id-reused");
