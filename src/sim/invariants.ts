@@ -18,10 +18,12 @@ export class History {
   /** Writes acknowledged to a client, as the answers named them. */
   readonly acknowledged: (WritePosition & { what: string })[] = [];
   readonly createdKeys = new Map<number, { owner: string; at: number }>();
-  /** (key, user) → the order at which the user was granted the key (owner, or a share was attempted). */
+  /** (key, user) → when the user was first granted the key (its creation, or a share's attempt). */
   private readonly grants = new Map<string, number>();
-  /** (key, client) → the order at which that client learned the key was deleted or unshared from its user. */
-  private readonly revocations = new Map<string, number>();
+  /** (key, user) → the latest start or end of a share attempt: one in flight may land after an unshare. */
+  private readonly grantActivity = new Map<string, number>();
+  /** (key, client) → when that client learned the key was deleted, or unshared from its user. */
+  private readonly revocations = new Map<string, { at: number; kind: "delete" | "unshare"; attemptedAt: number }>();
   readonly violations: Violation[] = [];
   readonly counts = { attempted: 0, acknowledged: 0, failed: 0, unknown: 0, uses: 0, refusedUses: 0, logins: 0, lockedRefusals: 0 };
 
@@ -39,20 +41,32 @@ export class History {
     this.grant(keyId, owner);
   }
 
-  /** `user` may use the key from now on (its owner, or a share was attempted). */
+  /** `user` may use the key from now on (its owner, or a share is being attempted). */
   grant(keyId: number, user: string): void {
-    this.grants.set(`${keyId}/${user}`, this.tick());
+    const at = this.tick();
+    if (!this.grants.has(`${keyId}/${user}`)) this.grants.set(`${keyId}/${user}`, at);
+    this.grantActivity.set(`${keyId}/${user}`, at);
   }
 
-  /** `client` has seen an acknowledged delete of the key, or its unshare from the client's user. */
-  revoke(keyId: number, client: string): void {
-    this.revocations.set(`${keyId}/${client}`, this.tick());
+  /** A share attempt ended (whatever its outcome): until now it could still land. */
+  grantSettled(keyId: number, user: string): void {
+    this.grantActivity.set(`${keyId}/${user}`, this.tick());
+  }
+
+  /**
+   * `client` has seen an acknowledged delete of the key (final), or its unshare from the
+   * client's user, whose attempt began at `attemptedAt`: a share attempt active since then
+   * may have landed after it and won (last writer wins).
+   */
+  revoke(keyId: number, client: string, kind: "delete" | "unshare", attemptedAt: number): void {
+    this.revocations.set(`${keyId}/${client}`, { at: this.tick(), kind, attemptedAt });
   }
 
   /**
    * Checks a crypto use that succeeded; `startedAt` is the order when the use began. A grant
    * counts if it came before the use ended (a share may land while a use is in flight); a
-   * revocation counts if the user's client knew of it before the use began.
+   * revocation counts if the client knew of it before the use began — a delete always, an
+   * unshare unless a share attempt was in flight then or came later (last writer wins).
    */
   used(keyId: number, user: string, client: string, startedAt: number, how: string): void {
     this.counts.uses++;
@@ -63,7 +77,8 @@ export class History {
       if (this.createdKeys.has(keyId)) this.violations.push({ invariant: "unauthorized-use", detail: `${user} used key ${keyId} (${how}) without owning it or having it shared` });
       return;
     }
-    if (revoked !== undefined && revoked > granted && revoked < startedAt) {
+    const regranted = (this.grantActivity.get(`${keyId}/${user}`) ?? 0) > (revoked?.attemptedAt ?? 0);
+    if (revoked !== undefined && revoked.at < startedAt && (revoked.kind === "delete" || !regranted)) {
       this.violations.push({ invariant: "deleted-key-used", detail: `${user} (${client}) used key ${keyId} (${how}) after its client saw it deleted or unshared` });
     }
   }

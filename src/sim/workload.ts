@@ -156,6 +156,7 @@ export class Workload {
     actor.sharedTo.set(key.id, set);
     const before = actor.connection.client.lastWrite;
     const r = this.attempt(() => actor.connection.console(actor.name, actor.password).shareKey(key.id, target.name));
+    this.history.grantSettled(key.id, target.name);
     if (r.outcome !== "ok") return;
     this.acknowledged(actor, before, `share key ${key.id} with ${target.name}`);
     for (const client of this.clientsOf(target.name)) {
@@ -170,23 +171,25 @@ export class Workload {
     const [id, users] = this.rng.pick(shared);
     const targetName = this.rng.pick([...users]);
     const before = actor.connection.client.lastWrite;
+    const attemptedAt = this.history.tick();
     const r = this.attempt(() => actor.connection.console(actor.name, actor.password).unshareKey(id, targetName));
     if (r.outcome !== "ok") return;
     this.acknowledged(actor, before, `unshare key ${id} from ${targetName}`);
     users.delete(targetName);
-    this.revokeFor(targetName, id, actor);
+    this.revokeFor(targetName, id, actor, "unshare", attemptedAt);
   }
 
   private deleteKey(actor: CryptoActor): void {
     if (actor.own.size === 0) return;
     const key = this.rng.pick([...actor.own.values()]);
     const before = actor.connection.client.lastWrite;
+    const attemptedAt = this.history.tick();
     const r = this.attempt(() => actor.session!.deleteKey(key));
     if (r.outcome !== "ok") return;
     this.acknowledged(actor, before, `delete key ${key.id}`);
     actor.own.delete(key.id);
     actor.deleted.push(key.id);
-    for (const name of [actor.name, ...(actor.sharedTo.get(key.id) ?? [])]) this.revokeFor(name, key.id, actor);
+    for (const name of [actor.name, ...(actor.sharedTo.get(key.id) ?? [])]) this.revokeFor(name, key.id, actor, "delete", attemptedAt);
   }
 
   private sessionKey(actor: CryptoActor): void {
@@ -241,11 +244,11 @@ export class Workload {
   }
 
   /** Every client of `user` learns (through `from`'s causality token) that the key is gone for it. */
-  private revokeFor(user: string, keyId: number, from: CryptoActor): void {
+  private revokeFor(user: string, keyId: number, from: CryptoActor, kind: "delete" | "unshare", attemptedAt: number): void {
     for (const client of this.clientsOf(user)) {
       client.connection.client.observe(from.connection.client.causalityToken());
       client.sharedWithMe.delete(keyId);
-      this.history.revoke(keyId, client.label);
+      this.history.revoke(keyId, client.label, kind, attemptedAt);
     }
   }
 

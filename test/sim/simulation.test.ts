@@ -60,11 +60,22 @@ describe("the checkers catch violations", () => {
     history.keyCreated(10, "alice");
     history.used(10, "bob", "bob-app", history.tick(), "test");
     expect(history.violations.map((v) => v.invariant)).toEqual(["unauthorized-use"]);
-    history.revoke(10, "alice-app");
+    history.revoke(10, "alice-app", "delete", history.tick());
     // Another client of alice's had not seen the delete: its use is not a violation; this one's is.
     history.used(10, "alice", "alice-laptop", history.tick(), "test");
     history.used(10, "alice", "alice-app", history.tick(), "test");
     expect(history.violations.map((v) => v.invariant)).toEqual(["unauthorized-use", "deleted-key-used"]);
+    // An unshare may lose to a share attempted while it ran (last writer wins); not to one before it.
+    history.keyCreated(20, "alice");
+    const unshareStarted = history.tick();
+    history.grant(20, "bob");
+    history.grantSettled(20, "bob");
+    history.revoke(20, "bob-app", "unshare", unshareStarted);
+    history.used(20, "bob", "bob-app", history.tick(), "test");
+    expect(history.violations).toHaveLength(2);
+    history.revoke(20, "bob-app", "unshare", history.tick());
+    history.used(20, "bob", "bob-app", history.tick(), "test");
+    expect(history.violations.map((v) => v.invariant)).toEqual(["unauthorized-use", "deleted-key-used", "deleted-key-used"]);
     history.keyCreated(10, "carol");
     expect(history.violations.at(-1)?.invariant).toBe("key-id-reused");
   });
