@@ -203,7 +203,13 @@ export class DeviceState {
       case "key-delete": {
         // A key's delete is final: ids are never reused, so a tombstone outranks every write to
         // the key, earlier or concurrent (a share racing a delete must not bring it back).
-        if (store.tombstone("key", String(change.id))) return false;
+        const tombstone = store.tombstone("key", String(change.id));
+        if (tombstone) {
+          // Two deletes of one key (from two HSMs at once): the tombstones converge on the higher version.
+          if (change.kind !== "key-delete" || change.version <= tombstone.version) return false;
+          store.putTombstone({ ...tombstone, version: change.version });
+          return true;
+        }
         const current = store.key(change.id)?.version ?? -1;
         if (change.kind === "key" && change.version <= current) return false;
         const old = this.handles.get(change.id);

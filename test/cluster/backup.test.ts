@@ -135,8 +135,18 @@ describe("the journal on one HSM", () => {
     expect(c.state.apply(racing)).toBe("applied");
     expect(c.state.apply(entries[deleteAt])).toBe("applied");
     expect(c.state.hasKey(keyId)).toBe(false);
+    // Two deletes of the key at once from two HSMs: whatever the order, one tombstone version.
+    const deleteEntry = entries[deleteAt];
+    const otherDelete = { origin: 5, seq: 1, change: { ...deleteEntry.change, version: deleteEntry.change.version + 4096 } };
+    expect(b.state.apply(otherDelete)).toBe("applied"); // after b's own copy of the first delete
+    const d = Hsm.restore(join(dirs[dirs.length - 1], "d"), twoHsmsSnapshot, { origin: 4, passwordCost: 1 });
+    for (const e of entries.slice(0, deleteAt)) d.state.apply(e);
+    d.state.apply(otherDelete); // before the first delete
+    d.state.apply(deleteEntry);
+    expect(d.store.tombstone("key", String(keyId))).toEqual(b.store.tombstone("key", String(keyId)));
     a.close();
     b.close();
     c.close();
+    d.close();
   });
 });
