@@ -85,8 +85,13 @@ export class Store {
   private lastHash = GENESIS_HASH;
   private nextSeq = 1;
   private readonly rollbackListeners: (() => void)[] = [];
+  /** Prepared once per SQL text: preparing is most of a small statement's cost. */
+  private readonly statements = new Map<string, BetterSqlite3.Statement>();
+  /** One transaction wrapper for every transaction (nested calls become savepoints). */
+  private readonly inTransaction: (fn: () => unknown) => unknown;
 
   private constructor(readonly dir: string, private readonly db: BetterSqlite3.Database) {
+    this.inTransaction = db.transaction((fn: () => unknown) => fn());
     const last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string } | undefined;
     if (last) {
       this.lastHash = last.hash;
@@ -138,14 +143,24 @@ export class Store {
   }
 
   close(): void {
+    this.statements.clear();
     this.db.close();
+  }
+
+  private stmt(sql: string): BetterSqlite3.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
   }
 
   /** Runs `fn` as one transaction: all of it commits, or none of it. */
   transaction<T>(fn: () => T): T {
     const seq = this.nextSeq, hash = this.lastHash;
     try {
-      return this.db.transaction(fn)();
+      return this.inTransaction(fn) as T;
     } catch (e) {
       this.nextSeq = seq; // the audit entries of a rolled-back transaction never happened
       this.lastHash = hash;
@@ -161,101 +176,101 @@ export class Store {
 
   // ---- meta ----
   meta(name: string): string {
-    const value = this.db.prepare("SELECT value FROM meta WHERE name = ?").pluck().get(name) as string | undefined;
+    const value = this.stmt("SELECT value FROM meta WHERE name = ?").pluck().get(name) as string | undefined;
     if (value === undefined) throw invalid(this.dir, `meta value ${name} is missing`);
     return value;
   }
   setMeta(name: string, value: string): void {
-    this.db.prepare("UPDATE meta SET value = ? WHERE name = ?").run(value, name);
+    this.stmt("UPDATE meta SET value = ? WHERE name = ?").run(value, name);
   }
 
   // ---- users ----
   user(name: string): UserRow | undefined {
-    return this.db.prepare("SELECT * FROM users WHERE name = ?").get(name) as UserRow | undefined;
+    return this.stmt("SELECT * FROM users WHERE name = ?").get(name) as UserRow | undefined;
   }
   users(): UserRow[] {
-    return this.db.prepare("SELECT * FROM users ORDER BY name").all() as UserRow[];
+    return this.stmt("SELECT * FROM users ORDER BY name").all() as UserRow[];
   }
   userCount(): number {
-    return this.db.prepare("SELECT COUNT(*) FROM users").pluck().get() as number;
+    return this.stmt("SELECT COUNT(*) FROM users").pluck().get() as number;
   }
   insertUser(row: UserRow): void {
-    this.db.prepare(`INSERT OR REPLACE INTO users (name, role, principal, salt, hash, cost, failures, version)
+    this.stmt(`INSERT OR REPLACE INTO users (name, role, principal, salt, hash, cost, failures, version)
       VALUES (@name, @role, @principal, @salt, @hash, @cost, @failures, @version)`).run(row);
   }
   setFailures(name: string, failures: number): void {
-    this.db.prepare("UPDATE users SET failures = ? WHERE name = ?").run(failures, name);
+    this.stmt("UPDATE users SET failures = ? WHERE name = ?").run(failures, name);
   }
   deleteUser(name: string, version: number): void {
-    this.db.prepare("DELETE FROM users WHERE name = ?").run(name);
+    this.stmt("DELETE FROM users WHERE name = ?").run(name);
     this.putTombstone({ kind: "user", name, version });
   }
 
   // ---- keys (masked records) ----
   putKey(row: KeyRow): void {
-    this.db.prepare("INSERT OR REPLACE INTO keys (id, record, owner, version, created_seq) VALUES (@id, @record, @owner, @version, @createdSeq)").run(row);
+    this.stmt("INSERT OR REPLACE INTO keys (id, record, owner, version, created_seq) VALUES (@id, @record, @owner, @version, @createdSeq)").run(row);
   }
   key(id: number): KeyRow | undefined {
-    return this.db.prepare(`SELECT ${KEY_COLUMNS} FROM keys WHERE id = ?`).get(id) as KeyRow | undefined;
+    return this.stmt(`SELECT ${KEY_COLUMNS} FROM keys WHERE id = ?`).get(id) as KeyRow | undefined;
   }
   deleteKey(id: number, version: number): void {
-    this.db.prepare("DELETE FROM keys WHERE id = ?").run(id);
+    this.stmt("DELETE FROM keys WHERE id = ?").run(id);
     this.putTombstone({ kind: "key", name: String(id), version });
   }
   keys(): KeyRow[] {
-    return this.db.prepare(`SELECT ${KEY_COLUMNS} FROM keys ORDER BY id`).all() as KeyRow[];
+    return this.stmt(`SELECT ${KEY_COLUMNS} FROM keys ORDER BY id`).all() as KeyRow[];
   }
 
   // ---- tombstones ----
   tombstone(kind: Tombstone["kind"], name: string): Tombstone | undefined {
-    return this.db.prepare("SELECT kind, name, version FROM tombstones WHERE kind = ? AND name = ?").get(kind, name) as Tombstone | undefined;
+    return this.stmt("SELECT kind, name, version FROM tombstones WHERE kind = ? AND name = ?").get(kind, name) as Tombstone | undefined;
   }
   tombstones(): Tombstone[] {
-    return this.db.prepare("SELECT kind, name, version FROM tombstones ORDER BY kind, name").all() as Tombstone[];
+    return this.stmt("SELECT kind, name, version FROM tombstones ORDER BY kind, name").all() as Tombstone[];
   }
   putTombstone(t: Tombstone): void {
-    this.db.prepare("INSERT OR REPLACE INTO tombstones (kind, name, version) VALUES (@kind, @name, @version)").run(t);
+    this.stmt("INSERT OR REPLACE INTO tombstones (kind, name, version) VALUES (@kind, @name, @version)").run(t);
   }
   clearTombstone(kind: Tombstone["kind"], name: string): void {
-    this.db.prepare("DELETE FROM tombstones WHERE kind = ? AND name = ?").run(kind, name);
+    this.stmt("DELETE FROM tombstones WHERE kind = ? AND name = ?").run(kind, name);
   }
 
   // ---- journal ----
   appendJournal(origin: number, seq: number, change: string, subject: string): void {
-    this.db.prepare("INSERT INTO journal (origin, seq, change, subject) VALUES (?, ?, ?, ?)").run(origin, seq, change, subject);
-    this.db.prepare("INSERT INTO heads (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq = MAX(seq, excluded.seq)").run(origin, seq);
+    this.stmt("INSERT INTO journal (origin, seq, change, subject) VALUES (?, ?, ?, ?)").run(origin, seq, change, subject);
+    this.stmt("INSERT INTO heads (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq = MAX(seq, excluded.seq)").run(origin, seq);
   }
   /** The highest sequence applied from each origin (pruning does not lower it). */
   journalHeads(): Map<number, number> {
-    const rows = this.db.prepare("SELECT origin, seq FROM heads").all() as { origin: number; seq: number }[];
+    const rows = this.stmt("SELECT origin, seq FROM heads").all() as { origin: number; seq: number }[];
     return new Map(rows.map((r) => [r.origin, r.seq]));
   }
   /** Drops `origin`'s entries up to `seq` (every member holds them); returns how many went. */
   pruneJournal(origin: number, seq: number): number {
-    return this.db.prepare("DELETE FROM journal WHERE origin = ? AND seq <= ?").run(origin, seq).changes;
+    return this.stmt("DELETE FROM journal WHERE origin = ? AND seq <= ?").run(origin, seq).changes;
   }
   /** The oldest entry still held from `origin` (0 when none). */
   journalTail(origin: number): number {
-    return (this.db.prepare("SELECT MIN(seq) FROM journal WHERE origin = ?").pluck().get(origin) as number | null) ?? 0;
+    return (this.stmt("SELECT MIN(seq) FROM journal WHERE origin = ?").pluck().get(origin) as number | null) ?? 0;
   }
   journalSize(): number {
-    return this.db.prepare("SELECT COUNT(*) FROM journal").pluck().get() as number;
+    return this.stmt("SELECT COUNT(*) FROM journal").pluck().get() as number;
   }
   journalRange(origin: number, afterSeq: number, limit: number): { seq: number; change: string }[] {
-    return this.db.prepare("SELECT seq, change FROM journal WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?").all(origin, afterSeq, limit) as { seq: number; change: string }[];
+    return this.stmt("SELECT seq, change FROM journal WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?").all(origin, afterSeq, limit) as { seq: number; change: string }[];
   }
   journalAll(): JournalRow[] {
-    return this.db.prepare("SELECT origin, seq, change, subject FROM journal ORDER BY origin, seq").all() as JournalRow[];
+    return this.stmt("SELECT origin, seq, change, subject FROM journal ORDER BY origin, seq").all() as JournalRow[];
   }
   keyCountOwnedBy(owner: number): number {
-    return this.db.prepare("SELECT COUNT(*) FROM keys WHERE owner = ?").pluck().get(owner) as number;
+    return this.stmt("SELECT COUNT(*) FROM keys WHERE owner = ?").pluck().get(owner) as number;
   }
 
   // ---- audit ----
   /** Appends an entry, chained to the last one; call inside the change's transaction. */
   appendAudit(fields: Omit<AuditFields, "seq">): AuditEntry {
     const entry = seal({ seq: this.nextSeq, ...fields }, this.lastHash);
-    this.db.prepare(`INSERT INTO audit (seq, time_us, reboot, operation, actor, session, keys, result, detail, prev_hash, hash)
+    this.stmt(`INSERT INTO audit (seq, time_us, reboot, operation, actor, session, keys, result, detail, prev_hash, hash)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(entry.seq, entry.timeUs, entry.reboot, entry.operation, entry.actor,
       entry.session, JSON.stringify(entry.keys), entry.result, entry.detail, entry.prevHash, entry.hash);
     this.nextSeq++;
@@ -279,12 +294,12 @@ export class Store {
   load(snapshot: { users: UserRow[]; keys: KeyRow[]; tombstones: Tombstone[]; journal: JournalRow[]; heads: [number, number][];
     activated: boolean; lamport: number }): void {
     this.transaction(() => {
-      this.db.prepare("DELETE FROM users").run();
+      this.stmt("DELETE FROM users").run();
       for (const user of snapshot.users) this.insertUser(user);
       for (const key of snapshot.keys) this.putKey(key);
       for (const t of snapshot.tombstones) this.putTombstone(t);
       for (const j of snapshot.journal) this.appendJournal(j.origin, j.seq, j.change, j.subject);
-      const head = this.db.prepare("INSERT OR REPLACE INTO heads (origin, seq) VALUES (?, ?)");
+      const head = this.stmt("INSERT OR REPLACE INTO heads (origin, seq) VALUES (?, ?)");
       for (const [origin, seq] of snapshot.heads) head.run(origin, seq);
       this.setMeta("activated", snapshot.activated ? "1" : "0");
       this.setMeta("lamport", String(snapshot.lamport));
@@ -292,6 +307,6 @@ export class Store {
   }
 
   auditCount(): number {
-    return this.db.prepare("SELECT COUNT(*) FROM audit").pluck().get() as number;
+    return this.stmt("SELECT COUNT(*) FROM audit").pluck().get() as number;
   }
 }
