@@ -182,7 +182,7 @@ export class ClusterChip {
       if (error) {
         if (continues && isLostHsm(error) && !operation!.progressed && pinned === operation!.address) {
           // The operation had not started producing output: start it again elsewhere.
-          return this.replayInit(id, session, operation!, method, (e2) => (e2 ? cb(e2) : this.invoke(method, args, cb)));
+          return this.replayInit(session, operation!, method, (e2) => (e2 ? cb(e2) : this.invoke(method, args, cb)));
         }
         if (continues && isLostHsm(error)) {
           session.operation = null;
@@ -204,7 +204,7 @@ export class ClusterChip {
     send(pinned, continues, finish);
   }
 
-  private replayInit(id: number, session: LogicalSession, operation: Operation, method: string, cb: (e: Error | null) => void): void {
+  private replayInit(session: LogicalSession, operation: Operation, method: string, cb: (e: Error | null) => void): void {
     session.operation = null;
     this.invoke(operation.init.method, operation.init.args, (error) => {
       if (error) return cb(error instanceof Pkcs11Error ? error : new Pkcs11Error(CKR_DEVICE_REMOVED, method, error.message));

@@ -74,7 +74,7 @@ export class ClusterNode {
     transport.attach(config.address, (from, message) => {
       if (this.alive) this.receive(from, message);
     });
-    this.every(config.gossipIntervalUs, () => this.gossip());
+    this.every(config.gossipIntervalUs, () => this.gossipRound());
   }
 
   get address(): string {
@@ -94,7 +94,7 @@ export class ClusterNode {
     this.keyAvailabilityMin = keyAvailabilityMin;
     for (const address of this.peerHeads.keys()) if (!members.some((m) => m.address === address)) this.peerHeads.delete(address);
     this.checkWaiters();
-    if (first) this.gossip(); // a new or restarted HSM syncs at once, not at the next round
+    if (first) this.sendHeads(); // a new or restarted HSM syncs at once, not at the next round
   }
 
   /** Stops at once, as a crash does: nothing in memory survives; the data folder holds what was committed. */
@@ -172,7 +172,7 @@ export class ClusterNode {
     const missing = request.after.find(([origin, seq]) => this.hsm.state.head(origin) < seq);
     if (missing) {
       this.stats.stale++;
-      this.gossip(); // ask the peers for what is missing now rather than at the next round
+      this.sendHeads(); // ask the peers for what is missing now rather than at the next round
       this.reply(from, request, { kind: "stale", message: `HSM ${this.hsm.id} does not yet hold change ${missing[1]} of origin ${missing[0]}` });
       return;
     }
@@ -374,8 +374,13 @@ export class ClusterNode {
     return [...this.hsm.state.vector()];
   }
 
-  private gossip(): void {
+  /** The periodic round: heads to every peer, and now and then a journal prune. */
+  private gossipRound(): void {
     if (++this.gossipRounds % PRUNE_EVERY_ROUNDS === 0) this.pruneJournal();
+    this.sendHeads();
+  }
+
+  private sendHeads(): void {
     for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "heads", heads: this.headList(), reply: true } satisfies PeerMessage);
   }
 }

@@ -160,7 +160,7 @@ export class DeviceState {
   prune(floors: Map<number, number>): number {
     let dropped = 0;
     this.host.store.transaction(() => {
-      for (const [origin, floor] of floors) if (floor > 0 && this.host.store.journalTail(origin) <= floor) dropped += this.host.store.pruneJournal(origin, floor);
+      for (const [origin, floor] of floors) if (floor > 0) dropped += this.host.store.pruneJournal(origin, floor);
     });
     return dropped;
   }
@@ -186,7 +186,7 @@ export class DeviceState {
     this.host.store.transaction(() => {
       this.observe(change.version);
       if (this.applyChange(change, entry)) outcome = "applied";
-      this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change), changeSubject(change));
+      this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change));
       this.heads.set(entry.origin, entry.seq);
       // The lockout checker reads "failures reset" to know a replicated change unlocked the account here.
       const reset = change.kind === "user" && outcome === "applied" && (failuresBefore ?? 0) > 0 && (this.host.store.user(change.name)?.failures ?? 0) === 0;
@@ -264,7 +264,7 @@ export class DeviceState {
 
   private append(change: Change): void {
     const seq = this.head(this.origin) + 1;
-    this.host.store.appendJournal(this.origin, seq, encodeChange(change), changeSubject(change));
+    this.host.store.appendJournal(this.origin, seq, encodeChange(change));
     this.heads.set(this.origin, seq);
   }
 

@@ -46,8 +46,6 @@ export interface JournalRow {
   seq: number;
   /** The encoded change (journal.ts). */
   change: string;
-  /** What it is about: "key:<id>", "user:<name>", "activation". */
-  subject: string;
 }
 
 /** What remains of a deleted key or user: enough to refuse older writes forever. */
@@ -68,8 +66,7 @@ const SCHEMA = `
                      created_seq INTEGER NOT NULL);
   CREATE TABLE tombstones (kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (kind, name));
   -- Every change this HSM made or applied, by origin HSM and that origin's sequence.
-  CREATE TABLE journal (origin INTEGER NOT NULL, seq INTEGER NOT NULL, change TEXT NOT NULL, subject TEXT NOT NULL,
-                        PRIMARY KEY (origin, seq));
+  CREATE TABLE journal (origin INTEGER NOT NULL, seq INTEGER NOT NULL, change TEXT NOT NULL, PRIMARY KEY (origin, seq));
   -- The highest sequence applied from each origin; kept when old journal entries are pruned.
   CREATE TABLE heads (origin INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
   CREATE TABLE audit (seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, reboot INTEGER NOT NULL,
@@ -236,8 +233,8 @@ export class Store {
   }
 
   // ---- journal ----
-  appendJournal(origin: number, seq: number, change: string, subject: string): void {
-    this.stmt("INSERT INTO journal (origin, seq, change, subject) VALUES (?, ?, ?, ?)").run(origin, seq, change, subject);
+  appendJournal(origin: number, seq: number, change: string): void {
+    this.stmt("INSERT INTO journal (origin, seq, change) VALUES (?, ?, ?)").run(origin, seq, change);
     this.stmt("INSERT INTO heads (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq = MAX(seq, excluded.seq)").run(origin, seq);
   }
   /** The highest sequence applied from each origin (pruning does not lower it). */
@@ -249,10 +246,6 @@ export class Store {
   pruneJournal(origin: number, seq: number): number {
     return this.stmt("DELETE FROM journal WHERE origin = ? AND seq <= ?").run(origin, seq).changes;
   }
-  /** The oldest entry still held from `origin` (0 when none). */
-  journalTail(origin: number): number {
-    return (this.stmt("SELECT MIN(seq) FROM journal WHERE origin = ?").pluck().get(origin) as number | null) ?? 0;
-  }
   journalSize(): number {
     return this.stmt("SELECT COUNT(*) FROM journal").pluck().get() as number;
   }
@@ -260,7 +253,7 @@ export class Store {
     return this.stmt("SELECT seq, change FROM journal WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?").all(origin, afterSeq, limit) as { seq: number; change: string }[];
   }
   journalAll(): JournalRow[] {
-    return this.stmt("SELECT origin, seq, change, subject FROM journal ORDER BY origin, seq").all() as JournalRow[];
+    return this.stmt("SELECT origin, seq, change FROM journal ORDER BY origin, seq").all() as JournalRow[];
   }
   keyCountOwnedBy(owner: number): number {
     return this.stmt("SELECT COUNT(*) FROM keys WHERE owner = ?").pluck().get(owner) as number;
@@ -298,7 +291,7 @@ export class Store {
       for (const user of snapshot.users) this.insertUser(user);
       for (const key of snapshot.keys) this.putKey(key);
       for (const t of snapshot.tombstones) this.putTombstone(t);
-      for (const j of snapshot.journal) this.appendJournal(j.origin, j.seq, j.change, j.subject);
+      for (const j of snapshot.journal) this.appendJournal(j.origin, j.seq, j.change);
       const head = this.stmt("INSERT OR REPLACE INTO heads (origin, seq) VALUES (?, ?)");
       for (const [origin, seq] of snapshot.heads) head.run(origin, seq);
       this.setMeta("activated", snapshot.activated ? "1" : "0");

@@ -17,7 +17,8 @@ export class History {
   private order = 0;
   /** Writes acknowledged to a client, as the answers named them. */
   readonly acknowledged: (WritePosition & { what: string })[] = [];
-  readonly createdKeys = new Map<number, { owner: string; at: number }>();
+  /** key id → its owner. */
+  readonly createdKeys = new Map<number, string>();
   /** (key, user) → when the user was first granted the key (its creation, or a share's attempt). */
   private readonly grants = new Map<string, number>();
   /** (key, user) → the latest start or end of a share attempt: one in flight may land after an unshare. */
@@ -37,7 +38,7 @@ export class History {
 
   keyCreated(keyId: number, owner: string): void {
     if (this.createdKeys.has(keyId)) this.violations.push({ invariant: "key-id-reused", detail: `key id ${keyId} was handed out twice` });
-    this.createdKeys.set(keyId, { owner, at: this.tick() });
+    this.createdKeys.set(keyId, owner);
     this.grant(keyId, owner);
   }
 

@@ -121,7 +121,7 @@ export class Workload {
     const r = this.attempt(() => actor.session!.generateAesKey({ label }));
     if (r.outcome !== "ok") return;
     const key = r.value!;
-    this.acknowledged(actor, before, `create key ${key.id} for ${actor.name}`);
+    this.acknowledged(actor.connection, before, `create key ${key.id} for ${actor.name}`);
     this.history.keyCreated(key.id, actor.name);
     actor.own.set(key.id, key);
   }
@@ -140,7 +140,7 @@ export class Workload {
   }
 
   private useForeign(actor: CryptoActor): void {
-    const foreign = [...this.history.createdKeys].filter(([id, k]) => k.owner !== actor.name && !actor.sharedWithMe.has(id));
+    const foreign = [...this.history.createdKeys].filter(([id, owner]) => owner !== actor.name && !actor.sharedWithMe.has(id));
     if (foreign.length === 0) return;
     this.use(actor, this.rng.pick(foreign)[0]);
   }
@@ -158,7 +158,7 @@ export class Workload {
     const r = this.attempt(() => actor.connection.console(actor.name, actor.password).shareKey(key.id, target.name));
     this.history.grantSettled(key.id, target.name);
     if (r.outcome !== "ok") return;
-    this.acknowledged(actor, before, `share key ${key.id} with ${target.name}`);
+    this.acknowledged(actor.connection, before, `share key ${key.id} with ${target.name}`);
     for (const client of this.clientsOf(target.name)) {
       client.connection.client.observe(actor.connection.client.causalityToken());
       client.sharedWithMe.add(key.id);
@@ -174,7 +174,7 @@ export class Workload {
     const attemptedAt = this.history.tick();
     const r = this.attempt(() => actor.connection.console(actor.name, actor.password).unshareKey(id, targetName));
     if (r.outcome !== "ok") return;
-    this.acknowledged(actor, before, `unshare key ${id} from ${targetName}`);
+    this.acknowledged(actor.connection, before, `unshare key ${id} from ${targetName}`);
     users.delete(targetName);
     this.revokeFor(targetName, id, actor, "unshare", attemptedAt);
   }
@@ -186,7 +186,7 @@ export class Workload {
     const attemptedAt = this.history.tick();
     const r = this.attempt(() => actor.session!.deleteKey(key));
     if (r.outcome !== "ok") return;
-    this.acknowledged(actor, before, `delete key ${key.id}`);
+    this.acknowledged(actor.connection, before, `delete key ${key.id}`);
     actor.own.delete(key.id);
     actor.deleted.push(key.id);
     for (const name of [actor.name, ...(actor.sharedTo.get(key.id) ?? [])]) this.revokeFor(name, key.id, actor, "delete", attemptedAt);
@@ -210,21 +210,21 @@ export class Workload {
       const before = this.officer.client.lastWrite;
       if (this.attempt(() => co.createUser(name, "CU", "temp-pass-1")).outcome === "ok") {
         this.tempUsers.push(name);
-        this.acknowledgedBy(this.officer, before, `create user ${name}`);
+        this.acknowledged(this.officer, before, `create user ${name}`);
       }
     } else if (roll < 0.7 && this.tempUsers.length > 0) {
       const name = this.tempUsers[0];
       const before = this.officer.client.lastWrite;
       if (this.attempt(() => co.deleteUser(name)).outcome === "ok") {
         this.tempUsers.shift();
-        this.acknowledgedBy(this.officer, before, `delete user ${name}`);
+        this.acknowledged(this.officer, before, `delete user ${name}`);
       }
     } else {
       const password = `victim-pass-${this.tempCounter++}`;
       const before = this.officer.client.lastWrite;
       if (this.attempt(() => co.changePassword(VICTIM, password)).outcome === "ok") {
         this.victimPassword = password;
-        this.acknowledgedBy(this.officer, before, "reset the victim's password");
+        this.acknowledged(this.officer, before, "reset the victim's password");
         this.attacker.client.observe(this.officer.client.causalityToken());
       }
     }
@@ -252,11 +252,7 @@ export class Workload {
     }
   }
 
-  private acknowledged(actor: CryptoActor, before: WritePosition | null, what: string): void {
-    this.acknowledgedBy(actor.connection, before, what);
-  }
-
-  private acknowledgedBy(connection: ClusterConnection, before: WritePosition | null, what: string): void {
+  private acknowledged(connection: ClusterConnection, before: WritePosition | null, what: string): void {
     const after = connection.client.lastWrite;
     this.history.counts.acknowledged++;
     if (after !== before) this.history.acknowledge(after, what);

@@ -47,13 +47,10 @@ describe("address list", () => {
   it("spreads requests over the HSMs", () => {
     const world = activeWorld();
     const alice = world.connect("a").login(ALICE.username, ALICE.password);
-    const key = alice.generateAesKey({ label: "spread" });
-    world.run(1_000_000);
     const before = world.cluster.liveNodes().map((n) => n.stats.served);
     for (let i = 0; i < 60; i++) alice.random(16);
     const served = world.cluster.liveNodes().map((n, i) => n.stats.served - before[i]);
     expect(served.every((n) => n >= 8)).toBe(true);
-    expect(key.id).toBeGreaterThan(0);
   });
 });
 
