@@ -282,7 +282,7 @@ export class ClusterNode {
 
   private manage(op: Extract<RequestOp, { kind: "manage" }>): unknown {
     if (!MANAGE_METHODS.has(op.method)) throw new HsmError("INVALID_ARGUMENT", `unknown management method ${String(op.method)}`);
-    if (op.username === PRECO_USERNAME && !this.initialized && !this.hsm.activated) {
+    if (String(op.username).toLowerCase() === PRECO_USERNAME && !this.initialized && !this.hsm.activated) {
       throw new HsmError("NOT_ACTIVATED", "initialize the cluster (sign its certificate) before activating it");
     }
     const actor = this.hsm.login(op.username, op.password);

@@ -11,7 +11,7 @@ import { Pkcs11Error } from "../pkcs11/errors.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { type AuditEntry, type AuditVerdict, verifyChain } from "./audit.js";
 import { HsmError } from "./errors.js";
-import { DEFAULT_PASSWORD_COST, hashPassword, verifyPassword } from "./passwords.js";
+import { DEFAULT_PASSWORD_COST, type PasswordHash, hashPassword, verifyPassword } from "./passwords.js";
 import { HsmPkcs11Backend } from "./pkcs11-backend.js";
 import { internalsOf, registerInternals } from "./internals.js";
 import { checkOrigin, makePrincipal } from "./journal.js";
@@ -52,13 +52,27 @@ export interface UserInfo {
 
 export interface KeyDescription {
   keyId: number;
-  owner: string;
+  /** The crypto user that owns the key; null for a key no CU owns (made before ownership was enforced). */
+  owner: string | null;
   sharedWith: string[];
 }
 
+/** What an Actor was logged in with: a change to any of it (delete, new password, new role) ends the Actor. */
+interface Credential {
+  readonly name: string;
+  readonly principal: number;
+  readonly role: Role;
+  readonly hash: Buffer;
+}
+
 const SLOT = 0;
+const MAX_LOGIN_FAILURES_LIMIT = 1_000_000;
 const wallClockUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 const AU_USERNAME = "app_user";
+const DEFAULT_MAX_LOGIN_FAILURES = 5;
+const LOCKOUT_META = "max_login_failures";
+const DECOY_SALT = Buffer.alloc(16);
+const DECOY_HASH = Buffer.alloc(32);
 
 export class Hsm {
   readonly id: string;
@@ -71,7 +85,8 @@ export class Hsm {
   readonly #passwordCost: number;
   readonly #clockUs: () => number;
   readonly #random: (length: number) => Buffer;
-  readonly #actors = new WeakSet<Actor>();
+  /** Each live Actor → the credential it was taken with; a call checks it against the account's current row. */
+  readonly #actors = new WeakMap<Actor, Credential>();
   /** Token keys, users and their journal. */
   readonly #state: DeviceState;
   #closed = false;
@@ -82,7 +97,7 @@ export class Hsm {
     this.type = store.meta("type") as HsmType;
     const limits = HSM_TYPES[this.type];
     if (!limits) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: unknown HSM type ${this.type}`);
-    this.maxLoginFailures = options.maxLoginFailures ?? 5;
+    this.maxLoginFailures = lockoutLimit(store, options.maxLoginFailures);
     this.#passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
     this.#random = options.randomBytes ?? randomBytes;
     this.#clockUs = options.clockUs ?? wallClockUs;
@@ -118,6 +133,8 @@ export class Hsm {
         return hsm.#state.keyIds;
       },
       openChipSession: () => this.#chip.openSession(SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION),
+      revokeSessions: (principal) => this.#revokeSessions(principal),
+      isCurrent: (actor) => this.#current(actor) !== undefined,
     });
     this.#state = new DeviceState(internalsOf(this));
     if (boot === "open") this.#state.loadKeys();
@@ -213,43 +230,45 @@ export class Hsm {
    * locks the account on this HSM until a CO sets a new password. Every attempt is audited.
    */
   login(username: string, password: string, session: number | null = null): Actor {
-    const user = typeof username === "string" ? this.#store.user(username) : undefined;
+    // Usernames fold case, as in CloudHSM: "Alice" is alice.
+    const user = typeof username === "string" ? this.#store.user(username.toLowerCase()) : undefined;
     const fail = (code: "LOGIN_FAILED" | "ACCOUNT_LOCKED", failures?: number): never => {
       this.#store.transaction(() => {
         if (user && failures !== undefined) this.#store.setFailures(user.name, failures);
         this.#audit("LOGIN", String(username).slice(0, 64), session, [], code, failures !== undefined ? `failures ${failures}` : "");
       });
-      throw new HsmError(code, code === "ACCOUNT_LOCKED" ? `account ${username} is locked` : "wrong username or password");
+      throw new HsmError(code, code === "ACCOUNT_LOCKED" ? `account ${user!.name} is locked` : "wrong username or password");
     };
-    if (!user || user.role === "AU") {
-      // As slow as a real check, so the time taken does not tell which usernames exist.
-      verifyPassword(typeof password === "string" ? password : "", this.#decoyHash());
-      return fail("LOGIN_FAILED");
-    }
+    const known = user !== undefined && user.role !== "AU";
+    // Exactly one slow hash in every branch (unknown name, locked account, wrong or right
+    // password), so the time taken tells nothing about which accounts exist or are locked.
+    const matches = verifyPassword(typeof password === "string" ? password : "", known ? user : this.#decoyHash()) && typeof password === "string";
+    if (!known) return fail("LOGIN_FAILED");
     if (user.failures >= this.maxLoginFailures) return fail("ACCOUNT_LOCKED");
-    if (typeof password !== "string" || !verifyPassword(password, user)) return fail("LOGIN_FAILED", user.failures + 1);
+    if (!matches) return fail("LOGIN_FAILED", user.failures + 1);
     this.#store.transaction(() => {
       if (user.failures !== 0) this.#store.setFailures(user.name, 0);
       this.#audit("LOGIN", user.name, session, [], "OK", user.role);
     });
     const actor: Actor = Object.freeze({ username: user.name, role: user.role, hsm: this });
-    this.#actors.add(actor);
+    this.#actors.set(actor, Object.freeze({ name: user.name, principal: user.principal, role: user.role, hash: Buffer.from(user.hash) }));
     return actor;
   }
 
-  #decoy?: ReturnType<typeof hashPassword>;
-  #decoyHash() {
-    return (this.#decoy ??= hashPassword("decoy password", this.#passwordCost, Buffer.alloc(16)));
+  /** A stored hash no password matches, with this HSM's cost: unknown names take as long as known ones. */
+  #decoyHash(): PasswordHash {
+    return { salt: DECOY_SALT, hash: DECOY_HASH, cost: this.#passwordCost };
   }
 
+  /** Ends a login; an Actor already ended by a revocation logs out quietly. */
   logout(actor: Actor): void {
-    this.#check(actor);
+    if (!this.#actors.has(actor)) throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
     this.#actors.delete(actor);
   }
 
   /** The principal number the chip knows a user by. */
   #principalOf(username: string): number {
-    const user = this.#store.user(username);
+    const user = this.#store.user(username.toLowerCase());
     if (!user) throw new HsmError("USER_NOT_FOUND", `no user ${username}`);
     return user.principal;
   }
@@ -259,8 +278,12 @@ export class Hsm {
   changePassword(actor: Actor, username: string, newPassword: string): void {
     this.#check(actor);
     checkPassword(newPassword);
-    const target = this.#store.user(checkUsername(username));
+    username = checkUsername(username);
+    const target = this.#store.user(username);
     if (actor.role === "PRECO") {
+      // Activation happens once: the check above already ended every PRECO Actor when the
+      // account became a CO; this refuses a PRECO row that somehow outlived activation.
+      if (this.activated) this.#refuse(actor, "CHANGE_PASSWORD", "ALREADY_ACTIVATED", "the HSM is activated: PRECO no longer exists");
       if (username !== actor.username) this.#refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "PRECO may only change its own password");
       const hash = hashPassword(newPassword, this.#passwordCost, this.#random(16));
       this.#store.transaction(() => {
@@ -286,7 +309,7 @@ export class Hsm {
 
   createUser(actor: Actor, username: string, role: "CO" | "CU", password: string): void {
     this.#requireRole(actor, "CREATE_USER", "CO");
-    checkUsername(username);
+    username = checkUsername(username);
     checkPassword(password);
     if (role !== "CO" && role !== "CU") throw new HsmError("INVALID_ARGUMENT", "role must be CO or CU");
     if (this.#store.user(username)) this.#refuse(actor, "CREATE_USER", "USER_EXISTS", `user ${username} exists`);
@@ -302,7 +325,8 @@ export class Hsm {
 
   deleteUser(actor: Actor, username: string): void {
     this.#requireRole(actor, "DELETE_USER", "CO");
-    const target = this.#store.user(checkUsername(username));
+    username = checkUsername(username);
+    const target = this.#store.user(username);
     if (!target || target.role === "AU") this.#refuse(actor, "DELETE_USER", "USER_NOT_FOUND", `no user ${username}`);
     if (username === actor.username) this.#refuse(actor, "DELETE_USER", "ACCESS_DENIED", "a CO cannot delete itself");
     if (this.#store.keyCountOwnedBy(target!.principal) > 0) {
@@ -330,13 +354,18 @@ export class Hsm {
   }
 
   describeKey(actor: Actor, keyId: number): KeyDescription {
-    this.#requireActivated(actor, "DESCRIBE_KEY");
+    const me = this.#requireActivated(actor, "DESCRIBE_KEY").principal;
     const handle = this.#state.handleOf(keyId);
     const { owner, sharedWith } = this.#chip.ownership(SLOT, handle);
-    const me = this.#principalOf(actor.username);
     if (actor.role === "CU" && owner !== me && !sharedWith.includes(me)) throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
-    const names = new Map(this.#store.users().map((u) => [u.principal, u.name]));
-    return { keyId, owner: names.get(owner) ?? String(owner), sharedWith: sharedWith.map((p) => names.get(p) ?? String(p)) };
+    // Only crypto users own or share keys: a principal that is not a CU (nobody, a CO, a
+    // deleted user) is never reported as one.
+    const cryptoUsers = new Map(this.#store.users().filter((u) => u.role === "CU").map((u) => [u.principal, u.name]));
+    return {
+      keyId,
+      owner: cryptoUsers.get(owner) ?? null,
+      sharedWith: sharedWith.flatMap((p) => cryptoUsers.get(p) ?? []),
+    };
   }
 
   /** Only a CO may set CKA_TRUSTED (keys marked trusted may wrap CKA_WRAP_WITH_TRUSTED keys). */
@@ -353,13 +382,14 @@ export class Hsm {
   // ---- internals ----
   #changeSharing(actor: Actor, keyId: number, username: string, share: boolean): void {
     const operation = share ? "SHARE_KEY" : "UNSHARE_KEY";
-    this.#requireRole(actor, operation, "CU");
-    const target = this.#store.user(checkUsername(username));
+    const me = this.#requireRole(actor, operation, "CU").principal;
+    username = checkUsername(username);
+    const target = this.#store.user(username);
     if (!target || target.role !== "CU") this.#refuse(actor, operation, "USER_NOT_FOUND", `no crypto user ${username}`);
     const handle = this.#state.handleOf(keyId);
     this.#store.transaction(() => {
       try {
-        this.#chip.shareObject(SLOT, handle, this.#principalOf(actor.username), target!.principal, share);
+        this.#chip.shareObject(SLOT, handle, me, target!.principal, share);
       } catch (e) {
         if (e instanceof Pkcs11Error) {
           throw new HsmError(e.message === "CKR_ACTION_PROHIBITED" ? "NOT_OWNER" : "KEY_NOT_FOUND",
@@ -376,18 +406,49 @@ export class Hsm {
     this.#state.writeUser({ name, role, principal: this.#state.newPrincipal(), ...hashPassword(password, this.#passwordCost, this.#random(16)) }, 0);
   }
 
-  #check(actor: Actor): void {
-    if (!this.#actors.has(actor)) throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
+  /** The account row behind a live Actor whose credential still stands, else undefined. */
+  #current(actor: Actor): UserRow | undefined {
+    const credential = this.#actors.get(actor);
+    if (!credential) return undefined;
+    const row = this.#store.user(credential.name);
+    if (!row || row.principal !== credential.principal || row.role !== credential.role || !row.hash.equals(credential.hash)) return undefined;
+    return row;
   }
 
-  #requireActivated(actor: Actor, operation: string): void {
-    this.#check(actor);
+  /**
+   * Every management call starts here: the Actor must be a login of this HSM whose account
+   * still exists with the same credential. A delete, a password change (own or a CO's reset)
+   * or activation (PRECO → CO), made here or replicated from another HSM, ends it on the next call.
+   */
+  #check(actor: Actor): UserRow {
+    const row = this.#current(actor);
+    if (row) return row;
+    if (this.#actors.delete(actor)) {
+      throw new HsmError("NOT_LOGGED_IN", `the login of ${actor.username} has ended: the account was deleted, or its password or role changed`);
+    }
+    throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
+  }
+
+  #requireActivated(actor: Actor, operation: string): UserRow {
+    const row = this.#check(actor);
     if (!this.activated || actor.role === "PRECO") this.#refuse(actor, operation, "NOT_ACTIVATED", "activate the HSM first: PRECO changes its password");
+    return row;
   }
 
-  #requireRole(actor: Actor, operation: string, role: Role): void {
-    this.#requireActivated(actor, operation);
+  #requireRole(actor: Actor, operation: string, role: Role): UserRow {
+    const row = this.#requireActivated(actor, operation);
     if (actor.role !== role) this.#refuse(actor, operation, "ACCESS_DENIED", `${operation} needs a ${role}, not a ${actor.role}`);
+    return row;
+  }
+
+  /**
+   * Ends the PKCS#11 logins of a principal whose account was deleted or whose credential
+   * changed: the chip logs out every application logged in as it and drops its session objects.
+   */
+  #revokeSessions(principal: number): void {
+    // revokePrincipal is the device chip's (engineer B2); guarded so a chip without it still runs.
+    const chip = this.#chip as NativeChip & { revokePrincipal?: (principal: number) => void };
+    if (typeof chip.revokePrincipal === "function") chip.revokePrincipal(principal);
   }
 
   /** Audits a refused management operation, then throws. */
@@ -395,6 +456,19 @@ export class Hsm {
     this.#store.transaction(() => this.#audit(operation, actor.username, null, [], code, message));
     throw new HsmError(code, message);
   }
+}
+
+/** The lockout limit is the HSM's, fixed at creation: a reopen cannot change it (and so cannot unlock). */
+function lockoutLimit(store: Store, requested: number | undefined): number {
+  if (requested !== undefined && (!Number.isInteger(requested) || requested < 1 || requested > MAX_LOGIN_FAILURES_LIMIT)) {
+    throw new HsmError("INVALID_ARGUMENT", `maxLoginFailures must be an integer from 1 to ${MAX_LOGIN_FAILURES_LIMIT}`);
+  }
+  // A folder from before the limit was stored (or a restored backup) takes the requested one.
+  const stored = Number(store.initMeta(LOCKOUT_META, String(requested ?? DEFAULT_MAX_LOGIN_FAILURES)));
+  if (requested !== undefined && requested !== stored) {
+    throw new HsmError("INVALID_ARGUMENT", `this HSM locks an account after ${stored} failed logins, fixed when it was created; open it without maxLoginFailures or with ${stored}`);
+  }
+  return stored;
 }
 
 export type { UserRow };

@@ -6,7 +6,7 @@
 import type { NativeChip } from "../pkcs11/addon.js";
 import type { AuditEntry } from "./audit.js";
 import { HsmError } from "./errors.js";
-import type { Hsm } from "./hsm.js";
+import type { Actor, Hsm } from "./hsm.js";
 import type { DeviceState } from "./state.js";
 import type { Store } from "./store.js";
 
@@ -23,6 +23,10 @@ export interface HsmInternals {
   readonly keyIds: ReadonlyMap<number, number>;
   /** A read-write session on the chip for device-internal work. */
   openChipSession(): number;
+  /** Logs every PKCS#11 application logged in as `principal` out (its account was deleted or its credential changed). */
+  revokeSessions(principal: number): void;
+  /** Whether an Actor is a live login of this HSM whose account still has the credential it logged in with. */
+  isCurrent(actor: Actor): boolean;
 }
 
 const table = new WeakMap<Hsm, HsmInternals>();

@@ -22,7 +22,15 @@ export function verifyPassword(password: string, stored: PasswordHash): boolean 
   return candidate.length === stored.hash.length && timingSafeEqual(candidate, stored.hash);
 }
 
+let derivations = 0;
+
+/** How many slow hashes this process has computed: lets tests check that every login path pays one. */
+export function passwordDerivations(): number {
+  return derivations;
+}
+
 function derive(password: string, salt: Buffer, cost: number): Buffer {
+  derivations++;
   const N = 2 ** cost;
   return scryptSync(password, salt, 32, { N, r: 8, p: 1, maxmem: 256 * N * 8 + 1024 * 1024 });
 }

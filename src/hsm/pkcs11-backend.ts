@@ -4,8 +4,9 @@
 // Token keys are persisted as masked records, with an audit entry, before a call returns.
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
-  CKA_TOKEN, CKR_DEVICE_ERROR, CKR_FUNCTION_NOT_SUPPORTED, CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_USER_ALREADY_LOGGED_IN,
-  CKR_USER_ANOTHER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKR_USER_PIN_NOT_INITIALIZED, CKR_USER_TYPE_INVALID, CKU_USER,
+  CKA_TOKEN, CKR_DEVICE_ERROR, CKR_FUNCTION_NOT_SUPPORTED, CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_LOCKED, CKR_USER_ALREADY_LOGGED_IN,
+  CKR_USER_ANOTHER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKR_USER_PIN_NOT_INITIALIZED, CKR_USER_TYPE_INVALID, CKS_RO_USER_FUNCTIONS,
+  CKS_RW_USER_FUNCTIONS, CKU_USER,
 } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import { HsmError } from "./errors.js";
@@ -86,6 +87,8 @@ export class HsmPkcs11Backend {
   private login(session: number, userType: number, pin: Buffer): void {
     this.#internals.chip.getSessionInfo(session); // a bad handle fails first, with the chip's code
     if (userType !== CKU_USER) throw new Pkcs11Error(CKR_USER_TYPE_INVALID, "C_Login");
+    // A login revoked since (the user deleted or its password changed) no longer counts.
+    if (this.user && !this.#internals.isCurrent(this.user)) this.user = null;
     if (this.user) throw new Pkcs11Error(CKR_USER_ALREADY_LOGGED_IN, "C_Login");
     if (!this.hsm.activated) throw new Pkcs11Error(CKR_USER_PIN_NOT_INITIALIZED, "C_Login");
     const text = pin.toString("utf8");
@@ -113,15 +116,24 @@ export class HsmPkcs11Backend {
   }
 
   private setPin(session: number, oldPin: Buffer, newPin: Buffer): void {
-    this.#internals.chip.getSessionInfo(session);
-    if (!this.user) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, "C_SetPIN");
+    const chip = this.#internals.chip;
+    chip.getSessionInfo(session);
+    if (!this.user || !this.#internals.isCurrent(this.user)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, "C_SetPIN");
+    const username = this.user.username;
+    const password = newPin.toString("utf8");
+    if (password.length < 8 || password.length > 32) throw new Pkcs11Error(CKR_PIN_LEN_RANGE, "C_SetPIN");
     try {
-      this.hsm.login(this.user.username, oldPin.toString("utf8"), session);
-      this.hsm.changePassword(this.user, this.user.username, newPin.toString("utf8"));
+      this.hsm.login(username, oldPin.toString("utf8"), session);
+      this.hsm.changePassword(this.user, username, password);
     } catch (e) {
       if (e instanceof HsmError) throw new Pkcs11Error(e.code === "ACCOUNT_LOCKED" ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT, "C_SetPIN");
       throw e;
     }
+    // The new password revoked every login taken with the old one, this application's too;
+    // the application that set it proved both, so it stays logged in, now with the new one.
+    this.user = this.hsm.login(username, password, session);
+    const { state } = chip.getSessionInfo(session);
+    if (state !== CKS_RW_USER_FUNCTIONS && state !== CKS_RO_USER_FUNCTIONS) chip.loginPrincipal(session, this.#internals.principalOf(username));
   }
 
   private actorName(): string | null {

@@ -18,6 +18,13 @@ export interface StateHost {
   readonly chip: NativeChip;
   readonly store: Store;
   audit(operation: string, actor: string | null, session: number | null, keys: number[], result: string, detail?: string): AuditEntry;
+  /** Ends the PKCS#11 logins of a principal whose account was deleted or whose credential changed. */
+  revokeSessions(principal: number): void;
+}
+
+/** Whether a user write replaces the credential an existing login was taken with. */
+function credentialChanged(before: UserRow, after: { principal: number; role: string; hash: Buffer }): boolean {
+  return before.principal !== after.principal || before.role !== after.role || !before.hash.equals(after.hash);
 }
 
 export type ApplyOutcome = "applied" | "superseded" | "duplicate" | "gap";
@@ -135,6 +142,7 @@ export class DeviceState {
   }
 
   writeUser(row: Omit<UserRow, "version" | "failures">, failures: number): void {
+    this.revokeIfChanged(row.name, row);
     const version = this.tick();
     this.host.store.insertUser({ ...row, failures, version });
     this.host.store.clearTombstone("user", row.name);
@@ -142,6 +150,7 @@ export class DeviceState {
   }
 
   writeUserDelete(name: string): void {
+    this.revokeIfChanged(name, undefined);
     const version = this.tick();
     this.host.store.deleteUser(name, version);
     this.append({ kind: "user-delete", name, version });
@@ -237,6 +246,8 @@ export class DeviceState {
         const existing = store.user(change.name);
         const current = existing?.version ?? store.tombstone("user", change.name)?.version ?? -1;
         if (change.version <= current) return false;
+        // Revocation reaches this HSM with the replicated delete or password change.
+        this.revokeIfChanged(change.name, change.kind === "user" ? change : undefined);
         if (change.kind === "user-delete") {
           store.deleteUser(change.name, change.version);
           return true;
@@ -254,6 +265,16 @@ export class DeviceState {
         store.setMeta("activated", "1");
         return true;
     }
+  }
+
+  /**
+   * Revocation on the next call, everywhere: before a user row is deleted (`after` undefined)
+   * or replaced with another credential, every PKCS#11 login taken with the old one ends.
+   * (Actors end on their next call: the Hsm checks each against the current row.)
+   */
+  private revokeIfChanged(name: string, after: { principal: number; role: string; hash: Buffer } | undefined): void {
+    const before = this.host.store.user(name);
+    if (before && (!after || credentialChanged(before, after))) this.host.revokeSessions(before.principal);
   }
 
   private tick(): number {

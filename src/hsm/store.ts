@@ -180,6 +180,11 @@ export class Store {
   setMeta(name: string, value: string): void {
     this.stmt("UPDATE meta SET value = ? WHERE name = ?").run(value, name);
   }
+  /** Sets a meta value only if it is missing; answers the value stored. */
+  initMeta(name: string, value: string): string {
+    this.stmt("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)").run(name, value);
+    return this.meta(name);
+  }
 
   // ---- users ----
   user(name: string): UserRow | undefined {

@@ -22,11 +22,12 @@ export const PRECO_USERNAME = "admin";
 /** PRECO's known default password, as on a new CloudHSM HSM. */
 export const PRECO_DEFAULT_PASSWORD = "password";
 
+/** A valid username, folded to lower case: usernames are case-insensitive, as in CloudHSM. */
 export function checkUsername(name: unknown): string {
   if (typeof name !== "string" || !/^[A-Za-z0-9_]{1,31}$/.test(name)) {
     throw new HsmError("INVALID_USERNAME", "username must be 1–31 characters of A–Z, a–z, 0–9 and _");
   }
-  return name;
+  return name.toLowerCase();
 }
 
 export function checkPassword(password: unknown): string {
