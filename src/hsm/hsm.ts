@@ -73,6 +73,7 @@ const DEFAULT_MAX_LOGIN_FAILURES = 5;
 const LOCKOUT_META = "max_login_failures";
 const DECOY_SALT = Buffer.alloc(16);
 const DECOY_HASH = Buffer.alloc(32);
+const MAX_UNKNOWN_NAMES_TRACKED = 10_000;
 
 export class Hsm {
   readonly id: string;
@@ -90,6 +91,8 @@ export class Hsm {
   /** Token keys, users and their journal. */
   readonly #state: DeviceState;
   #closed = false;
+  /** Failed logins per unknown name (in memory, the most recent names only). */
+  readonly #unknownNameFailures = new Map<string, number>();
 
   private constructor(store: Store, options: HsmOptions, boot: "create" | "open") {
     this.#store = store;
@@ -231,19 +234,27 @@ export class Hsm {
    */
   login(username: string, password: string, session: number | null = null): Actor {
     // Usernames fold case, as in CloudHSM: "Alice" is alice.
-    const user = typeof username === "string" ? this.#store.user(username.toLowerCase()) : undefined;
+    const name = String(username).slice(0, 64).toLowerCase();
+    const user = typeof username === "string" ? this.#store.user(name) : undefined;
     const fail = (code: "LOGIN_FAILED" | "ACCOUNT_LOCKED", failures?: number): never => {
       this.#store.transaction(() => {
         if (user && failures !== undefined) this.#store.setFailures(user.name, failures);
-        this.#audit("LOGIN", String(username).slice(0, 64), session, [], code, failures !== undefined ? `failures ${failures}` : "");
+        this.#audit("LOGIN", name, session, [], code, user && failures !== undefined ? `failures ${failures}` : "");
       });
-      throw new HsmError(code, code === "ACCOUNT_LOCKED" ? `account ${user!.name} is locked` : "wrong username or password");
+      throw new HsmError(code, code === "ACCOUNT_LOCKED" ? `account ${name} is locked` : "wrong username or password");
     };
     const known = user !== undefined && user.role !== "AU";
     // Exactly one slow hash in every branch (unknown name, locked account, wrong or right
     // password), so the time taken tells nothing about which accounts exist or are locked.
     const matches = verifyPassword(typeof password === "string" ? password : "", known ? user : this.#decoyHash()) && typeof password === "string";
-    if (!known) return fail("LOGIN_FAILED");
+    if (!known) {
+      // An unknown name locks like an account would, so ACCOUNT_LOCKED does not tell that one exists.
+      const failures = (this.#unknownNameFailures.get(name) ?? 0) + 1;
+      this.#unknownNameFailures.delete(name);
+      if (this.#unknownNameFailures.size >= MAX_UNKNOWN_NAMES_TRACKED) this.#unknownNameFailures.delete(this.#unknownNameFailures.keys().next().value!);
+      this.#unknownNameFailures.set(name, failures);
+      return fail(failures > this.maxLoginFailures ? "ACCOUNT_LOCKED" : "LOGIN_FAILED");
+    }
     if (user.failures >= this.maxLoginFailures) return fail("ACCOUNT_LOCKED");
     if (!matches) return fail("LOGIN_FAILED", user.failures + 1);
     this.#store.transaction(() => {

@@ -19,7 +19,7 @@ pkcs11.C_Initialize();
 const slot = pkcs11.C_GetSlotList(true)[0];
 const session = pkcs11.C_OpenSession(slot, H.CKF_SERIAL_SESSION | H.CKF_RW_SESSION);
 pkcs11.C_Login(session, H.CKU_USER, `alice:${passwords.get("alice")}`);
-const alice = hsm.login("alice", passwords.get("alice")!);
+let alice = hsm.login("alice", passwords.get("alice")!);
 const handles = new Map<number, Buffer>(); // key id → handle
 for (const [handle, id] of internalsOf(hsm).keyIds) {
   const h = Buffer.alloc(8);
@@ -41,6 +41,12 @@ for (let i = 0; ; i++) {
     say({ intent: "password", name, password });
     hsm.changePassword(co, name, password);
     say({ ack: "password", name, password });
+    if (name === "alice") {
+      // A new password ends alice's logins (Actor and PKCS#11): log in again with it.
+      alice = hsm.login("alice", password);
+      const { state } = pkcs11.C_GetSessionInfo(session);
+      if (state !== H.CKS_RW_USER_FUNCTIONS) pkcs11.C_Login(session, H.CKU_USER, `alice:${password}`);
+    }
   } else if (op === "key") {
     say({ intent: "key" });
     const handle = pkcs11.C_GenerateKey(session, { mechanism: H.CKM_AES_KEY_GEN },

@@ -111,7 +111,9 @@ describe("revocation on the next call", () => {
     device = activatedDevice();
     const { hsm, co } = device;
     const alice = cuSession(hsm, "alice", "alice-password");
-    const sessionKey = alice.pkcs11.C_GenerateKey(alice.session, { mechanism: H.CKM_AES_KEY_GEN }, [{ type: H.CKA_VALUE_LEN, value: 32 }]);
+    const sessionKey = alice.pkcs11.C_GenerateKey(alice.session, { mechanism: H.CKM_AES_KEY_GEN }, [{ type: H.CKA_VALUE_LEN, value: 32 }, { type: H.CKA_ENCRYPT, value: true }]);
+    alice.pkcs11.C_EncryptInit(alice.session, { mechanism: H.CKM_AES_CBC_PAD, parameter: Buffer.alloc(16) }, sessionKey); // works before
+    alice.pkcs11.C_Encrypt(alice.session, Buffer.alloc(16), Buffer.alloc(32));
     hsm.deleteUser(co, "alice");
 
     let created: Buffer | undefined;
@@ -121,7 +123,7 @@ describe("revocation on the next call", () => {
     expect(created).toBeUndefined();
     expect(internalsOf(hsm).store.keys()).toHaveLength(0);
     expect(alice.pkcs11.C_GetSessionInfo(alice.session).state).toBe(H.CKS_RW_PUBLIC_SESSION);
-    expect(() => alice.pkcs11.C_EncryptInit(alice.session, { mechanism: H.CKM_AES_GCM, parameter: { iv: Buffer.alloc(12), tagBits: 128 } }, sessionKey))
+    expect(() => alice.pkcs11.C_EncryptInit(alice.session, { mechanism: H.CKM_AES_CBC_PAD, parameter: Buffer.alloc(16) }, sessionKey))
       .toThrow(H.Pkcs11Error);
     expect(auditCount(hsm, "GENERATE_KEY")).toBe(1); // only the session key, made before the delete
   });
@@ -302,6 +304,23 @@ describe("lockout", () => {
       else expectHsmError(() => hsm.login(name, password as string), outcome);
       expect(passwordDerivations() - before, `${name}/${String(password)}`).toBe(1);
     }
+  });
+
+  it("repeated guesses answer the same for an existing and an unknown name: both lock after the limit", () => {
+    device = activatedDevice({ maxLoginFailures: 3 });
+    const { hsm } = device;
+    const answers = (name: string) => Array.from({ length: 5 }, () => {
+      try {
+        hsm.login(name, "guessed-password");
+        return "OK";
+      } catch (e) {
+        return (e as H.HsmError).code;
+      }
+    });
+    expect(answers("nobody")).toEqual(answers("alice"));
+    expect(answers("alice")).toEqual(Array(5).fill("ACCOUNT_LOCKED"));
+    const entries = hsm.auditLog().filter((e) => e.operation === "LOGIN" && e.actor === "nobody");
+    expect(entries.map((e) => e.result)).toEqual([...Array(3).fill("LOGIN_FAILED"), ...Array(2).fill("ACCOUNT_LOCKED")]);
   });
 });
 
