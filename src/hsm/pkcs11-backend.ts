@@ -132,8 +132,7 @@ export class HsmPkcs11Backend {
     // The new password revoked every login taken with the old one, this application's too;
     // the application that set it proved both, so it stays logged in, now with the new one.
     this.user = this.hsm.login(username, password, session);
-    const { state } = chip.getSessionInfo(session);
-    if (state !== CKS_RW_USER_FUNCTIONS && state !== CKS_RO_USER_FUNCTIONS) chip.loginPrincipal(session, this.#internals.principalOf(username));
+    if (!this.loggedIn(session)) chip.loginPrincipal(session, this.#internals.principalOf(username));
   }
 
   private actorName(): string | null {
@@ -176,6 +175,11 @@ export class HsmPkcs11Backend {
     this.#internals.store.transaction(() => this.#internals.audit(operation, this.actorName(), session, [], error.message));
   }
 
+  private loggedIn(session: number): boolean {
+    const { state } = this.#internals.chip.getSessionInfo(session);
+    return state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS;
+  }
+
   private isTokenObject(session: number, handle: number): boolean {
     const { values } = this.#internals.chip.getAttributeValue(session, handle, [CKA_TOKEN]);
     return values[0]?.[0] === 1;
@@ -188,6 +192,9 @@ export class HsmPkcs11Backend {
         const ids: number[] = [];
         for (const handle of handles) {
           if (!this.isTokenObject(session, handle)) continue;
+          // An async creation that finishes after its user was revoked (deleted, or a new
+          // password) must not leave a token key behind, owned by a login that no longer exists.
+          if (!this.loggedIn(session)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, operation);
           const id = this.#internals.state.newKeyId();
           this.#internals.state.writeKey(id, handle);
           ids.push(id);
@@ -201,7 +208,11 @@ export class HsmPkcs11Backend {
         try {
           chip.destroyObject(session, handle);
         } catch {
-          // already gone
+          try {
+            chip.removeObject(0, handle); // a session no longer logged in may not destroy it: the device does
+          } catch {
+            // already gone
+          }
         }
       }
       if (e instanceof Pkcs11Error) throw e;

@@ -128,6 +128,18 @@ describe("revocation on the next call", () => {
     expect(auditCount(hsm, "GENERATE_KEY")).toBe(1); // only the session key, made before the delete
   });
 
+  it("a token key generated asynchronously while its user is deleted is not kept", async () => {
+    device = activatedDevice();
+    const { hsm, co } = device;
+    const alice = cuSession(hsm, "alice", "alice-password");
+    const pending = alice.pkcs11.C_GenerateKeyAsync(alice.session, { mechanism: H.CKM_AES_KEY_GEN },
+      [{ type: H.CKA_VALUE_LEN, value: 32 }, { type: H.CKA_TOKEN, value: true }]);
+    hsm.deleteUser(co, "alice"); // before the worker's result comes back to JavaScript
+    await expect(pending).rejects.toBeInstanceOf(H.Pkcs11Error);
+    expect(internalsOf(hsm).store.keys()).toHaveLength(0);
+    expect(internalsOf(hsm).keyIds.size).toBe(0);
+  });
+
   it("a CO's password reset logs the user's other applications out; the one that ran C_SetPIN stays in", () => {
     device = activatedDevice();
     const { hsm, co } = device;
