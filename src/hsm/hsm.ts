@@ -100,7 +100,7 @@ export class Hsm {
     this.type = store.meta("type") as HsmType;
     const limits = HSM_TYPES[this.type];
     if (!limits) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: unknown HSM type ${this.type}`);
-    this.maxLoginFailures = lockoutLimit(store, options.maxLoginFailures);
+    checkLockoutLimit(options.maxLoginFailures);
     this.#passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
     this.#random = options.randomBytes ?? randomBytes;
     this.#clockUs = options.clockUs ?? wallClockUs;
@@ -142,10 +142,13 @@ export class Hsm {
     this.#state = new DeviceState(internalsOf(this));
     if (boot === "open") this.#state.loadKeys();
     this.reboot = Number(store.meta("reboots")) + (boot === "open" ? 1 : 0);
+    let maxLoginFailures = DEFAULT_MAX_LOGIN_FAILURES;
     store.transaction(() => {
+      maxLoginFailures = lockoutLimit(store, options.maxLoginFailures);
       store.setMeta("reboots", String(this.reboot));
       this.#audit(boot === "create" ? "CREATE_HSM" : "START", null, null, [], "OK", `type ${this.type}`);
     });
+    this.maxLoginFailures = maxLoginFailures;
   }
 
   /** A new HSM in `dir` (an empty or new folder): only PRECO exists until activation. */
@@ -459,7 +462,8 @@ export class Hsm {
   #revokeSessions(principal: number): void {
     // revokePrincipal is the device chip's (engineer B2); guarded so a chip without it still runs.
     const chip = this.#chip as NativeChip & { revokePrincipal?: (principal: number) => void };
-    if (typeof chip.revokePrincipal === "function") chip.revokePrincipal(principal);
+    // Principal 0 is the chip's "nobody" (the first CO of origin 0 keeps PRECO's): no PKCS#11 login holds it.
+    if (principal !== 0 && typeof chip.revokePrincipal === "function") chip.revokePrincipal(principal);
   }
 
   /** Audits a refused management operation, then throws. */
@@ -470,10 +474,14 @@ export class Hsm {
 }
 
 /** The lockout limit is the HSM's, fixed at creation: a reopen cannot change it (and so cannot unlock). */
-function lockoutLimit(store: Store, requested: number | undefined): number {
+function checkLockoutLimit(requested: number | undefined): void {
   if (requested !== undefined && (!Number.isInteger(requested) || requested < 1 || requested > MAX_LOGIN_FAILURES_LIMIT)) {
     throw new HsmError("INVALID_ARGUMENT", `maxLoginFailures must be an integer from 1 to ${MAX_LOGIN_FAILURES_LIMIT}`);
   }
+}
+
+/** Call inside a transaction (the stored limit is part of the HSM's state). */
+function lockoutLimit(store: Store, requested: number | undefined): number {
   // A folder from before the limit was stored (or a restored backup) takes the requested one.
   const stored = Number(store.initMeta(LOCKOUT_META, String(requested ?? DEFAULT_MAX_LOGIN_FAILURES)));
   if (requested !== undefined && requested !== stored) {
