@@ -237,7 +237,7 @@ export class Hsm {
    */
   login(username: string, password: string, session: number | null = null): Actor {
     // Usernames fold case, as in CloudHSM: "Alice" is alice.
-    const name = String(username).slice(0, 64).toLowerCase();
+    const name = typeof username === "string" ? username.slice(0, 64).toLowerCase() : "(not a string)";
     const user = typeof username === "string" ? this.#store.user(name) : undefined;
     const fail = (code: "LOGIN_FAILED" | "ACCOUNT_LOCKED", failures?: number): never => {
       this.#store.transaction(() => {
