@@ -30,6 +30,11 @@ export function parseTarget(target: unknown): ChipOptions {
   return options;
 }
 
+/**
+ * The backend a `PKCS11` loaded from `target` gets: one application on a fresh chip, never the
+ * chip itself (whose device calls, masked records and masking key an application must not reach).
+ * Typed as the facade's backend; its device methods are absent at run time.
+ */
 export function chipForTarget(target: unknown): NativeChip {
-  return createChip(parseTarget(target));
+  return createChip(parseTarget(target)).openApplication() as unknown as NativeChip;
 }
