@@ -54,14 +54,20 @@ export async function fuzzChip(calls: number, seed: number): Promise<ChipFuzzRep
     const { target, methods, app } = pick(targets);
     const name = pick(methods);
     const args = Array.from({ length: int(12) }, value);
+    // An application call that names another application's session must not succeed, now or
+    // (asynchronous forms) in its callback.
+    const onForeign = app >= 0 && args[0] === foreign[app] && name !== "getSlotList";
+    const finding = `seed ${seed} call ${i}: ${name} succeeded on another application's session`;
+    if (onForeign) {
+      for (let k = 0; k < args.length; k++) {
+        if (typeof args[k] === "function") args[k] = (error: unknown) => { if (error === null) report.findings.push(finding); };
+      }
+    }
     report.calls++;
     try {
       const result = target[name](...args);
       report.returned++;
-      // An application call that names another application's session must not succeed.
-      if (app >= 0 && args[0] === foreign[app] && name !== "getSlotList") {
-        report.findings.push(`seed ${seed} call ${i}: ${name} succeeded on another application's session`);
-      }
+      if (onForeign && !args.some((a) => typeof a === "function")) report.findings.push(finding);
       void result;
     } catch (e) {
       if (!(e instanceof TypeError) && !(e instanceof P.Pkcs11Error)) report.findings.push(`seed ${seed} call ${i}: ${name} threw ${String(e)}`);
