@@ -347,10 +347,13 @@ static Napi::Value ShareMaskingKey(const Napi::CallbackInfo& info) {
   CK_ULONG targetSlot = ulongArg(info, 2, "targetSlot");
   if (&target->module() == mod) return info.Env().Undefined();
   // Lock both modules in a fixed order so two opposite shares cannot deadlock.
-  std::mutex& a = mod->lock();
-  std::mutex& b = target->module().lock();
-  std::scoped_lock guard(a, b);
-  CK_RV rv = mod->shareMaskingKey(slot, target->module(), targetSlot);
+  CK_RV rv;
+  {
+    // Released before any JavaScript value is made: a collection may run finalizers that lock.
+    std::scoped_lock guard(mod->lock(), target->module().lock());
+    mod->setCaller(applicationOf(info));
+    rv = mod->shareMaskingKey(slot, target->module(), targetSlot);
+  }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "shareMaskingKey");
   return info.Env().Undefined();
 }
