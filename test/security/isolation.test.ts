@@ -164,3 +164,16 @@ describe("the session limit is per application", () => {
     expect(() => H.createChip({ maxSessionsPerApplication: 0 })).toThrow(TypeError);
   });
 });
+
+describe("load('memory:') is one application of its own chip", () => {
+  it("its session limit is the target's maxSessionsPerApplication", () => {
+    const pkcs11 = H.load("memory:?pinHashIterations=1&maxSessionsPerApplication=2");
+    pkcs11.C_Initialize();
+    const slot = pkcs11.C_GetSlotList(true)[0];
+    pkcs11.C_InitToken(slot, "so-pin-1234", "t");
+    pkcs11.C_OpenSession(slot, RW);
+    pkcs11.C_OpenSession(slot, RW);
+    expectCkr(() => pkcs11.C_OpenSession(slot, RW), "CKR_SESSION_COUNT");
+    expect(() => H.load("memory:?maxSessionsPerApplication=0")).toThrow(TypeError);
+  });
+});
