@@ -54,7 +54,7 @@ export class HsmPkcs11Backend {
   /** The PKCS#11 calls of this application, with the profile's overrides: a frozen object holding nothing else. */
   asChip(): NativeChip {
     const app = this.#app as unknown as Record<ApplicationCallName, Fn>;
-    const backend = Object.create(null) as Record<string, Fn>;
+    const backend: Record<string, Fn> = {};
     for (const name of APPLICATION_CALLS) backend[name] = app[name];
     backend.initToken = () => this.#unsupported("C_InitToken");
     backend.initPin = () => this.#unsupported("C_InitPIN");
