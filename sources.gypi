@@ -25,6 +25,7 @@
     ],
     "hsm_binding_sources": [
       "native/src/binding/addon.cc",
+      "native/src/binding/application.cc",
       "native/src/binding/args.cc",
       "native/src/binding/chip_crypto.cc",
       "native/src/binding/chip_device.cc",

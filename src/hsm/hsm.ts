@@ -105,7 +105,7 @@ export class Hsm {
     this.#random = options.randomBytes ?? randomBytes;
     this.#clockUs = options.clockUs ?? wallClockUs;
     this.#chip = createChip({ seed: options.seed, maxKeys: limits.maxKeys, maxAsymmetricKeys: limits.maxAsymmetricKeys,
-      pinHashIterations: 1, slotCount: 1 });
+      pinHashIterations: 1, slotCount: 1, deviceProfile: true });
     // The chip's own SO PIN is never used: the device's accounts replace PKCS#11's.
     this.#chip.initToken(SLOT, this.#random(16), Buffer.from(`hsmsim ${this.id.slice(4, 12)}`));
     const maskingKey = join(store.dir, MASKING_KEY_FILE);

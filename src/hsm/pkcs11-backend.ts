@@ -2,11 +2,19 @@
 // logs a crypto user in; a CU's sessions see only keys it owns or that are shared with it
 // (the chip enforces ownership); C_InitToken and C_InitPIN are not part of the profile.
 // Token keys are persisted as masked records, with an audit entry, before a call returns.
-import type { NativeChip } from "../pkcs11/addon.js";
+//
+// Isolation: each backend is one native application of the chip (chip.openApplication()), whose
+// calls reach only its own sessions. What a `PKCS11` holds is a frozen object of that
+// application's PKCS#11 calls and of closures for the profile's overrides: neither the chip,
+// the Hsm, its store nor any device capability (loginPrincipal, sharing, masked records, the
+// masking key) is reachable from it at run time.
 import {
-  CKA_TOKEN, CKR_DEVICE_ERROR, CKR_FUNCTION_NOT_SUPPORTED, CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_LOCKED, CKR_USER_ALREADY_LOGGED_IN,
-  CKR_USER_ANOTHER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKR_USER_PIN_NOT_INITIALIZED, CKR_USER_TYPE_INVALID, CKS_RO_USER_FUNCTIONS,
-  CKS_RW_USER_FUNCTIONS, CKU_USER,
+  APPLICATION_CALLS, type ApplicationCallName, type NativeApplication, type NativeChip,
+} from "../pkcs11/addon.js";
+import {
+  CKA_TOKEN, CKR_DEVICE_ERROR, CKR_FUNCTION_NOT_SUPPORTED, CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_LOCKED,
+  CKR_USER_ALREADY_LOGGED_IN, CKR_USER_ANOTHER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKR_USER_PIN_NOT_INITIALIZED,
+  CKR_USER_TYPE_INVALID, CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS, CKU_USER,
 } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import { HsmError } from "./errors.js";
@@ -17,7 +25,7 @@ type Fn = (...args: unknown[]) => unknown;
 type Callback = (error: Error | null, value?: unknown) => void;
 
 /** The chip calls that create keys, with how to find the new handles in their result. */
-const CREATING: Record<string, { operation: string; handles: (result: unknown) => number[] }> = {
+const CREATING: Partial<Record<ApplicationCallName, { operation: string; handles: (result: unknown) => number[] }>> = {
   createObject: { operation: "CREATE_KEY", handles: (r) => [r as number] },
   copyObject: { operation: "COPY_KEY", handles: (r) => [r as number] },
   generateKey: { operation: "GENERATE_KEY", handles: (r) => [r as number] },
@@ -26,132 +34,146 @@ const CREATING: Record<string, { operation: string; handles: (result: unknown) =
   deriveKey: { operation: "DERIVE_KEY", handles: (r) => [r as number] },
 };
 
+/** CloudHSM's password lengths (see types.ts). */
+const MIN_PASSWORD = 8, MAX_PASSWORD = 32;
+
 export class HsmPkcs11Backend {
-  private user: Actor | null = null;
-  /** Each PKCS11 on the HSM is an application of its own, with its own login. */
-  private readonly application: number;
-  private readonly sessions = new Set<number>();
-
+  readonly #hsm: Hsm;
   readonly #internals: HsmInternals;
+  /** This application's calls on the chip: its own sessions only. */
+  readonly #app: NativeApplication;
+  #user: Actor | null = null;
+  readonly #sessions = new Set<number>();
 
-  constructor(private readonly hsm: Hsm) {
+  constructor(hsm: Hsm) {
+    this.#hsm = hsm;
     this.#internals = internalsOf(hsm);
-    this.application = this.#internals.chip.newApplication();
+    this.#app = this.#internals.chip.openApplication();
   }
 
-  /** The chip's calls, with the profile's overrides. */
+  /** The PKCS#11 calls of this application, with the profile's overrides: a frozen object holding nothing else. */
   asChip(): NativeChip {
-    const chip = this.#internals.chip as unknown as Record<string, Fn>;
+    const app = this.#app as unknown as Record<ApplicationCallName, Fn>;
     const backend: Record<string, Fn> = {};
-    for (const name of Object.getOwnPropertyNames(chip)) {
-      if (typeof chip[name] === "function") backend[name] = chip[name];
-    }
-    backend.initToken = () => this.unsupported("C_InitToken");
-    backend.initPin = () => this.unsupported("C_InitPIN");
-    backend.login = (session, userType, pin) => this.login(session as number, userType as number, pin as Buffer);
+    for (const name of APPLICATION_CALLS) backend[name] = app[name];
+    backend.initToken = () => this.#unsupported("C_InitToken");
+    backend.initPin = () => this.#unsupported("C_InitPIN");
+    backend.login = (session, userType, pin) => this.#login(session as number, userType as number, pin as Buffer);
     backend.logout = (session) => {
-      chip.logout(session);
-      this.user = null;
+      app.logout(session);
+      this.#user = null;
     };
     backend.openSession = (slot, flags) => {
-      const session = chip.openSession(slot, flags, this.application) as number;
-      this.sessions.add(session);
+      const session = app.openSession(slot, flags) as number;
+      this.#sessions.add(session);
       return session;
     };
     backend.closeSession = (session) => {
-      chip.closeSession(session);
-      this.sessions.delete(session as number);
-      this.forgetLoginIfNoSessions();
+      app.closeSession(session);
+      this.#sessions.delete(session as number);
+      this.#forgetLoginIfNoSessions();
     };
     backend.closeAllSessions = (slot) => {
-      chip.closeAllSessions(slot, this.application);
-      this.sessions.clear();
-      this.forgetLoginIfNoSessions();
+      app.closeAllSessions(slot);
+      this.#sessions.clear();
+      this.#forgetLoginIfNoSessions();
     };
-    backend.setPin = (session, oldPin, newPin) => this.setPin(session as number, oldPin as Buffer, newPin as Buffer);
-    for (const [name, spec] of Object.entries(CREATING)) backend[name] = this.creating(chip[name], spec);
-    backend.destroyObject = (session, object) => this.destroy(chip, session as number, object as number);
-    backend.setAttributeValue = (session, object, template) => this.setAttributes(chip, session as number, object as number, template as Buffer);
-    return backend as unknown as NativeChip;
+    backend.setPin = (session, oldPin, newPin) => this.#setPin(session as number, oldPin as Buffer, newPin as Buffer);
+    for (const [name, spec] of Object.entries(CREATING)) backend[name] = this.#creating(app[name as ApplicationCallName], spec);
+    backend.destroyObject = (session, object) => this.#destroy(session as number, object as number);
+    backend.setAttributeValue = (session, object, template) => this.#setAttributes(session as number, object as number, template as Buffer);
+    return Object.freeze(backend) as unknown as NativeChip;
   }
 
-  private unsupported(method: string): never {
+  #unsupported(method: string): never {
     throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
   }
 
-  private forgetLoginIfNoSessions(): void {
+  #forgetLoginIfNoSessions(): void {
     // Closing the application's last session logs it out (the chip did): forget the user too.
-    if (this.sessions.size === 0) this.user = null;
+    if (this.#sessions.size === 0) this.#user = null;
   }
 
-  private login(session: number, userType: number, pin: Buffer): void {
-    this.#internals.chip.getSessionInfo(session); // a bad handle fails first, with the chip's code
+  #login(session: number, userType: number, pin: Buffer): void {
+    // Through the application: another application's handle fails here, with the chip's code.
+    this.#app.getSessionInfo(session);
     if (userType !== CKU_USER) throw new Pkcs11Error(CKR_USER_TYPE_INVALID, "C_Login");
     // A login revoked since (the user deleted or its password changed) no longer counts.
-    if (this.user && !this.#internals.isCurrent(this.user)) this.user = null;
-    if (this.user) throw new Pkcs11Error(CKR_USER_ALREADY_LOGGED_IN, "C_Login");
-    if (!this.hsm.activated) throw new Pkcs11Error(CKR_USER_PIN_NOT_INITIALIZED, "C_Login");
+    if (this.#user && !this.#internals.isCurrent(this.#user)) this.#user = null;
+    if (this.#user) throw new Pkcs11Error(CKR_USER_ALREADY_LOGGED_IN, "C_Login");
+    if (!this.#hsm.activated) throw new Pkcs11Error(CKR_USER_PIN_NOT_INITIALIZED, "C_Login");
+    if (!Buffer.isBuffer(pin)) throw new TypeError("pin must be a Buffer");
     const text = pin.toString("utf8");
     const colon = text.indexOf(":");
     const [name, password] = colon < 0 ? [text, ""] : [text.slice(0, colon), text.slice(colon + 1)];
     let actor: Actor;
     try {
-      actor = this.hsm.login(name, password, session);
+      actor = this.#hsm.login(name, password, session);
     } catch (e) {
       if (e instanceof HsmError) throw new Pkcs11Error(e.code === "ACCOUNT_LOCKED" ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT, "C_Login");
       throw e;
     }
     if (actor.role !== "CU") {
-      this.hsm.logout(actor);
+      this.#hsm.logout(actor);
       throw new Pkcs11Error(CKR_USER_TYPE_INVALID, "C_Login"); // COs manage users; only CUs use keys
     }
     try {
+      // The device's own call: the session was just checked to be this application's.
       this.#internals.chip.loginPrincipal(session, this.#internals.principalOf(actor.username));
     } catch (e) {
-      this.hsm.logout(actor);
+      this.#hsm.logout(actor);
       if (e instanceof Pkcs11Error && e.message === "CKR_USER_ALREADY_LOGGED_IN") throw new Pkcs11Error(CKR_USER_ANOTHER_ALREADY_LOGGED_IN, "C_Login");
       throw e;
     }
-    this.user = actor;
+    this.#user = actor;
   }
 
-  private setPin(session: number, oldPin: Buffer, newPin: Buffer): void {
-    const chip = this.#internals.chip;
-    chip.getSessionInfo(session);
-    if (!this.user || !this.#internals.isCurrent(this.user)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, "C_SetPIN");
-    const username = this.user.username;
-    const password = newPin.toString("utf8");
-    if (password.length < 8 || password.length > 32) throw new Pkcs11Error(CKR_PIN_LEN_RANGE, "C_SetPIN");
+  #setPin(session: number, oldPin: Buffer, newPin: Buffer): void {
+    this.#app.getSessionInfo(session);
+    if (!this.#user || !this.#internals.isCurrent(this.#user)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, "C_SetPIN");
+    if (!Buffer.isBuffer(oldPin) || !Buffer.isBuffer(newPin)) throw new TypeError("PINs must be Buffers");
+    const next = newPin.toString("utf8");
+    // A new password of the wrong length is refused before the old one is checked (and counted).
+    if (next.length < MIN_PASSWORD || next.length > MAX_PASSWORD) throw new Pkcs11Error(CKR_PIN_LEN_RANGE, "C_SetPIN");
+    const username = this.#user.username;
     try {
-      this.hsm.login(username, oldPin.toString("utf8"), session);
-      this.hsm.changePassword(this.user, username, password);
+      this.#hsm.login(username, oldPin.toString("utf8"), session);
+      this.#hsm.changePassword(this.#user, username, next);
     } catch (e) {
-      if (e instanceof HsmError) throw new Pkcs11Error(e.code === "ACCOUNT_LOCKED" ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT, "C_SetPIN");
+      if (e instanceof HsmError) {
+        if (e.code === "INVALID_PASSWORD") throw new Pkcs11Error(CKR_PIN_LEN_RANGE, "C_SetPIN");
+        throw new Pkcs11Error(e.code === "ACCOUNT_LOCKED" ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT, "C_SetPIN");
+      }
       throw e;
     }
     // The new password revoked every login taken with the old one, this application's too;
     // the application that set it proved both, so it stays logged in, now with the new one.
-    this.user = this.hsm.login(username, password, session);
-    if (!this.loggedIn(session)) chip.loginPrincipal(session, this.#internals.principalOf(username));
+    this.#user = this.#hsm.login(username, next, session);
+    if (!this.#loggedIn(session)) this.#internals.chip.loginPrincipal(session, this.#internals.principalOf(username));
   }
 
-  private actorName(): string | null {
-    return this.user?.username ?? null;
+  #loggedIn(session: number): boolean {
+    const { state } = this.#app.getSessionInfo(session);
+    return state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS;
+  }
+
+  #actorName(): string | null {
+    return this.#user?.username ?? null;
   }
 
   /** Wraps a key-creating chip call: persist and audit new token keys before answering. */
-  private creating(raw: Fn, spec: { operation: string; handles: (result: unknown) => number[] }): Fn {
+  #creating(raw: Fn, spec: { operation: string; handles: (result: unknown) => number[] }): Fn {
     return (...args: unknown[]) => {
       const session = args[0] as number;
       const cb = typeof args[args.length - 1] === "function" ? (args.pop() as Callback) : undefined;
       if (cb) {
         return raw(...args, (error: Error | null, result?: unknown) => {
           if (error) {
-            this.auditFailure(spec.operation, session, error);
+            this.#auditFailure(spec.operation, session, error);
             return cb(error);
           }
           try {
-            this.persistNew(session, spec.handles(result), spec.operation);
+            this.#persistNew(session, spec.handles(result), spec.operation);
           } catch (e) {
             return cb(e as Error);
           }
@@ -162,54 +184,48 @@ export class HsmPkcs11Backend {
       try {
         result = raw(...args);
       } catch (e) {
-        this.auditFailure(spec.operation, session, e);
+        this.#auditFailure(spec.operation, session, e);
         throw e;
       }
-      this.persistNew(session, spec.handles(result), spec.operation);
+      this.#persistNew(session, spec.handles(result), spec.operation);
       return result;
     };
   }
 
-  private auditFailure(operation: string, session: number, error: unknown): void {
+  #auditFailure(operation: string, session: number, error: unknown): void {
     if (!(error instanceof Pkcs11Error)) return;
-    this.#internals.store.transaction(() => this.#internals.audit(operation, this.actorName(), session, [], error.message));
+    this.#internals.store.transaction(() => this.#internals.audit(operation, this.#actorName(), session, [], error.message));
   }
 
-  private loggedIn(session: number): boolean {
-    const { state } = this.#internals.chip.getSessionInfo(session);
-    return state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS;
-  }
-
-  private isTokenObject(session: number, handle: number): boolean {
-    const { values } = this.#internals.chip.getAttributeValue(session, handle, [CKA_TOKEN]);
+  #isTokenObject(session: number, handle: number): boolean {
+    const { values } = this.#app.getAttributeValue(session, handle, [CKA_TOKEN]);
     return values[0]?.[0] === 1;
   }
 
-  private persistNew(session: number, handles: number[], operation: string): void {
-    const chip = this.#internals.chip;
+  #persistNew(session: number, handles: number[], operation: string): void {
     try {
       this.#internals.store.transaction(() => {
         const ids: number[] = [];
         for (const handle of handles) {
-          if (!this.isTokenObject(session, handle)) continue;
+          if (!this.#isTokenObject(session, handle)) continue;
           // An async creation that finishes after its user was revoked (deleted, or a new
           // password) must not leave a token key behind, owned by a login that no longer exists.
-          if (!this.loggedIn(session)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, operation);
+          if (!this.#loggedIn(session)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, operation);
           const id = this.#internals.state.newKeyId();
           this.#internals.state.writeKey(id, handle);
           ids.push(id);
         }
-        this.#internals.audit(operation, this.actorName(), session, ids, "OK", ids.length ? "" : "session key");
+        this.#internals.audit(operation, this.#actorName(), session, ids, "OK", ids.length ? "" : "session key");
       });
     } catch (e) {
       // Not durable, so not acknowledged: the key must not exist either.
       for (const handle of handles) {
         this.#internals.state.forgetHandle(handle);
         try {
-          chip.destroyObject(session, handle);
+          this.#app.destroyObject(session, handle);
         } catch {
           try {
-            chip.removeObject(0, handle); // a session no longer logged in may not destroy it: the device does
+            this.#internals.chip.removeObject(0, handle); // a session no longer logged in may not destroy it: the device does
           } catch {
             // already gone
           }
@@ -220,27 +236,27 @@ export class HsmPkcs11Backend {
     }
   }
 
-  private destroy(chip: Record<string, Fn>, session: number, handle: number): void {
+  #destroy(session: number, handle: number): void {
     const keyId = this.#internals.keyIds.get(handle);
     try {
       this.#internals.store.transaction(() => {
-        chip.destroyObject(session, handle); // throws (and rolls back) when refused
+        this.#app.destroyObject(session, handle); // throws (and rolls back) when refused
         if (keyId !== undefined) this.#internals.state.writeKeyDelete(keyId);
-        this.#internals.audit("DELETE_KEY", this.actorName(), session, keyId === undefined ? [] : [keyId], "OK");
+        this.#internals.audit("DELETE_KEY", this.#actorName(), session, keyId === undefined ? [] : [keyId], "OK");
       });
     } catch (e) {
-      this.auditFailure("DELETE_KEY", session, e);
+      this.#auditFailure("DELETE_KEY", session, e);
       throw e;
     }
   }
 
-  private setAttributes(chip: Record<string, Fn>, session: number, handle: number, template: Buffer): void {
-    chip.setAttributeValue(session, handle, template);
+  #setAttributes(session: number, handle: number, template: Buffer): void {
+    this.#app.setAttributeValue(session, handle, template);
     const keyId = this.#internals.keyIds.get(handle);
     if (keyId === undefined) return;
     this.#internals.store.transaction(() => {
       this.#internals.state.writeKey(keyId, handle);
-      this.#internals.audit("SET_KEY_ATTRIBUTES", this.actorName(), session, [keyId], "OK");
+      this.#internals.audit("SET_KEY_ATTRIBUTES", this.#actorName(), session, [keyId], "OK");
     });
   }
 }

@@ -18,9 +18,8 @@ export interface NativeChip {
   getMechanismList(slot: number): number[];
   getMechanismInfo(slot: number, type: number): { minKeySize: number; maxKeySize: number; flags: number };
   initToken(slot: number, pin: Buffer, label: Buffer): void;
-  /** application: 0 (the default) or one from newApplication(); each has its own login state. */
+  /** On the device's chip, application is 0 by default; an Application opens its own sessions only. */
   openSession(slot: number, flags: number, application?: number): number;
-  newApplication(): number;
   closeSession(session: number): void;
   closeAllSessions(slot: number, application?: number): void;
   getSessionInfo(session: number): { slotID: number; state: number; flags: number; deviceError: number };
@@ -55,6 +54,12 @@ export interface NativeChip {
   transportPublicKey(slot: number): Buffer;
   exportMaskingKeyFor(slot: number, recipientPublicKey: Buffer): Buffer;
   importMaskingKey(slot: number, sealed: Buffer): void;
+  /**
+   * A new application on this chip: a frozen object of the PKCS#11 calls only, bound natively to
+   * the application's number. Its calls reach only the sessions it opened (others answer
+   * CKR_SESSION_HANDLE_INVALID); its sessions close when it is collected.
+   */
+  openApplication(): NativeApplication;
   encryptInit(session: number, key: number, ...m: Mech3): void;
   decryptInit(session: number, key: number, ...m: Mech3): void;
   signInit(session: number, key: number, ...m: Mech3): void;
@@ -83,6 +88,20 @@ export interface NativeChip {
   deriveKey(session: number, base: number, template: Buffer, ...rest: [...Mech3, Callback<number>?]): number;
 }
 
+/** The calls an application object has: PKCS#11 and nothing else. */
+export const APPLICATION_CALLS = [
+  "getSlotList", "getTokenInfo", "getMechanismList", "getMechanismInfo", "initToken", "openSession", "closeSession",
+  "closeAllSessions", "getSessionInfo", "login", "logout", "initPin", "setPin", "seedRandom", "generateRandom",
+  "createObject", "copyObject", "destroyObject", "getObjectSize", "getAttributeValue", "setAttributeValue",
+  "findObjectsInit", "findObjects", "findObjectsFinal", "encryptInit", "decryptInit", "signInit", "verifyInit",
+  "encrypt", "encryptUpdate", "decrypt", "decryptUpdate", "digest", "sign", "encryptFinal", "decryptFinal",
+  "digestFinal", "signFinal", "digestUpdate", "signUpdate", "verifyUpdate", "verifyFinal", "digestInit", "digestKey",
+  "verify", "generateKey", "generateKeyPair", "wrapKey", "unwrapKey", "deriveKey",
+] as const;
+export type ApplicationCallName = (typeof APPLICATION_CALLS)[number];
+/** One application's PKCS#11 calls (from NativeChip.openApplication()). */
+export type NativeApplication = Pick<NativeChip, ApplicationCallName>;
+
 export interface NativeTokenInfo {
   label: string;
   serialNumber: string;
@@ -108,6 +127,13 @@ export interface ChipOptions {
   maxKeys?: number;
   /** Quota of public plus private keys per token (0: none). */
   maxAsymmetricKeys?: number;
+  /** Sessions one application may have open (default 1024, as CloudHSM); CKR_SESSION_COUNT beyond. */
+  maxSessionsPerApplication?: number;
+  /**
+   * The HSM's profile: creating, finding and using keys need a principal logged in through
+   * loginPrincipal; PIN logins on applications are refused; CKA_EXTRACTABLE is fixed at creation.
+   */
+  deviceProfile?: boolean;
 }
 
 interface Addon {
@@ -137,12 +163,13 @@ export function nativeAddon(): Addon {
   return addon;
 }
 
-const OPTION_LIMITS: Record<Exclude<keyof ChipOptions, "seed">, [number, number]> = {
+const OPTION_LIMITS: Record<Exclude<keyof ChipOptions, "seed" | "deviceProfile">, [number, number]> = {
   slotCount: [0, 64],
   maxPinFailures: [1, 1000],
   pinHashIterations: [1, 10_000_000],
   maxKeys: [0, 10_000_000],
   maxAsymmetricKeys: [0, 10_000_000],
+  maxSessionsPerApplication: [1, 1_000_000],
 };
 
 export function createChip(options: ChipOptions = {}): NativeChip {
@@ -154,5 +181,6 @@ export function createChip(options: ChipOptions = {}): NativeChip {
     }
   }
   if (options.seed !== undefined && !Buffer.isBuffer(options.seed)) throw new TypeError("options.seed must be a Buffer");
+  if (options.deviceProfile !== undefined && typeof options.deviceProfile !== "boolean") throw new TypeError("options.deviceProfile must be a boolean");
   return new (nativeAddon().Chip)(options);
 }

@@ -1,7 +1,7 @@
 // `load(target)` strings. Only in-process targets exist in this layer:
 //   memory:                       a fresh token set (one free slot, SoftHSMv2 style)
 //   memory:?seed=<hex>            deterministic: the seed fixes every token's DRBG
-//   memory:?slots=N&maxPinFailures=N&pinHashIterations=N
+//   memory:?slots=N&maxPinFailures=N&pinHashIterations=N&maxSessionsPerApplication=N
 import { type ChipOptions, type NativeChip, createChip } from "./addon.js";
 
 function integer(value: string, name: string, min: number, max: number): number {
@@ -24,12 +24,18 @@ export function parseTarget(target: unknown): ChipOptions {
       case "slots": options.slotCount = integer(value, "slots", 1, 64); break;
       case "maxPinFailures": options.maxPinFailures = integer(value, "maxPinFailures", 1, 1000); break;
       case "pinHashIterations": options.pinHashIterations = integer(value, "pinHashIterations", 1, 10_000_000); break;
+      case "maxSessionsPerApplication": options.maxSessionsPerApplication = integer(value, "maxSessionsPerApplication", 1, 1_000_000); break;
       default: throw new TypeError(`unknown target option '${key}'`);
     }
   }
   return options;
 }
 
+/**
+ * The backend a `PKCS11` loaded from `target` gets: one application on a fresh chip, never the
+ * chip itself (whose device calls, masked records and masking key an application must not reach).
+ * Typed as the facade's backend; its device methods are absent at run time.
+ */
 export function chipForTarget(target: unknown): NativeChip {
-  return createChip(parseTarget(target));
+  return createChip(parseTarget(target)).openApplication() as unknown as NativeChip;
 }

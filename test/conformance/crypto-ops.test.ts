@@ -103,12 +103,17 @@ describe("digest", () => {
   it("single-part, multi-part and C_DigestKey", () => {
     const f = userSession();
     const value = crypto.randomBytes(32);
-    const key = aesKey(f, value);
+    // Only a key whose value may be read anyway is digestible (a digest is an oracle for the value).
+    const key = aesKey(f, value, [{ type: P.CKA_SENSITIVE, value: false }]);
+    const sensitive = aesKey(f, value);
+    const unextractable = aesKey(f, value, [{ type: P.CKA_SENSITIVE, value: false }, { type: P.CKA_EXTRACTABLE, value: false }]);
     f.pkcs11.C_DigestInit(f.session, { mechanism: P.CKM_SHA256 });
     expectCkr(() => f.pkcs11.C_DigestInit(f.session, { mechanism: P.CKM_SHA256 }), "CKR_OPERATION_ACTIVE");
     expect(f.pkcs11.C_Digest(f.session, Buffer.from("abc"), Buffer.alloc(32)).toString("hex")).toBe(crypto.createHash("sha256").update("abc").digest("hex"));
     f.pkcs11.C_DigestInit(f.session, { mechanism: P.CKM_SHA512 });
     f.pkcs11.C_DigestUpdate(f.session, Buffer.from("prefix"));
+    expectCkr(() => f.pkcs11.C_DigestKey(f.session, sensitive), "CKR_KEY_INDIGESTIBLE");
+    expectCkr(() => f.pkcs11.C_DigestKey(f.session, unextractable), "CKR_KEY_INDIGESTIBLE");
     f.pkcs11.C_DigestKey(f.session, key);
     const expected = crypto.createHash("sha512").update("prefix").update(value).digest("hex");
     expectCkr(() => f.pkcs11.C_DigestFinal(f.session, Buffer.alloc(10)), "CKR_BUFFER_TOO_SMALL");

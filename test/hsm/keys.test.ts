@@ -231,7 +231,7 @@ describe("audit log", () => {
     const log = device.hsm.auditLog();
     expect(log.map((e) => e.seq)).toEqual(log.map((_, i) => i + 1));
     const gen = log.find((e) => e.operation === "GENERATE_KEY")!;
-    expect(gen).toMatchObject({ actor: "alice", reboot: 0, result: "OK", session: session.readUInt32LE(0) });
+    expect(gen).toMatchObject({ actor: "alice", reboot: 0, result: "OK", session: Number(session.readBigUInt64LE(0)) });
     expect(gen.keys).toHaveLength(1);
     expect(gen.timeUs).toBeGreaterThan(Date.now() * 1000 - 60e6);
   });

@@ -14,10 +14,14 @@ auto pairResult = [](Napi::Env env, const Outcome& o) -> Napi::Value {
   return pair;
 };
 
-// Templates decoded for an asynchronous call must outlive the frame: share the vector.
-std::shared_ptr<Template> templateArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+// Templates decoded for an asynchronous call must outlive the frame: share the vector. Its
+// values point into the encoded bytes, so an asynchronous call decodes its own copy of them.
+std::shared_ptr<Template> templateArg(const Napi::CallbackInfo& info, size_t index, const char* name,
+                                      const AsyncIoRef& io) {
   auto t = std::make_shared<Template>();
-  if (decodeTemplate(bytesArg(info, index, name), *t) != CKR_OK)
+  ByteView encoded = bytesArg(info, index, name);
+  if (io) encoded = io->hold(encoded);
+  if (decodeTemplate(encoded, *t) != CKR_OK)
     throwType(info.Env(), std::string(name) + " is not an encoded template");
   return t;
 }
@@ -44,10 +48,11 @@ INIT_METHOD(VerifyInit, verifyInit, "C_VerifyInit")
     CK_ULONG s = ulongArg(info, 0, "session");                                              \
     ByteView in = bytesArg(info, 1, "inData");                                              \
     MutableView out = outArg(info, 2, "outData");                                           \
+    AsyncIoRef io = asyncIo(info, 3, {&in}, nullptr, &out, 2);                              \
     return run(info, 3, s, method, [=](Outcome& o) {                                        \
       o.length = out.size;                                                                  \
       return mod->call(s, in, out.data, o.length);                                          \
-    }, lengthResult);                                                                       \
+    }, lengthResult, io);                                                                   \
   }
 IN_OUT_METHOD(Encrypt, encrypt, "C_Encrypt")
 IN_OUT_METHOD(EncryptUpdate, encryptUpdate, "C_EncryptUpdate")
@@ -62,10 +67,11 @@ IN_OUT_METHOD(Sign, sign, "C_Sign")
     Module* mod = &moduleOf(info);                                                          \
     CK_ULONG s = ulongArg(info, 0, "session");                                              \
     MutableView out = outArg(info, 1, "outData");                                           \
+    AsyncIoRef io = asyncIo(info, 2, {}, nullptr, &out, 1);                                 \
     return run(info, 2, s, method, [=](Outcome& o) {                                        \
       o.length = out.size;                                                                  \
       return mod->call(s, out.data, o.length);                                              \
-    }, lengthResult);                                                                       \
+    }, lengthResult, io);                                                                   \
   }
 OUT_METHOD(EncryptFinal, encryptFinal, "C_EncryptFinal")
 OUT_METHOD(DecryptFinal, decryptFinal, "C_DecryptFinal")
@@ -78,7 +84,8 @@ OUT_METHOD(SignFinal, signFinal, "C_SignFinal")
     Module* mod = &moduleOf(info);                                                          \
     CK_ULONG s = ulongArg(info, 0, "session");                                              \
     ByteView in = bytesArg(info, 1, "inData");                                              \
-    return run(info, 2, s, method, [=](Outcome&) { return mod->call(s, in); }, result);    \
+    AsyncIoRef io = asyncIo(info, 2, {&in});                                                \
+    return run(info, 2, s, method, [=](Outcome&) { return mod->call(s, in); }, result, io); \
   }
 IN_METHOD(DigestUpdate, digestUpdate, "C_DigestUpdate", noResult)
 IN_METHOD(SignUpdate, signUpdate, "C_SignUpdate", noResult)
@@ -102,28 +109,31 @@ static Napi::Value Verify(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
   ByteView in = bytesArg(info, 1, "inData"), signature = bytesArg(info, 2, "signature");
-  return run(info, 3, s, "C_Verify", [=](Outcome&) { return mod->verify(s, in, signature); }, trueResult);
+  AsyncIoRef io = asyncIo(info, 3, {&in, &signature});
+  return run(info, 3, s, "C_Verify", [=](Outcome&) { return mod->verify(s, in, signature); }, trueResult, io);
 }
 
 // (session, template, mechanism x3[, cb])
 static Napi::Value GenerateKey(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
-  auto t = templateArg(info, 1, "template");
   Mechanism m = mechanismArgs(info, 2);
+  AsyncIoRef io = asyncIo(info, 2 + kMechanismArgCount, {}, &m);
+  auto t = templateArg(info, 1, "template", io);
   return run(info, 2 + kMechanismArgCount, s, "C_GenerateKey",
-             [=](Outcome& o) { return mod->generateKey(s, m, *t, o.first); }, handleResult);
+             [=](Outcome& o) { return mod->generateKey(s, m, *t, o.first); }, handleResult, io);
 }
 
 // (session, publicTemplate, privateTemplate, mechanism x3[, cb])
 static Napi::Value GenerateKeyPair(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session");
-  auto pub = templateArg(info, 1, "publicKeyTemplate");
-  auto priv = templateArg(info, 2, "privateKeyTemplate");
   Mechanism m = mechanismArgs(info, 3);
+  AsyncIoRef io = asyncIo(info, 3 + kMechanismArgCount, {}, &m);
+  auto pub = templateArg(info, 1, "publicKeyTemplate", io);
+  auto priv = templateArg(info, 2, "privateKeyTemplate", io);
   return run(info, 3 + kMechanismArgCount, s, "C_GenerateKeyPair",
-             [=](Outcome& o) { return mod->generateKeyPair(s, m, *pub, *priv, o.first, o.second); }, pairResult);
+             [=](Outcome& o) { return mod->generateKeyPair(s, m, *pub, *priv, o.first, o.second); }, pairResult, io);
 }
 
 // (session, wrappingKey, key, out, mechanism x3[, cb])
@@ -133,10 +143,11 @@ static Napi::Value WrapKey(const Napi::CallbackInfo& info) {
   CK_ULONG wrapping = ulongArg(info, 1, "wrappingKey"), key = ulongArg(info, 2, "key");
   MutableView out = outArg(info, 3, "wrappedKey");
   Mechanism m = mechanismArgs(info, 4);
+  AsyncIoRef io = asyncIo(info, 4 + kMechanismArgCount, {}, &m, &out, 3);
   return run(info, 4 + kMechanismArgCount, s, "C_WrapKey", [=](Outcome& o) {
     o.length = out.size;
     return mod->wrapKey(s, m, wrapping, key, out.data, o.length);
-  }, lengthResult);
+  }, lengthResult, io);
 }
 
 // (session, unwrappingKey, wrapped, template, mechanism x3[, cb])
@@ -145,20 +156,22 @@ static Napi::Value UnwrapKey(const Napi::CallbackInfo& info) {
   CK_ULONG s = ulongArg(info, 0, "session");
   CK_ULONG unwrapping = ulongArg(info, 1, "unwrappingKey");
   ByteView wrapped = bytesArg(info, 2, "wrappedKey");
-  auto t = templateArg(info, 3, "template");
   Mechanism m = mechanismArgs(info, 4);
+  AsyncIoRef io = asyncIo(info, 4 + kMechanismArgCount, {&wrapped}, &m);
+  auto t = templateArg(info, 3, "template", io);
   return run(info, 4 + kMechanismArgCount, s, "C_UnwrapKey",
-             [=](Outcome& o) { return mod->unwrapKey(s, m, unwrapping, wrapped, *t, o.first); }, handleResult);
+             [=](Outcome& o) { return mod->unwrapKey(s, m, unwrapping, wrapped, *t, o.first); }, handleResult, io);
 }
 
 // (session, baseKey, template, mechanism x3[, cb])
 static Napi::Value DeriveKey(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG s = ulongArg(info, 0, "session"), base = ulongArg(info, 1, "baseKey");
-  auto t = templateArg(info, 2, "template");
   Mechanism m = mechanismArgs(info, 3);
+  AsyncIoRef io = asyncIo(info, 3 + kMechanismArgCount, {}, &m);
+  auto t = templateArg(info, 2, "template", io);
   return run(info, 3 + kMechanismArgCount, s, "C_DeriveKey",
-             [=](Outcome& o) { return mod->deriveKey(s, m, base, *t, o.first); }, handleResult);
+             [=](Outcome& o) { return mod->deriveKey(s, m, base, *t, o.first); }, handleResult, io);
 }
 
 const std::vector<CallEntry>& cryptoCalls() {

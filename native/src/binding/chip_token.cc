@@ -1,9 +1,12 @@
 // Binding of slots, tokens, sessions, login, random numbers and objects.
+#include <cmath>
+
 #include "chip.h"
 
 namespace hsm {
 
 namespace {
+constexpr uint32_t kMaxTemplateAttributes = 4096;  // as decodeTemplate
 
 Template templateArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Template t;
@@ -27,6 +30,8 @@ Napi::Object configFrom(const Napi::CallbackInfo& info, ModuleConfig& config) {
   config.pinHashIterations = static_cast<unsigned>(number("pinHashIterations", 4096));
   config.maxKeys = static_cast<size_t>(number("maxKeys", 0));
   config.maxAsymmetricKeys = static_cast<size_t>(number("maxAsymmetricKeys", 0));
+  config.maxSessionsPerApplication = static_cast<size_t>(number("maxSessionsPerApplication", 1024));
+  config.deviceProfile = options.Get("deviceProfile").ToBoolean().Value();
   Napi::Value seed = options.Get("seed");
   if (seed.IsBuffer()) {
     auto b = seed.As<Napi::Buffer<uint8_t>>();
@@ -35,7 +40,8 @@ Napi::Object configFrom(const Napi::CallbackInfo& info, ModuleConfig& config) {
   }
   if (config.fixedSlotCount > 64 || config.maxPinFailures < 1 || config.maxPinFailures > 1000 ||
       config.pinHashIterations < 1 || config.pinHashIterations > 10000000 || config.maxKeys > 10000000 ||
-      config.maxAsymmetricKeys > 10000000)
+      config.maxAsymmetricKeys > 10000000 || config.maxSessionsPerApplication < 1 ||
+      config.maxSessionsPerApplication > 1000000)
     throwType(info.Env(), "chip options out of range");
   return options;
 }
@@ -48,23 +54,22 @@ Chip::Chip(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Chip>(info) {
   configFrom(info, config);
   module_ = std::make_shared<Module>(std::move(config));
   Napi::MemoryManagement::AdjustExternalMemory(info.Env(), kExternalBytes);
-  // Every C_ call becomes an own, read-only method of this object holding the module.
-  Napi::Env env = info.Env();
-  Napi::Object self = info.This().As<Napi::Object>();
-  for (const auto* table : {&tokenCalls(), &cryptoCalls(), &deviceCalls()}) {
-    for (const CallEntry& call : *table) {
-      auto* ref = new ModuleRef(module_);
-      Napi::Function fn = Napi::Function::New(env, call.function, call.name, ref);
-      fn.AddFinalizer([](Napi::Env, ModuleRef* r) { delete r; }, ref);
-      self.DefineProperty(Napi::PropertyDescriptor::Value(call.name, fn, napi_default));
-    }
-  }
+  // Every call becomes an own, read-only method of this object, acting as the device itself
+  // (it reaches every application's sessions: loginPrincipal on an application's session).
+  auto device = std::make_shared<Caller>();
+  device->module = module_;
+  attachCalls(info.Env(), info.This().As<Napi::Object>(), device,
+              {&tokenCalls(), &chipTokenCalls(), &cryptoCalls(), &deviceCalls()});
 }
 
 static Napi::Value GetSlotList(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
-  std::lock_guard<std::mutex> guard(mod->lock());
-  return ulongArray(info.Env(), mod->slotList(true));
+  std::vector<CK_ULONG> slots;
+  {
+    CallLock guard(info);
+    slots = mod->slotList(true);
+  }
+  return ulongArray(info.Env(), slots);
 }
 
 static Napi::Value GetTokenInfo(const Napi::CallbackInfo& info) {
@@ -73,7 +78,7 @@ static Napi::Value GetTokenInfo(const Napi::CallbackInfo& info) {
   TokenInfo t;
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(mod->lock());
+    CallLock guard(info);
     rv = mod->tokenInfo(slot, t);
   }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetTokenInfo");
@@ -94,8 +99,11 @@ static Napi::Value GetMechanismList(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   std::vector<CK_ULONG> list;
-  std::lock_guard<std::mutex> guard(mod->lock());
-  CK_RV rv = mod->mechanismList(slot, list);
+  CK_RV rv;
+  {
+    CallLock guard(info);
+    rv = mod->mechanismList(slot, list);
+  }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetMechanismList");
   return ulongArray(info.Env(), list);
 }
@@ -104,8 +112,11 @@ static Napi::Value GetMechanismInfo(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot"), type = ulongArg(info, 1, "mechanism");
   MechanismInfo m;
-  std::lock_guard<std::mutex> guard(mod->lock());
-  CK_RV rv = mod->mechanismInfo(slot, type, m);
+  CK_RV rv;
+  {
+    CallLock guard(info);
+    rv = mod->mechanismInfo(slot, type, m);
+  }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetMechanismInfo");
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("minKeySize", static_cast<double>(m.minKeySize));
@@ -124,16 +135,13 @@ static Napi::Value InitToken(const Napi::CallbackInfo& info) {
 static Napi::Value OpenSession(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot"), flags = ulongArg(info, 1, "flags");
-  CK_ULONG application = info[2].IsUndefined() ? 0 : ulongArg(info, 2, "application");
+  // An application opens its own sessions; the device may name an application (0 by default).
+  CK_ULONG application = applicationOf(info);
+  if (application == Module::kAnyApplication) application = info[2].IsUndefined() ? 0 : ulongArg(info, 2, "application");
   return run(info, kSyncOnly, 0, "C_OpenSession",
              [&](Outcome& o) { return mod->openSession(slot, flags, o.first, application); }, handleResult);
 }
 
-static Napi::Value NewApplication(const Napi::CallbackInfo& info) {
-  Module* mod = &moduleOf(info);
-  std::lock_guard<std::mutex> guard(mod->lock());
-  return Napi::Number::New(info.Env(), static_cast<double>(mod->newApplication()));
-}
 
 static Napi::Value CloseSession(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
@@ -144,7 +152,9 @@ static Napi::Value CloseSession(const Napi::CallbackInfo& info) {
 static Napi::Value CloseAllSessions(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
-  CK_ULONG application = info[1].IsUndefined() ? 0 : ulongArg(info, 1, "application");
+  // An application closes only its own sessions.
+  CK_ULONG application = applicationOf(info);
+  if (application == Module::kAnyApplication) application = info[1].IsUndefined() ? 0 : ulongArg(info, 1, "application");
   return run(info, kSyncOnly, 0, "C_CloseAllSessions",
              [&](Outcome&) { return mod->closeAllSessions(slot, application); }, noResult);
 }
@@ -155,7 +165,7 @@ static Napi::Value GetSessionInfo(const Napi::CallbackInfo& info) {
   SessionInfo si;
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(mod->lock());
+    CallLock guard(info);
     rv = mod->sessionInfo(s, si);
   }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_GetSessionInfo");
@@ -245,15 +255,21 @@ static Napi::Value GetAttributeValue(const Napi::CallbackInfo& info) {
   CK_ULONG s = ulongArg(info, 0, "session"), object = ulongArg(info, 1, "object");
   if (!info[2].IsArray()) throwType(env, "template must be an array");
   Napi::Array types = info[2].As<Napi::Array>();
-  std::vector<AttributeQuery> queries(types.Length());
-  for (uint32_t i = 0; i < types.Length(); ++i) {
+  // The length comes from JavaScript (a sparse array may claim 2^32-1): bound it before sizing anything.
+  uint32_t count = types.Length();
+  if (count > kMaxTemplateAttributes) throwType(env, "template has more than 4096 attributes");
+  std::vector<AttributeQuery> queries(count);
+  for (uint32_t i = 0; i < count; ++i) {
     Napi::Value t = types.Get(i);
     if (!t.IsNumber()) throwType(env, "template[" + std::to_string(i) + "].type must be a number");
-    queries[i].type = static_cast<CK_ULONG>(t.As<Napi::Number>().DoubleValue());
+    double d = t.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d > 4294967295.0 || std::floor(d) != d)
+      throwType(env, "template[" + std::to_string(i) + "].type must be an integer from 0 to 0xFFFFFFFF");
+    queries[i].type = static_cast<CK_ULONG>(d);
   }
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(mod->lock());
+    CallLock guard(info);
     rv = mod->getAttributes(s, object, queries);
   }
   if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID)
@@ -294,7 +310,7 @@ static Napi::Value FindObjects(const Napi::CallbackInfo& info) {
   std::vector<CK_ULONG> found;
   CK_RV rv;
   {
-    std::lock_guard<std::mutex> guard(mod->lock());
+    CallLock guard(info);
     rv = mod->find(s, max, found);
   }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "C_FindObjects");
@@ -331,10 +347,13 @@ static Napi::Value ShareMaskingKey(const Napi::CallbackInfo& info) {
   CK_ULONG targetSlot = ulongArg(info, 2, "targetSlot");
   if (&target->module() == mod) return info.Env().Undefined();
   // Lock both modules in a fixed order so two opposite shares cannot deadlock.
-  std::mutex& a = mod->lock();
-  std::mutex& b = target->module().lock();
-  std::scoped_lock guard(a, b);
-  CK_RV rv = mod->shareMaskingKey(slot, target->module(), targetSlot);
+  CK_RV rv;
+  {
+    // Released before any JavaScript value is made: a collection may run finalizers that lock.
+    std::scoped_lock guard(mod->lock(), target->module().lock());
+    mod->setCaller(applicationOf(info));
+    rv = mod->shareMaskingKey(slot, target->module(), targetSlot);
+  }
   if (rv != CKR_OK) throwPkcs11(info.Env(), rv, "shareMaskingKey");
   return info.Env().Undefined();
 }
@@ -347,7 +366,6 @@ const std::vector<CallEntry>& tokenCalls() {
       {"getMechanismInfo", GetMechanismInfo},
       {"initToken", InitToken},
       {"openSession", OpenSession},
-      {"newApplication", NewApplication},
       {"closeSession", CloseSession},
       {"closeAllSessions", CloseAllSessions},
       {"getSessionInfo", GetSessionInfo},
@@ -366,9 +384,16 @@ const std::vector<CallEntry>& tokenCalls() {
       {"findObjectsInit", FindObjectsInit},
       {"findObjects", FindObjects},
       {"findObjectsFinal", FindObjectsFinal},
+  };
+  return calls;
+}
+
+const std::vector<CallEntry>& chipTokenCalls() {
+  static const std::vector<CallEntry> calls = {
       {"exportMasked", ExportMasked},
       {"importMasked", ImportMasked},
       {"shareMaskingKey", ShareMaskingKey},
+      {"openApplication", OpenApplication},
   };
   return calls;
 }

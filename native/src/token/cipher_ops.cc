@@ -9,7 +9,9 @@ namespace hsm {
 CK_RV Module::keyForOperation(Session& s, CK_ULONG handle, CK_ULONG usage, CK_ULONG mechanism, ObjectPtr& out,
                               CK_RV invalidHandle) {
   ObjectPtr key;
-  if (visibleObject(s, handle, key) != CKR_OK) return invalidHandle;
+  CK_RV rv = visibleObject(s, handle, key);
+  if (rv == CKR_USER_NOT_LOGGED_IN) return rv;
+  if (rv != CKR_OK) return invalidHandle;
   CK_ULONG cls = key->objectClass();
   if (cls != CKO_SECRET_KEY && cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY) return invalidHandle;
   if (!key->flag(usage)) return CKR_KEY_FUNCTION_NOT_PERMITTED;

@@ -11,10 +11,12 @@ namespace hsm {
 
 CK_RV Module::newKeyObject(Session& s, const Template& tmpl, CK_ULONG cls, CK_ULONG keyType, Origin origin,
                            ObjectPtr& out) {
+  CK_RV rv = requirePrincipal(s);
+  if (rv != CKR_OK) return rv;
   CK_ULONG given;
   if (templateUlong(tmpl, CKA_CLASS, &given) && given != cls) return CKR_TEMPLATE_INCONSISTENT;
   if (templateUlong(tmpl, CKA_KEY_TYPE, &given) && given != keyType) return CKR_TEMPLATE_INCONSISTENT;
-  CK_RV rv = checkTemplate(tmpl, cls, keyType, origin, loginOf(s).user == CKU_SO);
+  rv = checkTemplate(tmpl, cls, keyType, origin, loginOf(s).user == CKU_SO);
   if (rv != CKR_OK) return rv;
   auto object = std::make_shared<Object>();
   object->setUlong(CKA_CLASS, cls);

@@ -10,7 +10,7 @@ namespace hsm {
 
 namespace {
 constexpr size_t kMinPin = 4, kMaxPin = 255;
-constexpr size_t kMaxSessions = 1024;
+constexpr uint64_t kHandleMask = (uint64_t{1} << 53) - 1;  // handles stay exact in a JavaScript number
 
 std::string padded(ByteView text, size_t width) {
   std::string s(reinterpret_cast<const char*>(text.data), text.size < width ? text.size : width);
@@ -23,6 +23,14 @@ Module::Module(ModuleConfig config) : config_(std::move(config)) {
   if (config_.maxPinFailures == 0) config_.maxPinFailures = 5;
   size_t initial = config_.fixedSlotCount ? config_.fixedSlotCount : 1;
   for (size_t i = 0; i < initial; ++i) addSlot();
+  if (config_.deterministic) {
+    Bytes seed = config_.seed;
+    const char label[] = "session handles";
+    seed.insert(seed.end(), label, label + sizeof label - 1);
+    handleDrbg_ = std::make_unique<Drbg>(seed.data(), seed.size());
+  } else {
+    handleDrbg_ = std::make_unique<Drbg>(nullptr, 0);
+  }
 }
 
 Module::~Module() = default;
@@ -87,6 +95,8 @@ CK_RV Module::tokenInfo(CK_ULONG slotId, TokenInfo& out) const {
 CK_RV Module::initToken(CK_ULONG slotId, ByteView soPin, ByteView label) {
   Token* t = token(slotId);
   if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  // The device's accounts replace PKCS#11's PINs: only the device initializes its token.
+  if (config_.deviceProfile && callerIsApplication()) return CKR_FUNCTION_NOT_SUPPORTED;
   for (const auto& entry : sessions_)
     if (entry.second->slotId == slotId) return CKR_SESSION_EXISTS;
   if (t->initialized) {
@@ -148,6 +158,8 @@ CK_RV Module::findSession(CK_ULONG handle, Session*& out) {
     lastSessionHandle_ = handle;
     lastSession_ = s;
   }
+  // Another application's session does not exist for this caller.
+  if (s->application != caller_ && caller_ != kAnyApplication) return CKR_SESSION_HANDLE_INVALID;
   if (s->busy && handle != executingAsync_) return CKR_OPERATION_ACTIVE;
   out = s;
   return CKR_OK;
@@ -173,25 +185,49 @@ CK_RV Module::openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle, CK_
   bool rw = (flags & CKF_RW_SESSION) != 0;
   if (application >= nextApplication_) return CKR_ARGUMENTS_BAD;
   if (!rw && t->logins[application].user == CKU_SO) return CKR_SESSION_READ_WRITE_SO_EXISTS;
-  if (sessions_.size() >= kMaxSessions) return CKR_SESSION_COUNT;
+  size_t& count = sessionCounts_[application];
+  if (count >= config_.maxSessionsPerApplication) return CKR_SESSION_COUNT;
   auto s = std::make_unique<Session>();
-  s->handle = nextSession_++;
+  CK_RV rv = newSessionHandle(s->handle);
+  if (rv != CKR_OK) return rv;
   s->slotId = slotId;
   s->application = application;
   s->readWrite = rw;
   handle = s->handle;
   sessions_[handle] = std::move(s);
+  ++count;
   return CKR_OK;
+}
+
+CK_RV Module::newSessionHandle(CK_ULONG& out) {
+  // Random, nonzero, unique and below 2^53: another application cannot guess a live handle.
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    uint64_t value = 0;
+    if (!handleDrbg_->generate(reinterpret_cast<uint8_t*>(&value), sizeof value)) return CKR_FUNCTION_FAILED;
+    value &= kHandleMask;
+    if (value != 0 && sessions_.count(static_cast<CK_ULONG>(value)) == 0) {
+      out = static_cast<CK_ULONG>(value);
+      return CKR_OK;
+    }
+  }
+  return CKR_FUNCTION_FAILED;
+}
+
+void Module::forgetSession(const Session& s) {
+  auto count = sessionCounts_.find(s.application);
+  if (count != sessionCounts_.end() && --count->second == 0) sessionCounts_.erase(count);
+  lastSessionHandle_ = 0;
+  lastSession_ = nullptr;
 }
 
 CK_RV Module::closeSession(CK_ULONG handle) {
   auto it = sessions_.find(handle);
   if (it == sessions_.end()) return CKR_SESSION_HANDLE_INVALID;
   CK_ULONG slotId = it->second->slotId, application = it->second->application;
+  if (application != caller_ && caller_ != kAnyApplication) return CKR_SESSION_HANDLE_INVALID;
   destroySessionObjects(slotId, handle, false);
+  forgetSession(*it->second);
   sessions_.erase(it);
-  lastSessionHandle_ = 0;
-  lastSession_ = nullptr;
   // The application's last session on the token closed: the application logs out.
   if (!hasSessions(slotId, application)) token(slotId)->logins.erase(application);
   return CKR_OK;
@@ -209,15 +245,18 @@ CK_RV Module::closeAllSessions(CK_ULONG slotId, CK_ULONG application) {
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     if (it->second->slotId == slotId && it->second->application == application) {
       destroySessionObjects(slotId, it->first, false);
+      forgetSession(*it->second);
       it = sessions_.erase(it);
-      lastSessionHandle_ = 0;
-      lastSession_ = nullptr;
     } else {
       ++it;
     }
   }
   t->logins.erase(application);
   return CKR_OK;
+}
+
+void Module::closeApplication(CK_ULONG application) {
+  for (const auto& t : slots_) closeAllSessions(t->slotId, application);
 }
 
 void Module::destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool onlyPrivate, CK_ULONG application) {
@@ -227,8 +266,7 @@ void Module::destroySessionObjects(CK_ULONG slotId, CK_ULONG sessionHandle, bool
     if (sessionHandle != 0) {
       mine = o.ownerSession == sessionHandle;
     } else {
-      auto owner = sessions_.find(o.ownerSession);
-      mine = owner != sessions_.end() && owner->second->application == application;
+      mine = o.ownerApplication == application;
     }
     bool match = o.slotId == slotId && !o.isToken() && mine && (!onlyPrivate || o.isPrivate());
     if (match) it = objects_.erase(it); else ++it;
@@ -252,6 +290,8 @@ CK_RV Module::login(CK_ULONG handle, CK_ULONG userType, ByteView pin) {
   Session* s = nullptr;
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
+  // Device profile: the device checks passwords and calls loginPrincipal; no PIN login here.
+  if (config_.deviceProfile) return CKR_FUNCTION_NOT_SUPPORTED;
   Token& t = tokenOf(*s);
   Login& l = loginOf(*s);
   if (userType != CKU_SO && userType != CKU_USER && userType != CKU_CONTEXT_SPECIFIC) return CKR_USER_TYPE_INVALID;
@@ -298,6 +338,7 @@ CK_RV Module::initPin(CK_ULONG handle, ByteView pin) {
   Session* s = nullptr;
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
+  if (config_.deviceProfile) return CKR_FUNCTION_NOT_SUPPORTED;
   Token& t = tokenOf(*s);
   if (loginOf(*s).user != CKU_SO) return CKR_USER_NOT_LOGGED_IN;
   if (!s->readWrite) return CKR_SESSION_READ_ONLY;
@@ -310,6 +351,7 @@ CK_RV Module::setPin(CK_ULONG handle, ByteView oldPin, ByteView newPin) {
   Session* s = nullptr;
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
+  if (config_.deviceProfile) return CKR_FUNCTION_NOT_SUPPORTED;
   if (!s->readWrite) return CKR_SESSION_READ_ONLY;
   Token& t = tokenOf(*s);
   PinRecord& record = loginOf(*s).user == CKU_SO ? t.soPin : t.userPin;
@@ -318,6 +360,12 @@ CK_RV Module::setPin(CK_ULONG handle, ByteView oldPin, ByteView newPin) {
   if (newPin.size < kMinPin || newPin.size > kMaxPin) return CKR_PIN_LEN_RANGE;
   setPinRecord(t, record, newPin);
   return CKR_OK;
+}
+
+CK_RV Module::requirePrincipal(const Session& s) const {
+  if (!config_.deviceProfile) return CKR_OK;
+  auto login = token(s.slotId)->logins.find(s.application);
+  return login != token(s.slotId)->logins.end() && login->second.principal != 0 ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
 }
 
 CK_RV Module::seedRandom(CK_ULONG handle, ByteView seed) {

@@ -25,6 +25,11 @@ struct ModuleConfig {
   // Key quotas per token (0: none): all keys, and public plus private keys among them.
   size_t maxKeys = 0;
   size_t maxAsymmetricKeys = 0;
+  // Device profile (the HSM's chip): keys are created and used only by a principal logged in
+  // through loginPrincipal, PIN logins on applications are refused, CKA_EXTRACTABLE is fixed.
+  bool deviceProfile = false;
+  // Open sessions one application may hold (CKR_SESSION_COUNT beyond).
+  size_t maxSessionsPerApplication = 1024;
 };
 
 struct TokenInfo {
@@ -65,6 +70,12 @@ class Module {
   // Applications: 0 is the default one; a layer serving several clients gives each its own
   // (newApplication), so each has its own login state, as PKCS#11 has per application.
   CK_ULONG newApplication() { return nextApplication_++; }
+  // Who is calling: an application's calls reach only its own sessions; the device itself
+  // (kAnyApplication) reaches every session. Set under lock() before every call.
+  static constexpr CK_ULONG kAnyApplication = ~static_cast<CK_ULONG>(0);
+  void setCaller(CK_ULONG application) { caller_ = application; }
+  // Closes every session of an application on every slot (its object was collected).
+  void closeApplication(CK_ULONG application);
   CK_RV openSession(CK_ULONG slotId, CK_ULONG flags, CK_ULONG& handle, CK_ULONG application = 0);
   CK_RV closeSession(CK_ULONG handle);
   CK_RV closeAllSessions(CK_ULONG slotId, CK_ULONG application = 0);
@@ -209,6 +220,17 @@ class Module {
   CK_ULONG lastSessionHandle_ = 0;
   Session* lastSession_ = nullptr;
   CK_ULONG nextApplication_ = 1;
+  CK_ULONG caller_ = kAnyApplication;
+  std::map<CK_ULONG, size_t> sessionCounts_;  // open sessions by application
+  // Session handles are drawn from a generator of their own, so that handles are unguessable
+  // and (in deterministic mode) reproducible without shifting the tokens' key material.
+  std::unique_ptr<Drbg> handleDrbg_;
+  CK_RV newSessionHandle(CK_ULONG& out);
+  void forgetSession(const Session& s);
+  // Device profile: CKR_USER_NOT_LOGGED_IN unless a principal is logged in for the session's application.
+  CK_RV requirePrincipal(const Session& s) const;
+  bool callerIsApplication() const { return caller_ != kAnyApplication; }
+  CK_RV checkExtractableFixed(const Object& o, const TemplateAttribute& change) const;
 };
 
 }  // namespace hsm

@@ -58,6 +58,7 @@ struct Object {
   CK_ULONG handle = 0;
   CK_ULONG slotId = 0;
   CK_ULONG ownerSession = 0;  // session objects only
+  CK_ULONG ownerApplication = 0;  // session objects: visible to this application's sessions only
   uint64_t keyId = 0;         // identifies this key material for keyed-context reuse
   AttributeMap attributes;
 

@@ -12,7 +12,11 @@ CK_RV Module::visibleObject(const Session& s, CK_ULONG handle, ObjectPtr& out) c
   if (it == objects_.end()) return CKR_OBJECT_HANDLE_INVALID;
   const Object& o = *it->second;
   if (o.slotId != s.slotId) return CKR_OBJECT_HANDLE_INVALID;
+  // Device profile: an unauthenticated session reaches no object at all.
+  if (config_.deviceProfile && loginOf(s).principal == 0) return CKR_USER_NOT_LOGGED_IN;
   if (!isVisible(loginOf(s), o)) return CKR_OBJECT_HANDLE_INVALID;
+  // A session object belongs to the application whose session created it.
+  if (!o.isToken() && o.ownerApplication != s.application) return CKR_OBJECT_HANDLE_INVALID;
   out = it->second;
   return CKR_OK;
 }
@@ -27,6 +31,13 @@ bool Module::isVisible(const Login& l, const Object& o) {
 CK_RV Module::checkOwner(const Session& s, const Object& o, CK_RV refusal) const {
   CK_ULONG principal = loginOf(s).principal, owner = o.owner();
   return principal == 0 || owner == 0 || owner == principal ? CKR_OK : refusal;
+}
+
+CK_RV Module::checkExtractableFixed(const Object& o, const TemplateAttribute& change) const {
+  // CloudHSM: CKA_EXTRACTABLE is set at creation and never changes, either way.
+  if (!config_.deviceProfile || change.type != CKA_EXTRACTABLE) return CKR_OK;
+  if (change.value.size != 1) return CKR_ATTRIBUTE_VALUE_INVALID;
+  return (change.value.data[0] != 0) == o.flag(CKA_EXTRACTABLE) ? CKR_OK : CKR_ATTRIBUTE_READ_ONLY;
 }
 
 CK_RV Module::checkQuota(CK_ULONG slotId, size_t keys, size_t asymmetricKeys) const {
@@ -61,9 +72,12 @@ CK_RV Module::storeObject(Session& s, ObjectPtr object, CK_ULONG& handle) {
     if (rv != CKR_OK) return rv;
   }
   CK_ULONG principal = loginOf(s).principal;
+  // Device profile: every object has an owner, the crypto user who created it.
+  if (config_.deviceProfile && principal == 0) return CKR_USER_NOT_LOGGED_IN;
   if (principal != 0) object->setUlong(CKA_HSMSIM_OWNER, principal);
   object->slotId = s.slotId;
   object->ownerSession = object->isToken() ? 0 : s.handle;
+  object->ownerApplication = object->isToken() ? 0 : s.application;
   object->handle = nextObject_++;
   object->keyId = nextKeyId_++;
   handle = object->handle;
@@ -148,6 +162,7 @@ CK_RV Module::createObject(CK_ULONG handle, const Template& tmpl, CK_ULONG& out)
   Session* s = nullptr;
   CK_RV rv = findSession(handle, s);
   if (rv != CKR_OK) return rv;
+  if ((rv = requirePrincipal(*s)) != CKR_OK) return rv;
   CK_ULONG cls = 0, keyType = CK_UNAVAILABLE_INFORMATION;
   if (!templateUlong(tmpl, CKA_CLASS, &cls)) return CKR_TEMPLATE_INCOMPLETE;
   bool key = cls == CKO_PUBLIC_KEY || cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY;
@@ -175,6 +190,7 @@ CK_RV Module::copyObject(CK_ULONG handle, CK_ULONG source, const Template& tmpl,
   if ((rv = checkOwner(*s, *original)) != CKR_OK) return rv;
   bool isSO = loginOf(*s).user == CKU_SO;
   for (const TemplateAttribute& change : tmpl) {
+    if ((rv = checkExtractableFixed(*original, change)) != CKR_OK) return rv;
     rv = checkChange(*original, change, Origin::Copy, isSO);
     if (rv != CKR_OK) return rv;
   }
@@ -246,6 +262,7 @@ CK_RV Module::setAttributes(CK_ULONG handle, CK_ULONG object, const Template& tm
   bool isSO = loginOf(*s).user == CKU_SO;
   // All or nothing: check every change before applying any.
   for (const TemplateAttribute& change : tmpl) {
+    if ((rv = checkExtractableFixed(*o, change)) != CKR_OK) return rv;
     if ((rv = checkChange(*o, change, Origin::Set, isSO)) != CKR_OK) return rv;
   }
   for (const TemplateAttribute& change : tmpl) o->set(change.type, toBytes(change.value.data, change.value.size));
@@ -259,9 +276,13 @@ CK_RV Module::findInit(CK_ULONG handle, const Template& tmpl) {
   if (s->find.active) return CKR_OPERATION_ACTIVE;
   FindOperation op;
   const Login& login = loginOf(*s);
+  // Device profile: an unauthenticated session finds nothing.
+  bool blind = config_.deviceProfile && login.principal == 0;
   for (const auto& entry : objects_) {
+    if (blind) break;
     const Object& o = *entry.second;
     if (o.slotId != s->slotId || !isVisible(login, o)) continue;
+    if (!o.isToken() && o.ownerApplication != s->application) continue;
     bool match = true;
     for (const TemplateAttribute& want : tmpl) {
       const Bytes* have = o.bytes(want.type);

@@ -285,8 +285,12 @@ CK_RV Module::digestKey(CK_ULONG session, CK_ULONG keyHandle) {
   if (rv != CKR_OK) return rv;
   if (!s->digest.active) return CKR_OPERATION_NOT_INITIALIZED;
   ObjectPtr key;
-  if (visibleObject(*s, keyHandle, key) != CKR_OK) return CKR_KEY_HANDLE_INVALID;
+  if ((rv = visibleObject(*s, keyHandle, key)) != CKR_OK)
+    return rv == CKR_USER_NOT_LOGGED_IN ? rv : CKR_KEY_HANDLE_INVALID;
   if (key->objectClass() != CKO_SECRET_KEY) return CKR_KEY_INDIGESTIBLE;
+  // A digest of a secret value is a test oracle for it (guess and compare): only a key whose
+  // value could be read anyway may be digested.
+  if (key->flag(CKA_SENSITIVE) || !key->flag(CKA_EXTRACTABLE)) return CKR_KEY_INDIGESTIBLE;
   s->digest.multiPart = true;
   return s->digester.update(key->view(CKA_VALUE)) == CryptoStatus::Ok ? CKR_OK : CKR_FUNCTION_FAILED;
 }
