@@ -331,14 +331,21 @@ export class Store {
     return undefined;
   }
 
-  /** Reads a read-only store as one snapshot and checks it against its seal with `mac`: undefined when it holds. */
+  /** Checks the folder against its seal with `mac` (a reader's chip): the problem, or the sealed audit head. */
   verifySeal(mac: DeviceMac): { problem?: string; head?: { seq: number; hash: string } } {
+    const seal = this.sealRow();
+    const problem = sealProblem(mac, seal, this.recomputeDigest(mac).hex);
+    return { problem, head: seal && !problem ? { seq: seal.auditSeq, hash: seal.auditHash } : undefined };
+  }
+
+  /** Runs `fn` on one consistent snapshot of the folder (a reader, while the HSM may be writing). */
+  snapshotRead<T>(fn: () => T): T {
     this.checkOpen();
-    return this.db.transaction(() => {
-      const seal = this.sealRow();
-      const problem = sealProblem(mac, seal, this.recomputeDigest(mac).hex);
-      return { problem, head: seal && !problem ? { seq: seal.auditSeq, hash: seal.auditHash } : undefined };
-    })();
+    try {
+      return this.db.transaction(fn)() as T;
+    } catch (e) {
+      throw storeError(this.dir, e);
+    }
   }
 
   /** The audit head the HSM sealed, once the seal itself verified at attach. */
