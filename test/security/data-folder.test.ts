@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { runAudit } from "../../src/cli/audit.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 import { verifyFolder } from "../../src/hsm/verify-folder.js";
 import { type Device, FAST, H, activatedDevice, cuSession, expectHsmError, tempDir, tokenAesKey } from "../hsm/fixture.js";
 
@@ -358,5 +359,41 @@ describe("store format", () => {
     expect(message).toContain("format version 2");
     tamper(d.dir, (db) => db.prepare("UPDATE meta SET value = '3' WHERE name = 'version'").run());
     reopen(d);
+  });
+});
+
+describe("records in replication", () => {
+  it("a journal entry carrying an older record of the key under a newer version (a revoked share) is refused by the receiving HSM", () => {
+    const root = tempDir();
+    cleanups.push(() => root.cleanup());
+    const a = H.Hsm.create(join(root.path, "a"), { origin: 1, passwordCost: 4 });
+    const b = H.Hsm.restore(join(root.path, "b"), a.snapshot(), { origin: 2, passwordCost: 4 });
+    cleanups.push(() => a.close(), () => b.close());
+    a.changePassword(a.login("admin", "password"), "admin", "co-password-1");
+    const co = a.login("admin", "co-password-1");
+    a.createUser(co, "alice", "CU", "alice-password");
+    a.createUser(co, "bob", "CU", "bob-password");
+    const { pkcs11, session } = cuSession(a, "alice", "alice-password");
+    const keyId = a.keyIdOf(tokenAesKey(pkcs11, session, "shared"));
+    const alice = a.login("alice", "alice-password");
+    a.shareKey(alice, keyId, "bob");
+    a.unshareKey(alice, keyId, "bob");
+    const entries = internalsOf(a).state.entriesAfter(1, 0);
+    const keyChanges = entries.filter((e) => e.change.kind === "key");
+    const shared = keyChanges.at(-2)!, unshared = keyChanges.at(-1)!;
+    // A hostile relay replays the shared record as if it were the newest write.
+    const forged = entries.map((e) => (e === unshared ? { ...e, change: { ...unshared.change, record: (shared.change as { record: Buffer }).record } as typeof e.change } : e));
+    let thrown: unknown;
+    try {
+      for (const e of forged) internalsOf(b).state.apply(e);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(H.HsmError);
+    expect((thrown as H.HsmError).code).toBe("DATA_FOLDER_INVALID");
+    // Nothing of the forged entry stayed; the genuine one applies, and the share is gone on b too.
+    expect(internalsOf(b).state.apply(unshared)).toBe("applied");
+    const bob = b.login("bob", "bob-password");
+    expectHsmError(() => b.describeKey(bob, keyId), "KEY_NOT_FOUND");
   });
 });
