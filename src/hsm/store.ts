@@ -103,10 +103,13 @@ interface Statement {
   all(...params: unknown[]): unknown[];
 }
 
-/** The folder 0700 and every database file in it 0600, whatever the umask. */
+/**
+ * The folder 0700 and every database file in it 0600, whatever the umask. (masking.key is
+ * written 0600 by the chip, and one readable by others is refused, not quietly repaired.)
+ */
 function ownerOnly(dir: string): void {
   chmodSync(dir, 0o700);
-  for (const name of [DATABASE_FILE, ...DB_SIDE_FILES.map((suffix) => DATABASE_FILE + suffix), LOCK_FILE, MASKING_KEY_FILE]) {
+  for (const name of [DATABASE_FILE, ...DB_SIDE_FILES.map((suffix) => DATABASE_FILE + suffix), LOCK_FILE]) {
     const path = join(dir, name);
     if (existsSync(path)) chmodSync(path, 0o600);
   }
