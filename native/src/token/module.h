@@ -225,6 +225,7 @@ class Module {
   // deviceMac's derived keys by (slot, purpose), with the masking key they came from.
   struct DerivedMacKey {
     Bytes source, key;
+    std::shared_ptr<Hmac> hmac;  // keyed once with `key`: each MAC restarts from its pads
   };
   std::map<std::pair<CK_ULONG, CK_ULONG>, DerivedMacKey> macKeys_;
 };

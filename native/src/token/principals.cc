@@ -150,10 +150,11 @@ CK_RV Module::deviceMac(CK_ULONG slotId, CK_ULONG purpose, ByteView data, Bytes&
       return CKR_FUNCTION_FAILED;
     }
     derived.source = t->maskingKey;
+    derived.hmac = std::make_shared<Hmac>();
   }
-  Hmac hmac;
   mac.assign(32, 0);
-  if (hmac.init(HashAlg::Sha256, derived.key, 0) != CryptoStatus::Ok || hmac.update(data) != CryptoStatus::Ok ||
+  Hmac& hmac = *derived.hmac;
+  if (hmac.init(HashAlg::Sha256, derived.key, 1) != CryptoStatus::Ok || hmac.update(data) != CryptoStatus::Ok ||
       hmac.finish(mac.data()) != CryptoStatus::Ok)
     return CKR_FUNCTION_FAILED;
   return CKR_OK;
