@@ -92,7 +92,8 @@ function storeError(dir: string, e: unknown): unknown {
   if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") return new HsmError("DATA_FOLDER_IN_USE", `${dir}: the database is locked by another process`);
   if (typeof code === "string" && code.startsWith("SQLITE_")) return invalid(dir, `${code}: ${(e as Error).message}`);
   if (e instanceof TypeError && /database connection is not open/.test(e.message)) return new HsmError("CLOSED", "the HSM was closed");
-  if (e instanceof RangeError || e instanceof TypeError) return invalid(dir, e.message);
+  // better-sqlite3 refusing a value it cannot bind: a caller's bad argument.
+  if (e instanceof RangeError || e instanceof TypeError) return new HsmError("INVALID_ARGUMENT", e.message);
   return e;
 }
 

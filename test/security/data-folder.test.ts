@@ -45,7 +45,10 @@ function tamper(dir: string, fn: (db: import("better-sqlite3").Database) => void
 /** `hsmsim audit` in-process: its exit code and what it printed. */
 function audit(dir: string): { code: number; text: string } {
   let text = "";
-  const code = runAudit(dir, { json: false }, (t) => (text += t));
+  const code = runAudit(dir, { json: false }, (t) => {
+    text += t;
+    return true;
+  });
   return { code, text };
 }
 
@@ -395,5 +398,18 @@ describe("records in replication", () => {
     expect(internalsOf(b).state.apply(unshared)).toBe("applied");
     const bob = b.login("bob", "bob-password");
     expectHsmError(() => b.describeKey(bob, keyId), "KEY_NOT_FOUND");
+  });
+});
+
+describe("no raw better-sqlite3 error", () => {
+  it("a value the database cannot bind is a typed HsmError", () => {
+    const d = device();
+    let thrown: unknown;
+    try {
+      d.hsm.auditLog({} as unknown as number);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(H.HsmError);
   });
 });
