@@ -18,7 +18,9 @@ export type HsmErrorCode =
   | "NOT_OWNER"
   | "INVALID_ARGUMENT"
   | "NOT_REPLICATED" // a cluster change not confirmed on keyAvailabilityMin HSMs in time (it stands where it was made)
-  | "DATA_FOLDER_INVALID"; // missing, damaged or foreign data folder
+  | "DATA_FOLDER_INVALID" // missing, damaged, tampered or foreign data folder
+  | "DATA_FOLDER_IN_USE" // another Hsm (this process or another) holds the data folder
+  | "CLOSED"; // the Hsm was closed
 
 export class HsmError extends CodedError<HsmErrorCode> {
   constructor(code: HsmErrorCode, message: string) {

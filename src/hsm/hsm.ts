@@ -123,6 +123,8 @@ export class Hsm {
         throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is unreadable, the wrong size or readable by others`);
       }
     }
+    // From here on every transaction is sealed with the chip's MAC; an existing folder must match its seal.
+    store.attachChip((purpose, data) => this.#chip.deviceMac(SLOT, purpose, data), boot === "create" ? "new" : "existing");
     const hsm = this;
     registerInternals(this, {
       chip: this.#chip,
@@ -227,7 +229,7 @@ export class Hsm {
   }
 
   verifyAudit(): AuditVerdict {
-    return verifyChain(this.#store.auditEntries());
+    return verifyChain(this.#store.auditEntries(), (purpose, data) => this.#chip.deviceMac(SLOT, purpose, data), this.#store.sealedHead());
   }
 
   // ---- Login ----

@@ -2,9 +2,11 @@
 // records), tombstones and the change journal. The cluster encrypts it into a backup, and
 // restores it to clone an HSM or to start a new cluster (src/cluster/backup.ts). The audit
 // log is not part of it: every HSM keeps its own audit stream.
+import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
+import { createChip } from "../pkcs11/addon.js";
 import { HsmError } from "./errors.js";
 import { checkOrigin } from "./journal.js";
 import { type JournalRow, MASKING_KEY_FILE, Store, type KeyRow, type Tombstone, type UserRow } from "./store.js";
@@ -46,10 +48,20 @@ export function writeSnapshot(dir: string, snapshot: HsmSnapshot, hsmId: string,
   if (!HSM_TYPES[snapshot.type] || !Buffer.isBuffer(snapshot.maskingKey)) throw new HsmError("INVALID_ARGUMENT", "not an HSM snapshot");
   const store = Store.create(dir, { hsmId, type: snapshot.type, origin });
   try {
+    const maskingKey = join(dir, MASKING_KEY_FILE);
+    writeFileSync(maskingKey, snapshot.maskingKey, { mode: 0o600, flag: "wx" });
+    // A chip holding the folder's masking key seals what is written, as the HSM itself would.
+    const chip = createChip({ slotCount: 1, pinHashIterations: 1 });
+    chip.initToken(0, randomBytes(16), Buffer.from("hsmsim restore"));
+    try {
+      chip.loadMaskingKey(0, maskingKey);
+    } catch {
+      throw new HsmError("INVALID_ARGUMENT", "the snapshot's masking key is not a masking key");
+    }
+    store.attachChip((purpose, data) => chip.deviceMac(0, purpose, data), "new");
     store.load(snapshot);
     store.transaction(() => store.appendAudit({ timeUs, reboot: 0, operation: "RESTORE", actor: null, session: null, keys: [],
       result: "OK", detail: `from ${snapshot.sourceHsmId}: ${snapshot.users.length} users, ${snapshot.keys.length} keys` }));
-    writeFileSync(join(dir, MASKING_KEY_FILE), snapshot.maskingKey, { mode: 0o600, flag: "wx" });
   } finally {
     store.close();
   }

@@ -14,6 +14,15 @@ import type { Store, UserRow } from "./store.js";
 
 const SLOT = 0;
 
+/**
+ * What a masked key record is bound to: the chip authenticates it with the record, so a
+ * record opens only as the key, version and owner it was written for (an older copy, a
+ * deleted key's or another key's record does not).
+ */
+export function recordBinding(keyId: number, version: number, owner: number): Buffer {
+  return Buffer.from(JSON.stringify(["hsmsim key record", keyId, version, owner]));
+}
+
 export interface StateHost {
   readonly chip: NativeChip;
   readonly store: Store;
@@ -55,9 +64,10 @@ export class DeviceState {
     for (const row of this.host.store.keys()) {
       let handle: number;
       try {
-        handle = this.host.chip.importMasked(SLOT, row.record);
+        handle = this.host.chip.importMasked(SLOT, row.record, recordBinding(row.id, row.version, row.owner));
       } catch {
-        throw new HsmError("DATA_FOLDER_INVALID", `${this.host.store.dir}: key ${row.id} does not open with this HSM's masking key`);
+        throw new HsmError("DATA_FOLDER_INVALID", `${this.host.store.dir}: the record of key ${row.id} does not open as version ${row.version} `
+          + "owned by principal " + `${row.owner} (another HSM's, another key's, an older copy, or edited)`);
       }
       this.track(handle, row.id);
     }
@@ -124,8 +134,8 @@ export class DeviceState {
 
   /** Records the chip object `handle` as token key `keyId` (new or changed). */
   writeKey(keyId: number, handle: number): void {
-    const change: Change = { kind: "key", id: keyId, version: this.tick(), record: this.host.chip.exportMasked(SLOT, handle, 1),
-      owner: this.host.chip.ownership(SLOT, handle).owner };
+    const version = this.tick(), owner = this.host.chip.ownership(SLOT, handle).owner;
+    const change: Change = { kind: "key", id: keyId, version, record: this.host.chip.exportMasked(SLOT, handle, 1, recordBinding(keyId, version, owner)), owner };
     // A new key's creation is the entry appended below.
     const createdSeq = this.host.store.key(keyId)?.createdSeq ?? this.head(this.origin) + 1;
     this.host.store.putKey({ id: keyId, record: change.record, owner: change.owner, version: change.version, createdSeq });
@@ -225,10 +235,10 @@ export class DeviceState {
         if (change.kind === "key") {
           let handle: number;
           try {
-            handle = chip.importMasked(SLOT, change.record);
+            handle = chip.importMasked(SLOT, change.record, recordBinding(change.id, change.version, change.owner));
           } catch (e) {
-            // A record this HSM cannot open is another cluster's: refuse it loudly, never skip it.
-            throw new HsmError("DATA_FOLDER_INVALID", `key ${change.id} does not open with this HSM's masking key (${e instanceof Pkcs11Error ? e.message : e})`);
+            // A record this HSM cannot open is another cluster's, or not the change's (id, version, owner): refuse it loudly, never skip it.
+            throw new HsmError("DATA_FOLDER_INVALID", `key ${change.id} does not open as version ${change.version} with this HSM's masking key (${e instanceof Pkcs11Error ? e.message : e})`);
           }
           if (old !== undefined) this.dropObject(old);
           const createdSeq = store.key(change.id)?.createdSeq ?? (entry.origin === keyIdOrigin(change.id) ? entry.seq : 0);

@@ -60,6 +60,13 @@ export interface NativeChip {
    * CKR_SESSION_HANDLE_INVALID); its sessions close when it is collected.
    */
   openApplication(): NativeApplication;
+  /** Masked records bound to an identity (key id, version, owner): import under another binding fails CKR_DATA_INVALID. */
+  exportMasked(slot: number, object: number, algorithm: number, binding: Buffer): Buffer;
+  importMasked(slot: number, record: Buffer, binding: Buffer): number;
+  /** Logs every application logged in as `principal` out, ends their operations, destroys its session objects. */
+  revokePrincipal(principal: number): void;
+  /** HMAC-SHA-256 under a key derived from the masking key for `purpose` (1-255); the key stays in the chip. */
+  deviceMac(slot: number, purpose: number, data: Buffer): Buffer;
   encryptInit(session: number, key: number, ...m: Mech3): void;
   decryptInit(session: number, key: number, ...m: Mech3): void;
   signInit(session: number, key: number, ...m: Mech3): void;

@@ -1,10 +1,10 @@
 // Invariant checkers for a simulated run, kept apart from the code they check: they read the
 // workload's history of what clients were told, the HSMs' data folders and journals, and
 // nothing else of the cluster's logic.
-import { type AuditEntry, verifyChain } from "../hsm/audit.js";
+import type { AuditEntry } from "../hsm/audit.js";
 import type { Hsm } from "../hsm/hsm.js";
 import type { WritePosition } from "../cluster/protocol.js";
-import { Store } from "../hsm/store.js";
+import { verifyFolder } from "../hsm/verify-folder.js";
 import { internalsOf } from "../hsm/internals.js";
 
 export interface Violation {
@@ -90,14 +90,12 @@ export class History {
 export function checkAuditChains(folders: { hsmId: string; dir: string }[], maxLoginFailures = 5): Violation[] {
   const out: Violation[] = [];
   for (const { hsmId, dir } of folders) {
-    const store = Store.open(dir);
-    try {
-      const verdict = verifyChain(store.auditEntries());
-      if (!verdict.ok) out.push({ invariant: "audit-chain-broken", detail: `${hsmId}: entry ${verdict.problem!.seq}: ${verdict.problem!.reason}` });
-      out.push(...checkLockouts(hsmId, store.auditEntries(), maxLoginFailures));
-    } finally {
-      store.close();
+    const verdict = verifyFolder(dir);
+    if (!verdict.ok) {
+      const where = verdict.audit.problem ? `entry ${verdict.audit.problem.seq}: ${verdict.audit.problem.reason}` : verdict.folderProblem;
+      out.push({ invariant: "audit-chain-broken", detail: `${hsmId}: ${where}` });
     }
+    out.push(...checkLockouts(hsmId, verdict.entries, maxLoginFailures));
   }
   return out;
 }

@@ -14,6 +14,7 @@ import * as P from "../../src/index.js";
 import { Rng } from "../../src/sim/random.js";
 import { ALICE, CO, activeWorld } from "./fixture.js";
 import { internalsOf } from "../../src/hsm/internals.js";
+import { recordBinding } from "../../src/hsm/state.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -133,7 +134,10 @@ describe("the journal on one HSM", () => {
     const c = Hsm.restore(join(dirs[dirs.length - 1], "c"), twoHsmsSnapshot, { origin: 3, passwordCost: 1 });
     const deleteAt = entries.findIndex((e) => e.change.kind === "key-delete");
     for (const e of entries.slice(0, deleteAt)) internalsOf(c).state.apply(e);
-    expect(internalsOf(c).state.apply(racing)).toBe("applied");
+    // A genuine racing write carries a record bound to its own (id, version, owner): made by a chip that holds the key.
+    const owner = (created.change as { owner: number }).owner;
+    const record = internalsOf(c).chip.exportMasked(0, internalsOf(c).state.handleOf(keyId), 1, recordBinding(keyId, 2 ** 40, owner));
+    expect(internalsOf(c).state.apply({ ...racing, change: { ...racing.change, record } as typeof racing.change })).toBe("applied");
     expect(internalsOf(c).state.apply(entries[deleteAt])).toBe("applied");
     expect(internalsOf(c).state.hasKey(keyId)).toBe(false);
     // Two deletes of the key at once from two HSMs: whatever the order, one tombstone version.

@@ -93,6 +93,18 @@ static Napi::Value ImportMaskingKey(const Napi::CallbackInfo& info) {
              noResult);
 }
 
+static Napi::Value RevokePrincipal(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG principal = ulongArg(info, 0, "principal");
+  return run(info, kSyncOnly, 0, "revokePrincipal", [&](Outcome&) { return mod->revokePrincipal(principal); }, noResult);
+}
+
+static Napi::Value DeviceMac(const Napi::CallbackInfo& info) {
+  CK_ULONG slot = ulongArg(info, 0, "slot"), purpose = ulongArg(info, 1, "purpose");
+  ByteView data = bytesArg(info, 2, "data");
+  return bytesCall(info, "deviceMac", [&](Module& m, Bytes& out) { return m.deviceMac(slot, purpose, data, out); });
+}
+
 const std::vector<CallEntry>& deviceCalls() {
   static const std::vector<CallEntry> calls = {
       {"loginPrincipal", LoginPrincipal},
@@ -105,6 +117,8 @@ const std::vector<CallEntry>& deviceCalls() {
       {"transportPublicKey", TransportPublicKey},
       {"exportMaskingKeyFor", ExportMaskingKeyFor},
       {"importMaskingKey", ImportMaskingKey},
+      {"revokePrincipal", RevokePrincipal},
+      {"deviceMac", DeviceMac},
   };
   return calls;
 }

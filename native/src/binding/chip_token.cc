@@ -327,14 +327,17 @@ static Napi::Value ExportMasked(const Napi::CallbackInfo& info) {
   CK_ULONG slot = ulongArg(info, 0, "slot"), object = ulongArg(info, 1, "object");
   CK_ULONG requested = ulongArg(info, 2, "algorithm");
   int algorithm = requested <= 2 ? static_cast<int>(requested) : 0;  // the token refuses anything but 1 and 2
-  return bytesCall(info, "exportMasked", [&](Module& m, Bytes& out) { return m.exportMasked(slot, object, algorithm, out); });
+  ByteView binding = bytesArg(info, 3, "binding", true);
+  return bytesCall(info, "exportMasked",
+                   [&](Module& m, Bytes& out) { return m.exportMasked(slot, object, algorithm, binding, out); });
 }
 
 static Napi::Value ImportMasked(const Napi::CallbackInfo& info) {
   Module* mod = &moduleOf(info);
   CK_ULONG slot = ulongArg(info, 0, "slot");
   ByteView record = bytesArg(info, 1, "record");
-  return run(info, kSyncOnly, 0, "importMasked", [&](Outcome& o) { return mod->importMasked(slot, record, o.first); },
+  ByteView binding = bytesArg(info, 2, "binding", true);
+  return run(info, kSyncOnly, 0, "importMasked", [&](Outcome& o) { return mod->importMasked(slot, record, binding, o.first); },
              handleResult);
 }
 

@@ -2,9 +2,12 @@
 // the token's masking key, so layers above can persist and replicate keys without the
 // plaintext ever leaving native memory.
 //
-// Record: "HSMR" | version (1) | algorithm (1) | body
-//   algorithm 1, AES-256-GCM: body = IV (12) | ciphertext | tag (16); AAD = the 6-byte header
-//   algorithm 2, AES-256-KWP (RFC 5649): body = wrap(header | attributes)
+// Record: "HSMR" | version (2) | algorithm (1) | body
+//   algorithm 1, AES-256-GCM: body = IV (12) | ciphertext | tag (16); AAD = the 6-byte header | binding
+//   algorithm 2, AES-256-KWP (RFC 5649): body = wrap(header | u32 binding length | binding | attributes)
+// The binding is what the layer above says the record is (key id, version, owner): it is not
+// stored in the record, only authenticated, so a record read back under another identity (an
+// older version, another key) does not open.
 // Attributes: u32 count, then per attribute u64 type, u32 length, bytes (little-endian).
 #include <cstring>
 
@@ -17,8 +20,9 @@ namespace hsm {
 
 namespace {
 const uint8_t kMagic[4] = {'H', 'S', 'M', 'R'};
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;  // 2: bound to an identity
 constexpr size_t kHeader = 6, kIv = 12, kTag = 16;
+constexpr size_t kMaxBinding = 4096;
 
 void putLe(Bytes& out, uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
@@ -58,7 +62,16 @@ bool deserialize(ByteView in, AttributeMap& out) {
 }  // namespace
 
 CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Bytes& record) {
+  return exportMasked(slotId, handle, algorithm, ByteView(), record);
+}
+
+CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, CK_ULONG& handle) {
+  return importMasked(slotId, record, ByteView(), handle);
+}
+
+CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, ByteView binding, Bytes& record) {
   if (algorithm != 1 && algorithm != 2) return CKR_ARGUMENTS_BAD;
+  if (binding.size > kMaxBinding) return CKR_ARGUMENTS_BAD;
   Token* t = token(slotId);
   if (t == nullptr) return CKR_SLOT_ID_INVALID;
   if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
@@ -70,6 +83,8 @@ CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Byte
   record.push_back(static_cast<uint8_t>(algorithm));
   if (algorithm == 2) {
     Bytes framed(record.begin(), record.end());
+    putLe(framed, binding.size, 4);
+    if (binding.size) framed.insert(framed.end(), binding.data, binding.data + binding.size);
     framed.insert(framed.end(), plain.begin(), plain.end());
     Bytes wrapped;
     if (aesWrap(true, t->maskingKey, framed, wrapped) != CryptoStatus::Ok) return CKR_FUNCTION_FAILED;
@@ -81,14 +96,17 @@ CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Byte
   record.insert(record.end(), iv, iv + kIv);
   size_t bodyAt = record.size();
   record.resize(bodyAt + plain.size() + kTag);
+  Bytes aad(record.begin(), record.begin() + kHeader);
+  if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
   GcmCipher gcm;
-  CryptoStatus st = gcm.init(true, t->maskingKey, 0, ByteView(iv, kIv), ByteView(record.data(), kHeader), kTag);
+  CryptoStatus st = gcm.init(true, t->maskingKey, 0, ByteView(iv, kIv), aad, kTag);
   if (st == CryptoStatus::Ok) st = gcm.update(plain, record.data() + bodyAt);
   if (st == CryptoStatus::Ok) st = gcm.finishEncrypt(record.data() + bodyAt + plain.size());
   return st == CryptoStatus::Ok ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
-CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, CK_ULONG& handle) {
+CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, ByteView binding, CK_ULONG& handle) {
+  if (binding.size > kMaxBinding) return CKR_ARGUMENTS_BAD;
   Token* t = token(slotId);
   if (t == nullptr) return CKR_SLOT_ID_INVALID;
   if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
@@ -99,18 +117,23 @@ CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, CK_ULONG& handle) {
     if (record.size < kHeader + kIv + kTag) return CKR_DATA_INVALID;
     size_t bodyLength = record.size - kHeader - kIv - kTag;
     plain.assign(bodyLength, 0);
+    Bytes aad(record.data, record.data + kHeader);
+    if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
     GcmCipher gcm;
-    CryptoStatus st = gcm.init(false, t->maskingKey, 0, ByteView(record.data + kHeader, kIv),
-                               ByteView(record.data, kHeader), kTag);
+    CryptoStatus st = gcm.init(false, t->maskingKey, 0, ByteView(record.data + kHeader, kIv), aad, kTag);
     if (st == CryptoStatus::Ok) st = gcm.update(ByteView(record.data + kHeader + kIv, bodyLength), plain.data());
     if (st == CryptoStatus::Ok) st = gcm.finishDecrypt(record.data + record.size - kTag);
     if (st != CryptoStatus::Ok) return CKR_DATA_INVALID;  // tampered, or another masking key
   } else if (record.data[5] == 2) {
     if (aesUnwrap(true, t->maskingKey, ByteView(record.data + kHeader, record.size - kHeader), plain) !=
             CryptoStatus::Ok ||
-        plain.size() < kHeader || memcmp(plain.data(), record.data, kHeader) != 0)
+        plain.size() < kHeader + 4 || memcmp(plain.data(), record.data, kHeader) != 0)
       return CKR_DATA_INVALID;
-    plain.erase(plain.begin(), plain.begin() + kHeader);
+    size_t boundLength = getLe(plain.data() + kHeader, 4);
+    if (boundLength != binding.size || plain.size() - kHeader - 4 < boundLength ||
+        (boundLength && memcmp(plain.data() + kHeader + 4, binding.data, boundLength) != 0))
+      return CKR_DATA_INVALID;  // read back under another identity
+    plain.erase(plain.begin(), plain.begin() + kHeader + 4 + boundLength);
   } else {
     return CKR_DATA_INVALID;
   }

@@ -169,6 +169,19 @@ class Module {
   CK_RV saveMaskingKey(CK_ULONG slotId, const std::string& path) const;
   CK_RV loadMaskingKey(CK_ULONG slotId, const std::string& path);
 
+  // Masked records bound to an identity (the device passes key id, version and owner): the
+  // binding is authenticated with the record (GCM AAD; inside the wrapped payload for KWP),
+  // so a record imported under another binding fails CKR_DATA_INVALID.
+  CK_RV exportMasked(CK_ULONG slotId, CK_ULONG object, int algorithm, ByteView binding, Bytes& record);
+  CK_RV importMasked(CK_ULONG slotId, ByteView record, ByteView binding, CK_ULONG& handle);
+  // Revocation: every application logged in as `principal` (any slot) is logged out (its
+  // sessions become public sessions), its active operations end, and the session objects
+  // `principal` owns are destroyed.
+  CK_RV revokePrincipal(CK_ULONG principal);
+  // A keyed MAC only the chip can compute: HMAC-SHA-256 under a key derived (HKDF-SHA-256)
+  // from the masking key, one key per purpose (1-255). The derived keys stay in native memory.
+  CK_RV deviceMac(CK_ULONG slotId, CK_ULONG purpose, ByteView data, Bytes& mac);
+
   // An asynchronous call marks its session busy from the call until its callback runs;
   // other calls on that session get CKR_OPERATION_ACTIVE. While the worker executes, the
   // session is reachable to that worker alone.
@@ -231,6 +244,12 @@ class Module {
   CK_RV requirePrincipal(const Session& s) const;
   bool callerIsApplication() const { return caller_ != kAnyApplication; }
   CK_RV checkExtractableFixed(const Object& o, const TemplateAttribute& change) const;
+  // deviceMac's derived keys by (slot, purpose), with the masking key they came from.
+  struct DerivedMacKey {
+    Bytes source, key;
+    std::shared_ptr<Hmac> hmac;  // keyed once with `key`: each MAC restarts from its pads
+  };
+  std::map<std::pair<CK_ULONG, CK_ULONG>, DerivedMacKey> macKeys_;
 };
 
 }  // namespace hsm

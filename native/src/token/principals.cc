@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "../crypto/hash_mac.h"
 #include "module.h"
 
 namespace hsm {
@@ -95,6 +96,67 @@ CK_RV Module::loadMaskingKey(CK_ULONG slotId, const std::string& path) {
   if (!ok) return CKR_FUNCTION_FAILED;
   key.resize(32);
   t->maskingKey = std::move(key);
+  return CKR_OK;
+}
+
+CK_RV Module::revokePrincipal(CK_ULONG principal) {
+  if (principal == 0) return CKR_ARGUMENTS_BAD;
+  for (const auto& slot : slots_) {
+    Token& t = *slot;
+    for (auto& entry : t.logins) {
+      if (entry.second.principal != principal) continue;
+      entry.second = Login();  // the application's sessions are public sessions from now on
+      CK_ULONG application = entry.first;
+      destroySessionObjects(t.slotId, 0, true, application);
+      for (auto& held : sessions_) {
+        Session& s = *held.second;
+        if (s.slotId != t.slotId || s.application != application) continue;
+        // Every operation ends: none may go on with a key the principal no longer reaches.
+        s.encrypt.reset();
+        s.decrypt.reset();
+        s.sign = SignOperation();
+        s.verify = SignOperation();
+        s.digest = DigestOperation();
+        s.find = FindOperation();
+      }
+    }
+  }
+  // Session objects the principal made (public ones included) go with it.
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    if (!it->second->isToken() && it->second->owner() == principal) it = objects_.erase(it); else ++it;
+  }
+  return CKR_OK;
+}
+
+namespace {
+constexpr size_t kMacKeyBytes = 32;
+}  // namespace
+
+CK_RV Module::deviceMac(CK_ULONG slotId, CK_ULONG purpose, ByteView data, Bytes& mac) {
+  Token* t = token(slotId);
+  if (t == nullptr) return CKR_SLOT_ID_INVALID;
+  if (!t->initialized || t->maskingKey.size() != 32) return CKR_TOKEN_NOT_RECOGNIZED;
+  if (purpose == 0 || purpose > 255) return CKR_ARGUMENTS_BAD;
+  DerivedMacKey& derived = macKeys_[{slotId, purpose}];
+  // Derived again whenever the masking key changed (loaded from a file, received from another chip).
+  if (derived.key.size() != kMacKeyBytes || derived.source.size() != t->maskingKey.size() ||
+      !constantTimeEqual(derived.source.data(), t->maskingKey.data(), t->maskingKey.size())) {
+    static const char kLabel[] = "hsmsim device mac";
+    const uint8_t info[2] = {'P', static_cast<uint8_t>(purpose)};
+    derived.key.assign(kMacKeyBytes, 0);
+    if (!hkdfSha256(t->maskingKey, ByteView(reinterpret_cast<const uint8_t*>(kLabel), sizeof kLabel - 1),
+                    ByteView(info, sizeof info), derived.key.data(), kMacKeyBytes)) {
+      derived.key.clear();
+      return CKR_FUNCTION_FAILED;
+    }
+    derived.source = t->maskingKey;
+    derived.hmac = std::make_shared<Hmac>();
+  }
+  mac.assign(32, 0);
+  Hmac& hmac = *derived.hmac;
+  if (hmac.init(HashAlg::Sha256, derived.key, 1) != CryptoStatus::Ok || hmac.update(data) != CryptoStatus::Ok ||
+      hmac.finish(mac.data()) != CryptoStatus::Ok)
+    return CKR_FUNCTION_FAILED;
   return CKR_OK;
 }
 

@@ -1,0 +1,129 @@
+// Native tests of the device hooks of the data folder and revocation: masked records bound
+// to an identity, the chip's keyed MAC, and revoking a principal.
+#include <cstring>
+
+#include "harness.h"
+#include "token/module.h"
+
+using namespace hsm;
+
+namespace {
+ByteView text(const char* s) { return ByteView(reinterpret_cast<const uint8_t*>(s), std::strlen(s)); }
+
+Bytes aesKeyTemplate(bool tokenObject) {
+  std::vector<std::pair<CK_ULONG, Bytes>> attrs = {{CKA_CLASS, encodeUlong(CKO_SECRET_KEY)},
+                                                   {CKA_KEY_TYPE, encodeUlong(CKK_AES)},
+                                                   {CKA_VALUE, Bytes(32, 0x42)},
+                                                   {CKA_TOKEN, encodeBool(tokenObject)},
+                                                   {CKA_ENCRYPT, encodeBool(true)}};
+  Bytes out;
+  auto u32 = [&out](uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  u32(static_cast<uint32_t>(attrs.size()));
+  for (const auto& a : attrs) {
+    u32(static_cast<uint32_t>(a.first));
+    u32(static_cast<uint32_t>(a.second.size()));
+    out.insert(out.end(), a.second.begin(), a.second.end());
+  }
+  return out;
+}
+
+CK_ULONG createKey(Module& m, CK_ULONG session, bool tokenObject) {
+  Template t;
+  Bytes tmpl = aesKeyTemplate(tokenObject);
+  CHECK(decodeTemplate(tmpl, t) == CKR_OK);
+  CK_ULONG handle = 0;
+  CHECK(m.createObject(session, t, handle) == CKR_OK);
+  return handle;
+}
+
+Mechanism gcm(const Bytes& iv) {
+  Mechanism m;
+  m.type = CKM_AES_GCM;
+  m.hasParameter = true;
+  m.bytesA = iv;
+  m.numberA = 128;
+  return m;
+}
+}  // namespace
+
+TEST(masked_records_are_bound_to_their_identity) {
+  Module m(ModuleConfig{0, 5, 8, false, Bytes()});
+  CHECK(m.initToken(0, text("so-pin-1"), text("bind")) == CKR_OK);
+  CK_ULONG app = m.newApplication(), s = 0;
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s, app) == CKR_OK);
+  CHECK(m.loginPrincipal(s, 7) == CKR_OK);
+  CK_ULONG key = createKey(m, s, true);
+  for (int algorithm = 1; algorithm <= 2; ++algorithm) {
+    Bytes record;
+    CHECK(m.exportMasked(0, key, algorithm, text("key 1 version 5"), record) == CKR_OK);
+    CK_ULONG copy = 0;
+    CHECK(m.importMasked(0, record, text("key 1 version 5"), copy) == CKR_OK);
+    CHECK(m.importMasked(0, record, text("key 1 version 4"), copy) == CKR_DATA_INVALID);
+    CHECK(m.importMasked(0, record, text("key 2 version 5"), copy) == CKR_DATA_INVALID);
+    CHECK(m.importMasked(0, record, ByteView(), copy) == CKR_DATA_INVALID);
+    Bytes unbound;
+    CHECK(m.exportMasked(0, key, algorithm, unbound) == CKR_OK);
+    CHECK(m.importMasked(0, unbound, text("key 1 version 5"), copy) == CKR_DATA_INVALID);
+    CHECK(m.importMasked(0, unbound, copy) == CKR_OK);
+  }
+}
+
+TEST(device_mac_is_keyed_by_the_masking_key_and_purpose) {
+  Module a(ModuleConfig{0, 5, 8, false, Bytes()}), b(ModuleConfig{0, 5, 8, false, Bytes()});
+  CHECK(a.initToken(0, text("so-pin-1"), text("a")) == CKR_OK);
+  CHECK(b.initToken(0, text("so-pin-1"), text("b")) == CKR_OK);
+  Bytes macA1, macA1again, macA2, macB1;
+  CHECK(a.deviceMac(0, 1, text("entry"), macA1) == CKR_OK);
+  CHECK(a.deviceMac(0, 1, text("entry"), macA1again) == CKR_OK);
+  CHECK(a.deviceMac(0, 2, text("entry"), macA2) == CKR_OK);
+  CHECK(b.deviceMac(0, 1, text("entry"), macB1) == CKR_OK);
+  CHECK_EQ(macA1.size(), size_t(32));
+  CHECK(macA1 == macA1again);
+  CHECK(macA1 != macA2);  // one key per purpose
+  CHECK(macA1 != macB1);  // another masking key
+  CHECK(a.shareMaskingKey(0, b, 0) == CKR_OK);
+  CHECK(b.deviceMac(0, 1, text("entry"), macB1) == CKR_OK);
+  CHECK(macA1 == macB1);  // derived again after the masking key changed
+  Bytes out;
+  CHECK(a.deviceMac(0, 0, text("x"), out) == CKR_ARGUMENTS_BAD);
+  CHECK(a.deviceMac(0, 256, text("x"), out) == CKR_ARGUMENTS_BAD);
+  CHECK(a.deviceMac(9, 1, text("x"), out) == CKR_SLOT_ID_INVALID);
+}
+
+TEST(revoking_a_principal_logs_its_applications_out) {
+  Module m(ModuleConfig{0, 5, 8, false, Bytes()});
+  CHECK(m.initToken(0, text("so-pin-1"), text("revoke")) == CKR_OK);
+  CK_ULONG victimApp = m.newApplication(), otherApp = m.newApplication(), s1 = 0, s2 = 0, other = 0;
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s1, victimApp) == CKR_OK);
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s2, victimApp) == CKR_OK);
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, other, otherApp) == CKR_OK);
+  CHECK(m.loginPrincipal(s1, 7) == CKR_OK);
+  CHECK(m.loginPrincipal(other, 8) == CKR_OK);
+  CK_ULONG tokenKey = createKey(m, s1, true), sessionKey = createKey(m, s2, false);
+  CK_ULONG otherKey = createKey(m, other, false);
+  Bytes iv(12, 1);
+  CHECK(m.encryptInit(s2, gcm(iv), tokenKey) == CKR_OK);
+  CHECK(m.revokePrincipal(7) == CKR_OK);
+  SessionInfo info;
+  CHECK(m.sessionInfo(s1, info) == CKR_OK);
+  CHECK(info.state == CKS_RW_PUBLIC_SESSION);
+  uint8_t out[64];
+  size_t length = sizeof out;
+  CHECK(m.encrypt(s2, text("hello"), out, length) == CKR_OPERATION_NOT_INITIALIZED);
+  CHECK(m.encryptInit(s2, gcm(iv), tokenKey) == CKR_KEY_HANDLE_INVALID);
+  CK_ULONG size = 0;
+  CHECK(m.objectSize(s1, sessionKey, size) == CKR_OBJECT_HANDLE_INVALID);  // destroyed
+  Template t;
+  Bytes tmpl = aesKeyTemplate(true);
+  CHECK(decodeTemplate(tmpl, t) == CKR_OK);
+  CK_ULONG handle = 0;
+  CHECK(m.createObject(s1, t, handle) != CKR_OK);  // no longer the user
+  // Another principal's application is untouched.
+  CHECK(m.sessionInfo(other, info) == CKR_OK);
+  CHECK(info.state == CKS_RW_USER_FUNCTIONS);
+  CHECK(m.objectSize(other, otherKey, size) == CKR_OK);
+  CHECK(m.loginPrincipal(s1, 7) == CKR_OK);  // a new login (the device checked a password again) works
+  CHECK(m.revokePrincipal(0) == CKR_ARGUMENTS_BAD);
+}

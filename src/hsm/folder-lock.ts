@@ -1,0 +1,57 @@
+// One owner per data folder: an exclusive SQLite lock on a separate lock database, held for
+// as long as the HSM is open. SQLite's locks are POSIX advisory locks: the kernel drops them
+// when the process ends (kill -9 included), so no stale lock is ever left behind, and SQLite
+// also refuses a second connection of the same process. hsm.db itself stays readable, so
+// `hsmsim audit` can read the folder of a running HSM.
+import { closeSync, fchmodSync, openSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+import type BetterSqlite3 from "better-sqlite3";
+
+import { HsmError } from "./errors.js";
+
+const require = createRequire(typeof __filename === "string" ? __filename : import.meta.url);
+const Database = require("better-sqlite3") as typeof BetterSqlite3;
+
+export const LOCK_FILE = "hsm.lock";
+
+/** Creates `path` owner-only (whatever the umask) if missing, before SQLite opens it. */
+export function createOwnerOnly(path: string, exclusive: boolean): void {
+  const fd = openSync(path, exclusive ? "wx" : "a", 0o600);
+  try {
+    fchmodSync(fd, 0o600);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class FolderLock {
+  private constructor(private db: BetterSqlite3.Database | null) {}
+
+  /** Takes `dir`'s lock, or throws DATA_FOLDER_IN_USE while another Hsm holds it. */
+  static acquire(dir: string): FolderLock {
+    const path = join(dir, LOCK_FILE);
+    let db: BetterSqlite3.Database | undefined;
+    try {
+      createOwnerOnly(path, false);
+      db = new Database(path, { timeout: 0 });
+      db.pragma("journal_mode = MEMORY"); // no journal file next to the lock
+      db.pragma("locking_mode = EXCLUSIVE");
+      db.exec("BEGIN EXCLUSIVE"); // never committed: the lock lasts until release() or the process's end
+      return new FolderLock(db);
+    } catch (e) {
+      db?.close();
+      const code = (e as { code?: unknown }).code;
+      if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
+        throw new HsmError("DATA_FOLDER_IN_USE", `${dir} is open in another Hsm (this process or another): close it first`);
+      }
+      throw new HsmError("DATA_FOLDER_INVALID", `${dir}: cannot lock the data folder (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
+
+  release(): void {
+    this.db?.close();
+    this.db = null;
+  }
+}
