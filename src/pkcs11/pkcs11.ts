@@ -5,11 +5,11 @@ import { Buffer } from "node:buffer";
 
 import type { NativeChip } from "./addon.js";
 import * as C from "./constants.js";
-import { Pkcs11Error } from "./errors.js";
+import { Pkcs11Error, notLoadedError } from "./errors.js";
 import { type Handle, handleToNumber as h, numberToHandle } from "./handles.js";
 import { type Mechanism, MechanismEncoder } from "./mechanism.js";
 import { chipForTarget } from "./target.js";
-import { type Template, type TemplateResult, checkAttributeType, encodeTemplate } from "./template.js";
+import { type Template, type TemplateResult, checkAttributeType, checkTemplateLength, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
 
 type Callback<T> = (error: Error | null, result: T | null) => void;
@@ -59,16 +59,33 @@ export class PKCS11 {
     this.initialized = false;
   }
 
+  /**
+   * Unloads the module, as pkcs11js's `close()`: later calls fail as before `load()`, a
+   * second close does nothing, and `load()` may follow. The normal path is C_Finalize then
+   * close(); closing while still initialized first closes this application's sessions, as
+   * unloading a real library would end them.
+   */
+  close(): void {
+    const backend = this.backend;
+    if (backend === null) return;
+    const wasInitialized = this.initialized;
+    this.backend = null;
+    this.initialized = false;
+    this.libPath = "";
+    if (wasInitialized) for (const slot of backend.getSlotList()) backend.closeAllSessions(slot);
+  }
+
   /** The backend, once C_Initialize has run; `method` names the call in the error. */
   private use(method: string): NativeChip {
-    if (this.backend === null || !this.initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_NOT_INITIALIZED, method);
+    if (this.backend === null) throw notLoadedError(method);
+    if (!this.initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_NOT_INITIALIZED, method);
     return this.backend;
   }
 
   // ---- General ----
   C_Initialize(options?: { libraryParameters?: string; flags?: number }): void {
-    if (options !== undefined && (options === null || typeof options !== "object")) throw new TypeError("options must be an object");
-    if (this.backend === null) throw new Pkcs11Error(C.CKR_GENERAL_ERROR, "C_Initialize");
+    if (this.backend === null) throw notLoadedError("C_Initialize");
+    if (options !== undefined && options !== null && typeof options !== "object") throw new TypeError("options must be an object");
     if (this.initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_ALREADY_INITIALIZED, "C_Initialize");
     this.initialized = true;
   }
@@ -139,10 +156,10 @@ export class PKCS11 {
 
   // ---- Objects ----
   C_CreateObject(session: Handle, template: Template): Handle {
-    return numberToHandle(this.use("C_CreateObject").createObject(h(session, "session"), encodeTemplate(template, "template")));
+    return numberToHandle(this.use("C_CreateObject").createObject(h(session, "session"), encodeTemplate(template, "template", "C_CreateObject")));
   }
   C_CopyObject(session: Handle, object: Handle, template: Template): Handle {
-    const t = encodeTemplate(template, "template");
+    const t = encodeTemplate(template, "template", "C_CopyObject");
     return numberToHandle(this.use("C_CopyObject").copyObject(h(session, "session"), h(object, "object"), t));
   }
   C_DestroyObject(session: Handle, object: Handle): void {
@@ -162,16 +179,17 @@ export class PKCS11 {
    */
   getAttributeValues(session: Handle, object: Handle, template: Template): { rv: number; attributes: { type: number; value: Buffer | null }[] } {
     if (!Array.isArray(template)) throw new TypeError("template must be an array of { type }");
+    checkTemplateLength(template, "template");
     const types = template.map((a, i) => checkAttributeType((a as { type: unknown } | null)?.type, `template[${i}]`));
     const { rv, values } = this.use("C_GetAttributeValue").getAttributeValue(h(session, "session"), h(object, "object"), types);
     return { rv, attributes: types.map((type, i) => ({ type, value: values[i] })) };
   }
   C_SetAttributeValue(session: Handle, object: Handle, template: Template): void {
-    const t = encodeTemplate(template, "template");
+    const t = encodeTemplate(template, "template", "C_SetAttributeValue");
     this.use("C_SetAttributeValue").setAttributeValue(h(session, "session"), h(object, "object"), t);
   }
   C_FindObjectsInit(session: Handle, template: Template): void {
-    this.use("C_FindObjectsInit").findObjectsInit(h(session, "session"), encodeTemplate(template, "template"));
+    this.use("C_FindObjectsInit").findObjectsInit(h(session, "session"), encodeTemplate(template, "template", "C_FindObjectsInit", "search"));
   }
   C_FindObjects(session: Handle): Handle | null;
   C_FindObjects(session: Handle, maxObjectCount: number): Handle[];
@@ -325,7 +343,7 @@ export class PKCS11 {
   C_GenerateKey(session: Handle, mechanism: Mechanism, template: Template, cb?: Callback<Handle>): Handle | void {
     const s = h(session, "session");
     const m = this.mechanism.encode(mechanism, "C_GenerateKey");
-    const t = encodeTemplate(template, "template");
+    const t = encodeTemplate(template, "template", "C_GenerateKey");
     const done = callback<Handle>(cb);
     if (done) return void this.use("C_GenerateKey").generateKey(s, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
     return numberToHandle(this.use("C_GenerateKey").generateKey(s, t, m.numbers, m.bytesA, m.bytesB));
@@ -338,8 +356,8 @@ export class PKCS11 {
   C_GenerateKeyPair(session: Handle, mechanism: Mechanism, publicKeyTemplate: Template, privateKeyTemplate: Template, cb?: Callback<info.KeyPair>): info.KeyPair | void {
     const s = h(session, "session");
     const m = this.mechanism.encode(mechanism, "C_GenerateKeyPair");
-    const pub = encodeTemplate(publicKeyTemplate, "publicKeyTemplate");
-    const priv = encodeTemplate(privateKeyTemplate, "privateKeyTemplate");
+    const pub = encodeTemplate(publicKeyTemplate, "publicKeyTemplate", "C_GenerateKeyPair");
+    const priv = encodeTemplate(privateKeyTemplate, "privateKeyTemplate", "C_GenerateKeyPair");
     const pair = ([publicKey, privateKey]: [number, number]): info.KeyPair => ({
       publicKey: numberToHandle(publicKey),
       privateKey: numberToHandle(privateKey),
@@ -373,7 +391,7 @@ export class PKCS11 {
     const m = this.mechanism.encode(mechanism, "C_UnwrapKey");
     const uk = h(unwrappingKey, "unwrappingKey");
     const wrapped = buf(wrappedKey, "wrappedKey");
-    const t = encodeTemplate(template, "template");
+    const t = encodeTemplate(template, "template", "C_UnwrapKey");
     const done = callback<Handle>(cb);
     if (done) return void this.use("C_UnwrapKey").unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
     return numberToHandle(this.use("C_UnwrapKey").unwrapKey(s, uk, wrapped, t, m.numbers, m.bytesA, m.bytesB));
@@ -387,7 +405,7 @@ export class PKCS11 {
     const s = h(session, "session");
     const m = this.mechanism.encode(mechanism, "C_DeriveKey");
     const base = h(key, "key");
-    const t = encodeTemplate(template, "template");
+    const t = encodeTemplate(template, "template", "C_DeriveKey");
     const done = callback<Handle>(cb);
     if (done) return void this.use("C_DeriveKey").deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB, relay(done, numberToHandle));
     return numberToHandle(this.use("C_DeriveKey").deriveKey(s, base, t, m.numbers, m.bytesA, m.bytesB));
@@ -418,17 +436,38 @@ export class PKCS11 {
   C_VerifyRecover(session: Handle, signature: Buffer, outData: Buffer): Buffer {
     return this.notSupported("C_VerifyRecover", session, signature, outData);
   }
-  C_DigestEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
-    return this.notSupported("C_DigestEncryptUpdate", session, inData, outData);
+  // The dual-function calls: pkcs11js declares a callback form and an …Async form of each.
+  C_DigestEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_DigestEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_DigestEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.notSupportedDual("C_DigestEncryptUpdate", session, inData, outData, cb);
   }
-  C_DecryptDigestUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
-    return this.notSupported("C_DecryptDigestUpdate", session, inData, outData);
+  C_DigestEncryptUpdateAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_DigestEncryptUpdate(session, inData, outData, cb));
   }
-  C_SignEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
-    return this.notSupported("C_SignEncryptUpdate", session, inData, outData);
+  C_DecryptDigestUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_DecryptDigestUpdate(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_DecryptDigestUpdate(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.notSupportedDual("C_DecryptDigestUpdate", session, inData, outData, cb);
   }
-  C_DecryptVerifyUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer {
-    return this.notSupported("C_DecryptVerifyUpdate", session, inData, outData);
+  C_DecryptDigestUpdateAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_DecryptDigestUpdate(session, inData, outData, cb));
+  }
+  C_SignEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_SignEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_SignEncryptUpdate(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.notSupportedDual("C_SignEncryptUpdate", session, inData, outData, cb);
+  }
+  C_SignEncryptUpdateAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_SignEncryptUpdate(session, inData, outData, cb));
+  }
+  C_DecryptVerifyUpdate(session: Handle, inData: Buffer, outData: Buffer): Buffer;
+  C_DecryptVerifyUpdate(session: Handle, inData: Buffer, outData: Buffer, cb: Callback<Buffer>): void;
+  C_DecryptVerifyUpdate(session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    return this.notSupportedDual("C_DecryptVerifyUpdate", session, inData, outData, cb);
+  }
+  C_DecryptVerifyUpdateAsync(session: Handle, inData: Buffer, outData: Buffer): Promise<Buffer> {
+    return promise((cb) => this.C_DecryptVerifyUpdate(session, inData, outData, cb));
   }
 
   // ---- Shared plumbing ----
@@ -481,5 +520,17 @@ export class PKCS11 {
     h(session, "session");
     this.use(method);
     throw new Pkcs11Error(C.CKR_FUNCTION_NOT_SUPPORTED, method);
+  }
+
+  /** As notSupported; with a callback the token's answer arrives through it, as pkcs11js's does. */
+  private notSupportedDual(method: string, session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+    h(session, "session");
+    buf(inData, "inData");
+    buf(outData, "outData");
+    const done = callback<Buffer>(cb);
+    this.use(method);
+    const error = new Pkcs11Error(C.CKR_FUNCTION_NOT_SUPPORTED, method);
+    if (done === undefined) throw error;
+    process.nextTick(done, error, null);
   }
 }
