@@ -130,6 +130,7 @@ export class PKCS11 {
   }
   C_WaitForSlotEvent(flags: number): Handle | null {
     num(flags, "flags");
+    this.use("C_WaitForSlotEvent");
     throw new Pkcs11Error(C.CKR_FUNCTION_NOT_SUPPORTED, "C_WaitForSlotEvent");
   }
 
