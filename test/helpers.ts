@@ -24,6 +24,17 @@ export function userSession(target = "memory:?pinHashIterations=16"): TokenFixtu
   return { pkcs11, ...P.openUserSession(pkcs11, { soPin: SO_PIN, userPin: USER_PIN, label: "test token" }) };
 }
 
+/**
+ * As userSession, over a chip the test keeps: `chip` is the device's object (masked records,
+ * masking key), which an application loaded with load('memory:') cannot reach.
+ */
+export function chipUserSession(): TokenFixture & { chip: P.NativeChip } {
+  const chip = P.createChip({ pinHashIterations: 16 });
+  const pkcs11 = new P.PKCS11(chip);
+  pkcs11.C_Initialize();
+  return { chip, pkcs11, ...P.openUserSession(pkcs11, { soPin: SO_PIN, userPin: USER_PIN, label: "test token" }) };
+}
+
 export function expectCkr(fn: () => unknown, name: string): void {
   let thrown: unknown;
   try {

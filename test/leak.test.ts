@@ -3,11 +3,11 @@ import * as crypto from "node:crypto";
 
 import { describe, expect, it } from "vitest";
 
-import { P, aesKey, expectCkr, gcm, userSession } from "./helpers.js";
+import { P, aesKey, chipUserSession, expectCkr, gcm } from "./helpers.js";
 
 describe("key material never leaves the chip", () => {
   it("no attribute read, copy, search, wrap or digest returns a locked key's value", () => {
-    const f = userSession();
+    const f = chipUserSession();
     const secret = crypto.randomBytes(32);
     const key = aesKey(f, secret, [{ type: P.CKA_EXTRACTABLE, value: false }, { type: P.CKA_TOKEN, value: true }]);
     const seen: Buffer[] = [];
@@ -39,7 +39,7 @@ describe("key material never leaves the chip", () => {
     f.pkcs11.C_DigestKey(f.session, key);
     seen.push(Buffer.from(f.pkcs11.C_DigestFinal(f.session, Buffer.alloc(32))));
     // The masked record is sealed.
-    const chip = (f.pkcs11 as unknown as { backend: P.NativeChip }).backend;
+    const chip = f.chip;
     seen.push(chip.exportMasked(0, key.readUInt32LE(0), 1), chip.exportMasked(0, key.readUInt32LE(0), 2));
     for (const b of seen) {
       expect(b.includes(secret)).toBe(false);

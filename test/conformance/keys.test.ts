@@ -4,7 +4,7 @@ import * as crypto from "node:crypto";
 
 import { describe, expect, it } from "vitest";
 
-import { P, P384_PARAMS, SO_PIN, USER_PIN, aesKey, ecKeyPair, expectCkr, gcm, userSession } from "../helpers.js";
+import { P, P384_PARAMS, SO_PIN, USER_PIN, aesKey, chipUserSession, ecKeyPair, expectCkr, gcm, userSession } from "../helpers.js";
 
 const secretTemplate = (extra: P.Template = []): P.Template => [
   { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
@@ -119,12 +119,12 @@ describe("derive", () => {
 
 describe("masked records", () => {
   it("round-trip a token key through its record, also into another module sharing the masking key", () => {
-    const f = userSession();
+    const f = chipUserSession();
     const chip = P.createChip({ pinHashIterations: 16 });
     const value = crypto.randomBytes(32);
     const key = aesKey(f, value, [{ type: P.CKA_TOKEN, value: true }, { type: P.CKA_LABEL, value: "masked" }]);
     // The chip-level API works on numeric handles; the facade's Buffer handles hold the same number.
-    const pkcs11Chip = (f.pkcs11 as unknown as { backend: P.NativeChip }).backend;
+    const pkcs11Chip = f.chip;
     for (const algorithm of [1, 2]) {
       const record = pkcs11Chip.exportMasked(0, key.readUInt32LE(0), algorithm);
       expect(record.includes(value)).toBe(false);

@@ -169,6 +169,20 @@ describe("lifecycle: load, C_Initialize, C_Finalize, close", () => {
   });
 });
 
+describe("the facade holds its backend out of the application's reach", () => {
+  it("a PKCS11 has no property or method that yields, replaces or bypasses its backend", () => {
+    const pkcs11 = P.load("memory:");
+    pkcs11.C_Initialize();
+    expect(Object.getOwnPropertyNames(pkcs11)).toEqual(["libPath"]);
+    expect(Object.getOwnPropertySymbols(pkcs11)).toEqual([]);
+    const extras = Object.getOwnPropertyNames(P.PKCS11.prototype).filter((name) => !name.startsWith("C_")).sort();
+    expect(extras).toEqual(["close", "constructor", "getAttributeValues", "load"]);
+    // Writing a property named like the old field changes nothing the calls use.
+    (pkcs11 as unknown as { backend: unknown }).backend = null;
+    expect(pkcs11.C_GetSlotList(true)).toHaveLength(1);
+  });
+});
+
 describe("templates: every wrongly typed value gets a precise error", () => {
   const f: TokenFixture = userSession();
   const aesTemplate = (valueLen: unknown): P.Template => [
