@@ -103,7 +103,7 @@ function encodeValue(type: number, value: AttributeValue, name: string): Buffer 
  * Encodes a template for the backend; `method` names the call in errors. Search templates
  * skip the type check of fixed-type attributes: a token finds nothing for them, as SoftHSMv2.
  */
-export function encodeTemplate(template: unknown, name: string, method: string, purpose: "object" | "search" = "object"): Buffer {
+export function encodeTemplate(template: unknown, name: string, method = "", purpose: "object" | "search" = "object"): Buffer {
   if (!Array.isArray(template)) throw new TypeError(`${name} must be an array of { type, value }`);
   checkTemplateLength(template, name);
   const parts: Buffer[] = [];
