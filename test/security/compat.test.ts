@@ -169,6 +169,21 @@ describe("lifecycle: load, C_Initialize, C_Finalize, close", () => {
   });
 });
 
+describe("pkcs11js's dual-function calls hsmsim does not offer", () => {
+  it("answer CKR_FUNCTION_NOT_SUPPORTED synchronously, through the callback, and as a rejected promise", async () => {
+    const f = userSession();
+    const calls = ["C_DigestEncryptUpdate", "C_DecryptDigestUpdate", "C_SignEncryptUpdate", "C_DecryptVerifyUpdate"];
+    for (const name of calls) {
+      const call = (f.pkcs11 as unknown as AnyCalls)[name].bind(f.pkcs11);
+      expect(() => call(f.session, B(), B()), name).toThrow("CKR_FUNCTION_NOT_SUPPORTED");
+      const viaCallback = await new Promise<unknown[]>((resolve) => call(f.session, B(), B(), (...args: unknown[]) => resolve(args)));
+      expect((viaCallback[0] as P.Pkcs11Error).message, name).toBe("CKR_FUNCTION_NOT_SUPPORTED");
+      expect(viaCallback[1], name).toBeNull();
+      await expect((f.pkcs11 as unknown as AnyCalls)[`${name}Async`](f.session, B(), B()), name).rejects.toThrow("CKR_FUNCTION_NOT_SUPPORTED");
+    }
+  });
+});
+
 describe("the facade holds its backend out of the application's reach", () => {
   it("a PKCS11 has no property or method that yields, replaces or bypasses its backend", () => {
     const pkcs11 = P.load("memory:");
