@@ -45,7 +45,7 @@ for (const [name, value] of Object.entries(C)) {
 function attributeName(type: number): string {
   return attributeNames.get(type) ?? `0x${type.toString(16).toUpperCase()}`;
 }
-function describe(value: unknown): string {
+function describeValue(value: unknown): string {
   if (Buffer.isBuffer(value)) return `a ${value.length}-byte Buffer`;
   if (Array.isArray(value)) return "an array";
   if (value instanceof Date) return "a Date";
@@ -121,7 +121,7 @@ export function encodeTemplate(template: unknown, name: string, method = "", pur
     const kind = purpose === "search" ? undefined : KINDS.get(type);
     if (kind !== undefined && !kindFits(kind, value.length)) {
       throw new Pkcs11Error(C.CKR_ATTRIBUTE_VALUE_INVALID, method,
-        `${where} (${attributeName(type)}) must be a ${kind}, given ${describe(attr.value)}`);
+        `${where} (${attributeName(type)}) must be a ${kind}, given ${describeValue(attr.value)}`);
     }
     const header = Buffer.allocUnsafe(8);
     header.writeUInt32LE(type, 0);
