@@ -8,12 +8,12 @@ import { join } from "node:path";
 
 import { describe, expect, it } from "vitest";
 
+import { runGrapheneProgram } from "../examples/graphene-program.js";
 import { runProgram } from "../examples/pkcs11js-program.js";
 import * as hsmsim from "../src/index.js";
 
 const require = createRequire(import.meta.url);
 const pkcs11js = require("pkcs11js") as typeof import("pkcs11js");
-const graphene = require("graphene-pk11") as typeof import("graphene-pk11");
 const SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so";
 
 describe("pkcs11js compatibility", () => {
@@ -47,7 +47,7 @@ describe("pkcs11js compatibility", () => {
   it("runs a pkcs11js program against hsmsim with only the load line changed", () => {
     const pkcs11 = new hsmsim.PKCS11();
     pkcs11.load("memory:");
-    const result = runProgram(pkcs11 as unknown as import("pkcs11js").PKCS11, pkcs11js);
+    const result = runProgram(pkcs11, pkcs11js);
     expect(result).toEqual({ decrypted: "Hello from a pkcs11js program", verified: true, unwrappedLength: 24, labels: ["ec private"] });
   });
 
@@ -72,38 +72,63 @@ describe("pkcs11js compatibility", () => {
   });
 });
 
-describe("graphene-pk11", () => {
-  it("works when handed an hsmsim PKCS11", () => {
-    const pkcs11 = hsmsim.load("memory:?pinHashIterations=16");
-    const mod = new graphene.Module(pkcs11 as unknown as import("pkcs11js").PKCS11);
-    mod.initialize();
+describe("wrongly typed template values answer as SoftHSMv2 does through pkcs11js", () => {
+  // pkcs11js hands the token a string's UTF-8 bytes; the token refuses a CK_ULONG or CK_BBOOL of the wrong length.
+  const CASES = [["CKA_VALUE_LEN", '"32"'], ["CKA_ENCRYPT", '"true"'], ["CKA_VALUE_LEN", "true"]] as const;
+  // One departure: SoftHSMv2 ignores a CKA_TOKEN of the wrong length (`value: 1` silently makes a
+  // session key); hsmsim refuses it with CKR_ATTRIBUTE_VALUE_INVALID like every other one.
+  const attempt = (p: import("pkcs11js").PKCS11, C: typeof import("pkcs11js"), attribute: string, value: unknown) => {
+    const slot = p.C_GetSlotList(true)[0];
+    p.C_InitToken(slot, "so-pin-1234", "types");
+    const session = p.C_OpenSession(slot, C.CKF_RW_SESSION | C.CKF_SERIAL_SESSION);
+    p.C_Login(session, C.CKU_SO, "so-pin-1234");
+    p.C_InitPIN(session, "user-pin-1234");
+    p.C_Logout(session);
+    p.C_Login(session, C.CKU_USER, "user-pin-1234");
+    const template = [{ type: C.CKA_VALUE_LEN, value: 32 }, { type: C.CKA_CLASS, value: C.CKO_SECRET_KEY }]
+      .filter((a) => a.type !== (C as unknown as Record<string, number>)[attribute]);
     try {
-      expect(mod.manufacturerID.trim()).toBe("hsmsim");
-      const slot = mod.getSlots(0);
-      slot.initToken("so-pin-1234", "graphene");
-      const session = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-      session.login("so-pin-1234", graphene.UserType.SO);
-      session.initPin("user-pin-1234");
-      session.logout();
-      session.login("user-pin-1234", graphene.UserType.USER);
-      const key = session.generateKey(graphene.KeyGenMechanism.AES, { keyType: graphene.KeyType.AES, valueLen: 32, encrypt: true, decrypt: true });
-      const alg = { name: "AES_CBC_PAD", params: Buffer.alloc(16, 2) };
-      const cipher = session.createCipher(alg, key);
-      const encrypted = Buffer.concat([cipher.update(Buffer.from("graphene says hi")), cipher.final()]);
-      const decipher = session.createDecipher(alg, key);
-      const decrypted = Buffer.concat([decipher.update(encrypted), decipher.final()]);
-      expect(decrypted.toString()).toBe("graphene says hi");
-      const keys = session.generateKeyPair(graphene.KeyGenMechanism.EC,
-        { keyType: graphene.KeyType.EC, paramsEC: Buffer.from("06082a8648ce3d030107", "hex"), verify: true },
-        { keyType: graphene.KeyType.EC, sign: true });
-      const signature = session.createSign("ECDSA_SHA256", keys.privateKey).once(Buffer.from("data"));
-      expect(session.createVerify("ECDSA_SHA256", keys.publicKey).once(Buffer.from("data"), signature)).toBe(true);
-      expect(session.find({ class: graphene.ObjectClass.PRIVATE_KEY }).length).toBe(1);
-      session.logout();
-      session.close();
-    } finally {
-      mod.finalize();
+      p.C_GenerateKey(session, { mechanism: C.CKM_AES_KEY_GEN }, [...template, { type: (C as unknown as Record<string, number>)[attribute], value: value as number }]);
+      return "CKR_OK";
+    } catch (e) {
+      return (e as Error).message;
     }
+  };
+
+  it("hsmsim answers CKR_ATTRIBUTE_VALUE_INVALID", () => {
+    for (const [attribute, value] of [...CASES, ["CKA_TOKEN", "1"]]) {
+      const pkcs11 = hsmsim.load("memory:?pinHashIterations=16");
+      pkcs11.C_Initialize();
+      expect(attempt(pkcs11, pkcs11js, attribute, JSON.parse(value)), `${attribute}: ${value}`).toBe("CKR_ATTRIBUTE_VALUE_INVALID");
+    }
+  });
+
+  it.skipIf(!existsSync(SOFTHSM))("SoftHSMv2 answers the same", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hsmsim-softhsm-"));
+    try {
+      writeFileSync(join(dir, "softhsm2.conf"), `directories.tokendir = ${dir}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+      const script = `
+        process.env.SOFTHSM2_CONF = ${JSON.stringify(join(dir, "softhsm2.conf"))};
+        const pkcs11js = require("pkcs11js");
+        const attempt = ${attempt.toString()};
+        const results = ${JSON.stringify(CASES)}.map(([attribute, value]) => {
+          const p = new pkcs11js.PKCS11(); p.load(${JSON.stringify(SOFTHSM)}); p.C_Initialize();
+          try { return attempt(p, pkcs11js, attribute, JSON.parse(value)); } finally { p.C_Finalize(); p.close(); }
+        });
+        process.stdout.write(JSON.stringify(results));`;
+      const output = execFileSync(process.execPath, ["-e", script], { encoding: "utf8" });
+      expect(JSON.parse(output)).toEqual(CASES.map(() => "CKR_ATTRIBUTE_VALUE_INVALID"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("graphene-pk11", () => {
+  it("works when handed an hsmsim PKCS11 (no cast), from initialize to Module.close()", () => {
+    expect(runGrapheneProgram("memory:?pinHashIterations=16")).toEqual({
+      manufacturer: "hsmsim", decrypted: "graphene says hi", verified: true, privateKeys: 1,
+    });
   });
 });
 

@@ -1,6 +1,6 @@
 // The vocabulary layer: constants, errors, templates and the pkcs11js-shaped facade.
 export * from "./constants.js";
-export { Pkcs11Error, ckrName } from "./errors.js";
+export { NativeError, Pkcs11Error, ckrName } from "./errors.js";
 export { PKCS11 } from "./pkcs11.js";
 export { openUserSession, type UserSessionOptions } from "./setup.js";
 export type { Handle } from "./handles.js";

@@ -11,7 +11,9 @@ import { Pkcs11Error } from "./errors.js";
 
 export interface Mechanism {
   mechanism: number;
-  parameter?: Buffer | number | MechanismParams | null;
+  // `{ type }` admits pkcs11js's IParams (and its AesGcmParams, RsaOaepParams …), so a
+  // pkcs11js Mechanism passes where ours is expected.
+  parameter?: Buffer | number | MechanismParams | { type: number } | null;
 }
 export interface MechanismParams {
   type: number;

@@ -2,7 +2,55 @@
 // u32 count, then per attribute u32 type, u32 length, value bytes (little-endian).
 import { Buffer } from "node:buffer";
 
-import { CKA_END_DATE, CKA_START_DATE } from "./constants.js";
+import * as C from "./constants.js";
+import { Pkcs11Error } from "./errors.js";
+
+const { CKA_END_DATE, CKA_START_DATE } = C;
+
+/** Most attributes one template may carry: bounds the work a JavaScript array's length can ask for. */
+export const MAX_TEMPLATE_ATTRIBUTES = 1024;
+/** Largest attribute value accepted (the largest real one, an RSA-8192 modulus, is 1 KiB). */
+export const MAX_ATTRIBUTE_VALUE_BYTES = 1 << 20;
+
+// The attributes whose value has a fixed C type. pkcs11js hands the token whatever bytes the
+// JavaScript value gives (a string as UTF-8), and a token answers CKR_ATTRIBUTE_VALUE_INVALID
+// when their length does not fit the type; the facade answers the same before any backend
+// reads the value (which the chip would otherwise take as missing: CKR_TEMPLATE_INCOMPLETE).
+type Kind = "CK_BBOOL" | "CK_ULONG" | "CK_DATE" | "CK_MECHANISM_TYPE[]";
+const KINDS = new Map<number, Kind>([
+  ...[C.CKA_TOKEN, C.CKA_PRIVATE, C.CKA_MODIFIABLE, C.CKA_DESTROYABLE, C.CKA_COPYABLE, C.CKA_DERIVE, C.CKA_LOCAL,
+    C.CKA_ENCRYPT, C.CKA_DECRYPT, C.CKA_VERIFY, C.CKA_VERIFY_RECOVER, C.CKA_SIGN, C.CKA_SIGN_RECOVER, C.CKA_WRAP,
+    C.CKA_UNWRAP, C.CKA_TRUSTED, C.CKA_SENSITIVE, C.CKA_EXTRACTABLE, C.CKA_WRAP_WITH_TRUSTED, C.CKA_ALWAYS_SENSITIVE,
+    C.CKA_NEVER_EXTRACTABLE, C.CKA_ALWAYS_AUTHENTICATE].map((t) => [t, "CK_BBOOL"] as const),
+  ...[C.CKA_CLASS, C.CKA_KEY_TYPE, C.CKA_KEY_GEN_MECHANISM, C.CKA_VALUE_LEN, C.CKA_MODULUS_BITS, C.CKA_CERTIFICATE_TYPE,
+    C.CKA_CERTIFICATE_CATEGORY].map((t) => [t, "CK_ULONG"] as const),
+  [CKA_START_DATE, "CK_DATE"],
+  [CKA_END_DATE, "CK_DATE"],
+  [C.CKA_ALLOWED_MECHANISMS, "CK_MECHANISM_TYPE[]"],
+]);
+
+function kindFits(kind: Kind, length: number): boolean {
+  switch (kind) {
+    case "CK_BBOOL": return length === 1;
+    case "CK_ULONG": return length === 8;
+    case "CK_DATE": return length === 0 || length === 8;
+    default: return length % 8 === 0;
+  }
+}
+
+const attributeNames = new Map<number, string>();
+for (const [name, value] of Object.entries(C)) {
+  if (name.startsWith("CKA_") && typeof value === "number" && !attributeNames.has(value)) attributeNames.set(value, name);
+}
+function attributeName(type: number): string {
+  return attributeNames.get(type) ?? `0x${type.toString(16).toUpperCase()}`;
+}
+function describeValue(value: unknown): string {
+  if (Buffer.isBuffer(value)) return `a ${value.length}-byte Buffer`;
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Date) return "a Date";
+  return `a ${typeof value}`;
+}
 
 export type AttributeValue = number | boolean | string | Buffer | Date | number[] | null | undefined;
 export interface Attribute {
@@ -29,7 +77,7 @@ function encodeValue(type: number, value: AttributeValue, name: string): Buffer 
   if (typeof value === "boolean") return Buffer.from([value ? 1 : 0]);
   if (typeof value === "number") {
     if (!Number.isInteger(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
-      throw new TypeError(`${name}.value must be a non-negative integer when a number`);
+      throw new TypeError(`${name}.value (${attributeName(type)}) must be a non-negative integer when a number, not ${value}`);
     }
     const b = Buffer.alloc(8);
     b.writeUInt32LE(value % 0x100000000, 0);
@@ -41,6 +89,8 @@ function encodeValue(type: number, value: AttributeValue, name: string): Buffer 
     if (type !== CKA_START_DATE && type !== CKA_END_DATE) {
       throw new TypeError(`${name}.value may be a Date only for CKA_START_DATE or CKA_END_DATE`);
     }
+    const year = value.getUTCFullYear();
+    if (Number.isNaN(year) || year < 0 || year > 9999) throw new TypeError(`${name}.value is not a valid date`);
     return Buffer.from(value.toISOString().slice(0, 10).replace(/-/g, ""), "ascii");
   }
   if (Array.isArray(value)) {
@@ -49,8 +99,13 @@ function encodeValue(type: number, value: AttributeValue, name: string): Buffer 
   throw new TypeError(`${name}.value must be a number, boolean, string, Buffer, Date or number[]`);
 }
 
-export function encodeTemplate(template: unknown, name: string): Buffer {
+/**
+ * Encodes a template for the backend; `method` names the call in errors. Search templates
+ * skip the type check of fixed-type attributes: a token finds nothing for them, as SoftHSMv2.
+ */
+export function encodeTemplate(template: unknown, name: string, method = "", purpose: "object" | "search" = "object"): Buffer {
   if (!Array.isArray(template)) throw new TypeError(`${name} must be an array of { type, value }`);
+  checkTemplateLength(template, name);
   const parts: Buffer[] = [];
   let total = 4;
   for (let i = 0; i < template.length; i++) {
@@ -59,6 +114,15 @@ export function encodeTemplate(template: unknown, name: string): Buffer {
     if (attr === null || typeof attr !== "object") throw new TypeError(`${where} must be an object { type, value }`);
     const type = checkAttributeType(attr.type, where);
     const value = encodeValue(type, attr.value, where);
+    if (value.length > MAX_ATTRIBUTE_VALUE_BYTES) {
+      throw new Pkcs11Error(C.CKR_ATTRIBUTE_VALUE_INVALID, method,
+        `${where} (${attributeName(type)}) is ${value.length} bytes; an attribute value holds at most ${MAX_ATTRIBUTE_VALUE_BYTES}`);
+    }
+    const kind = purpose === "search" ? undefined : KINDS.get(type);
+    if (kind !== undefined && !kindFits(kind, value.length)) {
+      throw new Pkcs11Error(C.CKR_ATTRIBUTE_VALUE_INVALID, method,
+        `${where} (${attributeName(type)}) must be a ${kind}, given ${describeValue(attr.value)}`);
+    }
     const header = Buffer.allocUnsafe(8);
     header.writeUInt32LE(type, 0);
     header.writeUInt32LE(value.length, 4);
@@ -73,4 +137,11 @@ export function encodeTemplate(template: unknown, name: string): Buffer {
     offset += part.length;
   }
   return out;
+}
+
+/** A template's length is a JavaScript number anyone can set (a sparse array of 2^32−1): bound it first. */
+export function checkTemplateLength(template: unknown[], name: string): void {
+  if (template.length > MAX_TEMPLATE_ATTRIBUTES) {
+    throw new TypeError(`${name} has ${template.length} attributes; at most ${MAX_TEMPLATE_ATTRIBUTES}`);
+  }
 }
