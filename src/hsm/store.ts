@@ -399,7 +399,11 @@ export class Store {
   }
   /** Sets a meta value only if it is missing; answers the value stored. */
   initMeta(name: string, value: string): string {
-    this.stmt("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)").run(name, value);
+    this.write(() => {
+      if (this.scalar("SELECT value FROM meta WHERE name = ?", name) !== undefined) return;
+      this.stmt("INSERT INTO meta (name, value) VALUES (?, ?)").run(name, value);
+      this.toggle(item.meta(name, value));
+    });
     return this.meta(name);
   }
 

@@ -37,8 +37,8 @@ function device() {
 describe("revokePrincipal", () => {
   it("logs every application of the principal out at once: operations end, its session objects go, others are untouched", () => {
     const chip = device();
-    const victimApp = chip.newApplication(), otherApp = chip.newApplication();
-    const s1 = chip.openSession(0, RW, victimApp), s2 = chip.openSession(0, RW, victimApp), other = chip.openSession(0, RW, otherApp);
+    const victimApp = chip.openApplication(), otherApp = chip.openApplication();
+    const s1 = victimApp.openSession(0, RW), s2 = victimApp.openSession(0, RW), other = otherApp.openSession(0, RW);
     chip.loginPrincipal(s1, 7);
     chip.loginPrincipal(other, 8);
     const tokenKey = chip.createObject(s1, aesKey(true));
@@ -80,8 +80,7 @@ describe("deviceMac", () => {
 describe("masked records bound to an identity", () => {
   it.each([1, 2])("algorithm %i: a record opens only under the binding it was written with", (algorithm) => {
     const chip = device();
-    const app = chip.newApplication();
-    const s = chip.openSession(0, RW, app);
+    const s = chip.openApplication().openSession(0, RW);
     chip.loginPrincipal(s, 7);
     const key = chip.createObject(s, aesKey(true));
     const binding = Buffer.from('["key",1,5,7]');
