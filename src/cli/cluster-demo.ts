@@ -8,6 +8,7 @@ import { Gateway } from "../sim/gateway.js";
 import { runSimulation } from "../sim/run.js";
 import { World } from "../sim/world.js";
 import type { Output } from "./format.js";
+import { internalsOf } from "../hsm/internals.js";
 
 const ms = (us: number) => `${(us / 1000).toFixed(1)} ms`;
 
@@ -36,7 +37,7 @@ export function runClusterDemo(out: Output): void {
     out.step("alice creates a token key: at least 2 HSMs (keyAvailabilityMin) hold it durably before the call returns");
     const alice = client.login("alice", "alice-pass-1");
     const key = alice.generateAesKey({ label: "orders" });
-    const holders = () => cluster.liveNodes().filter((n) => n.hsm.state.hasKey(key.id)).length;
+    const holders = () => cluster.liveNodes().filter((n) => internalsOf(n.hsm).state.hasKey(key.id)).length;
     out.line(`key ${key.id} (made by the HSM with ordinal ${Math.floor(key.id / 2 ** 32)}): on ${holders()} of 3 HSMs at return; ` +
       `the same id names it on every HSM`);
 
@@ -60,7 +61,7 @@ export function runClusterDemo(out: Output): void {
 
     out.step("Add an HSM by cloning a live one, then replace the failed one");
     const added = cluster.addHsm("az-b");
-    out.line(`${added.hsmId} joined at ${added.address}: holds key ${key.id} at once: ${cluster.node(added.hsmId)!.hsm.state.hasKey(key.id)}`);
+    out.line(`${added.hsmId} joined at ${added.address}: holds key ${key.id} at once: ${internalsOf(cluster.node(added.hsmId)!.hsm).state.hasKey(key.id)}`);
     const replacement = cluster.replaceHsm(victim.hsmId);
     out.line(`${victim.hsmId} replaced by ${replacement.hsmId} (new id, new address ${replacement.address}, new audit stream)`);
     world.run(2_000_000);

@@ -9,6 +9,7 @@ import { Hsm } from "../hsm/hsm.js";
 import * as P from "../pkcs11/index.js";
 import { formatTime } from "./audit.js";
 import type { Output } from "./format.js";
+import { internalsOf } from "../hsm/internals.js";
 
 function failure(fn: () => unknown): string {
   try {
@@ -80,7 +81,7 @@ export function runDeviceDemo(out: Output): string {
   const verdict = again.verifyAudit();
   out.table(["seq", "time (UTC)", "operation", "actor", "result"],
     again.auditLog().slice(-8).map((e) => [String(e.seq), formatTime(e.timeUs), e.operation, e.actor ?? "-", e.result]));
-  out.line(`chain ${verdict.ok ? "verified" : "BROKEN"}: ${verdict.entries} entries; keys restored: ${again.keyIds.size}; reboot ${again.reboot}`);
+  out.line(`chain ${verdict.ok ? "verified" : "BROKEN"}: ${verdict.entries} entries; keys restored: ${internalsOf(again).keyIds.size}; reboot ${again.reboot}`);
   out.line(`the whole log: hsmsim audit ${dir}`);
   again.close();
   return dir;

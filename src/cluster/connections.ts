@@ -14,6 +14,7 @@ import {
 } from "./calls.js";
 import { OperationLedger } from "./operations.js";
 import type { Failure, RequestOp, SessionContext } from "./protocol.js";
+import { internalsOf } from "../hsm/internals.js";
 
 /** The largest output buffer a request may ask the HSM to fill. */
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -160,11 +161,11 @@ export class Connections {
     // A session object of another connection, or of this HSM before it restarted, is not reachable.
     if (wire >= SESSION_OBJECT_BASE) return connection.sessionObjects.has(wire - SESSION_OBJECT_BASE) ? wire - SESSION_OBJECT_BASE : 0;
     // An unknown key id becomes handle 0, which the chip rejects with the call's own error code.
-    return this.hsm.state.hasKey(wire) ? this.hsm.state.handleOf(wire) : 0;
+    return internalsOf(this.hsm).state.hasKey(wire) ? internalsOf(this.hsm).state.handleOf(wire) : 0;
   }
 
   private toWire(connection: Connection, handle: number, created: boolean): number {
-    const keyId = this.hsm.state.keyIds.get(handle);
+    const keyId = internalsOf(this.hsm).state.keyIds.get(handle);
     if (keyId !== undefined) return keyId;
     if (created) connection.sessionObjects.add(handle);
     return SESSION_OBJECT_BASE + handle;

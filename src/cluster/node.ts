@@ -15,6 +15,7 @@ import { Connections, NodeFailure } from "./connections.js";
 import type {
   Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, Transport, WritePosition,
 } from "./protocol.js";
+import { internalsOf } from "../hsm/internals.js";
 
 export interface NodeConfig {
   clusterId: string;
@@ -82,7 +83,7 @@ export class ClusterNode {
   }
 
   get origin(): number {
-    return this.hsm.state.origin;
+    return internalsOf(this.hsm).state.origin;
   }
 
   /** The control plane's word on who is in the cluster. */
@@ -169,14 +170,14 @@ export class ClusterNode {
   }
 
   private serve(from: string, request: Request): void {
-    const missing = request.after.find(([origin, seq]) => this.hsm.state.head(origin) < seq);
+    const missing = request.after.find(([origin, seq]) => internalsOf(this.hsm).state.head(origin) < seq);
     if (missing) {
       this.stats.stale++;
       this.sendHeads(); // ask the peers for what is missing now rather than at the next round
       this.reply(from, request, { kind: "stale", message: `HSM ${this.hsm.id} does not yet hold change ${missing[1]} of origin ${missing[0]}` });
       return;
     }
-    const headBefore = this.hsm.state.head(this.origin);
+    const headBefore = internalsOf(this.hsm).state.head(this.origin);
     let value: unknown;
     try {
       value = this.execute(request);
@@ -191,12 +192,12 @@ export class ClusterNode {
 
   /** Sends the entries a request wrote to every peer; answers once enough HSMs hold them. */
   private shipAndWait(from: string, request: Request, headBefore: number, value: unknown, answered: boolean): void {
-    const head = this.hsm.state.head(this.origin);
+    const head = internalsOf(this.hsm).state.head(this.origin);
     if (head === headBefore) {
       if (!answered) this.reply(from, request, undefined, value);
       return;
     }
-    const entries = this.hsm.state.entriesAfter(this.origin, headBefore, MAX_PUSH);
+    const entries = internalsOf(this.hsm).state.entriesAfter(this.origin, headBefore, MAX_PUSH);
     for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "push", entries } satisfies PeerMessage);
     if (answered) return;
     const creates = request.op.kind === "call" && CREATING_CALLS.has(request.op.method);
@@ -210,7 +211,7 @@ export class ClusterNode {
   }
 
   private holders(origin: number, seq: number): number {
-    let count = this.hsm.state.head(origin) >= seq ? 1 : 0;
+    let count = internalsOf(this.hsm).state.head(origin) >= seq ? 1 : 0;
     for (const peer of this.peers()) if ((this.peerHeads.get(peer.address)?.get(origin) ?? 0) >= seq) count++;
     return count;
   }
@@ -231,14 +232,14 @@ export class ClusterNode {
     this.stats.replicationTimeouts++;
     const held = this.holders(waiter.wrote.origin, waiter.wrote.seq);
     // A key that did not reach the quorum is deleted again, so the failed create leaves nothing behind.
-    const before = this.hsm.state.head(this.origin);
+    const before = internalsOf(this.hsm).state.head(this.origin);
     if (waiter.createdKeys.length > 0) {
-      this.hsm.store.transaction(() => {
+      internalsOf(this.hsm).store.transaction(() => {
         for (const id of waiter.createdKeys) {
-          if (!this.hsm.state.hasKey(id)) continue;
-          this.hsm.chip.removeObject(0, this.hsm.state.handleOf(id));
-          this.hsm.state.writeKeyDelete(id);
-          this.hsm.audit("DELETE_KEY", null, null, [id], "OK", "key availability quorum not reached");
+          if (!internalsOf(this.hsm).state.hasKey(id)) continue;
+          internalsOf(this.hsm).chip.removeObject(0, internalsOf(this.hsm).state.handleOf(id));
+          internalsOf(this.hsm).state.writeKeyDelete(id);
+          internalsOf(this.hsm).audit("DELETE_KEY", null, null, [id], "OK", "key availability quorum not reached");
         }
       });
     }
@@ -300,8 +301,8 @@ export class ClusterNode {
    */
   private checkKeyAvailability(method: string, wire: unknown, visible: () => boolean): void {
     const needed = Math.min(this.keyAvailabilityMin, this.members.length);
-    if (needed <= 1 || typeof wire !== "number" || wire >= SESSION_OBJECT_BASE || !this.hsm.state.hasKey(wire)) return;
-    const seq = this.hsm.state.creationSeq(wire);
+    if (needed <= 1 || typeof wire !== "number" || wire >= SESSION_OBJECT_BASE || !internalsOf(this.hsm).state.hasKey(wire)) return;
+    const seq = internalsOf(this.hsm).state.creationSeq(wire);
     if (seq === undefined) return; // held here through a later change only: another HSM has it too
     const origin = keyIdOrigin(wire);
     const recent = this.clock.nowUs() - 3 * this.config.gossipIntervalUs;
@@ -333,7 +334,7 @@ export class ClusterNode {
       this.peerHeads.set(from, theirs);
       let progressed = false;
       for (const entry of message.entries) {
-        const outcome = this.hsm.state.apply(entry);
+        const outcome = internalsOf(this.hsm).state.apply(entry);
         if (outcome === "applied" || outcome === "superseded") {
           progressed = true;
           this.stats.applied++;
@@ -348,30 +349,30 @@ export class ClusterNode {
     this.checkWaiters();
     // Send what they lack, origin by origin; ask for what we lack.
     let weLack = false;
-    for (const [origin, head] of this.hsm.state.vector()) {
+    for (const [origin, head] of internalsOf(this.hsm).state.vector()) {
       const theirHead = theirs.get(origin) ?? 0;
       if (theirHead < head) {
-        const entries = this.hsm.state.entriesAfter(origin, theirHead, MAX_PUSH);
+        const entries = internalsOf(this.hsm).state.entriesAfter(origin, theirHead, MAX_PUSH);
         this.transport.send(this.config.address, from, { t: "push", entries } satisfies PeerMessage);
       }
     }
-    for (const [origin, head] of theirs) if (head > this.hsm.state.head(origin)) weLack = true;
+    for (const [origin, head] of theirs) if (head > internalsOf(this.hsm).state.head(origin)) weLack = true;
     if (message.reply || weLack) this.transport.send(this.config.address, from, { t: "heads", heads: this.headList(), reply: false } satisfies PeerMessage);
   }
 
   /** Drops the journal entries every member holds: no member can need them again (new ones start from a snapshot). */
   private pruneJournal(): void {
     const floors = new Map<number, number>();
-    for (const [origin, head] of this.hsm.state.vector()) {
+    for (const [origin, head] of internalsOf(this.hsm).state.vector()) {
       let floor = head;
       for (const peer of this.peers()) floor = Math.min(floor, this.peerHeads.get(peer.address)?.get(origin) ?? 0);
       floors.set(origin, floor);
     }
-    this.stats.pruned += this.hsm.state.prune(floors);
+    this.stats.pruned += internalsOf(this.hsm).state.prune(floors);
   }
 
   private headList(): HeadList {
-    return [...this.hsm.state.vector()];
+    return [...internalsOf(this.hsm).state.vector()];
   }
 
   /** The periodic round: heads to every peer, and now and then a journal prune. */

@@ -13,6 +13,7 @@ import { type AuditEntry, type AuditVerdict, verifyChain } from "./audit.js";
 import { HsmError } from "./errors.js";
 import { DEFAULT_PASSWORD_COST, hashPassword, verifyPassword } from "./passwords.js";
 import { HsmPkcs11Backend } from "./pkcs11-backend.js";
+import { internalsOf, registerInternals } from "./internals.js";
 import { checkOrigin, makePrincipal } from "./journal.js";
 import { type HsmSnapshot, takeSnapshot, writeSnapshot } from "./snapshot.js";
 import { DeviceState } from "./state.js";
@@ -64,51 +65,66 @@ export class Hsm {
   readonly type: HsmType;
   readonly reboot: number;
   readonly maxLoginFailures: number;
-  /** @internal */ readonly chip: NativeChip;
-  /** @internal */ readonly store: Store;
-  private readonly passwordCost: number;
-  private readonly clockUs: () => number;
-  private readonly random: (length: number) => Buffer;
-  private readonly actors = new WeakSet<Actor>();
-  /** @internal token keys, users and their journal. */
-  readonly state: DeviceState;
-  private closed = false;
+  // ES private fields: internals are reachable only through internalsOf (internals.ts).
+  readonly #chip: NativeChip;
+  readonly #store: Store;
+  readonly #passwordCost: number;
+  readonly #clockUs: () => number;
+  readonly #random: (length: number) => Buffer;
+  readonly #actors = new WeakSet<Actor>();
+  /** Token keys, users and their journal. */
+  readonly #state: DeviceState;
+  #closed = false;
 
   private constructor(store: Store, options: HsmOptions, boot: "create" | "open") {
-    this.store = store;
+    this.#store = store;
     this.id = store.meta("hsm_id");
     this.type = store.meta("type") as HsmType;
     const limits = HSM_TYPES[this.type];
     if (!limits) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: unknown HSM type ${this.type}`);
     this.maxLoginFailures = options.maxLoginFailures ?? 5;
-    this.passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
-    this.random = options.randomBytes ?? randomBytes;
-    this.clockUs = options.clockUs ?? wallClockUs;
-    this.chip = createChip({ seed: options.seed, maxKeys: limits.maxKeys, maxAsymmetricKeys: limits.maxAsymmetricKeys,
+    this.#passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
+    this.#random = options.randomBytes ?? randomBytes;
+    this.#clockUs = options.clockUs ?? wallClockUs;
+    this.#chip = createChip({ seed: options.seed, maxKeys: limits.maxKeys, maxAsymmetricKeys: limits.maxAsymmetricKeys,
       pinHashIterations: 1, slotCount: 1 });
     // The chip's own SO PIN is never used: the device's accounts replace PKCS#11's.
-    this.chip.initToken(SLOT, this.random(16), Buffer.from(`hsmsim ${this.id.slice(4, 12)}`));
+    this.#chip.initToken(SLOT, this.#random(16), Buffer.from(`hsmsim ${this.id.slice(4, 12)}`));
     const maskingKey = join(store.dir, MASKING_KEY_FILE);
     if (boot === "create") {
       try {
-        this.chip.saveMaskingKey(SLOT, maskingKey);
+        this.#chip.saveMaskingKey(SLOT, maskingKey);
       } catch {
         throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: cannot write ${MASKING_KEY_FILE} (one exists already, or the folder is not writable)`);
       }
     } else {
       if (!existsSync(maskingKey)) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is missing`);
       try {
-        this.chip.loadMaskingKey(SLOT, maskingKey);
+        this.#chip.loadMaskingKey(SLOT, maskingKey);
       } catch {
         throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is unreadable, the wrong size or readable by others`);
       }
     }
-    this.state = new DeviceState(this);
-    if (boot === "open") this.state.loadKeys();
+    const hsm = this;
+    registerInternals(this, {
+      chip: this.#chip,
+      store,
+      get state() {
+        return hsm.#state;
+      },
+      audit: (operation, actor, session, keys, result, detail) => this.#audit(operation, actor, session, keys, result, detail),
+      principalOf: (username) => this.#principalOf(username),
+      get keyIds() {
+        return hsm.#state.keyIds;
+      },
+      openChipSession: () => this.#chip.openSession(SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION),
+    });
+    this.#state = new DeviceState(internalsOf(this));
+    if (boot === "open") this.#state.loadKeys();
     this.reboot = Number(store.meta("reboots")) + (boot === "open" ? 1 : 0);
     store.transaction(() => {
       store.setMeta("reboots", String(this.reboot));
-      this.audit(boot === "create" ? "CREATE_HSM" : "START", null, null, [], "OK", `type ${this.type}`);
+      this.#audit(boot === "create" ? "CREATE_HSM" : "START", null, null, [], "OK", `type ${this.type}`);
     });
   }
 
@@ -141,7 +157,7 @@ export class Hsm {
 
   /** This HSM's replicable state, for a backup or a clone. */
   snapshot(): HsmSnapshot {
-    return takeSnapshot(this.store);
+    return takeSnapshot(this.#store);
   }
 
   /** Restarts the HSM kept in `dir`: users, counters, keys (through masked records) and the audit log. */
@@ -156,13 +172,13 @@ export class Hsm {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.store.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#store.close();
   }
 
   get activated(): boolean {
-    return this.store.meta("activated") === "1";
+    return this.#store.meta("activated") === "1";
   }
 
   /** A pkcs11js-compatible PKCS11 over this HSM: C_Login(session, CKU_USER, "name:password"). */
@@ -170,30 +186,25 @@ export class Hsm {
     return new PKCS11(new HsmPkcs11Backend(this).asChip());
   }
 
-  /** @internal chip handle → key id of every token key. */
-  get keyIds(): ReadonlyMap<number, number> {
-    return this.state.keyIds;
-  }
-
   /** The durable key id of a token key's PKCS#11 handle (ids survive restarts; handles do not). */
   keyIdOf(handle: Buffer): number {
-    const id = handle instanceof Buffer && handle.length === 8 ? this.state.keyIds.get(handle.readUInt32LE(0)) : undefined;
+    const id = handle instanceof Buffer && handle.length === 8 ? this.#state.keyIds.get(handle.readUInt32LE(0)) : undefined;
     if (id === undefined) throw new HsmError("KEY_NOT_FOUND", "that handle is not a token key of this HSM");
     return id;
   }
 
   // ---- Audit ----
-  /** @internal Appends an audit entry; call inside the change's transaction. */
-  audit(operation: string, actor: string | null, session: number | null, keys: number[], result: string, detail = ""): AuditEntry {
-    return this.store.appendAudit({ timeUs: this.clockUs(), reboot: this.reboot, operation, actor, session, keys, result, detail });
+  /** Appends an audit entry; call inside the change's transaction. */
+  #audit(operation: string, actor: string | null, session: number | null, keys: number[], result: string, detail = ""): AuditEntry {
+    return this.#store.appendAudit({ timeUs: this.#clockUs(), reboot: this.reboot, operation, actor, session, keys, result, detail });
   }
 
   auditLog(fromSeq = 1): AuditEntry[] {
-    return [...this.store.auditEntries(fromSeq)];
+    return [...this.#store.auditEntries(fromSeq)];
   }
 
   verifyAudit(): AuditVerdict {
-    return verifyChain(this.store.auditEntries());
+    return verifyChain(this.#store.auditEntries());
   }
 
   // ---- Login ----
@@ -202,43 +213,43 @@ export class Hsm {
    * locks the account on this HSM until a CO sets a new password. Every attempt is audited.
    */
   login(username: string, password: string, session: number | null = null): Actor {
-    const user = typeof username === "string" ? this.store.user(username) : undefined;
+    const user = typeof username === "string" ? this.#store.user(username) : undefined;
     const fail = (code: "LOGIN_FAILED" | "ACCOUNT_LOCKED", failures?: number): never => {
-      this.store.transaction(() => {
-        if (user && failures !== undefined) this.store.setFailures(user.name, failures);
-        this.audit("LOGIN", String(username).slice(0, 64), session, [], code, failures !== undefined ? `failures ${failures}` : "");
+      this.#store.transaction(() => {
+        if (user && failures !== undefined) this.#store.setFailures(user.name, failures);
+        this.#audit("LOGIN", String(username).slice(0, 64), session, [], code, failures !== undefined ? `failures ${failures}` : "");
       });
       throw new HsmError(code, code === "ACCOUNT_LOCKED" ? `account ${username} is locked` : "wrong username or password");
     };
     if (!user || user.role === "AU") {
       // As slow as a real check, so the time taken does not tell which usernames exist.
-      verifyPassword(typeof password === "string" ? password : "", this.decoyHash());
+      verifyPassword(typeof password === "string" ? password : "", this.#decoyHash());
       return fail("LOGIN_FAILED");
     }
     if (user.failures >= this.maxLoginFailures) return fail("ACCOUNT_LOCKED");
     if (typeof password !== "string" || !verifyPassword(password, user)) return fail("LOGIN_FAILED", user.failures + 1);
-    this.store.transaction(() => {
-      if (user.failures !== 0) this.store.setFailures(user.name, 0);
-      this.audit("LOGIN", user.name, session, [], "OK", user.role);
+    this.#store.transaction(() => {
+      if (user.failures !== 0) this.#store.setFailures(user.name, 0);
+      this.#audit("LOGIN", user.name, session, [], "OK", user.role);
     });
     const actor: Actor = Object.freeze({ username: user.name, role: user.role, hsm: this });
-    this.actors.add(actor);
+    this.#actors.add(actor);
     return actor;
   }
 
-  private decoy?: ReturnType<typeof hashPassword>;
-  private decoyHash() {
-    return (this.decoy ??= hashPassword("decoy password", this.passwordCost, Buffer.alloc(16)));
+  #decoy?: ReturnType<typeof hashPassword>;
+  #decoyHash() {
+    return (this.#decoy ??= hashPassword("decoy password", this.#passwordCost, Buffer.alloc(16)));
   }
 
   logout(actor: Actor): void {
-    this.check(actor);
-    this.actors.delete(actor);
+    this.#check(actor);
+    this.#actors.delete(actor);
   }
 
-  /** @internal the principal number the chip knows a user by. */
-  principalOf(username: string): number {
-    const user = this.store.user(username);
+  /** The principal number the chip knows a user by. */
+  #principalOf(username: string): number {
+    const user = this.#store.user(username);
     if (!user) throw new HsmError("USER_NOT_FOUND", `no user ${username}`);
     return user.principal;
   }
@@ -246,109 +257,109 @@ export class Hsm {
   // ---- Management ----
   /** PRECO changes its password: the HSM is activated and PRECO becomes its first CO. */
   changePassword(actor: Actor, username: string, newPassword: string): void {
-    this.check(actor);
+    this.#check(actor);
     checkPassword(newPassword);
-    const target = this.store.user(checkUsername(username));
+    const target = this.#store.user(checkUsername(username));
     if (actor.role === "PRECO") {
-      if (username !== actor.username) this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "PRECO may only change its own password");
-      const hash = hashPassword(newPassword, this.passwordCost, this.random(16));
-      this.store.transaction(() => {
-        this.state.writeUser({ name: username, role: "CO", principal: target!.principal, ...hash }, 0);
-        this.addUser(AU_USERNAME, "AU", this.random(24).toString("base64"));
-        this.state.writeActivation();
-        this.audit("ACTIVATE", actor.username, null, [], "OK", `${username} is now CO`);
+      if (username !== actor.username) this.#refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "PRECO may only change its own password");
+      const hash = hashPassword(newPassword, this.#passwordCost, this.#random(16));
+      this.#store.transaction(() => {
+        this.#state.writeUser({ name: username, role: "CO", principal: target!.principal, ...hash }, 0);
+        this.#addUser(AU_USERNAME, "AU", this.#random(24).toString("base64"));
+        this.#state.writeActivation();
+        this.#audit("ACTIVATE", actor.username, null, [], "OK", `${username} is now CO`);
       });
-      this.actors.delete(actor); // PRECO is gone; log in again as the CO
+      this.#actors.delete(actor); // PRECO is gone; log in again as the CO
       return;
     }
-    this.requireActivated(actor, "CHANGE_PASSWORD");
-    if (!target || target.role === "AU") this.refuse(actor, "CHANGE_PASSWORD", "USER_NOT_FOUND", `no user ${username}`);
-    if (actor.role === "CU" && username !== actor.username) this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "a CU changes only its own password");
-    if (actor.role !== "CU" && actor.role !== "CO") this.refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", `${actor.role} may not change passwords`);
-    const hash = hashPassword(newPassword, this.passwordCost, this.random(16));
-    this.store.transaction(() => {
+    this.#requireActivated(actor, "CHANGE_PASSWORD");
+    if (!target || target.role === "AU") this.#refuse(actor, "CHANGE_PASSWORD", "USER_NOT_FOUND", `no user ${username}`);
+    if (actor.role === "CU" && username !== actor.username) this.#refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", "a CU changes only its own password");
+    if (actor.role !== "CU" && actor.role !== "CO") this.#refuse(actor, "CHANGE_PASSWORD", "ACCESS_DENIED", `${actor.role} may not change passwords`);
+    const hash = hashPassword(newPassword, this.#passwordCost, this.#random(16));
+    this.#store.transaction(() => {
       // A new password clears the failure count: a CO's reset unlocks.
-      this.state.writeUser({ name: target!.name, role: target!.role, principal: target!.principal, ...hash }, 0);
-      this.audit("CHANGE_PASSWORD", actor.username, null, [], "OK", username);
+      this.#state.writeUser({ name: target!.name, role: target!.role, principal: target!.principal, ...hash }, 0);
+      this.#audit("CHANGE_PASSWORD", actor.username, null, [], "OK", username);
     });
   }
 
   createUser(actor: Actor, username: string, role: "CO" | "CU", password: string): void {
-    this.requireRole(actor, "CREATE_USER", "CO");
+    this.#requireRole(actor, "CREATE_USER", "CO");
     checkUsername(username);
     checkPassword(password);
     if (role !== "CO" && role !== "CU") throw new HsmError("INVALID_ARGUMENT", "role must be CO or CU");
-    if (this.store.user(username)) this.refuse(actor, "CREATE_USER", "USER_EXISTS", `user ${username} exists`);
+    if (this.#store.user(username)) this.#refuse(actor, "CREATE_USER", "USER_EXISTS", `user ${username} exists`);
     // AU is internal and does not count; PRECO no longer exists after activation.
-    if (this.store.userCount() - 1 >= HSM_TYPES[this.type].maxUsers) {
-      this.refuse(actor, "CREATE_USER", "QUOTA_EXCEEDED", `${this.type} holds at most ${HSM_TYPES[this.type].maxUsers} users`);
+    if (this.#store.userCount() - 1 >= HSM_TYPES[this.type].maxUsers) {
+      this.#refuse(actor, "CREATE_USER", "QUOTA_EXCEEDED", `${this.type} holds at most ${HSM_TYPES[this.type].maxUsers} users`);
     }
-    this.store.transaction(() => {
-      this.addUser(username, role, password);
-      this.audit("CREATE_USER", actor.username, null, [], "OK", `${username} ${role}`);
+    this.#store.transaction(() => {
+      this.#addUser(username, role, password);
+      this.#audit("CREATE_USER", actor.username, null, [], "OK", `${username} ${role}`);
     });
   }
 
   deleteUser(actor: Actor, username: string): void {
-    this.requireRole(actor, "DELETE_USER", "CO");
-    const target = this.store.user(checkUsername(username));
-    if (!target || target.role === "AU") this.refuse(actor, "DELETE_USER", "USER_NOT_FOUND", `no user ${username}`);
-    if (username === actor.username) this.refuse(actor, "DELETE_USER", "ACCESS_DENIED", "a CO cannot delete itself");
-    if (this.store.keyCountOwnedBy(target!.principal) > 0) {
-      this.refuse(actor, "DELETE_USER", "ACCESS_DENIED", `${username} owns keys: delete them first`);
+    this.#requireRole(actor, "DELETE_USER", "CO");
+    const target = this.#store.user(checkUsername(username));
+    if (!target || target.role === "AU") this.#refuse(actor, "DELETE_USER", "USER_NOT_FOUND", `no user ${username}`);
+    if (username === actor.username) this.#refuse(actor, "DELETE_USER", "ACCESS_DENIED", "a CO cannot delete itself");
+    if (this.#store.keyCountOwnedBy(target!.principal) > 0) {
+      this.#refuse(actor, "DELETE_USER", "ACCESS_DENIED", `${username} owns keys: delete them first`);
     }
-    this.store.transaction(() => {
-      this.state.writeUserDelete(username);
-      this.audit("DELETE_USER", actor.username, null, [], "OK", username);
+    this.#store.transaction(() => {
+      this.#state.writeUserDelete(username);
+      this.#audit("DELETE_USER", actor.username, null, [], "OK", username);
     });
   }
 
   listUsers(actor: Actor): UserInfo[] {
-    this.requireActivated(actor, "LIST_USERS");
-    return this.store.users().filter((u) => u.role !== "AU").map((u) => ({
+    this.#requireActivated(actor, "LIST_USERS");
+    return this.#store.users().filter((u) => u.role !== "AU").map((u) => ({
       username: u.name, role: u.role, locked: u.failures >= this.maxLoginFailures, failedLogins: u.failures,
     }));
   }
 
   shareKey(actor: Actor, keyId: number, username: string): void {
-    this.changeSharing(actor, keyId, username, true);
+    this.#changeSharing(actor, keyId, username, true);
   }
 
   unshareKey(actor: Actor, keyId: number, username: string): void {
-    this.changeSharing(actor, keyId, username, false);
+    this.#changeSharing(actor, keyId, username, false);
   }
 
   describeKey(actor: Actor, keyId: number): KeyDescription {
-    this.requireActivated(actor, "DESCRIBE_KEY");
-    const handle = this.state.handleOf(keyId);
-    const { owner, sharedWith } = this.chip.ownership(SLOT, handle);
-    const me = this.principalOf(actor.username);
+    this.#requireActivated(actor, "DESCRIBE_KEY");
+    const handle = this.#state.handleOf(keyId);
+    const { owner, sharedWith } = this.#chip.ownership(SLOT, handle);
+    const me = this.#principalOf(actor.username);
     if (actor.role === "CU" && owner !== me && !sharedWith.includes(me)) throw new HsmError("KEY_NOT_FOUND", `no key ${keyId}`);
-    const names = new Map(this.store.users().map((u) => [u.principal, u.name]));
+    const names = new Map(this.#store.users().map((u) => [u.principal, u.name]));
     return { keyId, owner: names.get(owner) ?? String(owner), sharedWith: sharedWith.map((p) => names.get(p) ?? String(p)) };
   }
 
   /** Only a CO may set CKA_TRUSTED (keys marked trusted may wrap CKA_WRAP_WITH_TRUSTED keys). */
   setKeyTrusted(actor: Actor, keyId: number, trusted: boolean): void {
-    this.requireRole(actor, "SET_TRUSTED", "CO");
-    const handle = this.state.handleOf(keyId);
-    this.store.transaction(() => {
-      this.chip.setTrusted(SLOT, handle, trusted);
-      this.state.writeKey(keyId, handle);
-      this.audit("SET_TRUSTED", actor.username, null, [keyId], "OK", String(trusted));
+    this.#requireRole(actor, "SET_TRUSTED", "CO");
+    const handle = this.#state.handleOf(keyId);
+    this.#store.transaction(() => {
+      this.#chip.setTrusted(SLOT, handle, trusted);
+      this.#state.writeKey(keyId, handle);
+      this.#audit("SET_TRUSTED", actor.username, null, [keyId], "OK", String(trusted));
     });
   }
 
   // ---- internals ----
-  private changeSharing(actor: Actor, keyId: number, username: string, share: boolean): void {
+  #changeSharing(actor: Actor, keyId: number, username: string, share: boolean): void {
     const operation = share ? "SHARE_KEY" : "UNSHARE_KEY";
-    this.requireRole(actor, operation, "CU");
-    const target = this.store.user(checkUsername(username));
-    if (!target || target.role !== "CU") this.refuse(actor, operation, "USER_NOT_FOUND", `no crypto user ${username}`);
-    const handle = this.state.handleOf(keyId);
-    this.store.transaction(() => {
+    this.#requireRole(actor, operation, "CU");
+    const target = this.#store.user(checkUsername(username));
+    if (!target || target.role !== "CU") this.#refuse(actor, operation, "USER_NOT_FOUND", `no crypto user ${username}`);
+    const handle = this.#state.handleOf(keyId);
+    this.#store.transaction(() => {
       try {
-        this.chip.shareObject(SLOT, handle, this.principalOf(actor.username), target!.principal, share);
+        this.#chip.shareObject(SLOT, handle, this.#principalOf(actor.username), target!.principal, share);
       } catch (e) {
         if (e instanceof Pkcs11Error) {
           throw new HsmError(e.message === "CKR_ACTION_PROHIBITED" ? "NOT_OWNER" : "KEY_NOT_FOUND",
@@ -356,42 +367,34 @@ export class Hsm {
         }
         throw e;
       }
-      this.state.writeKey(keyId, handle);
-      this.audit(operation, actor.username, null, [keyId], "OK", username);
+      this.#state.writeKey(keyId, handle);
+      this.#audit(operation, actor.username, null, [keyId], "OK", username);
     });
   }
 
-  private addUser(name: string, role: Role, password: string): void {
-    this.state.writeUser({ name, role, principal: this.state.newPrincipal(), ...hashPassword(password, this.passwordCost, this.random(16)) }, 0);
+  #addUser(name: string, role: Role, password: string): void {
+    this.#state.writeUser({ name, role, principal: this.#state.newPrincipal(), ...hashPassword(password, this.#passwordCost, this.#random(16)) }, 0);
   }
 
-  private check(actor: Actor): void {
-    if (!this.actors.has(actor)) throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
+  #check(actor: Actor): void {
+    if (!this.#actors.has(actor)) throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
   }
 
-  private requireActivated(actor: Actor, operation: string): void {
-    this.check(actor);
-    if (!this.activated || actor.role === "PRECO") this.refuse(actor, operation, "NOT_ACTIVATED", "activate the HSM first: PRECO changes its password");
+  #requireActivated(actor: Actor, operation: string): void {
+    this.#check(actor);
+    if (!this.activated || actor.role === "PRECO") this.#refuse(actor, operation, "NOT_ACTIVATED", "activate the HSM first: PRECO changes its password");
   }
 
-  private requireRole(actor: Actor, operation: string, role: Role): void {
-    this.requireActivated(actor, operation);
-    if (actor.role !== role) this.refuse(actor, operation, "ACCESS_DENIED", `${operation} needs a ${role}, not a ${actor.role}`);
+  #requireRole(actor: Actor, operation: string, role: Role): void {
+    this.#requireActivated(actor, operation);
+    if (actor.role !== role) this.#refuse(actor, operation, "ACCESS_DENIED", `${operation} needs a ${role}, not a ${actor.role}`);
   }
 
   /** Audits a refused management operation, then throws. */
-  private refuse(actor: Actor, operation: string, code: HsmError["code"], message: string): never {
-    this.store.transaction(() => this.audit(operation, actor.username, null, [], code, message));
+  #refuse(actor: Actor, operation: string, code: HsmError["code"], message: string): never {
+    this.#store.transaction(() => this.#audit(operation, actor.username, null, [], code, message));
     throw new HsmError(code, message);
   }
-
-  /** @internal sessions for the PKCS#11 backend */
-  openChipSession(): number {
-    return this.chip.openSession(SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION);
-  }
-
-  /** @internal */
-  static readonly SLOT = SLOT;
 }
 
 export type { UserRow };

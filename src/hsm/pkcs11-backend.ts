@@ -10,6 +10,7 @@ import {
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import { HsmError } from "./errors.js";
 import type { Actor, Hsm } from "./hsm.js";
+import { type HsmInternals, internalsOf } from "./internals.js";
 
 type Fn = (...args: unknown[]) => unknown;
 type Callback = (error: Error | null, value?: unknown) => void;
@@ -30,13 +31,16 @@ export class HsmPkcs11Backend {
   private readonly application: number;
   private readonly sessions = new Set<number>();
 
+  readonly #internals: HsmInternals;
+
   constructor(private readonly hsm: Hsm) {
-    this.application = hsm.chip.newApplication();
+    this.#internals = internalsOf(hsm);
+    this.application = this.#internals.chip.newApplication();
   }
 
   /** The chip's calls, with the profile's overrides. */
   asChip(): NativeChip {
-    const chip = this.hsm.chip as unknown as Record<string, Fn>;
+    const chip = this.#internals.chip as unknown as Record<string, Fn>;
     const backend: Record<string, Fn> = {};
     for (const name of Object.getOwnPropertyNames(chip)) {
       if (typeof chip[name] === "function") backend[name] = chip[name];
@@ -80,7 +84,7 @@ export class HsmPkcs11Backend {
   }
 
   private login(session: number, userType: number, pin: Buffer): void {
-    this.hsm.chip.getSessionInfo(session); // a bad handle fails first, with the chip's code
+    this.#internals.chip.getSessionInfo(session); // a bad handle fails first, with the chip's code
     if (userType !== CKU_USER) throw new Pkcs11Error(CKR_USER_TYPE_INVALID, "C_Login");
     if (this.user) throw new Pkcs11Error(CKR_USER_ALREADY_LOGGED_IN, "C_Login");
     if (!this.hsm.activated) throw new Pkcs11Error(CKR_USER_PIN_NOT_INITIALIZED, "C_Login");
@@ -99,7 +103,7 @@ export class HsmPkcs11Backend {
       throw new Pkcs11Error(CKR_USER_TYPE_INVALID, "C_Login"); // COs manage users; only CUs use keys
     }
     try {
-      this.hsm.chip.loginPrincipal(session, this.hsm.principalOf(actor.username));
+      this.#internals.chip.loginPrincipal(session, this.#internals.principalOf(actor.username));
     } catch (e) {
       this.hsm.logout(actor);
       if (e instanceof Pkcs11Error && e.message === "CKR_USER_ALREADY_LOGGED_IN") throw new Pkcs11Error(CKR_USER_ANOTHER_ALREADY_LOGGED_IN, "C_Login");
@@ -109,7 +113,7 @@ export class HsmPkcs11Backend {
   }
 
   private setPin(session: number, oldPin: Buffer, newPin: Buffer): void {
-    this.hsm.chip.getSessionInfo(session);
+    this.#internals.chip.getSessionInfo(session);
     if (!this.user) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, "C_SetPIN");
     try {
       this.hsm.login(this.user.username, oldPin.toString("utf8"), session);
@@ -157,31 +161,31 @@ export class HsmPkcs11Backend {
 
   private auditFailure(operation: string, session: number, error: unknown): void {
     if (!(error instanceof Pkcs11Error)) return;
-    this.hsm.store.transaction(() => this.hsm.audit(operation, this.actorName(), session, [], error.message));
+    this.#internals.store.transaction(() => this.#internals.audit(operation, this.actorName(), session, [], error.message));
   }
 
   private isTokenObject(session: number, handle: number): boolean {
-    const { values } = this.hsm.chip.getAttributeValue(session, handle, [CKA_TOKEN]);
+    const { values } = this.#internals.chip.getAttributeValue(session, handle, [CKA_TOKEN]);
     return values[0]?.[0] === 1;
   }
 
   private persistNew(session: number, handles: number[], operation: string): void {
-    const chip = this.hsm.chip;
+    const chip = this.#internals.chip;
     try {
-      this.hsm.store.transaction(() => {
+      this.#internals.store.transaction(() => {
         const ids: number[] = [];
         for (const handle of handles) {
           if (!this.isTokenObject(session, handle)) continue;
-          const id = this.hsm.state.newKeyId();
-          this.hsm.state.writeKey(id, handle);
+          const id = this.#internals.state.newKeyId();
+          this.#internals.state.writeKey(id, handle);
           ids.push(id);
         }
-        this.hsm.audit(operation, this.actorName(), session, ids, "OK", ids.length ? "" : "session key");
+        this.#internals.audit(operation, this.actorName(), session, ids, "OK", ids.length ? "" : "session key");
       });
     } catch (e) {
       // Not durable, so not acknowledged: the key must not exist either.
       for (const handle of handles) {
-        this.hsm.state.forgetHandle(handle);
+        this.#internals.state.forgetHandle(handle);
         try {
           chip.destroyObject(session, handle);
         } catch {
@@ -194,12 +198,12 @@ export class HsmPkcs11Backend {
   }
 
   private destroy(chip: Record<string, Fn>, session: number, handle: number): void {
-    const keyId = this.hsm.keyIds.get(handle);
+    const keyId = this.#internals.keyIds.get(handle);
     try {
-      this.hsm.store.transaction(() => {
+      this.#internals.store.transaction(() => {
         chip.destroyObject(session, handle); // throws (and rolls back) when refused
-        if (keyId !== undefined) this.hsm.state.writeKeyDelete(keyId);
-        this.hsm.audit("DELETE_KEY", this.actorName(), session, keyId === undefined ? [] : [keyId], "OK");
+        if (keyId !== undefined) this.#internals.state.writeKeyDelete(keyId);
+        this.#internals.audit("DELETE_KEY", this.actorName(), session, keyId === undefined ? [] : [keyId], "OK");
       });
     } catch (e) {
       this.auditFailure("DELETE_KEY", session, e);
@@ -209,11 +213,11 @@ export class HsmPkcs11Backend {
 
   private setAttributes(chip: Record<string, Fn>, session: number, handle: number, template: Buffer): void {
     chip.setAttributeValue(session, handle, template);
-    const keyId = this.hsm.keyIds.get(handle);
+    const keyId = this.#internals.keyIds.get(handle);
     if (keyId === undefined) return;
-    this.hsm.store.transaction(() => {
-      this.hsm.state.writeKey(keyId, handle);
-      this.hsm.audit("SET_KEY_ATTRIBUTES", this.actorName(), session, [keyId], "OK");
+    this.#internals.store.transaction(() => {
+      this.#internals.state.writeKey(keyId, handle);
+      this.#internals.audit("SET_KEY_ATTRIBUTES", this.actorName(), session, [keyId], "OK");
     });
   }
 }

@@ -5,6 +5,7 @@ import { type AuditEntry, verifyChain } from "../hsm/audit.js";
 import type { Hsm } from "../hsm/hsm.js";
 import type { WritePosition } from "../cluster/protocol.js";
 import { Store } from "../hsm/store.js";
+import { internalsOf } from "../hsm/internals.js";
 
 export interface Violation {
   invariant: "acknowledged-change-lost" | "deleted-key-used" | "unauthorized-use" | "locked-account-logged-in" | "audit-chain-broken"
@@ -128,7 +129,7 @@ function checkLockouts(hsmId: string, entries: Iterable<AuditEntry>, maxFailures
 
 /** Users, keys and tombstones with their versions: equal digests mean equal replicated state. */
 export function replicaDigest(hsm: Hsm): string {
-  const s = hsm.store;
+  const s = internalsOf(hsm).store;
   return JSON.stringify([
     hsm.activated,
     s.users().map((u) => [u.name, u.version, u.role]),
@@ -147,7 +148,7 @@ export function checkAcknowledged(history: History, live: Hsm[]): Violation[] {
   const out: Violation[] = [];
   for (const { origin, seq, version, subject, what } of history.acknowledged) {
     for (const hsm of live) {
-      if (hsm.state.head(origin) < seq) {
+      if (internalsOf(hsm).state.head(origin) < seq) {
         out.push({ invariant: "acknowledged-change-lost", detail: `${hsm.id} lacks acknowledged change ${origin}/${seq} (${what})` });
         continue;
       }
@@ -161,7 +162,7 @@ export function checkAcknowledged(history: History, live: Hsm[]): Violation[] {
 }
 
 function recordVersion(hsm: Hsm, subject: string): number {
-  const s = hsm.store;
+  const s = internalsOf(hsm).store;
   if (subject === "activation") return hsm.activated ? Number.MAX_SAFE_INTEGER : -1;
   const [kind, name] = [subject.slice(0, subject.indexOf(":")), subject.slice(subject.indexOf(":") + 1)];
   // A key's delete outranks every write to it (state.ts).

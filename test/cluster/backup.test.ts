@@ -13,6 +13,7 @@ import { Hsm } from "../../src/hsm/hsm.js";
 import * as P from "../../src/index.js";
 import { Rng } from "../../src/sim/random.js";
 import { ALICE, CO, activeWorld } from "./fixture.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -56,7 +57,7 @@ describe("backups", () => {
     expect(restored.clusterId).not.toBe(world.cluster.clusterId);
     expect(restored.state).toBe("ACTIVE");
     expect(restored.describe()).toHaveLength(2);
-    for (const node of restored.liveNodes()) expect(node.hsm.state.hasKey(key.id)).toBe(true);
+    for (const node of restored.liveNodes()) expect(internalsOf(node.hsm).state.hasKey(key.id)).toBe(true);
     const client = world.connect("r", { bootstrap: restored.addresses()[0] });
     const again = client.login(ALICE.username, ALICE.password);
     expect(again.decrypt(key, sealed).toString()).toBe("from the old cluster");
@@ -91,17 +92,17 @@ describe("the journal on one HSM", () => {
     const co = a.login("admin", CO.password);
     a.createUser(co, "carol", "CU", "carol-pass-1");
     a.deleteUser(co, "carol");
-    const entries = a.state.entriesAfter(1, 0);
+    const entries = internalsOf(a).state.entriesAfter(1, 0);
     expect(entries.map((e) => e.change.kind)).toEqual(["user", "user", "activate", "user", "user-delete"]);
-    expect(b.state.apply(entries[1])).toBe("gap");
-    for (const e of entries) expect(b.state.apply(e)).toBe("applied");
-    expect(b.state.apply(entries[0])).toBe("duplicate");
-    expect(b.store.user("carol")).toBeUndefined();
-    expect(b.store.tombstone("user", "carol")).toBeDefined();
+    expect(internalsOf(b).state.apply(entries[1])).toBe("gap");
+    for (const e of entries) expect(internalsOf(b).state.apply(e)).toBe("applied");
+    expect(internalsOf(b).state.apply(entries[0])).toBe("duplicate");
+    expect(internalsOf(b).store.user("carol")).toBeUndefined();
+    expect(internalsOf(b).store.tombstone("user", "carol")).toBeDefined();
     // An older write of carol from another origin loses to the tombstone.
     const stale = { origin: 3, seq: 1, change: { ...entries[3].change, version: entries[3].change.version } };
-    expect(b.state.apply(stale)).toBe("superseded");
-    expect(b.store.user("carol")).toBeUndefined();
+    expect(internalsOf(b).state.apply(stale)).toBe("superseded");
+    expect(internalsOf(b).store.user("carol")).toBeUndefined();
     expect(b.activated).toBe(true);
     expect(b.verifyAudit().ok).toBe(true);
     a.close();
@@ -119,31 +120,31 @@ describe("the journal on one HSM", () => {
     const handle = p.C_GenerateKey(session, { mechanism: P.CKM_AES_KEY_GEN }, [{ type: P.CKA_VALUE_LEN, value: 32 }, { type: P.CKA_TOKEN, value: true }]);
     const keyId = a.keyIdOf(handle);
     p.C_DestroyObject(session, handle);
-    const entries = a.state.entriesAfter(1, 0);
-    for (const e of entries) b.state.apply(e);
-    expect(b.state.hasKey(keyId)).toBe(false);
+    const entries = internalsOf(a).state.entriesAfter(1, 0);
+    for (const e of entries) internalsOf(b).state.apply(e);
+    expect(internalsOf(b).state.hasKey(keyId)).toBe(false);
     const created = entries.find((e) => e.change.kind === "key")!;
     // The same key written again from another HSM, with a far higher version: refused.
     const racing = { origin: 2, seq: 1, change: { ...created.change, version: 2 ** 40 } };
-    expect(b.state.apply(racing)).toBe("superseded");
-    expect(b.state.hasKey(keyId)).toBe(false);
-    expect(b.store.tombstone("key", String(keyId))).toBeDefined();
+    expect(internalsOf(b).state.apply(racing)).toBe("superseded");
+    expect(internalsOf(b).state.hasKey(keyId)).toBe(false);
+    expect(internalsOf(b).store.tombstone("key", String(keyId))).toBeDefined();
     // In the other order, the delete (lower version) still wins over the racing write.
     const c = Hsm.restore(join(dirs[dirs.length - 1], "c"), twoHsmsSnapshot, { origin: 3, passwordCost: 1 });
     const deleteAt = entries.findIndex((e) => e.change.kind === "key-delete");
-    for (const e of entries.slice(0, deleteAt)) c.state.apply(e);
-    expect(c.state.apply(racing)).toBe("applied");
-    expect(c.state.apply(entries[deleteAt])).toBe("applied");
-    expect(c.state.hasKey(keyId)).toBe(false);
+    for (const e of entries.slice(0, deleteAt)) internalsOf(c).state.apply(e);
+    expect(internalsOf(c).state.apply(racing)).toBe("applied");
+    expect(internalsOf(c).state.apply(entries[deleteAt])).toBe("applied");
+    expect(internalsOf(c).state.hasKey(keyId)).toBe(false);
     // Two deletes of the key at once from two HSMs: whatever the order, one tombstone version.
     const deleteEntry = entries[deleteAt];
     const otherDelete = { origin: 5, seq: 1, change: { ...deleteEntry.change, version: deleteEntry.change.version + 4096 } };
-    expect(b.state.apply(otherDelete)).toBe("applied"); // after b's own copy of the first delete
+    expect(internalsOf(b).state.apply(otherDelete)).toBe("applied"); // after b's own copy of the first delete
     const d = Hsm.restore(join(dirs[dirs.length - 1], "d"), twoHsmsSnapshot, { origin: 4, passwordCost: 1 });
-    for (const e of entries.slice(0, deleteAt)) d.state.apply(e);
-    d.state.apply(otherDelete); // before the first delete
-    d.state.apply(deleteEntry);
-    expect(d.store.tombstone("key", String(keyId))).toEqual(b.store.tombstone("key", String(keyId)));
+    for (const e of entries.slice(0, deleteAt)) internalsOf(d).state.apply(e);
+    internalsOf(d).state.apply(otherDelete); // before the first delete
+    internalsOf(d).state.apply(deleteEntry);
+    expect(internalsOf(d).store.tombstone("key", String(keyId))).toEqual(internalsOf(b).store.tombstone("key", String(keyId)));
     a.close();
     b.close();
     c.close();

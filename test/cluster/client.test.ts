@@ -7,6 +7,7 @@ import { ClientError } from "../../src/client/errors.js";
 import * as P from "../../src/index.js";
 import { Gateway } from "../../src/sim/gateway.js";
 import { ALICE, BOB, CO, activeWorld, holders } from "./fixture.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 function expectCkr(fn: () => unknown, name: string, detail?: RegExp): P.Pkcs11Error {
   let thrown: unknown;
@@ -60,7 +61,7 @@ describe("duplicated messages", () => {
     const alice = world.connect("a").login(ALICE.username, ALICE.password);
     alice.generateAesKey({ label: "once" });
     world.run(1_000_000);
-    for (const node of world.cluster.liveNodes()) expect(node.hsm.store.keys()).toHaveLength(1);
+    for (const node of world.cluster.liveNodes()) expect(internalsOf(node.hsm).store.keys()).toHaveLength(1);
     expect(world.network.stats.duplicated).toBeGreaterThan(0);
   });
 });
@@ -207,7 +208,7 @@ describe("the PKCS11 facade over the cluster", () => {
     pkcs11.C_SetAttributeValue(session, pair.privateKey.handle, [{ type: P.CKA_LABEL, value: "renamed" }]);
     world.run(1_000_000);
     // The new label reached every HSM: one version of the key everywhere.
-    const versions = world.cluster.liveNodes().map((n) => n.hsm.store.key(pair.privateKey.id)?.version);
+    const versions = world.cluster.liveNodes().map((n) => internalsOf(n.hsm).store.key(pair.privateKey.id)?.version);
     expect(new Set(versions).size).toBe(1);
     expect(versions[0]).toBeGreaterThan(0);
     expect(alice.findKeys("renamed").map((k) => k.id)).toEqual([pair.privateKey.id]);

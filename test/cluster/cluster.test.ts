@@ -11,6 +11,7 @@ import { ClusterError } from "../../src/cluster/errors.js";
 import { HsmError } from "../../src/hsm/errors.js";
 import { Pkcs11Error } from "../../src/pkcs11/errors.js";
 import { ALICE, BOB, CO, activeWorld, bareWorld, holders } from "./fixture.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 describe("cluster shape and states", () => {
   it("holds 1 to 28 HSMs spread round-robin over the zones, and refuses other sizes", () => {
@@ -42,7 +43,7 @@ describe("cluster shape and states", () => {
     expect(world.cluster.state).toBe("ACTIVE");
     for (const node of world.cluster.liveNodes()) {
       expect(node.hsm.activated).toBe(true);
-      expect(node.hsm.store.user("admin")?.role).toBe("CO");
+      expect(internalsOf(node.hsm).store.user("admin")?.role).toBe("CO");
     }
     // PRECO is gone everywhere: its default password no longer works on any HSM.
     expect(() => client.console("admin", "password").createUser("x_user", "CU", "password-1")).toThrow(HsmError);
@@ -78,7 +79,7 @@ describe("replication", () => {
     const key = alice.generateAesKey({ label: "ephemeral", token: false });
     expect(key.id).toBeGreaterThanOrEqual(2 ** 52);
     world.run(1_000_000);
-    for (const node of world.cluster.liveNodes()) expect(node.hsm.store.keys()).toHaveLength(0);
+    for (const node of world.cluster.liveNodes()) expect(internalsOf(node.hsm).store.keys()).toHaveLength(0);
     const sealed = alice.encrypt(key, Buffer.from("data"));
     expect(alice.decrypt(key, sealed).toString()).toBe("data");
   });
@@ -97,7 +98,7 @@ describe("replication", () => {
     expect(error).toBeInstanceOf(Pkcs11Error);
     expect((error as Pkcs11Error).message).toBe("CKR_FUNCTION_FAILED");
     expect((error as Pkcs11Error).detail).toMatch(/key availability/);
-    expect(world.cluster.liveNodes()[0].hsm.store.keys()).toHaveLength(0);
+    expect(internalsOf(world.cluster.liveNodes()[0].hsm).store.keys()).toHaveLength(0);
 
     const relaxed = activeWorld({ seed: "relaxed", cluster: { hsmCount: 2, keyAvailabilityMin: 1 } });
     const bob = relaxed.connect("b").login(BOB.username, BOB.password);
@@ -147,10 +148,10 @@ describe("replication", () => {
     world.cluster.restartHsm(third.hsmId);
     world.run(2_000_000);
     const node = world.cluster.node(third.hsmId)!;
-    expect(node.hsm.state.hasKey(created.id)).toBe(true);
-    expect(node.hsm.state.hasKey(kept.id)).toBe(true);
-    expect(node.hsm.state.hasKey(doomed.id)).toBe(false);
-    expect(node.hsm.store.tombstone("key", String(doomed.id))).toBeDefined();
+    expect(internalsOf(node.hsm).state.hasKey(created.id)).toBe(true);
+    expect(internalsOf(node.hsm).state.hasKey(kept.id)).toBe(true);
+    expect(internalsOf(node.hsm).state.hasKey(doomed.id)).toBe(false);
+    expect(internalsOf(node.hsm).store.tombstone("key", String(doomed.id))).toBeDefined();
     // Every HSM keeps refusing the deleted key, however the old create reaches it.
     world.run(5_000_000);
     expect(holders(world, doomed.id)).toBe(0);
@@ -162,9 +163,9 @@ describe("replication", () => {
     const alice = world.connect("a").login(ALICE.username, ALICE.password);
     for (let i = 0; i < 5; i++) alice.generateAesKey({ label: `k${i}` });
     world.run(3_000_000);
-    const journals = () => world.cluster.liveNodes().map((n) => n.hsm.store.journalSize());
+    const journals = () => world.cluster.liveNodes().map((n) => internalsOf(n.hsm).store.journalSize());
     expect(journals()).toEqual([0, 0, 0]);
-    const heads = world.cluster.liveNodes()[0].hsm.state.vector();
+    const heads = internalsOf(world.cluster.liveNodes()[0].hsm).state.vector();
     expect([...heads.values()].reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(9); // 4 setup changes + 5 keys
     const down = world.cluster.describe()[2];
     world.cluster.crashHsm(down.hsmId);
@@ -172,15 +173,15 @@ describe("replication", () => {
     const later = alice.generateAesKey({ label: "while down" });
     world.run(3_000_000);
     // The entry the down HSM lacks is kept for it.
-    expect(Math.min(...world.cluster.liveNodes().map((n) => n.hsm.store.journalSize()))).toBeGreaterThan(0);
+    expect(Math.min(...world.cluster.liveNodes().map((n) => internalsOf(n.hsm).store.journalSize()))).toBeGreaterThan(0);
     world.cluster.restartHsm(down.hsmId);
     world.run(3_000_000);
-    expect(world.cluster.node(down.hsmId)!.hsm.state.hasKey(later.id)).toBe(true);
+    expect(internalsOf(world.cluster.node(down.hsmId)!.hsm).state.hasKey(later.id)).toBe(true);
     expect(journals()).toEqual([0, 0, 0]);
     // A clone made now starts from a snapshot with the heads, and needs no old entries.
     const added = world.cluster.addHsm();
     world.run(1_000_000);
-    expect(world.cluster.node(added.hsmId)!.hsm.state.vector()).toEqual(world.cluster.liveNodes()[0].hsm.state.vector());
+    expect(internalsOf(world.cluster.node(added.hsmId)!.hsm).state.vector()).toEqual(internalsOf(world.cluster.liveNodes()[0].hsm).state.vector());
   });
 
   it("user changes replicate; lockout counters stay per HSM and a CO's reset unlocks everywhere", () => {
@@ -227,8 +228,8 @@ describe("membership", () => {
     world.run(500_000);
     const added = world.cluster.addHsm("az-b");
     const node = world.cluster.node(added.hsmId)!;
-    expect(node.hsm.state.hasKey(key.id)).toBe(true);
-    expect(node.hsm.store.user(ALICE.username)).toBeDefined();
+    expect(internalsOf(node.hsm).state.hasKey(key.id)).toBe(true);
+    expect(internalsOf(node.hsm).store.user(ALICE.username)).toBeDefined();
     expect(world.cluster.backups().map((b) => b.trigger)).toContain("add-hsm");
     expect(world.cluster.describe()).toHaveLength(4);
   });

@@ -2,6 +2,7 @@
 import { afterEach } from "vitest";
 
 import { World, type WorldOptions } from "../../src/sim/world.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 export const CO = { username: "admin", password: "officer-pass-1" };
 export const ALICE = { username: "alice", password: "alice-pass-1" };
@@ -35,5 +36,5 @@ export function bareWorld(options: Partial<WorldOptions> = {}): World {
 
 /** How many live HSMs hold token key `keyId`. */
 export function holders(world: World, keyId: number): number {
-  return world.cluster.liveNodes().filter((n) => n.hsm.state.hasKey(keyId)).length;
+  return world.cluster.liveNodes().filter((n) => internalsOf(n.hsm).state.hasKey(keyId)).length;
 }

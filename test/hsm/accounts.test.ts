@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { expectCkr } from "../helpers.js";
 import { type Device, FAST, H, activatedDevice, cuSession, expectHsmError, tempDir } from "./fixture.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 let device: Device | undefined;
 afterEach(() => device?.cleanup());
@@ -90,7 +91,7 @@ describe("users", () => {
 
   it("passwords are stored only as salted slow hashes", () => {
     device = activatedDevice();
-    const rows = device.hsm.store.users();
+    const rows = internalsOf(device.hsm).store.users();
     const alice = rows.find((r) => r.name === "alice")!;
     expect(alice.hash.includes(Buffer.from("alice-password"))).toBe(false);
     expect(alice.salt.length).toBe(16);
@@ -182,8 +183,8 @@ describe("deterministic device", () => {
       hsm.createUser(hsm.login("admin", "co-password-1"), "alice", "CU", "alice-password");
       const { pkcs11, session } = cuSession(hsm, "alice", "alice-password");
       pkcs11.C_GenerateKey(session, { mechanism: H.CKM_AES_KEY_GEN }, [{ type: H.CKA_VALUE_LEN, value: 32 }, { type: H.CKA_TOKEN, value: true }]);
-      const result = { id: hsm.id, audit: hsm.auditLog().map((e) => e.hash), keys: hsm.store.keys().map((k) => k.record.toString("hex")),
-        users: hsm.store.users().map((u) => u.salt.toString("hex")) };
+      const result = { id: hsm.id, audit: hsm.auditLog().map((e) => e.hash), keys: internalsOf(hsm).store.keys().map((k) => k.record.toString("hex")),
+        users: internalsOf(hsm).store.users().map((u) => u.salt.toString("hex")) };
       hsm.close();
       dir.cleanup();
       return result;

@@ -4,6 +4,7 @@ import { writeSync } from "node:fs";
 
 import * as H from "../../src/index.js";
 import { prng } from "../fuzz/fuzzer.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 const [dir, seedText] = process.argv.slice(2);
 const random = prng(Number(seedText));
@@ -20,7 +21,7 @@ const session = pkcs11.C_OpenSession(slot, H.CKF_SERIAL_SESSION | H.CKF_RW_SESSI
 pkcs11.C_Login(session, H.CKU_USER, `alice:${passwords.get("alice")}`);
 const alice = hsm.login("alice", passwords.get("alice")!);
 const handles = new Map<number, Buffer>(); // key id → handle
-for (const [handle, id] of hsm.keyIds) {
+for (const [handle, id] of internalsOf(hsm).keyIds) {
   const h = Buffer.alloc(8);
   h.writeUInt32LE(handle, 0);
   handles.set(id, h);
@@ -44,7 +45,7 @@ for (let i = 0; ; i++) {
     say({ intent: "key" });
     const handle = pkcs11.C_GenerateKey(session, { mechanism: H.CKM_AES_KEY_GEN },
       [{ type: H.CKA_VALUE_LEN, value: 32 }, { type: H.CKA_TOKEN, value: true }, { type: H.CKA_LABEL, value: `k${i}` }]);
-    const id = hsm.keyIds.get(handle.readUInt32LE(0))!;
+    const id = internalsOf(hsm).keyIds.get(handle.readUInt32LE(0))!;
     handles.set(id, handle);
     say({ ack: "key", id });
   } else if (op === "delete" && handles.size > 0) {

@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 
 import { prng } from "../fuzz/fuzzer.js";
 import { FAST, H, tempDir } from "./fixture.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), "crash-child.ts");
 const KILLS = 50;
@@ -90,7 +91,7 @@ describe("crash safety", () => {
           const names = new Set(hsm.listUsers(admin).map((u) => u.username));
           for (const name of users) expect(names.has(name), `seed ${seed}: user ${name}`).toBe(true);
           for (const name of ["alice", "bob"]) hsm.login(name, passwords.get(name)!);
-          const stored = new Set(hsm.store.keys().map((k) => k.id));
+          const stored = new Set(internalsOf(hsm).store.keys().map((k) => k.id));
           // A delete in flight may have committed too.
           if (pendingDelete !== undefined && !stored.has(pendingDelete)) {
             keys.delete(pendingDelete);

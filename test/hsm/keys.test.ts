@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { expectCkr } from "../helpers.js";
 import { type Device, FAST, H, activatedDevice, cuSession, expectHsmError, tempDir, tokenAesKey } from "./fixture.js";
+import { internalsOf } from "../../src/hsm/internals.js";
 
 const require = createRequire(import.meta.url);
 const Database = require("better-sqlite3") as typeof import("better-sqlite3");
@@ -83,7 +84,7 @@ describe("asynchronous key creation", () => {
     await pkcs11.C_GenerateKeyPairAsync(session, { mechanism: H.CKM_EC_KEY_PAIR_GEN },
       [{ type: H.CKA_EC_PARAMS, value: Buffer.from("06082a8648ce3d030107", "hex") }, { type: H.CKA_TOKEN, value: true }],
       [{ type: H.CKA_TOKEN, value: true }, { type: H.CKA_SIGN, value: true }]);
-    expect(device.hsm.store.keys()).toHaveLength(3);
+    expect(internalsOf(device.hsm).store.keys()).toHaveLength(3);
     expect(device.hsm.keyIdOf(key)).toBeGreaterThan(0);
     expectHsmError(() => device!.hsm.keyIdOf(Buffer.alloc(8)), "KEY_NOT_FOUND");
     await expect(pkcs11.C_GenerateKeyAsync(session, { mechanism: H.CKM_AES_KEY_GEN }, [{ type: H.CKA_VALUE_LEN, value: 7 }]))
@@ -167,7 +168,7 @@ describe("durable state", () => {
     expect(b.pkcs11.C_GetAttributeValue(b.session, visible[0], [{ type: H.CKA_LABEL }])[0].value.toString()).toBe("renamed");
     b.pkcs11.C_DecryptInit(b.session, gcm, visible[0]);
     expect(b.pkcs11.C_Decrypt(b.session, sealed, Buffer.alloc(64)).toString()).toBe("still here");
-    expect(again.store.keys()).toHaveLength(1);
+    expect(internalsOf(again).store.keys()).toHaveLength(1);
     again.close();
     expect(H.Hsm.open(dir, FAST).reboot).toBe(2);
   });
