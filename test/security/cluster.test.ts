@@ -3,6 +3,7 @@
 // reaches nothing but PKCS#11, and a revoked user's open sessions stop on every HSM.
 import { describe, expect, it } from "vitest";
 
+import { internalsOf } from "../../src/hsm/internals.js";
 import * as C from "../../src/pkcs11/constants.js";
 import { Pkcs11Error } from "../../src/pkcs11/errors.js";
 import { ALICE, BOB, CO, activeWorld } from "../cluster/fixture.js";
@@ -113,7 +114,7 @@ describe("session objects: their own application's only, and always to it", () =
 /** The HSM that made the session key: the one whose audit log shows its creation (the client's record of it is private). */
 function homeAddress(world: ReturnType<typeof activeWorld>): string {
   for (const node of world.cluster.liveNodes()) {
-    const entries = [...node.hsm.store.auditEntries()];
+    const entries = [...internalsOf(node.hsm).store.auditEntries()];
     if (entries.some((e) => e.detail === "session key")) return node.address;
   }
   throw new Error("no HSM created the session key");
