@@ -6,7 +6,8 @@ import type { Hsm } from "../hsm/hsm.js";
 import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
-  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKU_USER,
+  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKS_RO_USER_FUNCTIONS,
+  CKS_RW_USER_FUNCTIONS, CKU_USER,
 } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import {
@@ -25,6 +26,8 @@ interface Connection {
   sessions: Map<number, { physical: number; operations: OperationLedger }>;
   /** The login this application holds here ("name:password"), or null. */
   login: string | null;
+  /** Credentials this HSM refused or revoked: only an explicit C_Login takes them again. */
+  revoked: string | null;
   /** Session objects this connection created here: the only ones its wire handles may name. */
   sessionObjects: Set<number>;
 }
@@ -61,7 +64,7 @@ export class Connections {
       throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} holds no session objects of this application (it restarted)` });
     }
     if (!connection) {
-      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, sessionObjects: new Set() };
+      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, revoked: null, sessionObjects: new Set() };
       this.table.set(conn, connection);
     }
     const local = [...args];
@@ -121,23 +124,34 @@ export class Connections {
       connection.sessions.set(context.id, session);
     }
     const physical = session.physical;
+    if (connection.login !== null && !loggedIn(chip, physical)) {
+      // The device revoked this login (its user was deleted or its password changed): it is never taken again silently.
+      connection.revoked = connection.login;
+      connection.login = null;
+    }
     if (method === "login" || method === "logout") {
       // An explicit login checks the password afresh: drop a login made on the client's behalf first.
-      if (method === "login" && connection.login !== null) {
-        chip.logout(physical);
+      if (method === "login") {
+        if (connection.login !== null) quietLogout(chip, physical);
         connection.login = null;
+        connection.revoked = null;
       }
       return session;
     }
     if (context.login !== connection.login) {
       if (connection.login !== null) {
-        chip.logout(physical);
+        quietLogout(chip, physical);
         connection.login = null;
       }
       if (context.login !== null) {
+        if (context.login === connection.revoked) {
+          throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `the login was revoked on HSM ${this.hsm.id}: the user was deleted or its password changed; log in again`);
+        }
         try {
           chip.login(physical, CKU_USER, Buffer.from(context.login));
         } catch (e) {
+          // Tried once: the same credentials are not tried again here (each try would count toward a lockout).
+          connection.revoked = context.login;
           const code = e instanceof Pkcs11Error ? e.message : String(e);
           throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `logging in again on HSM ${this.hsm.id} failed: ${code}`);
         }
@@ -169,6 +183,19 @@ export class Connections {
     if (keyId !== undefined) return keyId;
     if (created) connection.sessionObjects.add(handle);
     return SESSION_OBJECT_BASE + handle;
+  }
+}
+
+function loggedIn(chip: NativeChip, session: number): boolean {
+  const { state } = chip.getSessionInfo(session);
+  return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
+}
+
+function quietLogout(chip: NativeChip, session: number): void {
+  try {
+    chip.logout(session);
+  } catch {
+    // logged out already (revoked): the goal holds
   }
 }
 
