@@ -119,3 +119,73 @@ function homeAddress(world: ReturnType<typeof activeWorld>): string {
   }
   throw new Error("no HSM created the session key");
 }
+
+describe("revocation reaches every HSM", () => {
+  function expectRefused(fn: () => unknown): string {
+    try {
+      fn();
+    } catch (e) {
+      expect(e).toBeInstanceOf(Pkcs11Error);
+      return (e as Pkcs11Error).message;
+    }
+    throw new Error("the call succeeded");
+  }
+
+  for (const change of ["delete", "reset"] as const) {
+    it(`after a CO ${change === "delete" ? "deletes a CU" : "resets a CU's password"}, its open sessions fail on every HSM on their next call`, () => {
+      const world = activeWorld({ seed: `revoke-${change}`, cluster: { hsmCount: 3 } });
+      const victim = world.connect("victim").login(ALICE.username, ALICE.password);
+      const key = victim.generateAesKey({ label: "before" });
+      world.run(500_000);
+      // Sessions and logins on every HSM: the client spreads calls over all of them.
+      for (let i = 0; i < 12; i++) victim.decrypt(key, victim.encrypt(key, Buffer.from("warm")));
+      expect(world.cluster.liveNodes().length).toBe(3);
+      const co = world.connect("co").console(CO.username, CO.password);
+      if (change === "delete") {
+        victim.deleteKey(key); // a CU that owns keys cannot be deleted
+        co.deleteUser(ALICE.username);
+      } else {
+        co.changePassword(ALICE.username, "alice-new-pass-1");
+      }
+      world.run(1_000_000); // replicated to every HSM
+      const codes = new Set<string>();
+      const fresh = change === "delete" ? null : world.connect("fresh").login(ALICE.username, "alice-new-pass-1").generateAesKey({ label: "new" });
+      for (let i = 0; i < 12; i++) {
+        codes.add(expectRefused(() => victim.generateAesKey({ label: `after-${i}` })));
+        if (fresh) codes.add(expectRefused(() => victim.encrypt(fresh, Buffer.from("no"))));
+      }
+      // The first refusal names the cause; the client then stops offering the revoked credentials.
+      expect(codes.has("CKR_USER_NOT_LOGGED_IN")).toBe(true);
+      expect(victim.pkcs11.C_GetSessionInfo(victim.session).state).not.toBe(C.CKS_RW_USER_FUNCTIONS);
+      if (change === "reset") {
+        // The old password's sessions did not lock the account out: the new password still logs in everywhere.
+        const again = world.connect("again");
+        for (let i = 0; i < 6; i++) again.login(ALICE.username, "alice-new-pass-1").close();
+      }
+    });
+  }
+});
+
+describe("the client's PKCS11 object reaches PKCS#11 only", () => {
+  const DEVICE_CALLS = ["exportMasked", "importMasked", "shareMaskingKey", "loginPrincipal", "shareObject", "ownership", "setTrusted",
+    "removeObject", "saveMaskingKey", "loadMaskingKey", "transportPublicKey", "exportMaskingKeyFor", "importMaskingKey", "revokePrincipal"];
+
+  it("no device chip call is reachable by walking its properties, not even as a stub", () => {
+    const world = activeWorld({ seed: "reach", cluster: { hsmCount: 2 } });
+    const pkcs11 = world.connect("app").pkcs11();
+    const found: string[] = [];
+    const seen = new Set<unknown>();
+    const walk = (value: unknown, path: string, depth: number) => {
+      if (value === null || (typeof value !== "object" && typeof value !== "function") || seen.has(value) || depth > 4) return;
+      seen.add(value);
+      for (const name of Reflect.ownKeys(value as object)) {
+        const descriptor = Object.getOwnPropertyDescriptor(value, name)!;
+        if (DEVICE_CALLS.includes(String(name))) found.push(`${path}.${String(name)}`);
+        if ("value" in descriptor) walk(descriptor.value, `${path}.${String(name)}`, depth + 1);
+      }
+    };
+    walk(pkcs11, "pkcs11", 0);
+    expect(seen.size).toBeGreaterThan(3); // the walk did reach the facade's backend
+    expect(found).toEqual([]);
+  });
+});
