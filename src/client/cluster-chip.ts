@@ -192,7 +192,7 @@ export class ClusterChip {
         if (objectsHere && error instanceof ClientError && error.code === "NO_CONNECTION" && pinned === this.home && !continues) {
           // The home HSM restarted: its session objects died with it.
           this.dropObjectsAt(this.home!);
-          if (wire.some((w, i) => (OBJECT_ARGS[method] ?? []).includes(i) && typeof args[i] === "number" && (args[i] as number) >= SESSION_OBJECT_BASE)) {
+          if (namesSessionObject(method, args)) {
             return cb(new Pkcs11Error(invalidHandle(method), method, `the session object lived on an HSM that restarted: ${error.message}`));
           }
           return this.invoke(method, args, cb); // a search or create: anywhere now
@@ -207,7 +207,9 @@ export class ClusterChip {
         }
         if (pinned !== undefined && !continues && isLostHsm(error)) {
           if (!this.client.isMember(pinned)) this.dropObjectsAt(pinned); // removed from the cluster: its session objects are gone for good
-          return cb(new Pkcs11Error(invalidHandle(method), method, `the session object lives on an HSM that is not reachable: ${error.message}`));
+          if (namesSessionObject(method, args)) {
+            return cb(new Pkcs11Error(invalidHandle(method), method, `the session object lives on an HSM that is not reachable: ${error.message}`));
+          }
         }
         const failure = this.toPkcs11(error, method);
         if (failure instanceof Pkcs11Error && failure.code === CKR_USER_NOT_LOGGED_IN && this.credentials !== null && method !== "login") {
@@ -318,6 +320,10 @@ export class ClusterChip {
   private unsupported(method: string): never {
     throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
   }
+}
+
+function namesSessionObject(method: string, args: unknown[]): boolean {
+  return (OBJECT_ARGS[method] ?? []).some((i) => typeof args[i] === "number" && (args[i] as number) >= SESSION_OBJECT_BASE);
 }
 
 /** The call's own error for a handle that names nothing (a session object that died with its HSM). */

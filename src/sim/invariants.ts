@@ -2,6 +2,7 @@
 // workload's history of what clients were told, the HSMs' data folders and journals, and
 // nothing else of the cluster's logic.
 import { type AuditEntry, verifyChain } from "../hsm/audit.js";
+import { type CallContext, type LivenessRecord, classify, describeError } from "./liveness.js";
 import type { Hsm } from "../hsm/hsm.js";
 import type { WritePosition } from "../cluster/protocol.js";
 import { Store } from "../hsm/store.js";
@@ -9,7 +10,8 @@ import { internalsOf } from "../hsm/internals.js";
 
 export interface Violation {
   invariant: "acknowledged-change-lost" | "deleted-key-used" | "unauthorized-use" | "locked-account-logged-in" | "audit-chain-broken"
-    | "no-convergence" | "key-id-reused" | "unexpected-error";
+    | "no-convergence" | "key-id-reused" | "unexpected-error" | "unavailable" | "session-object-invisible" | "session-object-leaked"
+    | "revoked-user-acted";
   detail: string;
 }
 
@@ -27,7 +29,25 @@ export class History {
   /** (key, client) → when that client learned the key was deleted, or unshared from its user. */
   private readonly revocations = new Map<string, { at: number; kind: "delete" | "unshare"; attemptedAt: number }>();
   readonly violations: Violation[] = [];
-  readonly counts = { attempted: 0, acknowledged: 0, failed: 0, unknown: 0, uses: 0, refusedUses: 0, logins: 0, lockedRefusals: 0 };
+  readonly counts = { attempted: 0, acknowledged: 0, failed: 0, unknown: 0, uses: 0, refusedUses: 0, logins: 0, lockedRefusals: 0,
+    idempotentCalls: 0, cleanCalls: 0, allowedFailures: 0, sessionObjectFinds: 0, foreignFinds: 0 };
+  /** Every idempotent call's outcome, for the availability checker. */
+  readonly liveness: LivenessRecord[] = [];
+  /** Keys whose delete was attempted, and "key/user" pairs whose unshare was: a later refusal of them is allowed. */
+  readonly removalAttempted = new Set<string>();
+
+  /** Records an idempotent call: success, an allowed failure, or (checkLiveness reports it) one the retry table does not allow. */
+  idempotent(what: string, client: string, startUs: number, endUs: number, clean: boolean, error: unknown, context: CallContext = {}): void {
+    this.counts.idempotentCalls++;
+    if (clean) this.counts.cleanCalls++;
+    if (error === undefined) {
+      this.liveness.push({ what, client, startUs, endUs, clean, violation: null });
+      return;
+    }
+    const verdict = classify(error, clean, context);
+    if (verdict.violation === null) this.counts.allowedFailures++;
+    this.liveness.push({ what, client, startUs, endUs, clean, error: describeError(error), ...verdict });
+  }
 
   tick(): number {
     return ++this.order;
@@ -84,6 +104,14 @@ export class History {
       this.violations.push({ invariant: "deleted-key-used", detail: `${user} (${client}) used key ${keyId} (${how}) after its client saw it deleted or unshared` });
     }
   }
+}
+
+/** Availability: every idempotent call succeeded or failed only as the retry table allows. */
+export function checkLiveness(history: History): Violation[] {
+  return history.liveness.filter((r) => r.violation !== null).map((r) => ({
+    invariant: "unavailable" as const,
+    detail: `${r.client}: ${r.what} at ${r.startUs} µs${r.clean ? " (clean window)" : ""} failed: ${r.violation}`,
+  }));
 }
 
 /** Every data folder's audit chain verifies, and its logins respect lockouts. */
