@@ -21,6 +21,7 @@ import {
   WRITING_CALLS,
 } from "../cluster/calls.js";
 import type { RequestOp, SessionContext } from "../cluster/protocol.js";
+import { regressions } from "../cluster/regressions.js";
 import { HsmError, type HsmErrorCode } from "../hsm/errors.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
@@ -169,7 +170,7 @@ export class ClusterChip {
     }
     // The application's session objects all live on one HSM, its home: searches and calls that may
     // create one go there, so a search always sees them and never splits them over HSMs.
-    const objectsHere = pinned !== undefined || (this.home !== null && (method === "findObjectsInit" || maySessionObject(method, wire)));
+    const objectsHere = pinned !== undefined || (this.home !== null && !regressions.strayFinds && (method === "findObjectsInit" || maySessionObject(method, wire)));
     if (pinned === undefined && objectsHere) pinned = this.home!;
     const output = OUTPUT_ARGS[method];
     const outBuffer = output !== undefined ? (wire[output] as Buffer) : undefined;

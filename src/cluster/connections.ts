@@ -14,6 +14,7 @@ import {
   CREATING_CALLS, HANDLE_RESULTS, KEY_USING_CALLS, OBJECT_ARGS, OPERATION_FAMILY, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS,
 } from "./calls.js";
 import { OperationLedger } from "./operations.js";
+import { regressions } from "./regressions.js";
 import type { Failure, RequestOp, SessionContext } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 
@@ -74,7 +75,7 @@ export class Connections {
       const session = this.physicalSession(connection, op.session, method);
       local[0] = session.physical;
       const family = OPERATION_FAMILY[method];
-      if (family !== undefined) {
+      if (family !== undefined && !regressions.wedgingOperations) {
         const run = () => this.run(connection!, method, args, local);
         return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run);
       }
@@ -108,7 +109,7 @@ export class Connections {
     let mapped = shape === "one" ? this.toWire(connection, result as number, created)
       : shape === "pair" || shape === "list" ? (result as number[]).map((h) => this.toWire(connection, h, created)) : result;
     // A search shows this application's own session objects only, whatever the chip lets the session see.
-    if (method === "findObjects") mapped = (mapped as number[]).filter((w) => w < SESSION_OBJECT_BASE || connection.sessionObjects.has(w - SESSION_OBJECT_BASE));
+    if (method === "findObjects" && !regressions.strayFinds) mapped = (mapped as number[]).filter((w) => w < SESSION_OBJECT_BASE || connection.sessionObjects.has(w - SESSION_OBJECT_BASE));
     return output === undefined ? mapped : { result: mapped, output: (local[output] as Buffer).subarray(0, result as number) };
   }
 

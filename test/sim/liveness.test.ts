@@ -1,0 +1,55 @@
+// The availability checkers catch the holes of issue 8: with each bug brought back (a test-only
+// switch), a sweep that passes today reports the violation the checker is for.
+import { afterEach, describe, expect, it } from "vitest";
+
+import { regressions } from "../../src/cluster/regressions.js";
+import * as C from "../../src/pkcs11/constants.js";
+import { Pkcs11Error } from "../../src/pkcs11/errors.js";
+import { ClientError } from "../../src/client/errors.js";
+import { classify } from "../../src/sim/liveness.js";
+import { runSimulation } from "../../src/sim/run.js";
+
+afterEach(() => {
+  regressions.wedgingOperations = false;
+  regressions.strayFinds = false;
+});
+
+function invariants(seeds: number[]): Map<number, string[]> {
+  return new Map(seeds.map((seed) => [seed, runSimulation(seed, { workloadUs: 10_000_000 }).violations.map((v) => `${v.invariant}: ${v.detail}`)]));
+}
+
+// Seeds with 1% or 5% message loss (seed 12, 16 and 19: 5%).
+const LOSSY = [6, 8, 12, 19];
+
+describe("availability checkers", () => {
+  it("pass on the fixed cluster for lossy seeds", () => {
+    for (const [seed, violations] of invariants(LOSSY)) expect(violations, `seed ${seed}`).toEqual([]);
+  });
+
+  it("catch a lost message wedging a session (CKR_OPERATION_ACTIVE), which the safety checkers let through", () => {
+    regressions.wedgingOperations = true;
+    const found = [...invariants(LOSSY).values()].flat();
+    expect(found.some((v) => v.startsWith("unavailable:") && v.includes("CKR_OPERATION_ACTIVE"))).toBe(true);
+    // and nothing else flags it: only the availability checker does
+    expect(found.filter((v) => !v.startsWith("unavailable:"))).toEqual([]);
+  });
+
+  it("catch session objects that their own application cannot find, or another one can", () => {
+    regressions.strayFinds = true;
+    const found = [...invariants([1, 2, 3, 6, 8]).values()].flat();
+    expect(found.some((v) => v.startsWith("session-object-invisible:"))).toBe(true);
+  });
+
+  it("classify failures as the retry table says", () => {
+    const lost = new Pkcs11Error(C.CKR_DEVICE_ERROR, "C_Encrypt", "HSM_UNREACHABLE: HSM at 10.0.0.11 did not answer (after 4 attempts)");
+    expect(classify(lost, true, {}).violation).toBeNull();
+    expect(classify(new ClientError("OUTCOME_UNKNOWN", "x"), true, {}).violation).toBeNull();
+    expect(classify(new Pkcs11Error(C.CKR_OPERATION_ACTIVE, "C_EncryptInit"), false, {}).violation).toMatch(/CKR_OPERATION_ACTIVE/);
+    const availability = new Pkcs11Error(C.CKR_FUNCTION_FAILED, "C_EncryptInit", "Key 5 does not meet the availability requirements");
+    expect(classify(availability, false, {}).violation).toBeNull();
+    expect(classify(availability, true, {}).violation).toMatch(/clean window/);
+    const gone = new Pkcs11Error(C.CKR_KEY_HANDLE_INVALID, "C_EncryptInit");
+    expect(classify(gone, false, {}).violation).toMatch(/CKR_KEY_HANDLE_INVALID/);
+    expect(classify(gone, false, { keyMayBeGone: true }).violation).toBeNull();
+  });
+});
