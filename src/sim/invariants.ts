@@ -123,6 +123,7 @@ export function checkAuditChains(folders: { hsmId: string; dir: string }[], maxL
       const verdict = verifyChain(store.auditEntries());
       if (!verdict.ok) out.push({ invariant: "audit-chain-broken", detail: `${hsmId}: entry ${verdict.problem!.seq}: ${verdict.problem!.reason}` });
       out.push(...checkLockouts(hsmId, store.auditEntries(), maxLoginFailures));
+      out.push(...checkRevocations(hsmId, store.auditEntries()));
     } finally {
       store.close();
     }
@@ -150,6 +151,37 @@ function checkLockouts(hsmId: string, entries: Iterable<AuditEntry>, maxFailures
     } else if (e.operation === "SYNC" && e.result === "OK") {
       const user = /^(user|user-delete) user:(\S+)/.exec(e.detail);
       if (user && (user[1] === "user-delete" || e.detail.endsWith("(failures reset)"))) locked.delete(user[2]);
+    }
+  }
+  return out;
+}
+
+const KEY_CREATIONS = new Set(["GENERATE_KEY", "GENERATE_KEY_PAIR", "CREATE_KEY", "COPY_KEY", "UNWRAP_KEY", "DERIVE_KEY"]);
+
+/**
+ * From one HSM's audit log: once this HSM applied a user's delete (its own DELETE_USER, or a
+ * replicated user-delete) or a password reset done here (CHANGE_PASSWORD), no key creation by
+ * that user succeeds here — until a new account of that name, or (after a reset) a fresh login.
+ * The simulated clients keep sessions open across both, so a login revived with cached
+ * credentials, or not ended at all, shows up here.
+ */
+function checkRevocations(hsmId: string, entries: Iterable<AuditEntry>): Violation[] {
+  const out: Violation[] = [];
+  const revoked = new Map<string, string>(); // user → why
+  for (const e of entries) {
+    if (e.result === "OK" && e.operation === "DELETE_USER") revoked.set(e.detail.split(" ")[0], `deleted (entry ${e.seq})`);
+    else if (e.result === "OK" && e.operation === "CHANGE_PASSWORD" && e.detail.split(" ")[0] !== e.actor) {
+      revoked.set(e.detail.split(" ")[0], `password reset (entry ${e.seq})`);
+    } else if (e.result === "OK" && e.operation === "SYNC") {
+      const change = /^(user|user-delete) user:(\S+)/.exec(e.detail);
+      if (change?.[1] === "user-delete") revoked.set(change[2], `deleted (replicated, entry ${e.seq})`);
+      else if (change && revoked.get(change[2])?.startsWith("deleted")) revoked.delete(change[2]); // created anew
+    } else if (e.result === "OK" && e.operation === "CREATE_USER") {
+      revoked.delete(e.detail.split(" ")[0]);
+    } else if (e.result === "OK" && e.operation === "LOGIN" && e.actor && revoked.get(e.actor)?.startsWith("password reset")) {
+      revoked.delete(e.actor); // logged in afresh, with the new password
+    } else if (e.result === "OK" && e.actor && KEY_CREATIONS.has(e.operation) && revoked.has(e.actor)) {
+      out.push({ invariant: "revoked-user-acted", detail: `${hsmId}: ${e.actor} made a key (${e.operation}, entry ${e.seq}) after it was ${revoked.get(e.actor)}` });
     }
   }
   return out;

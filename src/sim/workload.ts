@@ -50,6 +50,9 @@ export class Workload {
   private readonly actors: CryptoActor[] = [];
   private officer!: ClusterConnection;
   private attacker!: ClusterConnection;
+  /** A client working as the oldest temporary user, whose account the officer deletes under it. */
+  private doomed!: ClusterConnection;
+  private doomedSession: { name: string; session: CryptoUserSession } | null = null;
   private victimPassword = "victim-pass-0";
   private tempUsers: string[] = [];
   private tempCounter = 0;
@@ -58,7 +61,7 @@ export class Workload {
 
   /** Client addresses, for partitions. */
   get clientAddresses(): string[] {
-    return ["client-officer", "client-attacker", ...this.actors.map((a) => `client-${a.label}`)];
+    return ["client-officer", "client-attacker", "client-doomed", ...this.actors.map((a) => `client-${a.label}`)];
   }
 
   /** Initializes and activates the cluster and creates the users (before faults start). */
@@ -82,6 +85,7 @@ export class Workload {
     this.actors.push({ ...first, label: `${first.name}-twin`, connection: this.world.connect(`${first.name}-twin`), session: null,
       pair: null, sessionObjects: new Map() });
     this.attacker = this.world.connect("attacker");
+    this.doomed = this.world.connect("doomed");
   }
 
   /** Starts every actor's loop; they stop scheduling new operations at `untilUs`. */
@@ -97,6 +101,7 @@ export class Workload {
     for (const actor of this.actors) loop(actor.label, () => this.cryptoStep(actor), this.options.thinkUs);
     loop("officer", () => this.officerStep(), this.options.thinkUs * 8);
     loop("attacker", () => this.attackerStep(), this.options.thinkUs * 3);
+    loop("doomed", () => this.doomedStep(), this.options.thinkUs * 2);
   }
 
   // ---- crypto users ----
@@ -310,6 +315,25 @@ export class Workload {
         this.acknowledged(this.officer, before, "reset the victim's password");
         this.attacker.client.observe(this.officer.client.causalityToken());
       }
+    }
+  }
+
+  // ---- a user about to be deleted: its open session keeps making keys; once an HSM applied the delete, none may succeed there ----
+  private doomedStep(): void {
+    if (!this.doomedSession) {
+      const name = this.tempUsers[0];
+      if (name === undefined) return;
+      const r = this.attempt(() => this.doomed.login(name, "temp-pass-1"));
+      if (r.outcome === "ok") this.doomedSession = { name, session: r.value! };
+      return;
+    }
+    const { session } = this.doomedSession;
+    const r = this.attempt(() => session.deleteKey(session.generateAesKey({ label: "doomed", token: false })));
+    const state = this.attempt(() => session.pkcs11.C_GetSessionInfo(session.session).state);
+    if (r.outcome === "failed" && state.outcome === "ok" && !LOGGED_IN.has(state.value!)) {
+      // Revoked: the client stopped offering the credentials. Start over with whoever is oldest now.
+      this.attempt(() => session.close());
+      this.doomedSession = null;
     }
   }
 
