@@ -165,7 +165,7 @@ const KEY_CREATIONS = new Set(["GENERATE_KEY", "GENERATE_KEY_PAIR", "CREATE_KEY"
  * The simulated clients keep sessions open across both, so a login revived with cached
  * credentials, or not ended at all, shows up here.
  */
-function checkRevocations(hsmId: string, entries: Iterable<AuditEntry>): Violation[] {
+export function checkRevocations(hsmId: string, entries: Iterable<AuditEntry>): Violation[] {
   const out: Violation[] = [];
   const revoked = new Map<string, string>(); // user → why
   for (const e of entries) {

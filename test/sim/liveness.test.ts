@@ -6,6 +6,8 @@ import { regressions } from "../../src/cluster/regressions.js";
 import * as C from "../../src/pkcs11/constants.js";
 import { Pkcs11Error } from "../../src/pkcs11/errors.js";
 import { ClientError } from "../../src/client/errors.js";
+import type { AuditEntry } from "../../src/hsm/audit.js";
+import { checkRevocations } from "../../src/sim/invariants.js";
 import { classify } from "../../src/sim/liveness.js";
 import { runSimulation } from "../../src/sim/run.js";
 
@@ -51,5 +53,27 @@ describe("availability checkers", () => {
     const gone = new Pkcs11Error(C.CKR_KEY_HANDLE_INVALID, "C_EncryptInit");
     expect(classify(gone, false, {}).violation).toMatch(/CKR_KEY_HANDLE_INVALID/);
     expect(classify(gone, false, { keyMayBeGone: true }).violation).toBeNull();
+  });
+});
+
+describe("revocation checker", () => {
+  let seq = 0;
+  const entry = (operation: string, actor: string | null, result: string, detail = ""): AuditEntry =>
+    ({ seq: ++seq, timeUs: seq, reboot: 0, operation, actor, session: null, keys: [], result, detail }) as unknown as AuditEntry;
+
+  it("flags a key made by a user after this HSM applied its delete, local or replicated, or a reset done here", () => {
+    expect(checkRevocations("h", [entry("DELETE_USER", "admin", "OK", "temp0"), entry("GENERATE_KEY", "temp0", "OK")])).toHaveLength(1);
+    expect(checkRevocations("h", [entry("SYNC", null, "OK", "user-delete user:temp1 from origin 2 seq 9"),
+      entry("GENERATE_KEY_PAIR", "temp1", "OK")])).toHaveLength(1);
+    expect(checkRevocations("h", [entry("CHANGE_PASSWORD", "admin", "OK", "victim"), entry("CREATE_KEY", "victim", "OK")])).toHaveLength(1);
+  });
+
+  it("allows what came before the change reached this HSM, refusals, and a fresh login after a reset", () => {
+    expect(checkRevocations("h", [entry("GENERATE_KEY", "temp0", "OK"), entry("DELETE_USER", "admin", "OK", "temp0"),
+      entry("GENERATE_KEY", "temp0", "CKR_USER_NOT_LOGGED_IN")])).toEqual([]);
+    expect(checkRevocations("h", [entry("CHANGE_PASSWORD", "admin", "OK", "victim"), entry("LOGIN", "victim", "OK", "CU"),
+      entry("GENERATE_KEY", "victim", "OK")])).toEqual([]);
+    // a user changing its own password keeps its session
+    expect(checkRevocations("h", [entry("CHANGE_PASSWORD", "alice", "OK", "alice"), entry("GENERATE_KEY", "alice", "OK")])).toEqual([]);
   });
 });
