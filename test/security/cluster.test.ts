@@ -189,3 +189,39 @@ describe("the client's PKCS11 object reaches PKCS#11 only", () => {
     expect(found).toEqual([]);
   });
 });
+
+describe("multi-part operations and the length query survive lost messages", () => {
+  it("5% loss: 150 multi-part GCM encryptions (Init, 3 Updates, Final) match the single-part result; a too-small buffer is answered and the operation goes on", () => {
+    const world = activeWorld({ seed: "multi-part-loss", cluster: { hsmCount: 3 } });
+    const alice = world.connect("alice").login(ALICE.username, ALICE.password);
+    const key = alice.generateAesKey({ label: "k" });
+    world.run(500_000);
+    world.network.setFaults({ lossRate: 0.05, duplicateRate: 0.05 });
+    const { pkcs11, session } = alice;
+    const failures: string[] = [];
+    for (let i = 0; i < 150; i++) {
+      const iv = Buffer.alloc(12, i);
+      const mechanism = { mechanism: C.CKM_AES_GCM, parameter: { type: C.CK_PARAMS_AES_GCM, iv, tagBits: 128 } };
+      const parts = [Buffer.from(`part one ${i} `), Buffer.from("part two "), Buffer.from("part three")];
+      try {
+        pkcs11.C_EncryptInit(session, mechanism, key.handle);
+        const out = parts.map((p) => pkcs11.C_EncryptUpdate(session, p, Buffer.alloc(p.length)));
+        out.push(pkcs11.C_EncryptFinal(session, Buffer.alloc(16)));
+        pkcs11.C_EncryptInit(session, mechanism, key.handle);
+        const whole = Buffer.concat(parts);
+        let small: unknown;
+        try {
+          pkcs11.C_Encrypt(session, whole, Buffer.alloc(4));
+        } catch (e) {
+          small = e;
+        }
+        expect((small as Pkcs11Error).message).toBe("CKR_BUFFER_TOO_SMALL");
+        const single = pkcs11.C_Encrypt(session, whole, Buffer.alloc(whole.length + 16));
+        expect(Buffer.concat(out).equals(single)).toBe(true);
+      } catch (e) {
+        failures.push(`${i}: ${e instanceof Pkcs11Error ? `${e.message} ${e.detail ?? ""}` : String(e)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+});
