@@ -4,15 +4,23 @@
 // holds, so sessions and logins survive the loss of an HSM. What cannot move between HSMs is
 // pinned: an operation in progress, and session objects (they live on one HSM).
 //
-// Retry rules per call (README "Cluster model"):
+// Retry rules per call (README "The client"):
 // - busy or lagging HSM: every call goes elsewhere, up to 3 retries with exponential backoff,
 //   then CKR_FUNCTION_FAILED;
 // - HSM gone, no answer: calls that change nothing (crypto, reads, find, random, login) are
-//   repeated on another HSM, an operation's Init replayed first when the operation had not
-//   progressed; writes (create, generate, copy, unwrap, derive, destroy, set attributes,
-//   set PIN) fail with CKR_FUNCTION_FAILED, outcome unknown; an operation that had progressed
-//   (after an Update or a partial find) fails with CKR_DEVICE_REMOVED; a session object on the
-//   lost HSM is gone: CKR_OBJECT_HANDLE_INVALID.
+//   repeated on another HSM; writes (create, generate, copy, unwrap, derive, destroy, set
+//   attributes, set PIN) fail with CKR_FUNCTION_FAILED, outcome unknown;
+// - an operation's calls: each Init carries the operation's number in its session and each
+//   later call its step, so the HSM aborts an older operation a lost message left open,
+//   answers a repeated step from its record, and ignores late ones. A call of an operation
+//   whose answer is lost is resent to the same HSM (up to 3 times); if that HSM stays silent,
+//   an operation that had not progressed is started again elsewhere (up to 3 times), and one
+//   that had (after an Update or a partial find) fails with CKR_DEVICE_REMOVED;
+// - session objects: an application's all live on one HSM, its home (where the first was
+//   made); searches and calls that may create one go there. While the home does not answer,
+//   calls naming one fail with CKR_KEY_HANDLE_INVALID / CKR_OBJECT_HANDLE_INVALID and searches
+//   with CKR_DEVICE_REMOVED; once it answers after a restart, or leaves the cluster, its
+//   session objects are gone (they died with it) and searches go anywhere again.
 //
 // Calls are synchronous as pkcs11js's are: in the simulator, a call runs the virtual clock
 // (the `Driver`) until its answer arrives. The callback forms run without blocking.
@@ -61,6 +69,8 @@ interface SessionObject {
 type Callback = (error: Error | null, value?: unknown) => void;
 
 const MAX_SESSIONS = 1024;
+/** How many times one call may start its operation again on another HSM. */
+const MAX_REPLAYS = 3;
 
 export class ClusterChip {
   private readonly sessions = new Map<number, LogicalSession>();
@@ -153,7 +163,7 @@ export class ClusterChip {
   }
 
   /** Runs a session call on the right HSM, with the retry rules above. */
-  private invoke(method: string, args: unknown[], cb: Callback): void {
+  private invoke(method: string, args: unknown[], cb: Callback, replays = 0): void {
     const id = args[0] as number;
     const session = this.sessions.get(id);
     if (!session) return cb(new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method));
@@ -196,11 +206,11 @@ export class ClusterChip {
           if (namesSessionObject(method, args)) {
             return cb(new Pkcs11Error(invalidHandle(method), method, `the session object lived on an HSM that restarted: ${error.message}`));
           }
-          return this.invoke(method, args, cb); // a search or create: anywhere now
+          return this.invoke(method, args, cb, replays); // a search or create: anywhere now
         }
-        if (continues && isLostHsm(error) && !operation.progressed) {
+        if (continues && isLostHsm(error) && !operation.progressed && replays < MAX_REPLAYS) {
           // The operation had not started producing output: start it again elsewhere.
-          return this.replayInit(session, operation, method, (e2) => (e2 ? cb(e2) : this.invoke(method, args, cb)));
+          return this.replayInit(session, operation, method, (e2) => (e2 ? cb(e2) : this.invoke(method, args, cb, replays + 1)));
         }
         if (continues && isLostHsm(error)) {
           session.operations.delete(family!);

@@ -140,6 +140,8 @@ export class Workload {
     this.acknowledged(actor.connection, before, `create key ${key.id} for ${actor.name}`);
     this.history.keyCreated(key.id, actor.name);
     actor.own.set(key.id, key);
+    // The user's other client (the twin shares `own`) learns of the key the way an application passes it on: with the causality token.
+    for (const client of this.clientsOf(actor.name)) if (client !== actor) client.connection.client.observe(actor.connection.client.causalityToken());
   }
 
   /** Encrypt+decrypt with a key; `expected`: the client holds it (own or shared), so it must work unless the retry table allows. */
