@@ -74,13 +74,31 @@ export class Connections {
       if (method === "closeSession") return this.closeLogical(connection, op.session.id);
       const session = this.physicalSession(connection, op.session, method);
       local[0] = session.physical;
-      const family = OPERATION_FAMILY[method];
-      if (family !== undefined && !regressions.wedgingOperations) {
-        const run = () => this.run(connection!, method, args, local);
-        return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run);
+      try {
+        const family = OPERATION_FAMILY[method];
+        if (family !== undefined && !regressions.wedgingOperations) {
+          const run = () => this.run(connection!, method, args, local);
+          return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run);
+        }
+        return this.run(connection, method, args, local);
+      } catch (e) {
+        throw this.revocationOf(connection, session.physical, method, e);
       }
     }
     return this.run(connection, method, args, local);
+  }
+
+  /**
+   * A call refused because the device revoked the application's login (its user was deleted or
+   * its password changed) says so: CKR_USER_NOT_LOGGED_IN, and the login is never taken again
+   * silently here. Checked on failures only, so a successful call costs nothing.
+   */
+  private revocationOf(connection: Connection, physical: number, method: string, error: unknown): unknown {
+    if (connection.login === null || method === "login" || method === "logout" || loggedIn(connection.chip, physical)) return error;
+    connection.revoked = connection.login;
+    connection.login = null;
+    const code = error instanceof Pkcs11Error ? error.message : String(error);
+    return new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `the login was revoked on HSM ${this.hsm.id} (its user was deleted or its password changed): ${code}`);
   }
 
   /** Runs the call on the chip: wire handles in, output buffers sized, handles back out as wire handles. */
@@ -125,11 +143,6 @@ export class Connections {
       connection.sessions.set(context.id, session);
     }
     const physical = session.physical;
-    if (connection.login !== null && !loggedIn(chip, physical)) {
-      // The device revoked this login (its user was deleted or its password changed): it is never taken again silently.
-      connection.revoked = connection.login;
-      connection.login = null;
-    }
     if (method === "login" || method === "logout") {
       // An explicit login checks the password afresh: drop a login made on the client's behalf first.
       if (method === "login") {
