@@ -34,6 +34,8 @@ export interface SimReport {
   convergenceUs: number;
   simulatedUs: number;
   network: { sent: number; delivered: number; lost: number; duplicated: number; undeliverable: number };
+  /** The availability checker's view: idempotent calls, those in clean windows, and the failures the retry table allowed, by reason. */
+  liveness: { calls: number; clean: number; allowed: Record<string, number> };
   wallMs: number;
 }
 
@@ -112,8 +114,14 @@ export function runSimulation(seed: number, options: RunOptions = {}): SimReport
   }
   return {
     seed, ok: history.violations.length === 0, violations: history.violations, profile, counts: history.counts, faults, convergenceUs,
-    simulatedUs: world.clock.nowUs(), network: { ...world.network.stats }, wallMs: performance.now() - started,
+    simulatedUs: world.clock.nowUs(), network: { ...world.network.stats }, liveness: livenessSummary(history), wallMs: performance.now() - started,
   };
+}
+
+function livenessSummary(history: History): SimReport["liveness"] {
+  const allowed: Record<string, number> = {};
+  for (const r of history.liveness) if (r.allowedAs) allowed[r.allowedAs] = (allowed[r.allowedAs] ?? 0) + 1;
+  return { calls: history.counts.idempotentCalls, clean: history.counts.cleanCalls, allowed };
 }
 
 /** Schedules crashes (restart or replacement), partitions and an added HSM until `untilUs`. */
