@@ -341,7 +341,7 @@ export class Workload {
 
   // ---- attacker: wrong passwords, sometimes the right one ----
   private attackerStep(): void {
-    const right = this.rng.chance(0.2);
+    const right = this.rng.chance(0.1);
     this.history.counts.logins++;
     const r = this.attempt(() => this.attacker.login(VICTIM, right ? this.victimPassword : "wrong-password-x").close());
     if (r.outcome === "failed" && r.error instanceof Pkcs11Error && r.error.message === "CKR_PIN_LOCKED") this.history.counts.lockedRefusals++;
