@@ -200,9 +200,9 @@ export class ClusterChip {
       if (at) session.visited.add(at);
       if (continues && (!error || error instanceof RemoteError)) operation.step = position!.step; // the HSM ran this step
       if (error) {
-        if (objectsHere && error instanceof ClientError && error.code === "NO_CONNECTION" && pinned === this.home && !continues) {
-          // The home HSM restarted: its session objects died with it.
-          this.dropObjectsAt(this.home!);
+        if (objectsHere && error instanceof ClientError && error.code === "NO_CONNECTION" && !continues) {
+          // The home HSM restarted: its session objects died with it (another call of this application may have seen it first).
+          this.dropObjectsAt(pinned!);
           if (namesSessionObject(method, args)) {
             return cb(new Pkcs11Error(invalidHandle(method), method, `the session object lived on an HSM that restarted: ${error.message}`));
           }
