@@ -43,6 +43,9 @@ function describe(r: SimReport, out: Output): void {
     `${r.faults.partitions} partitions, ${r.faults.added} HSM added`);
   out.line(`operations: ${r.counts.attempted} attempted, ${r.counts.acknowledged} acknowledged, ${r.counts.failed} failed, ${r.counts.unknown} outcome unknown; ` +
     `${r.counts.uses} key uses, ${r.counts.refusedUses} refused; ${r.counts.lockedRefusals} logins refused for a locked account`);
+  const allowed = Object.entries(r.liveness.allowed).map(([why, n]) => `${n} ${why}`).join(", ") || "none";
+  out.line(`availability: ${r.liveness.calls} idempotent calls (${r.liveness.clean} in clean windows); failures the retry table allows: ${allowed}; ` +
+    `${r.counts.sessionObjectFinds} own session-object searches, ${r.counts.foreignFinds} by another application`);
   out.line(`converged ${r.convergenceUs < 0 ? "never" : `${(r.convergenceUs / 1000).toFixed(0)} ms`} after faults stopped; ` +
     `${(r.simulatedUs / 1e6).toFixed(1)} s simulated in ${r.wallMs.toFixed(0)} ms`);
   for (const v of r.violations.slice(0, 20)) out.line(`VIOLATION ${v.invariant}: ${v.detail}`);

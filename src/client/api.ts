@@ -221,11 +221,20 @@ export class CryptoUserSession {
 
   findKeys(label: string): KeyRef[] {
     this.pkcs11.C_FindObjectsInit(this.session, [{ type: C.CKA_LABEL, value: label }]);
+    let found: Buffer[];
     try {
-      return this.pkcs11.C_FindObjects(this.session, 1000).map((h) => ref(h, label));
-    } finally {
-      this.pkcs11.C_FindObjectsFinal(this.session);
+      found = this.pkcs11.C_FindObjects(this.session, 1000);
+    } catch (e) {
+      // The search's own failure is the one to report, not the Final's on an operation it ended.
+      try {
+        this.pkcs11.C_FindObjectsFinal(this.session);
+      } catch {
+        // ended already
+      }
+      throw e;
     }
+    this.pkcs11.C_FindObjectsFinal(this.session);
+    return found.map((h) => ref(h, label));
   }
 
   deleteKey(key: KeyRef): void {

@@ -44,6 +44,8 @@ export type RetryRule = "repeat" | "fail";
 export interface SendOptions {
   /** Only this HSM (a session's operation or session object lives there). */
   pinned?: string;
+  /** A pinned request that is safe to repeat on its HSM (the HSM answers a repeat from its record): resend it when no answer comes. */
+  repeatPinned?: boolean;
   rule: RetryRule;
   /** Serve from whatever the HSM holds, even if it lacks this client's own writes (to compare HSMs). */
   anyState?: boolean;
@@ -159,6 +161,11 @@ export class ClusterClient {
     for (const [origin, seq] of heads as [number, number][]) if ((this.acked.get(origin) ?? 0) < seq) this.acked.set(origin, seq);
   }
 
+  /** Whether `address` is in the cluster's address list as this client last learned it. */
+  isMember(address: string): boolean {
+    return this.members.has(address);
+  }
+
   /** The last write acknowledged to this client (for checkers and tests). */
   get lastWrite(): WritePosition | null {
     return this.lastWritePosition;
@@ -199,8 +206,8 @@ export class ClusterClient {
     tried.add(target);
     this.exchange(target, op, options.rule === "fail" ? this.writeTimeoutUs : this.requestTimeoutUs, (response) => {
       const again = (why: "busy" | "stale" | "failover", message: string) => {
-        // A pinned request waits for its HSM when busy, but cannot fail over.
-        if (retry >= this.maxRetries || (options.pinned !== undefined && why === "failover")) {
+        // A pinned request waits for its HSM when busy, but cannot fail over; it is resent to it when that is safe.
+        if (retry >= this.maxRetries || (options.pinned !== undefined && why === "failover" && !options.repeatPinned)) {
           const attempts = `after ${retry + 1} attempt${retry ? "s" : ""}`;
           if (why !== "failover") cb(new ClientError("HSM_BUSY", `${message} (${attempts})`), undefined, target);
           else if (options.pinned !== undefined) cb(new ClientError("HSM_UNREACHABLE", `${message} (${attempts})`), undefined, target);

@@ -4,27 +4,37 @@
 // holds, so sessions and logins survive the loss of an HSM. What cannot move between HSMs is
 // pinned: an operation in progress, and session objects (they live on one HSM).
 //
-// Retry rules per call (README "Cluster model"):
+// Retry rules per call (README "The client"):
 // - busy or lagging HSM: every call goes elsewhere, up to 3 retries with exponential backoff,
 //   then CKR_FUNCTION_FAILED;
 // - HSM gone, no answer: calls that change nothing (crypto, reads, find, random, login) are
-//   repeated on another HSM, an operation's Init replayed first when the operation had not
-//   progressed; writes (create, generate, copy, unwrap, derive, destroy, set attributes,
-//   set PIN) fail with CKR_FUNCTION_FAILED, outcome unknown; an operation that had progressed
-//   (after an Update or a partial find) fails with CKR_DEVICE_REMOVED; a session object on the
-//   lost HSM is gone: CKR_OBJECT_HANDLE_INVALID.
+//   repeated on another HSM; writes (create, generate, copy, unwrap, derive, destroy, set
+//   attributes, set PIN) fail with CKR_FUNCTION_FAILED, outcome unknown;
+// - an operation's calls: each Init carries the operation's number in its session and each
+//   later call its step, so the HSM aborts an older operation a lost message left open,
+//   answers a repeated step from its record, and ignores late ones. A call of an operation
+//   whose answer is lost is resent to the same HSM (up to 3 times); if that HSM stays silent,
+//   an operation that had not progressed is started again elsewhere (up to 3 times), and one
+//   that had (after an Update or a partial find) fails with CKR_DEVICE_REMOVED;
+// - session objects: an application's all live on one HSM, its home (where the first was
+//   made); searches and calls that may create one go there. While the home does not answer,
+//   calls naming one fail with CKR_KEY_HANDLE_INVALID / CKR_OBJECT_HANDLE_INVALID and searches
+//   with CKR_DEVICE_REMOVED; once it answers after a restart, or leaves the cluster, its
+//   session objects are gone (they died with it) and searches go anywhere again.
 //
 // Calls are synchronous as pkcs11js's are: in the simulator, a call runs the virtual clock
 // (the `Driver`) until its answer arrives. The callback forms run without blocking.
 import {
-  OBJECT_ARGS, OPERATION_END, OPERATION_INIT, OUTPUT_ARGS, HANDLE_RESULTS, SESSION_CALLS, SESSION_OBJECT_BASE, WRITING_CALLS,
+  CREATING_CALLS, KEY_USING_CALLS, OBJECT_ARGS, OPERATION_END, OPERATION_FAMILY, OPERATION_INIT, OUTPUT_ARGS, HANDLE_RESULTS, SESSION_CALLS, SESSION_OBJECT_BASE,
+  WRITING_CALLS,
 } from "../cluster/calls.js";
 import type { RequestOp, SessionContext } from "../cluster/protocol.js";
+import { regressions } from "../cluster/regressions.js";
 import { HsmError, type HsmErrorCode } from "../hsm/errors.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
   CKF_RW_SESSION, CKF_SERIAL_SESSION, CKR_BUFFER_TOO_SMALL, CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_FUNCTION_FAILED,
-  CKR_FUNCTION_NOT_SUPPORTED, CKR_OBJECT_HANDLE_INVALID, CKR_SESSION_COUNT, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_PARALLEL_NOT_SUPPORTED,
+  CKR_FUNCTION_NOT_SUPPORTED, CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID, CKR_SESSION_COUNT, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_PARALLEL_NOT_SUPPORTED,
   CKR_SLOT_ID_INVALID, CKR_USER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKS_RO_PUBLIC_SESSION, CKS_RO_USER_FUNCTIONS,
   CKS_RW_PUBLIC_SESSION, CKS_RW_USER_FUNCTIONS, CKU_USER,
 } from "../pkcs11/constants.js";
@@ -37,11 +47,16 @@ interface Operation {
   address: string;
   init: { method: string; args: unknown[] };
   progressed: boolean;
+  /** The operation's number in its session, and the last step sent (the HSM's ledger keys on both). */
+  n: number;
+  step: number;
 }
 
 interface LogicalSession {
   flags: number;
-  operation: Operation | null;
+  /** Open operations by family ("encrypt", "findObjects" …): PKCS#11 allows one of each at a time. */
+  operations: Map<string, Operation>;
+  nextOperation: number;
   visited: Set<string>;
 }
 
@@ -54,6 +69,8 @@ interface SessionObject {
 type Callback = (error: Error | null, value?: unknown) => void;
 
 const MAX_SESSIONS = 1024;
+/** How many times one call may start its operation again on another HSM. */
+const MAX_REPLAYS = 3;
 
 export class ClusterChip {
   private readonly sessions = new Map<number, LogicalSession>();
@@ -61,6 +78,8 @@ export class ClusterChip {
   private credentials: string | null = null;
   private readonly objects = new Map<number, SessionObject>();
   private nextObject = SESSION_OBJECT_BASE + 1;
+  /** The HSM holding this application's session objects, while it holds any. */
+  private home: string | null = null;
 
   constructor(private readonly client: ClusterClient, private readonly driver: Driver) {}
 
@@ -91,11 +110,8 @@ export class ClusterChip {
         return cb ? this.invoke(method, args, cb) : this.wait((done) => this.invoke(method, args, done));
       };
     }
-    for (const method of ["exportMasked", "importMasked", "shareMaskingKey", "loginPrincipal", "shareObject", "ownership", "setTrusted",
-      "removeObject", "saveMaskingKey", "loadMaskingKey", "transportPublicKey", "exportMaskingKeyFor", "importMaskingKey"]) {
-      chip[method] = () => this.unsupported(method);
-    }
-    return chip as unknown as NativeChip;
+    // Only PKCS#11 calls: the device's own chip calls (masked export, principals, sharing) are not here at all.
+    return Object.freeze(chip) as unknown as NativeChip;
   }
 
   // ---- sessions and login (logical, on the client) ----
@@ -104,7 +120,7 @@ export class ClusterChip {
     if (!(flags & CKF_SERIAL_SESSION)) throw new Pkcs11Error(CKR_SESSION_PARALLEL_NOT_SUPPORTED, "C_OpenSession");
     if (this.sessions.size >= MAX_SESSIONS) throw new Pkcs11Error(CKR_SESSION_COUNT, "C_OpenSession");
     const id = this.nextSession++;
-    this.sessions.set(id, { flags, operation: null, visited: new Set() });
+    this.sessions.set(id, { flags, operations: new Map(), nextOperation: 0, visited: new Set() });
     return id;
   }
 
@@ -112,6 +128,7 @@ export class ClusterChip {
     const session = this.session(id, "C_CloseSession");
     this.sessions.delete(id);
     for (const [handle, object] of this.objects) if (object.session === id) this.objects.delete(handle);
+    this.settleHome();
     // Fire and forget: an HSM that misses it drops the session when the client's connection closes.
     for (const address of session.visited) {
       this.client.send({ kind: "call", method: "closeSession", args: [id], session: this.context(id, session, false) },
@@ -146,7 +163,7 @@ export class ClusterChip {
   }
 
   /** Runs a session call on the right HSM, with the retry rules above. */
-  private invoke(method: string, args: unknown[], cb: Callback): void {
+  private invoke(method: string, args: unknown[], cb: Callback, replays = 0): void {
     const id = args[0] as number;
     const session = this.sessions.get(id);
     if (!session) return cb(new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method));
@@ -156,56 +173,75 @@ export class ClusterChip {
       const handle = wire[i] as number;
       if (typeof handle !== "number" || handle < SESSION_OBJECT_BASE) continue;
       const object = this.objects.get(handle);
-      if (!object) return cb(new Pkcs11Error(CKR_OBJECT_HANDLE_INVALID, method));
+      if (!object) return cb(new Pkcs11Error(invalidHandle(method), method));
       if (pinned !== undefined && pinned !== object.address) return cb(new Pkcs11Error(CKR_OBJECT_HANDLE_INVALID, method, "session objects on different HSMs"));
       pinned = object.address;
       wire[i] = object.wire;
     }
+    // The application's session objects all live on one HSM, its home: searches and calls that may
+    // create one go there, so a search always sees them and never splits them over HSMs.
+    const objectsHere = pinned !== undefined || (this.home !== null && !regressions.strayFinds && (method === "findObjectsInit" || maySessionObject(method, wire)));
+    if (pinned === undefined && objectsHere) pinned = this.home!;
     const output = OUTPUT_ARGS[method];
     const outBuffer = output !== undefined ? (wire[output] as Buffer) : undefined;
     if (outBuffer !== undefined) {
       if (!Buffer.isBuffer(outBuffer)) return cb(new Pkcs11Error(CKR_FUNCTION_FAILED, method, "output must be a Buffer"));
       wire[output!] = outBuffer.length;
     }
-    const operation = session.operation;
-    const continues = operation !== null && !OPERATION_INIT.has(method) && belongsTo(operation.init.method, method);
+    const family = OPERATION_FAMILY[method];
+    const starts = OPERATION_INIT.has(method);
+    const operation = family !== undefined && !starts ? session.operations.get(family) ?? null : null;
+    const continues = operation !== null;
     if (continues) pinned = operation.address;
+    const position = starts ? { n: ++session.nextOperation, step: 0 } : continues ? { n: operation.n, step: operation.step + 1 } : undefined;
     const rule = WRITING_CALLS.has(method) ? "fail" : "repeat";
-    const send = (target: string | undefined, continuation: boolean, done: (e: Error | null, v?: unknown, at?: string) => void) => {
-      const op: RequestOp = { kind: "call", method, args: wire, session: this.context(id, session, continuation) };
-      this.client.send(op, { pinned: target, rule }, (e, v, at) => {
-        if (at) session.visited.add(at);
-        done(e, v, at);
-      });
-    };
+    const op: RequestOp = { kind: "call", method, args: wire, session: { ...this.context(id, session, continues), operation: position, objectsHere } };
     const finish = (error: Error | null, value: unknown, at: string | undefined) => {
+      if (at) session.visited.add(at);
+      if (continues && (!error || error instanceof RemoteError)) operation.step = position!.step; // the HSM ran this step
       if (error) {
-        if (continues && isLostHsm(error) && !operation!.progressed && pinned === operation!.address) {
+        if (objectsHere && error instanceof ClientError && error.code === "NO_CONNECTION" && !continues) {
+          // The home HSM restarted: its session objects died with it (another call of this application may have seen it first).
+          this.dropObjectsAt(pinned!);
+          if (namesSessionObject(method, args)) {
+            return cb(new Pkcs11Error(invalidHandle(method), method, `the session object lived on an HSM that restarted: ${error.message}`));
+          }
+          return this.invoke(method, args, cb, replays); // a search or create: anywhere now
+        }
+        if (continues && isLostHsm(error) && !operation.progressed && replays < MAX_REPLAYS) {
           // The operation had not started producing output: start it again elsewhere.
-          return this.replayInit(session, operation!, method, (e2) => (e2 ? cb(e2) : this.invoke(method, args, cb)));
+          return this.replayInit(session, operation, method, (e2) => (e2 ? cb(e2) : this.invoke(method, args, cb, replays + 1)));
         }
         if (continues && isLostHsm(error)) {
-          session.operation = null;
+          session.operations.delete(family!);
           return cb(new Pkcs11Error(CKR_DEVICE_REMOVED, method, `the HSM running this session's operation is gone: ${error.message}`));
         }
         if (pinned !== undefined && !continues && isLostHsm(error)) {
-          return cb(new Pkcs11Error(CKR_OBJECT_HANDLE_INVALID, method, `the session object lived on an HSM that is gone: ${error.message}`));
+          if (!this.client.isMember(pinned)) this.dropObjectsAt(pinned); // removed from the cluster: its session objects are gone for good
+          if (namesSessionObject(method, args)) {
+            return cb(new Pkcs11Error(invalidHandle(method), method, `the session object lives on an HSM that is not reachable: ${error.message}`));
+          }
         }
         const failure = this.toPkcs11(error, method);
         if (failure instanceof Pkcs11Error && failure.code === CKR_USER_NOT_LOGGED_IN && this.credentials !== null && method !== "login") {
           this.credentials = null; // the HSM refused our credentials: stop offering them
         }
-        if (continues && !(failure instanceof Pkcs11Error && failure.code === CKR_BUFFER_TOO_SMALL)) session.operation = null;
+        if (continues && !(failure instanceof Pkcs11Error && failure.code === CKR_BUFFER_TOO_SMALL)) session.operations.delete(family!);
         return cb(failure);
       }
-      this.track(method, args, session, at!, continues);
-      cb(null, this.unwire(method, value, output, outBuffer, at!, id));
+      this.track(method, args, session, at!, operation, position);
+      const result = this.unwire(method, value, output, outBuffer, at!, id);
+      if (method === "destroyObject" && typeof args[1] === "number" && args[1] >= SESSION_OBJECT_BASE) {
+        this.objects.delete(args[1]);
+        this.settleHome();
+      }
+      cb(null, result);
     };
-    send(pinned, continues, finish);
+    this.client.send(op, { pinned, rule, repeatPinned: rule === "repeat" }, (e, v, at) => finish(e, v, at));
   }
 
   private replayInit(session: LogicalSession, operation: Operation, method: string, cb: (e: Error | null) => void): void {
-    session.operation = null;
+    session.operations.delete(OPERATION_FAMILY[method]);
     this.invoke(operation.init.method, operation.init.args, (error) => {
       if (error) return cb(error instanceof Pkcs11Error ? error : new Pkcs11Error(CKR_DEVICE_REMOVED, method, error.message));
       cb(null);
@@ -213,14 +249,28 @@ export class ClusterChip {
   }
 
   /** Keeps the operation's pinning current after a successful call. */
-  private track(method: string, args: unknown[], session: LogicalSession, at: string, continues: boolean): void {
+  private track(method: string, args: unknown[], session: LogicalSession, at: string, operation: Operation | null,
+    position: { n: number; step: number } | undefined): void {
+    const family = OPERATION_FAMILY[method];
+    if (family === undefined) return;
     if (OPERATION_INIT.has(method)) {
-      session.operation = { address: at, init: { method, args: [...args] }, progressed: false };
+      session.operations.set(family, { address: at, init: { method, args: [...args] }, progressed: false, n: position!.n, step: 0 });
       return;
     }
-    if (!continues || !session.operation) return;
-    if ((OPERATION_END[session.operation.init.method] ?? []).includes(method)) session.operation = null;
-    else session.operation.progressed = true;
+    if (!operation) return;
+    if ((OPERATION_END[operation.init.method] ?? []).includes(method)) session.operations.delete(family);
+    else operation.progressed = true;
+  }
+
+  /** Forgets the session objects on `address` (its HSM restarted or left): they died with it. */
+  private dropObjectsAt(address: string): void {
+    for (const [handle, object] of this.objects) if (object.address === address) this.objects.delete(handle);
+    this.settleHome();
+  }
+
+  /** The home HSM stays while the application holds a session object there. */
+  private settleHome(): void {
+    if (this.home !== null && ![...this.objects.values()].some((o) => o.address === this.home)) this.home = null;
   }
 
   /** Output bytes into the caller's buffer, HSM session objects into client handles. */
@@ -242,6 +292,7 @@ export class ClusterChip {
     for (const [handle, object] of this.objects) if (object.address === address && object.wire === wire) return handle;
     const handle = this.nextObject++;
     this.objects.set(handle, { address, wire, session });
+    this.home ??= address;
     return handle;
   }
 
@@ -282,10 +333,46 @@ export class ClusterChip {
   }
 }
 
-/** Whether `method` is part of the operation `init` started (encryptUpdate of encryptInit …). */
-function belongsTo(init: string, method: string): boolean {
-  const family = init.replace(/Init$/, "");
-  return method.startsWith(family) && method !== init;
+function namesSessionObject(method: string, args: unknown[]): boolean {
+  return (OBJECT_ARGS[method] ?? []).some((i) => typeof args[i] === "number" && (args[i] as number) >= SESSION_OBJECT_BASE);
+}
+
+/** The call's own error for a handle that names nothing (a session object that died with its HSM). */
+function invalidHandle(method: string): number {
+  return KEY_USING_CALLS.has(method) && method !== "copyObject" ? CKR_KEY_HANDLE_INVALID : CKR_OBJECT_HANDLE_INVALID;
+}
+
+/** Template argument positions of the calls that create objects. */
+const TEMPLATE_ARGS: Record<string, readonly number[]> = {
+  createObject: [1], generateKey: [1], generateKeyPair: [1, 2], unwrapKey: [3], deriveKey: [2], copyObject: [2],
+};
+const CKA_TOKEN_TYPE = 0x1;
+
+/**
+ * Whether a creating call may make a session object: a template without CKA_TOKEN true (a copy
+ * without CKA_TOKEN keeps its source's, and a token key's copy is a token key).
+ */
+function maySessionObject(method: string, wire: unknown[]): boolean {
+  if (!CREATING_CALLS.has(method)) return false;
+  return (TEMPLATE_ARGS[method] ?? []).some((i) => {
+    const token = tokenAttribute(wire[i]);
+    return method === "copyObject" ? token === false : token !== true;
+  });
+}
+
+/** CKA_TOKEN from an encoded template (u32 count, then u32 type, u32 length, bytes), or undefined if absent. */
+function tokenAttribute(template: unknown): boolean | undefined {
+  if (!Buffer.isBuffer(template) || template.length < 4) return undefined;
+  const count = template.readUInt32LE(0);
+  let offset = 4;
+  for (let i = 0; i < count && offset + 8 <= template.length; i++) {
+    const type = template.readUInt32LE(offset);
+    const length = template.readUInt32LE(offset + 4);
+    offset += 8;
+    if (type === CKA_TOKEN_TYPE && length >= 1 && offset < template.length) return template[offset] !== 0;
+    offset += length;
+  }
+  return undefined;
 }
 
 function isLostHsm(error: Error): boolean {

@@ -57,6 +57,13 @@ export const OPERATION_END: Record<string, readonly string[]> = {
   signInit: ["sign", "signFinal"], verifyInit: ["verify", "verifyFinal"],
 };
 
+/** The operation family of every call that starts or continues one: encryptUpdate → "encrypt", findObjects → "findObjects". */
+export const OPERATION_FAMILY: Record<string, string> = Object.fromEntries([...OPERATION_INIT].flatMap((init) => {
+  const family = init.replace(/Init$/, "");
+  const members = [...SESSION_CALLS].filter((m) => m.startsWith(family));
+  return members.map((m) => [m, family]);
+}));
+
 /** Deep-copies a message value: Buffers and typed arrays are copied, so neither side shares memory with the other. */
 export function copyValue<T>(value: T): T {
   if (Buffer.isBuffer(value)) return Buffer.from(value) as T;

@@ -6,12 +6,15 @@ import type { Hsm } from "../hsm/hsm.js";
 import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
-  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKU_USER,
+  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKS_RO_USER_FUNCTIONS,
+  CKS_RW_USER_FUNCTIONS, CKU_USER,
 } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import {
-  CREATING_CALLS, HANDLE_RESULTS, KEY_USING_CALLS, OBJECT_ARGS, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS,
+  CREATING_CALLS, HANDLE_RESULTS, KEY_USING_CALLS, OBJECT_ARGS, OPERATION_FAMILY, OUTPUT_ARGS, SESSION_CALLS, SESSION_OBJECT_BASE, SLOT_CALLS,
 } from "./calls.js";
+import { OperationLedger } from "./operations.js";
+import { regressions } from "./regressions.js";
 import type { Failure, RequestOp, SessionContext } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 
@@ -20,10 +23,12 @@ const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
 
 interface Connection {
   chip: NativeChip;
-  /** The client's logical session → this HSM's session for it. */
-  sessions: Map<number, number>;
+  /** The client's logical session → this HSM's session for it, with its operations' ledger. */
+  sessions: Map<number, { physical: number; operations: OperationLedger }>;
   /** The login this application holds here ("name:password"), or null. */
   login: string | null;
+  /** Credentials this HSM refused or revoked: only an explicit C_Login takes them again. */
+  revoked: string | null;
   /** Session objects this connection created here: the only ones its wire handles may name. */
   sessionObjects: Set<number>;
 }
@@ -46,7 +51,7 @@ export class Connections {
   /** Closes a client's sessions here and forgets it. */
   close(conn: string): void {
     const connection = this.table.get(conn);
-    if (connection) for (const session of connection.sessions.values()) connection.chip.closeSession(session);
+    if (connection) for (const session of connection.sessions.values()) connection.chip.closeSession(session.physical);
     this.table.delete(conn);
   }
 
@@ -55,16 +60,50 @@ export class Connections {
     const { method, args } = op;
     if (!SLOT_CALLS.has(method) && !SESSION_CALLS.has(method)) throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
     let connection = this.table.get(conn);
+    if (op.session?.objectsHere && (connection?.sessionObjects.size ?? 0) === 0) {
+      // The client holds session objects here, but this HSM holds none for it: it restarted and they died.
+      throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} holds no session objects of this application (it restarted)` });
+    }
     if (!connection) {
-      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, sessionObjects: new Set() };
+      connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, revoked: null, sessionObjects: new Set() };
       this.table.set(conn, connection);
     }
     const local = [...args];
     if (SESSION_CALLS.has(method)) {
       if (!op.session) throw new Pkcs11Error(CKR_SESSION_HANDLE_INVALID, method);
       if (method === "closeSession") return this.closeLogical(connection, op.session.id);
-      local[0] = this.physicalSession(connection, op.session, method);
+      const session = this.physicalSession(connection, op.session, method);
+      local[0] = session.physical;
+      try {
+        const family = OPERATION_FAMILY[method];
+        if (family !== undefined && !regressions.wedgingOperations) {
+          const run = () => this.run(connection!, method, args, local);
+          return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run);
+        }
+        return this.run(connection, method, args, local);
+      } catch (e) {
+        throw this.revocationOf(connection, session.physical, method, e);
+      }
     }
+    return this.run(connection, method, args, local);
+  }
+
+  /**
+   * A call refused because the device revoked the application's login (its user was deleted or
+   * its password changed) says so: CKR_USER_NOT_LOGGED_IN, and the login is never taken again
+   * silently here. Checked on failures only, so a successful call costs nothing.
+   */
+  private revocationOf(connection: Connection, physical: number, method: string, error: unknown): unknown {
+    if (connection.login === null || method === "login" || method === "logout" || loggedIn(connection.chip, physical)) return error;
+    connection.revoked = connection.login;
+    connection.login = null;
+    const code = error instanceof Pkcs11Error ? error.message : String(error);
+    return new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `the login was revoked on HSM ${this.hsm.id} (its user was deleted or its password changed): ${code}`);
+  }
+
+  /** Runs the call on the chip: wire handles in, output buffers sized, handles back out as wire handles. */
+  private run(connection: Connection, method: string, args: unknown[], sessionArgs: unknown[]): unknown {
+    const local = [...sessionArgs]; // run may run twice (an Init after an abort): map from the wire afresh
     for (const i of OBJECT_ARGS[method] ?? []) {
       const wire = local[i];
       local[i] = this.toLocal(connection, wire);
@@ -85,52 +124,61 @@ export class Connections {
     if (method === "logout") connection.login = null;
     const shape = HANDLE_RESULTS[method];
     const created = CREATING_CALLS.has(method);
-    const mapped = shape === "one" ? this.toWire(connection, result as number, created)
+    let mapped = shape === "one" ? this.toWire(connection, result as number, created)
       : shape === "pair" || shape === "list" ? (result as number[]).map((h) => this.toWire(connection, h, created)) : result;
+    // A search shows this application's own session objects only, whatever the chip lets the session see.
+    if (method === "findObjects" && !regressions.strayFinds) mapped = (mapped as number[]).filter((w) => w < SESSION_OBJECT_BASE || connection.sessionObjects.has(w - SESSION_OBJECT_BASE));
     return output === undefined ? mapped : { result: mapped, output: (local[output] as Buffer).subarray(0, result as number) };
   }
 
   /** This HSM's session for the client's logical session, opened (and logged in) on first use. */
-  private physicalSession(connection: Connection, context: SessionContext, method: string): number {
+  private physicalSession(connection: Connection, context: SessionContext, method: string): { physical: number; operations: OperationLedger } {
     const chip = connection.chip;
-    let physical = connection.sessions.get(context.id);
-    if (physical === undefined) {
+    let session = connection.sessions.get(context.id);
+    if (session === undefined) {
       if (context.continuation) {
         throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} does not hold this session's operation (it restarted)` });
       }
-      physical = chip.openSession(0, context.flags);
-      connection.sessions.set(context.id, physical);
+      session = { physical: chip.openSession(0, context.flags), operations: new OperationLedger() };
+      connection.sessions.set(context.id, session);
     }
+    const physical = session.physical;
     if (method === "login" || method === "logout") {
       // An explicit login checks the password afresh: drop a login made on the client's behalf first.
-      if (method === "login" && connection.login !== null) {
-        chip.logout(physical);
+      if (method === "login") {
+        if (connection.login !== null) quietLogout(chip, physical);
         connection.login = null;
+        connection.revoked = null;
       }
-      return physical;
+      return session;
     }
     if (context.login !== connection.login) {
       if (connection.login !== null) {
-        chip.logout(physical);
+        quietLogout(chip, physical);
         connection.login = null;
       }
       if (context.login !== null) {
+        if (context.login === connection.revoked) {
+          throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `the login was revoked on HSM ${this.hsm.id}: the user was deleted or its password changed; log in again`);
+        }
         try {
           chip.login(physical, CKU_USER, Buffer.from(context.login));
         } catch (e) {
+          // Tried once: the same credentials are not tried again here (each try would count toward a lockout).
+          connection.revoked = context.login;
           const code = e instanceof Pkcs11Error ? e.message : String(e);
           throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, method, `logging in again on HSM ${this.hsm.id} failed: ${code}`);
         }
         connection.login = context.login;
       }
     }
-    return physical;
+    return session;
   }
 
   private closeLogical(connection: Connection, id: number): null {
-    const physical = connection.sessions.get(id);
+    const session = connection.sessions.get(id);
     connection.sessions.delete(id);
-    if (physical !== undefined) connection.chip.closeSession(physical);
+    if (session !== undefined) connection.chip.closeSession(session.physical);
     // Closing an application's last session logs it out, as on the chip.
     if (connection.sessions.size === 0) connection.login = null;
     return null;
@@ -149,6 +197,19 @@ export class Connections {
     if (keyId !== undefined) return keyId;
     if (created) connection.sessionObjects.add(handle);
     return SESSION_OBJECT_BASE + handle;
+  }
+}
+
+function loggedIn(chip: NativeChip, session: number): boolean {
+  const { state } = chip.getSessionInfo(session);
+  return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
+}
+
+function quietLogout(chip: NativeChip, session: number): void {
+  try {
+    chip.logout(session);
+  } catch {
+    // logged out already (revoked): the goal holds
   }
 }
 

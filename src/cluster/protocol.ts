@@ -57,6 +57,15 @@ export interface SessionContext {
   login: string | null;
   /** The call continues an operation started on this HSM: if the HSM lost the session, say so. */
   continuation: boolean;
+  /**
+   * For an operation's Init and the calls continuing it: the operation's number in this logical
+   * session (increasing) and the call's step in it (0 for the Init). An HSM aborts an older,
+   * unfinished operation when a newer one starts, and answers a repeated step from its record
+   * of the answer, so a lost request or answer neither wedges the session nor runs a step twice.
+   */
+  operation?: { n: number; step: number };
+  /** The client holds session objects of this application on this HSM: if it holds none, it restarted. */
+  objectsHere?: boolean;
 }
 
 export type ManageMethod = "createUser" | "deleteUser" | "changePassword" | "listUsers" | "shareKey" | "unshareKey" | "describeKey" | "setKeyTrusted";

@@ -2,6 +2,7 @@
 // workload's history of what clients were told, the HSMs' data folders and journals, and
 // nothing else of the cluster's logic.
 import type { AuditEntry } from "../hsm/audit.js";
+import { type CallContext, type LivenessRecord, classify, describeError } from "./liveness.js";
 import type { Hsm } from "../hsm/hsm.js";
 import type { WritePosition } from "../cluster/protocol.js";
 import { verifyFolder } from "../hsm/verify-folder.js";
@@ -9,7 +10,8 @@ import { internalsOf } from "../hsm/internals.js";
 
 export interface Violation {
   invariant: "acknowledged-change-lost" | "deleted-key-used" | "unauthorized-use" | "locked-account-logged-in" | "audit-chain-broken"
-    | "no-convergence" | "key-id-reused" | "unexpected-error";
+    | "no-convergence" | "key-id-reused" | "unexpected-error" | "unavailable" | "session-object-invisible" | "session-object-leaked"
+    | "revoked-user-acted";
   detail: string;
 }
 
@@ -27,7 +29,25 @@ export class History {
   /** (key, client) → when that client learned the key was deleted, or unshared from its user. */
   private readonly revocations = new Map<string, { at: number; kind: "delete" | "unshare"; attemptedAt: number }>();
   readonly violations: Violation[] = [];
-  readonly counts = { attempted: 0, acknowledged: 0, failed: 0, unknown: 0, uses: 0, refusedUses: 0, logins: 0, lockedRefusals: 0 };
+  readonly counts = { attempted: 0, acknowledged: 0, failed: 0, unknown: 0, uses: 0, refusedUses: 0, logins: 0, lockedRefusals: 0,
+    idempotentCalls: 0, cleanCalls: 0, allowedFailures: 0, sessionObjectFinds: 0, foreignFinds: 0 };
+  /** Every idempotent call's outcome, for the availability checker. */
+  readonly liveness: LivenessRecord[] = [];
+  /** Keys whose delete was attempted, and "key/user" pairs whose unshare was: a later refusal of them is allowed. */
+  readonly removalAttempted = new Set<string>();
+
+  /** Records an idempotent call: success, an allowed failure, or (checkLiveness reports it) one the retry table does not allow. */
+  idempotent(what: string, client: string, startUs: number, endUs: number, clean: boolean, error: unknown, context: CallContext = {}): void {
+    this.counts.idempotentCalls++;
+    if (clean) this.counts.cleanCalls++;
+    if (error === undefined) {
+      this.liveness.push({ what, client, startUs, endUs, clean, violation: null });
+      return;
+    }
+    const verdict = classify(error, clean, context);
+    if (verdict.violation === null) this.counts.allowedFailures++;
+    this.liveness.push({ what, client, startUs, endUs, clean, error: describeError(error), ...verdict });
+  }
 
   tick(): number {
     return ++this.order;
@@ -86,6 +106,14 @@ export class History {
   }
 }
 
+/** Availability: every idempotent call succeeded or failed only as the retry table allows. */
+export function checkLiveness(history: History): Violation[] {
+  return history.liveness.filter((r) => r.violation !== null).map((r) => ({
+    invariant: "unavailable" as const,
+    detail: `${r.client}: ${r.what} at ${r.startUs} µs${r.clean ? " (clean window)" : ""} failed: ${r.violation}`,
+  }));
+}
+
 /** Every data folder's audit chain verifies, and its logins respect lockouts. */
 export function checkAuditChains(folders: { hsmId: string; dir: string }[], maxLoginFailures = 5): Violation[] {
   const out: Violation[] = [];
@@ -96,6 +124,7 @@ export function checkAuditChains(folders: { hsmId: string; dir: string }[], maxL
       out.push({ invariant: "audit-chain-broken", detail: `${hsmId}: ${where}` });
     }
     out.push(...checkLockouts(hsmId, verdict.entries, maxLoginFailures));
+    out.push(...checkRevocations(hsmId, verdict.entries));
   }
   return out;
 }
@@ -120,6 +149,37 @@ function checkLockouts(hsmId: string, entries: Iterable<AuditEntry>, maxFailures
     } else if (e.operation === "SYNC" && e.result === "OK") {
       const user = /^(user|user-delete) user:(\S+)/.exec(e.detail);
       if (user && (user[1] === "user-delete" || e.detail.endsWith("(failures reset)"))) locked.delete(user[2]);
+    }
+  }
+  return out;
+}
+
+const KEY_CREATIONS = new Set(["GENERATE_KEY", "GENERATE_KEY_PAIR", "CREATE_KEY", "COPY_KEY", "UNWRAP_KEY", "DERIVE_KEY"]);
+
+/**
+ * From one HSM's audit log: once this HSM applied a user's delete (its own DELETE_USER, or a
+ * replicated user-delete) or a password reset done here (CHANGE_PASSWORD), no key creation by
+ * that user succeeds here — until a new account of that name, or (after a reset) a fresh login.
+ * The simulated clients keep sessions open across both, so a login revived with cached
+ * credentials, or not ended at all, shows up here.
+ */
+export function checkRevocations(hsmId: string, entries: Iterable<AuditEntry>): Violation[] {
+  const out: Violation[] = [];
+  const revoked = new Map<string, string>(); // user → why
+  for (const e of entries) {
+    if (e.result === "OK" && e.operation === "DELETE_USER") revoked.set(e.detail.split(" ")[0], `deleted (entry ${e.seq})`);
+    else if (e.result === "OK" && e.operation === "CHANGE_PASSWORD" && e.detail.split(" ")[0] !== e.actor) {
+      revoked.set(e.detail.split(" ")[0], `password reset (entry ${e.seq})`);
+    } else if (e.result === "OK" && e.operation === "SYNC") {
+      const change = /^(user|user-delete) user:(\S+)/.exec(e.detail);
+      if (change?.[1] === "user-delete") revoked.set(change[2], `deleted (replicated, entry ${e.seq})`);
+      else if (change && revoked.get(change[2])?.startsWith("deleted")) revoked.delete(change[2]); // created anew
+    } else if (e.result === "OK" && e.operation === "CREATE_USER") {
+      revoked.delete(e.detail.split(" ")[0]);
+    } else if (e.result === "OK" && e.operation === "LOGIN" && e.actor && revoked.get(e.actor)?.startsWith("password reset")) {
+      revoked.delete(e.actor); // logged in afresh, with the new password
+    } else if (e.result === "OK" && e.actor && KEY_CREATIONS.has(e.operation) && revoked.has(e.actor)) {
+      out.push({ invariant: "revoked-user-acted", detail: `${hsmId}: ${e.actor} made a key (${e.operation}, entry ${e.seq}) after it was ${revoked.get(e.actor)}` });
     }
   }
   return out;

@@ -80,6 +80,11 @@ export class SimNetwork {
     }
   }
 
+  /** Whether any link is cut (a partition or a one-way block). */
+  get partitioned(): boolean {
+    return this.blocked.size > 0;
+  }
+
   /** Removes every partition and blocked link. */
   heal(): void {
     this.blocked.clear();

@@ -2,7 +2,8 @@
 // workload, crashes, restarts, replacements, an added HSM, partitions and lossy links; then
 // the faults stop and the run checks every invariant, including that the live HSMs converge
 // within a bound. The same seed replays the same run, event for event.
-import { History, type Violation, checkAcknowledged, checkAuditChains, replicaDigest } from "./invariants.js";
+import { History, type Violation, checkAcknowledged, checkAuditChains, checkLiveness, replicaDigest } from "./invariants.js";
+import { Health } from "./liveness.js";
 import type { LinkFaults } from "./network.js";
 import { Rng } from "./random.js";
 import { Workload } from "./workload.js";
@@ -33,6 +34,8 @@ export interface SimReport {
   convergenceUs: number;
   simulatedUs: number;
   network: { sent: number; delivered: number; lost: number; duplicated: number; undeliverable: number };
+  /** The availability checker's view: idempotent calls, those in clean windows, and the failures the retry table allowed, by reason. */
+  liveness: { calls: number; clean: number; allowed: Record<string, number> };
   wallMs: number;
 }
 
@@ -69,18 +72,20 @@ export function runSimulation(seed: number, options: RunOptions = {}): SimReport
   const faults = { crashes: 0, restarts: 0, replacements: 0, partitions: 0, added: 0 };
   let convergenceUs = -1;
   try {
-    const workload = new Workload(world, history, rng.fork("workload"), { cryptoUsers: profile.cryptoUsers, thinkUs: 100_000 });
+    const health = new Health(world.cluster, world.network, () => world.clock.nowUs());
+    const workload = new Workload(world, history, rng.fork("workload"), { cryptoUsers: profile.cryptoUsers, thinkUs: 100_000, health });
     // Setup runs on a quiet network: faults are for the workload.
     world.network.setFaults({ lossRate: 0, duplicateRate: 0 });
     workload.setup();
     world.network.setFaults(profile.network);
     const faultEnd = world.clock.nowUs() + (options.workloadUs ?? 20_000_000);
-    injectFaults(world, rng.fork("faults"), profile, faultEnd, workload.clientAddresses, faults);
+    injectFaults(world, rng.fork("faults"), profile, faultEnd, workload.clientAddresses, faults, health);
     workload.start(faultEnd);
     world.clock.runUntil(faultEnd);
 
     // Faults stop: heal the network, bring every crashed HSM back, and wait for convergence.
     world.network.heal();
+    health.fault();
     world.network.setFaults({ lossRate: 0, duplicateRate: 0, jitterUs: 0 });
     for (const hsm of world.cluster.describe()) if (hsm.state !== "DELETED" && !world.cluster.node(hsm.hsmId)) world.cluster.restartHsm(hsm.hsmId);
     const quietAt = world.clock.nowUs();
@@ -98,6 +103,7 @@ export function runSimulation(seed: number, options: RunOptions = {}): SimReport
       history.violations.push({ invariant: "no-convergence", detail: `live HSMs still differ ${bound / 1e6} s after faults stopped` });
     }
     history.violations.push(...checkAcknowledged(history, live));
+    history.violations.push(...checkLiveness(history));
     world.cluster.shutdown();
     history.violations.push(...checkAuditChains(world.cluster.dataFolders()));
   } catch (e) {
@@ -108,12 +114,19 @@ export function runSimulation(seed: number, options: RunOptions = {}): SimReport
   }
   return {
     seed, ok: history.violations.length === 0, violations: history.violations, profile, counts: history.counts, faults, convergenceUs,
-    simulatedUs: world.clock.nowUs(), network: { ...world.network.stats }, wallMs: performance.now() - started,
+    simulatedUs: world.clock.nowUs(), network: { ...world.network.stats }, liveness: livenessSummary(history), wallMs: performance.now() - started,
   };
 }
 
+function livenessSummary(history: History): SimReport["liveness"] {
+  const allowed: Record<string, number> = {};
+  for (const r of history.liveness) if (r.allowedAs) allowed[r.allowedAs] = (allowed[r.allowedAs] ?? 0) + 1;
+  return { calls: history.counts.idempotentCalls, clean: history.counts.cleanCalls, allowed };
+}
+
 /** Schedules crashes (restart or replacement), partitions and an added HSM until `untilUs`. */
-function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: number, clients: string[], faults: SimReport["faults"]): void {
+function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: number, clients: string[], faults: SimReport["faults"],
+  health: Health): void {
   const { clock, cluster, network } = world;
   let down: string | null = null;
   const every = (meanUs: number, fn: () => void) => {
@@ -131,11 +144,13 @@ function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: nu
     if (live.length < 2) return;
     const victim = rng.pick(live).hsmId;
     cluster.crashHsm(victim);
+    health.fault();
     faults.crashes++;
     down = victim;
     clock.schedule(rng.between(500_000, 3_000_000), () => {
       down = null;
       if (cluster.node(victim)) return; // the end of the faults restarted it already
+      health.fault();
       if (rng.chance(profile.replaceChance)) {
         cluster.replaceHsm(victim);
         faults.replacements++;
@@ -154,12 +169,17 @@ function injectFaults(world: World, rng: Rng, profile: FaultProfile, untilUs: nu
       network.partition([isolated], hsms.filter((a) => a !== isolated).concat(clients));
     }
     faults.partitions++;
-    clock.schedule(rng.between(500_000, 2_500_000), () => network.heal());
+    health.fault();
+    clock.schedule(rng.between(500_000, 2_500_000), () => {
+      network.heal();
+      health.fault();
+    });
   });
   if (profile.addHsm) {
     clock.schedule(rng.between(1_000_000, Math.max(1_000_001, untilUs - clock.nowUs() - 1_000_000)), () => {
       if (cluster.describe().filter((h) => h.state !== "DELETED").length >= 6) return;
       cluster.addHsm();
+      health.fault();
       faults.added++;
     });
   }

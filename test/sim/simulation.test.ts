@@ -38,7 +38,8 @@ describe("simulated runs", () => {
   });
 
   it("exercises the faults it claims: crashes, partitions, loss, lockouts, acknowledged writes", () => {
-    const totals = { crashes: 0, partitions: 0, lost: 0, acknowledged: 0, lockedRefusals: 0, unknown: 0 };
+    const totals = { crashes: 0, partitions: 0, lost: 0, acknowledged: 0, lockedRefusals: 0, unknown: 0, cleanCalls: 0, sessionObjectFinds: 0,
+      foreignFinds: 0 };
     for (let seed = 2000; seed < 2006; seed++) {
       const r = runSimulation(seed, { workloadUs: 10_000_000 });
       expect(r.ok).toBe(true);
@@ -48,6 +49,9 @@ describe("simulated runs", () => {
       totals.acknowledged += r.counts.acknowledged;
       totals.lockedRefusals += r.counts.lockedRefusals;
       totals.unknown += r.counts.unknown;
+      totals.cleanCalls += r.liveness.clean;
+      totals.sessionObjectFinds += r.counts.sessionObjectFinds;
+      totals.foreignFinds += r.counts.foreignFinds;
       expect(r.convergenceUs).toBeGreaterThanOrEqual(0);
     }
     for (const [name, value] of Object.entries(totals)) expect(value, name).toBeGreaterThan(0);
