@@ -6,6 +6,21 @@ import { fileURLToPath } from "node:url";
 import * as P from "../src/index.js";
 
 export { P };
+/** Encodes a template the way the facade does, for calls straight to the chip (numbers as 8-byte CK_ULONGs). */
+export function chipTemplate(attrs: [number, Buffer | boolean | number][]): Buffer {
+  const parts = attrs.map(([type, v]) => {
+    const value = Buffer.isBuffer(v) ? v : typeof v === "boolean" ? Buffer.from([v ? 1 : 0]) : Buffer.alloc(8);
+    if (typeof v === "number") value.writeUInt32LE(v, 0);
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(type, 0);
+    head.writeUInt32LE(value.length, 4);
+    return Buffer.concat([head, value]);
+  });
+  const count = Buffer.alloc(4);
+  count.writeUInt32LE(attrs.length, 0);
+  return Buffer.concat([count, ...parts]);
+}
+
 export const SO_PIN = "so-secret-1";
 export const USER_PIN = "user-secret-1";
 export const P256_PARAMS = Buffer.from("06082a8648ce3d030107", "hex");

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "harness.h"
+#include "templates.h"
 #include "token/module.h"
 
 using namespace hsm;
@@ -16,17 +17,7 @@ Bytes aesKeyTemplate(bool tokenObject) {
                                                    {CKA_VALUE, Bytes(32, 0x42)},
                                                    {CKA_TOKEN, encodeBool(tokenObject)},
                                                    {CKA_ENCRYPT, encodeBool(true)}};
-  Bytes out;
-  auto u32 = [&out](uint32_t v) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-  };
-  u32(static_cast<uint32_t>(attrs.size()));
-  for (const auto& a : attrs) {
-    u32(static_cast<uint32_t>(a.first));
-    u32(static_cast<uint32_t>(a.second.size()));
-    out.insert(out.end(), a.second.begin(), a.second.end());
-  }
-  return out;
+  return hsmtest::encodeTemplate(attrs);
 }
 
 CK_ULONG createKey(Module& m, CK_ULONG session, bool tokenObject) {

@@ -3,24 +3,13 @@
 #include <cstring>
 
 #include "harness.h"
+#include "templates.h"
 #include "token/module.h"
 
 using namespace hsm;
 
 namespace {
-Bytes encodeTemplate(const std::vector<std::pair<CK_ULONG, Bytes>>& attrs) {
-  Bytes out;
-  auto u32 = [&out](uint32_t v) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-  };
-  u32(static_cast<uint32_t>(attrs.size()));
-  for (const auto& a : attrs) {
-    u32(static_cast<uint32_t>(a.first));
-    u32(static_cast<uint32_t>(a.second.size()));
-    out.insert(out.end(), a.second.begin(), a.second.end());
-  }
-  return out;
-}
+using hsmtest::encodeTemplate;
 ByteView text(const char* s) { return ByteView(reinterpret_cast<const uint8_t*>(s), std::strlen(s)); }
 
 struct Fixture {

@@ -7,27 +7,10 @@ import { join } from "node:path";
 
 import { afterAll, describe, expect, it } from "vitest";
 
-import { P } from "../helpers.js";
+import { P, chipTemplate } from "../helpers.js";
 
 const RW = P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION;
-const u64 = (n: number) => {
-  const b = Buffer.alloc(8);
-  b.writeUInt32LE(n, 0);
-  return b;
-};
-/** Encodes a template the way the facade does, for calls straight to the chip. */
-function tmpl(attrs: [number, Buffer | boolean | number][]): Buffer {
-  const parts = attrs.map(([type, v]) => {
-    const value = Buffer.isBuffer(v) ? v : typeof v === "boolean" ? Buffer.from([v ? 1 : 0]) : u64(v);
-    const head = Buffer.alloc(8);
-    head.writeUInt32LE(type, 0);
-    head.writeUInt32LE(value.length, 4);
-    return Buffer.concat([head, value]);
-  });
-  const count = Buffer.alloc(4);
-  count.writeUInt32LE(attrs.length, 0);
-  return Buffer.concat([count, ...parts]);
-}
+const tmpl = chipTemplate;
 const mech = (type: number, a: Buffer | null = null, b: Buffer | null = null, n = 0) =>
   [new Float64Array([type, a || b || n ? 1 : 0, n, 0, 0]), a, b] as [Float64Array, Buffer | null, Buffer | null];
 const aesKey = (extra: [number, Buffer | boolean | number][] = []) =>

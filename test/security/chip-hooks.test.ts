@@ -4,26 +4,10 @@ import * as crypto from "node:crypto";
 
 import { describe, expect, it } from "vitest";
 
-import { P } from "../helpers.js";
+import { P, chipTemplate } from "../helpers.js";
 
 const RW = P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION;
-const u64 = (n: number) => {
-  const b = Buffer.alloc(8);
-  b.writeUInt32LE(n, 0);
-  return b;
-};
-function tmpl(attrs: [number, Buffer | boolean | number][]): Buffer {
-  const parts = attrs.map(([type, v]) => {
-    const value = Buffer.isBuffer(v) ? v : typeof v === "boolean" ? Buffer.from([v ? 1 : 0]) : u64(v);
-    const head = Buffer.alloc(8);
-    head.writeUInt32LE(type, 0);
-    head.writeUInt32LE(value.length, 4);
-    return Buffer.concat([head, value]);
-  });
-  const count = Buffer.alloc(4);
-  count.writeUInt32LE(attrs.length, 0);
-  return Buffer.concat([count, ...parts]);
-}
+const tmpl = chipTemplate;
 const aesKey = (token: boolean) => tmpl([[P.CKA_CLASS, P.CKO_SECRET_KEY], [P.CKA_KEY_TYPE, P.CKK_AES], [P.CKA_VALUE, crypto.randomBytes(32)],
   [P.CKA_TOKEN, token], [P.CKA_ENCRYPT, true]]);
 const gcm = () => [new Float64Array([P.CKM_AES_GCM, 1, 128, 0, 0]), Buffer.alloc(12, 1), null] as [Float64Array, Buffer, null];
