@@ -8,7 +8,7 @@
 
 namespace hsmtest {
 
-inline hsm::Bytes encodeTemplate(const std::vector<std::pair<CK_ULONG, hsm::Bytes>>& attrs) {
+inline hsm::Bytes encodeTemplate(const std::vector<std::pair<hsm::CK_ULONG, hsm::Bytes>>& attrs) {
   hsm::Bytes out;
   auto u32 = [&out](uint32_t v) {
     for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
