@@ -75,6 +75,18 @@ export function runDeviceDemo(out: Output): string {
   hsm.login("bob", "bob-new-password");
   out.line("officer2 set a new password; bob logs in again");
 
+  out.step("Revocation and isolation: a reset ends bob's open sessions; no application reaches another's");
+  out.line(`bob's PKCS#11 session opened before the reset, using the key: ${failure(() => b.C_EncryptInit(bobSession, gcm, bobsView))}`);
+  const stranger = hsm.pkcs11();
+  stranger.C_Initialize();
+  out.line(`another application, never logged in, using alice's session handle: ${failure(() => stranger.C_EncryptInit(aliceSession, gcm, key))}`);
+  const strangerSession = stranger.C_OpenSession(stranger.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+  out.line(`… and creating a key in its own session without logging in: ${failure(() => stranger.C_GenerateKey(strangerSession,
+    { mechanism: P.CKM_AES_KEY_GEN }, [{ type: P.CKA_VALUE_LEN, value: 32 }, { type: P.CKA_TOKEN, value: true }]))}`);
+  hsm.unshareKey(alice, keyId, "bob");
+  b.C_Login(bobSession, P.CKU_USER, "bob:bob-new-password");
+  out.line(`alice unshared the key; bob, logged in again, using it: ${failure(() => b.C_EncryptInit(bobSession, gcm, bobsView))}`);
+
   out.step("Restart the HSM from its data folder, then read the audit log");
   hsm.close();
   const again = Hsm.open(dir);
