@@ -120,3 +120,103 @@ describe("F2: prototype hooks take the Hsm and its internals from a PKCS11 appli
     expect(sealed.length).toBeGreaterThan(32);
   });
 });
+
+describe("F3: a user a key is shared with reads its value", () => {
+  it("a sharee reads CKA_VALUE of a non-sensitive extractable key (README: sharees 'may only use it')", () => {
+    device = activatedDevice();
+    const { hsm } = device;
+    const alice = cuSession(hsm, "alice", "alice-password");
+    const key = tokenAesKey(alice.pkcs11, alice.session, "open", [{ type: H.CKA_SENSITIVE, value: false }]);
+    const aliceActor = hsm.login("alice", "alice-password");
+    hsm.shareKey(aliceActor, hsm.keyIdOf(key), "bob");
+    const bob = cuSession(hsm, "bob", "bob-password");
+    bob.pkcs11.C_FindObjectsInit(bob.session, []);
+    const [seen] = bob.pkcs11.C_FindObjects(bob.session, 10);
+    bob.pkcs11.C_FindObjectsFinal(bob.session);
+    const value = bob.pkcs11.C_GetAttributeValue(bob.session, seen, [{ type: H.CKA_VALUE }])[0].value!;
+    expect(value).toEqual(alice.pkcs11.C_GetAttributeValue(alice.session, key, [{ type: H.CKA_VALUE }])[0].value);
+    // C_DigestKey works for the sharee too; wrapping is the only refused path.
+    bob.pkcs11.C_DigestInit(bob.session, { mechanism: H.CKM_SHA256 });
+    bob.pkcs11.C_DigestKey(bob.session, seen);
+    expect(bob.pkcs11.C_DigestFinal(bob.session, Buffer.alloc(32))).toHaveLength(32);
+    // After the unshare Bob keeps the value he read: revocation cannot take it back.
+    hsm.unshareKey(aliceActor, hsm.keyIdOf(key), "bob");
+  });
+});
+
+describe("F4: whether an account exists still shows", () => {
+  const code = (f: () => unknown) => {
+    try {
+      f();
+      return "OK";
+    } catch (e) {
+      return (e as H.HsmError).code;
+    }
+  };
+
+  it("after a restart, a locked unknown name is unlocked while a locked account stays locked", () => {
+    device = activatedDevice();
+    const { dir } = device;
+    for (let i = 0; i < 5; i++) {
+      code(() => device!.hsm.login("alice", "wrong-password"));
+      code(() => device!.hsm.login("zed", "wrong-password"));
+    }
+    expect([code(() => device!.hsm.login("alice", "x")), code(() => device!.hsm.login("zed", "x"))]).toEqual(["ACCOUNT_LOCKED", "ACCOUNT_LOCKED"]);
+    device.hsm.close();
+    const reopened = H.Hsm.open(dir, { passwordCost: 4 });
+    try {
+      expect(code(() => reopened.login("alice", "wrong-password"))).toBe("ACCOUNT_LOCKED"); // exists
+      expect(code(() => reopened.login("zed", "wrong-password"))).toBe("LOGIN_FAILED"); // does not
+    } finally {
+      reopened.close();
+    }
+  });
+
+  it("10,000 other unknown names evict a locked unknown name's counter, never an account's", () => {
+    device = activatedDevice();
+    const { hsm } = device;
+    for (let i = 0; i < 5; i++) {
+      code(() => hsm.login("alice", "wrong-password"));
+      code(() => hsm.login("zed", "wrong-password"));
+    }
+    for (let i = 0; i < 10_000; i++) code(() => hsm.login(`n${i}`, "wrong-password"));
+    expect(code(() => hsm.login("alice", "wrong-password"))).toBe("ACCOUNT_LOCKED");
+    expect(code(() => hsm.login("zed", "wrong-password"))).toBe("LOGIN_FAILED");
+  }, 120_000);
+
+  it("an HSM reopened with another passwordCost answers unknown names fast and accounts slowly", () => {
+    device = activatedDevice({ passwordCost: 12 });
+    const { dir } = device;
+    device.hsm.close();
+    const reopened = H.Hsm.open(dir, { passwordCost: 1 });
+    try {
+      const time = (name: string) => {
+        const start = process.hrtime.bigint();
+        code(() => reopened.login(name, "wrong-password"));
+        return Number(process.hrtime.bigint() - start) / 1e6;
+      };
+      const known = Math.min(time("alice"), time("alice")), unknown = Math.max(time("nobody"), time("nobody"));
+      expect(known).toBeGreaterThan(5 * unknown);
+    } finally {
+      reopened.close();
+    }
+  });
+});
+
+describe("F5: removing hsm.lock lets a second Hsm own a running HSM's folder", () => {
+  it("Hsm.open succeeds on a folder in use once hsm.lock was unlinked; the first HSM then fails every write", async () => {
+    const { unlinkSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    device = activatedDevice();
+    const { hsm, dir, co } = device;
+    expectHsmError(() => H.Hsm.open(dir, { passwordCost: 4 }), "DATA_FOLDER_IN_USE");
+    unlinkSync(join(dir, "hsm.lock"));
+    const second = H.Hsm.open(dir, { passwordCost: 4 });
+    try {
+      second.createUser(second.login("admin", "co-password-1"), "carol", "CU", "carol-password");
+      expectHsmError(() => hsm.createUser(co, "dave", "CU", "dave-password"), "DATA_FOLDER_INVALID");
+    } finally {
+      second.close();
+    }
+  });
+});
