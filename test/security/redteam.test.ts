@@ -220,3 +220,49 @@ describe("F5: removing hsm.lock lets a second Hsm own a running HSM's folder", (
     }
   });
 });
+
+describe("F6: a clone's hsm.db is accepted in another HSM's folder", () => {
+  it("copying HSM A's hsm.db into clone B's folder opens B as A, undoing B's password reset", async () => {
+    const { copyFileSync, existsSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tempDir } = await import("../hsm/fixture.js");
+    device = activatedDevice();
+    const a = device.hsm;
+    const folderB = tempDir();
+    try {
+      const b = H.Hsm.restore(folderB.path, a.snapshot(), { passwordCost: 4 }); // a backup restored / a cluster clone
+      const idB = b.id;
+      b.changePassword(b.login("admin", "co-password-1"), "alice", "new-alice-pass"); // B's operator resets alice
+      a.close();
+      b.close();
+      for (const side of ["hsm.db-wal", "hsm.db-shm"]) if (existsSync(join(folderB.path, side))) rmSync(join(folderB.path, side));
+      copyFileSync(join(device.dir, "hsm.db"), join(folderB.path, "hsm.db")); // an editor of B's folder, never reading masking.key
+      const reopened = H.Hsm.open(folderB.path, { passwordCost: 4 });
+      try {
+        expect(reopened.id).not.toBe(idB); // B's folder now claims to be A
+        expect(reopened.verifyAudit().ok).toBe(true);
+        expect(reopened.login("alice", "alice-password").username).toBe("alice"); // the reset password is back
+      } finally {
+        reopened.close();
+      }
+    } finally {
+      folderB.cleanup();
+    }
+  });
+});
+
+describe("F7: a key creation refused after its user was revoked leaves no audit entry", () => {
+  it("an async token-key generation whose user is deleted meanwhile is neither kept nor audited", async () => {
+    device = activatedDevice();
+    const { hsm, co } = device;
+    hsm.createUser(co, "carol", "CU", "carol-password");
+    const carol = cuSession(hsm, "carol", "carol-password");
+    const before = hsm.auditLog().length;
+    const pending = carol.pkcs11.C_GenerateKeyAsync(carol.session, { mechanism: H.CKM_AES_KEY_GEN },
+      [{ type: H.CKA_VALUE_LEN, value: 32 }, { type: H.CKA_TOKEN, value: true }]);
+    hsm.deleteUser(co, "carol");
+    await expect(pending).rejects.toBeInstanceOf(H.Pkcs11Error);
+    const since = hsm.auditLog().slice(before).map((e) => e.operation);
+    expect(since).toEqual(["DELETE_USER"]); // README: every key creation, refused ones included, is an entry
+  });
+});
