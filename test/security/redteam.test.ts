@@ -319,3 +319,42 @@ describe("F2b: the PKCS11 and Hsm prototypes are shared and writable: one applic
     expect(Object.isFrozen(H.PKCS11.prototype)).toBe(false);
   });
 });
+
+describe("F9: a SQL trigger planted in a closed hsm.db is not detected at open and runs inside the HSM", () => {
+  it("a folder editor (no masking.key) replaces alice's password hash at START and logs in as alice; the HSM reopens cleanly", async () => {
+    const { createRequire } = await import("node:module");
+    const { randomBytes, scryptSync } = await import("node:crypto");
+    const { join } = await import("node:path");
+    const Database = createRequire(import.meta.url)("better-sqlite3");
+    device = activatedDevice();
+    const { dir } = device;
+    const victim = victimOn(device.hsm);
+    void victim;
+    device.hsm.close();
+    const salt = randomBytes(16), hash = scryptSync("mallory-pass-1", salt, 32, { N: 16, r: 8, p: 1 });
+    const db = new Database(join(dir, "hsm.db"));
+    db.exec(`CREATE TABLE stash AS SELECT * FROM users WHERE name = 'alice';
+      CREATE TRIGGER swap AFTER INSERT ON audit WHEN NEW.operation = 'START' BEGIN
+        UPDATE users SET salt = X'${salt.toString("hex")}', hash = X'${hash.toString("hex")}', cost = 4 WHERE name = 'alice'; END;
+      CREATE TRIGGER put_back AFTER INSERT ON audit WHEN NEW.operation = 'LOGIN' AND NEW.actor = 'alice' AND NEW.result = 'OK' BEGIN
+        UPDATE users SET salt = (SELECT salt FROM stash), hash = (SELECT hash FROM stash), cost = (SELECT cost FROM stash) WHERE name = 'alice'; END;`);
+    db.close();
+
+    const hsm = H.Hsm.open(dir, { passwordCost: 4 }); // the edit is not noticed
+    const p = hsm.pkcs11();
+    p.C_Initialize();
+    const s = p.C_OpenSession(p.C_GetSlotList(true)[0], RW);
+    p.C_Login(s, H.CKU_USER, "alice:mallory-pass-1"); // the attacker's password
+    p.C_FindObjectsInit(s, [{ type: H.CKA_LABEL, value: "locked" }]);
+    const [key] = p.C_FindObjects(s, 1);
+    p.C_FindObjectsFinal(s);
+    p.C_EncryptInit(s, gcm, key);
+    expect(Buffer.from(p.C_Encrypt(s, Buffer.from("secret message"), Buffer.alloc(64)))).toEqual(victim.ciphertext);
+    hsm.close();
+    // The trigger put the hash back: the next open and the audit see nothing wrong.
+    const again = H.Hsm.open(dir, { passwordCost: 4 });
+    expect(again.verifyAudit().ok).toBe(true);
+    again.close();
+    device = { ...device, hsm: again };
+  });
+});
