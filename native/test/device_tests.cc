@@ -118,3 +118,56 @@ TEST(revoking_a_principal_logs_its_applications_out) {
   CHECK(m.loginPrincipal(s1, 7) == CKR_OK);  // a new login (the device checked a password again) works
   CHECK(m.revokePrincipal(0) == CKR_ARGUMENTS_BAD);
 }
+
+TEST(device_profile_secret_components_are_readable_by_the_owner_only) {
+  ModuleConfig config;
+  config.pinHashIterations = 1;
+  config.deviceProfile = true;
+  Module m(config);
+  CHECK(m.initToken(0, text("so-pin-1"), text("share")) == CKR_OK);
+  CK_ULONG ownerApp = m.newApplication(), shareeApp = m.newApplication(), owner = 0, sharee = 0;
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, owner, ownerApp) == CKR_OK);
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, sharee, shareeApp) == CKR_OK);
+  CHECK(m.loginPrincipal(owner, 7) == CKR_OK);
+  CHECK(m.loginPrincipal(sharee, 8) == CKR_OK);
+  CK_ULONG key = createKey(m, owner, true);  // CKA_SENSITIVE false, extractable: readable by its owner
+  CHECK(m.shareObject(0, key, 7, 8, true) == CKR_OK);
+  auto read = [&](CK_ULONG session, CK_ULONG type, Bytes* out) {
+    std::vector<AttributeQuery> q(1);
+    q[0].type = type;
+    CK_RV rv = m.getAttributes(session, key, q);
+    if (out) *out = q[0].value;
+    return rv;
+  };
+  Bytes value;
+  CHECK(read(owner, CKA_VALUE, &value) == CKR_OK);
+  CHECK(value == Bytes(32, 0x42));
+  CHECK(read(sharee, CKA_VALUE, &value) == CKR_ATTRIBUTE_SENSITIVE);
+  CHECK(value.empty());
+  CHECK(read(sharee, CKA_VALUE_LEN, nullptr) == CKR_OK);  // public attributes stay readable
+  CHECK(read(sharee, CKA_ENCRYPT, nullptr) == CKR_OK);
+  Mechanism sha;
+  sha.type = CKM_SHA256;
+  CHECK(m.digestInit(owner, sha) == CKR_OK);
+  CHECK(m.digestKey(owner, key) == CKR_OK);
+  CHECK(m.digestInit(sharee, sha) == CKR_OK);
+  CHECK(m.digestKey(sharee, key) == CKR_KEY_INDIGESTIBLE);
+  // The sharee still uses it.
+  Bytes iv(12, 1);
+  CHECK(m.encryptInit(sharee, gcm(iv), key) == CKR_OK);
+}
+
+TEST(memory_profile_secret_components_follow_pkcs11_only) {
+  Module m(ModuleConfig{0, 5, 8, false, Bytes()});
+  CHECK(m.initToken(0, text("so-pin-1"), text("plain")) == CKR_OK);
+  CK_ULONG app = m.newApplication(), s = 0;
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s, app) == CKR_OK);
+  CHECK(m.loginPrincipal(s, 7) == CKR_OK);
+  CK_ULONG key = createKey(m, s, true);
+  CHECK(m.shareObject(0, key, 7, 8, true) == CKR_OK);
+  CHECK(m.revokePrincipal(7) == CKR_OK);
+  CHECK(m.loginPrincipal(s, 8) == CKR_OK);  // not the owner, on the memory: profile
+  std::vector<AttributeQuery> q(1);
+  q[0].type = CKA_VALUE;
+  CHECK(m.getAttributes(s, key, q) == CKR_OK);
+}

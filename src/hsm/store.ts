@@ -81,6 +81,61 @@ const SCHEMA = `
 `;
 const DB_SIDE_FILES = ["-wal", "-shm", "-journal"];
 
+/**
+ * The schema an hsmsim folder holds, exactly: SQLite runs whatever a database's schema says
+ * (a trigger fires inside the HSM's own transactions, a view or index changes what a query
+ * sees), and the seal covers rows, not sqlite_schema. So an existing folder must hold these
+ * tables and their automatic indexes, each with this SQL, and nothing else — no trigger,
+ * view, index, other table, or sqlite_stat* / sqlite_sequence table (the HSM never creates
+ * them). PRAGMA user_version and application_id are not read by the HSM: no check.
+ */
+interface SchemaEntry {
+  type: string;
+  name: string;
+  tbl_name: string;
+  sql: string | null;
+}
+const SCHEMA_QUERY = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name";
+let expectedSchema: Map<string, SchemaEntry> | undefined;
+
+function schemaKey(e: SchemaEntry): string {
+  return `${e.type} ${e.name}`;
+}
+
+function expectedSchemaEntries(): Map<string, SchemaEntry> {
+  if (!expectedSchema) {
+    const db = new Database(":memory:");
+    try {
+      db.exec(SCHEMA);
+      expectedSchema = new Map((db.prepare(SCHEMA_QUERY).all() as SchemaEntry[]).map((e) => [schemaKey(e), e]));
+    } finally {
+      db.close();
+    }
+  }
+  return expectedSchema;
+}
+
+/** What in `db`'s schema is extra, missing or different from hsmsim's, or undefined when it is exactly hsmsim's. */
+function schemaProblem(db: BetterSqlite3.Database): string | undefined {
+  const expected = expectedSchemaEntries();
+  const found = db.prepare(SCHEMA_QUERY).all() as SchemaEntry[];
+  const extra: string[] = [], different: string[] = [];
+  const seen = new Set<string>();
+  for (const entry of found) {
+    const key = schemaKey(entry);
+    seen.add(key);
+    const want = expected.get(key);
+    if (!want) extra.push(`${key}${entry.type === "table" || entry.type === "view" ? "" : ` on ${entry.tbl_name}`}`);
+    else if (want.sql !== entry.sql || want.tbl_name !== entry.tbl_name) different.push(key);
+  }
+  const missing = [...expected.keys()].filter((key) => !seen.has(key));
+  const parts: string[] = [];
+  if (extra.length) parts.push(`extra ${extra.join(", ")}`);
+  if (different.length) parts.push(`changed ${different.join(", ")}`);
+  if (missing.length) parts.push(`missing ${missing.join(", ")}`);
+  return parts.length ? `its database schema is not hsmsim's (${parts.join("; ")}): it was edited` : undefined;
+}
+
 function invalid(dir: string, why: string): HsmError {
   return new HsmError("DATA_FOLDER_INVALID", `${dir} is not a usable hsmsim HSM data folder: ${why}`);
 }
@@ -128,6 +183,8 @@ export class Store {
   private mac?: DeviceMac;
   private digest?: StateDigest;
   private closed = false;
+  /** A read-only store's schema that is not exactly hsmsim's (a writer refuses such a folder at open). */
+  schemaProblem?: string;
   /** How many transaction() calls are running (nested ones are savepoints). */
   private depth = 0;
 
@@ -202,7 +259,14 @@ export class Store {
       if (meta.version !== FORMAT_VERSION) {
         throw new Error(`its format version ${meta.version} is not ${FORMAT_VERSION} (written by an older hsmsim: back it up and restore it into a new folder, or start over)`);
       }
-      return new Store(dir, db, lock);
+      // Before anything runs on it: a planted trigger would run inside the HSM's first
+      // transaction (even a reader's verdict must not rest on a view or an extra index).
+      // A reader reports it as tampering (verifyFolder) and never writes.
+      const problem = schemaProblem(db);
+      if (problem && lock) throw invalid(dir, problem);
+      const store = new Store(dir, db, lock);
+      store.schemaProblem = problem;
+      return store;
     } catch (e) {
       db?.close();
       lock?.release();

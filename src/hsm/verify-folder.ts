@@ -29,7 +29,10 @@ export function verifyFolder(dir: string): FolderVerdict {
       if (typeof mac === "string") {
         return { ok: false, folderProblem: mac, audit: { ok: false, entries: entries.length, problem: { seq: 0, reason: mac } }, entries };
       }
-      const { problem, head } = store.verifySeal(mac);
+      const sealed = store.verifySeal(mac);
+      const { head } = sealed;
+      // An edited schema (a planted trigger, view, index or table) is tampering even when every row still matches its seal.
+      const problem = store.schemaProblem ?? sealed.problem;
       // Without a trusted head the chain is still checked, but truncation cannot be judged.
       const audit = verifyChain(entries, mac, head);
       return { ok: !problem && audit.ok, folderProblem: problem, audit, entries };

@@ -122,7 +122,7 @@ describe("F2: prototype hooks take the Hsm and its internals from a PKCS11 appli
 });
 
 describe("F3: a user a key is shared with reads its value", () => {
-  it("a sharee reads CKA_VALUE of a non-sensitive extractable key (README: sharees 'may only use it')", () => {
+  it("a sharee cannot read CKA_VALUE of a non-sensitive extractable key, nor digest it (README: sharees 'may only use it')", () => {
     device = activatedDevice();
     const { hsm } = device;
     const alice = cuSession(hsm, "alice", "alice-password");
@@ -133,14 +133,53 @@ describe("F3: a user a key is shared with reads its value", () => {
     bob.pkcs11.C_FindObjectsInit(bob.session, []);
     const [seen] = bob.pkcs11.C_FindObjects(bob.session, 10);
     bob.pkcs11.C_FindObjectsFinal(bob.session);
-    const value = bob.pkcs11.C_GetAttributeValue(bob.session, seen, [{ type: H.CKA_VALUE }])[0].value!;
-    expect(value).toEqual(alice.pkcs11.C_GetAttributeValue(alice.session, key, [{ type: H.CKA_VALUE }])[0].value);
-    // C_DigestKey works for the sharee too; wrapping is the only refused path.
+    expectCkr(() => bob.pkcs11.C_GetAttributeValue(bob.session, seen, [{ type: H.CKA_VALUE }]), "CKR_ATTRIBUTE_SENSITIVE");
+    // The owner still reads it (a non-sensitive extractable key is hers to read), and public attributes stay readable for bob.
+    expect(alice.pkcs11.C_GetAttributeValue(alice.session, key, [{ type: H.CKA_VALUE }])[0].value).toHaveLength(32);
+    expect(bob.pkcs11.C_GetAttributeValue(bob.session, seen, [{ type: H.CKA_LABEL }, { type: H.CKA_VALUE_LEN }]).map((a) => a.value!.length))
+      .toEqual([4, 8]);
+    // C_DigestKey is refused to the sharee too (a digest is a test oracle for the value), not to the owner.
     bob.pkcs11.C_DigestInit(bob.session, { mechanism: H.CKM_SHA256 });
-    bob.pkcs11.C_DigestKey(bob.session, seen);
-    expect(bob.pkcs11.C_DigestFinal(bob.session, Buffer.alloc(32))).toHaveLength(32);
-    // After the unshare Bob keeps the value he read: revocation cannot take it back.
+    expectCkr(() => bob.pkcs11.C_DigestKey(bob.session, seen), "CKR_KEY_INDIGESTIBLE");
+    alice.pkcs11.C_DigestInit(alice.session, { mechanism: H.CKM_SHA256 });
+    alice.pkcs11.C_DigestKey(alice.session, key);
+    expect(alice.pkcs11.C_DigestFinal(alice.session, Buffer.alloc(32))).toHaveLength(32);
+    // Bob may use it.
+    bob.pkcs11.C_EncryptInit(bob.session, gcm, seen);
+    expect(bob.pkcs11.C_Encrypt(bob.session, Buffer.from("hello"), Buffer.alloc(64))).toHaveLength(21);
     hsm.unshareKey(aliceActor, hsm.keyIdOf(key), "bob");
+  });
+
+  it("a sharee cannot read a non-sensitive private key's components; its public attributes stay readable", () => {
+    device = activatedDevice();
+    const { hsm } = device;
+    const alice = cuSession(hsm, "alice", "alice-password");
+    const common = [{ type: H.CKA_TOKEN, value: true }];
+    const ec = alice.pkcs11.C_GenerateKeyPair(alice.session, { mechanism: H.CKM_EC_KEY_PAIR_GEN },
+      [...common, { type: H.CKA_EC_PARAMS, value: Buffer.from("06082a8648ce3d030107", "hex") }, { type: H.CKA_VERIFY, value: true }],
+      [...common, { type: H.CKA_SENSITIVE, value: false }, { type: H.CKA_SIGN, value: true }]);
+    const rsa = alice.pkcs11.C_GenerateKeyPair(alice.session, { mechanism: H.CKM_RSA_PKCS_KEY_PAIR_GEN },
+      [...common, { type: H.CKA_MODULUS_BITS, value: 2048 }, { type: H.CKA_VERIFY, value: true }],
+      [...common, { type: H.CKA_SENSITIVE, value: false }, { type: H.CKA_SIGN, value: true }]);
+    const aliceActor = hsm.login("alice", "alice-password");
+    for (const handle of [ec.privateKey, ec.publicKey, rsa.privateKey]) hsm.shareKey(aliceActor, hsm.keyIdOf(handle), "bob");
+    const bob = cuSession(hsm, "bob", "bob-password");
+    const find = (cls: number, keyType: number) => {
+      bob.pkcs11.C_FindObjectsInit(bob.session, [{ type: H.CKA_CLASS, value: cls }, { type: H.CKA_KEY_TYPE, value: keyType }]);
+      const [h] = bob.pkcs11.C_FindObjects(bob.session, 1);
+      bob.pkcs11.C_FindObjectsFinal(bob.session);
+      return h;
+    };
+    const ecPrivate = find(H.CKO_PRIVATE_KEY, H.CKK_EC), ecPublic = find(H.CKO_PUBLIC_KEY, H.CKK_EC), rsaPrivate = find(H.CKO_PRIVATE_KEY, H.CKK_RSA);
+    expectCkr(() => bob.pkcs11.C_GetAttributeValue(bob.session, ecPrivate, [{ type: H.CKA_VALUE }]), "CKR_ATTRIBUTE_SENSITIVE");
+    for (const type of [H.CKA_PRIVATE_EXPONENT, H.CKA_PRIME_1, H.CKA_PRIME_2, H.CKA_EXPONENT_1, H.CKA_EXPONENT_2, H.CKA_COEFFICIENT]) {
+      expectCkr(() => bob.pkcs11.C_GetAttributeValue(bob.session, rsaPrivate, [{ type }]), "CKR_ATTRIBUTE_SENSITIVE");
+      expect(alice.pkcs11.C_GetAttributeValue(alice.session, rsa.privateKey, [{ type }])[0].value!.length).toBeGreaterThan(0);
+    }
+    expect(alice.pkcs11.C_GetAttributeValue(alice.session, ec.privateKey, [{ type: H.CKA_VALUE }])[0].value).toHaveLength(32);
+    expect(bob.pkcs11.C_GetAttributeValue(bob.session, rsaPrivate, [{ type: H.CKA_MODULUS }, { type: H.CKA_PUBLIC_EXPONENT }])[0].value).toHaveLength(256);
+    expect(bob.pkcs11.C_GetAttributeValue(bob.session, ecPrivate, [{ type: H.CKA_EC_PARAMS }])[0].value).toHaveLength(10);
+    expect(bob.pkcs11.C_GetAttributeValue(bob.session, ecPublic, [{ type: H.CKA_EC_POINT }])[0].value).toHaveLength(67);
   });
 });
 
@@ -326,10 +365,21 @@ describe("F2b: the PKCS11 and Hsm prototypes are shared and writable: one applic
 });
 
 describe("F9: a SQL trigger planted in a closed hsm.db is not detected at open and runs inside the HSM", () => {
-  it("a folder editor (no masking.key) replaces alice's password hash at START and logs in as alice; the HSM reopens cleanly", async () => {
+  const refusal = (fn: () => unknown): H.HsmError => {
+    try {
+      fn();
+    } catch (e) {
+      expect(e).toBeInstanceOf(H.HsmError);
+      expect((e as H.HsmError).code).toBe("DATA_FOLDER_INVALID");
+      return e as H.HsmError;
+    }
+    throw new Error("expected DATA_FOLDER_INVALID, and the folder opened");
+  };
+  it("a folder editor (no masking.key) plants triggers that swap alice's password hash at START: Hsm.open and hsmsim audit refuse the folder", async () => {
     const { createRequire } = await import("node:module");
     const { randomBytes, scryptSync } = await import("node:crypto");
     const { join } = await import("node:path");
+    const { runAudit } = await import("../../src/cli/audit.js");
     const Database = createRequire(import.meta.url)("better-sqlite3");
     device = activatedDevice();
     const { dir } = device;
@@ -345,21 +395,66 @@ describe("F9: a SQL trigger planted in a closed hsm.db is not detected at open a
         UPDATE users SET salt = (SELECT salt FROM stash), hash = (SELECT hash FROM stash), cost = (SELECT cost FROM stash) WHERE name = 'alice'; END;`);
     db.close();
 
-    const hsm = H.Hsm.open(dir, { passwordCost: 4 }); // the edit is not noticed
-    const p = hsm.pkcs11();
-    p.C_Initialize();
-    const s = p.C_OpenSession(p.C_GetSlotList(true)[0], RW);
-    p.C_Login(s, H.CKU_USER, "alice:mallory-pass-1"); // the attacker's password
-    p.C_FindObjectsInit(s, [{ type: H.CKA_LABEL, value: "locked" }]);
-    const [key] = p.C_FindObjects(s, 1);
-    p.C_FindObjectsFinal(s);
-    p.C_EncryptInit(s, gcm, key);
-    expect(Buffer.from(p.C_Encrypt(s, Buffer.from("secret message"), Buffer.alloc(64)))).toEqual(victim.ciphertext);
-    hsm.close();
-    // The trigger put the hash back: the next open and the audit see nothing wrong.
+    // The edit is noticed before anything runs: nothing the triggers would do happens.
+    const error = refusal(() => H.Hsm.open(dir, { passwordCost: 4 }));
+    expect(error.message).toMatch(/trigger put_back on audit/);
+    expect(error.message).toMatch(/trigger swap on audit/);
+    expect(error.message).toMatch(/table stash/);
+    let text = "";
+    expect(runAudit(dir, { json: false }, (t) => (text += t, true))).toBe(1);
+    expect(text).toMatch(/FOLDER TAMPERED: .*schema.*trigger swap/);
+    // Removing them again (the folder as the HSM left it) opens cleanly: the rows were never touched.
+    const undo = new Database(join(dir, "hsm.db"));
+    undo.exec("DROP TRIGGER swap; DROP TRIGGER put_back; DROP TABLE stash;");
+    undo.close();
     const again = H.Hsm.open(dir, { passwordCost: 4 });
-    expect(again.verifyAudit().ok).toBe(true);
-    again.close();
-    device = { ...device, hsm: again };
+    try {
+      expect(again.verifyAudit().ok).toBe(true);
+      expectHsmError(() => again.login("alice", "mallory-pass-1"), "LOGIN_FAILED");
+      expect(again.login("alice", "alice-password").username).toBe("alice");
+    } finally {
+      again.close();
+    }
+  });
+
+  it("views, indexes, ANALYZE statistics and an edited table definition (writable_schema) are refused too", async () => {
+    const { createRequire } = await import("node:module");
+    const { join } = await import("node:path");
+    const { verifyFolder } = await import("../../src/hsm/verify-folder.js");
+    const Database = createRequire(import.meta.url)("better-sqlite3");
+    device = activatedDevice();
+    const { dir } = device;
+    device.hsm.close();
+    const edits: [string, string, RegExp][] = [
+      ["CREATE VIEW v AS SELECT * FROM users", "DROP VIEW v", /extra view v/],
+      ["CREATE INDEX users_by_hash ON users (hash)", "DROP INDEX users_by_hash", /extra index users_by_hash on users/],
+      ["ANALYZE", "DROP TABLE sqlite_stat1; DROP TABLE IF EXISTS sqlite_stat4", /extra table sqlite_stat1/],
+      ["CREATE TEMP TABLE t (x)", "", /^$/], // a connection's own TEMP schema is not stored: nothing to refuse
+    ];
+    for (const [plant, undo, reason] of edits) {
+      const db = new Database(join(dir, "hsm.db"));
+      db.exec(plant);
+      db.close();
+      if (reason.source === "^$") {
+        H.Hsm.open(dir, { passwordCost: 4 }).close();
+        continue;
+      }
+      expect(refusal(() => H.Hsm.open(dir, { passwordCost: 4 })).message).toMatch(reason);
+      const verdict = verifyFolder(dir);
+      expect(verdict.ok).toBe(false);
+      expect(verdict.folderProblem).toMatch(reason);
+      const fix = new Database(join(dir, "hsm.db"));
+      fix.exec(undo);
+      fix.close();
+      H.Hsm.open(dir, { passwordCost: 4 }).close();
+    }
+    // A table's SQL edited in place: the failures column loses NOT NULL and gains a default.
+    const db = new Database(join(dir, "hsm.db"));
+    const sql = db.prepare("SELECT sql FROM sqlite_master WHERE name = 'users'").pluck().get() as string;
+    db.unsafeMode(true); // better-sqlite3 is defensive by default; an attacker's sqlite3 shell is not
+    db.pragma("writable_schema = ON");
+    db.prepare("UPDATE sqlite_master SET sql = ? WHERE name = 'users'").run(sql.replace("failures INTEGER NOT NULL", "failures INTEGER DEFAULT 0"));
+    db.close();
+    expect(refusal(() => H.Hsm.open(dir, { passwordCost: 4 })).message).toMatch(/changed table users/);
   });
 });

@@ -203,6 +203,8 @@ class Module {
   CK_RV checkWritable(const Session& s, bool tokenObject, bool privateObject) const;
   // CKR_OK when the session's principal may change `o` (it owns it, or ownership is off).
   CK_RV checkOwner(const Session& s, const Object& o, CK_RV refusal = CKR_ACTION_PROHIBITED) const;
+  // Whether the session's principal may read secret attribute `type` of `o` (device profile: its owner only).
+  bool mayReadSecret(const Session& s, const Object& o, CK_ULONG type) const;
   CK_RV checkQuota(CK_ULONG slotId, size_t keys, size_t asymmetricKeys) const;
   CK_RV checkPin(PinRecord& record, ByteView pin);
   void setPinRecord(Token& t, PinRecord& record, ByteView pin);

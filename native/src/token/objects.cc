@@ -33,6 +33,15 @@ CK_RV Module::checkOwner(const Session& s, const Object& o, CK_RV refusal) const
   return principal == 0 || owner == 0 || owner == principal ? CKR_OK : refusal;
 }
 
+bool Module::mayReadSecret(const Session& s, const Object& o, CK_ULONG type) const {
+  // Device profile: a key's secret components (CKA_VALUE, private-key components) are its
+  // owner's alone. Users it is shared with may use it, never read it (CloudHSM's sharing).
+  if (!config_.deviceProfile) return true;
+  const AttrInfo* info = attributeInfo(type, o.objectClass(), o.keyType());
+  if (info == nullptr || !(info->rules & kSecret)) return true;
+  return o.owner() == 0 || o.owner() == loginOf(s).principal;
+}
+
 CK_RV Module::checkExtractableFixed(const Object& o, const TemplateAttribute& change) const {
   // CloudHSM: CKA_EXTRACTABLE is set at creation and never changes, either way.
   if (!config_.deviceProfile || change.type != CKA_EXTRACTABLE) return CKR_OK;
@@ -241,7 +250,7 @@ CK_RV Module::getAttributes(CK_ULONG handle, CK_ULONG object, std::vector<Attrib
       if (result == CKR_OK) result = CKR_ATTRIBUTE_TYPE_INVALID;
       continue;
     }
-    if (!isReadable(*o, q.type)) {
+    if (!isReadable(*o, q.type) || !mayReadSecret(*s, *o, q.type)) {
       result = CKR_ATTRIBUTE_SENSITIVE;
       continue;
     }

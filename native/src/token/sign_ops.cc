@@ -291,6 +291,8 @@ CK_RV Module::digestKey(CK_ULONG session, CK_ULONG keyHandle) {
   // A digest of a secret value is a test oracle for it (guess and compare): only a key whose
   // value could be read anyway may be digested.
   if (key->flag(CKA_SENSITIVE) || !key->flag(CKA_EXTRACTABLE)) return CKR_KEY_INDIGESTIBLE;
+  // Device profile: only the key's owner, who could read its value, may digest it.
+  if (!mayReadSecret(*s, *key, CKA_VALUE)) return CKR_KEY_INDIGESTIBLE;
   s->digest.multiPart = true;
   return s->digester.update(key->view(CKA_VALUE)) == CryptoStatus::Ok ? CKR_OK : CKR_FUNCTION_FAILED;
 }
