@@ -231,8 +231,15 @@ export class HsmPkcs11Backend {
           }
         }
       }
-      if (e instanceof Pkcs11Error) throw e;
-      throw new Pkcs11Error(CKR_DEVICE_ERROR, operation);
+      const refusal = e instanceof Pkcs11Error ? e : new Pkcs11Error(CKR_DEVICE_ERROR, operation);
+      // Every key creation is audited, refused ones included: the creating transaction rolled
+      // back with its entry, so the refusal gets its own (sync and async forms alike).
+      try {
+        this.#auditFailure(operation, session, refusal);
+      } catch {
+        // the store itself failed (closed, disk): there is nowhere to record it
+      }
+      throw refusal;
     }
   }
 

@@ -291,7 +291,7 @@ describe("F6: a clone's hsm.db is accepted in another HSM's folder", () => {
 });
 
 describe("F7: a key creation refused after its user was revoked leaves no audit entry", () => {
-  it("an async token-key generation whose user is deleted meanwhile is neither kept nor audited", async () => {
+  it("an async token-key generation whose user is deleted meanwhile is not kept, and its refusal is audited", async () => {
     device = activatedDevice();
     const { hsm, co } = device;
     hsm.createUser(co, "carol", "CU", "carol-password");
@@ -305,9 +305,35 @@ describe("F7: a key creation refused after its user was revoked leaves no audit 
     while (Date.now() < until) { /* the libuv pool finishes the AES key meanwhile */ }
     hsm.deleteUser(co, "carol");
     await expect(pending).rejects.toBeInstanceOf(H.Pkcs11Error);
-    const since = hsm.auditLog().slice(before).map((e) => e.operation);
-    expect(since).toEqual(["DELETE_USER"]); // README: every key creation, refused ones included, is an entry
+    const since = hsm.auditLog().slice(before);
+    expect(since.map((e) => e.operation)).toEqual(["DELETE_USER", "GENERATE_KEY"]); // README: every key creation, refused ones included, is an entry
+    expect(since[1]).toMatchObject({ actor: "carol", result: "CKR_USER_NOT_LOGGED_IN", keys: [] });
+    expect(hsm.verifyAudit().ok).toBe(true);
     expect(hsm.snapshot().keys).toHaveLength(0); // (not kept: that part holds)
+  });
+
+  it("the synchronous form audits a refused persist too (the creating transaction rolled back)", async () => {
+    const { createRequire } = await import("node:module");
+    const { join } = await import("node:path");
+    const Database = createRequire(import.meta.url)("better-sqlite3");
+    device = activatedDevice();
+    const { hsm, dir } = device;
+    const alice = cuSession(hsm, "alice", "alice-password");
+    const before = hsm.auditLog().length;
+    // The chip creates the key, then its persist fails: here because a tool (ignoring the advisory
+    // lock) removed the key-id counter while the HSM runs.
+    const db = new Database(join(dir, "hsm.db"));
+    db.prepare("DELETE FROM meta WHERE name = 'next_key_seq'").run();
+    db.close();
+    expect(() => alice.pkcs11.C_GenerateKey(alice.session, { mechanism: H.CKM_AES_KEY_GEN },
+      [{ type: H.CKA_VALUE_LEN, value: 32 }, { type: H.CKA_TOKEN, value: true }])).toThrow(H.Pkcs11Error);
+    const since = hsm.auditLog().slice(before);
+    expect(since.map((e) => [e.operation, e.actor, e.result])).toEqual([["GENERATE_KEY", "alice", "CKR_DEVICE_ERROR"]]);
+    expect(hsm.snapshot().keys).toHaveLength(0);
+    // The session holds no half-made key either.
+    alice.pkcs11.C_FindObjectsInit(alice.session, []);
+    expect(alice.pkcs11.C_FindObjects(alice.session, 10)).toHaveLength(0);
+    alice.pkcs11.C_FindObjectsFinal(alice.session);
   });
 });
 
