@@ -16,6 +16,7 @@ import { HsmPkcs11Backend } from "./pkcs11-backend.js";
 import { internalsOf, registerInternals } from "./internals.js";
 import { checkOrigin, makePrincipal } from "./journal.js";
 import { type HsmSnapshot, takeSnapshot, writeSnapshot } from "./snapshot.js";
+import { MAC_PURPOSE } from "./seal.js";
 import { DeviceState } from "./state.js";
 import { MASKING_KEY_FILE, Store, type UserRow } from "./store.js";
 import { HSM_TYPES, type HsmType, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME, type Role, checkPassword, checkUsername } from "./types.js";
@@ -24,7 +25,10 @@ export interface HsmOptions {
   type?: HsmType;
   /** Consecutive failed logins that lock an account on this HSM (default 5). */
   maxLoginFailures?: number;
-  /** scrypt cost (log2 N) of new password hashes (default 15; tests use less). */
+  /**
+   * scrypt cost (log2 N, 1–20) of password hashes (default 15; tests use less). Stored with the
+   * HSM at creation: a reopen with another value is INVALID_ARGUMENT.
+   */
   passwordCost?: number;
   /** Microseconds since the epoch; injected by the simulator. */
   clockUs?: () => number;
@@ -74,6 +78,8 @@ const LOCKOUT_META = "max_login_failures";
 const DECOY_SALT = Buffer.alloc(16);
 const DECOY_HASH = Buffer.alloc(32);
 const MAX_UNKNOWN_NAMES_TRACKED = 10_000;
+const PASSWORD_COST_META = "password_cost";
+const MAX_PASSWORD_COST = 20;
 
 export class Hsm {
   readonly id: string;
@@ -83,7 +89,7 @@ export class Hsm {
   // ES private fields: internals are reachable only through internalsOf (internals.ts).
   readonly #chip: NativeChip;
   readonly #store: Store;
-  readonly #passwordCost: number;
+  #passwordCost: number;
   readonly #clockUs: () => number;
   readonly #random: (length: number) => Buffer;
   /** Each live Actor → the credential it was taken with; a call checks it against the account's current row. */
@@ -91,8 +97,6 @@ export class Hsm {
   /** Token keys, users and their journal. */
   readonly #state: DeviceState;
   #closed = false;
-  /** Failed logins per unknown name (in memory, the most recent names only). */
-  readonly #unknownNameFailures = new Map<string, number>();
 
   private constructor(store: Store, options: HsmOptions, boot: "create" | "open") {
     this.#store = store;
@@ -101,6 +105,7 @@ export class Hsm {
     const limits = HSM_TYPES[this.type];
     if (!limits) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: unknown HSM type ${this.type}`);
     checkLockoutLimit(options.maxLoginFailures);
+    checkPasswordCost(options.passwordCost);
     this.#passwordCost = options.passwordCost ?? DEFAULT_PASSWORD_COST;
     this.#random = options.randomBytes ?? randomBytes;
     this.#clockUs = options.clockUs ?? wallClockUs;
@@ -147,6 +152,7 @@ export class Hsm {
     let maxLoginFailures = DEFAULT_MAX_LOGIN_FAILURES;
     store.transaction(() => {
       maxLoginFailures = lockoutLimit(store, options.maxLoginFailures);
+      this.#passwordCost = passwordCostOf(store, options.passwordCost);
       store.setMeta("reboots", String(this.reboot));
       this.#audit(boot === "create" ? "CREATE_HSM" : "START", null, null, [], "OK", `type ${this.type}`);
     });
@@ -158,6 +164,7 @@ export class Hsm {
     const type = options.type ?? "hsm2m.medium";
     if (!HSM_TYPES[type]) throw new HsmError("INVALID_ARGUMENT", `type must be one of ${Object.keys(HSM_TYPES).join(", ")}`);
     const origin = checkOrigin(options.origin ?? 0);
+    checkPasswordCost(options.passwordCost);
     const random = options.randomBytes ?? randomBytes;
     const store = Store.create(dir, { hsmId: `hsm-${random(8).toString("hex")}`, type, origin });
     try {
@@ -253,12 +260,18 @@ export class Hsm {
     // password), so the time taken tells nothing about which accounts exist or are locked.
     const matches = verifyPassword(typeof password === "string" ? password : "", known ? user : this.#decoyHash()) && typeof password === "string";
     if (!known) {
-      // An unknown name locks like an account would, so ACCOUNT_LOCKED does not tell that one exists.
-      const failures = (this.#unknownNameFailures.get(name) ?? 0) + 1;
-      this.#unknownNameFailures.delete(name);
-      if (this.#unknownNameFailures.size >= MAX_UNKNOWN_NAMES_TRACKED) this.#unknownNameFailures.delete(this.#unknownNameFailures.keys().next().value!);
-      this.#unknownNameFailures.set(name, failures);
-      return fail(failures > this.maxLoginFailures ? "ACCOUNT_LOCKED" : "LOGIN_FAILED");
+      // An unknown name locks like an account would, so ACCOUNT_LOCKED does not tell that one
+      // exists: its failures are counted in the store (sealed, surviving restarts), keyed by the
+      // chip's MAC of the name, in the transaction of the failure's audit entry.
+      const nameMac = this.#chip.deviceMac(SLOT, MAC_PURPOSE.unknownName, Buffer.from(name)).toString("hex");
+      let locked = false;
+      this.#store.transaction(() => {
+        const before = this.#store.unknownLoginFailures(nameMac);
+        locked = before >= this.maxLoginFailures;
+        if (!locked) this.#store.setUnknownLoginFailures(nameMac, before + 1, MAX_UNKNOWN_NAMES_TRACKED, this.maxLoginFailures);
+        this.#audit("LOGIN", name, session, [], locked ? "ACCOUNT_LOCKED" : "LOGIN_FAILED");
+      });
+      throw locked ? new HsmError("ACCOUNT_LOCKED", `account ${name} is locked`) : new HsmError("LOGIN_FAILED", "wrong username or password");
     }
     if (user.failures >= this.maxLoginFailures) return fail("ACCOUNT_LOCKED");
     if (!matches) return fail("LOGIN_FAILED", user.failures + 1);
@@ -480,6 +493,26 @@ function checkLockoutLimit(requested: number | undefined): void {
   if (requested !== undefined && (!Number.isInteger(requested) || requested < 1 || requested > MAX_LOGIN_FAILURES_LIMIT)) {
     throw new HsmError("INVALID_ARGUMENT", `maxLoginFailures must be an integer from 1 to ${MAX_LOGIN_FAILURES_LIMIT}`);
   }
+}
+
+function checkPasswordCost(requested: number | undefined): void {
+  if (requested !== undefined && (!Number.isInteger(requested) || requested < 1 || requested > MAX_PASSWORD_COST)) {
+    throw new HsmError("INVALID_ARGUMENT", `passwordCost must be an integer from 1 to ${MAX_PASSWORD_COST}`);
+  }
+}
+
+/**
+ * The scrypt cost is the HSM's, fixed at creation like the lockout limit: the decoy hash of an
+ * unknown name must cost what an account's does, so a reopen with a cheaper cost would tell
+ * which names exist. (Existing hashes keep the cost they were made with.) Call inside a transaction.
+ */
+function passwordCostOf(store: Store, requested: number | undefined): number {
+  // A folder from before the cost was stored (or a restored backup) takes the requested one.
+  const stored = Number(store.initMeta(PASSWORD_COST_META, String(requested ?? DEFAULT_PASSWORD_COST)));
+  if (requested !== undefined && requested !== stored) {
+    throw new HsmError("INVALID_ARGUMENT", `this HSM hashes passwords with scrypt cost ${stored}, fixed when it was created; open it without passwordCost or with ${stored}`);
+  }
+  return stored;
 }
 
 /** Call inside a transaction (the stored limit is part of the HSM's state). */

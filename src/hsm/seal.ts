@@ -11,13 +11,13 @@
 //   the HSM holds no key.
 import { createHash } from "node:crypto";
 
-import type { KeyRow, Tombstone, UserRow } from "./store.js";
+import type { KeyRow, Tombstone, UnknownLoginRow, UserRow } from "./store.js";
 
 /** The chip's keyed MAC (NativeChip.deviceMac bound to the HSM's slot). */
 export type DeviceMac = (purpose: number, data: Buffer) => Buffer;
 
 /** One derived chip key per purpose. */
-export const MAC_PURPOSE = { auditEntry: 1, head: 2, maskingKeyCheck: 3, stateItem: 4 } as const;
+export const MAC_PURPOSE = { auditEntry: 1, head: 2, maskingKeyCheck: 3, stateItem: 4, unknownName: 5 } as const;
 
 const CHECK_TEXT = Buffer.from("hsmsim masking key check");
 
@@ -41,6 +41,7 @@ export const item = {
   meta: (name: string, value: string) => ["m", name, value],
   journal: (origin: number, seq: number, change: string) => ["j", origin, seq, sha256(change)],
   head: (origin: number, seq: number) => ["h", origin, seq],
+  unknownLogin: (n: UnknownLoginRow) => ["n", n.nameMac, n.failures, n.last],
 };
 
 /** The XOR of per-item chip MACs: adding and removing an item are the same toggle. */

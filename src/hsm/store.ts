@@ -51,6 +51,14 @@ export interface JournalRow {
   change: string;
 }
 
+/** Failed logins of one unknown name (keyed by the chip's MAC of the folded name). */
+export interface UnknownLoginRow {
+  nameMac: string;
+  failures: number;
+  /** The audit sequence of its last failure (eviction order). */
+  last: number;
+}
+
 /** What remains of a deleted key or user: enough to refuse older writes forever. */
 export interface Tombstone {
   kind: "key" | "user";
@@ -75,6 +83,9 @@ const SCHEMA = `
   CREATE TABLE audit (seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, reboot INTEGER NOT NULL,
                       operation TEXT NOT NULL, actor TEXT, session INTEGER, keys TEXT NOT NULL,
                       result TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+  -- Failed logins per unknown name, keyed by the chip's MAC of the folded name (no name in clear),
+  -- bounded (MAX_UNKNOWN_NAMES); last: the audit sequence of the last failure, for eviction.
+  CREATE TABLE unknown_logins (name_mac TEXT PRIMARY KEY, failures INTEGER NOT NULL, last INTEGER NOT NULL);
   -- The sealed head (seal.ts): one row, rewritten by every transaction.
   CREATE TABLE seal (id INTEGER PRIMARY KEY CHECK (id = 1), audit_seq INTEGER NOT NULL, audit_hash TEXT NOT NULL,
                      state TEXT NOT NULL, check_value TEXT NOT NULL, mac TEXT NOT NULL);
@@ -115,9 +126,16 @@ function expectedSchemaEntries(): Map<string, SchemaEntry> {
   return expectedSchema;
 }
 
+/** Added to format 3 later: a folder from before holds everything else, and gets it (empty) when an HSM opens it. */
+const LATER_TABLE = "unknown_logins";
+const LATER_TABLE_SQL = SCHEMA.slice(SCHEMA.indexOf(`CREATE TABLE ${LATER_TABLE}`), SCHEMA.indexOf(";", SCHEMA.indexOf(`CREATE TABLE ${LATER_TABLE}`)) + 1);
+
 /** What in `db`'s schema is extra, missing or different from hsmsim's, or undefined when it is exactly hsmsim's. */
 function schemaProblem(db: BetterSqlite3.Database): string | undefined {
-  const expected = expectedSchemaEntries();
+  const expected = new Map(expectedSchemaEntries());
+  if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(LATER_TABLE)) {
+    for (const [key, entry] of expected) if (entry.tbl_name === LATER_TABLE) expected.delete(key);
+  }
   const found = db.prepare(SCHEMA_QUERY).all() as SchemaEntry[];
   const extra: string[] = [], different: string[] = [];
   const seen = new Set<string>();
@@ -264,6 +282,8 @@ export class Store {
       // A reader reports it as tampering (verifyFolder) and never writes.
       const problem = schemaProblem(db);
       if (problem && lock) throw invalid(dir, problem);
+      // A folder from before unknown_logins existed gets it, empty (an empty table adds nothing to the sealed digest).
+      if (lock) db.exec(LATER_TABLE_SQL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"));
       const store = new Store(dir, db, lock);
       store.schemaProblem = problem;
       return store;
@@ -430,6 +450,9 @@ export class Store {
     for (const m of this.stmt("SELECT name, value FROM meta").all() as { name: string; value: string }[]) digest.toggle(item.meta(m.name, m.value));
     for (const j of this.stmt("SELECT origin, seq, change FROM journal").all() as JournalRow[]) digest.toggle(item.journal(j.origin, j.seq, j.change));
     for (const h of this.stmt("SELECT origin, seq FROM heads").all() as { origin: number; seq: number }[]) digest.toggle(item.head(h.origin, h.seq));
+    if (this.hasUnknownLogins()) {
+      for (const n of this.stmt("SELECT name_mac AS nameMac, failures, last FROM unknown_logins").all() as UnknownLoginRow[]) digest.toggle(item.unknownLogin(n));
+    }
     return digest;
   }
 
@@ -469,6 +492,39 @@ export class Store {
       this.toggle(item.meta(name, value));
     });
     return this.meta(name);
+  }
+
+  // ---- failed logins of unknown names ----
+  /** A reader of a folder from before the table existed finds none. */
+  private hasUnknownLogins(): boolean {
+    return this.scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'unknown_logins'") === 1;
+  }
+  unknownLoginFailures(nameMac: string): number {
+    return (this.scalar("SELECT failures FROM unknown_logins WHERE name_mac = ?", nameMac) as number | undefined) ?? 0;
+  }
+  /**
+   * Records an unknown name's failure count. At most `limit` names are kept: a new one evicts
+   * the least recently failed name that is not locked (`failures < lockAt`), and only when
+   * every kept name is locked, the least recently failed locked one.
+   */
+  setUnknownLoginFailures(nameMac: string, failures: number, limit: number, lockAt: number): void {
+    this.write(() => {
+      const old = this.stmt("SELECT name_mac AS nameMac, failures, last FROM unknown_logins WHERE name_mac = ?").get(nameMac) as UnknownLoginRow | undefined;
+      if (old) {
+        this.stmt("DELETE FROM unknown_logins WHERE name_mac = ?").run(nameMac);
+        this.toggle(item.unknownLogin(old));
+      } else {
+        while ((this.scalar("SELECT COUNT(*) FROM unknown_logins") as number) >= limit) {
+          const victim = (this.stmt("SELECT name_mac AS nameMac, failures, last FROM unknown_logins WHERE failures < ? ORDER BY last LIMIT 1").get(lockAt)
+            ?? this.stmt("SELECT name_mac AS nameMac, failures, last FROM unknown_logins ORDER BY last LIMIT 1").get()) as UnknownLoginRow;
+          this.stmt("DELETE FROM unknown_logins WHERE name_mac = ?").run(victim.nameMac);
+          this.toggle(item.unknownLogin(victim));
+        }
+      }
+      const row = { nameMac, failures, last: this.nextSeq };
+      this.stmt("INSERT INTO unknown_logins (name_mac, failures, last) VALUES (@nameMac, @failures, @last)").run(row);
+      this.toggle(item.unknownLogin(row));
+    });
   }
 
   // ---- users ----

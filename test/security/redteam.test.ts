@@ -193,7 +193,9 @@ describe("F4: whether an account exists still shows", () => {
     }
   };
 
-  it("after a restart, a locked unknown name is unlocked while a locked account stays locked", () => {
+  it("after a restart, a locked unknown name stays locked like a locked account", async () => {
+    const { createRequire } = await import("node:module");
+    const { join } = await import("node:path");
     device = activatedDevice();
     const { dir } = device;
     for (let i = 0; i < 5; i++) {
@@ -204,14 +206,24 @@ describe("F4: whether an account exists still shows", () => {
     device.hsm.close();
     const reopened = H.Hsm.open(dir, { passwordCost: 4 });
     try {
-      expect(code(() => reopened.login("alice", "wrong-password"))).toBe("ACCOUNT_LOCKED"); // exists
-      expect(code(() => reopened.login("zed", "wrong-password"))).toBe("LOGIN_FAILED"); // does not
+      expect(code(() => reopened.login("alice", "wrong-password"))).toBe("ACCOUNT_LOCKED");
+      expect(code(() => reopened.login("Zed", "wrong-password"))).toBe("ACCOUNT_LOCKED"); // folded, as account names are
+      expect(reopened.verifyAudit().ok).toBe(true);
     } finally {
       reopened.close();
     }
+    // The counters are sealed state: resetting one in the file is refused like an account's.
+    const Database = createRequire(import.meta.url)("better-sqlite3");
+    const db = new Database(join(dir, "hsm.db"));
+    const rows = db.prepare("SELECT name_mac, failures FROM unknown_logins").all() as { name_mac: string; failures: number }[];
+    expect(rows).toHaveLength(1);
+    expect(rows[0].name_mac).not.toContain("7a6564"); // not the name in clear ("zed")
+    db.prepare("DELETE FROM unknown_logins").run();
+    db.close();
+    expectHsmError(() => H.Hsm.open(dir, { passwordCost: 4 }), "DATA_FOLDER_INVALID");
   });
 
-  it("10,000 other unknown names evict a locked unknown name's counter, never an account's", () => {
+  it("10,000 other unknown names do not evict a locked unknown name's counter", () => {
     device = activatedDevice();
     const { hsm } = device;
     for (let i = 0; i < 5; i++) {
@@ -220,24 +232,54 @@ describe("F4: whether an account exists still shows", () => {
     }
     for (let i = 0; i < 10_000; i++) code(() => hsm.login(`n${i}`, "wrong-password"));
     expect(code(() => hsm.login("alice", "wrong-password"))).toBe("ACCOUNT_LOCKED");
-    expect(code(() => hsm.login("zed", "wrong-password"))).toBe("LOGIN_FAILED");
+    expect(code(() => hsm.login("zed", "wrong-password"))).toBe("ACCOUNT_LOCKED");
   }, 120_000);
 
-  it("an HSM reopened with another passwordCost answers unknown names fast and accounts slowly", () => {
+  it("the bounded table evicts the least recent unlocked name first, a locked one only when all are locked", async () => {
+    const { internalsOf } = await import("../../src/hsm/internals.js");
+    device = activatedDevice();
+    const { store } = internalsOf(device.hsm);
+    const put = (mac: string, failures: number) => store.setUnknownLoginFailures(mac, failures, 3, 5);
+    put("aa", 5); // locked
+    put("bb", 1);
+    put("cc", 5); // locked
+    put("dd", 1); // evicts bb, the only unlocked one
+    expect(["aa", "bb", "cc", "dd"].map((m) => store.unknownLoginFailures(m))).toEqual([5, 0, 5, 1]);
+    put("ee", 1); // evicts dd
+    put("aa", 6); // an update, no eviction (and aa is now the most recent)
+    put("ff", 5); // evicts ee
+    put("gg", 5); // all locked: evicts the least recent locked one, cc
+    expect(["aa", "cc", "ee", "ff", "gg"].map((m) => store.unknownLoginFailures(m))).toEqual([6, 0, 0, 5, 5]);
+    device.hsm.close();
+    H.Hsm.open(device.dir, { passwordCost: 4 }).close(); // the digest followed every eviction
+  });
+
+  it("an HSM cannot be reopened with another passwordCost (the decoy uses the stored cost)", () => {
     device = activatedDevice({ passwordCost: 12 });
     const { dir } = device;
     device.hsm.close();
-    const reopened = H.Hsm.open(dir, { passwordCost: 1 });
-    try {
-      const time = (name: string) => {
-        const start = process.hrtime.bigint();
-        code(() => reopened.login(name, "wrong-password"));
-        return Number(process.hrtime.bigint() - start) / 1e6;
-      };
-      const known = Math.min(time("alice"), time("alice")), unknown = Math.max(time("nobody"), time("nobody"));
-      expect(known).toBeGreaterThan(5 * unknown);
-    } finally {
-      reopened.close();
+    const error = (() => {
+      try {
+        H.Hsm.open(dir, { passwordCost: 1 });
+      } catch (e) {
+        return e as H.HsmError;
+      }
+      throw new Error("reopened with another passwordCost");
+    })();
+    expect(error).toBeInstanceOf(H.HsmError);
+    expect(error.code).toBe("INVALID_ARGUMENT");
+    expect(error.message).toMatch(/scrypt cost 12/);
+    expectHsmError(() => H.Hsm.open(dir, { passwordCost: 0.5 }), "INVALID_ARGUMENT");
+    for (const options of [{}, { passwordCost: 12 }]) {
+      const reopened = H.Hsm.open(dir, options); // without it, the stored cost
+      try {
+        expect(code(() => reopened.login("nobody", "wrong-password"))).toBe("LOGIN_FAILED");
+        expect(reopened.login("alice", "alice-password").username).toBe("alice");
+        // New hashes take the stored cost too.
+        reopened.createUser(reopened.login("admin", "co-password-1"), `u${Object.keys(options).length}`, "CU", "new-user-pass");
+      } finally {
+        reopened.close();
+      }
     }
   });
 });
