@@ -29,6 +29,22 @@ CK_ULONG createKey(Module& m, CK_ULONG session, bool tokenObject) {
   return handle;
 }
 
+CK_ULONG createReadableKey(Module& m, CK_ULONG session) {
+  std::vector<std::pair<CK_ULONG, Bytes>> attrs = {{CKA_CLASS, encodeUlong(CKO_SECRET_KEY)},
+                                                   {CKA_KEY_TYPE, encodeUlong(CKK_AES)},
+                                                   {CKA_VALUE, Bytes(32, 0x42)},
+                                                   {CKA_TOKEN, encodeBool(true)},
+                                                   {CKA_SENSITIVE, encodeBool(false)},
+                                                   {CKA_EXTRACTABLE, encodeBool(true)},
+                                                   {CKA_ENCRYPT, encodeBool(true)}};
+  Bytes tmpl = hsmtest::encodeTemplate(attrs);
+  Template t;
+  CHECK(decodeTemplate(tmpl, t) == CKR_OK);
+  CK_ULONG handle = 0;
+  CHECK(m.createObject(session, t, handle) == CKR_OK);
+  return handle;
+}
+
 Mechanism gcm(const Bytes& iv) {
   Mechanism m;
   m.type = CKM_AES_GCM;
@@ -130,7 +146,7 @@ TEST(device_profile_secret_components_are_readable_by_the_owner_only) {
   CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, sharee, shareeApp) == CKR_OK);
   CHECK(m.loginPrincipal(owner, 7) == CKR_OK);
   CHECK(m.loginPrincipal(sharee, 8) == CKR_OK);
-  CK_ULONG key = createKey(m, owner, true);  // CKA_SENSITIVE false, extractable: readable by its owner
+  CK_ULONG key = createReadableKey(m, owner);  // CKA_SENSITIVE false, extractable: readable by its owner
   CHECK(m.shareObject(0, key, 7, 8, true) == CKR_OK);
   auto read = [&](CK_ULONG session, CK_ULONG type, Bytes* out) {
     std::vector<AttributeQuery> q(1);
@@ -163,7 +179,7 @@ TEST(memory_profile_secret_components_follow_pkcs11_only) {
   CK_ULONG app = m.newApplication(), s = 0;
   CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s, app) == CKR_OK);
   CHECK(m.loginPrincipal(s, 7) == CKR_OK);
-  CK_ULONG key = createKey(m, s, true);
+  CK_ULONG key = createReadableKey(m, s);
   CHECK(m.shareObject(0, key, 7, 8, true) == CKR_OK);
   CHECK(m.revokePrincipal(7) == CKR_OK);
   CHECK(m.loginPrincipal(s, 8) == CKR_OK);  // not the owner, on the memory: profile
