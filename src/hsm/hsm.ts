@@ -507,8 +507,11 @@ function checkPasswordCost(requested: number | undefined): void {
  * which names exist. (Existing hashes keep the cost they were made with.) Call inside a transaction.
  */
 function passwordCostOf(store: Store, requested: number | undefined): number {
-  // A folder from before the cost was stored (or a restored backup) takes the requested one.
-  const stored = Number(store.initMeta(PASSWORD_COST_META, String(requested ?? DEFAULT_PASSWORD_COST)));
+  // A folder from before the cost was stored (or a restored backup) takes the requested one,
+  // or else the highest cost among its accounts' hashes, so the decoy costs what they do.
+  const accounts = store.users().filter((u) => u.role !== "AU").map((u) => u.cost);
+  const initial = requested ?? (accounts.length ? Math.max(...accounts) : DEFAULT_PASSWORD_COST);
+  const stored = Number(store.initMeta(PASSWORD_COST_META, String(initial)));
   if (requested !== undefined && requested !== stored) {
     throw new HsmError("INVALID_ARGUMENT", `this HSM hashes passwords with scrypt cost ${stored}, fixed when it was created; open it without passwordCost or with ${stored}`);
   }

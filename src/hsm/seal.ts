@@ -4,7 +4,7 @@
 //   (truncation) shows;
 // - a digest of every stored item (users with their credentials and lockout counters, key
 //   records with their id, version and owner, tombstones, settings, journal entries and
-//   heads): the XOR of per-item chip MACs, a keyed multiset hash updated incrementally on
+//   heads, failed-login counters of unknown names): the XOR of per-item chip MACs, a keyed multiset hash updated incrementally on
 //   each change and recomputed when the HSM opens, so an edited, added, removed or
 //   copied-back row shows without rehashing the whole folder on every write;
 // - a check value of the masking key, so another HSM's masking.key is refused even while
@@ -77,7 +77,7 @@ export function sealProblem(mac: DeviceMac, seal: SealRow | undefined, recompute
   if (seal.checkValue !== checkValue(mac)) return "masking.key is not this HSM's masking key";
   if (seal.mac !== sealMac(mac, seal.auditSeq, seal.auditHash, seal.state)) return "its sealed head was edited";
   if (seal.state !== recomputedState) {
-    return "its users, keys, tombstones, settings or journal do not match the sealed state (a row was edited, added, removed or copied back)";
+    return "its users, keys, tombstones, settings, login counters or journal do not match the sealed state (a row was edited, added, removed or copied back)";
   }
   return undefined;
 }

@@ -62,4 +62,20 @@ describe("store schema", () => {
     expect(code).toBe("DATA_FOLDER_INVALID");
     expect(verifyFolder(device.dir).ok).toBe(false);
   });
+
+  it("a restored HSM opened without passwordCost takes its accounts' cost, and keeps it", () => {
+    device = activatedDevice({ passwordCost: 5 });
+    const snapshot = device.hsm.snapshot();
+    const dir = join(device.dir, "..", "restored");
+    const restored = H.Hsm.restore(dir, snapshot);
+    restored.close();
+    let code: string | undefined;
+    try {
+      H.Hsm.open(dir, { passwordCost: 15 }).close();
+    } catch (e) {
+      code = (e as H.HsmError).code;
+    }
+    expect(code).toBe("INVALID_ARGUMENT");
+    H.Hsm.open(dir, { passwordCost: 5 }).close();
+  });
 });
