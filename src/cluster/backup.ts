@@ -2,6 +2,7 @@
 // with AES-256-GCM under a key derived from the cluster's lineage secret. The lineage secret
 // stays with the simulated control plane (the vault); a cluster restored from a backup keeps
 // the lineage, so only clusters of that lineage open its backups.
+import { freezeClass } from "../primordials.js";
 import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 
 import type { HsmSnapshot } from "../hsm/snapshot.js";
@@ -87,3 +88,6 @@ export class BackupVault {
     return Buffer.from(hkdfSync("sha256", secret, Buffer.from(backupId), Buffer.from("hsmsim backup v1"), 32));
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(BackupVault);

@@ -2,11 +2,13 @@
 // cluster and HSM states, membership (add by cloning, remove, replace), crash and restart
 // of an HSM from its data folder, health checks, and backups with retention. Everything runs
 // on an injected clock, transport and random stream, so a seed replays it exactly.
+import { freezeClass } from "../primordials.js";
 import { join } from "node:path";
 
-import { Hsm, type HsmOptions } from "../hsm/hsm.js";
+import { Hsm, type HsmOptions, restoreHsm } from "../hsm/hsm.js";
+import { internalsOf } from "../hsm/internals.js";
 import { MAX_ORIGIN } from "../hsm/journal.js";
-import type { HsmSnapshot } from "../hsm/snapshot.js";
+import type { HsmSnapshot, MaskingKeySource } from "../hsm/snapshot.js";
 import type { HsmType } from "../hsm/types.js";
 import type { Clock } from "../sim/clock.js";
 import type { Rng } from "../sim/random.js";
@@ -128,9 +130,11 @@ export class Cluster {
     this.clusterId = `cluster-${random(6).toString("hex")}`;
     this.lineageId = lineageId ?? this.vault.newLineage();
     this.log(`cluster ${this.clusterId} CREATE_IN_PROGRESS with ${count} HSM(s)`);
-    const first = initial ? this.restoreHsm(initial, this.zones[0]) : this.createHsm(this.zones[0]);
+    const first = initial ? this.restoreHsm(initial, fromBackup(initial), this.zones[0]) : this.createHsm(this.zones[0]);
     this.activated = first.node!.hsm.activated;
-    for (let i = 1; i < count; i++) this.restoreHsm(first.node!.hsm.snapshot(), this.zones[i % this.zones.length]);
+    // The other HSMs are clones of the first: the masking key goes chip to chip, never through JavaScript.
+    const source = internalsOf(first.node!.hsm);
+    for (let i = 1; i < count; i++) this.restoreHsm(source.snapshot(), { chip: source.chip }, this.zones[i % this.zones.length]);
     this.stateValue = this.activated ? "ACTIVE" : "UNINITIALIZED";
     this.publishMembership();
     this.log(`cluster ${this.stateValue}`);
@@ -210,7 +214,8 @@ export class Cluster {
     const previous = this.stateValue;
     this.stateValue = "UPDATE_IN_PROGRESS";
     const backup = this.backupFrom(source, "add-hsm");
-    const added = this.restoreHsm(this.vault.open(backup, this.lineageId), zone);
+    const opened = this.vault.open(backup, this.lineageId);
+    const added = this.restoreHsm(opened, fromBackup(opened), zone);
     this.publishMembership();
     this.stateValue = previous === "UPDATE_IN_PROGRESS" ? "ACTIVE" : previous;
     this.healthCheck();
@@ -271,7 +276,8 @@ export class Cluster {
   }
 
   private backupFrom(source: ClusterNode, trigger: BackupTrigger): Backup {
-    const backup = this.vault.seal(source.hsm.snapshot(), {
+    // The one place a masking key is read as bytes: the vault seals it at once under the lineage key.
+    const backup = this.vault.seal(internalsOf(source.hsm).snapshot(true), {
       clusterId: this.clusterId, lineageId: this.lineageId, sourceHsmId: source.hsm.id, trigger, createdUs: this.options.clock.nowUs(),
     });
     this.log(`backup ${backup.backupId} (${trigger}) from ${source.hsm.id}`);
@@ -296,9 +302,9 @@ export class Cluster {
     return this.register(hsm, zone, origin, hsmDir);
   }
 
-  private restoreHsm(snapshot: HsmSnapshot, zone: string): HsmRecord {
+  private restoreHsm(snapshot: HsmSnapshot, maskingKey: MaskingKeySource, zone: string): HsmRecord {
     const { origin, hsmDir } = this.allocate();
-    const hsm = Hsm.restore(hsmDir, snapshot, this.hsmOptions(origin));
+    const hsm = restoreHsm(hsmDir, snapshot, maskingKey, this.hsmOptions(origin));
     return this.register(hsm, zone, origin, hsmDir);
   }
 
@@ -398,3 +404,12 @@ export class Cluster {
     this.events.push({ atUs: this.options.clock.nowUs(), event });
   }
 }
+
+/** A backup's masking key (bytes, opened from the vault). */
+function fromBackup(snapshot: HsmSnapshot): MaskingKeySource {
+  if (!Buffer.isBuffer(snapshot.maskingKey)) throw new ClusterError("INVALID_ARGUMENT", "the backup holds no masking key");
+  return { bytes: snapshot.maskingKey };
+}
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Cluster);

@@ -3,6 +3,7 @@
 // peers and answers only once `keyAvailabilityMin` HSMs hold them; it applies its peers'
 // entries, and gossips journal heads so an HSM that missed changes (down, partitioned, a
 // lost message) catches up: anti-entropy.
+import { freezeClass } from "../primordials.js";
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
 import { changeSubject, keyIdOrigin } from "../hsm/journal.js";
@@ -392,3 +393,6 @@ function failureOf(e: unknown): Failure {
   if (e instanceof HsmError) return { kind: "hsm", code: e.code, message: e.message };
   return { kind: "pkcs11", code: CKR_FUNCTION_FAILED, message: e instanceof Error ? e.message : String(e) };
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(ClusterNode);

@@ -2,11 +2,15 @@
 // records), tombstones and the change journal. The cluster encrypts it into a backup, and
 // restores it to clone an HSM or to start a new cluster (src/cluster/backup.ts). The audit
 // log is not part of it: every HSM keeps its own audit stream.
+//
+// Snapshots are internal (internalsOf(hsm).snapshot): no Hsm or Actor method hands one out.
+// A clone inside the process copies the masking key chip to chip (shareMaskingKey, native);
+// only a backup carries it as bytes (maskingKey), sealed at once under the lineage key.
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-import { createChip } from "../pkcs11/addon.js";
+import { type NativeChip, createChip } from "../pkcs11/addon.js";
 import { HsmError } from "./errors.js";
 import { checkOrigin } from "./journal.js";
 import { type JournalRow, MASKING_KEY_FILE, Store, type KeyRow, type Tombstone, type UserRow } from "./store.js";
@@ -16,7 +20,8 @@ export interface HsmSnapshot {
   type: HsmType;
   /** The source HSM's id, for the restored HSM's audit. */
   sourceHsmId: string;
-  maskingKey: Buffer;
+  /** Present only in a snapshot taken for a backup: a clone copies the key chip to chip. */
+  maskingKey?: Buffer;
   activated: boolean;
   lamport: number;
   users: UserRow[];
@@ -27,11 +32,14 @@ export interface HsmSnapshot {
   heads: [number, number][];
 }
 
-export function takeSnapshot(store: Store): HsmSnapshot {
+/** Where a restored HSM's masking key comes from: a live chip holding it (copied natively), or a backup's bytes. */
+export type MaskingKeySource = { readonly chip: NativeChip } | { readonly bytes: Buffer };
+
+export function takeSnapshot(store: Store, withMaskingKey = false): HsmSnapshot {
   return {
     type: store.meta("type") as HsmType,
     sourceHsmId: store.meta("hsm_id"),
-    maskingKey: readFileSync(join(store.dir, MASKING_KEY_FILE)),
+    ...(withMaskingKey ? { maskingKey: readFileSync(join(store.dir, MASKING_KEY_FILE)) } : {}),
     activated: store.meta("activated") === "1",
     lamport: Number(store.meta("lamport")),
     users: store.users(),
@@ -43,20 +51,29 @@ export function takeSnapshot(store: Store): HsmSnapshot {
 }
 
 /** Writes `snapshot` into the new data folder `dir` as HSM `hsmId` with cluster ordinal `origin`. */
-export function writeSnapshot(dir: string, snapshot: HsmSnapshot, hsmId: string, origin: number, timeUs: number): void {
+export function writeSnapshot(dir: string, snapshot: HsmSnapshot, source: MaskingKeySource, hsmId: string, origin: number, timeUs: number): void {
   checkOrigin(origin);
-  if (!HSM_TYPES[snapshot.type] || !Buffer.isBuffer(snapshot.maskingKey)) throw new HsmError("INVALID_ARGUMENT", "not an HSM snapshot");
+  const bytes = "bytes" in source ? source.bytes : undefined;
+  if (!HSM_TYPES[snapshot.type] || (bytes !== undefined && !Buffer.isBuffer(bytes)) || (bytes === undefined && !("chip" in source))) {
+    throw new HsmError("INVALID_ARGUMENT", "not an HSM snapshot");
+  }
   const store = Store.create(dir, { hsmId, type: snapshot.type, origin });
   try {
     const maskingKey = join(dir, MASKING_KEY_FILE);
-    writeFileSync(maskingKey, snapshot.maskingKey, { mode: 0o600, flag: "wx" });
     // A chip holding the folder's masking key seals what is written, as the HSM itself would.
     const chip = createChip({ slotCount: 1, pinHashIterations: 1 });
     chip.initToken(0, randomBytes(16), Buffer.from("hsmsim restore"));
-    try {
-      chip.loadMaskingKey(0, maskingKey);
-    } catch {
-      throw new HsmError("INVALID_ARGUMENT", "the snapshot's masking key is not a masking key");
+    if (bytes === undefined) {
+      // A clone: the key goes chip to chip and from the chip to the new folder, never through JavaScript.
+      (source as { chip: NativeChip }).chip.shareMaskingKey(0, chip, 0);
+      chip.saveMaskingKey(0, maskingKey);
+    } else {
+      writeFileSync(maskingKey, bytes, { mode: 0o600, flag: "wx" });
+      try {
+        chip.loadMaskingKey(0, maskingKey);
+      } catch {
+        throw new HsmError("INVALID_ARGUMENT", "the snapshot's masking key is not a masking key");
+      }
     }
     store.attachChip((purpose, data) => chip.deviceMac(0, purpose, data), "new");
     store.load(snapshot);

@@ -13,6 +13,7 @@ import { Hsm } from "../../src/hsm/hsm.js";
 import * as P from "../../src/index.js";
 import { Rng } from "../../src/sim/random.js";
 import { ALICE, CO, activeWorld } from "./fixture.js";
+import { restoreSnapshot, snapshotOf } from "../hsm/fixture.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import { recordBinding } from "../../src/hsm/state.js";
 
@@ -76,13 +77,13 @@ describe("backups", () => {
 });
 
 describe("the journal on one HSM", () => {
-  let twoHsmsSnapshot: ReturnType<Hsm["snapshot"]>;
+  let twoHsmsSnapshot: ReturnType<typeof snapshotOf>;
   function twoHsms(): [Hsm, Hsm] {
     const dir = mkdtempSync(join(tmpdir(), "hsmsim-journal-"));
     dirs.push(dir);
     const a = Hsm.create(join(dir, "a"), { origin: 1, passwordCost: 1 });
-    twoHsmsSnapshot = a.snapshot();
-    const b = Hsm.restore(join(dir, "b"), twoHsmsSnapshot, { origin: 2, passwordCost: 1 });
+    twoHsmsSnapshot = snapshotOf(a);
+    const b = restoreSnapshot(join(dir, "b"), twoHsmsSnapshot, { origin: 2, passwordCost: 1 });
     return [a, b];
   }
 
@@ -131,7 +132,7 @@ describe("the journal on one HSM", () => {
     expect(internalsOf(b).state.hasKey(keyId)).toBe(false);
     expect(internalsOf(b).store.tombstone("key", String(keyId))).toBeDefined();
     // In the other order, the delete (lower version) still wins over the racing write.
-    const c = Hsm.restore(join(dirs[dirs.length - 1], "c"), twoHsmsSnapshot, { origin: 3, passwordCost: 1 });
+    const c = restoreSnapshot(join(dirs[dirs.length - 1], "c"), twoHsmsSnapshot, { origin: 3, passwordCost: 1 });
     const deleteAt = entries.findIndex((e) => e.change.kind === "key-delete");
     for (const e of entries.slice(0, deleteAt)) internalsOf(c).state.apply(e);
     // A genuine racing write carries a record bound to its own (id, version, owner): made by a chip that holds the key.
@@ -144,7 +145,7 @@ describe("the journal on one HSM", () => {
     const deleteEntry = entries[deleteAt];
     const otherDelete = { origin: 5, seq: 1, change: { ...deleteEntry.change, version: deleteEntry.change.version + 4096 } };
     expect(internalsOf(b).state.apply(otherDelete)).toBe("applied"); // after b's own copy of the first delete
-    const d = Hsm.restore(join(dirs[dirs.length - 1], "d"), twoHsmsSnapshot, { origin: 4, passwordCost: 1 });
+    const d = restoreSnapshot(join(dirs[dirs.length - 1], "d"), twoHsmsSnapshot, { origin: 4, passwordCost: 1 });
     for (const e of entries.slice(0, deleteAt)) internalsOf(d).state.apply(e);
     internalsOf(d).state.apply(otherDelete); // before the first delete
     internalsOf(d).state.apply(deleteEntry);
