@@ -3,6 +3,8 @@
 // expensive to attack, and it is why logins are slow (see the README's login rate).
 import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
 
+import { BufferFromString } from "../primordials.js";
+
 export interface PasswordHash {
   salt: Buffer;
   hash: Buffer;
@@ -32,5 +34,6 @@ export function passwordDerivations(): number {
 function derive(password: string, salt: Buffer, cost: number): Buffer {
   derivations++;
   const N = 2 ** cost;
-  return scryptSync(password, salt, 32, { N, r: 8, p: 1, maxmem: 256 * N * 8 + 1024 * 1024 });
+  // As bytes through a captured Buffer.from: Node's scrypt would otherwise call the (replaceable) global Buffer.from on it.
+  return scryptSync(BufferFromString(password), salt, 32, { N, r: 8, p: 1, maxmem: 256 * N * 8 + 1024 * 1024 });
 }
