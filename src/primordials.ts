@@ -16,6 +16,7 @@ export const WeakMapDelete = uncurryThis(WeakMap.prototype.delete) as <K extends
 export const MapGet = uncurryThis(Map.prototype.get) as <K, V>(map: Map<K, V>, key: K) => V | undefined;
 export const MapSet = uncurryThis(Map.prototype.set) as <K, V>(map: Map<K, V>, key: K, value: V) => Map<K, V>;
 export const MapDelete = uncurryThis(Map.prototype.delete) as <K>(map: Map<K, unknown>, key: K) => boolean;
+export const SetHas = uncurryThis(Set.prototype.has) as <T>(set: Set<T>, value: T) => boolean;
 export const SetAdd = uncurryThis(Set.prototype.add) as <T>(set: Set<T>, value: T) => Set<T>;
 export const SetDelete = uncurryThis(Set.prototype.delete) as <T>(set: Set<T>, value: T) => boolean;
 export const SetClear = uncurryThis(Set.prototype.clear) as (set: Set<unknown>) => void;

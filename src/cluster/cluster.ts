@@ -12,7 +12,7 @@ import type { HsmSnapshot, MaskingKeySource } from "../hsm/snapshot.js";
 import type { HsmType } from "../hsm/types.js";
 import type { Clock } from "../sim/clock.js";
 import type { Rng } from "../sim/random.js";
-import { type Backup, type BackupTrigger, BackupVault } from "./backup.js";
+import { type Backup, type BackupTrigger, BackupVault, deliverMaskingKey } from "./backup.js";
 import { ClusterError } from "./errors.js";
 import { ClusterNode, type Member, type NodeConfig } from "./node.js";
 import type { RequestOp, Transport } from "./protocol.js";
@@ -130,11 +130,11 @@ export class Cluster {
     this.clusterId = `cluster-${random(6).toString("hex")}`;
     this.lineageId = lineageId ?? this.vault.newLineage();
     this.log(`cluster ${this.clusterId} CREATE_IN_PROGRESS with ${count} HSM(s)`);
-    const first = initial ? this.restoreHsm(initial, fromBackup(initial), this.zones[0]) : this.createHsm(this.zones[0]);
+    const first = initial ? this.restoreHsm(initial, this.fromBackup(initial), this.zones[0]) : this.createHsm(this.zones[0]);
     this.activated = first.node!.hsm.activated;
     // The other HSMs are clones of the first: the masking key goes chip to chip, never through JavaScript.
     const source = internalsOf(first.node!.hsm);
-    for (let i = 1; i < count; i++) this.restoreHsm(source.snapshot(), { chip: source.chip }, this.zones[i % this.zones.length]);
+    for (let i = 1; i < count; i++) this.restoreHsm(source.snapshot(), (target) => source.chip.shareMaskingKey(0, target, 0), this.zones[i % this.zones.length]);
     this.stateValue = this.activated ? "ACTIVE" : "UNINITIALIZED";
     this.publishMembership();
     this.log(`cluster ${this.stateValue}`);
@@ -215,7 +215,7 @@ export class Cluster {
     this.stateValue = "UPDATE_IN_PROGRESS";
     const backup = this.backupFrom(source, "add-hsm");
     const opened = this.vault.open(backup, this.lineageId);
-    const added = this.restoreHsm(opened, fromBackup(opened), zone);
+    const added = this.restoreHsm(opened, this.fromBackup(opened), zone);
     this.publishMembership();
     this.stateValue = previous === "UPDATE_IN_PROGRESS" ? "ACTIVE" : previous;
     this.healthCheck();
@@ -276,8 +276,10 @@ export class Cluster {
   }
 
   private backupFrom(source: ClusterNode, trigger: BackupTrigger): Backup {
-    // The one place a masking key is read as bytes: the vault seals it at once under the lineage key.
-    const backup = this.vault.seal(internalsOf(source.hsm).snapshot(true), {
+    // The masking key travels sealed by the source chip to the lineage's chip: never in clear in JavaScript.
+    const internals = internalsOf(source.hsm);
+    const sealedMaskingKey = internals.chip.exportMaskingKeyFor(0, this.vault.transportKey(this.lineageId));
+    const backup = this.vault.seal({ ...internals.snapshot(), sealedMaskingKey }, {
       clusterId: this.clusterId, lineageId: this.lineageId, sourceHsmId: source.hsm.id, trigger, createdUs: this.options.clock.nowUs(),
     });
     this.log(`backup ${backup.backupId} (${trigger}) from ${source.hsm.id}`);
@@ -306,6 +308,13 @@ export class Cluster {
     const { origin, hsmDir } = this.allocate();
     const hsm = restoreHsm(hsmDir, snapshot, maskingKey, this.hsmOptions(origin));
     return this.register(hsm, zone, origin, hsmDir);
+  }
+
+  /** A backup's masking key, delivered from the vault's lineage chip to the restoring chip. */
+  private fromBackup(snapshot: HsmSnapshot): MaskingKeySource {
+    const sealed = snapshot.sealedMaskingKey;
+    if (!Buffer.isBuffer(sealed)) throw new ClusterError("INVALID_ARGUMENT", "the backup holds no masking key");
+    return (target) => deliverMaskingKey(this.vault, this.lineageId, sealed, target);
   }
 
   private allocate(): { origin: number; hsmDir: string } {
@@ -403,12 +412,6 @@ export class Cluster {
   private log(event: string): void {
     this.events.push({ atUs: this.options.clock.nowUs(), event });
   }
-}
-
-/** A backup's masking key (bytes, opened from the vault). */
-function fromBackup(snapshot: HsmSnapshot): MaskingKeySource {
-  if (!Buffer.isBuffer(snapshot.maskingKey)) throw new ClusterError("INVALID_ARGUMENT", "the backup holds no masking key");
-  return { bytes: snapshot.maskingKey };
 }
 
 // Exported classes are frozen: no code in the process patches a method every instance shares.

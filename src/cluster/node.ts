@@ -3,6 +3,7 @@
 // peers and answers only once `keyAvailabilityMin` HSMs hold them; it applies its peers'
 // entries, and gossips journal heads so an HSM that missed changes (down, partitioned, a
 // lost message) catches up: anti-entropy.
+import { SetHas } from "../primordials.js";
 import { freezeClass } from "../primordials.js";
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
@@ -282,7 +283,7 @@ export class ClusterNode {
   }
 
   private manage(op: Extract<RequestOp, { kind: "manage" }>): unknown {
-    if (!MANAGE_METHODS.has(op.method)) throw new HsmError("INVALID_ARGUMENT", `unknown management method ${String(op.method)}`);
+    if (typeof op.method !== "string" || !SetHas(MANAGE_METHODS, op.method)) throw new HsmError("INVALID_ARGUMENT", `unknown management method ${String(op.method)}`);
     if (String(op.username).toLowerCase() === PRECO_USERNAME && !this.initialized && !this.hsm.activated) {
       throw new HsmError("NOT_ACTIVATED", "initialize the cluster (sign its certificate) before activating it");
     }

@@ -140,7 +140,7 @@ export class Hsm {
       openChipSession: () => this.#chip.openSession(SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION),
       revokeSessions: (principal) => this.#revokeSessions(principal),
       isCurrent: (actor) => this.#current(actor) !== undefined,
-      snapshot: (withMaskingKey) => takeSnapshot(this.#store, withMaskingKey),
+      snapshot: () => takeSnapshot(this.#store),
     });
     this.#state = new DeviceState(internalsOf(this));
     if (boot === "open") this.#state.loadKeys();

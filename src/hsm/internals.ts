@@ -29,11 +29,8 @@ export interface HsmInternals {
   revokeSessions(principal: number): void;
   /** Whether an Actor is a live login of this HSM whose account still has the credential it logged in with. */
   isCurrent(actor: Actor): boolean;
-  /**
-   * This HSM's replicable state, for a clone (without the masking key: restore it with
-   * `{ chip }`, copied natively) or a backup (`withMaskingKey`: the key as bytes, for the vault to seal).
-   */
-  snapshot(withMaskingKey?: boolean): HsmSnapshot;
+  /** This HSM's replicable state without the masking key (see snapshot.ts for how the key travels). */
+  snapshot(): HsmSnapshot;
 }
 
 const table = new WeakMap<Hsm, HsmInternals>();

@@ -60,18 +60,18 @@ export function expectHsmError(fn: () => unknown, code: H.HsmErrorCode): void {
   if (thrown.code !== code) throw new Error(`expected HsmError ${code}, got ${thrown.code}: ${thrown.message}`);
 }
 
-/** An internal snapshot of `hsm` with its masking key as bytes (what a backup holds). */
+/** An internal snapshot of `hsm` (no masking key: restoreSnapshot copies it chip to chip). */
 export function snapshotOf(hsm: H.Hsm): HsmSnapshot {
-  return internalsOf(hsm).snapshot(true);
+  return internalsOf(hsm).snapshot();
 }
 
-/** A new HSM in `dir` restored from a snapshot taken with snapshotOf (a backup restored). */
-export function restoreSnapshot(dir: string, snapshot: HsmSnapshot, options: H.HsmOptions = {}): H.Hsm {
-  return restoreHsm(dir, snapshot, { bytes: snapshot.maskingKey! }, options);
+/** A new HSM in `dir` restored from a snapshot taken with snapshotOf, its masking key copied from `keyFrom`'s chip. */
+export function restoreSnapshot(dir: string, snapshot: HsmSnapshot, keyFrom: H.Hsm, options: H.HsmOptions = {}): H.Hsm {
+  const chip = internalsOf(keyFrom).chip;
+  return restoreHsm(dir, snapshot, (target) => chip.shareMaskingKey(0, target, 0), options);
 }
 
 /** A clone of a live `hsm` in `dir`: its masking key copied chip to chip, as a cluster clones. */
 export function cloneHsm(hsm: H.Hsm, dir: string, options: H.HsmOptions = {}): H.Hsm {
-  const internals = internalsOf(hsm);
-  return restoreHsm(dir, internals.snapshot(), { chip: internals.chip }, options);
+  return restoreSnapshot(dir, snapshotOf(hsm), hsm, options);
 }
