@@ -7,8 +7,6 @@ const { bind, call } = Function.prototype;
 const uncurryThis = bind.bind(call) as <T, A extends unknown[], R>(fn: (this: T, ...args: A) => R) => (self: T, ...args: A) => R;
 
 export const ObjectFreeze = Object.freeze;
-export const ObjectIsFrozen = Object.isFrozen;
-export const ObjectGetOwnPropertyNames = Object.getOwnPropertyNames;
 export const WeakMapGet = uncurryThis(WeakMap.prototype.get) as <K extends object, V>(map: WeakMap<K, V>, key: K) => V | undefined;
 export const WeakMapSet = uncurryThis(WeakMap.prototype.set) as <K extends object, V>(map: WeakMap<K, V>, key: K, value: V) => WeakMap<K, V>;
 export const WeakMapHas = uncurryThis(WeakMap.prototype.has) as <K extends object>(map: WeakMap<K, unknown>, key: K) => boolean;
@@ -17,15 +15,14 @@ export const MapGet = uncurryThis(Map.prototype.get) as <K, V>(map: Map<K, V>, k
 export const MapSet = uncurryThis(Map.prototype.set) as <K, V>(map: Map<K, V>, key: K, value: V) => Map<K, V>;
 export const MapDelete = uncurryThis(Map.prototype.delete) as <K>(map: Map<K, unknown>, key: K) => boolean;
 export const SetHas = uncurryThis(Set.prototype.has) as <T>(set: Set<T>, value: T) => boolean;
-export const SetAdd = uncurryThis(Set.prototype.add) as <T>(set: Set<T>, value: T) => Set<T>;
-export const SetDelete = uncurryThis(Set.prototype.delete) as <T>(set: Set<T>, value: T) => boolean;
-export const SetClear = uncurryThis(Set.prototype.clear) as (set: Set<unknown>) => void;
 export const StringIndexOf = uncurryThis(String.prototype.indexOf) as (s: string, search: string) => number;
 export const StringSlice = uncurryThis(String.prototype.slice) as (s: string, start?: number, end?: number) => string;
 export const StringToLowerCase = uncurryThis(String.prototype.toLowerCase) as (s: string) => string;
 export const BufferToString = uncurryThis(Buffer.prototype.toString) as (b: Buffer, encoding?: BufferEncoding) => string;
 const bufferFrom = Buffer.from;
 export const BufferFromString = (s: string): Buffer => (bufferFrom as (s: string, e: BufferEncoding) => Buffer)(s, "utf8");
+export const BufferCopy = (b: Buffer): Buffer => (bufferFrom as (b: Buffer) => Buffer)(b);
+export const BufferEquals = uncurryThis(Buffer.prototype.equals) as (a: Buffer, b: Uint8Array) => boolean;
 
 /**
  * Freezes an exported class: its prototype (so no one patches a method every instance shares),

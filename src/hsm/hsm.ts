@@ -14,7 +14,7 @@ import { HsmError } from "./errors.js";
 import { DEFAULT_PASSWORD_COST, type PasswordHash, hashPassword, verifyPassword } from "./passwords.js";
 import { HsmPkcs11Backend } from "./pkcs11-backend.js";
 import { internalsOf, registerInternals } from "./internals.js";
-import { MapDelete, MapGet, MapSet, ObjectFreeze, StringSlice, StringToLowerCase, WeakMapDelete, WeakMapGet, WeakMapHas, WeakMapSet, freezeClass } from "../primordials.js";
+import { BufferCopy, BufferEquals, MapDelete, MapGet, MapSet, ObjectFreeze, StringSlice, StringToLowerCase, WeakMapDelete, WeakMapGet, WeakMapHas, WeakMapSet, freezeClass } from "../primordials.js";
 import { checkOrigin, makePrincipal } from "./journal.js";
 import { type HsmSnapshot, type MaskingKeySource, takeSnapshot, writeSnapshot } from "./snapshot.js";
 import { DeviceState } from "./state.js";
@@ -256,7 +256,7 @@ export class Hsm {
       this.#audit("LOGIN", user.name, session, [], "OK", user.role);
     });
     const actor: Actor = ObjectFreeze({ username: user.name, role: user.role });
-    WeakMapSet(this.#actors, actor, ObjectFreeze({ name: user.name, principal: user.principal, role: user.role, hash: Buffer.from(user.hash) }));
+    WeakMapSet(this.#actors, actor, ObjectFreeze({ name: user.name, principal: user.principal, role: user.role, hash: BufferCopy(user.hash) }));
     return actor;
   }
 
@@ -416,7 +416,7 @@ export class Hsm {
     const credential = WeakMapGet(this.#actors, actor);
     if (!credential) return undefined;
     const row = this.#store.user(credential.name);
-    if (!row || row.principal !== credential.principal || row.role !== credential.role || !row.hash.equals(credential.hash)) return undefined;
+    if (!row || row.principal !== credential.principal || row.role !== credential.role || !BufferEquals(row.hash, credential.hash)) return undefined;
     return row;
   }
 

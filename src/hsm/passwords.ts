@@ -1,9 +1,13 @@
 // Passwords are stored only as salted scrypt hashes and compared in constant time
 // (DESIGN invariant 6). scrypt is deliberately slow: that is what makes a stolen user table
 // expensive to attack, and it is why logins are slow (see the README's login rate).
-import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
+import { randomBytes, scryptSync as nodeScryptSync, timingSafeEqual as nodeTimingSafeEqual } from "node:crypto";
 
 import { BufferFromString } from "../primordials.js";
+
+// Captured at load: a later crypto.scryptSync = hook (or syncBuiltinESMExports) does not see passwords.
+const scryptSync = nodeScryptSync;
+const timingSafeEqual = nodeTimingSafeEqual;
 
 export interface PasswordHash {
   salt: Buffer;
