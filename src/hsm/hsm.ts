@@ -152,6 +152,8 @@ export class Hsm {
       this.#audit(boot === "create" ? "CREATE_HSM" : "START", null, null, [], "OK", `type ${this.type}`);
     });
     this.maxLoginFailures = maxLoginFailures;
+    // Frozen: whoever holds the Hsm cannot shadow login (or any method) on it for the PKCS#11 applications and the cluster node that call it.
+    ObjectFreeze(this);
   }
 
   /** A new HSM in `dir` (an empty or new folder): only PRECO exists until activation. */

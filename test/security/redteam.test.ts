@@ -403,6 +403,10 @@ describe("F2b (fixed): the PKCS11 and Hsm prototypes are frozen: one application
       expect([c.name, Object.isFrozen(c)]).toEqual([c.name, true]);
     }
     expect(() => { (H.Hsm as unknown as Record<string, unknown>).open = () => undefined; }).toThrow(TypeError);
+    // Nor on the instance: whoever holds the Hsm (to call pkcs11()) cannot shadow login for every application on it.
+    expect(Object.isFrozen(hsm)).toBe(true);
+    expect(() => { (hsm as unknown as Record<string, unknown>).login = () => undefined; }).toThrow(TypeError);
+    expect(stolen).toEqual([]);
   });
 });
 
