@@ -1,6 +1,7 @@
 // The typed high-level API over a cluster: connect once, then log in as a crypto user for
 // keys and crypto, or as a crypto officer for users and sharing. Underneath is the same
 // PKCS11 facade (pkcs11()) an application can use directly.
+import { freezeClass } from "../primordials.js";
 import type { ManageMethod, RequestOp } from "../cluster/protocol.js";
 import { HsmError, type HsmErrorCode } from "../hsm/errors.js";
 import type { KeyDescription, UserInfo } from "../hsm/hsm.js";
@@ -262,3 +263,8 @@ function ref(handle: Buffer, label: string): KeyRef {
 export function keyHandle(keyId: number): Buffer {
   return numberToHandle(keyId);
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(ClusterConnection);
+freezeClass(ManagementConsole);
+freezeClass(CryptoUserSession);

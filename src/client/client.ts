@@ -5,6 +5,7 @@
 // backoff, and fail over when an HSM stops answering — for the requests that are safe to
 // repeat (see RetryRule). The heartbeat is also the failure detector: an HSM that misses one
 // leaves the rotation until it answers again.
+import { freezeClass } from "../primordials.js";
 import { copyValue } from "../cluster/calls.js";
 import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, Transport, WritePosition } from "../cluster/protocol.js";
 import type { Clock } from "../sim/clock.js";
@@ -352,3 +353,7 @@ export class RemoteError extends Error {
     this.name = "RemoteError";
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(ClusterClient);
+freezeClass(RemoteError);

@@ -24,6 +24,8 @@
 //
 // Calls are synchronous as pkcs11js's are: in the simulator, a call runs the virtual clock
 // (the `Driver`) until its answer arrives. The callback forms run without blocking.
+import { ObjectFreeze } from "../primordials.js";
+import { freezeClass } from "../primordials.js";
 import {
   CREATING_CALLS, KEY_USING_CALLS, OBJECT_ARGS, OPERATION_END, OPERATION_FAMILY, OPERATION_INIT, OUTPUT_ARGS, HANDLE_RESULTS, SESSION_CALLS, SESSION_OBJECT_BASE,
   WRITING_CALLS,
@@ -111,7 +113,7 @@ export class ClusterChip {
       };
     }
     // Only PKCS#11 calls: the device's own chip calls (masked export, principals, sharing) are not here at all.
-    return Object.freeze(chip) as unknown as NativeChip;
+    return ObjectFreeze(chip) as unknown as NativeChip; // captured: a replaced Object.freeze never sees an application's chip
   }
 
   // ---- sessions and login (logical, on the client) ----
@@ -378,3 +380,6 @@ function tokenAttribute(template: unknown): boolean | undefined {
 function isLostHsm(error: Error): boolean {
   return error instanceof ClientError && (error.code === "HSM_UNREACHABLE" || error.code === "NO_CONNECTION" || error.code === "NO_REACHABLE_HSM");
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(ClusterChip);

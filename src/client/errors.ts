@@ -1,6 +1,7 @@
 // The client's own failures (the network and the cluster's health, not an HSM's refusal):
 // a stable `code` and a message that says what the client saw. Through the PKCS11 facade they
 // surface as Pkcs11Error (CKR_FUNCTION_FAILED, CKR_DEVICE_REMOVED) with this text as `detail`.
+import { freezeClass } from "../primordials.js";
 import { CodedError } from "../coded-error.js";
 
 export type ClientErrorCode =
@@ -16,3 +17,6 @@ export class ClientError extends CodedError<ClientErrorCode> {
     super("ClientError", code, message);
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(ClientError);

@@ -1,10 +1,15 @@
 // Cluster backups: an HSM's snapshot (masking key, users, keys, tombstones, journal) sealed
 // with AES-256-GCM under a key derived from the cluster's lineage secret. The lineage secret
 // stays with the simulated control plane (the vault); a cluster restored from a backup keeps
-// the lineage, so only clusters of that lineage open its backups.
+// the lineage, so only clusters of that lineage open its backups. The masking key is not in the
+// backup in clear: it is sealed natively (exportMaskingKeyFor) to the lineage's chip, which the
+// vault holds and which alone imports it and hands it on to a restoring chip (deliverMaskingKey).
+import { freezeClass } from "../primordials.js";
 import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 
 import type { HsmSnapshot } from "../hsm/snapshot.js";
+import { type NativeChip, createChip } from "../pkcs11/addon.js";
+import { MapGet, MapSet, WeakMapGet, WeakMapSet } from "../primordials.js";
 import { ClusterError } from "./errors.js";
 
 export type BackupTrigger = "activation" | "add-hsm" | "remove-hsm" | "periodic" | "manual";
@@ -21,19 +26,52 @@ export interface Backup {
   sealed: Buffer;
 }
 
-const BYTES = new Set(["maskingKey", "salt", "hash", "record"]);
+const BYTES = new Set(["sealedMaskingKey", "salt", "hash", "record"]);
+
+/** Each vault's lineage chips (lineage id → chip): module-private, so holding a vault does not reach them. */
+const lineageChips = new WeakMap<BackupVault, Map<string, NativeChip>>();
+
+/** The chip that receives a lineage's sealed masking keys: seeded from the lineage secret, so simulated runs stay deterministic. */
+function lineageChip(secret: Buffer): NativeChip {
+  const chip = createChip({ slotCount: 1, pinHashIterations: 1, seed: Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), Buffer.from("hsmsim lineage chip v1"), 32)) });
+  chip.initToken(0, Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), Buffer.from("hsmsim lineage chip pin v1"), 16)), Buffer.from("hsmsim lineage"));
+  chip.transportPublicKey(0); // its transport key pair, fixed for the lineage's life
+  return chip;
+}
+
+/**
+ * Internal (the cluster's restore): imports a backup's sealed masking key into the lineage's
+ * chip and copies it from there into `target`, natively. Not exported from the package.
+ */
+export function deliverMaskingKey(vault: BackupVault, lineageId: string, sealed: Buffer, target: NativeChip): void {
+  const chip = MapGet(WeakMapGet(lineageChips, vault) ?? new Map<string, NativeChip>(), lineageId);
+  if (!chip) throw new ClusterError("LINEAGE_MISMATCH", `no lineage ${lineageId} in this vault`);
+  chip.importMaskingKey(0, sealed);
+  chip.shareMaskingKey(0, target, 0);
+}
 
 /** Holds every lineage's secret and every backup, as the cloud provider's backup service does. */
 export class BackupVault {
   private readonly lineages = new Map<string, Buffer>();
   private readonly backups = new Map<string, Backup>();
 
-  constructor(private readonly random: (length: number) => Buffer) {}
+  constructor(private readonly random: (length: number) => Buffer) {
+    WeakMapSet(lineageChips, this, new Map());
+  }
 
   newLineage(): string {
     const id = `lineage-${this.random(6).toString("hex")}`;
-    this.lineages.set(id, this.random(32));
+    const secret = this.random(32);
+    this.lineages.set(id, secret);
+    MapSet(WeakMapGet(lineageChips, this)!, id, lineageChip(secret));
     return id;
+  }
+
+  /** The public key a lineage's backups seal their masking key to (exportMaskingKeyFor). */
+  transportKey(lineageId: string): Buffer {
+    const chip = MapGet(WeakMapGet(lineageChips, this)!, lineageId);
+    if (!chip) throw new ClusterError("LINEAGE_MISMATCH", `no lineage ${lineageId} in this vault`);
+    return chip.transportPublicKey(0);
   }
 
   seal(snapshot: HsmSnapshot, meta: Omit<Backup, "backupId" | "sealed">): Backup {
@@ -87,3 +125,6 @@ export class BackupVault {
     return Buffer.from(hkdfSync("sha256", secret, Buffer.from(backupId), Buffer.from("hsmsim backup v1"), 32));
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(BackupVault);

@@ -2,15 +2,17 @@
 // cluster and HSM states, membership (add by cloning, remove, replace), crash and restart
 // of an HSM from its data folder, health checks, and backups with retention. Everything runs
 // on an injected clock, transport and random stream, so a seed replays it exactly.
+import { freezeClass } from "../primordials.js";
 import { join } from "node:path";
 
-import { Hsm, type HsmOptions } from "../hsm/hsm.js";
+import { Hsm, type HsmOptions, restoreHsm } from "../hsm/hsm.js";
+import { internalsOf } from "../hsm/internals.js";
 import { MAX_ORIGIN } from "../hsm/journal.js";
-import type { HsmSnapshot } from "../hsm/snapshot.js";
+import type { HsmSnapshot, MaskingKeySource } from "../hsm/snapshot.js";
 import type { HsmType } from "../hsm/types.js";
 import type { Clock } from "../sim/clock.js";
 import type { Rng } from "../sim/random.js";
-import { type Backup, type BackupTrigger, BackupVault } from "./backup.js";
+import { type Backup, type BackupTrigger, BackupVault, deliverMaskingKey } from "./backup.js";
 import { ClusterError } from "./errors.js";
 import { ClusterNode, type Member, type NodeConfig } from "./node.js";
 import type { RequestOp, Transport } from "./protocol.js";
@@ -128,9 +130,11 @@ export class Cluster {
     this.clusterId = `cluster-${random(6).toString("hex")}`;
     this.lineageId = lineageId ?? this.vault.newLineage();
     this.log(`cluster ${this.clusterId} CREATE_IN_PROGRESS with ${count} HSM(s)`);
-    const first = initial ? this.restoreHsm(initial, this.zones[0]) : this.createHsm(this.zones[0]);
+    const first = initial ? this.restoreHsm(initial, this.fromBackup(initial), this.zones[0]) : this.createHsm(this.zones[0]);
     this.activated = first.node!.hsm.activated;
-    for (let i = 1; i < count; i++) this.restoreHsm(first.node!.hsm.snapshot(), this.zones[i % this.zones.length]);
+    // The other HSMs are clones of the first: the masking key goes chip to chip, never through JavaScript.
+    const source = internalsOf(first.node!.hsm);
+    for (let i = 1; i < count; i++) this.restoreHsm(source.snapshot(), (target) => source.chip.shareMaskingKey(0, target, 0), this.zones[i % this.zones.length]);
     this.stateValue = this.activated ? "ACTIVE" : "UNINITIALIZED";
     this.publishMembership();
     this.log(`cluster ${this.stateValue}`);
@@ -210,7 +214,8 @@ export class Cluster {
     const previous = this.stateValue;
     this.stateValue = "UPDATE_IN_PROGRESS";
     const backup = this.backupFrom(source, "add-hsm");
-    const added = this.restoreHsm(this.vault.open(backup, this.lineageId), zone);
+    const opened = this.vault.open(backup, this.lineageId);
+    const added = this.restoreHsm(opened, this.fromBackup(opened), zone);
     this.publishMembership();
     this.stateValue = previous === "UPDATE_IN_PROGRESS" ? "ACTIVE" : previous;
     this.healthCheck();
@@ -271,7 +276,10 @@ export class Cluster {
   }
 
   private backupFrom(source: ClusterNode, trigger: BackupTrigger): Backup {
-    const backup = this.vault.seal(source.hsm.snapshot(), {
+    // The masking key travels sealed by the source chip to the lineage's chip: never in clear in JavaScript.
+    const internals = internalsOf(source.hsm);
+    const sealedMaskingKey = internals.chip.exportMaskingKeyFor(0, this.vault.transportKey(this.lineageId));
+    const backup = this.vault.seal({ ...internals.snapshot(), sealedMaskingKey }, {
       clusterId: this.clusterId, lineageId: this.lineageId, sourceHsmId: source.hsm.id, trigger, createdUs: this.options.clock.nowUs(),
     });
     this.log(`backup ${backup.backupId} (${trigger}) from ${source.hsm.id}`);
@@ -296,10 +304,17 @@ export class Cluster {
     return this.register(hsm, zone, origin, hsmDir);
   }
 
-  private restoreHsm(snapshot: HsmSnapshot, zone: string): HsmRecord {
+  private restoreHsm(snapshot: HsmSnapshot, maskingKey: MaskingKeySource, zone: string): HsmRecord {
     const { origin, hsmDir } = this.allocate();
-    const hsm = Hsm.restore(hsmDir, snapshot, this.hsmOptions(origin));
+    const hsm = restoreHsm(hsmDir, snapshot, maskingKey, this.hsmOptions(origin));
     return this.register(hsm, zone, origin, hsmDir);
+  }
+
+  /** A backup's masking key, delivered from the vault's lineage chip to the restoring chip. */
+  private fromBackup(snapshot: HsmSnapshot): MaskingKeySource {
+    const sealed = snapshot.sealedMaskingKey;
+    if (!Buffer.isBuffer(sealed)) throw new ClusterError("INVALID_ARGUMENT", "the backup holds no masking key");
+    return (target) => deliverMaskingKey(this.vault, this.lineageId, sealed, target);
   }
 
   private allocate(): { origin: number; hsmDir: string } {
@@ -398,3 +413,6 @@ export class Cluster {
     this.events.push({ atUs: this.options.clock.nowUs(), event });
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Cluster);

@@ -2,6 +2,7 @@
 // device, with the client's logical sessions mapped to this HSM's sessions (opened and logged
 // in on first use), and handles translated between the wire (cluster-wide key ids, session
 // objects of this connection) and the chip.
+import { freezeClass } from "../primordials.js";
 import type { Hsm } from "../hsm/hsm.js";
 import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
 import type { NativeChip } from "../pkcs11/addon.js";
@@ -17,6 +18,7 @@ import { OperationLedger } from "./operations.js";
 import { regressions } from "./regressions.js";
 import type { Failure, RequestOp, SessionContext } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
+import { MapGet, MapSet } from "../primordials.js";
 
 /** The largest output buffer a request may ask the HSM to fill. */
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -50,7 +52,7 @@ export class Connections {
 
   /** Closes a client's sessions here and forgets it. */
   close(conn: string): void {
-    const connection = this.table.get(conn);
+    const connection = MapGet(this.table, conn);
     if (connection) for (const session of connection.sessions.values()) connection.chip.closeSession(session.physical);
     this.table.delete(conn);
   }
@@ -59,14 +61,14 @@ export class Connections {
   call(conn: string, op: Extract<RequestOp, { kind: "call" }>): unknown {
     const { method, args } = op;
     if (!SLOT_CALLS.has(method) && !SESSION_CALLS.has(method)) throw new Pkcs11Error(CKR_FUNCTION_NOT_SUPPORTED, method);
-    let connection = this.table.get(conn);
+    let connection = MapGet(this.table, conn);
     if (op.session?.objectsHere && (connection?.sessionObjects.size ?? 0) === 0) {
       // The client holds session objects here, but this HSM holds none for it: it restarted and they died.
       throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} holds no session objects of this application (it restarted)` });
     }
     if (!connection) {
       connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, revoked: null, sessionObjects: new Set() };
-      this.table.set(conn, connection);
+      MapSet(this.table, conn, connection);
     }
     const local = [...args];
     if (SESSION_CALLS.has(method)) {
@@ -134,13 +136,13 @@ export class Connections {
   /** This HSM's session for the client's logical session, opened (and logged in) on first use. */
   private physicalSession(connection: Connection, context: SessionContext, method: string): { physical: number; operations: OperationLedger } {
     const chip = connection.chip;
-    let session = connection.sessions.get(context.id);
+    let session = MapGet(connection.sessions, context.id);
     if (session === undefined) {
       if (context.continuation) {
         throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} does not hold this session's operation (it restarted)` });
       }
       session = { physical: chip.openSession(0, context.flags), operations: new OperationLedger() };
-      connection.sessions.set(context.id, session);
+      MapSet(connection.sessions, context.id, session);
     }
     const physical = session.physical;
     if (method === "login" || method === "logout") {
@@ -176,7 +178,7 @@ export class Connections {
   }
 
   private closeLogical(connection: Connection, id: number): null {
-    const session = connection.sessions.get(id);
+    const session = MapGet(connection.sessions, id);
     connection.sessions.delete(id);
     if (session !== undefined) connection.chip.closeSession(session.physical);
     // Closing an application's last session logs it out, as on the chip.
@@ -221,3 +223,7 @@ function visible(chip: NativeChip, session: number, handle: number): boolean {
     return false;
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(NodeFailure);
+freezeClass(Connections);

@@ -1,4 +1,5 @@
 // The cluster's control plane fails with ClusterError: a stable `code` and a message.
+import { freezeClass } from "../primordials.js";
 import { CodedError } from "../coded-error.js";
 
 export type ClusterErrorCode =
@@ -15,3 +16,6 @@ export class ClusterError extends CodedError<ClusterErrorCode> {
     super("ClusterError", code, message);
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(ClusterError);

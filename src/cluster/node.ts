@@ -3,6 +3,8 @@
 // peers and answers only once `keyAvailabilityMin` HSMs hold them; it applies its peers'
 // entries, and gossips journal heads so an HSM that missed changes (down, partitioned, a
 // lost message) catches up: anti-entropy.
+import { SetHas } from "../primordials.js";
+import { freezeClass } from "../primordials.js";
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
 import { changeSubject, keyIdOrigin } from "../hsm/journal.js";
@@ -281,7 +283,7 @@ export class ClusterNode {
   }
 
   private manage(op: Extract<RequestOp, { kind: "manage" }>): unknown {
-    if (!MANAGE_METHODS.has(op.method)) throw new HsmError("INVALID_ARGUMENT", `unknown management method ${String(op.method)}`);
+    if (typeof op.method !== "string" || !SetHas(MANAGE_METHODS, op.method)) throw new HsmError("INVALID_ARGUMENT", `unknown management method ${String(op.method)}`);
     if (String(op.username).toLowerCase() === PRECO_USERNAME && !this.initialized && !this.hsm.activated) {
       throw new HsmError("NOT_ACTIVATED", "initialize the cluster (sign its certificate) before activating it");
     }
@@ -392,3 +394,6 @@ function failureOf(e: unknown): Failure {
   if (e instanceof HsmError) return { kind: "hsm", code: e.code, message: e.message };
   return { kind: "pkcs11", code: CKR_FUNCTION_FAILED, message: e instanceof Error ? e.message : String(e) };
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(ClusterNode);

@@ -8,6 +8,7 @@
 //   step answered the first time (a lost answer is re-sent, not re-run: a multi-part operation
 //   survives it);
 // - an Init or step of an older operation, arriving late, touches nothing.
+import { freezeClass } from "../primordials.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import { CKR_BUFFER_TOO_SMALL, CKR_OPERATION_ACTIVE, CKR_OPERATION_NOT_INITIALIZED } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
@@ -101,3 +102,6 @@ function abort(chip: NativeChip, session: number, family: string): void {
     case "findObjects": attempt(() => chip.findObjectsFinal(session)); break;
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(OperationLedger);

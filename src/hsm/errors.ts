@@ -1,5 +1,6 @@
 // The device's management API fails with HsmError: a stable `code` a program can test, and
 // a message for people. PKCS#11 calls keep failing with Pkcs11Error.
+import { freezeClass } from "../primordials.js";
 import { CodedError } from "../coded-error.js";
 
 export type HsmErrorCode =
@@ -27,3 +28,6 @@ export class HsmError extends CodedError<HsmErrorCode> {
     super("HsmError", code, message);
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(HsmError);

@@ -3,6 +3,7 @@
 // when the process ends (kill -9 included), so no stale lock is ever left behind, and SQLite
 // also refuses a second connection of the same process. hsm.db itself stays readable, so
 // `hsmsim audit` can read the folder of a running HSM.
+import { freezeClass } from "../primordials.js";
 import { closeSync, fchmodSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -55,3 +56,6 @@ export class FolderLock {
     this.db = null;
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(FolderLock);

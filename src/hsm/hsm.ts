@@ -14,8 +14,9 @@ import { HsmError } from "./errors.js";
 import { DEFAULT_PASSWORD_COST, type PasswordHash, hashPassword, verifyPassword } from "./passwords.js";
 import { HsmPkcs11Backend } from "./pkcs11-backend.js";
 import { internalsOf, registerInternals } from "./internals.js";
+import { BufferCopy, BufferEquals, BufferFromString, MapDelete, MapGet, MapSet, ObjectFreeze, StringSlice, StringToLowerCase, WeakMapDelete, WeakMapGet, WeakMapHas, WeakMapSet, freezeClass } from "../primordials.js";
 import { checkOrigin, makePrincipal } from "./journal.js";
-import { type HsmSnapshot, takeSnapshot, writeSnapshot } from "./snapshot.js";
+import { type HsmSnapshot, type MaskingKeySource, takeSnapshot, writeSnapshot } from "./snapshot.js";
 import { MAC_PURPOSE } from "./seal.js";
 import { DeviceState } from "./state.js";
 import { MASKING_KEY_FILE, Store, type UserRow } from "./store.js";
@@ -44,7 +45,6 @@ export interface HsmOptions {
 export interface Actor {
   readonly username: string;
   readonly role: Role;
-  readonly hsm: Hsm;
 }
 
 export interface UserInfo {
@@ -145,6 +145,7 @@ export class Hsm {
       openChipSession: () => this.#chip.openSession(SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION),
       revokeSessions: (principal) => this.#revokeSessions(principal),
       isCurrent: (actor) => this.#current(actor) !== undefined,
+      snapshot: () => takeSnapshot(this.#store),
     });
     this.#state = new DeviceState(internalsOf(this));
     if (boot === "open") this.#state.loadKeys();
@@ -157,6 +158,8 @@ export class Hsm {
       this.#audit(boot === "create" ? "CREATE_HSM" : "START", null, null, [], "OK", `type ${this.type}`);
     });
     this.maxLoginFailures = maxLoginFailures;
+    // Frozen: whoever holds the Hsm cannot shadow login (or any method) on it for the PKCS#11 applications and the cluster node that call it.
+    ObjectFreeze(this);
   }
 
   /** A new HSM in `dir` (an empty or new folder): only PRECO exists until activation. */
@@ -178,18 +181,6 @@ export class Hsm {
       store.close();
       throw e;
     }
-  }
-
-  /** A new HSM in `dir` holding a copy of another HSM's state (see snapshot.ts), then started. */
-  static restore(dir: string, snapshot: HsmSnapshot, options: HsmOptions = {}): Hsm {
-    const random = options.randomBytes ?? randomBytes;
-    writeSnapshot(dir, snapshot, `hsm-${random(8).toString("hex")}`, options.origin ?? 0, (options.clockUs ?? wallClockUs)());
-    return Hsm.open(dir, options);
-  }
-
-  /** This HSM's replicable state, for a backup or a clone. */
-  snapshot(): HsmSnapshot {
-    return takeSnapshot(this.#store);
   }
 
   /** Restarts the HSM kept in `dir`: users, counters, keys (through masked records) and the audit log. */
@@ -246,7 +237,7 @@ export class Hsm {
    */
   login(username: string, password: string, session: number | null = null): Actor {
     // Usernames fold case, as in CloudHSM: "Alice" is alice.
-    const name = typeof username === "string" ? username.slice(0, 64).toLowerCase() : "(not a string)";
+    const name = typeof username === "string" ? StringToLowerCase(StringSlice(username, 0, 64)) : "(not a string)";
     const user = typeof username === "string" ? this.#store.user(name) : undefined;
     const fail = (code: "LOGIN_FAILED" | "ACCOUNT_LOCKED", failures?: number): never => {
       this.#store.transaction(() => {
@@ -263,7 +254,7 @@ export class Hsm {
       // An unknown name locks like an account would, so ACCOUNT_LOCKED does not tell that one
       // exists: its failures are counted in the store (sealed, surviving restarts), keyed by the
       // chip's MAC of the name, in the transaction of the failure's audit entry.
-      const nameMac = this.#chip.deviceMac(SLOT, MAC_PURPOSE.unknownName, Buffer.from(name)).toString("hex");
+      const nameMac = this.#chip.deviceMac(SLOT, MAC_PURPOSE.unknownName, BufferFromString(name)).toString("hex");
       let locked = false;
       this.#store.transaction(() => {
         const before = this.#store.unknownLoginFailures(nameMac);
@@ -279,8 +270,8 @@ export class Hsm {
       if (user.failures !== 0) this.#store.setFailures(user.name, 0);
       this.#audit("LOGIN", user.name, session, [], "OK", user.role);
     });
-    const actor: Actor = Object.freeze({ username: user.name, role: user.role, hsm: this });
-    this.#actors.set(actor, Object.freeze({ name: user.name, principal: user.principal, role: user.role, hash: Buffer.from(user.hash) }));
+    const actor: Actor = ObjectFreeze({ username: user.name, role: user.role });
+    WeakMapSet(this.#actors, actor, ObjectFreeze({ name: user.name, principal: user.principal, role: user.role, hash: BufferCopy(user.hash) }));
     return actor;
   }
 
@@ -291,8 +282,8 @@ export class Hsm {
 
   /** Ends a login; an Actor already ended by a revocation logs out quietly. */
   logout(actor: Actor): void {
-    if (!this.#actors.has(actor)) throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
-    this.#actors.delete(actor);
+    if (!WeakMapHas(this.#actors, actor)) throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
+    WeakMapDelete(this.#actors, actor);
   }
 
   /** The principal number the chip knows a user by. */
@@ -321,7 +312,7 @@ export class Hsm {
         this.#state.writeActivation();
         this.#audit("ACTIVATE", actor.username, null, [], "OK", `${username} is now CO`);
       });
-      this.#actors.delete(actor); // PRECO is gone; log in again as the CO
+      WeakMapDelete(this.#actors, actor); // PRECO is gone; log in again as the CO
       return;
     }
     this.#requireActivated(actor, "CHANGE_PASSWORD");
@@ -437,10 +428,10 @@ export class Hsm {
 
   /** The account row behind a live Actor whose credential still stands, else undefined. */
   #current(actor: Actor): UserRow | undefined {
-    const credential = this.#actors.get(actor);
+    const credential = WeakMapGet(this.#actors, actor);
     if (!credential) return undefined;
     const row = this.#store.user(credential.name);
-    if (!row || row.principal !== credential.principal || row.role !== credential.role || !row.hash.equals(credential.hash)) return undefined;
+    if (!row || row.principal !== credential.principal || row.role !== credential.role || !BufferEquals(row.hash, credential.hash)) return undefined;
     return row;
   }
 
@@ -452,7 +443,7 @@ export class Hsm {
   #check(actor: Actor): UserRow {
     const row = this.#current(actor);
     if (row) return row;
-    if (this.#actors.delete(actor)) {
+    if (WeakMapDelete(this.#actors, actor)) {
       throw new HsmError("NOT_LOGGED_IN", `the login of ${actor.username} has ended: the account was deleted, or its password or role changed`);
     }
     throw new HsmError("NOT_LOGGED_IN", "that login is not valid on this HSM (logged out, or another HSM's)");
@@ -486,6 +477,19 @@ export class Hsm {
     this.#store.transaction(() => this.#audit(operation, actor.username, null, [], code, message));
     throw new HsmError(code, message);
   }
+}
+
+// No application patches a method every Hsm shares (Hsm.prototype.login would see every password).
+freezeClass(Hsm);
+
+/**
+ * A new HSM in `dir` holding a copy of another HSM's state (see snapshot.ts), then started.
+ * Internal (cluster clone and backup restore): not exported from the package.
+ */
+export function restoreHsm(dir: string, snapshot: HsmSnapshot, maskingKey: MaskingKeySource, options: HsmOptions = {}): Hsm {
+  const random = options.randomBytes ?? randomBytes;
+  writeSnapshot(dir, snapshot, maskingKey, `hsm-${random(8).toString("hex")}`, options.origin ?? 0, (options.clockUs ?? wallClockUs)());
+  return Hsm.open(dir, options);
 }
 
 /** The lockout limit is the HSM's, fixed at creation: a reopen cannot change it (and so cannot unlock). */

@@ -7,7 +7,9 @@ import type { NativeChip } from "../pkcs11/addon.js";
 import type { AuditEntry } from "./audit.js";
 import { HsmError } from "./errors.js";
 import type { Actor, Hsm } from "./hsm.js";
+import type { HsmSnapshot } from "./snapshot.js";
 import type { DeviceState } from "./state.js";
+import { ObjectFreeze, WeakMapGet, WeakMapHas, WeakMapSet } from "../primordials.js";
 import type { Store } from "./store.js";
 
 export interface HsmInternals {
@@ -27,18 +29,21 @@ export interface HsmInternals {
   revokeSessions(principal: number): void;
   /** Whether an Actor is a live login of this HSM whose account still has the credential it logged in with. */
   isCurrent(actor: Actor): boolean;
+  /** This HSM's replicable state without the masking key (see snapshot.ts for how the key travels). */
+  snapshot(): HsmSnapshot;
 }
 
 const table = new WeakMap<Hsm, HsmInternals>();
 
 /** Called once, by the Hsm's constructor. */
 export function registerInternals(hsm: Hsm, internals: HsmInternals): void {
-  if (table.has(hsm)) throw new HsmError("INVALID_ARGUMENT", "that HSM's internals are registered already");
-  table.set(hsm, Object.freeze(internals));
+  // Captured built-ins (primordials.ts): a replaced WeakMap.prototype.get/set or Object.freeze never sees the internals.
+  if (WeakMapHas(table, hsm)) throw new HsmError("INVALID_ARGUMENT", "that HSM's internals are registered already");
+  WeakMapSet(table, hsm, ObjectFreeze(internals));
 }
 
 export function internalsOf(hsm: Hsm): HsmInternals {
-  const internals = table.get(hsm);
+  const internals = WeakMapGet(table, hsm);
   if (!internals) throw new HsmError("INVALID_ARGUMENT", "not an HSM");
   return internals;
 }

@@ -1,7 +1,13 @@
 // Passwords are stored only as salted scrypt hashes and compared in constant time
 // (DESIGN invariant 6). scrypt is deliberately slow: that is what makes a stolen user table
 // expensive to attack, and it is why logins are slow (see the README's login rate).
-import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
+import { randomBytes, scryptSync as nodeScryptSync, timingSafeEqual as nodeTimingSafeEqual } from "node:crypto";
+
+import { BufferFromString } from "../primordials.js";
+
+// Captured at load: a later crypto.scryptSync = hook (or syncBuiltinESMExports) does not see passwords.
+const scryptSync = nodeScryptSync;
+const timingSafeEqual = nodeTimingSafeEqual;
 
 export interface PasswordHash {
   salt: Buffer;
@@ -32,5 +38,6 @@ export function passwordDerivations(): number {
 function derive(password: string, salt: Buffer, cost: number): Buffer {
   derivations++;
   const N = 2 ** cost;
-  return scryptSync(password, salt, 32, { N, r: 8, p: 1, maxmem: 256 * N * 8 + 1024 * 1024 });
+  // As bytes through a captured Buffer.from: Node's scrypt would otherwise call the (replaceable) global Buffer.from on it.
+  return scryptSync(BufferFromString(password), salt, 32, { N, r: 8, p: 1, maxmem: 256 * N * 8 + 1024 * 1024 });
 }

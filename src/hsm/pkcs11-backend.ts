@@ -8,6 +8,7 @@
 // application's PKCS#11 calls and of closures for the profile's overrides: neither the chip,
 // the Hsm, its store nor any device capability (loginPrincipal, sharing, masked records, the
 // masking key) is reachable from it at run time.
+import { freezeClass } from "../primordials.js";
 import {
   APPLICATION_CALLS, type ApplicationCallName, type NativeApplication, type NativeChip,
 } from "../pkcs11/addon.js";
@@ -20,6 +21,7 @@ import { Pkcs11Error } from "../pkcs11/errors.js";
 import { HsmError } from "./errors.js";
 import type { Actor, Hsm } from "./hsm.js";
 import { type HsmInternals, internalsOf } from "./internals.js";
+import { BufferToString, ObjectFreeze, StringIndexOf, StringSlice } from "../primordials.js";
 
 type Fn = (...args: unknown[]) => unknown;
 type Callback = (error: Error | null, value?: unknown) => void;
@@ -82,7 +84,7 @@ export class HsmPkcs11Backend {
     for (const [name, spec] of Object.entries(CREATING)) backend[name] = this.#creating(app[name as ApplicationCallName], spec);
     backend.destroyObject = (session, object) => this.#destroy(session as number, object as number);
     backend.setAttributeValue = (session, object, template) => this.#setAttributes(session as number, object as number, template as Buffer);
-    return Object.freeze(backend) as unknown as NativeChip;
+    return ObjectFreeze(backend) as unknown as NativeChip;
   }
 
   #unsupported(method: string): never {
@@ -103,9 +105,10 @@ export class HsmPkcs11Backend {
     if (this.#user) throw new Pkcs11Error(CKR_USER_ALREADY_LOGGED_IN, "C_Login");
     if (!this.#hsm.activated) throw new Pkcs11Error(CKR_USER_PIN_NOT_INITIALIZED, "C_Login");
     if (!Buffer.isBuffer(pin)) throw new TypeError("pin must be a Buffer");
-    const text = pin.toString("utf8");
-    const colon = text.indexOf(":");
-    const [name, password] = colon < 0 ? [text, ""] : [text.slice(0, colon), text.slice(colon + 1)];
+    // Captured built-ins: a replaced Buffer/String method does not see "name:password" go by.
+    const text = BufferToString(pin, "utf8");
+    const colon = StringIndexOf(text, ":");
+    const [name, password] = colon < 0 ? [text, ""] : [StringSlice(text, 0, colon), StringSlice(text, colon + 1)];
     let actor: Actor;
     try {
       actor = this.#hsm.login(name, password, session);
@@ -267,3 +270,6 @@ export class HsmPkcs11Backend {
     });
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(HsmPkcs11Backend);

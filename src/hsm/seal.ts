@@ -9,6 +9,7 @@
 //   copied-back row shows without rehashing the whole folder on every write;
 // - a check value of the masking key, so another HSM's masking.key is refused even while
 //   the HSM holds no key.
+import { freezeClass } from "../primordials.js";
 import { createHash } from "node:crypto";
 
 import type { KeyRow, Tombstone, UnknownLoginRow, UserRow } from "./store.js";
@@ -81,3 +82,6 @@ export function sealProblem(mac: DeviceMac, seal: SealRow | undefined, recompute
   }
   return undefined;
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(StateDigest);

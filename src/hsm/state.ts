@@ -3,6 +3,7 @@
 // application of other HSMs' journal entries (last writer wins, tombstones for deletes).
 // Call the writing methods inside a store transaction: the row, the journal entry and the
 // audit entry commit together or not at all.
+import { freezeClass } from "../primordials.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { AuditEntry } from "./audit.js";
@@ -324,3 +325,6 @@ export class DeviceState {
     }
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(DeviceState);

@@ -4,6 +4,7 @@
 // reboot counter. Every change commits in one transaction with its audit entry and the
 // sealed head (seal.ts) before the caller hears of it (DESIGN invariant 2). One Hsm owns the
 // folder at a time (folder-lock.ts); the folder is the owner's alone (0700, files 0600).
+import { freezeClass } from "../primordials.js";
 import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -721,3 +722,6 @@ export class Store {
     return this.scalar("SELECT COUNT(*) FROM audit") as number;
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Store);

@@ -1,5 +1,6 @@
 // The one typed error of the PKCS#11 layers, shaped as pkcs11js's: `message` is the CKR
 // name, `code` its number, `method` the C_ function that failed.
+import { freezeClass } from "../primordials.js";
 import * as C from "./constants.js";
 
 const namesByCode = new Map<number, string>();
@@ -45,3 +46,7 @@ export class Pkcs11Error extends NativeError {
     if (detail !== undefined) this.detail = detail;
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(NativeError);
+freezeClass(Pkcs11Error);

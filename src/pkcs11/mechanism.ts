@@ -1,6 +1,7 @@
 // Mechanisms: pkcs11js's `{ mechanism, parameter }`, flattened into what the chip takes:
 // numbers [type, hasParameter, numberA, numberB, numberC] in a reused Float64Array (read by
 // native code in one call), and two optional byte strings.
+import { freezeClass } from "../primordials.js";
 import { Buffer } from "node:buffer";
 
 import {
@@ -102,3 +103,6 @@ export class MechanismEncoder {
     }
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(MechanismEncoder);

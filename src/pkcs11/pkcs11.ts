@@ -11,6 +11,7 @@ import { type Mechanism, MechanismEncoder } from "./mechanism.js";
 import { chipForTarget } from "./target.js";
 import { type Template, type TemplateResult, checkAttributeType, checkTemplateLength, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
+import { BufferFromString, freezeClass } from "../primordials.js";
 
 type Callback<T> = (error: Error | null, result: T | null) => void;
 
@@ -24,7 +25,7 @@ function num(value: unknown, name: string): number {
 }
 function pin(value: unknown, name: string): Buffer {
   if (value === undefined || value === null) return Buffer.alloc(0);
-  if (typeof value === "string") return Buffer.from(value, "utf8");
+  if (typeof value === "string") return BufferFromString(value); // captured: a replaced Buffer.from does not see PINs
   if (Buffer.isBuffer(value)) return value;
   throw new TypeError(`${name} must be a string`);
 }
@@ -536,3 +537,6 @@ export class PKCS11 {
     process.nextTick(done, error, null);
   }
 }
+
+// Shared by every application: no one patches a method (C_Login would see every PIN).
+freezeClass(PKCS11);

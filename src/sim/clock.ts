@@ -1,6 +1,7 @@
 // A virtual clock and the event queue it drives: simulated time moves only when the
 // simulator runs the next event, so a run is as fast as the CPU and exactly repeatable.
 // Events at the same instant run in the order they were scheduled.
+import { freezeClass } from "../primordials.js";
 
 export interface Clock {
   /** Microseconds since the simulation's epoch. */
@@ -108,3 +109,6 @@ export class VirtualClock implements Clock {
     return top;
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(VirtualClock);

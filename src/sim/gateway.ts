@@ -1,6 +1,7 @@
 // A NAT gateway or load balancer in front of one HSM: clients reach it at its own address and
 // it relays to the HSM it hides. The client learns the HSMs' real addresses from the cluster,
 // cannot reach them, and so cannot fail over: the case DESIGN's fidelity list calls out.
+import { freezeClass } from "../primordials.js";
 import type { Transport } from "../cluster/protocol.js";
 
 export class Gateway {
@@ -30,3 +31,6 @@ export class Gateway {
     this.transport.detach(this.address);
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Gateway);

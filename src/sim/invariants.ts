@@ -1,6 +1,7 @@
 // Invariant checkers for a simulated run, kept apart from the code they check: they read the
 // workload's history of what clients were told, the HSMs' data folders and journals, and
 // nothing else of the cluster's logic.
+import { freezeClass } from "../primordials.js";
 import type { AuditEntry } from "../hsm/audit.js";
 import { type CallContext, type LivenessRecord, classify, describeError } from "./liveness.js";
 import type { Hsm } from "../hsm/hsm.js";
@@ -227,3 +228,6 @@ function recordVersion(hsm: Hsm, subject: string): number {
   if (kind === "key") return s.tombstone("key", name) ? Number.MAX_SAFE_INTEGER : s.key(Number(name))?.version ?? -1;
   return s.user(name)?.version ?? s.tombstone("user", name)?.version ?? -1;
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(History);

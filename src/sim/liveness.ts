@@ -3,6 +3,7 @@
 // client's retry table (README "The client"). A failure the table does not allow is a
 // violation, whatever the faults; a few more are violations when the call ran in a clean
 // window (every HSM up, no partition, nothing changed since a settling time before it began).
+import { freezeClass } from "../primordials.js";
 import { ClientError } from "../client/errors.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { Cluster } from "../cluster/cluster.js";
@@ -94,3 +95,6 @@ export function describeError(error: unknown): string {
   if (error instanceof ClientError) return `${error.code}: ${error.message}`;
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Health);

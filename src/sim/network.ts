@@ -1,6 +1,7 @@
 // A simulated network between addressed nodes, driven by a virtual clock and seeded
 // randomness: latency with jitter (so messages can overtake each other), loss, duplication,
 // partitions, one-way links and nodes that are down. Everything it does is fixed by the seed.
+import { freezeClass } from "../primordials.js";
 import type { Clock } from "./clock.js";
 import type { Rng } from "./random.js";
 
@@ -134,3 +135,6 @@ function checkFaults(f: LinkFaults): void {
   }
   if (f.lossRate > 1 || f.duplicateRate > 1) throw new RangeError("lossRate and duplicateRate are probabilities (0 to 1)");
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(SimNetwork);

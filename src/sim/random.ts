@@ -1,6 +1,7 @@
 // Seeded randomness for the simulator: one seed fixes a whole run. `fork(label)` derives an
 // independent stream per component (network, each HSM's chip, the workload), so adding a
 // draw in one component does not shift the others'.
+import { freezeClass } from "../primordials.js";
 import { createHash } from "node:crypto";
 
 /** sfc32: a small, fast generator with a 128-bit state; good enough for simulation. */
@@ -65,3 +66,6 @@ export class Rng {
     return new Rng(`${this.seed}/${label}`);
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Rng);

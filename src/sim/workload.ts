@@ -2,6 +2,7 @@
 // keys (and trying keys they may not use), a crypto officer managing users and resetting a
 // locked account, and an attacker guessing a password. Each is a ClusterConnection of its own;
 // everything they were told goes into the History the invariant checkers read.
+import { freezeClass } from "../primordials.js";
 import { type ClusterConnection, CryptoUserSession, type KeyPairRef, type KeyRef, keyHandle } from "../client/api.js";
 import { ClientError } from "../client/errors.js";
 import { HsmError } from "../hsm/errors.js";
@@ -403,3 +404,6 @@ export class Workload {
     }
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Workload);

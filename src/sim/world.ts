@@ -1,6 +1,7 @@
 // A simulated world: one seed, a virtual clock, a faulty network, a cluster and its clients,
 // with data folders in memory-backed storage (/dev/shm where there is one) so a run costs
 // CPU, not disk flushes. Crashes and restarts go through the HSMs' real durable path.
+import { freezeClass } from "../primordials.js";
 import { existsSync, mkdtempSync, rmSync, statfsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -74,3 +75,6 @@ export class World {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(World);

@@ -1,18 +1,19 @@
 // Backups: when they are taken, retention, restore into a new cluster of the same lineage,
 // and refusal for any other lineage or a changed byte. Also the journal's rules at the
 // device level (last writer wins, tombstones, order per origin).
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { BackupVault } from "../../src/cluster/backup.js";
+import { BackupVault, deliverMaskingKey } from "../../src/cluster/backup.js";
 import { Cluster, DEFAULT_BACKUP_INTERVAL_US, DEFAULT_BACKUP_RETENTION_US, DEFAULT_NODE } from "../../src/cluster/cluster.js";
 import { Hsm } from "../../src/hsm/hsm.js";
 import * as P from "../../src/index.js";
 import { Rng } from "../../src/sim/random.js";
 import { ALICE, CO, activeWorld } from "./fixture.js";
+import { restoreSnapshot, snapshotOf } from "../hsm/fixture.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import { recordBinding } from "../../src/hsm/state.js";
 
@@ -73,16 +74,45 @@ describe("backups", () => {
     expect(() => world.cluster.vault.open(tampered, world.cluster.lineageId)).toThrow(expect.objectContaining({ code: "LINEAGE_MISMATCH" }));
     expect(() => world.cluster.vault.get("backup-none")).toThrow(expect.objectContaining({ code: "BACKUP_NOT_FOUND" }));
   });
+
+  it("a backup holds the masking key only sealed to its lineage's chip: opened, it is not there in clear, yet it restores", () => {
+    const world = activeWorld();
+    const source = world.cluster.liveNodes()[0].hsm;
+    const maskingKey = readFileSync(join(internalsOf(source).store.dir, "masking.key")); // the test reads the folder; no API does
+    expect(maskingKey).toHaveLength(32);
+    const backup = world.cluster.backupNow();
+    const opened = world.cluster.vault.open(backup, world.cluster.lineageId);
+    expect(Object.keys(opened)).not.toContain("maskingKey");
+    expect(opened.sealedMaskingKey!.includes(maskingKey)).toBe(false);
+    const plain = Buffer.from(JSON.stringify(opened, (_k, v) => (v?.type === "Buffer" ? Buffer.from(v.data).toString("base64") : v)));
+    expect(plain.includes(maskingKey)).toBe(false);
+    expect(plain.includes(Buffer.from(maskingKey.toString("base64")))).toBe(false);
+    expect(plain.includes(Buffer.from(maskingKey.toString("hex")))).toBe(false);
+    // Another lineage's chip cannot take the key: a backup restored under another vault fails.
+    const stranger = new BackupVault((n) => new Rng("other").bytes(n));
+    const otherLineage = stranger.newLineage();
+    const target = P.createChip({ slotCount: 1, pinHashIterations: 1 });
+    target.initToken(0, Buffer.from("pin-1234"), Buffer.from("t"));
+    expect(() => deliverMaskingKey(stranger, otherLineage, opened.sealedMaskingKey!, target)).toThrow("CKR_WRAPPED_KEY_INVALID");
+    // The HSM added from it holds the key (its chip MACs what the source's does).
+    const added = world.cluster.addHsm();
+    const node = world.cluster.liveNodes().find((n) => n.hsm.id === added.hsmId)!;
+    const data = Buffer.from("same masking key?");
+    expect(internalsOf(node.hsm).chip.deviceMac(0, 9, data)).toEqual(internalsOf(source).chip.deviceMac(0, 9, data));
+    expect(readFileSync(join(internalsOf(node.hsm).store.dir, "masking.key"))).toEqual(maskingKey);
+  });
 });
 
 describe("the journal on one HSM", () => {
-  let twoHsmsSnapshot: ReturnType<Hsm["snapshot"]>;
+  let twoHsmsSnapshot: ReturnType<typeof snapshotOf>;
+  let twoHsmsSource: Hsm;
   function twoHsms(): [Hsm, Hsm] {
     const dir = mkdtempSync(join(tmpdir(), "hsmsim-journal-"));
     dirs.push(dir);
     const a = Hsm.create(join(dir, "a"), { origin: 1, passwordCost: 1 });
-    twoHsmsSnapshot = a.snapshot();
-    const b = Hsm.restore(join(dir, "b"), twoHsmsSnapshot, { origin: 2, passwordCost: 1 });
+    twoHsmsSnapshot = snapshotOf(a);
+    twoHsmsSource = a;
+    const b = restoreSnapshot(join(dir, "b"), twoHsmsSnapshot, twoHsmsSource, { origin: 2, passwordCost: 1 });
     return [a, b];
   }
 
@@ -131,7 +161,7 @@ describe("the journal on one HSM", () => {
     expect(internalsOf(b).state.hasKey(keyId)).toBe(false);
     expect(internalsOf(b).store.tombstone("key", String(keyId))).toBeDefined();
     // In the other order, the delete (lower version) still wins over the racing write.
-    const c = Hsm.restore(join(dirs[dirs.length - 1], "c"), twoHsmsSnapshot, { origin: 3, passwordCost: 1 });
+    const c = restoreSnapshot(join(dirs[dirs.length - 1], "c"), twoHsmsSnapshot, twoHsmsSource, { origin: 3, passwordCost: 1 });
     const deleteAt = entries.findIndex((e) => e.change.kind === "key-delete");
     for (const e of entries.slice(0, deleteAt)) internalsOf(c).state.apply(e);
     // A genuine racing write carries a record bound to its own (id, version, owner): made by a chip that holds the key.
@@ -144,7 +174,7 @@ describe("the journal on one HSM", () => {
     const deleteEntry = entries[deleteAt];
     const otherDelete = { origin: 5, seq: 1, change: { ...deleteEntry.change, version: deleteEntry.change.version + 4096 } };
     expect(internalsOf(b).state.apply(otherDelete)).toBe("applied"); // after b's own copy of the first delete
-    const d = Hsm.restore(join(dirs[dirs.length - 1], "d"), twoHsmsSnapshot, { origin: 4, passwordCost: 1 });
+    const d = restoreSnapshot(join(dirs[dirs.length - 1], "d"), twoHsmsSnapshot, twoHsmsSource, { origin: 4, passwordCost: 1 });
     for (const e of entries.slice(0, deleteAt)) internalsOf(d).state.apply(e);
     internalsOf(d).state.apply(otherDelete); // before the first delete
     internalsOf(d).state.apply(deleteEntry);

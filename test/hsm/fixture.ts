@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import * as H from "../../src/index.js";
+import { restoreHsm } from "../../src/hsm/hsm.js";
+import { internalsOf } from "../../src/hsm/internals.js";
+import type { HsmSnapshot } from "../../src/hsm/snapshot.js";
 
 export { H };
 export const FAST = { passwordCost: 4 } as const; // scrypt N = 16: the rules, not the cost, are under test
@@ -55,4 +58,20 @@ export function expectHsmError(fn: () => unknown, code: H.HsmErrorCode): void {
   }
   if (!(thrown instanceof H.HsmError)) throw new Error(`expected HsmError ${code}, got ${String(thrown)}`);
   if (thrown.code !== code) throw new Error(`expected HsmError ${code}, got ${thrown.code}: ${thrown.message}`);
+}
+
+/** An internal snapshot of `hsm` (no masking key: restoreSnapshot copies it chip to chip). */
+export function snapshotOf(hsm: H.Hsm): HsmSnapshot {
+  return internalsOf(hsm).snapshot();
+}
+
+/** A new HSM in `dir` restored from a snapshot taken with snapshotOf, its masking key copied from `keyFrom`'s chip. */
+export function restoreSnapshot(dir: string, snapshot: HsmSnapshot, keyFrom: H.Hsm, options: H.HsmOptions = {}): H.Hsm {
+  const chip = internalsOf(keyFrom).chip;
+  return restoreHsm(dir, snapshot, (target) => chip.shareMaskingKey(0, target, 0), options);
+}
+
+/** A clone of a live `hsm` in `dir`: its masking key copied chip to chip, as a cluster clones. */
+export function cloneHsm(hsm: H.Hsm, dir: string, options: H.HsmOptions = {}): H.Hsm {
+  return restoreSnapshot(dir, snapshotOf(hsm), hsm, options);
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { verifyFolder } from "../../src/hsm/verify-folder.js";
-import { type Device, FAST, H, activatedDevice } from "./fixture.js";
+import { type Device, FAST, H, activatedDevice, restoreSnapshot, snapshotOf } from "./fixture.js";
 
 const Database = createRequire(import.meta.url)("better-sqlite3") as typeof import("better-sqlite3");
 
@@ -65,9 +65,9 @@ describe("store schema", () => {
 
   it("a restored HSM opened without passwordCost takes its accounts' cost, and keeps it", () => {
     device = activatedDevice({ passwordCost: 5 });
-    const snapshot = device.hsm.snapshot();
+    const snapshot = snapshotOf(device.hsm);
     const dir = join(device.dir, "..", "restored");
-    const restored = H.Hsm.restore(dir, snapshot);
+    const restored = restoreSnapshot(dir, snapshot, device.hsm);
     restored.close();
     let code: string | undefined;
     try {

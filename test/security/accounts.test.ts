@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { internalsOf } from "../../src/hsm/internals.js";
 import { passwordDerivations } from "../../src/hsm/passwords.js";
 import { expectCkr } from "../helpers.js";
-import { type Device, FAST, H, activatedDevice, cuSession, expectHsmError, tempDir, tokenAesKey } from "../hsm/fixture.js";
+import { type Device, FAST, H, activatedDevice, cloneHsm, cuSession, expectHsmError, tempDir, tokenAesKey } from "../hsm/fixture.js";
 
 let device: Device | undefined;
 const cleanups: (() => void)[] = [];
@@ -175,7 +175,7 @@ describe("revocation on the next call", () => {
   it("a delete or a reset replicated from another HSM ends the user's Actors and sessions there", () => {
     const root = mkdtempSync(join(tmpdir(), "hsmsim-revoke-"));
     const a = H.Hsm.create(join(root, "a"), { ...FAST, origin: 1 });
-    const b = H.Hsm.restore(join(root, "b"), a.snapshot(), { ...FAST, origin: 2 });
+    const b = cloneHsm(a, join(root, "b"), { ...FAST, origin: 2 });
     cleanups.push(() => {
       a.close();
       b.close();

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runAudit } from "../../src/cli/audit.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import { verifyFolder } from "../../src/hsm/verify-folder.js";
-import { type Device, FAST, H, activatedDevice, cuSession, expectHsmError, tempDir, tokenAesKey } from "../hsm/fixture.js";
+import { type Device, FAST, H, activatedDevice, cloneHsm, cuSession, expectHsmError, tempDir, tokenAesKey } from "../hsm/fixture.js";
 
 const require = createRequire(import.meta.url);
 const Database = require("better-sqlite3") as typeof import("better-sqlite3");
@@ -305,7 +305,7 @@ describe("one owner per folder", () => {
     hsm.close();
     const calls: (() => unknown)[] = [
       () => hsm.login("admin", "co-password-1"), () => hsm.createUser(co, "dave", "CU", "dave-password"), () => hsm.listUsers(co),
-      () => hsm.auditLog(), () => hsm.verifyAudit(), () => hsm.activated, () => hsm.snapshot(), () => hsm.deleteUser(co, "bob"),
+      () => hsm.auditLog(), () => hsm.verifyAudit(), () => hsm.activated, () => internalsOf(hsm).snapshot(), () => hsm.deleteUser(co, "bob"),
     ];
     for (const call of calls) {
       let thrown: unknown;
@@ -370,7 +370,7 @@ describe("records in replication", () => {
     const root = tempDir();
     cleanups.push(() => root.cleanup());
     const a = H.Hsm.create(join(root.path, "a"), { origin: 1, passwordCost: 4 });
-    const b = H.Hsm.restore(join(root.path, "b"), a.snapshot(), { origin: 2, passwordCost: 4 });
+    const b = cloneHsm(a, join(root.path, "b"), { origin: 2, passwordCost: 4 });
     cleanups.push(() => a.close(), () => b.close());
     a.changePassword(a.login("admin", "password"), "admin", "co-password-1");
     const co = a.login("admin", "co-password-1");
