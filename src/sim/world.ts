@@ -56,8 +56,10 @@ export class World {
 
   /** A client named `name`, bootstrapped from the cluster's first address unless told otherwise. */
   connect(name: string, options: Partial<ClientOptions> = {}): ClusterConnection {
-    const connection = ClusterConnection.connect({ transport: this.network, clock: this.clock, rng: this.rng.fork(`client/${name}`),
-      address: `client-${name}`, bootstrap: this.cluster.addresses()[0], driver: this.clock, ...options });
+    // The application gets an endpoint bound to its own address, never the network (the operator's).
+    const address = options.address ?? `client-${name}`;
+    const connection = ClusterConnection.connect({ transport: this.network.endpoint(address), clock: this.clock, rng: this.rng.fork(`client/${name}`),
+      address, bootstrap: this.cluster.addresses()[0], driver: this.clock, ...options });
     this.connections.push(connection);
     return connection;
   }
