@@ -7,7 +7,7 @@ import { timingSafeEqual } from "node:crypto";
 
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
-import { changeSubject, keyIdOrigin } from "../hsm/journal.js";
+import { type JournalEntry, changeSubject, decodeChange, keyIdOrigin } from "../hsm/journal.js";
 import { MAC_PURPOSE } from "../hsm/seal.js";
 import { PRECO_USERNAME } from "../hsm/types.js";
 import { CKR_FUNCTION_FAILED } from "../pkcs11/constants.js";
@@ -18,7 +18,7 @@ import { Connections, NodeFailure } from "./connections.js";
 import type {
   Failure, HeadList, HelloValue, MemberAddress, PeerEnvelope, PeerMessage, Request, RequestOp, Response, Transport, WritePosition,
 } from "./protocol.js";
-import { decodePeerMessage, encodePeerMessage, peerMacInput } from "./protocol.js";
+import { decodePeerMessage, encodePeerMessage, encodePushBody, peerMacInput } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 
 export interface NodeConfig {
@@ -211,8 +211,9 @@ export class ClusterNode {
       if (!answered) this.reply(from, request, undefined, value);
       return;
     }
-    const entries = internalsOf(this.hsm).state.entriesAfter(this.origin, headBefore, MAX_PUSH);
-    this.sendPeer(this.peers().map((p) => p.address), { t: "push", entries });
+    const rows = internalsOf(this.hsm).store.journalRange(this.origin, headBefore, MAX_PUSH);
+    this.sendPeerBody(this.peers().map((p) => p.address), encodePushBody(this.origin, rows));
+    const entries: JournalEntry[] = rows.map((r) => ({ origin: this.origin, seq: r.seq, change: decodeChange(r.change) }));
     if (answered) return;
     const creates = request.op.kind === "call" && CREATING_CALLS.has(request.op.method);
     const createdKeys = creates ? entries.flatMap((e) => (e.change.kind === "key" ? [e.change.id] : [])) : [];
@@ -345,7 +346,10 @@ export class ClusterNode {
 
   /** Sends one peer message to each of `to`: encoded once, MACed per receiver. */
   private sendPeer(to: readonly string[], message: PeerMessage): void {
-    const body = encodePeerMessage(message);
+    this.sendPeerBody(to, encodePeerMessage(message));
+  }
+
+  private sendPeerBody(to: readonly string[], body: string): void {
     const { clusterId: cluster, address: from } = this.config;
     for (const address of to) {
       const envelope: PeerEnvelope = { t: "peer", cluster, from, to: address, body, mac: this.peerMac(peerMacInput(cluster, from, address, body)) };
@@ -409,8 +413,7 @@ export class ClusterNode {
     for (const [origin, head] of internalsOf(this.hsm).state.vector()) {
       const theirHead = theirs.get(origin) ?? 0;
       if (theirHead < head) {
-        const entries = internalsOf(this.hsm).state.entriesAfter(origin, theirHead, MAX_PUSH);
-        this.sendPeer([from], { t: "push", entries });
+        this.sendPeerBody([from], encodePushBody(origin, internalsOf(this.hsm).store.journalRange(origin, theirHead, MAX_PUSH)));
       }
     }
     for (const [origin, head] of theirs) if (head > internalsOf(this.hsm).state.head(origin)) weLack = true;

@@ -136,13 +136,19 @@ const PEER_MAC_LABEL = "hsmsim peer message v1";
 
 /** The canonical bytes a peer message's MAC covers: cluster, sender, receiver, and the body (which names the kind). */
 export function peerMacInput(cluster: string, from: string, to: string, body: string): Buffer {
-  return Buffer.from(JSON.stringify([PEER_MAC_LABEL, cluster, from, to, body]));
+  // Length-prefixed fields, so no two (cluster, from, to, body) share an encoding; the body (the bulk) is not escaped again.
+  return Buffer.from(`${PEER_MAC_LABEL}\n${cluster.length}:${cluster}\n${from.length}:${from}\n${to.length}:${to}\n${body}`);
 }
 
 /** Encodes a peer message (journal changes as the journal stores them: bytes in base64). */
 export function encodePeerMessage(message: PeerMessage): string {
   if (message.t === "heads") return JSON.stringify({ t: "heads", heads: message.heads, reply: message.reply });
   return JSON.stringify({ t: "push", entries: message.entries.map((e) => [e.origin, e.seq, encodeChange(e.change)]) });
+}
+
+/** The same push body, from journal rows as the store holds them (changes already encoded): no decode and encode again. */
+export function encodePushBody(origin: number, rows: readonly { seq: number; change: string }[]): string {
+  return JSON.stringify({ t: "push", entries: rows.map((r) => [origin, r.seq, r.change]) });
 }
 
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;

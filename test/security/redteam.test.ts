@@ -299,7 +299,7 @@ describe("F8 (fixed): a cluster client cannot forge replication", () => {
     expect(() => attacker.console("mallory", "attacker-pass-1").listUsers()).toThrow(expect.objectContaining({ code: "LOGIN_FAILED" }));
     // alice's password is unchanged.
     expect(attacker.login(ALICE.username, ALICE.password)).toBeDefined();
-    expect(() => attacker.login(ALICE.username, "stolen-pass-1")).toThrow(expect.objectContaining({ name: "Pkcs11Error", code: H.CKR_PIN_INCORRECT }));
+    expect(() => world.connect("attacker-2").login(ALICE.username, "stolen-pass-1")).toThrow(expect.objectContaining({ name: "Pkcs11Error", code: H.CKR_PIN_INCORRECT }));
   });
 });
 
