@@ -18,7 +18,7 @@ import { Connections, NodeFailure } from "./connections.js";
 import type {
   Failure, HeadList, HelloValue, MemberAddress, PeerEnvelope, PeerMessage, Request, RequestOp, Response, Transport, WritePosition,
 } from "./protocol.js";
-import { decodePeerMessage, encodePeerMessage, encodePushBody, peerMacInput } from "./protocol.js";
+import { type ReceivedPeerMessage, decodePeerMessage, encodePeerMessage, encodePushBody, peerMacInput } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 
 export interface NodeConfig {
@@ -380,7 +380,7 @@ export class ClusterNode {
     return (origin >= 1 && origin <= this.maxOrigin) || internalsOf(this.hsm).state.head(origin) > 0;
   }
 
-  private onPeer(from: string, message: PeerMessage): void {
+  private onPeer(from: string, message: ReceivedPeerMessage): void {
     if (!this.members.some((m) => m.address === from)) return; // not (or no longer) a member
     this.lastHeard.set(from, this.clock.nowUs());
     if (message.t === "push") {
@@ -395,7 +395,16 @@ export class ClusterNode {
       this.peerHeads.set(from, theirs);
       let progressed = false;
       for (const entry of entries) {
-        const outcome = internalsOf(this.hsm).state.apply(entry);
+        // Only the next entry of its origin can apply; a duplicate or a gap is left undecoded.
+        if (entry.seq !== internalsOf(this.hsm).state.head(entry.origin) + 1) continue;
+        let change: JournalEntry["change"];
+        try {
+          change = decodeChange(entry.change);
+        } catch {
+          this.stats.peerRejected++;
+          break;
+        }
+        const outcome = internalsOf(this.hsm).state.apply({ origin: entry.origin, seq: entry.seq, change });
         if (outcome === "applied" || outcome === "superseded") {
           progressed = true;
           this.stats.applied++;

@@ -1,7 +1,7 @@
 // The messages between clients and HSMs, and between HSMs, over an abstract transport (the
 // simulated network now, TLS sockets later). Messages are plain values; the sender never
 // touches one again after sending it.
-import { type JournalEntry, decodeChange, encodeChange } from "../hsm/journal.js";
+import { type JournalEntry, encodeChange } from "../hsm/journal.js";
 
 /** What carries messages: SimNetwork in the simulator. */
 export interface Transport {
@@ -153,8 +153,16 @@ export function encodePushBody(origin: number, rows: readonly { seq: number; cha
 
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
+/** A journal entry as received: its change still encoded, decoded only if it is applied (most anti-entropy repeats are not). */
+export interface WireEntry {
+  origin: number;
+  seq: number;
+  change: string;
+}
+export type ReceivedPeerMessage = Heads | { t: "push"; entries: WireEntry[] };
+
 /** Decodes an authenticated body; null when it is not a well-formed peer message. */
-export function decodePeerMessage(body: string): PeerMessage | null {
+export function decodePeerMessage(body: string): ReceivedPeerMessage | null {
   try {
     const m = JSON.parse(body) as { t?: unknown; heads?: unknown; reply?: unknown; entries?: unknown };
     if (m?.t === "heads") {
@@ -163,10 +171,10 @@ export function decodePeerMessage(body: string): PeerMessage | null {
       return { t: "heads", heads: m.heads as HeadList, reply: m.reply };
     }
     if (m?.t === "push" && Array.isArray(m.entries)) {
-      const entries: JournalEntry[] = [];
+      const entries: WireEntry[] = [];
       for (const e of m.entries as unknown[]) {
         if (!Array.isArray(e) || e.length !== 3 || !isCount(e[0]) || !isCount(e[1]) || typeof e[2] !== "string") return null;
-        entries.push({ origin: e[0], seq: e[1], change: decodeChange(e[2]) });
+        entries.push({ origin: e[0], seq: e[1], change: e[2] });
       }
       return { t: "push", entries };
     }

@@ -108,3 +108,27 @@ export class VirtualClock implements Clock {
     return top;
   }
 }
+
+/**
+ * An application's view of the virtual clock: it reads the time, schedules and cancels its own
+ * timers only (not an HSM's gossip or the control plane's health check), and steps the
+ * simulation while a synchronous call waits. The clock itself is reached only through closures.
+ */
+export function clockView(clock: VirtualClock): Clock & { step(): boolean } {
+  const own = new Set<number>();
+  return Object.freeze({
+    nowUs: () => clock.nowUs(),
+    schedule(delayUs: number, fn: () => void): number {
+      const id = clock.schedule(delayUs, () => {
+        own.delete(id);
+        fn();
+      });
+      own.add(id);
+      return id;
+    },
+    cancel(id: number): void {
+      if (own.delete(id)) clock.cancel(id);
+    },
+    step: () => clock.step(),
+  });
+}

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ClusterConnection } from "../client/api.js";
 import type { ClientOptions } from "../client/client.js";
 import { Cluster, type ClusterOptions } from "../cluster/cluster.js";
-import { VirtualClock } from "./clock.js";
+import { VirtualClock, clockView } from "./clock.js";
 import { type LinkFaults, SimNetwork } from "./network.js";
 import { Rng } from "./random.js";
 
@@ -56,10 +56,12 @@ export class World {
 
   /** A client named `name`, bootstrapped from the cluster's first address unless told otherwise. */
   connect(name: string, options: Partial<ClientOptions> = {}): ClusterConnection {
-    // The application gets an endpoint bound to its own address, never the network (the operator's).
+    // The application gets an endpoint bound to its own address, never the network, and a view of
+    // the clock that cancels only its own timers (the network, clock and control plane are the operator's).
     const address = options.address ?? `client-${name}`;
-    const connection = ClusterConnection.connect({ transport: this.network.endpoint(address), clock: this.clock, rng: this.rng.fork(`client/${name}`),
-      address, bootstrap: this.cluster.addresses()[0], driver: this.clock, ...options });
+    const clock = clockView(this.clock);
+    const connection = ClusterConnection.connect({ transport: this.network.endpoint(address), clock, rng: this.rng.fork(`client/${name}`),
+      address, bootstrap: this.cluster.addresses()[0], driver: clock, ...options });
     this.connections.push(connection);
     return connection;
   }

@@ -212,7 +212,8 @@ describe("a client's endpoint is bound to its own address", () => {
     const world = activeWorld();
     const connection = world.connect("app");
     connection.login(ALICE.username, ALICE.password).generateAesKey({ label: "walked" });
-    const forbidden = new Map<unknown, string>([[world, "the World"], [world.network, "the SimNetwork"], [world.cluster, "the Cluster"]]);
+    const forbidden = new Map<unknown, string>([[world, "the World"], [world.network, "the SimNetwork"], [world.cluster, "the Cluster"],
+      [world.clock, "the VirtualClock"], [world.rng, "the World's Rng"], [world.cluster.vault, "the BackupVault"]]);
     for (const node of world.cluster.liveNodes()) {
       forbidden.set(node, `node ${node.address}`);
       forbidden.set(node.hsm, `Hsm ${node.hsm.id}`);
@@ -224,6 +225,25 @@ describe("a client's endpoint is bound to its own address", () => {
       bootstrap: world.cluster.addresses()[0], driver: world.clock });
     expect(findForbidden(raw, forbidden)).toEqual(expect.arrayContaining([expect.stringContaining("the SimNetwork")]));
     raw.close();
+  });
+});
+
+describe("a client's clock is a view", () => {
+  it("cancels only the client's own timers, not an HSM's or the control plane's", () => {
+    const world = activeWorld();
+    const connection = world.connect("app");
+    const clock = (connection.client as unknown as { options: { clock: { cancel(id: number): void; schedule(d: number, fn: () => void): number } } }).options.clock;
+    expect(clock).not.toBe(world.clock);
+    let fired = 0;
+    const theirs = world.clock.schedule(1_000, () => fired++); // someone else's timer
+    for (let id = 1; id <= theirs + 100; id++) clock.cancel(id); // cancel everything it can name
+    let mine = 0;
+    clock.cancel(clock.schedule(1_000, () => mine++));
+    world.run(1_000_000);
+    expect(fired).toBe(1);
+    expect(mine).toBe(0);
+    // The cluster still gossips and serves.
+    expect(connection.login(ALICE.username, ALICE.password).generateAesKey({ label: "after" })).toBeDefined();
   });
 });
 
