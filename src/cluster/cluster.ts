@@ -356,7 +356,7 @@ export class Cluster {
     this.membershipEpoch++;
     const members = this.members();
     const initialized = this.stateValue !== "CREATE_IN_PROGRESS" && this.stateValue !== "UNINITIALIZED";
-    for (const h of this.hsms) h.node?.setMembers(members, this.membershipEpoch, this.keyAvailabilityMin, initialized);
+    for (const h of this.hsms) h.node?.setMembers(members, this.membershipEpoch, this.keyAvailabilityMin, initialized, this.nextOrigin - 1);
   }
 
   private healthCheck(): void {

@@ -3,11 +3,13 @@
 // peers and answers only once `keyAvailabilityMin` HSMs hold them; it applies its peers'
 // entries, and gossips journal heads so an HSM that missed changes (down, partitioned, a
 // lost message) catches up: anti-entropy.
-import { SetHas } from "../primordials.js";
-import { freezeClass } from "../primordials.js";
+import { timingSafeEqual } from "node:crypto";
+
+import { SetHas, freezeClass } from "../primordials.js";
 import { HsmError } from "../hsm/errors.js";
 import type { Hsm } from "../hsm/hsm.js";
-import { changeSubject, keyIdOrigin } from "../hsm/journal.js";
+import { type JournalEntry, changeSubject, decodeChange, keyIdOrigin } from "../hsm/journal.js";
+import { MAC_PURPOSE } from "../hsm/seal.js";
 import { PRECO_USERNAME } from "../hsm/types.js";
 import { CKR_FUNCTION_FAILED } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
@@ -15,8 +17,9 @@ import type { Clock } from "../sim/clock.js";
 import { CREATING_CALLS, SESSION_OBJECT_BASE, copyValue } from "./calls.js";
 import { Connections, NodeFailure } from "./connections.js";
 import type {
-  Failure, HeadList, HelloValue, MemberAddress, PeerMessage, Request, RequestOp, Response, Transport, WritePosition,
+  Failure, HeadList, HelloValue, MemberAddress, PeerEnvelope, PeerMessage, Request, RequestOp, Response, Transport, WritePosition,
 } from "./protocol.js";
+import { type ReceivedPeerMessage, decodePeerMessage, encodePeerMessage, encodePushBody, peerMacInput } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 
 export interface NodeConfig {
@@ -67,7 +70,15 @@ export class ClusterNode {
   private alive = true;
   private initialized = false;
   private readonly recentRequests = new Set<string>();
-  readonly stats = { served: 0, busy: 0, stale: 0, applied: 0, replicationTimeouts: 0, pruned: 0 };
+  readonly stats = {
+    served: 0, busy: 0, stale: 0, applied: 0, replicationTimeouts: 0, pruned: 0,
+    /** Peer messages dropped unread: not an authenticated envelope from a member to this HSM in this cluster (forged, mis-MACed, replayed from elsewhere). */
+    peerRejected: 0,
+    /** Journal entries refused because their origin is no ordinal this cluster ever gave (defence in depth behind the MAC). */
+    unknownOrigin: 0,
+  };
+  /** The highest ordinal the control plane has given an HSM of this cluster: entries from a higher origin are refused. */
+  private maxOrigin = 0;
   private gossipRounds = 0;
 
   constructor(readonly hsm: Hsm, private readonly config: NodeConfig, private readonly transport: Transport, private readonly clock: Clock,
@@ -89,8 +100,9 @@ export class ClusterNode {
   }
 
   /** The control plane's word on who is in the cluster. */
-  setMembers(members: Member[], epoch: number, keyAvailabilityMin: number, initialized: boolean): void {
+  setMembers(members: Member[], epoch: number, keyAvailabilityMin: number, initialized: boolean, maxOrigin = 0): void {
     const first = this.members.length === 0;
+    this.maxOrigin = Math.max(this.maxOrigin, maxOrigin, ...members.map((m) => m.origin));
     this.initialized = initialized;
     this.members = members.map((m) => ({ ...m }));
     this.membershipEpoch = epoch;
@@ -138,7 +150,8 @@ export class ClusterNode {
   private receive(from: string, message: unknown): void {
     const m = message as { t?: string };
     if (m?.t === "req") this.enqueue(from, message as Request);
-    else if (m?.t === "push" || m?.t === "heads") this.onPeer(from, message as PeerMessage);
+    else if (m?.t === "peer") this.onEnvelope(from, message as PeerEnvelope);
+    else if (m?.t === "push" || m?.t === "heads") this.stats.peerRejected++; // a bare peer message: never authenticated
   }
 
   // ---- client requests ----
@@ -199,8 +212,9 @@ export class ClusterNode {
       if (!answered) this.reply(from, request, undefined, value);
       return;
     }
-    const entries = internalsOf(this.hsm).state.entriesAfter(this.origin, headBefore, MAX_PUSH);
-    for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "push", entries } satisfies PeerMessage);
+    const rows = internalsOf(this.hsm).store.journalRange(this.origin, headBefore, MAX_PUSH);
+    this.sendPeerBody(this.peers().map((p) => p.address), encodePushBody(this.origin, rows));
+    const entries: JournalEntry[] = rows.map((r) => ({ origin: this.origin, seq: r.seq, change: decodeChange(r.change) }));
     if (answered) return;
     const creates = request.op.kind === "call" && CREATING_CALLS.has(request.op.method);
     const createdKeys = creates ? entries.flatMap((e) => (e.change.kind === "key" ? [e.change.id] : [])) : [];
@@ -326,24 +340,79 @@ export class ClusterNode {
   }
 
   // ---- replication ----
-  private onPeer(from: string, message: PeerMessage): void {
+  /** The cluster's peer key: a chip MAC under a key derived from the masking key every member shares. */
+  private peerMac(data: Buffer): Buffer {
+    return internalsOf(this.hsm).chip.deviceMac(0, MAC_PURPOSE.peerMessage, data);
+  }
+
+  /** Sends one peer message to each of `to`: encoded once, MACed per receiver. */
+  private sendPeer(to: readonly string[], message: PeerMessage): void {
+    this.sendPeerBody(to, encodePeerMessage(message));
+  }
+
+  private sendPeerBody(to: readonly string[], body: string): void {
+    const { clusterId: cluster, address: from } = this.config;
+    for (const address of to) {
+      const envelope: PeerEnvelope = { t: "peer", cluster, from, to: address, body, mac: this.peerMac(peerMacInput(cluster, from, address, body)) };
+      this.transport.send(from, address, envelope);
+    }
+  }
+
+  /** Acts on a peer message only when it is authenticated, from the address that sent it, to this HSM, in this cluster. */
+  private onEnvelope(from: string, envelope: PeerEnvelope): void {
+    const { clusterId, address } = this.config;
+    const { cluster, to, body, mac } = envelope;
+    // (A member that has just left may still have messages in flight: onPeer drops those, uncounted.)
+    if (envelope.from !== from || to !== address || cluster !== clusterId || typeof body !== "string" || !(mac instanceof Uint8Array) || mac.length !== 32) {
+      this.stats.peerRejected++;
+      return;
+    }
+    const expected = this.peerMac(peerMacInput(cluster, from, to, body));
+    const message = timingSafeEqual(expected, mac) ? decodePeerMessage(body) : null;
+    if (!message) {
+      this.stats.peerRejected++;
+      return;
+    }
+    this.onPeer(from, message);
+  }
+
+  /** An ordinal this cluster gave (now or in the past), or one whose entries this HSM already holds (from its snapshot). */
+  private knownOrigin(origin: number): boolean {
+    return (origin >= 1 && origin <= this.maxOrigin) || internalsOf(this.hsm).state.head(origin) > 0;
+  }
+
+  private onPeer(from: string, message: ReceivedPeerMessage): void {
     if (!this.members.some((m) => m.address === from)) return; // not (or no longer) a member
     this.lastHeard.set(from, this.clock.nowUs());
     if (message.t === "push") {
+      const entries = message.entries.filter((entry) => {
+        if (this.knownOrigin(entry.origin)) return true;
+        this.stats.unknownOrigin++;
+        return false;
+      });
       // Whoever sends entries holds them.
       const theirs = this.peerHeads.get(from) ?? new Map<number, number>();
-      for (const entry of message.entries) if ((theirs.get(entry.origin) ?? 0) < entry.seq) theirs.set(entry.origin, entry.seq);
+      for (const entry of entries) if ((theirs.get(entry.origin) ?? 0) < entry.seq) theirs.set(entry.origin, entry.seq);
       this.peerHeads.set(from, theirs);
       let progressed = false;
-      for (const entry of message.entries) {
-        const outcome = internalsOf(this.hsm).state.apply(entry);
+      for (const entry of entries) {
+        // Only the next entry of its origin can apply; a duplicate or a gap is left undecoded.
+        if (entry.seq !== internalsOf(this.hsm).state.head(entry.origin) + 1) continue;
+        let change: JournalEntry["change"];
+        try {
+          change = decodeChange(entry.change);
+        } catch {
+          this.stats.peerRejected++;
+          break;
+        }
+        const outcome = internalsOf(this.hsm).state.apply({ origin: entry.origin, seq: entry.seq, change });
         if (outcome === "applied" || outcome === "superseded") {
           progressed = true;
           this.stats.applied++;
         }
       }
       if (progressed) this.checkWaiters();
-      this.transport.send(this.config.address, from, { t: "heads", heads: this.headList(), reply: false } satisfies PeerMessage);
+      this.sendPeer([from], { t: "heads", heads: this.headList(), reply: false });
       return;
     }
     const theirs = new Map(message.heads);
@@ -354,12 +423,11 @@ export class ClusterNode {
     for (const [origin, head] of internalsOf(this.hsm).state.vector()) {
       const theirHead = theirs.get(origin) ?? 0;
       if (theirHead < head) {
-        const entries = internalsOf(this.hsm).state.entriesAfter(origin, theirHead, MAX_PUSH);
-        this.transport.send(this.config.address, from, { t: "push", entries } satisfies PeerMessage);
+        this.sendPeerBody([from], encodePushBody(origin, internalsOf(this.hsm).store.journalRange(origin, theirHead, MAX_PUSH)));
       }
     }
     for (const [origin, head] of theirs) if (head > internalsOf(this.hsm).state.head(origin)) weLack = true;
-    if (message.reply || weLack) this.transport.send(this.config.address, from, { t: "heads", heads: this.headList(), reply: false } satisfies PeerMessage);
+    if (message.reply || weLack) this.sendPeer([from], { t: "heads", heads: this.headList(), reply: false });
   }
 
   /** Drops the journal entries every member holds: no member can need them again (new ones start from a snapshot). */
@@ -384,7 +452,8 @@ export class ClusterNode {
   }
 
   private sendHeads(): void {
-    for (const peer of this.peers()) this.transport.send(this.config.address, peer.address, { t: "heads", heads: this.headList(), reply: true } satisfies PeerMessage);
+    const peers = this.peers();
+    if (peers.length > 0) this.sendPeer(peers.map((p) => p.address), { t: "heads", heads: this.headList(), reply: true });
   }
 }
 

@@ -1,7 +1,7 @@
 // The messages between clients and HSMs, and between HSMs, over an abstract transport (the
 // simulated network now, TLS sockets later). Messages are plain values; the sender never
 // touches one again after sending it.
-import type { JournalEntry } from "../hsm/journal.js";
+import { type JournalEntry, encodeChange } from "../hsm/journal.js";
 
 /** What carries messages: SimNetwork in the simulator. */
 export interface Transport {
@@ -113,3 +113,73 @@ export interface Heads {
   reply: boolean;
 }
 export type PeerMessage = Push | Heads;
+
+/**
+ * What goes on the wire between HSMs: a PeerMessage, encoded once (`body`), authenticated with
+ * the cluster's peer key — a chip MAC (purpose `MAC_PURPOSE.peerMessage`) under a key derived
+ * from the cluster's masking key, which only members hold and which never leaves the chip —
+ * over the cluster, the sender and receiver addresses and the body (`peerMacInput`). A
+ * receiver acts only on a body whose MAC checks, sent by the address it claims to be, to it,
+ * in its own cluster; anything else is dropped and counted. (The real-socket cluster puts this
+ * on TLS with per-HSM certificates; the simulator already models authenticated peers.)
+ */
+export interface PeerEnvelope {
+  t: "peer";
+  cluster: string;
+  from: string;
+  to: string;
+  body: string;
+  mac: Buffer;
+}
+
+const PEER_MAC_LABEL = "hsmsim peer message v1";
+
+/** The canonical bytes a peer message's MAC covers: cluster, sender, receiver, and the body (which names the kind). */
+export function peerMacInput(cluster: string, from: string, to: string, body: string): Buffer {
+  // Length-prefixed fields, so no two (cluster, from, to, body) share an encoding; the body (the bulk) is not escaped again.
+  return Buffer.from(`${PEER_MAC_LABEL}\n${cluster.length}:${cluster}\n${from.length}:${from}\n${to.length}:${to}\n${body}`);
+}
+
+/** Encodes a peer message (journal changes as the journal stores them: bytes in base64). */
+export function encodePeerMessage(message: PeerMessage): string {
+  if (message.t === "heads") return JSON.stringify({ t: "heads", heads: message.heads, reply: message.reply });
+  return JSON.stringify({ t: "push", entries: message.entries.map((e) => [e.origin, e.seq, encodeChange(e.change)]) });
+}
+
+/** The same push body, from journal rows as the store holds them (changes already encoded): no decode and encode again. */
+export function encodePushBody(origin: number, rows: readonly { seq: number; change: string }[]): string {
+  return JSON.stringify({ t: "push", entries: rows.map((r) => [origin, r.seq, r.change]) });
+}
+
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+
+/** A journal entry as received: its change still encoded, decoded only if it is applied (most anti-entropy repeats are not). */
+export interface WireEntry {
+  origin: number;
+  seq: number;
+  change: string;
+}
+export type ReceivedPeerMessage = Heads | { t: "push"; entries: WireEntry[] };
+
+/** Decodes an authenticated body; null when it is not a well-formed peer message. */
+export function decodePeerMessage(body: string): ReceivedPeerMessage | null {
+  try {
+    const m = JSON.parse(body) as { t?: unknown; heads?: unknown; reply?: unknown; entries?: unknown };
+    if (m?.t === "heads") {
+      if (!Array.isArray(m.heads) || typeof m.reply !== "boolean") return null;
+      if (!m.heads.every((h) => Array.isArray(h) && h.length === 2 && isCount(h[0]) && isCount(h[1]))) return null;
+      return { t: "heads", heads: m.heads as HeadList, reply: m.reply };
+    }
+    if (m?.t === "push" && Array.isArray(m.entries)) {
+      const entries: WireEntry[] = [];
+      for (const e of m.entries as unknown[]) {
+        if (!Array.isArray(e) || e.length !== 3 || !isCount(e[0]) || !isCount(e[1]) || typeof e[2] !== "string") return null;
+        entries.push({ origin: e[0], seq: e[1], change: e[2] });
+      }
+      return { t: "push", entries };
+    }
+    return null;
+  } catch {
+    return null;
+  }
+}

@@ -18,7 +18,11 @@ import type { KeyRow, Tombstone, UnknownLoginRow, UserRow } from "./store.js";
 export type DeviceMac = (purpose: number, data: Buffer) => Buffer;
 
 /** One derived chip key per purpose. */
-export const MAC_PURPOSE = { auditEntry: 1, head: 2, maskingKeyCheck: 3, stateItem: 4, unknownName: 5 } as const;
+export const MAC_PURPOSE = {
+  auditEntry: 1, head: 2, maskingKeyCheck: 3, stateItem: 4, unknownName: 5,
+  /** HSM-to-HSM messages (src/cluster/protocol.ts PeerEnvelope): members share the masking key, so they derive one peer key. */
+  peerMessage: 8,
+} as const;
 
 const CHECK_TEXT = Buffer.from("hsmsim masking key check");
 

@@ -1,7 +1,7 @@
 // A virtual clock and the event queue it drives: simulated time moves only when the
 // simulator runs the next event, so a run is as fast as the CPU and exactly repeatable.
 // Events at the same instant run in the order they were scheduled.
-import { freezeClass } from "../primordials.js";
+import { ObjectFreeze, freezeClass } from "../primordials.js";
 
 export interface Clock {
   /** Microseconds since the simulation's epoch. */
@@ -112,3 +112,26 @@ export class VirtualClock implements Clock {
 
 // Exported classes are frozen: no code in the process patches a method every instance shares.
 freezeClass(VirtualClock);
+/**
+ * An application's view of the virtual clock: it reads the time, schedules and cancels its own
+ * timers only (not an HSM's gossip or the control plane's health check), and steps the
+ * simulation while a synchronous call waits. The clock itself is reached only through closures.
+ */
+export function clockView(clock: VirtualClock): Clock & { step(): boolean } {
+  const own = new Set<number>();
+  return ObjectFreeze({
+    nowUs: () => clock.nowUs(),
+    schedule(delayUs: number, fn: () => void): number {
+      const id = clock.schedule(delayUs, () => {
+        own.delete(id);
+        fn();
+      });
+      own.add(id);
+      return id;
+    },
+    cancel(id: number): void {
+      if (own.delete(id)) clock.cancel(id);
+    },
+    step: () => clock.step(),
+  });
+}

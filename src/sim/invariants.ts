@@ -12,7 +12,7 @@ import { internalsOf } from "../hsm/internals.js";
 export interface Violation {
   invariant: "acknowledged-change-lost" | "deleted-key-used" | "unauthorized-use" | "locked-account-logged-in" | "audit-chain-broken"
     | "no-convergence" | "key-id-reused" | "unexpected-error" | "unavailable" | "session-object-invisible" | "session-object-leaked"
-    | "revoked-user-acted";
+    | "revoked-user-acted" | "peer-authentication";
   detail: string;
 }
 

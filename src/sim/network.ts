@@ -1,7 +1,9 @@
 // A simulated network between addressed nodes, driven by a virtual clock and seeded
 // randomness: latency with jitter (so messages can overtake each other), loss, duplication,
 // partitions, one-way links and nodes that are down. Everything it does is fixed by the seed.
-import { freezeClass } from "../primordials.js";
+import { ObjectFreeze, freezeClass } from "../primordials.js";
+import type { Transport } from "../cluster/protocol.js";
+import { CodedError } from "../coded-error.js";
 import type { Clock } from "./clock.js";
 import type { Rng } from "./random.js";
 
@@ -96,6 +98,34 @@ export class SimNetwork {
   }
 
   /**
+   * An endpoint bound to one address, for an application (a client): it attaches, detaches and
+   * sends only as `address`, so it cannot claim another node's address, and it does not expose
+   * the network itself (no faults, partitions or other nodes' handlers; the network is reached
+   * only through closures, which no property walk can follow).
+   */
+  endpoint(address: string): Transport {
+    if (typeof address !== "string" || address.length === 0) throw new NetworkError("INVALID_ARGUMENT", "an endpoint needs a non-empty address");
+    const network = this;
+    const own = (what: string, claimed: unknown) => {
+      if (claimed !== address) throw new NetworkError("NOT_OWN_ADDRESS", `this endpoint ${what} only as ${address}, not ${String(claimed)}`);
+    };
+    return ObjectFreeze({
+      attach(claimed: string, handler: MessageHandler): void {
+        own("receives", claimed);
+        network.attach(address, handler);
+      },
+      detach(claimed: string): void {
+        own("detaches", claimed);
+        network.detach(address);
+      },
+      send(from: string, to: string, message: unknown): void {
+        own("sends", from);
+        network.send(address, to, message);
+      },
+    });
+  }
+
+  /**
    * Sends `message` (which neither side may change afterwards). Delivery, loss, duplication and
    * delay are drawn from the network's random stream; reachability is checked on arrival too.
    */
@@ -138,3 +168,11 @@ function checkFaults(f: LinkFaults): void {
 
 // Exported classes are frozen: no code in the process patches a method every instance shares.
 freezeClass(SimNetwork);
+/** A misuse of the simulated network: an endpoint used with an address that is not its own. */
+export class NetworkError extends CodedError<"INVALID_ARGUMENT" | "NOT_OWN_ADDRESS"> {
+  constructor(code: "INVALID_ARGUMENT" | "NOT_OWN_ADDRESS", message: string) {
+    super("NetworkError", code, message);
+  }
+}
+
+freezeClass(NetworkError);

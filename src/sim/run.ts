@@ -104,6 +104,13 @@ export function runSimulation(seed: number, options: RunOptions = {}): SimReport
     }
     history.violations.push(...checkAcknowledged(history, live));
     history.violations.push(...checkLiveness(history));
+    // Nobody but the HSMs sends peer messages here: an HSM that dropped one as unauthenticated, or refused an entry's origin, dropped a genuine one.
+    for (const node of world.cluster.liveNodes()) {
+      const { peerRejected, unknownOrigin } = node.stats;
+      if (peerRejected > 0 || unknownOrigin > 0) {
+        history.violations.push({ invariant: "peer-authentication", detail: `HSM ${node.hsm.id} dropped ${peerRejected} peer messages and ${unknownOrigin} entries as unauthenticated or of an unknown origin` });
+      }
+    }
     world.cluster.shutdown();
     history.violations.push(...checkAuditChains(world.cluster.dataFolders()));
   } catch (e) {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { ClusterConnection } from "../client/api.js";
 import type { ClientOptions } from "../client/client.js";
 import { Cluster, type ClusterOptions } from "../cluster/cluster.js";
-import { VirtualClock } from "./clock.js";
+import { VirtualClock, clockView } from "./clock.js";
 import { type LinkFaults, SimNetwork } from "./network.js";
 import { Rng } from "./random.js";
 
@@ -57,8 +57,12 @@ export class World {
 
   /** A client named `name`, bootstrapped from the cluster's first address unless told otherwise. */
   connect(name: string, options: Partial<ClientOptions> = {}): ClusterConnection {
-    const connection = ClusterConnection.connect({ transport: this.network, clock: this.clock, rng: this.rng.fork(`client/${name}`),
-      address: `client-${name}`, bootstrap: this.cluster.addresses()[0], driver: this.clock, ...options });
+    // The application gets an endpoint bound to its own address, never the network, and a view of
+    // the clock that cancels only its own timers (the network, clock and control plane are the operator's).
+    const address = options.address ?? `client-${name}`;
+    const clock = clockView(this.clock);
+    const connection = ClusterConnection.connect({ transport: this.network.endpoint(address), clock, rng: this.rng.fork(`client/${name}`),
+      address, bootstrap: this.cluster.addresses()[0], driver: clock, ...options });
     this.connections.push(connection);
     return connection;
   }

@@ -441,28 +441,34 @@ describe("F7: a key creation refused after its user was revoked leaves no audit 
   });
 });
 
-describe("F8: a cluster client forges replication and becomes a CO of every HSM", () => {
-  it("a connection with no credentials reaches the transport and pushes a CO user change that every HSM applies", async () => {
+describe("F8 (fixed): a cluster client cannot forge replication", () => {
+  it("the client's endpoint refuses another node's address, and a forged push from the network itself is dropped by every HSM", async () => {
     const { scryptSync, randomBytes } = await import("node:crypto");
     const { activeWorld, ALICE } = await import("../cluster/fixture.js");
     const world = activeWorld();
     const attacker = world.connect("attacker"); // what an application in the world is handed
     const client = attacker.client as unknown as { options: { transport: { send(from: string, to: string, m: unknown): void } }; members: Map<string, unknown> };
-    const transport = client.options.transport; // the SimNetwork itself
+    const transport = client.options.transport; // now an endpoint bound to "client-attacker", not the SimNetwork
     const members = [...client.members.keys()];
     expect(members.length).toBeGreaterThan(1);
     const salt = randomBytes(16), cost = 4;
     const hash = scryptSync("attacker-pass-1", salt, 32, { N: 2 ** cost, r: 8, p: 1 });
     const forged = { origin: 4000, seq: 1, change: { kind: "user", name: "mallory", version: 2 ** 40, role: "CO", principal: 4000 * 2 ** 20 + 1, salt, hash, cost } };
-    // Peer messages are trusted by their claimed sender address: claim to be another member.
-    for (const to of members) transport.send(members.find((m) => m !== to)!, to, { t: "push", entries: [forged] });
+    // Peer messages were trusted by their claimed sender address: claim to be another member.
+    for (const to of members) {
+      expect(() => transport.send(members.find((m) => m !== to)!, to, { t: "push", entries: [forged] }))
+        .toThrow(expect.objectContaining({ name: "NetworkError", code: "NOT_OWN_ADDRESS" }));
+    }
+    // Even an attacker on the network itself (who can claim any address) gets the bare push dropped: it carries no peer MAC.
+    const rejectedBefore = world.cluster.liveNodes().reduce((n, node) => n + node.stats.peerRejected, 0);
+    for (const to of members) world.network.send(members.find((m) => m !== to)!, to, { t: "push", entries: [forged] });
     world.run(1_000_000);
-    const co = attacker.console("mallory", "attacker-pass-1");
-    expect(co.listUsers().consistent).toBe(true);
-    // As CO: reset alice, then act as alice on her keys.
-    co.changePassword(ALICE.username, "stolen-pass-1");
-    world.run(1_000_000);
-    expect(attacker.login(ALICE.username, "stolen-pass-1")).toBeDefined();
+    const rejected = world.cluster.liveNodes().reduce((n, node) => n + node.stats.peerRejected, 0) - rejectedBefore;
+    expect(rejected).toBe(members.length);
+    expect(() => attacker.console("mallory", "attacker-pass-1").listUsers()).toThrow(expect.objectContaining({ code: "LOGIN_FAILED" }));
+    // alice's password is unchanged.
+    expect(attacker.login(ALICE.username, ALICE.password)).toBeDefined();
+    expect(() => world.connect("attacker-2").login(ALICE.username, "stolen-pass-1")).toThrow(expect.objectContaining({ name: "Pkcs11Error", code: H.CKR_PIN_INCORRECT }));
   });
 });
 
