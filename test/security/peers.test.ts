@@ -40,10 +40,12 @@ const users = (node: ClusterNode) => ({ head: (o: number) => internalsOf(node.hs
 function capturePeerMessages(world: World): PeerEnvelope[] {
   const captured: PeerEnvelope[] = [];
   const send = world.network.send.bind(world.network);
-  world.network.send = (from, to, message) => {
+  // The network's class is frozen, so a wiretap is an own property defined on this one instance.
+  const wiretap: SimNetwork["send"] = (from, to, message) => {
     if ((message as { t?: string })?.t === "peer") captured.push(message as PeerEnvelope);
     send(from, to, message);
   };
+  Object.defineProperty(world.network, "send", { value: wiretap, writable: true, configurable: true });
   return captured;
 }
 
