@@ -1,6 +1,7 @@
-// Red-team attacks on the promises of the README's "Threat model" and "The HSM device".
-// Each `it` is a finding: it asserts the attack SUCCEEDS (so it passes on the code under review
-// and must be inverted once the hole is fixed). Tests named "HELD:" assert a defence that held.
+// Red-team attacks on the promises of the README's "Threat model" and "The HSM device", kept as
+// regression tests. Each finding's attack is as the red team wrote it; for a fixed finding the
+// test asserts the attack now FAILS; for a documented limit (F5, F6) it asserts what still
+// happens, so a future fix shows up here. Tests named "HELD:" assert a defence that held.
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -183,7 +184,7 @@ describe("F2 (fixed): prototype hooks no longer take the Hsm or its internals fr
   });
 });
 
-describe("F3: a user a key is shared with reads its value", () => {
+describe("F3 (fixed): a user a key is shared with cannot read its value", () => {
   it("a sharee cannot read CKA_VALUE of a non-sensitive extractable key, nor digest it (README: sharees 'may only use it')", () => {
     device = activatedDevice();
     const { hsm } = device;
@@ -245,7 +246,7 @@ describe("F3: a user a key is shared with reads its value", () => {
   });
 });
 
-describe("F4: whether an account exists still shows", () => {
+describe("F4 (fixed): whether an account exists does not show", () => {
   const code = (f: () => unknown) => {
     try {
       f();
@@ -346,7 +347,7 @@ describe("F4: whether an account exists still shows", () => {
   });
 });
 
-describe("F5: removing hsm.lock lets a second Hsm own a running HSM's folder", () => {
+describe("F5 (a documented limit): removing hsm.lock lets a second Hsm own a running HSM's folder", () => {
   it("Hsm.open succeeds on a folder in use once hsm.lock was unlinked; the first HSM then fails every write", async () => {
     const { unlinkSync } = await import("node:fs");
     const { join } = await import("node:path");
@@ -364,7 +365,7 @@ describe("F5: removing hsm.lock lets a second Hsm own a running HSM's folder", (
   });
 });
 
-describe("F6: a clone's hsm.db is accepted in another HSM's folder", () => {
+describe("F6 (a documented limit): a clone's hsm.db is accepted in another HSM's folder", () => {
   it("copying HSM A's hsm.db into clone B's folder opens B as A, undoing B's password reset", async () => {
     const { copyFileSync, existsSync, rmSync } = await import("node:fs");
     const { join } = await import("node:path");
@@ -394,7 +395,7 @@ describe("F6: a clone's hsm.db is accepted in another HSM's folder", () => {
   });
 });
 
-describe("F7: a key creation refused after its user was revoked leaves no audit entry", () => {
+describe("F7 (fixed): a key creation refused after its user was revoked is audited", () => {
   it("an async token-key generation whose user is deleted meanwhile is not kept, and its refusal is audited", async () => {
     device = activatedDevice();
     const { hsm, co } = device;
@@ -523,7 +524,7 @@ describe("F2b (fixed): the PKCS11 and Hsm prototypes are frozen: one application
   });
 });
 
-describe("F9: a SQL trigger planted in a closed hsm.db is not detected at open and runs inside the HSM", () => {
+describe("F9 (fixed): a SQL trigger planted in a closed hsm.db is refused at open, before it can run", () => {
   const refusal = (fn: () => unknown): H.HsmError => {
     try {
       fn();
