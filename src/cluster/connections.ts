@@ -18,7 +18,7 @@ import { OperationLedger } from "./operations.js";
 import { regressions } from "./regressions.js";
 import type { Failure, RequestOp, SessionContext } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
-import { MapGet, MapSet } from "../primordials.js";
+import { BufferToString, MapGet, MapSet } from "../primordials.js";
 
 /** The largest output buffer a request may ask the HSM to fill. */
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -122,7 +122,7 @@ export class Connections {
     }
     const chip = connection.chip as unknown as Record<string, (...a: unknown[]) => unknown>;
     const result = chip[method](...local);
-    if (method === "login") connection.login = Buffer.from(args[2] as Buffer).toString("utf8");
+    if (method === "login") connection.login = BufferToString(args[2] as Buffer, "utf8");
     if (method === "logout") connection.login = null;
     const shape = HANDLE_RESULTS[method];
     const created = CREATING_CALLS.has(method);

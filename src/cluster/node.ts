@@ -76,6 +76,10 @@ export class ClusterNode {
     peerRejected: 0,
     /** Journal entries refused because their origin is no ordinal this cluster ever gave (defence in depth behind the MAC). */
     unknownOrigin: 0,
+    /** Client requests dropped unread because their shape is not a request's (a hostile or broken client). */
+    malformed: 0,
+    /** Requests whose serving threw something that is no HSM or PKCS#11 error (a bug): answered as a failure, the queue goes on. */
+    internalErrors: 0,
   };
   /** The highest ordinal the control plane has given an HSM of this cluster: entries from a higher origin are refused. */
   private maxOrigin = 0;
@@ -149,7 +153,10 @@ export class ClusterNode {
 
   private receive(from: string, message: unknown): void {
     const m = message as { t?: string };
-    if (m?.t === "req") this.enqueue(from, message as Request);
+    if (m?.t === "req") {
+      if (isWellFormedRequest(message)) this.enqueue(from, scopeToSender(from, message));
+      else this.stats.malformed++;
+    }
     else if (m?.t === "peer") this.onEnvelope(from, message as PeerEnvelope);
     else if (m?.t === "push" || m?.t === "heads") this.stats.peerRejected++; // a bare peer message: never authenticated
   }
@@ -179,8 +186,15 @@ export class ClusterNode {
     this.working = true;
     this.later(this.config.serviceTimeUs(item.request.op), () => {
       this.queue.shift();
-      this.serve(item.from, item.request);
-      this.next();
+      try {
+        this.serve(item.from, item.request);
+      } catch (e) {
+        // Whatever one request does, the HSM keeps serving the others.
+        this.stats.internalErrors++;
+        this.reply(item.from, item.request, { kind: "hsm", code: "INTERNAL_ERROR", message: `HSM ${this.hsm.id} failed to serve the request: ${String(e)}` });
+      } finally {
+        this.next();
+      }
     });
   }
 
@@ -466,3 +480,27 @@ function failureOf(e: unknown): Failure {
 
 // Exported classes are frozen: no code in the process patches a method every instance shares.
 freezeClass(ClusterNode);
+
+const REQUEST_KINDS = new Set(["hello", "call", "manage", "close"]);
+const MAX_CONNECTION_NAME = 256;
+const MAX_HEADS = 4096;
+
+/** A request's shape, checked before anything reads it: a client is not trusted to send one. */
+function isWellFormedRequest(message: unknown): message is Request {
+  const r = message as Partial<Request>;
+  if (typeof r.id !== "number" || !Number.isSafeInteger(r.id)) return false;
+  if (typeof r.conn !== "string" || r.conn.length === 0 || r.conn.length > MAX_CONNECTION_NAME) return false;
+  const op = r.op as { kind?: unknown; method?: unknown; args?: unknown } | undefined;
+  if (op === null || typeof op !== "object" || !SetHas(REQUEST_KINDS, op.kind as string)) return false;
+  if ((op.kind === "call" || op.kind === "manage") && (typeof op.method !== "string" || !Array.isArray(op.args))) return false;
+  if (!Array.isArray(r.after) || r.after.length > MAX_HEADS) return false;
+  return r.after.every((pair) => Array.isArray(pair) && pair.length === 2 && Number.isSafeInteger(pair[0]) && Number.isSafeInteger(pair[1]));
+}
+
+/**
+ * A connection is named by the client, but it belongs to the address the network delivered its
+ * requests from: another client naming it reaches a connection of its own, never the victim's.
+ */
+function scopeToSender(from: string, request: Request): Request {
+  return { ...request, conn: `${from}|${request.conn}` };
+}

@@ -135,12 +135,12 @@ export class HsmPkcs11Backend {
     this.#app.getSessionInfo(session);
     if (!this.#user || !this.#internals.isCurrent(this.#user)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, "C_SetPIN");
     if (!Buffer.isBuffer(oldPin) || !Buffer.isBuffer(newPin)) throw new TypeError("PINs must be Buffers");
-    const next = newPin.toString("utf8");
+    const next = BufferToString(newPin, "utf8");
     // A new password of the wrong length is refused before the old one is checked (and counted).
     if (next.length < MIN_PASSWORD || next.length > MAX_PASSWORD) throw new Pkcs11Error(CKR_PIN_LEN_RANGE, "C_SetPIN");
     const username = this.#user.username;
     try {
-      this.#hsm.login(username, oldPin.toString("utf8"), session);
+      this.#hsm.login(username, BufferToString(oldPin, "utf8"), session);
       this.#hsm.changePassword(this.#user, username, next);
     } catch (e) {
       if (e instanceof HsmError) {

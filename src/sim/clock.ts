@@ -124,7 +124,13 @@ export function clockView(clock: VirtualClock): Clock & { step(): boolean } {
     schedule(delayUs: number, fn: () => void): number {
       const id = clock.schedule(delayUs, () => {
         own.delete(id);
-        fn();
+        try {
+          fn();
+        } catch (error) {
+          // An application's timer runs inside whoever steps the shared clock: its failure is its own,
+          // never thrown into another application's call or the operator's run.
+          process.emitWarning(`an application's timer threw: ${String(error)}`, "HsmsimTimerWarning");
+        }
       });
       own.add(id);
       return id;

@@ -11,7 +11,11 @@ export class Rng {
   private c: number;
   private d: number;
 
-  constructor(readonly seed: number | string) {
+  /** Private: whoever holds a stream (a client holds its own) must not learn the world's seed, which fixes every chip's keys. */
+  readonly #seed: number | string;
+
+  constructor(seed: number | string) {
+    this.#seed = seed;
     const h = createHash("sha256").update(`hsmsim-rng:${seed}`).digest();
     this.a = h.readUInt32LE(0);
     this.b = h.readUInt32LE(4);
@@ -63,7 +67,7 @@ export class Rng {
 
   /** An independent stream for `label`, fixed by this stream's seed (not by its position). */
   fork(label: string): Rng {
-    return new Rng(`${this.seed}/${label}`);
+    return new Rng(`${this.#seed}/${label}`);
   }
 }
 
