@@ -19,7 +19,7 @@ const common = {
   target: "node20",
   packages: "external",
   logLevel: "warning",
-  // addon.ts and store.ts read import.meta only when __filename is absent, which never happens in CommonJS.
+  // addon.ts and store-schema.ts read import.meta only when __filename is absent, which never happens in CommonJS.
   logOverride: { "empty-import-meta": "silent" },
 };
 

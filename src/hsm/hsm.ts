@@ -1,9 +1,8 @@
 // One simulated CloudHSM HSM: the chip plus accounts (PRECO, CO, CU, AU), login and
 // lockout, key ownership and sharing, quotas, the hash-chained audit log and durable state
-// in a data folder. The PKCS#11 face is in pkcs11-backend.ts.
+// in a data folder. The PKCS#11 face is in pkcs11-backend.ts; the boot steps that need no
+// private state (options, settings fixed at creation, the masking key) are in hsm-boot.ts.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 
 import { type NativeChip, createChip } from "../pkcs11/addon.js";
 import { CKF_RW_SESSION, CKF_SERIAL_SESSION } from "../pkcs11/constants.js";
@@ -19,27 +18,11 @@ import { checkOrigin, makePrincipal } from "./journal.js";
 import { type HsmSnapshot, type MaskingKeySource, takeSnapshot, writeSnapshot } from "./snapshot.js";
 import { MAC_PURPOSE } from "./seal.js";
 import { DeviceState } from "./state.js";
-import { MASKING_KEY_FILE, Store, type UserRow } from "./store.js";
+import {
+  DEFAULT_MAX_LOGIN_FAILURES, type HsmOptions, bindMaskingKey, checkLockoutLimit, checkPasswordCost, lockoutLimit, passwordCostOf, wallClockUs,
+} from "./hsm-boot.js";
+import { Store, type UserRow } from "./store.js";
 import { HSM_TYPES, type HsmType, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME, type Role, checkPassword, checkUsername } from "./types.js";
-
-export interface HsmOptions {
-  type?: HsmType;
-  /** Consecutive failed logins that lock an account on this HSM (default 5). */
-  maxLoginFailures?: number;
-  /**
-   * scrypt cost (log2 N, 1–20) of password hashes (default 15; tests use less). Stored with the
-   * HSM at creation: a reopen with another value is INVALID_ARGUMENT.
-   */
-  passwordCost?: number;
-  /** Microseconds since the epoch; injected by the simulator. */
-  clockUs?: () => number;
-  /** Deterministic chip (see the chip's seed option). */
-  seed?: Buffer;
-  /** Where the device's own random bytes come from (ids, salts); seeded in the simulator. */
-  randomBytes?: (length: number) => Buffer;
-  /** The HSM's ordinal in its cluster (0–4095, default 0): it prefixes the key ids and principals it creates. */
-  origin?: number;
-}
 
 /** A logged-in user of the management API; every management call names one. */
 export interface Actor {
@@ -70,16 +53,10 @@ interface Credential {
 }
 
 const SLOT = 0;
-const MAX_LOGIN_FAILURES_LIMIT = 1_000_000;
-const wallClockUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 const AU_USERNAME = "app_user";
-const DEFAULT_MAX_LOGIN_FAILURES = 5;
-const LOCKOUT_META = "max_login_failures";
 const DECOY_SALT = Buffer.alloc(16);
 const DECOY_HASH = Buffer.alloc(32);
 const MAX_UNKNOWN_NAMES_TRACKED = 10_000;
-const PASSWORD_COST_META = "password_cost";
-const MAX_PASSWORD_COST = 20;
 
 export class Hsm {
   readonly id: string;
@@ -113,21 +90,7 @@ export class Hsm {
       pinHashIterations: 1, slotCount: 1, deviceProfile: true });
     // The chip's own SO PIN is never used: the device's accounts replace PKCS#11's.
     this.#chip.initToken(SLOT, this.#random(16), Buffer.from(`hsmsim ${this.id.slice(4, 12)}`));
-    const maskingKey = join(store.dir, MASKING_KEY_FILE);
-    if (boot === "create") {
-      try {
-        this.#chip.saveMaskingKey(SLOT, maskingKey);
-      } catch {
-        throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: cannot write ${MASKING_KEY_FILE} (one exists already, or the folder is not writable)`);
-      }
-    } else {
-      if (!existsSync(maskingKey)) throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is missing`);
-      try {
-        this.#chip.loadMaskingKey(SLOT, maskingKey);
-      } catch {
-        throw new HsmError("DATA_FOLDER_INVALID", `${store.dir}: ${MASKING_KEY_FILE} is unreadable, the wrong size or readable by others`);
-      }
-    }
+    bindMaskingKey(this.#chip, SLOT, store.dir, boot);
     // From here on every transaction is sealed with the chip's MAC; an existing folder must match its seal.
     store.attachChip((purpose, data) => this.#chip.deviceMac(SLOT, purpose, data), boot === "create" ? "new" : "existing");
     const hsm = this;
@@ -492,44 +455,4 @@ export function restoreHsm(dir: string, snapshot: HsmSnapshot, maskingKey: Maski
   return Hsm.open(dir, options);
 }
 
-/** The lockout limit is the HSM's, fixed at creation: a reopen cannot change it (and so cannot unlock). */
-function checkLockoutLimit(requested: number | undefined): void {
-  if (requested !== undefined && (!Number.isInteger(requested) || requested < 1 || requested > MAX_LOGIN_FAILURES_LIMIT)) {
-    throw new HsmError("INVALID_ARGUMENT", `maxLoginFailures must be an integer from 1 to ${MAX_LOGIN_FAILURES_LIMIT}`);
-  }
-}
-
-function checkPasswordCost(requested: number | undefined): void {
-  if (requested !== undefined && (!Number.isInteger(requested) || requested < 1 || requested > MAX_PASSWORD_COST)) {
-    throw new HsmError("INVALID_ARGUMENT", `passwordCost must be an integer from 1 to ${MAX_PASSWORD_COST}`);
-  }
-}
-
-/**
- * The scrypt cost is the HSM's, fixed at creation like the lockout limit: the decoy hash of an
- * unknown name must cost what an account's does, so a reopen with a cheaper cost would tell
- * which names exist. (Existing hashes keep the cost they were made with.) Call inside a transaction.
- */
-function passwordCostOf(store: Store, requested: number | undefined): number {
-  // A folder from before the cost was stored (or a restored backup) takes the requested one,
-  // or else the highest cost among its accounts' hashes, so the decoy costs what they do.
-  const accounts = store.users().filter((u) => u.role !== "AU").map((u) => u.cost);
-  const initial = requested ?? (accounts.length ? Math.max(...accounts) : DEFAULT_PASSWORD_COST);
-  const stored = Number(store.initMeta(PASSWORD_COST_META, String(initial)));
-  if (requested !== undefined && requested !== stored) {
-    throw new HsmError("INVALID_ARGUMENT", `this HSM hashes passwords with scrypt cost ${stored}, fixed when it was created; open it without passwordCost or with ${stored}`);
-  }
-  return stored;
-}
-
-/** Call inside a transaction (the stored limit is part of the HSM's state). */
-function lockoutLimit(store: Store, requested: number | undefined): number {
-  // A folder from before the limit was stored (or a restored backup) takes the requested one.
-  const stored = Number(store.initMeta(LOCKOUT_META, String(requested ?? DEFAULT_MAX_LOGIN_FAILURES)));
-  if (requested !== undefined && requested !== stored) {
-    throw new HsmError("INVALID_ARGUMENT", `this HSM locks an account after ${stored} failed logins, fixed when it was created; open it without maxLoginFailures or with ${stored}`);
-  }
-  return stored;
-}
-
-export type { UserRow };
+export type { HsmOptions, UserRow };

@@ -12,7 +12,7 @@
 import { freezeClass } from "../primordials.js";
 import { createHash } from "node:crypto";
 
-import type { KeyRow, Tombstone, UnknownLoginRow, UserRow } from "./store.js";
+import type { KeyRow, Tombstone, UnknownLoginRow, UserRow } from "./store-schema.js";
 
 /** The chip's keyed MAC (NativeChip.deviceMac bound to the HSM's slot). */
 export type DeviceMac = (purpose: number, data: Buffer) => Buffer;
