@@ -11,12 +11,12 @@ import { ClusterConnection } from "../../src/client/api.js";
 import { Cluster } from "../../src/cluster/cluster.js";
 import type { ClusterNode } from "../../src/cluster/node.js";
 import { type PeerEnvelope, encodePeerMessage, peerMacInput } from "../../src/cluster/protocol.js";
-import { Hsm } from "../../src/hsm/hsm.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import type { JournalEntry } from "../../src/hsm/journal.js";
 import { MAC_PURPOSE } from "../../src/hsm/seal.js";
 import { VirtualClock } from "../../src/sim/clock.js";
 import { NetworkError, SimNetwork } from "../../src/sim/network.js";
+import { findForbidden } from "./walk.js";
 import { Rng } from "../../src/sim/random.js";
 import { World } from "../../src/sim/world.js";
 import { ALICE, CO, activeWorld } from "../cluster/fixture.js";
@@ -261,43 +261,5 @@ describe("unit: the endpoint and the classes", () => {
     clock.runUntil(1_000_000);
     expect(seen).toEqual([["client-x", "hello"]]);
     expect(() => network.endpoint("")).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    expect(Hsm).toBeDefined();
   });
 });
-
-/** Every path (as text) from `root` to a forbidden object (own and inherited properties, symbols, getters, Map and Set contents). */
-function findForbidden(root: unknown, forbiddenObjects: Map<unknown, string>): string[] {
-  const found: string[] = [];
-  const seen = new Set<unknown>();
-  const queue: [unknown, string, unknown][] = [[root, "root", root]];
-  const push = (value: unknown, path: string, receiver: unknown = value) => {
-    if ((typeof value === "object" && value !== null) || typeof value === "function") queue.push([value, path, receiver]);
-  };
-  while (queue.length > 0) {
-    const [value, path, receiver] = queue.shift()!;
-    if (seen.has(value)) continue;
-    seen.add(value);
-    const label = forbiddenObjects.get(value);
-    if (label !== undefined) found.push(`${path} is ${label}`);
-    const target = value as object;
-    push(Object.getPrototypeOf(target), `${path}.__proto__`, receiver);
-    if (value instanceof Map) for (const [k, v] of value) { push(k, `${path}<key>`); push(v, `${path}<value>`); }
-    if (value instanceof Set) for (const v of value) push(v, `${path}<item>`);
-    const keys = ArrayBuffer.isView(value) ? [] : Reflect.ownKeys(target);
-    for (const key of keys) {
-      const name = String(key);
-      const descriptor = Reflect.getOwnPropertyDescriptor(target, key);
-      if (!descriptor) continue;
-      if ("value" in descriptor) push(descriptor.value, `${path}.${name}`);
-      for (const accessor of [descriptor.get, descriptor.set]) push(accessor, `${path}.${name}<accessor>`);
-      if (descriptor.get) {
-        try {
-          push(Reflect.apply(descriptor.get, receiver, []), `${path}.${name}<got>`);
-        } catch {
-          // a getter that refuses this receiver gives nothing
-        }
-      }
-    }
-  }
-  return found;
-}

@@ -6,52 +6,15 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { internalsOf } from "../../src/hsm/internals.js";
 import { type Device, H, activatedDevice, cuSession, tokenAesKey } from "../hsm/fixture.js";
+import { findForbidden as walk } from "./walk.js";
 
-const FORBIDDEN_NAMES = new Set([
+const FORBIDDEN_NAMES: ReadonlySet<string> = new Set([
   "loginPrincipal", "shareObject", "exportMaskingKeyFor", "saveMaskingKey", "loadMaskingKey", "exportMasked", "importMasked",
   "removeObject", "setTrusted", "openApplication", "importMaskingKey", "shareMaskingKey", "ownership", "revokePrincipal",
 ]);
 
-/** Every path (as text) from `root` to a forbidden name or object. */
-function findForbidden(root: unknown, forbiddenObjects: Map<unknown, string>): string[] {
-  const found: string[] = [];
-  const seen = new Set<unknown>();
-  // Each object with the receiver its getters run on: an inherited getter runs on the instance.
-  const queue: [unknown, string, unknown][] = [[root, "root", root]];
-  const push = (value: unknown, path: string, receiver: unknown = value) => {
-    if ((typeof value === "object" && value !== null) || typeof value === "function") queue.push([value, path, receiver]);
-  };
-  while (queue.length > 0) {
-    const [value, path, receiver] = queue.shift()!;
-    if (seen.has(value)) continue;
-    seen.add(value);
-    const label = forbiddenObjects.get(value);
-    if (label !== undefined) found.push(`${path} is ${label}`);
-    if (typeof value === "function" && FORBIDDEN_NAMES.has(value.name)) found.push(`${path} is the function ${value.name}`);
-    const target = value as object;
-    push(Object.getPrototypeOf(target), `${path}.__proto__`, receiver);
-    if (value instanceof Map) for (const [k, v] of value) { push(k, `${path}<key>`); push(v, `${path}<value>`); }
-    if (value instanceof Set) for (const v of value) push(v, `${path}<item>`);
-    // A typed array's indices are bytes, not references.
-    const keys = ArrayBuffer.isView(value) ? [] : Reflect.ownKeys(target);
-    for (const key of keys) {
-      const name = String(key);
-      if (FORBIDDEN_NAMES.has(name)) found.push(`${path}.${name}`);
-      const descriptor = Reflect.getOwnPropertyDescriptor(target, key);
-      if (!descriptor) continue;
-      if ("value" in descriptor) push(descriptor.value, `${path}.${name}`);
-      for (const accessor of [descriptor.get, descriptor.set]) push(accessor, `${path}.${name}<accessor>`);
-      if (descriptor.get) {
-        try {
-          push(Reflect.apply(descriptor.get, receiver, []), `${path}.${name}<got>`);
-        } catch {
-          // a getter that refuses this receiver gives nothing
-        }
-      }
-    }
-  }
-  return found;
-}
+const findForbidden = (root: unknown, forbiddenObjects: Map<unknown, string>) => walk(root, forbiddenObjects, FORBIDDEN_NAMES);
+
 
 let device: Device | undefined;
 afterEach(() => {
