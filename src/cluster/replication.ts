@@ -1,0 +1,198 @@
+// The HSM-to-HSM side of a cluster node: authenticated peer messages (each an envelope MACed by
+// the chip under the cluster key every member derives from the shared masking key), applying
+// the journal entries peers push, anti-entropy by gossiping journal heads, and journal pruning.
+// What each peer holds (its heads) and when it was last heard feed the node's write quorum and
+// key availability check.
+import { timingSafeEqual } from "node:crypto";
+
+import { freezeClass } from "../primordials.js";
+import type { Hsm } from "../hsm/hsm.js";
+import { internalsOf } from "../hsm/internals.js";
+import { type JournalEntry, decodeChange } from "../hsm/journal.js";
+import { MAC_PURPOSE } from "../hsm/seal.js";
+import type { Clock } from "../sim/clock.js";
+import type { HeadList, MemberAddress, PeerEnvelope, PeerMessage, Transport } from "./protocol.js";
+import { type ReceivedPeerMessage, decodePeerMessage, encodePeerMessage, encodePushBody, peerMacInput } from "./protocol.js";
+
+/** Journal entries one push carries at most. */
+export const MAX_PUSH = 256;
+const PRUNE_EVERY_ROUNDS = 5;
+
+export interface ReplicationStats {
+  applied: number;
+  pruned: number;
+  /** Peer messages dropped unread: not an authenticated envelope from a member to this HSM in this cluster (forged, mis-MACed, replayed from elsewhere). */
+  peerRejected: number;
+  /** Journal entries refused because their origin is no ordinal this cluster ever gave (defence in depth behind the MAC). */
+  unknownOrigin: number;
+}
+
+export interface ReplicationHost {
+  readonly hsm: Hsm;
+  readonly clusterId: string;
+  readonly address: string;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly stats: ReplicationStats;
+  /** The current members, this HSM included. */
+  members(): readonly MemberAddress[];
+  /** Called when applied entries may have completed a write waiting for its quorum. */
+  onProgress(): void;
+}
+
+export class Replication {
+  private readonly peerHeads = new Map<string, Map<number, number>>();
+  /** When each peer was last heard from (simulated µs). */
+  private readonly lastHeard = new Map<string, number>();
+  /** The highest ordinal the control plane has given an HSM of this cluster: entries from a higher origin are refused. */
+  private maxOrigin = 0;
+  private gossipRounds = 0;
+
+  constructor(private readonly host: ReplicationHost) {}
+
+  /** The control plane's new membership: forget peers that left, raise the highest ordinal. */
+  membersChanged(members: readonly { address: string; origin: number }[], maxOrigin: number): void {
+    this.maxOrigin = Math.max(this.maxOrigin, maxOrigin, ...members.map((m) => m.origin));
+    for (const address of this.peerHeads.keys()) if (!members.some((m) => m.address === address)) this.peerHeads.delete(address);
+  }
+
+  /** The journal position of `origin` that `peer` is known to hold (0: none known). */
+  headOf(peer: string, origin: number): number {
+    return this.peerHeads.get(peer)?.get(origin) ?? 0;
+  }
+
+  /** Whether `peer` was heard from at or after `sinceUs`. */
+  heardSince(peer: string, sinceUs: number): boolean {
+    return (this.lastHeard.get(peer) ?? -Infinity) >= sinceUs;
+  }
+
+  /** Pushes journal rows of `origin` (as stored) to every peer. */
+  push(origin: number, rows: { seq: number; change: string }[]): void {
+    this.sendBody(this.peerAddresses(), encodePushBody(origin, rows));
+  }
+
+  /** Heads to every peer, asking for a reply: what a new, restarted or stale HSM does to catch up now. */
+  sendHeads(): void {
+    const peers = this.peerAddresses();
+    if (peers.length > 0) this.send(peers, { t: "heads", heads: this.headList(), reply: true });
+  }
+
+  /** The periodic round: heads to every peer, and now and then a journal prune. */
+  gossipRound(): void {
+    if (++this.gossipRounds % PRUNE_EVERY_ROUNDS === 0) this.pruneJournal();
+    this.sendHeads();
+  }
+
+  /** Acts on a peer message only when it is authenticated, from the address that sent it, to this HSM, in this cluster. */
+  receive(from: string, envelope: PeerEnvelope): void {
+    const { clusterId, address, stats } = this.host;
+    const { cluster, to, body, mac } = envelope;
+    // (A member that has just left may still have messages in flight: onPeer drops those, uncounted.)
+    if (envelope.from !== from || to !== address || cluster !== clusterId || typeof body !== "string" || !(mac instanceof Uint8Array) || mac.length !== 32) {
+      stats.peerRejected++;
+      return;
+    }
+    const expected = this.mac(peerMacInput(cluster, from, to, body));
+    const message = timingSafeEqual(expected, mac) ? decodePeerMessage(body) : null;
+    if (!message) {
+      stats.peerRejected++;
+      return;
+    }
+    this.onPeer(from, message);
+  }
+
+  /** The cluster's peer key: a chip MAC under a key derived from the masking key every member shares. */
+  private mac(data: Buffer): Buffer {
+    return internalsOf(this.host.hsm).chip.deviceMac(0, MAC_PURPOSE.peerMessage, data);
+  }
+
+  private peerAddresses(): string[] {
+    return this.host.members().filter((m) => m.address !== this.host.address).map((m) => m.address);
+  }
+
+  /** Sends one peer message to each of `to`: encoded once, MACed per receiver. */
+  private send(to: readonly string[], message: PeerMessage): void {
+    this.sendBody(to, encodePeerMessage(message));
+  }
+
+  private sendBody(to: readonly string[], body: string): void {
+    const { clusterId: cluster, address: from, transport } = this.host;
+    for (const address of to) {
+      const envelope: PeerEnvelope = { t: "peer", cluster, from, to: address, body, mac: this.mac(peerMacInput(cluster, from, address, body)) };
+      transport.send(from, address, envelope);
+    }
+  }
+
+  /** An ordinal this cluster gave (now or in the past), or one whose entries this HSM already holds (from its snapshot). */
+  private knownOrigin(origin: number): boolean {
+    return (origin >= 1 && origin <= this.maxOrigin) || internalsOf(this.host.hsm).state.head(origin) > 0;
+  }
+
+  private onPeer(from: string, message: ReceivedPeerMessage): void {
+    const { hsm, stats } = this.host;
+    const state = internalsOf(hsm).state;
+    if (!this.host.members().some((m) => m.address === from)) return; // not (or no longer) a member
+    this.lastHeard.set(from, this.host.clock.nowUs());
+    if (message.t === "push") {
+      const entries = message.entries.filter((entry) => {
+        if (this.knownOrigin(entry.origin)) return true;
+        stats.unknownOrigin++;
+        return false;
+      });
+      // Whoever sends entries holds them.
+      const theirs = this.peerHeads.get(from) ?? new Map<number, number>();
+      for (const entry of entries) if ((theirs.get(entry.origin) ?? 0) < entry.seq) theirs.set(entry.origin, entry.seq);
+      this.peerHeads.set(from, theirs);
+      let progressed = false;
+      for (const entry of entries) {
+        // Only the next entry of its origin can apply; a duplicate or a gap is left undecoded.
+        if (entry.seq !== state.head(entry.origin) + 1) continue;
+        let change: JournalEntry["change"];
+        try {
+          change = decodeChange(entry.change);
+        } catch {
+          stats.peerRejected++;
+          break;
+        }
+        const outcome = state.apply({ origin: entry.origin, seq: entry.seq, change });
+        if (outcome === "applied" || outcome === "superseded") {
+          progressed = true;
+          stats.applied++;
+        }
+      }
+      if (progressed) this.host.onProgress();
+      this.send([from], { t: "heads", heads: this.headList(), reply: false });
+      return;
+    }
+    const theirs = new Map(message.heads);
+    this.peerHeads.set(from, theirs);
+    this.host.onProgress();
+    // Send what they lack, origin by origin; ask for what we lack.
+    let weLack = false;
+    for (const [origin, head] of state.vector()) {
+      const theirHead = theirs.get(origin) ?? 0;
+      if (theirHead < head) this.sendBody([from], encodePushBody(origin, internalsOf(hsm).store.journalRange(origin, theirHead, MAX_PUSH)));
+    }
+    for (const [origin, head] of theirs) if (head > state.head(origin)) weLack = true;
+    if (message.reply || weLack) this.send([from], { t: "heads", heads: this.headList(), reply: false });
+  }
+
+  /** Drops the journal entries every member holds: no member can need them again (new ones start from a snapshot). */
+  private pruneJournal(): void {
+    const state = internalsOf(this.host.hsm).state;
+    const floors = new Map<number, number>();
+    for (const [origin, head] of state.vector()) {
+      let floor = head;
+      for (const peer of this.peerAddresses()) floor = Math.min(floor, this.headOf(peer, origin));
+      floors.set(origin, floor);
+    }
+    this.host.stats.pruned += state.prune(floors);
+  }
+
+  private headList(): HeadList {
+    return [...internalsOf(this.host.hsm).state.vector()];
+  }
+}
+
+// Exported classes are frozen: no code in the process patches a method every instance shares.
+freezeClass(Replication);
