@@ -11,36 +11,9 @@ import { type Mechanism, MechanismEncoder } from "./mechanism.js";
 import { chipForTarget } from "./target.js";
 import { type Template, type TemplateResult, checkAttributeType, checkTemplateLength, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
-import { BufferFromString, freezeClass } from "../primordials.js";
-
-type Callback<T> = (error: Error | null, result: T | null) => void;
-
-function buf(value: unknown, name: string): Buffer {
-  if (!Buffer.isBuffer(value)) throw new TypeError(`${name} must be a Buffer`);
-  return value;
-}
-function num(value: unknown, name: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) throw new TypeError(`${name} must be a non-negative integer`);
-  return value;
-}
-function pin(value: unknown, name: string): Buffer {
-  if (value === undefined || value === null) return Buffer.alloc(0);
-  if (typeof value === "string") return BufferFromString(value); // captured: a replaced Buffer.from does not see PINs
-  if (Buffer.isBuffer(value)) return value;
-  throw new TypeError(`${name} must be a string`);
-}
-function callback<T>(cb: unknown): Callback<T> | undefined {
-  if (cb === undefined) return undefined;
-  if (typeof cb !== "function") throw new TypeError("callback must be a function");
-  return cb as Callback<T>;
-}
-/** Adapts a native (err, value) callback to pkcs11js's, mapping the value. */
-function relay<N, T>(cb: Callback<T>, map: (value: N) => T) {
-  return (error: Error | null, value?: N) => (error ? cb(error, null) : cb(null, map(value as N)));
-}
-function promise<T>(start: (cb: Callback<T>) => void): Promise<T> {
-  return new Promise((resolve, reject) => start((error, value) => (error ? reject(error) : resolve(value as T))));
-}
+import { freezeClass } from "../primordials.js";
+import { type Callback, buf, callback, num, pin, promise, relay } from "./facade-args.js";
+import { type InOutMethod, type OutMethod, answerNotSupported, callInOut, callOut } from "./facade-io.js";
 
 export class PKCS11 {
   libPath = "";
@@ -474,49 +447,18 @@ export class PKCS11 {
   }
 
   // ---- Shared plumbing ----
-  // The hot calls: one native method each, chosen by a switch (a computed property lookup
-  // on the backend would be megamorphic and cost more than the work on small inputs).
-  #inOut(method: "C_Encrypt" | "C_EncryptUpdate" | "C_Decrypt" | "C_DecryptUpdate" | "C_Digest" | "C_Sign", session: Handle,
-                inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
+  // Arguments are checked before the module's state, as pkcs11js does; facade-io.ts makes the call.
+  #inOut(method: InOutMethod, session: Handle, inData: Buffer, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
     if (!Buffer.isBuffer(inData)) throw new TypeError("inData must be a Buffer");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const chip = this.#use(method);
-    if (cb !== undefined) {
-      if (method === "C_EncryptUpdate" || method === "C_DecryptUpdate") throw new TypeError(`${method} has no callback form`);
-      const done = relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
-      return void (method === "C_Encrypt" ? chip.encrypt(s, inData, outData, done)
-        : method === "C_Decrypt" ? chip.decrypt(s, inData, outData, done)
-        : method === "C_Sign" ? chip.sign(s, inData, outData, done)
-        : chip.digest(s, inData, outData, done));
-    }
-    let n: number;
-    switch (method) {
-      case "C_Encrypt": n = chip.encrypt(s, inData, outData); break;
-      case "C_Decrypt": n = chip.decrypt(s, inData, outData); break;
-      case "C_Sign": n = chip.sign(s, inData, outData); break;
-      case "C_Digest": n = chip.digest(s, inData, outData); break;
-      case "C_EncryptUpdate": n = chip.encryptUpdate(s, inData, outData); break;
-      default: n = chip.decryptUpdate(s, inData, outData); break;
-    }
-    // A caller who sized the buffer exactly gets it back: the same bytes, no new view.
-    return n === outData.length ? outData : outData.subarray(0, n);
+    return callInOut(this.#use(method), method, s, inData, outData, cb);
   }
 
-  #out(method: "C_EncryptFinal" | "C_DecryptFinal" | "C_DigestFinal" | "C_SignFinal", session: Handle, outData: Buffer,
-              cb?: Callback<Buffer>): Buffer | void {
+  #out(method: OutMethod, session: Handle, outData: Buffer, cb?: Callback<Buffer>): Buffer | void {
     const s = h(session, "session");
     if (!Buffer.isBuffer(outData)) throw new TypeError("outData must be a Buffer");
-    const chip = this.#use(method);
-    const done = cb === undefined ? undefined : relay(callback<Buffer>(cb)!, (n: number) => outData.subarray(0, n));
-    let n: number;
-    switch (method) {
-      case "C_EncryptFinal": n = chip.encryptFinal(s, outData, done); break;
-      case "C_DecryptFinal": n = chip.decryptFinal(s, outData, done); break;
-      case "C_DigestFinal": n = chip.digestFinal(s, outData, done); break;
-      default: n = chip.signFinal(s, outData, done); break;
-    }
-    return done ? undefined : outData.subarray(0, n);
+    return callOut(this.#use(method), method, s, outData, cb);
   }
 
   #notSupported(method: string, session: Handle, ..._args: unknown[]): never {
@@ -532,9 +474,7 @@ export class PKCS11 {
     buf(outData, "outData");
     const done = callback<Buffer>(cb);
     this.#use(method);
-    const error = new Pkcs11Error(C.CKR_FUNCTION_NOT_SUPPORTED, method);
-    if (done === undefined) throw error;
-    process.nextTick(done, error, null);
+    return answerNotSupported(method, done);
   }
 }
 
