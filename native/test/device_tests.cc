@@ -20,6 +20,15 @@ Bytes aesKeyTemplate(bool tokenObject) {
   return hsmtest::encodeTemplate(attrs);
 }
 
+/** A token labelled `label` with a session of a new application, logged in as `principal`. */
+CK_ULONG principalSession(Module& m, const char* label, CK_ULONG principal) {
+  CHECK(m.initToken(0, text("so-pin-1"), text(label)) == CKR_OK);
+  CK_ULONG app = m.newApplication(), s = 0;
+  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s, app) == CKR_OK);
+  CHECK(m.loginPrincipal(s, principal) == CKR_OK);
+  return s;
+}
+
 CK_ULONG createKey(Module& m, CK_ULONG session, bool tokenObject) {
   Template t;
   Bytes tmpl = aesKeyTemplate(tokenObject);
@@ -57,10 +66,7 @@ Mechanism gcm(const Bytes& iv) {
 
 TEST(masked_records_are_bound_to_their_identity) {
   Module m(ModuleConfig{0, 5, 8, false, Bytes()});
-  CHECK(m.initToken(0, text("so-pin-1"), text("bind")) == CKR_OK);
-  CK_ULONG app = m.newApplication(), s = 0;
-  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s, app) == CKR_OK);
-  CHECK(m.loginPrincipal(s, 7) == CKR_OK);
+  CK_ULONG s = principalSession(m, "bind", 7);
   CK_ULONG key = createKey(m, s, true);
   for (int algorithm = 1; algorithm <= 2; ++algorithm) {
     Bytes record;
@@ -175,10 +181,7 @@ TEST(device_profile_secret_components_are_readable_by_the_owner_only) {
 
 TEST(memory_profile_secret_components_follow_pkcs11_only) {
   Module m(ModuleConfig{0, 5, 8, false, Bytes()});
-  CHECK(m.initToken(0, text("so-pin-1"), text("plain")) == CKR_OK);
-  CK_ULONG app = m.newApplication(), s = 0;
-  CHECK(m.openSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, s, app) == CKR_OK);
-  CHECK(m.loginPrincipal(s, 7) == CKR_OK);
+  CK_ULONG s = principalSession(m, "plain", 7);
   CK_ULONG key = createReadableKey(m, s);
   CHECK(m.shareObject(0, key, 7, 8, true) == CKR_OK);
   CHECK(m.revokePrincipal(7) == CKR_OK);

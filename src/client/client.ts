@@ -89,6 +89,10 @@ export class ClusterClient {
   private refreshing = false;
   private lastWritePosition: WritePosition | null = null;
   private closed = false;
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
   readonly stats = { requests: 0, retries: 0, busy: 0, stale: 0, timeouts: 0, failovers: 0 };
 
   constructor(private readonly options: ClientOptions) {
@@ -186,11 +190,13 @@ export class ClusterClient {
 
   /** Sends `op` to the best HSM; retries and fails over under `options.rule`. */
   send(op: RequestOp, options: SendOptions, cb: Callback): void {
+    if (this.closed) return cb(new ClientError("CLOSED", "this connection was closed"));
     this.stats.requests++;
     this.attempt(op, options, 0, new Set(), cb);
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     for (const member of this.members.values()) this.exchange(member.address, { kind: "close" }, this.requestTimeoutUs, () => {});
     for (const p of this.pending.values()) this.options.clock.cancel(p.timer);

@@ -119,6 +119,7 @@ export class ClusterChip {
   // ---- sessions and login (logical, on the client) ----
   private openSession(slot: number, flags: number): number {
     this.slot(slot, "C_OpenSession");
+    if (this.client.isClosed) throw new Pkcs11Error(CKR_DEVICE_REMOVED, "C_OpenSession", "CLOSED: this connection was closed");
     if (!(flags & CKF_SERIAL_SESSION)) throw new Pkcs11Error(CKR_SESSION_PARALLEL_NOT_SUPPORTED, "C_OpenSession");
     if (this.sessions.size >= MAX_SESSIONS) throw new Pkcs11Error(CKR_SESSION_COUNT, "C_OpenSession");
     const id = this.nextSession++;
@@ -313,7 +314,8 @@ export class ClusterChip {
       return f.kind === "pkcs11" ? new Pkcs11Error(f.code, method, f.message) : new HsmError(f.code as HsmErrorCode, f.message);
     }
     if (error instanceof ClientError) {
-      const code = error.code === "NO_REACHABLE_HSM" ? CKR_DEVICE_ERROR : error.code === "HSM_UNREACHABLE" ? CKR_DEVICE_REMOVED : CKR_FUNCTION_FAILED;
+      const code = error.code === "NO_REACHABLE_HSM" ? CKR_DEVICE_ERROR
+        : error.code === "HSM_UNREACHABLE" || error.code === "CLOSED" ? CKR_DEVICE_REMOVED : CKR_FUNCTION_FAILED;
       return new Pkcs11Error(code, method, `${error.code}: ${error.message}`);
     }
     return error;

@@ -10,7 +10,8 @@ export type ClientErrorCode =
   | "HSM_UNREACHABLE" // the HSM a session's operation lives on stopped answering
   | "OUTCOME_UNKNOWN" // a write got no answer: it may or may not have happened
   | "NO_CONNECTION" // the HSM does not know this client's sessions (it restarted)
-  | "INVALID_ARGUMENT";
+  | "INVALID_ARGUMENT"
+  | "CLOSED"; // the connection was closed
 
 export class ClientError extends CodedError<ClientErrorCode> {
   constructor(code: ClientErrorCode, message: string) {

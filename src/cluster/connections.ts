@@ -45,16 +45,28 @@ export class NodeFailure extends Error {
 /** Checks that a token key may be used now; `visible` tells whether the session may see it at all. */
 export type KeyUseCheck = (method: string, keyId: unknown, visible: () => boolean) => void;
 
+/** CloudHSM serves at most 900 client connections per cluster; an HSM here holds no more. */
+const MAX_CONNECTIONS = 900;
+/** One network address holds a handful (a client process, or the clients behind one NAT gateway). */
+const MAX_CONNECTIONS_PER_ADDRESS = 64;
+
+/** The sender address a connection name was scoped to (requests.ts scopeToSender). */
+const senderOf = (conn: string) => conn.slice(0, Math.max(0, conn.indexOf("|")));
+
 export class Connections {
   private readonly table = new Map<string, Connection>();
+  private readonly perAddress = new Map<string, number>();
 
   constructor(private readonly hsm: Hsm, private readonly checkKeyUse: KeyUseCheck) {}
 
   /** Closes a client's sessions here and forgets it. */
   close(conn: string): void {
     const connection = MapGet(this.table, conn);
-    if (connection) for (const session of connection.sessions.values()) connection.chip.closeSession(session.physical);
+    if (!connection) return;
+    for (const session of connection.sessions.values()) connection.chip.closeSession(session.physical);
     this.table.delete(conn);
+    const sender = senderOf(conn);
+    MapSet(this.perAddress, sender, (MapGet(this.perAddress, sender) ?? 1) - 1);
   }
 
   /** Runs a client's chip call on this HSM, in the client's own application. */
@@ -67,6 +79,12 @@ export class Connections {
       throw new NodeFailure({ kind: "no-connection", message: `HSM ${this.hsm.id} holds no session objects of this application (it restarted)` });
     }
     if (!connection) {
+      // Each connection is a native application with sessions of its own: one client must not take them all.
+      const sender = senderOf(conn), held = MapGet(this.perAddress, sender) ?? 0;
+      if (held >= MAX_CONNECTIONS_PER_ADDRESS || this.table.size >= MAX_CONNECTIONS) {
+        throw new NodeFailure({ kind: "busy", message: `HSM ${this.hsm.id} holds ${held} connections from ${sender} and ${this.table.size} in all: no more` });
+      }
+      MapSet(this.perAddress, sender, held + 1);
       connection = { chip: new HsmPkcs11Backend(this.hsm).asChip(), sessions: new Map(), login: null, revoked: null, sessionObjects: new Set() };
       MapSet(this.table, conn, connection);
     }

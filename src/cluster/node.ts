@@ -142,13 +142,18 @@ export class ClusterNode {
   }
 
   private receive(from: string, message: unknown): void {
-    const m = message as { t?: string };
-    if (m?.t === "req") {
-      if (isWellFormedRequest(message)) this.enqueue(from, scopeToSender(from, message));
-      else this.stats.malformed++;
+    try {
+      const m = message as { t?: string };
+      if (m?.t === "req") {
+        if (isWellFormedRequest(message)) this.enqueue(from, scopeToSender(from, message));
+        else this.stats.malformed++;
+      }
+      else if (m?.t === "peer") this.replication.receive(from, message as PeerEnvelope);
+      else if (m?.t === "push" || m?.t === "heads") this.stats.peerRejected++; // a bare peer message: never authenticated
+    } catch {
+      // A message whose getters throw (or a Proxy) is dropped here, never thrown into the network's delivery.
+      this.stats.malformed++;
     }
-    else if (m?.t === "peer") this.replication.receive(from, message as PeerEnvelope);
-    else if (m?.t === "push" || m?.t === "heads") this.stats.peerRejected++; // a bare peer message: never authenticated
   }
 
   // ---- client requests ----

@@ -17,6 +17,8 @@ import { type ReceivedPeerMessage, decodePeerMessage, encodePeerMessage, encodeP
 /** Journal entries one push carries at most. */
 export const MAX_PUSH = 256;
 const PRUNE_EVERY_ROUNDS = 5;
+/** The largest peer message body: MAX_PUSH entries of at most a masked record each, with room to spare. */
+const MAX_PEER_BODY_CHARS = 16 * 1024 * 1024;
 
 export interface ReplicationStats {
   applied: number;
@@ -88,7 +90,7 @@ export class Replication {
     const { clusterId, address, stats } = this.host;
     const { cluster, to, body, mac } = envelope;
     // (A member that has just left may still have messages in flight: onPeer drops those, uncounted.)
-    if (envelope.from !== from || to !== address || cluster !== clusterId || typeof body !== "string" || !(mac instanceof Uint8Array) || mac.length !== 32) {
+    if (envelope.from !== from || to !== address || cluster !== clusterId || typeof body !== "string" || body.length > MAX_PEER_BODY_CHARS || !(mac instanceof Uint8Array) || mac.length !== 32) {
       stats.peerRejected++;
       return;
     }

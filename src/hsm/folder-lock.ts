@@ -4,7 +4,7 @@
 // also refuses a second connection of the same process. hsm.db itself stays readable, so
 // `hsmsim audit` can read the folder of a running HSM.
 import { freezeClass } from "../primordials.js";
-import { closeSync, fchmodSync, openSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fstatSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
@@ -19,8 +19,11 @@ export const LOCK_FILE = "hsm.lock";
 
 /** Creates `path` owner-only (whatever the umask) if missing, before SQLite opens it. */
 export function createOwnerOnly(path: string, exclusive: boolean): void {
-  const fd = openSync(path, exclusive ? "wx" : "a", 0o600);
+  // Never through a planted symlink: it would chmod, or lock, a file outside the folder.
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | (exclusive ? constants.O_EXCL : 0);
+  const fd = openSync(path, flags, 0o600);
   try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${path} is not a regular file`);
     fchmodSync(fd, 0o600);
   } finally {
     closeSync(fd);

@@ -169,11 +169,13 @@ export class Hsm {
 
   /** A pkcs11js-compatible PKCS11 over this HSM: C_Login(session, CKU_USER, "name:password"). */
   pkcs11(): PKCS11 {
+    this.#requireOpen();
     return new PKCS11(new HsmPkcs11Backend(this).asChip());
   }
 
   /** The durable key id of a token key's PKCS#11 handle (ids survive restarts; handles do not). */
   keyIdOf(handle: Buffer): number {
+    this.#requireOpen();
     const id = handle instanceof Buffer && handle.length === 8 ? this.#state.keyIds.get(handle.readUInt32LE(0)) : undefined;
     if (id === undefined) throw new HsmError("KEY_NOT_FOUND", "that handle is not a token key of this HSM");
     return id;
@@ -403,6 +405,10 @@ export class Hsm {
    * still exists with the same credential. A delete, a password change (own or a CO's reset)
    * or activation (PRECO → CO), made here or replicated from another HSM, ends it on the next call.
    */
+  #requireOpen(): void {
+    if (this.#closed) throw new HsmError("CLOSED", "the HSM was closed");
+  }
+
   #check(actor: Actor): UserRow {
     const row = this.#current(actor);
     if (row) return row;

@@ -13,7 +13,7 @@ import {
   APPLICATION_CALLS, type ApplicationCallName, type NativeApplication, type NativeChip,
 } from "../pkcs11/addon.js";
 import {
-  CKA_TOKEN, CKR_DEVICE_ERROR, CKR_FUNCTION_NOT_SUPPORTED, CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_LOCKED,
+  CKA_TOKEN, CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_FUNCTION_NOT_SUPPORTED, CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_LOCKED,
   CKR_USER_ALREADY_LOGGED_IN, CKR_USER_ANOTHER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKR_USER_PIN_NOT_INITIALIZED,
   CKR_USER_TYPE_INVALID, CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS, CKU_USER,
 } from "../pkcs11/constants.js";
@@ -35,6 +35,25 @@ const CREATING: Partial<Record<ApplicationCallName, { operation: string; handles
   unwrapKey: { operation: "UNWRAP_KEY", handles: (r) => [r as number] },
   deriveKey: { operation: "DERIVE_KEY", handles: (r) => [r as number] },
 };
+
+/** The overrides that reach the device, with the C_ function each serves. */
+const DEVICE_CALLS: Record<string, string> = {
+  login: "C_Login", setPin: "C_SetPIN", destroyObject: "C_DestroyObject", setAttributeValue: "C_SetAttributeValue",
+  createObject: "C_CreateObject", copyObject: "C_CopyObject", generateKey: "C_GenerateKey", generateKeyPair: "C_GenerateKeyPair",
+  unwrapKey: "C_UnwrapKey", deriveKey: "C_DeriveKey",
+};
+
+/** A closed HSM answers as a removed device (CKR_DEVICE_REMOVED), as a token pulled out would. */
+function deviceCall(fn: Fn, method: string): Fn {
+  return (...args: unknown[]) => {
+    try {
+      return fn(...args);
+    } catch (e) {
+      if (e instanceof HsmError && e.code === "CLOSED") throw new Pkcs11Error(CKR_DEVICE_REMOVED, method, e.message);
+      throw e;
+    }
+  };
+}
 
 /** CloudHSM's password lengths (see types.ts). */
 const MIN_PASSWORD = 8, MAX_PASSWORD = 32;
@@ -84,6 +103,8 @@ export class HsmPkcs11Backend {
     for (const [name, spec] of Object.entries(CREATING)) backend[name] = this.#creating(app[name as ApplicationCallName], spec);
     backend.destroyObject = (session, object) => this.#destroy(session as number, object as number);
     backend.setAttributeValue = (session, object, template) => this.#setAttributes(session as number, object as number, template as Buffer);
+    // The overrides reach the device, which may be closed: a pkcs11js caller gets a Pkcs11Error, never an HsmError.
+    for (const [name, method] of Object.entries(DEVICE_CALLS)) backend[name] = deviceCall(backend[name], method);
     return ObjectFreeze(backend) as unknown as NativeChip;
   }
 
@@ -209,11 +230,12 @@ export class HsmPkcs11Backend {
     try {
       this.#internals.store.transaction(() => {
         const ids: number[] = [];
+        let loggedIn: boolean | undefined; // asked once, and only when a token object needs it
         for (const handle of handles) {
           if (!this.#isTokenObject(session, handle)) continue;
           // An async creation that finishes after its user was revoked (deleted, or a new
           // password) must not leave a token key behind, owned by a login that no longer exists.
-          if (!this.#loggedIn(session)) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, operation);
+          if (!(loggedIn ??= this.#loggedIn(session))) throw new Pkcs11Error(CKR_USER_NOT_LOGGED_IN, operation);
           const id = this.#internals.state.newKeyId();
           this.#internals.state.writeKey(id, handle);
           ids.push(id);
@@ -234,7 +256,8 @@ export class HsmPkcs11Backend {
           }
         }
       }
-      const refusal = e instanceof Pkcs11Error ? e : new Pkcs11Error(CKR_DEVICE_ERROR, operation);
+      const closed = e instanceof HsmError && e.code === "CLOSED";
+      const refusal = e instanceof Pkcs11Error ? e : new Pkcs11Error(closed ? CKR_DEVICE_REMOVED : CKR_DEVICE_ERROR, operation);
       // Every key creation is audited, refused ones included: the creating transaction rolled
       // back with its entry, so the refusal gets its own (sync and async forms alike).
       try {

@@ -47,7 +47,7 @@ export class PKCS11 {
     this.#backend = null;
     this.#initialized = false;
     this.libPath = "";
-    if (wasInitialized) for (const slot of backend.getSlotList()) backend.closeAllSessions(slot);
+    if (wasInitialized) closeSessions(backend);
   }
 
   /** The backend, once C_Initialize has run; `method` names the call in the error. */
@@ -65,8 +65,7 @@ export class PKCS11 {
     this.#initialized = true;
   }
   C_Finalize(): void {
-    const chip = this.#use("C_Finalize");
-    for (const slot of chip.getSlotList()) chip.closeAllSessions(slot);
+    closeSessions(this.#use("C_Finalize"));
     this.#initialized = false;
   }
   C_GetInfo(): info.ModuleInfo {
@@ -476,6 +475,11 @@ export class PKCS11 {
     this.#use(method);
     return answerNotSupported(method, done);
   }
+}
+
+/** Closes every session this application holds, on every slot. */
+function closeSessions(backend: NativeChip): void {
+  for (const slot of backend.getSlotList()) backend.closeAllSessions(slot);
 }
 
 // Shared by every application: no one patches a method (C_Login would see every PIN).

@@ -207,7 +207,9 @@ describe("a client's endpoint is bound to its own address", () => {
     expect(() => endpoint.send(hsm, hsm, {})).toThrow(NetworkError);
     expect(Object.isFrozen(endpoint)).toBe(true);
     // Its own address still works: the connection is usable.
-    expect(connection.login(ALICE.username, ALICE.password)).toBeDefined();
+    const alice = connection.login(ALICE.username, ALICE.password);
+    const key = alice.generateAesKey({ label: "own-address" });
+    expect(alice.decrypt(key, alice.encrypt(key, Buffer.from("own address"))).toString()).toBe("own address");
   });
 
   it("nothing reachable from a client connection is the network, the cluster, an HSM node, an Hsm or the World", () => {
@@ -245,7 +247,9 @@ describe("a client's clock is a view", () => {
     expect(fired).toBe(1);
     expect(mine).toBe(0);
     // The cluster still gossips and serves.
-    expect(connection.login(ALICE.username, ALICE.password).generateAesKey({ label: "after" })).toBeDefined();
+    const alice = connection.login(ALICE.username, ALICE.password);
+    const key = alice.generateAesKey({ label: "after" });
+    expect(alice.decrypt(key, alice.encrypt(key, Buffer.from("still serving"))).toString()).toBe("still serving");
   });
 });
 

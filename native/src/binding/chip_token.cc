@@ -6,7 +6,6 @@
 namespace hsm {
 
 namespace {
-constexpr uint32_t kMaxTemplateAttributes = 4096;  // as decodeTemplate
 
 Template templateArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Template t;
@@ -257,7 +256,7 @@ static Napi::Value GetAttributeValue(const Napi::CallbackInfo& info) {
   Napi::Array types = info[2].As<Napi::Array>();
   // The length comes from JavaScript (a sparse array may claim 2^32-1): bound it before sizing anything.
   uint32_t count = types.Length();
-  if (count > kMaxTemplateAttributes) throwType(env, "template has more than 4096 attributes");
+  if (count > hsm::kMaxTemplateAttributes) throwType(env, "template has more than 4096 attributes");
   std::vector<AttributeQuery> queries(count);
   for (uint32_t i = 0; i < count; ++i) {
     Napi::Value t = types.Get(i);

@@ -16,7 +16,7 @@ CK_RV decodeTemplate(ByteView encoded, Template& out) {
   if (encoded.size < 4) return CKR_ARGUMENTS_BAD;
   uint32_t count = readU32(encoded.data);
   size_t offset = 4;
-  if (count > 4096) return CKR_ARGUMENTS_BAD;
+  if (count > kMaxTemplateAttributes) return CKR_ARGUMENTS_BAD;
   out.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
     if (encoded.size - offset < 8) return CKR_ARGUMENTS_BAD;

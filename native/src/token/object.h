@@ -48,6 +48,8 @@ struct TemplateAttribute {
 using Template = std::vector<TemplateAttribute>;
 
 // Wire format from TypeScript: u32 count, then per attribute u32 type, u32 length, bytes.
+// At most kMaxTemplateAttributes attributes (CKR_ARGUMENTS_BAD beyond).
+constexpr uint32_t kMaxTemplateAttributes = 4096;
 CK_RV decodeTemplate(ByteView encoded, Template& out);
 
 Bytes encodeUlong(CK_ULONG value);
