@@ -7,15 +7,16 @@
 // leaves the rotation until it answers again.
 import { freezeClass } from "../primordials.js";
 import { copyValue } from "../cluster/calls.js";
-import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, Transport, WritePosition } from "../cluster/protocol.js";
-import type { Clock } from "../sim/clock.js";
-import type { Rng } from "../sim/random.js";
+import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, WritePosition } from "../cluster/protocol.js";
+import type { Clock } from "../runtime/clock.js";
+import type { Random } from "../runtime/random.js";
+import type { Transport } from "../runtime/transport.js";
 import { ClientError } from "./errors.js";
 
 export interface ClientOptions {
   transport: Transport;
   clock: Clock;
-  rng: Rng;
+  rng: Random;
   /** This client's own address on the network. */
   address: string;
   /** One HSM's address (or a gateway's): the client learns the others from it. */

@@ -10,12 +10,13 @@ import { internalsOf } from "../hsm/internals.js";
 import { MAX_ORIGIN } from "../hsm/journal.js";
 import type { HsmSnapshot, MaskingKeySource } from "../hsm/snapshot.js";
 import type { HsmType } from "../hsm/types.js";
-import type { Clock } from "../sim/clock.js";
-import type { Rng } from "../sim/random.js";
+import type { Clock } from "../runtime/clock.js";
+import type { Random } from "../runtime/random.js";
+import type { Transport } from "../runtime/transport.js";
 import { type Backup, type BackupTrigger, BackupVault, deliverMaskingKey } from "./backup.js";
 import { ClusterError } from "./errors.js";
 import { ClusterNode, type Member, type NodeConfig } from "./node.js";
-import type { RequestOp, Transport } from "./protocol.js";
+import type { RequestOp } from "./protocol.js";
 
 export const MAX_HSMS = 28;
 
@@ -33,7 +34,7 @@ export interface HsmInfo {
 export interface ClusterOptions {
   clock: Clock;
   transport: Transport;
-  rng: Rng;
+  rng: Random;
   /** Each HSM keeps its data folder under here. */
   dataDir: string;
   hsmCount?: number;
@@ -97,7 +98,7 @@ export class Cluster {
   private nextOrigin = 1;
   private membershipEpoch = 0;
   private readonly zones: string[];
-  private readonly rng: Rng;
+  private readonly rng: Random;
   private activated = false;
   /** What happened, in order, for reports and the demo. */
   readonly events: { atUs: number; event: string }[] = [];

@@ -4,4 +4,5 @@ export { Cluster, type ClusterOptions, type ClusterState, type HsmInfo, type Hsm
 export { ClusterNode, type NodeConfig } from "./node.js";
 export { BackupVault, type Backup, type BackupTrigger } from "./backup.js";
 export { ClusterError, type ClusterErrorCode } from "./errors.js";
-export type { MemberAddress, Transport } from "./protocol.js";
+export type { MemberAddress } from "./protocol.js";
+export type { Transport } from "../runtime/transport.js";

@@ -12,10 +12,11 @@ import { type JournalEntry, changeSubject, decodeChange, keyIdOrigin } from "../
 import { PRECO_USERNAME } from "../hsm/types.js";
 import { CKR_FUNCTION_FAILED } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
-import type { Clock } from "../sim/clock.js";
+import type { Clock } from "../runtime/clock.js";
+import type { Transport } from "../runtime/transport.js";
 import { CREATING_CALLS, SESSION_OBJECT_BASE, copyValue } from "./calls.js";
 import { Connections, NodeFailure } from "./connections.js";
-import type { Failure, HelloValue, MemberAddress, PeerEnvelope, Request, RequestOp, Response, Transport, WritePosition } from "./protocol.js";
+import type { Failure, HelloValue, MemberAddress, PeerEnvelope, Request, RequestOp, Response, WritePosition } from "./protocol.js";
 import { MAX_PUSH, Replication } from "./replication.js";
 import { failureOf, isWellFormedRequest, scopeToSender } from "./requests.js";
 

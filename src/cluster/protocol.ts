@@ -1,14 +1,8 @@
-// The messages between clients and HSMs, and between HSMs, over an abstract transport (the
-// simulated network now, TLS sockets later). Messages are plain values; the sender never
+// The messages between clients and HSMs, and between HSMs, over an abstract transport
+// (src/runtime/transport.ts). Messages are plain values; the sender never
 // touches one again after sending it.
 import { type JournalEntry, encodeChange } from "../hsm/journal.js";
 
-/** What carries messages: SimNetwork in the simulator. */
-export interface Transport {
-  attach(address: string, handler: (from: string, message: unknown) => void): void;
-  detach(address: string): void;
-  send(from: string, to: string, message: unknown): void;
-}
 
 /** An HSM as the client sees it in the cluster's address list. */
 export interface MemberAddress {

@@ -10,8 +10,9 @@ import type { Hsm } from "../hsm/hsm.js";
 import { internalsOf } from "../hsm/internals.js";
 import { type JournalEntry, decodeChange } from "../hsm/journal.js";
 import { MAC_PURPOSE } from "../hsm/seal.js";
-import type { Clock } from "../sim/clock.js";
-import type { HeadList, MemberAddress, PeerEnvelope, PeerMessage, Transport } from "./protocol.js";
+import type { Clock } from "../runtime/clock.js";
+import type { Transport } from "../runtime/transport.js";
+import type { HeadList, MemberAddress, PeerEnvelope, PeerMessage } from "./protocol.js";
 import { type ReceivedPeerMessage, decodePeerMessage, encodePeerMessage, encodePushBody, peerMacInput } from "./protocol.js";
 
 /** Journal entries one push carries at most. */

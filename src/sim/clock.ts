@@ -3,13 +3,9 @@
 // Events at the same instant run in the order they were scheduled.
 import { ObjectFreeze, freezeClass } from "../primordials.js";
 
-export interface Clock {
-  /** Microseconds since the simulation's epoch. */
-  nowUs(): number;
-  /** Runs `fn` after `delayUs`; returns an id for cancel(). */
-  schedule(delayUs: number, fn: () => void): number;
-  cancel(id: number): void;
-}
+import type { Clock } from "../runtime/clock.js";
+
+export type { Clock };
 
 interface Timer {
   atUs: number;

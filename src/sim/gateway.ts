@@ -2,7 +2,7 @@
 // it relays to the HSM it hides. The client learns the HSMs' real addresses from the cluster,
 // cannot reach them, and so cannot fail over: the case DESIGN's fidelity list calls out.
 import { freezeClass } from "../primordials.js";
-import type { Transport } from "../cluster/protocol.js";
+import type { Transport } from "../runtime/transport.js";
 
 export class Gateway {
   /** Which client asked which relayed request, to route answers back. */

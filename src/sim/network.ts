@@ -2,7 +2,7 @@
 // randomness: latency with jitter (so messages can overtake each other), loss, duplication,
 // partitions, one-way links and nodes that are down. Everything it does is fixed by the seed.
 import { ObjectFreeze, freezeClass } from "../primordials.js";
-import type { Transport } from "../cluster/protocol.js";
+import type { MessageHandler, Transport } from "../runtime/transport.js";
 import { CodedError } from "../coded-error.js";
 import type { Clock } from "./clock.js";
 import type { Rng } from "./random.js";
@@ -20,7 +20,7 @@ export interface LinkFaults {
 
 export const QUIET_NETWORK: LinkFaults = { latencyUs: 200, jitterUs: 0, lossRate: 0, duplicateRate: 0 };
 
-export type MessageHandler = (from: string, message: unknown) => void;
+export type { MessageHandler };
 
 export interface NetworkStats {
   sent: number;
