@@ -4,7 +4,7 @@
 // also refuses a second connection of the same process. hsm.db itself stays readable, so
 // `hsmsim audit` can read the folder of a running HSM.
 import { freezeClass } from "../primordials.js";
-import { closeSync, constants, fchmodSync, fstatSync, openSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
@@ -17,11 +17,36 @@ const Database = require("better-sqlite3") as typeof BetterSqlite3;
 
 export const LOCK_FILE = "hsm.lock";
 
-/** Creates `path` owner-only (whatever the umask) if missing, before SQLite opens it. */
+/**
+ * Creates `path` owner-only (whatever the umask) if missing, before SQLite opens it. An existing
+ * file is never opened here: closing any descriptor of a file drops every POSIX lock this process
+ * holds on it, so opening the lock file of a folder this process has locked would hand the lock to
+ * other processes.
+ */
 export function createOwnerOnly(path: string, exclusive: boolean): void {
+  if (!exclusive) {
+    let existing: ReturnType<typeof lstatSync> | undefined;
+    try {
+      existing = lstatSync(path);
+    } catch {
+      // missing: create it below
+    }
+    if (existing) {
+      // Never through a planted symlink: SQLite would lock a file outside the folder.
+      if (!existing.isFile()) throw new Error(`${path} is not a regular file`);
+      return;
+    }
+  }
   // Never through a planted symlink: it would chmod, or lock, a file outside the folder.
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | (exclusive ? constants.O_EXCL : 0);
-  const fd = openSync(path, flags, 0o600);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND | constants.O_NOFOLLOW;
+  let fd: number;
+  try {
+    fd = openSync(path, flags, 0o600);
+  } catch (e) {
+    // Made between our look and our create (another opener): check it as an existing file.
+    if (!exclusive && (e as { code?: unknown }).code === "EEXIST") return createOwnerOnly(path, false);
+    throw e;
+  }
   try {
     if (!fstatSync(fd).isFile()) throw new Error(`${path} is not a regular file`);
     fchmodSync(fd, 0o600);

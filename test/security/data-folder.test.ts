@@ -284,6 +284,13 @@ describe("one owner per folder", () => {
     expect(d.hsm.listUsers(d.hsm.login("admin", "co-password-1")).map((u) => u.username)).toContain("carol");
   });
 
+  it("a refused second open in this process does not hand the lock to another process", async () => {
+    // Closing any descriptor of the lock file would drop this process's POSIX lock on it.
+    const d = device();
+    expectHsmError(() => H.Hsm.open(d.dir, FAST), "DATA_FOLDER_IN_USE");
+    expect(await openInChild(d.dir, false).first).toBe("DATA_FOLDER_IN_USE");
+  }, 60_000);
+
   it("another process gets DATA_FOLDER_IN_USE while the folder is open, and opens it once the owner is killed with -9", async () => {
     const d = device();
     expect(await openInChild(d.dir, false).first).toBe("DATA_FOLDER_IN_USE");
