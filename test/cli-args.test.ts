@@ -206,3 +206,26 @@ describe("progress line", () => {
     }
   });
 });
+
+describe("sim sweep progress", () => {
+  it("shows a live line on a terminal and none with --json; the results are the same", async () => {
+    const { runSimCommand } = await import("../src/cli/sim.js");
+    const { textOutput } = await import("../src/cli/format.js");
+    for (const json of [false, true]) {
+      let progress = "", out = "";
+      const terminal = { write: (t: string) => (progress += t), isTTY: true, columns: 100 };
+      const code = await runSimCommand({ seeds: 2, from: 11, json }, textOutput((t) => (out += t)), (t) => (out += t), terminal);
+      expect(code).toBe(0);
+      if (json) {
+        expect(progress).toBe("");
+        expect(JSON.parse(out)).toMatchObject({ from: 11, runs: 2, failedSeeds: [] });
+      } else {
+        expect(progress).toContain("2/2 runs");
+        expect(progress).toContain("0 failed");
+        expect(progress.endsWith("\r\x1b[2K")).toBe(true);
+        expect(out).toContain("2 runs (seeds 11–12): 0 failed");
+        expect(out).not.toContain("\r");
+      }
+    }
+  });
+});
