@@ -40,7 +40,9 @@ export class PKCS11 {
    */
   load(target: string, options?: CallLogOptions): void {
     const logging = callLogSettings(options);
-    this.#backend = chipForTarget(target);
+    const backend = chipForTarget(target);
+    if (this.#backend !== null) unload(this.#backend);
+    this.#backend = backend;
     this.libPath = target;
     this.#initialized = false;
     this.#callLog?.stop();
@@ -62,7 +64,11 @@ export class PKCS11 {
     this.#backend = null;
     this.#initialized = false;
     this.libPath = "";
-    if (wasInitialized) closeSessions(backend);
+    try {
+      if (wasInitialized) closeSessions(backend);
+    } finally {
+      unload(backend);
+    }
   }
 
   /** The backend, once C_Initialize has run; `method` names the call in the error. */
@@ -490,6 +496,11 @@ export class PKCS11 {
     this.#use(method);
     return answerNotSupported(method, done);
   }
+}
+
+/** Releases what a backend holds beyond its sessions (a remote backend's worker thread), if it holds anything. */
+function unload(backend: NativeChip): void {
+  (backend as { unload?: () => void }).unload?.();
 }
 
 /** Closes every session this application holds, on every slot. */
