@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 
 import { afterAll, describe, expect, it } from "vitest";
 
+import { RemoteLink } from "../../src/client/remote/link.js";
 import * as P from "../../src/index.js";
 import { PKCS11 } from "../../src/pkcs11/pkcs11.js";
 
@@ -171,5 +172,36 @@ describe("PKCS#11 call log", () => {
         }
       });
     });
+  });
+
+  it("logs the same way over any backend: the remote client's worker-thread bridge, sync and callback forms", async () => {
+    const link = new RemoteLink({ kind: "memory", target: "memory:?pinHashIterations=16" });
+    try {
+      const lines: string[] = [];
+      const pkcs11 = new PKCS11(link.chip(), { log: (line) => lines.push(line) });
+      pkcs11.C_Initialize();
+      const [slot] = pkcs11.C_GetSlotList(true);
+      pkcs11.C_InitToken(slot, "so-Remote#Pin1", "remote");
+      const session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+      pkcs11.C_Login(session, P.CKU_SO, "so-Remote#Pin1");
+      pkcs11.C_InitPIN(session, "usr-Remote#Pin2");
+      pkcs11.C_Logout(session);
+      pkcs11.C_Login(session, P.CKU_USER, "usr-Remote#Pin2");
+      const key = pkcs11.C_GenerateKey(session, { mechanism: P.CKM_AES_KEY_GEN }, [{ type: P.CKA_VALUE_LEN, value: 32 }, { type: P.CKA_ENCRYPT, value: true }]);
+      const gcm = { mechanism: P.CKM_AES_GCM, parameter: { type: P.CK_PARAMS_AES_GCM, iv: Buffer.alloc(12, 1), tagBits: 128 } };
+      const secret = Buffer.from("remote plaintext: launch code 0000");
+      pkcs11.C_EncryptInit(session, gcm, key);
+      const sealed = await pkcs11.C_EncryptAsync(session, secret, Buffer.alloc(128));
+      pkcs11.C_Finalize();
+      pkcs11.close();
+      const text = lines.join("\n");
+      expect(text).toMatch(/load\("backend:"\)/);
+      expect(text).toMatch(/C_Login\(session=\d+, userType=CKU_USER, pin=\*\*\*\) = CKR_OK/);
+      expect(text).toMatch(/C_GenerateKey\(session=\d+, mechanism=CKM_AES_KEY_GEN, template=\[CKA_VALUE_LEN=32, CKA_ENCRYPT=true\]\) = CKR_OK → \d+/);
+      expect(text).toMatch(/C_Encrypt\(session=\d+, inData=<34 bytes>, outData=<128 bytes>\) \[callback\] = CKR_OK → <50 bytes>/);
+      for (const form of ["Remote#Pin", secret.toString("hex"), "launch code", sealed.toString("hex").slice(0, 16)]) expect(text).not.toContain(form);
+    } finally {
+      await link.terminate();
+    }
   });
 });
