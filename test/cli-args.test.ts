@@ -148,6 +148,29 @@ describe("strict command lines", () => {
   });
 });
 
+describe("command definitions and failures", () => {
+  it("refuses a spec that takes --help or -h for itself", () => {
+    expect(() => defineCommand({ name: "x", summary: "x", options: { help: { type: "boolean", description: "mine" } }, run: () => 0 })).toThrow(/--help and -h/);
+    expect(() => defineCommand({ name: "x", summary: "x", options: { host: { type: "string", short: "h", description: "mine" } }, run: () => 0 })).toThrow(/--help and -h/);
+  });
+
+  it("a typed error from a command is its message and code, exit 1; any other error is the caller's to report", async () => {
+    const { CodedError } = await import("../src/coded-error.js");
+    const table = [
+      defineCommand({ name: "typed", summary: "t", run: () => {
+        throw new CodedError("ClusterError", "NOT_RUNNING", "no cluster runs in ./.hsmsim");
+      } }),
+      defineCommand({ name: "bug", summary: "b", run: () => {
+        throw new RangeError("a defect");
+      } }),
+    ];
+    const io = capture();
+    expect(await runProgram(table, ["typed"], io, meta)).toBe(1);
+    expect(io.err()).toBe("t typed: no cluster runs in ./.hsmsim (NOT_RUNNING)\n");
+    await expect(runProgram(table, ["bug"], capture(), meta)).rejects.toThrow(RangeError);
+  });
+});
+
 describe("the hsmsim table", () => {
   it("every command has a usage and its options have descriptions", async () => {
     for (const command of COMMANDS) {
