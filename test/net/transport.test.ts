@@ -184,3 +184,38 @@ describe("limits at accept", () => {
     }
   }, 60_000);
 });
+
+describe("mutual TLS", () => {
+  it("enforced: a client without a certificate from the client trust anchor is refused at the handshake with a typed error; one with it is served", async () => {
+    const { createClientCa, issueClientCertificate } = await import("../../src/net/pki.js");
+    const ca = await sharedCa();
+    const clientCa = await createClientCa({ commonName: "hsmsim test clients" });
+    const appCert = await issueClientCertificate(clientCa, { commonName: "app-one" });
+    const host = "127.0.0.2";
+    const port = await freePort(host);
+    const address = `${host}:${port}`;
+    const cert = await issueHsmCertificate(ca, { host, port, hsmId: "hsm-mtls" });
+    const transport = await HsmTransport.listen({ address, tls: hsmTls({ hsm: cert, clusterCaPem: ca.certPem, clientCaPem: clientCa.certPem, enforceMutualTls: true }) });
+    // A bare transport that answers every request with a response of its own id: the TLS path is what is tested here.
+    transport.attach(address, (from, message) => {
+      const id = (message as { id: number }).id;
+      transport.send(address, from, { t: "res", id, ok: true, value: { hsmId: "hsm-mtls", clusterId: "c", members: [{ hsmId: "hsm-mtls", address, availabilityZone: "az" }], membershipEpoch: 1 }, hsmId: "hsm-mtls", spareCapacity: 1, membershipEpoch: 1 });
+    });
+    const anonymous = await startClient(address, ca.certPem, false);
+    const withCert = await startClient(address, ca.certPem, false, appCert);
+    try {
+      const refused = await new Promise<Error | null>((resolve) => anonymous.client.connect((e) => resolve(e)));
+      expect(refused).not.toBeNull();
+      await until(() => anonymous.errors.length > 0, "the anonymous client's connection error");
+      expect(anonymous.errors[0]).toBeInstanceOf(TlsError);
+      expect((anonymous.errors[0] as TlsError).code).toMatch(/^CLIENT_CERTIFICATE_(REQUIRED|REJECTED)$/);
+      const served = await new Promise<Error | null>((resolve) => withCert.client.connect((e) => resolve(e)));
+      expect(served).toBeNull();
+      expect(withCert.errors).toEqual([]);
+    } finally {
+      anonymous.close();
+      withCert.close();
+      await transport.close();
+    }
+  }, 60_000);
+});
