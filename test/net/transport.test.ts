@@ -219,3 +219,63 @@ describe("mutual TLS", () => {
     }
   }, 60_000);
 });
+
+describe("timeouts, memory budget, a peer that is down", () => {
+  it("a half-open handshake, a silent client, and incomplete frames past the budget are closed; a down peer is not dialled on every send", async () => {
+    const ca = await sharedCa();
+    const host = "127.0.0.2";
+    const port = await freePort(host);
+    const address = `${host}:${port}`;
+    const cert = await issueHsmCertificate(ca, { host, port, hsmId: "hsm-timeouts" });
+    const logger = recordingLogger();
+    const transport = await HsmTransport.listen({
+      address, tls: hsmTls({ hsm: cert, clusterCaPem: ca.certPem }), logger,
+      limits: { handshakeTimeoutMs: 300, idleTimeoutMs: 400, maxBufferedBytes: 100_000 },
+    });
+    transport.attach(address, () => {});
+    const { connect } = await import("node:net");
+    try {
+      // TCP, and not a byte of TLS: the handshake timeout closes it.
+      const raw = connect({ host, port });
+      raw.on("error", () => {});
+      await new Promise<void>((resolve) => raw.once("close", () => resolve()));
+      expect(transport.stats.tlsRefused).toBeGreaterThanOrEqual(1);
+      // Hello, then silence: the idle timeout.
+      const silent = await rawConnection(address, ca.certPem);
+      silent.socket.resume();
+      await silent.closed;
+      expect(transport.stats.idleTimeouts).toBe(1);
+      // Two connections each holding 60 KB of a 1 MiB frame: the second passes the 100 KB budget.
+      const header = (sequence: number) => {
+        const h = Buffer.alloc(HEADER_BYTES);
+        h.writeUInt32BE(6 + 1024 * 1024, 0);
+        h.writeUInt8(WIRE_VERSION, 4);
+        h.writeUInt8(FRAME_MESSAGE, 5);
+        h.writeUInt32BE(sequence, 6);
+        return h;
+      };
+      const first = await rawConnection(address, ca.certPem);
+      first.socket.write(Buffer.concat([header(1), Buffer.alloc(60_000)]));
+      const second = await rawConnection(address, ca.certPem);
+      second.socket.write(Buffer.concat([header(1), Buffer.alloc(60_000)]));
+      await until(() => transport.stats.memoryRefused === 1, "a connection closed for the memory budget");
+      expect(logger.lines.some((l) => (l.context as { code?: string }).code === "MEMORY_BUDGET")).toBe(true);
+      first.socket.destroy();
+      second.socket.destroy();
+      // A peer address nobody listens on: sends for 600 ms, a handful of attempts at most (backoff), not one per send.
+      const nowhere = `127.0.0.2:${await freePort(host)}`;
+      const started = Date.now();
+      let sends = 0;
+      while (Date.now() - started < 600) {
+        transport.send(address, nowhere, { t: "peer" });
+        sends++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(sends).toBeGreaterThan(20);
+      expect(transport.stats.connects).toBeLessThanOrEqual(6);
+      expect(transport.stats.undeliverable).toBeGreaterThan(10);
+    } finally {
+      await transport.close();
+    }
+  }, 60_000);
+});
