@@ -279,3 +279,37 @@ describe("timeouts, memory budget, a peer that is down", () => {
     }
   }, 60_000);
 });
+
+describe("an HSM dialling a peer checks who answers", () => {
+  it("an impostor at the peer's address, with a cluster certificate for another address or one from a foreign CA, never receives the message", async () => {
+    const ca = await sharedCa();
+    const foreign = await createClusterCa({ commonName: "impostor CA" });
+    const host = "127.0.0.2";
+    const [port, peerPort] = [await freePort(host), await freePort("127.0.0.4")];
+    const address = `${host}:${port}`, peerAddress = `127.0.0.4:${peerPort}`;
+    const hsm = await HsmTransport.listen({ address, tls: hsmTls({ hsm: await issueHsmCertificate(ca, { host, port, hsmId: "hsm-dialler" }), clusterCaPem: ca.certPem }) });
+    hsm.attach(address, () => {});
+    try {
+      const impostorCerts = [
+        { cert: await issueHsmCertificate(ca, { host: "127.0.0.4", port: peerPort + 1, hsmId: "hsm-wrong-port" }), clusterCaPem: ca.certPem },
+        { cert: await issueHsmCertificate(foreign, { host: "127.0.0.4", port: peerPort, hsmId: "hsm-foreign" }), clusterCaPem: foreign.certPem },
+      ];
+      for (const [i, impostor] of impostorCerts.entries()) {
+        const listener = await HsmTransport.listen({ address: peerAddress, tls: hsmTls({ hsm: impostor.cert, clusterCaPem: impostor.clusterCaPem }) });
+        const received: unknown[] = [];
+        listener.attach(peerAddress, (_from, message) => received.push(message));
+        try {
+          hsm.send(address, peerAddress, { t: "peer", cluster: "c", from: address, to: peerAddress, body: "{}", mac: Buffer.alloc(32) });
+          await until(() => hsm.stats.connectFailures === i + 1, "the dialling HSM to refuse the impostor's certificate");
+          expect(received).toEqual([]);
+          expect(listener.stats.messagesIn).toBe(0);
+        } finally {
+          await listener.close();
+        }
+        await new Promise((r) => setTimeout(r, 2_100)); // past the dial backoff
+      }
+    } finally {
+      await hsm.close();
+    }
+  }, 60_000);
+});
