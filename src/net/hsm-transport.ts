@@ -208,7 +208,7 @@ export class HsmTransport implements Transport {
           if (identity.kind !== "hsm" || identity.address !== hello.address) {
             this.stats.peerRefused++;
             const proven = identity.kind === "hsm" ? `a certificate for ${identity.address}` : "no cluster certificate";
-            throw new FrameError("BAD_MESSAGE", `claims HSM address ${hello.address} with ${proven}`);
+            throw new FrameError("PEER_NOT_PROVEN", `claims HSM address ${hello.address} with ${proven}`);
           }
           from = hello.address;
           role = "peer";

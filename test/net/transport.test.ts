@@ -72,7 +72,8 @@ describe("two HSMs and a client over TLS", () => {
     const anonymous = await rawConnection(a.address, ca.certPem, { hello: { role: "hsm", address: b.address } });
     await anonymous.closed;
     expect(a.transport.stats.peerRefused).toBe(before + 2);
-    expect(a.logger.lines.some((l) => /claims HSM address/.test(l.message))).toBe(true);
+    expect(a.logger.lines.some((l) => (l.context as { code?: string }).code === "PEER_NOT_PROVEN" && /claims HSM address/.test(l.message))).toBe(true);
+    expect(a.transport.stats.badFrames.PEER_NOT_PROVEN).toBe(2);
   }, 30_000);
 
   it("a client trusting another CA is refused with a clear, typed error", async () => {
