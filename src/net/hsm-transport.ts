@@ -262,9 +262,14 @@ export class HsmTransport implements Transport {
     this.stats.connects++;
     const socket = tls.connect(options);
     let secured = false;
+    // A peer that accepts TCP but never finishes the handshake (stopped, overloaded) fails like one that refuses.
+    socket.setTimeout(this.limits.handshakeTimeoutMs, () => {
+      if (!secured) socket.destroy(Object.assign(new Error(`no TLS handshake within ${this.limits.handshakeTimeoutMs} ms`), { code: "ETIMEDOUT" }));
+    });
     socket.once("secureConnect", () => {
       secured = true;
       this.peerBackoff.delete(address);
+      socket.setTimeout(this.limits.idleTimeoutMs, () => link.close("IDLE_TIMEOUT", "idle outbound connection", "info"));
     });
     socket.once("error", (error: Error & { code?: string }) => {
       if (secured) {
@@ -276,7 +281,6 @@ export class HsmTransport implements Transport {
       this.peerBackoff.set(address, { delayMs, retryAtMs: Date.now() + delayMs });
       this.logger.warn({ peer: address, code: error.code, retryInMs: delayMs }, `cannot connect to the peer: ${error.message}`);
     });
-    socket.setTimeout(this.limits.idleTimeoutMs, () => link.close("IDLE_TIMEOUT", "idle outbound connection", "info"));
     const link: FramedSocket = new FramedSocket(socket, {
       label: `peer ${address} (outbound)`, expectHello: false, accepts: null, maxWriteQueueBytes: this.limits.maxWriteQueueBytes,
       logger: this.logger, stats: this.stats, onMessage: () => {},

@@ -314,3 +314,28 @@ describe("an HSM dialling a peer checks who answers", () => {
     }
   }, 60_000);
 });
+
+describe("a peer that accepts TCP but never finishes the handshake", () => {
+  it("fails the dial after the handshake timeout (counted, backed off), never wedging the sender", async () => {
+    const ca = await sharedCa();
+    const host = "127.0.0.2";
+    const port = await freePort(host);
+    const address = `${host}:${port}`;
+    const hsm = await HsmTransport.listen({ address, tls: hsmTls({ hsm: await issueHsmCertificate(ca, { host, port, hsmId: "hsm-stuck-dialler" }), clusterCaPem: ca.certPem }), limits: { handshakeTimeoutMs: 300 } });
+    hsm.attach(address, () => {});
+    const { createServer } = await import("node:net");
+    const held: import("node:net").Socket[] = [];
+    const stuck = createServer((socket) => { held.push(socket); socket.on("error", () => {}); }); // reads nothing, answers nothing
+    const stuckPort = await freePort("127.0.0.4");
+    await new Promise<void>((resolve) => stuck.listen(stuckPort, "127.0.0.4", () => resolve()));
+    try {
+      hsm.send(address, `127.0.0.4:${stuckPort}`, { t: "peer", cluster: "c", from: address, to: "x", body: "{}", mac: Buffer.alloc(32) });
+      await until(() => hsm.stats.connectFailures === 1, "the stuck dial to fail on the handshake timeout");
+      expect(held.length).toBe(1);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => stuck.close(r));
+      await hsm.close();
+    }
+  }, 30_000);
+});
