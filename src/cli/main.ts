@@ -11,6 +11,7 @@ import { runDeviceDemo } from "./device-demo.js";
 import { runSimCommand } from "./sim.js";
 import { textOutput } from "./format.js";
 import { throughput } from "./throughput.js";
+import { CLUSTER_COMMANDS, type ClusterCommand, runClusterCommand } from "./cluster-commands.js";
 
 const USAGE = `hsmsim: a simulated CloudHSM-style HSM cluster (chip, HSM device, cluster, client, simulator)
 
@@ -30,6 +31,15 @@ commands:
   bench [--json] [--ms N]
                        quick throughput of the chip through the PKCS#11 API
                        (side by side with SoftHSMv2 and node:crypto: npm run bench)
+  up [--hsms 3] [--zones a,b,c] [--type hsm2m.medium] [--data DIR] [--mtls] [--base-address IP] [--port N]
+                       start a real-time cluster (each HSM its own process, TLS on
+                       127.0.0.2, 127.0.0.3, … port 2223; DIR defaults to ./.hsmsim)
+  status [--data DIR] [--json]
+                       cluster and HSM states, addresses, pids, key and user counts
+  down [--data DIR]    stop the cluster (the folder keeps its users and keys)
+  hsm kill|restart|remove|replace ID, hsm add [--zone Z] [--data DIR]
+                       crash, restart, remove, replace or add an HSM
+  backup [--data DIR]  a backup now, into DIR/backups
   help                 this text
 `;
 
@@ -63,6 +73,7 @@ for (const [name, value] of Object.entries(P)) {
 export function main(args: string[]): number | Promise<number> {
   const [command = "help", ...rest] = args;
   const json = rest.includes("--json");
+  if ((CLUSTER_COMMANDS as string[]).includes(command)) return runClusterCommand(command as ClusterCommand, rest);
   switch (command) {
     case "demo": {
       const out = textOutput();
