@@ -28,8 +28,9 @@ export interface HsmHandle {
   hsmId: string;
   address: string;
   dir: string;
-  /** The proxy in front of it (when the cluster is proxied). */
+  /** The proxy in front of it (when the cluster is proxied), and where the HSM itself listens behind it. */
   proxy?: FaultProxy;
+  bindAddress: string;
   process: ChildProcessWithoutNullStreams | null;
   /** Resolves when the current process says ready. */
   ready: Promise<void>;
@@ -80,7 +81,7 @@ export async function startFaultCluster(options: { hsms: number; firstHost: numb
       dir: p.dir, clusterId: "cluster-faults", address: members[i].address, bindHost: p.bindHost, availabilityZone: members[i].availabilityZone,
       certPem: cert.certPem, keyPem: cert.keyPem, caPem: ca.certPem, members, keyAvailabilityMin: options.keyAvailabilityMin,
     };
-    const handle: HsmHandle = { index: i, hsmId: members[i].hsmId, address: members[i].address, dir: p.dir, process: null, ready: Promise.resolve(), restarts: 0, log: [] };
+    const handle: HsmHandle = { index: i, hsmId: members[i].hsmId, address: members[i].address, bindAddress: `${p.bindHost ?? p.host}:${p.port}`, dir: p.dir, process: null, ready: Promise.resolve(), restarts: 0, log: [] };
     if (p.bindHost) handle.proxy = await FaultProxy.start({ listen: members[i].address, target: `${p.bindHost}:${p.port}` });
     const launch = () => {
       const child = spawn(process.execPath, [...NODE_WITH_TSX, CHILD, JSON.stringify(config)], { stdio: ["pipe", "pipe", "pipe"] });

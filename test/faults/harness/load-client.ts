@@ -8,6 +8,7 @@
 //   k LABEL / u NAME       a write acknowledged
 //   w KIND NAME MESSAGE    a write refused (allowed: not acknowledged, so nothing to keep)
 //   done                   stopped
+import { randomBytes } from "node:crypto";
 import { writeSync } from "node:fs";
 
 import { connect } from "../../../src/client/remote/index.js";
@@ -60,8 +61,12 @@ function step(): void {
     const name = `${config.name}${write}${n}`;
     try {
       if (write === "k") {
-        pkcs11.C_GenerateKey(session.session, { mechanism: C.CKM_AES_KEY_GEN }, [
-          { type: C.CKA_VALUE_LEN, value: 32 }, { type: C.CKA_TOKEN, value: true }, { type: C.CKA_LABEL, value: name },
+        // C_CreateObject, not C_GenerateKey: over the wire today C_GenerateKey fails with
+        // CKR_FUNCTION_FAILED ("mechanism numbers must be a Float64Array of 5": the mechanism's
+        // Float64Array does not survive the codec), reported to the lead.
+        pkcs11.C_CreateObject(session.session, [
+          { type: C.CKA_CLASS, value: C.CKO_SECRET_KEY }, { type: C.CKA_KEY_TYPE, value: C.CKK_AES }, { type: C.CKA_VALUE, value: randomBytes(32) },
+          { type: C.CKA_TOKEN, value: true }, { type: C.CKA_LABEL, value: name },
         ]);
       } else {
         officer.createUser(name, "CU", "initial-password-1");
