@@ -99,7 +99,7 @@ export async function startCluster(options: { hsms: number; keyAvailabilityMin?:
     const logger = recordingLogger();
     const address = members[i].address;
     const transport = await HsmTransport.listen({ address, tls: hsmTls({ hsm: cert, clusterCaPem: ca.certPem }), logger, limits: options.limits });
-    const node = new ClusterNode(devices[i], { ...DEFAULT_NODE, clusterId: "cluster-wire", address, availabilityZone: members[i].availabilityZone }, transport, clock);
+    const node = new ClusterNode(devices[i], { ...DEFAULT_NODE, serviceTimeUs: () => 0, clusterId: "cluster-wire", address, availabilityZone: members[i].availabilityZone }, transport, clock);
     hsms.push({ address, host: p.host, port: p.port, cert, transport, node, logger });
   }
   const kam = options.keyAvailabilityMin ?? 1;
@@ -187,3 +187,14 @@ export async function until(predicate: () => boolean, what: string, timeoutMs = 
 }
 
 export type { Response };
+
+const CKM_SHA256 = 0x250;
+let operations = 0;
+/** SHA-256 of `data` by HSM `address` (digestInit + digest in one logical session): a mechanism and an output buffer over the wire. */
+export async function hsmDigest(c: TestClient, address: string, data: Buffer, sessionId = 1): Promise<Buffer> {
+  const n = ++operations;
+  const session = (step: number) => ({ ...sessionContext(sessionId, null), continuation: step > 0, operation: { n, step } });
+  await c.send({ kind: "call", method: "digestInit", args: [sessionId, new Float64Array([CKM_SHA256, 0, 0, 0, 0]), null, null], session: session(0) }, { pinned: address, rule: "repeat" });
+  const value = (await c.send({ kind: "call", method: "digest", args: [sessionId, data, 32], session: session(1) }, { pinned: address, rule: "repeat" })) as { output: Buffer };
+  return value.output;
+}

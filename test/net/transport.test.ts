@@ -2,6 +2,8 @@
 // ClusterClient, two HSMs replicating to each other over TLS, and the attacks: a peer claiming
 // another HSM's address, a wrong trust anchor, a client that does not read its answers, too
 // many connections, silence after the handshake, bad frames.
+import { createHash } from "node:crypto";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createClusterCa, issueHsmCertificate } from "../../src/net/pki.js";
@@ -10,7 +12,7 @@ import { HsmTransport, hsmTls } from "../../src/net/tls-transport.js";
 import { FRAME_MESSAGE, HEADER_BYTES, WIRE_VERSION } from "../../src/net/frame.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import {
-  ALICE, type TestCluster, activate, freePort, messageFrame, rawConnection, recordingLogger, sessionContext, sharedCa, startClient, startCluster, until,
+  ALICE, type TestCluster, activate, hsmDigest, freePort, messageFrame, rawConnection, recordingLogger, sessionContext, sharedCa, startClient, startCluster, until,
 } from "./fixture.js";
 
 const alice = `${ALICE.username}:${ALICE.password}`;
@@ -37,6 +39,9 @@ describe("two HSMs and a client over TLS", () => {
         const value = (await c.send({ kind: "call", method: "generateRandom", args: [1, 4096], session: sessionContext(1, alice) }, { pinned: hsm.address, rule: "repeat" })) as { output: Buffer };
         expect(Buffer.isBuffer(value.output) && value.output.length === 4096).toBe(true);
       }
+      // A mechanism (a Float64Array) and input bytes over the wire, checked against node's own SHA-256.
+      const data = Buffer.from("the cluster in real time");
+      for (const hsm of cluster.hsms) expect((await hsmDigest(c, hsm.address, data)).equals(createHash("sha256").update(data).digest())).toBe(true);
       expect(a.transport.stats.badFrames).toEqual({});
       expect(b.transport.connections.peersInbound).toBe(1); // a's outbound to b, proven by a's certificate
       expect(a.transport.connections.peersInbound).toBe(1);
