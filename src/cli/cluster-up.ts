@@ -11,7 +11,7 @@ import { ClusterFolder, DEFAULT_BASE_ADDRESS, DEFAULT_PORT, isAddress, isIpv4 } 
 import { entryPoint } from "../net/entry-points.js";
 import { createCluster } from "../net/new-cluster.js";
 import { ProcessError } from "../net/process-errors.js";
-import { DEFAULT_DATA_DIR, type ValueParser, UsageError, commaList, defineCommand, oneOf, shared, wholeNumber } from "./command.js";
+import { DEFAULT_DATA_DIR, type OptionSpec, type ValueParser, UsageError, commaList, defineCommand, oneOf, shared, wholeNumber } from "./command.js";
 import { printCluster, statusOf } from "./cluster-view.js";
 import { progressLine } from "./progress.js";
 
@@ -30,6 +30,21 @@ const zoneName: ValueParser<string> = (text, name) => {
 
 const CREATION_ONLY = ["hsms", "zones", "type", "mtls", "base-address", "port", "addresses", "password-cost"] as const;
 
+const UP_OPTIONS = {
+    ...shared.data,
+    ...shared.json,
+    hsms: { type: "string", valueName: "N", parse: wholeNumber(1, 28), description: "HSMs of a new cluster (default 3)" },
+    zones: { type: "string", valueName: "A,B,C", parse: commaList(zoneName), description: "availability zones, HSMs round-robin over them (default az-a,az-b,az-c)" },
+    type: { type: "string", valueName: "TYPE", parse: oneOf(Object.keys(HSM_TYPES) as (keyof typeof HSM_TYPES)[]), description: "HSM type (default hsm2m.medium)" },
+    mtls: { type: "boolean", description: "enforce mutual TLS: clients need a certificate from the cluster's client CA" },
+    "base-address": { type: "string", valueName: "IP", parse: ipv4, description: `the first HSM's address; the next ones follow (default ${DEFAULT_BASE_ADDRESS})` },
+    port: { type: "string", valueName: "N", parse: wholeNumber(1, 65535), description: `the HSMs' port (default ${DEFAULT_PORT}, CloudHSM's)` },
+    addresses: { type: "string", valueName: "IP:PORT,...", parse: commaList(address), description: "each HSM's own address (instead of --base-address/--port)" },
+    "password-cost": { type: "string", valueName: "N", parse: wholeNumber(1, 20), description: "scrypt cost of password hashes (default 15; tests use less)" },
+    "restart-delay-ms": { type: "string", valueName: "MS", parse: wholeNumber(1, 600_000), description: "first restart delay after an HSM crash (default 500; doubles while it keeps crashing)" },
+    "timeout-ms": { type: "string", valueName: "MS", parse: wholeNumber(1000, 3_600_000), description: "how long to wait for the HSMs (default 120000)" },
+} as const satisfies Record<string, OptionSpec>;
+
 export const upCommand = defineCommand({
   name: "up",
   summary: "start a real-time cluster: each HSM its own process, TLS on 127.0.0.2, 127.0.0.3, … port 2223",
@@ -39,20 +54,7 @@ restarts, add/remove/replace, backups) and outlives this command; hsmsim down st
 existing folder brings back the same cluster, users and keys (also after kill -9 of everything).
 --hsms, --zones, --type, --mtls, --base-address, --port, --addresses and --password-cost apply only
 when creating. With --mtls applications need a certificate from pki/clientCA.crt (pki/client.crt is one).`,
-  options: {
-    ...shared.data,
-    ...shared.json,
-    hsms: { type: "string", valueName: "N", parse: wholeNumber(1, 28), description: "HSMs of a new cluster (default 3)" },
-    zones: { type: "string", valueName: "A,B,C", parse: commaList(zoneName), description: "availability zones, HSMs round-robin over them (default az-a,az-b,az-c)" },
-    type: { type: "string", valueName: "TYPE", parse: oneOf(Object.keys(HSM_TYPES)), description: "HSM type (default hsm2m.medium)" },
-    mtls: { type: "boolean", description: "enforce mutual TLS: clients need a certificate from the cluster's client CA" },
-    "base-address": { type: "string", valueName: "IP", parse: ipv4, description: `the first HSM's address; the next ones follow (default ${DEFAULT_BASE_ADDRESS})` },
-    port: { type: "string", valueName: "N", parse: wholeNumber(1, 65535), description: `the HSMs' port (default ${DEFAULT_PORT}, CloudHSM's)` },
-    addresses: { type: "string", valueName: "IP:PORT,...", parse: commaList(address), description: "each HSM's own address (instead of --base-address/--port)" },
-    "password-cost": { type: "string", valueName: "N", parse: wholeNumber(1, 20), description: "scrypt cost of password hashes (default 15; tests use less)" },
-    "restart-delay-ms": { type: "string", valueName: "MS", parse: wholeNumber(1, 600_000), description: "first restart delay after an HSM crash (default 500; doubles while it keeps crashing)" },
-    "timeout-ms": { type: "string", valueName: "MS", parse: wholeNumber(1000, 3_600_000), description: "how long to wait for the HSMs (default 120000)" },
-  },
+  options: UP_OPTIONS,
   conflicts: [["addresses", "base-address"], ["addresses", "port"], ["addresses", "hsms"]],
   examples: ["hsmsim up", "hsmsim up --hsms 2 --data /tmp/c1 --base-address 127.0.5.2 --port 3223"],
   async run({ values, io }) {

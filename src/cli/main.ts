@@ -10,6 +10,7 @@ import { benchCommand } from "./throughput.js";
 import { demoCommand } from "./demo.js";
 import { mechanismsCommand } from "./mechanisms.js";
 import { simCommand } from "./sim.js";
+import { proxyCommand } from "./proxy.js";
 import { packageVersion } from "./version.js";
 import { backupCommand, downCommand, hsmCommand, statusCommand } from "./cluster-commands.js";
 import { upCommand } from "./cluster-up.js";
@@ -26,7 +27,8 @@ export const COMMANDS: readonly Command[] = [
   downCommand,
   hsmCommand,
   backupCommand,
-  // The real-time cluster registers here: proxy, token (group).
+  proxyCommand,
+  // The real-time cluster registers here: token (group).
 ];
 
 const ABOUT = "hsmsim: a simulated CloudHSM-style HSM cluster (chip, HSM device, cluster, client, simulator)";
