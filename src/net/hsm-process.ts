@@ -36,7 +36,7 @@ function parseConfig(argument: string | undefined): HsmProcessConfig {
   return c;
 }
 
-function run(config: HsmProcessConfig, log: Logger): void {
+async function run(config: HsmProcessConfig, log: Logger): Promise<void> {
   let hsm: Hsm;
   try {
     hsm = Hsm.open(config.dir);
@@ -44,7 +44,9 @@ function run(config: HsmProcessConfig, log: Logger): void {
     fatal(log, `cannot open the data folder ${config.dir}: ${describe(e)}`);
   }
   const clock = new RealClock();
-  const transport = startHsmTransport({
+  let transport: Awaited<ReturnType<typeof startHsmTransport>>;
+  try {
+    transport = await startHsmTransport({
     address: config.address,
     certPem: readFileSync(config.certFile, "utf8"),
     keyPem: readFileSync(config.keyFile, "utf8"),
@@ -52,6 +54,10 @@ function run(config: HsmProcessConfig, log: Logger): void {
     clientCaPem: config.clientCaFile ? readFileSync(config.clientCaFile, "utf8") : undefined,
     log,
   });
+  } catch (e) {
+    hsm.close();
+    fatal(log, `cannot listen on ${config.address}: ${describe(e)}`);
+  }
   const node = new ClusterNode(hsm, {
     ...DEFAULT_NODE,
     // Real time: the HSM takes as long as the chip does; no simulated service time.
@@ -70,8 +76,10 @@ function run(config: HsmProcessConfig, log: Logger): void {
     } catch (e) {
       log.error({ err: describe(e) }, "stop failed");
     }
-    // Let the log and the last reply reach their destinations.
-    setImmediate(() => process.exit(code));
+    // Close the listening socket and connections, then let the last reply reach the supervisor.
+    const exit = () => setImmediate(() => process.exit(code));
+    transport.close().then(exit, exit);
+    setTimeout(exit, 5_000).unref();
   };
 
   process.on("message", (message: unknown) => {
@@ -149,11 +157,7 @@ function main(): void {
     process.exit(EXIT_BAD_CONFIG);
   }
   const log = openLog(config.logFile, "hsm");
-  try {
-    run(config, log);
-  } catch (e) {
-    fatal(log, describe(e));
-  }
+  run(config, log).catch((e: unknown) => fatal(log, describe(e)));
 }
 
 main();

@@ -92,7 +92,7 @@ export async function createCluster(folder: ClusterFolder, options: NewClusterOp
 
 /** An HSM's certificate for its address, issued by the cluster CA, and its key (0600). */
 export async function issueHsmFiles(folder: ClusterFolder, ca: { certPem: string; keyPem: string }, hsm: HsmEntry): Promise<void> {
-  const issued = await issueHsmCertificate(ca, { host: hostOf(hsm.address), hsmId: hsm.hsmId });
+  const issued = await issueHsmCertificate(ca, { host: hostOf(hsm.address), port: Number(hsm.address.slice(hsm.address.lastIndexOf(":") + 1)), hsmId: hsm.hsmId });
   writeFileSync(folder.hsmCert(hsm.origin), issued.certPem, { mode: 0o644 });
   writeAtomically(folder.hsmKey(hsm.origin), issued.keyPem, 0o600);
 }

@@ -170,7 +170,7 @@ export class Supervisor {
     const child = new HsmChild({
       dir: this.folder.abs(entry.folder), clusterId: this.file.clusterId, address: entry.address, availabilityZone: entry.availabilityZone,
       certFile: this.folder.hsmCert(entry.origin), keyFile: this.folder.hsmKey(entry.origin), caFile: this.folder.trustAnchor,
-      clientCaFile: this.file.mtls ? this.folder.clientCaCert : undefined, logFile: `${this.folder.logsDir}/hsm-${entry.hsmId}.log`,
+      clientCaFile: this.file.mtls ? this.folder.clientCaCert : undefined, logFile: `${this.folder.logsDir}/${entry.hsmId}.log`,
     }, {
       ready: () => {
         live.readyAtMs = Date.now();
