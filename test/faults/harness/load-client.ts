@@ -5,8 +5,9 @@
 // It reports on stdout, one line each:
 //   o START END            an idempotent call succeeded (ms since the epoch)
 //   e MESSAGE              an idempotent call failed (an error the application saw)
-//   k LABEL / u NAME       a write acknowledged
-//   w KIND NAME MESSAGE    a write refused (allowed: not acknowledged, so nothing to keep)
+//   k START END LABEL      a token key write acknowledged (C_GenerateKey or C_CreateObject)
+//   u START END NAME       a user write acknowledged
+//   w START END KIND NAME MESSAGE   a write refused (allowed: not acknowledged, so nothing to keep)
 //   done                   stopped
 import { randomBytes } from "node:crypto";
 import { writeSync } from "node:fs";
@@ -57,23 +58,27 @@ function step(): void {
     say(`e ${describe(e)}`);
   }
   if (n % config.writeEvery === 0) {
-    const write = (n / config.writeEvery) % 2 === 0 ? "k" : "u";
-    const name = `${config.name}${write}${n}`;
+    // Three kinds of write in turn: a generated token key, a user, an imported token key.
+    const turn = (n / config.writeEvery) % 3;
+    const write = turn === 1 ? "u" : "k";
+    const name = `${config.name}${["g", "u", "i"][turn]}${n}`;
+    const writeStart = Date.now();
     try {
-      if (write === "k") {
-        // C_CreateObject, not C_GenerateKey: over the wire today C_GenerateKey fails with
-        // CKR_FUNCTION_FAILED ("mechanism numbers must be a Float64Array of 5": the mechanism's
-        // Float64Array does not survive the codec), reported to the lead.
+      if (turn === 0) {
+        pkcs11.C_GenerateKey(session.session, { mechanism: C.CKM_AES_KEY_GEN }, [
+          { type: C.CKA_VALUE_LEN, value: 32 }, { type: C.CKA_TOKEN, value: true }, { type: C.CKA_LABEL, value: name },
+        ]);
+      } else if (turn === 1) {
+        officer.createUser(name, "CU", "initial-password-1");
+      } else {
         pkcs11.C_CreateObject(session.session, [
           { type: C.CKA_CLASS, value: C.CKO_SECRET_KEY }, { type: C.CKA_KEY_TYPE, value: C.CKK_AES }, { type: C.CKA_VALUE, value: randomBytes(32) },
           { type: C.CKA_TOKEN, value: true }, { type: C.CKA_LABEL, value: name },
         ]);
-      } else {
-        officer.createUser(name, "CU", "initial-password-1");
       }
-      say(`${write} ${name}`);
+      say(`${write} ${writeStart} ${Date.now()} ${name}`);
     } catch (e) {
-      say(`w ${write} ${name} ${describe(e)}`);
+      say(`w ${writeStart} ${Date.now()} ${write} ${name} ${describe(e)}`);
     }
   }
   setTimeout(step, config.pauseMs);
