@@ -73,21 +73,16 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
   const answer = (a: ControlAnswer) => {
     if (!socket.destroyed) socket.write(`${JSON.stringify(a)}\n`);
   };
+  let closing = false;
   socket.on("data", (chunk: string) => {
+    if (closing) return;
     buffered += chunk;
-    if (buffered.length > MAX_REQUEST_BYTES && !buffered.includes("\n")) {
-      onError("control request too long: connection closed");
-      answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` });
-      socket.end();
-      buffered = "";
-      return;
-    }
     let newline: number;
     while ((newline = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, newline);
       buffered = buffered.slice(newline + 1);
       if (line.length > MAX_REQUEST_BYTES) {
-        answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` });
+        busy = busy.then(() => answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` }));
         continue;
       }
       // Requests on one connection are answered in order.
@@ -100,6 +95,16 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
           if (code === "BAD_REQUEST") onError(`bad control request refused: ${(e as Error).message}`);
           answer({ ok: false, code, message: e instanceof Error ? e.message : String(e) });
         }
+      });
+    }
+    if (buffered.length > MAX_REQUEST_BYTES) {
+      // A line that does not end within the limit: answer what came before, then close this connection only.
+      closing = true;
+      buffered = "";
+      onError("control request too long: connection closed");
+      busy = busy.then(() => {
+        answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` });
+        socket.end();
       });
     }
   });

@@ -21,3 +21,10 @@ export class ProcessError extends CodedError<ProcessErrorCode> {
 }
 
 freezeClass(ProcessError);
+
+/** The supervisor's lock and pid files in the cluster folder. */
+export const SUPERVISOR_LOCK = "supervisor.lock";
+export const SUPERVISOR_PID = "supervisor.pid";
+/** Exit codes of the supervisor process (`hsmsim up` reads them): another supervisor holds the folder; it failed to start. */
+export const EXIT_IN_USE = 5;
+export const EXIT_FAILED = 6;

@@ -8,17 +8,11 @@ import type { Server } from "node:net";
 import { FolderLock } from "../hsm/folder-lock.js";
 import { ClusterFolder } from "./cluster-folder.js";
 import { serveControl } from "./control-socket.js";
-import { ProcessError } from "./process-errors.js";
+import { EXIT_FAILED, EXIT_IN_USE, ProcessError, SUPERVISOR_LOCK, SUPERVISOR_PID } from "./process-errors.js";
 import { openLog } from "./process-log.js";
 import { Supervisor, type SupervisorOptions } from "./supervisor.js";
 
-export const SUPERVISOR_LOCK = "supervisor.lock";
-export const SUPERVISOR_PID = "supervisor.pid";
-/** Exit codes `hsmsim up` reads. */
-export const EXIT_IN_USE = 5;
-export const EXIT_FAILED = 6;
-
-export interface SupervisorConfig extends SupervisorOptions {
+interface SupervisorConfig extends SupervisorOptions {
   dir: string;
 }
 
