@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { ClientTransport } from "../../net/client-transport.js";
 import { OsRandom } from "../../net/os-random.js";
 import { RealClock } from "../../net/real-clock.js";
-import { applicationTlsOptions, toTlsError } from "../../net/tls-options.js";
+import { clientTls } from "../../net/tls-transport.js";
 import type { Clock } from "../../runtime/clock.js";
 import type { Random } from "../../runtime/random.js";
 import type { Transport } from "../../runtime/transport.js";
@@ -30,10 +30,7 @@ export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>)
     ? { certPem: spec.clientCertificatePem, keyPem: spec.clientKeyPem } : undefined;
   const failures = new Map<string, Error>();
   const transport = new ClientTransport({
-    tls: {
-      connect: (address) => applicationTlsOptions({ address, trustAnchorPem, clientCertificate }),
-      describeError: (error, address) => toTlsError(error, { address, trustAnchorPem }),
-    },
+    tls: clientTls({ trustAnchorPem, clientCertificate }),
     onError: (error, address) => failures.set(address, error),
   });
   return {
