@@ -24,13 +24,18 @@ export interface RealTimeRuntime {
   close(): void;
 }
 
+/** Requests are small and each waits for its answer: Nagle's algorithm would hold them back for the previous one's ACK. */
+function withNoDelay(tls: ReturnType<typeof clientTls>): ReturnType<typeof clientTls> {
+  return { ...tls, connect: (address) => ({ ...tls.connect(address), noDelay: true }) };
+}
+
 export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>): RealTimeRuntime {
   const trustAnchorPem = spec.trustAnchorPem;
   const clientCertificate = spec.clientCertificatePem !== undefined && spec.clientKeyPem !== undefined
     ? { certPem: spec.clientCertificatePem, keyPem: spec.clientKeyPem } : undefined;
   const failures = new Map<string, Error>();
   const transport = new ClientTransport({
-    tls: clientTls({ trustAnchorPem, clientCertificate }),
+    tls: withNoDelay(clientTls({ trustAnchorPem, clientCertificate })),
     onError: (error, address) => failures.set(address, error),
   });
   return {
