@@ -10,7 +10,10 @@ import { benchCommand } from "./throughput.js";
 import { demoCommand } from "./demo.js";
 import { mechanismsCommand } from "./mechanisms.js";
 import { simCommand } from "./sim.js";
+import { proxyCommand } from "./proxy.js";
 import { packageVersion } from "./version.js";
+import { backupCommand, downCommand, hsmCommand, statusCommand } from "./cluster-commands.js";
+import { upCommand } from "./cluster-up.js";
 
 /** Every command, in the order `hsmsim help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -19,7 +22,13 @@ export const COMMANDS: readonly Command[] = [
   auditCommand,
   mechanismsCommand,
   benchCommand,
-  // The real-time cluster registers here: up, status, down, hsm (group), proxy, token (group).
+  upCommand,
+  statusCommand,
+  downCommand,
+  hsmCommand,
+  backupCommand,
+  proxyCommand,
+  // The real-time cluster registers here: token (group).
 ];
 
 const ABOUT = "hsmsim: a simulated CloudHSM-style HSM cluster (chip, HSM device, cluster, client, simulator)";

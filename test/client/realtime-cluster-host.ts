@@ -15,8 +15,7 @@ import { Hsm, restoreHsm } from "../../src/hsm/hsm.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import { type CertificateAndKey, createClusterCa, issueHsmCertificate } from "../../src/net/pki.js";
 import { RealClock } from "../../src/net/real-clock.js";
-import { classifyInboundSocket, hsmPeerTlsOptions, hsmServerTlsOptions } from "../../src/net/tls-options.js";
-import { HsmTransport } from "../../src/net/tls-transport.js";
+import { HsmTransport, hsmTls } from "../../src/net/tls-transport.js";
 
 async function host(hsmCount: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "hsmsim-remote-"));
@@ -44,14 +43,7 @@ async function host(hsmCount: number): Promise<void> {
     const config = { hsm: own, clusterCaPem: ca.certPem };
     const transport = await HsmTransport.listen({
       address: addresses[i],
-      tls: {
-        server: hsmServerTlsOptions(config),
-        classify: (socket) => {
-          const peer = classifyInboundSocket(socket, config);
-          return peer.kind === "hsm" ? { kind: "hsm", address: peer.address } : { kind: "client" };
-        },
-        peer: (address) => hsmPeerTlsOptions({ hsm: own, clusterCaPem: ca.certPem, peerAddress: address }),
-      },
+      tls: hsmTls(config),
     });
     transports.push(transport);
     nodes.push(new ClusterNode(hsms[i], { ...DEFAULT_NODE, serviceTimeUs: () => 0, clusterId, address: addresses[i], availabilityZone: members[i].availabilityZone },

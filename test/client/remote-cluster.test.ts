@@ -45,11 +45,16 @@ describe("remote client against a real-time cluster", () => {
       const users = connection.console(CO.username, CO.password).listUsers();
       expect(users.consistent).toBe(true);
       expect(users.users.map((u) => u.username)).toEqual(expect.arrayContaining([ALICE.username, BOB.username]));
-      // Another user's key is not Bob's to use.
-      const bob = connection.login(BOB.username, BOB.password);
-      expect(() => bob.encrypt(key, Buffer.from("x"))).toThrow(Pkcs11Error);
-      bob.close();
+      // One login per application, as PKCS#11 has it; another application (connection) is Bob's, and Alice's key is not his to use.
+      expect(() => connection.login(BOB.username, BOB.password)).toThrow(/CKR_USER_ALREADY_LOGGED_IN/);
       alice.close();
+      const other = connect({ address: cluster.addresses[1], trustAnchor: cluster.trustAnchorPath });
+      try {
+        const bob = other.login(BOB.username, BOB.password);
+        expect(() => bob.encrypt(key, Buffer.from("x"))).toThrow(Pkcs11Error);
+      } finally {
+        other.close();
+      }
     } finally {
       connection.close();
     }

@@ -7,7 +7,7 @@
 // caller's own buffers, as pkcs11js writes into them.
 //
 // The wait is bounded, never a hang: a worker that exits fails the call at once; one whose
-// event loop stops turning (no heartbeat for stallTimeoutMs, default 15 s) or that gives no
+// event loop stops turning (no heartbeat for stallTimeoutMs, default 15 s, once it has started) or that gives no
 // answer within callTimeoutMs (default 60 s, far above the client's own timeouts and retries)
 // fails it with CKR_DEVICE_ERROR, and the link is then broken for good (the worker is ended).
 import { existsSync } from "node:fs";
@@ -105,7 +105,8 @@ export class RemoteLink {
       if (b !== beat) {
         beat = b;
         beatMs = nowMs;
-      } else if (nowMs - beatMs > this.#stallTimeoutMs) {
+      } else if (b !== 0 && nowMs - beatMs > this.#stallTimeoutMs) {
+        // (0: the worker is still starting — loading modules is not a stall; callTimeoutMs bounds it)
         why ??= `the remote client's worker stopped responding (no heartbeat for ${this.#stallTimeoutMs} ms)`;
       }
       if (nowMs - startedMs > this.#callTimeoutMs) why ??= `no answer from the remote client's worker within ${this.#callTimeoutMs} ms`;

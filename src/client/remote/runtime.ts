@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { ClientTransport } from "../../net/client-transport.js";
 import { OsRandom } from "../../net/os-random.js";
 import { RealClock } from "../../net/real-clock.js";
-import { applicationTlsOptions, toTlsError } from "../../net/tls-options.js";
+import { clientTls } from "../../net/tls-transport.js";
 import type { Clock } from "../../runtime/clock.js";
 import type { Random } from "../../runtime/random.js";
 import type { Transport } from "../../runtime/transport.js";
@@ -24,16 +24,18 @@ export interface RealTimeRuntime {
   close(): void;
 }
 
+/** Requests are small and each waits for its answer: Nagle's algorithm would hold them back for the previous one's ACK. */
+function withNoDelay(tls: ReturnType<typeof clientTls>): ReturnType<typeof clientTls> {
+  return { ...tls, connect: (address) => ({ ...tls.connect(address), noDelay: true }) };
+}
+
 export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>): RealTimeRuntime {
   const trustAnchorPem = spec.trustAnchorPem;
   const clientCertificate = spec.clientCertificatePem !== undefined && spec.clientKeyPem !== undefined
     ? { certPem: spec.clientCertificatePem, keyPem: spec.clientKeyPem } : undefined;
   const failures = new Map<string, Error>();
   const transport = new ClientTransport({
-    tls: {
-      connect: (address) => applicationTlsOptions({ address, trustAnchorPem, clientCertificate }),
-      describeError: (error, address) => toTlsError(error, { address, trustAnchorPem }),
-    },
+    tls: withNoDelay(clientTls({ trustAnchorPem, clientCertificate })),
     onError: (error, address) => failures.set(address, error),
   });
   return {
