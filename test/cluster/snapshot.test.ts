@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 
+import type { KeyRef } from "../../src/client/api.js";
 import type { ClusterNode } from "../../src/cluster/node.js";
 import { type PeerEnvelope, encodePeerMessage, peerMacInput } from "../../src/cluster/protocol.js";
 import { regressions } from "../../src/cluster/regressions.js";
@@ -79,7 +80,7 @@ function longDownScenario(world: World) {
   world.run(500_000);
   const victimHeads = internalsOf(nodeAt(world, victim.hsmId).hsm).state.vector();
   world.cluster.crashHsm(victim.hsmId);
-  const keys = [];
+  const keys: KeyRef[] = [];
   for (let i = 0; i < 24; i++) keys.push(retry(() => alice.generateAesKey({ label: `while-down-${i}` })));
   retry(() => alice.deleteKey(keys[0]));
   retry(() => alice.deleteKey(early));
@@ -170,7 +171,7 @@ describe("a member below its peers' compacted journal is brought back by a snaps
     islandCo.listUsers();
     const alice = world.connect("alice").login(ALICE.username, ALICE.password);
     world.network.partition([c.address, "client-island"], [a.address, b.address, "client-alice", "client-co"]);
-    const keys = [];
+    const keys: KeyRef[] = [];
     for (let i = 0; i < 20; i++) keys.push(retry(() => alice.generateAesKey({ label: `mainland-${i}` })));
     for (let i = 0; i < 8; i++) retry(() => islandCo.createUser(`islander${i}`, "CU", "island-pass-1"));
     world.run(3_000_000);
