@@ -125,7 +125,10 @@ export class Cluster {
       if (value !== undefined && !(Number.isInteger(value) && value >= 1)) throw new ClusterError("INVALID_ARGUMENT", `node.${name} must be a positive integer`);
     }
     const badSetting = badCompactionSetting(options.node ?? {});
-    if (badSetting) throw new ClusterError("INVALID_ARGUMENT", `node.${badSetting} must be a non-negative integer (snapshotChunkChars at most 4 MiB)`);
+    if (badSetting) {
+      throw new ClusterError("INVALID_ARGUMENT", `node.${badSetting} must be an integer: journalRetainEntries ≥ 0, memberSilentAfterUs and `
+        + "snapshotRetryUs ≥ 1, snapshotChunkChars from 1 to 4 MiB");
+    }
     if (options.addressPrefix !== undefined && !/^\d{1,3}\.\d{1,3}$/.test(options.addressPrefix)) {
       throw new ClusterError("INVALID_ARGUMENT", "addressPrefix must be two octets, like 10.0");
     }

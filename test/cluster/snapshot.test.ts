@@ -11,7 +11,10 @@ import type { KeyRef } from "../../src/client/api.js";
 import type { ClusterNode } from "../../src/cluster/node.js";
 import { type PeerEnvelope, encodePeerMessage, peerMacInput } from "../../src/cluster/protocol.js";
 import { regressions } from "../../src/cluster/regressions.js";
-import { decodePeerState, encodePeerState, takePeerState } from "../../src/cluster/snapshot-transfer.js";
+import { MAX_SNAPSHOT_CHARS, SnapshotTransfers, decodePeerState, encodePeerState, takePeerState } from "../../src/cluster/snapshot-transfer.js";
+import { Cluster } from "../../src/cluster/cluster.js";
+import { VirtualClock } from "../../src/sim/clock.js";
+import type { SnapshotChunk } from "../../src/cluster/protocol.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import { MAC_PURPOSE } from "../../src/hsm/seal.js";
 import { checkAuditChains, replicaDigest } from "../../src/sim/invariants.js";
@@ -245,7 +248,7 @@ describe("snapshots are authenticated like every peer message", () => {
     other.cluster.restartHsm(down.hsmId);
     expect(converge(other, 10_000_000)).toBe(true);
     const snapshots = captured.filter(isSnapshot);
-    expect(snapshots.length).toBeGreaterThan(0);
+    expect(snapshots.some((e) => (JSON.parse(e.body) as { count: number }).count > 1)).toBe(true); // chunked
     const before = victim.cluster.liveNodes().map((n) => replicaDigest(n.hsm));
     const rejectedBefore = sum(victim, "peerRejected");
     for (const e of snapshots) {
@@ -334,5 +337,37 @@ describe("snapshots are authenticated like every peer message", () => {
     expect(before).not.toBe(replicaDigest(receiver.hsm));
     world.cluster.shutdown();
     expect(checkAuditChains(world.cluster.dataFolders())).toEqual([]);
+  });
+});
+
+describe("snapshot chunks", () => {
+  it("reassemble out of order and duplicated; a transfer too large or inconsistent is refused", () => {
+    const world = tightWorld("snapshot-chunks");
+    const sender = world.cluster.liveNodes()[0];
+    const sent: SnapshotChunk[] = [];
+    const transfers = new SnapshotTransfers({ clock: new VirtualClock(), chunkChars: 100, retryUs: 1_000, send: (_to, chunk) => sent.push(chunk) });
+    expect(transfers.offer("peer", sender.hsm)).toBe(true);
+    expect(transfers.offer("peer", sender.hsm)).toBe(false); // within retryUs
+    expect(sent.length).toBeGreaterThan(2);
+    const receiver = new SnapshotTransfers({ clock: new VirtualClock(), chunkChars: 300, retryUs: 1_000, send: () => {} });
+    const shuffled = [...sent].reverse();
+    let result: ReturnType<SnapshotTransfers["receive"]> = null;
+    for (const chunk of [shuffled[0], ...shuffled]) result = receiver.receive("peer", chunk) ?? result;
+    expect(result).not.toBe("refused");
+    expect(encodePeerState(result as Exclude<typeof result, null | "refused">)).toBe(encodePeerState(takePeerState(sender.hsm)));
+    // More pieces than any snapshot could need, or a count that changes within a transfer: refused.
+    expect(receiver.receive("peer", { t: "snap", transfer: "big", index: 0, count: MAX_SNAPSHOT_CHARS, data: "x" })).toBe("refused");
+    expect(receiver.receive("peer", { t: "snap", transfer: "odd", index: 0, count: 3, data: "x" })).toBeNull();
+    expect(receiver.receive("peer", { t: "snap", transfer: "odd", index: 1, count: 4, data: "x" })).toBe("refused");
+    expect(receiver.stats.refused).toBe(2);
+  });
+
+  it("bad compaction settings are refused by name", () => {
+    const world = tightWorld("snapshot-settings");
+    for (const node of [{ journalRetainEntries: -1 }, { memberSilentAfterUs: 0 }, { snapshotChunkChars: 5 * 1024 * 1024 }, { snapshotRetryUs: 1.5 }]) {
+      const name = Object.keys(node)[0];
+      expect(() => Cluster.create({ clock: world.clock, transport: world.network, rng: world.rng.fork(name), dataDir: world.dataDir, node }))
+        .toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringContaining(`node.${name}`) }));
+    }
   });
 });
