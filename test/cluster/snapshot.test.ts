@@ -5,6 +5,9 @@
 // off with writes of its own keeps them. A snapshot is authenticated like every peer message:
 // a forged, foreign or malformed one changes nothing; a replayed genuine one changes nothing new.
 import { randomBytes } from "node:crypto";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 
 import type { KeyRef } from "../../src/client/api.js";
@@ -210,6 +213,52 @@ describe("a member below its peers' compacted journal is brought back by a snaps
     expect(converge(world, 10_000_000)).toBe(true);
     expect(cNode.stats.snapshotsInstalled).toBeGreaterThan(0);
     expect(internalsOf(cNode.hsm).isCurrent(bobOnC)).toBe(false);
+  });
+});
+
+describe("a member whose folder was rolled back to an older copy", () => {
+  it("gets its own origin's later writes back by snapshot, and mints no principal twice", () => {
+    const world = tightWorld("snapshot-rollback");
+    const c = world.cluster.describe()[2];
+    const dir = world.cluster.dataFolders().find((f) => f.hsmId === c.hsmId)!.dir;
+    const copy = mkdtempSync(join(tmpdir(), "hsmsim-rollback-"));
+    try {
+      world.cluster.crashHsm(c.hsmId);
+      cpSync(dir, join(copy, "hsm"), { recursive: true });
+      world.cluster.restartHsm(c.hsmId);
+      world.run(1_000_000);
+      // Writes of c's own origin after the copy was taken: straight on c's device, replicated by anti-entropy.
+      const cHsm = nodeAt(world, c.hsmId).hsm;
+      const co = cHsm.login(CO.username, CO.password);
+      for (let i = 0; i < 6; i++) cHsm.createUser(co, `late${i}`, "CU", "late-pass-12");
+      cHsm.logout(co);
+      expect(converge(world, 5_000_000)).toBe(true);
+      world.run(2_000_000); // every member holds them: compacted away everywhere
+      const origin = nodeAt(world, c.hsmId).origin;
+      const principals = new Set(world.cluster.liveNodes().flatMap((n) => internalsOf(n.hsm).store.users().map((u) => u.principal)));
+      const headBefore = internalsOf(cHsm).state.head(origin);
+      // The folder goes back to the copy.
+      world.cluster.crashHsm(c.hsmId);
+      rmSync(dir, { recursive: true, force: true });
+      cpSync(join(copy, "hsm"), dir, { recursive: true });
+      world.cluster.restartHsm(c.hsmId);
+      const back = nodeAt(world, c.hsmId);
+      expect(internalsOf(back.hsm).state.head(origin)).toBeLessThan(headBefore);
+      expect(converge(world, 10_000_000)).toBe(true);
+      expect(back.stats.snapshotsInstalled).toBeGreaterThan(0);
+      expect(internalsOf(back.hsm).state.head(origin)).toBe(headBefore);
+      for (let i = 0; i < 6; i++) expect(internalsOf(back.hsm).store.user(`late${i}`)).toBeDefined();
+      // Its next write takes a new principal and a new journal position, and reaches the others.
+      const co2 = back.hsm.login(CO.username, CO.password);
+      back.hsm.createUser(co2, "after_rollback", "CU", "after-pass-12");
+      back.hsm.logout(co2);
+      expect(converge(world, 5_000_000)).toBe(true);
+      const made = internalsOf(back.hsm).store.user("after_rollback")!;
+      expect(principals.has(made.principal)).toBe(false);
+      for (const node of world.cluster.liveNodes()) expect(internalsOf(node.hsm).store.user("after_rollback")?.principal).toBe(made.principal);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 });
 
