@@ -127,7 +127,7 @@ export class Cluster {
     const badSetting = badCompactionSetting(options.node ?? {});
     if (badSetting) {
       throw new ClusterError("INVALID_ARGUMENT", `node.${badSetting} must be an integer: journalRetainEntries ≥ 0, memberSilentAfterUs and `
-        + "snapshotRetryUs ≥ 1, snapshotChunkChars from 1 to 4 MiB");
+        + "snapshotRetryUs ≥ 1, snapshotChunkChars from 1 to 1 MiB");
     }
     if (options.addressPrefix !== undefined && !/^\d{1,3}\.\d{1,3}$/.test(options.addressPrefix)) {
       throw new ClusterError("INVALID_ARGUMENT", "addressPrefix must be two octets, like 10.0");

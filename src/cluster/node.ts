@@ -81,7 +81,7 @@ export class ClusterNode {
     this.connections = new Connections(hsm, (method, keyId, visible) => this.checkKeyAvailability(method, keyId, visible));
     this.replication = new Replication({
       hsm, clusterId: config.clusterId, address: config.address, transport, clock, stats: this.stats,
-      members: () => this.members, onProgress: () => this.checkWaiters(), compaction: config,
+      members: () => this.members, onProgress: () => this.checkWaiters(), compaction: config, later: (delayUs, fn) => void this.later(delayUs, fn),
     });
     transport.attach(config.address, (from, message) => {
       if (this.alive) this.receive(from, message);

@@ -45,7 +45,7 @@ export interface CompactionConfig {
 export const DEFAULT_COMPACTION: CompactionConfig = {
   journalRetainEntries: 10_000,
   memberSilentAfterUs: 60_000_000,
-  snapshotChunkChars: 1024 * 1024,
+  snapshotChunkChars: 256 * 1024,
   snapshotRetryUs: 5_000_000,
 };
 
@@ -81,6 +81,8 @@ export interface ReplicationHost {
   readonly clock: Clock;
   readonly stats: ReplicationStats;
   readonly compaction?: Partial<CompactionConfig>;
+  /** Runs `fn` after `delayUs` unless the HSM stops first. */
+  later(delayUs: number, fn: () => void): void;
   /** The current members, this HSM included. */
   members(): readonly MemberAddress[];
   /** Called when applied entries may have completed a write waiting for its quorum. */
@@ -107,7 +109,7 @@ export class Replication {
     }
     this.snapshots = new SnapshotTransfers({
       clock: host.clock, chunkChars: this.compaction.snapshotChunkChars, retryUs: this.compaction.snapshotRetryUs,
-      send: (to, chunk: SnapshotChunk) => this.send([to], chunk),
+      send: (to, chunk: SnapshotChunk) => this.send([to], chunk), later: (delayUs, fn) => host.later(delayUs, fn),
     });
   }
 

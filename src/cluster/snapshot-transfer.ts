@@ -16,8 +16,14 @@ import type { SnapshotChunk } from "./protocol.js";
 
 /** The largest snapshot a member sends or reassembles (a full hsm2m.medium is about a tenth of it). */
 export const MAX_SNAPSHOT_CHARS = 128 * 1024 * 1024;
-/** The largest chunk: well below a peer message's bound, whatever the JSON escaping adds. */
-export const MAX_SNAPSHOT_CHUNK_CHARS = 4 * 1024 * 1024;
+/** The largest chunk: well below a peer message's bound whatever the JSON escaping adds, and below a peer link's write queue (4 MiB). */
+export const MAX_SNAPSHOT_CHUNK_CHARS = 1024 * 1024;
+/**
+ * Chunks go out one per this interval, not in one burst: a transport bounds what waits to be
+ * written on a link (the TLS transport closes a link with more than 4 MiB queued), and the
+ * HSM's other peer traffic shares it. 256 KiB chunks make about 25 MiB/s.
+ */
+export const SNAPSHOT_CHUNK_INTERVAL_US = 10_000;
 const FORMAT = 1;
 const ROLES: ReadonlySet<string> = new Set<Role>(["PRECO", "CO", "CU", "AU"]);
 
@@ -98,6 +104,8 @@ export interface SnapshotTransferHost {
   /** The least time between two snapshots sent to one peer (one in flight is not started again). */
   readonly retryUs: number;
   send(to: string, chunk: SnapshotChunk): void;
+  /** Runs `fn` after `delayUs` unless the HSM stops first. */
+  later(delayUs: number, fn: () => void): void;
 }
 
 interface Assembly {
@@ -117,20 +125,27 @@ export class SnapshotTransfers {
 
   constructor(private readonly host: SnapshotTransferHost) {}
 
-  /** Sends `peer` this HSM's state, unless one went to it less than retryUs ago; whether it sent one. */
+  /**
+   * Sends `peer` this HSM's state, taken now, its chunks paced SNAPSHOT_CHUNK_INTERVAL_US
+   * apart; unless one to it is still going out or ended less than retryUs ago. Whether it started one.
+   */
   offer(peer: string, hsm: Hsm): boolean {
     const now = this.host.clock.nowUs();
     const last = this.lastSentUs.get(peer);
     if (last !== undefined && now - last < this.host.retryUs) return false;
     const text = encodePeerState(takePeerState(hsm));
     if (text.length > MAX_SNAPSHOT_CHARS) return false; // beyond any HSM type's quotas: nothing a peer would accept
-    this.lastSentUs.set(peer, now);
     const size = Math.min(Math.max(1, this.host.chunkChars), MAX_SNAPSHOT_CHUNK_CHARS);
     const count = Math.max(1, Math.ceil(text.length / size));
+    // The retry interval counts from the last chunk's departure.
+    this.lastSentUs.set(peer, now + (count - 1) * SNAPSHOT_CHUNK_INTERVAL_US);
     const transfer = `${now.toString(36)}-${(this.counter++).toString(36)}`;
-    for (let index = 0; index < count; index++) {
+    const sendChunk = (index: number) => {
+      if (this.lastSentUs.get(peer) === undefined) return; // the peer left
       this.host.send(peer, { t: "snap", transfer, index, count, data: text.slice(index * size, (index + 1) * size) });
-    }
+      if (index + 1 < count) this.host.later(SNAPSHOT_CHUNK_INTERVAL_US, () => sendChunk(index + 1));
+    };
+    sendChunk(0);
     this.stats.sent++;
     return true;
   }

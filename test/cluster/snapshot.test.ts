@@ -394,11 +394,15 @@ describe("snapshot chunks", () => {
     const world = tightWorld("snapshot-chunks");
     const sender = world.cluster.liveNodes()[0];
     const sent: SnapshotChunk[] = [];
-    const transfers = new SnapshotTransfers({ clock: new VirtualClock(), chunkChars: 100, retryUs: 1_000, send: (_to, chunk) => sent.push(chunk) });
+    const clock = new VirtualClock();
+    const transfers = new SnapshotTransfers({ clock, chunkChars: 100, retryUs: 1_000, send: (_to, chunk) => sent.push(chunk), later: (delayUs, fn) => void clock.schedule(delayUs, fn) });
     expect(transfers.offer("peer", sender.hsm)).toBe(true);
-    expect(transfers.offer("peer", sender.hsm)).toBe(false); // within retryUs
+    expect(sent.length).toBe(1); // paced: one chunk per SNAPSHOT_CHUNK_INTERVAL_US
+    clock.runUntil(clock.nowUs() + 1_000_000);
+    expect(transfers.offer("peer", sender.hsm)).toBe(false); // still within retryUs of the last chunk
     expect(sent.length).toBeGreaterThan(2);
-    const receiver = new SnapshotTransfers({ clock: new VirtualClock(), chunkChars: 300, retryUs: 1_000, send: () => {} });
+    expect(sent.map((c) => c.index)).toEqual(sent.map((_, i) => i));
+    const receiver = new SnapshotTransfers({ clock, chunkChars: 300, retryUs: 1_000, send: () => {}, later: () => {} });
     const shuffled = [...sent].reverse();
     let result: ReturnType<SnapshotTransfers["receive"]> = null;
     for (const chunk of [shuffled[0], ...shuffled]) result = receiver.receive("peer", chunk) ?? result;
@@ -413,7 +417,7 @@ describe("snapshot chunks", () => {
 
   it("bad compaction settings are refused by name", () => {
     const world = tightWorld("snapshot-settings");
-    for (const node of [{ journalRetainEntries: -1 }, { memberSilentAfterUs: 0 }, { snapshotChunkChars: 5 * 1024 * 1024 }, { snapshotRetryUs: 1.5 }]) {
+    for (const node of [{ journalRetainEntries: -1 }, { memberSilentAfterUs: 0 }, { snapshotChunkChars: 1024 * 1024 + 1 }, { snapshotRetryUs: 1.5 }]) {
       const name = Object.keys(node)[0];
       expect(() => Cluster.create({ clock: world.clock, transport: world.network, rng: world.rng.fork(name), dataDir: world.dataDir, node }))
         .toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringContaining(`node.${name}`) }));
