@@ -395,7 +395,7 @@ describe("snapshot chunks", () => {
     const sender = world.cluster.liveNodes()[0];
     const sent: SnapshotChunk[] = [];
     const clock = new VirtualClock();
-    const transfers = new SnapshotTransfers({ clock, chunkChars: 100, retryUs: 1_000, send: (_to, chunk) => sent.push(chunk), later: (delayUs, fn) => void clock.schedule(delayUs, fn) });
+    const transfers = new SnapshotTransfers({ clock, chunkChars: 100, retryUs: 10_000_000, send: (_to, chunk) => sent.push(chunk), later: (delayUs, fn) => void clock.schedule(delayUs, fn) });
     expect(transfers.offer("peer", sender.hsm)).toBe(true);
     expect(sent.length).toBe(1); // paced: one chunk per SNAPSHOT_CHUNK_INTERVAL_US
     clock.runUntil(clock.nowUs() + 1_000_000);
