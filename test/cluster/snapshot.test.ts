@@ -415,6 +415,20 @@ describe("snapshot chunks", () => {
     expect(receiver.stats.refused).toBe(2);
   });
 
+  it("carry masked records and no masking key: only the replicable state's fields", () => {
+    const world = tightWorld("snapshot-fields");
+    const alice = world.connect("alice").login(ALICE.username, ALICE.password);
+    alice.generateAesKey({ label: "k", extractable: false });
+    world.run(500_000);
+    const sender = world.cluster.liveNodes()[0];
+    const encoded = JSON.parse(encodePeerState(takePeerState(sender.hsm))) as Record<string, unknown> & { keys: unknown[][]; users: unknown[][] };
+    expect(Object.keys(encoded).sort()).toEqual(["activated", "heads", "keys", "lamport", "source", "tombstones", "users", "v"]);
+    const stored = internalsOf(sender.hsm).store.keys();
+    expect(encoded.keys.length).toBe(stored.length);
+    for (const [i, key] of stored.entries()) expect(Buffer.from(encoded.keys[i][1] as string, "base64").equals(key.record)).toBe(true); // as masked at rest
+    for (const user of encoded.users) expect(user).toHaveLength(7); // no lockout counter
+  });
+
   it("bad compaction settings are refused by name", () => {
     const world = tightWorld("snapshot-settings");
     for (const node of [{ journalRetainEntries: -1 }, { memberSilentAfterUs: 0 }, { snapshotChunkChars: 1024 * 1024 + 1 }, { snapshotRetryUs: 1.5 }]) {
