@@ -16,6 +16,7 @@ import type { Transport } from "../runtime/transport.js";
 import { type Backup, type BackupTrigger, BackupVault, deliverMaskingKey } from "./backup.js";
 import { ClusterError } from "./errors.js";
 import { ClusterNode, type Member, type NodeConfig } from "./node.js";
+import { DEFAULT_COMPACTION, badCompactionSetting } from "./replication.js";
 import type { RequestOp } from "./protocol.js";
 
 import {
@@ -76,6 +77,7 @@ export const DEFAULT_NODE: Omit<NodeConfig, "clusterId" | "address" | "availabil
   replicationTimeoutUs: 2_000_000,
   gossipIntervalUs: 200_000,
   serviceTimeUs: defaultServiceTimeUs,
+  ...DEFAULT_COMPACTION,
 };
 
 /** Rough service times of an hsm2m.medium, for the simulator's queues. */
@@ -120,6 +122,11 @@ export class Cluster {
     for (const name of ["queueCapacity", "replicationTimeoutUs", "gossipIntervalUs"] as const) {
       const value = options.node?.[name];
       if (value !== undefined && !(Number.isInteger(value) && value >= 1)) throw new ClusterError("INVALID_ARGUMENT", `node.${name} must be a positive integer`);
+    }
+    const badSetting = badCompactionSetting(options.node ?? {});
+    if (badSetting) {
+      throw new ClusterError("INVALID_ARGUMENT", `node.${badSetting} must be an integer: journalRetainEntries ≥ 0, memberSilentAfterUs and `
+        + "snapshotRetryUs ≥ 1, snapshotChunkChars from 1 to 1 MiB");
     }
     if (options.addressPrefix !== undefined && !/^\d{1,3}\.\d{1,3}$/.test(options.addressPrefix)) {
       throw new ClusterError("INVALID_ARGUMENT", "addressPrefix must be two octets, like 10.0");

@@ -17,10 +17,11 @@ import type { Transport } from "../runtime/transport.js";
 import { CREATING_CALLS, SESSION_OBJECT_BASE, copyValue } from "./calls.js";
 import { Connections, NodeFailure } from "./connections.js";
 import type { Failure, HelloValue, MemberAddress, PeerEnvelope, Request, RequestOp, Response, WritePosition } from "./protocol.js";
-import { MAX_PUSH, Replication } from "./replication.js";
+import { type CompactionConfig, MAX_PUSH, Replication } from "./replication.js";
 import { failureOf, isWellFormedRequest, scopeToSender } from "./requests.js";
 
-export interface NodeConfig {
+/** An HSM's settings; compaction and snapshot transfer ones are optional (DEFAULT_COMPACTION, replication.ts). */
+export interface NodeConfig extends Partial<CompactionConfig> {
   clusterId: string;
   address: string;
   availabilityZone: string;
@@ -67,6 +68,7 @@ export class ClusterNode {
   /** What this HSM did; `applied`, `pruned`, `peerRejected` and `unknownOrigin` are its replication's (see ReplicationStats). */
   readonly stats = {
     served: 0, busy: 0, stale: 0, replicationTimeouts: 0, applied: 0, pruned: 0, peerRejected: 0, unknownOrigin: 0,
+    snapshotsSent: 0, snapshotsInstalled: 0, snapshotsRefused: 0,
     /** Client requests dropped unread because their shape is not a request's (a hostile or broken client). */
     malformed: 0,
     /** Requests whose serving threw something that is no HSM or PKCS#11 error (a bug): answered as a failure, the queue goes on. */
@@ -79,7 +81,7 @@ export class ClusterNode {
     this.connections = new Connections(hsm, (method, keyId, visible) => this.checkKeyAvailability(method, keyId, visible));
     this.replication = new Replication({
       hsm, clusterId: config.clusterId, address: config.address, transport, clock, stats: this.stats,
-      members: () => this.members, onProgress: () => this.checkWaiters(),
+      members: () => this.members, onProgress: () => this.checkWaiters(), compaction: config, later: (delayUs, fn) => void this.later(delayUs, fn),
     });
     transport.attach(config.address, (from, message) => {
       if (this.alive) this.receive(from, message);

@@ -113,7 +113,18 @@ export interface Heads {
   /** Whether the receiver should answer with its own heads (a gossip round) or only send what is missing. */
   reply: boolean;
 }
-export type PeerMessage = Push | Heads;
+/**
+ * One piece of a snapshot transfer (snapshot-transfer.ts): the sender's state, encoded once
+ * and cut into `count` pieces; the receiver installs it once it holds every piece of `transfer`.
+ */
+export interface SnapshotChunk {
+  t: "snap";
+  transfer: string;
+  index: number;
+  count: number;
+  data: string;
+}
+export type PeerMessage = Push | Heads | SnapshotChunk;
 
 /**
  * What goes on the wire between HSMs: a PeerMessage, encoded once (`body`), authenticated with
@@ -144,6 +155,7 @@ export function peerMacInput(cluster: string, from: string, to: string, body: st
 /** Encodes a peer message (journal changes as the journal stores them: bytes in base64). */
 export function encodePeerMessage(message: PeerMessage): string {
   if (message.t === "heads") return JSON.stringify({ t: "heads", heads: message.heads, reply: message.reply });
+  if (message.t === "snap") return JSON.stringify({ t: "snap", transfer: message.transfer, index: message.index, count: message.count, data: message.data });
   return JSON.stringify({ t: "push", entries: message.entries.map((e) => [e.origin, e.seq, encodeChange(e.change)]) });
 }
 
@@ -160,16 +172,22 @@ export interface WireEntry {
   seq: number;
   change: string;
 }
-export type ReceivedPeerMessage = Heads | { t: "push"; entries: WireEntry[] };
+export type ReceivedPeerMessage = Heads | SnapshotChunk | { t: "push"; entries: WireEntry[] };
 
 /** Decodes an authenticated body; null when it is not a well-formed peer message. */
 export function decodePeerMessage(body: string): ReceivedPeerMessage | null {
   try {
-    const m = JSON.parse(body) as { t?: unknown; heads?: unknown; reply?: unknown; entries?: unknown };
+    const m = JSON.parse(body) as { t?: unknown; heads?: unknown; reply?: unknown; entries?: unknown; transfer?: unknown; index?: unknown; count?: unknown; data?: unknown };
     if (m?.t === "heads") {
       if (!Array.isArray(m.heads) || typeof m.reply !== "boolean") return null;
       if (!m.heads.every((h) => Array.isArray(h) && h.length === 2 && isCount(h[0]) && isCount(h[1]))) return null;
       return { t: "heads", heads: m.heads as HeadList, reply: m.reply };
+    }
+    if (m?.t === "snap") {
+      const { transfer, index, count, data } = m;
+      if (typeof transfer !== "string" || transfer.length === 0 || transfer.length > 64 || !isCount(index) || !isCount(count) || index >= count
+        || typeof data !== "string") return null;
+      return { t: "snap", transfer, index, count, data };
     }
     if (m?.t === "push" && Array.isArray(m.entries)) {
       const entries: WireEntry[] = [];

@@ -1,8 +1,9 @@
 // The HSM-to-HSM side of a cluster node: authenticated peer messages (each an envelope MACed by
 // the chip under the cluster key every member derives from the shared masking key), applying
-// the journal entries peers push, anti-entropy by gossiping journal heads, and journal pruning.
-// What each peer holds (its heads) and when it was last heard feed the node's write quorum and
-// key availability check.
+// the journal entries peers push, anti-entropy by gossiping journal heads, journal compaction,
+// and snapshot transfers to a peer that fell below this HSM's compacted journal
+// (snapshot-transfer.ts). What each peer holds (its heads) and when it was last heard feed the
+// node's write quorum and key availability check.
 import { timingSafeEqual } from "node:crypto";
 
 import { freezeClass } from "../primordials.js";
@@ -12,14 +13,52 @@ import { type JournalEntry, decodeChange } from "../hsm/journal.js";
 import { MAC_PURPOSE } from "../hsm/seal.js";
 import type { Clock } from "../runtime/clock.js";
 import type { Transport } from "../runtime/transport.js";
-import type { HeadList, MemberAddress, PeerEnvelope, PeerMessage } from "./protocol.js";
+import type { HeadList, MemberAddress, PeerEnvelope, PeerMessage, SnapshotChunk } from "./protocol.js";
 import { type ReceivedPeerMessage, decodePeerMessage, encodePeerMessage, encodePushBody, peerMacInput } from "./protocol.js";
+import { regressions } from "./regressions.js";
+import { MAX_SNAPSHOT_CHUNK_CHARS, SnapshotTransfers } from "./snapshot-transfer.js";
 
 /** Journal entries one push carries at most. */
 export const MAX_PUSH = 256;
 const PRUNE_EVERY_ROUNDS = 5;
 /** The largest peer message body: MAX_PUSH entries of at most a masked record each, with room to spare. */
 const MAX_PEER_BODY_CHARS = 16 * 1024 * 1024;
+
+/**
+ * Journal compaction and snapshot transfer (NodeConfig). Every PRUNE_EVERY_ROUNDS gossip
+ * rounds an HSM drops, per origin, the journal entries every live member holds. A member not
+ * heard from for `memberSilentAfterUs` (down, partitioned away, its folder gone) holds back
+ * pruning only by `journalRetainEntries` entries per origin: past that, the others compact
+ * beyond it, and when it comes back below a peer's journal tail, that peer sends it a snapshot.
+ */
+export interface CompactionConfig {
+  /** Entries per origin the journal keeps for a silent member beyond what the live members hold. */
+  journalRetainEntries: number;
+  /** How long a member may stay unheard before it no longer holds back compaction beyond journalRetainEntries. */
+  memberSilentAfterUs: number;
+  /** Characters of encoded state per snapshot chunk (at most MAX_SNAPSHOT_CHUNK_CHARS). */
+  snapshotChunkChars: number;
+  /** The least time between two snapshots sent to one peer. */
+  snapshotRetryUs: number;
+}
+
+export const DEFAULT_COMPACTION: CompactionConfig = {
+  journalRetainEntries: 10_000,
+  memberSilentAfterUs: 60_000_000,
+  snapshotChunkChars: 256 * 1024,
+  snapshotRetryUs: 5_000_000,
+};
+
+/** Checks compaction settings a caller gave; the name of the first bad one, or undefined. */
+export function badCompactionSetting(config: Partial<CompactionConfig>): string | undefined {
+  for (const name of Object.keys(DEFAULT_COMPACTION) as (keyof CompactionConfig)[]) {
+    const value = config[name];
+    if (value === undefined) continue;
+    const least = name === "journalRetainEntries" ? 0 : 1;
+    if (!Number.isSafeInteger(value) || value < least || (name === "snapshotChunkChars" && value > MAX_SNAPSHOT_CHUNK_CHARS)) return name;
+  }
+  return undefined;
+}
 
 export interface ReplicationStats {
   applied: number;
@@ -28,6 +67,10 @@ export interface ReplicationStats {
   peerRejected: number;
   /** Journal entries refused because their origin is no ordinal this cluster ever gave (defence in depth behind the MAC). */
   unknownOrigin: number;
+  /** Snapshots sent to peers below this HSM's journal tail, installed from peers, and refused (whole but malformed, too large, or not installable). */
+  snapshotsSent: number;
+  snapshotsInstalled: number;
+  snapshotsRefused: number;
 }
 
 export interface ReplicationHost {
@@ -37,6 +80,9 @@ export interface ReplicationHost {
   readonly transport: Transport;
   readonly clock: Clock;
   readonly stats: ReplicationStats;
+  readonly compaction?: Partial<CompactionConfig>;
+  /** Runs `fn` after `delayUs` unless the HSM stops first. */
+  later(delayUs: number, fn: () => void): void;
   /** The current members, this HSM included. */
   members(): readonly MemberAddress[];
   /** Called when applied entries may have completed a write waiting for its quorum. */
@@ -50,13 +96,32 @@ export class Replication {
   /** The highest ordinal the control plane has given an HSM of this cluster: entries from a higher origin are refused. */
   private maxOrigin = 0;
   private gossipRounds = 0;
+  private readonly startedUs: number;
+  private readonly compaction: CompactionConfig;
+  private readonly snapshots: SnapshotTransfers;
 
-  constructor(private readonly host: ReplicationHost) {}
+  constructor(private readonly host: ReplicationHost) {
+    this.startedUs = host.clock.nowUs();
+    this.compaction = { ...DEFAULT_COMPACTION };
+    for (const name of Object.keys(DEFAULT_COMPACTION) as (keyof CompactionConfig)[]) {
+      const value = host.compaction?.[name];
+      if (value !== undefined) this.compaction[name] = value;
+    }
+    this.snapshots = new SnapshotTransfers({
+      clock: host.clock, chunkChars: this.compaction.snapshotChunkChars, retryUs: this.compaction.snapshotRetryUs,
+      send: (to, chunk: SnapshotChunk) => this.send([to], chunk), later: (delayUs, fn) => host.later(delayUs, fn),
+    });
+  }
 
   /** The control plane's new membership: forget peers that left, raise the highest ordinal. */
   membersChanged(members: readonly { address: string; origin: number }[], maxOrigin: number): void {
     this.maxOrigin = Math.max(this.maxOrigin, maxOrigin, ...members.map((m) => m.origin));
     for (const address of this.peerHeads.keys()) if (!members.some((m) => m.address === address)) this.peerHeads.delete(address);
+    for (const address of this.lastHeard.keys()) {
+      if (members.some((m) => m.address === address)) continue;
+      this.lastHeard.delete(address);
+      this.snapshots.forget(address);
+    }
   }
 
   /** The journal position of `origin` that `peer` is known to hold (0: none known). */
@@ -167,26 +232,69 @@ export class Replication {
       this.send([from], { t: "heads", heads: this.headList(), reply: false });
       return;
     }
+    if (message.t === "snap") {
+      this.receiveSnapshotChunk(from, message);
+      return;
+    }
     const theirs = new Map(message.heads);
     this.peerHeads.set(from, theirs);
     this.host.onProgress();
     // Send what they lack, origin by origin; ask for what we lack.
-    let weLack = false;
+    let weLack = false, belowTail = false;
     for (const [origin, head] of state.vector()) {
       const theirHead = theirs.get(origin) ?? 0;
-      if (theirHead < head) this.sendBody([from], encodePushBody(origin, internalsOf(hsm).store.journalRange(origin, theirHead, MAX_PUSH)));
+      if (theirHead >= head) continue;
+      const rows = internalsOf(hsm).store.journalRange(origin, theirHead, MAX_PUSH);
+      // The entry they need next was compacted away: only a snapshot brings them past it.
+      if (rows.length === 0 || rows[0].seq !== theirHead + 1) {
+        belowTail = true;
+        continue; // entries past the gap are of no use to them
+      }
+      this.sendBody([from], encodePushBody(origin, rows));
     }
+    if (belowTail && !regressions.noSnapshotTransfer && this.snapshots.offer(from, hsm)) stats.snapshotsSent++;
     for (const [origin, head] of theirs) if (head > state.head(origin)) weLack = true;
     if (message.reply || weLack) this.send([from], { t: "heads", heads: this.headList(), reply: false });
   }
 
-  /** Drops the journal entries every member holds: no member can need them again (new ones start from a snapshot). */
+  /** Reassembles a peer's snapshot and merges it; then tells every peer the new heads (anti-entropy carries on from there). */
+  private receiveSnapshotChunk(from: string, chunk: SnapshotChunk): void {
+    const { hsm, stats } = this.host;
+    const peerState = this.snapshots.receive(from, chunk);
+    if (peerState === null) return; // more chunks to come
+    if (peerState !== "refused" && peerState.heads.some(([origin]) => !this.knownOrigin(origin))) {
+      stats.unknownOrigin++; // defence in depth behind the MAC, as for pushed entries
+    } else if (peerState !== "refused") {
+      try {
+        internalsOf(hsm).state.merge(peerState);
+        stats.snapshotsInstalled++;
+        this.host.onProgress();
+        this.sendHeads();
+        return;
+      } catch {
+        // A record this HSM cannot open (another cluster's masking key, or damaged): nothing of it was kept.
+      }
+    }
+    stats.snapshotsRefused++;
+  }
+
+  /**
+   * Drops the journal entries no live member needs: per origin, those every member heard from
+   * in the last memberSilentAfterUs holds. A silent member holds back only journalRetainEntries
+   * more; if it comes back below the journal's tail, it gets a snapshot.
+   */
   private pruneJournal(): void {
     const state = internalsOf(this.host.hsm).state;
+    const { journalRetainEntries, memberSilentAfterUs } = this.compaction;
+    const silentBefore = this.host.clock.nowUs() - memberSilentAfterUs;
     const floors = new Map<number, number>();
     for (const [origin, head] of state.vector()) {
       let floor = head;
-      for (const peer of this.peerAddresses()) floor = Math.min(floor, this.headOf(peer, origin));
+      for (const peer of this.peerAddresses()) {
+        const theirs = this.headOf(peer, origin);
+        const silent = (this.lastHeard.get(peer) ?? this.startedUs) < silentBefore;
+        floor = Math.min(floor, silent ? Math.max(theirs, head - journalRetainEntries) : theirs);
+      }
       floors.set(origin, floor);
     }
     this.host.stats.pruned += state.prune(floors);

@@ -55,6 +55,16 @@ export function keyIdOrigin(id: number): number {
 export function makePrincipal(origin: number, seq: number): number {
   return origin * PRINCIPAL_SPAN + seq;
 }
+/** The origin's own sequence in a key id or a principal (what newKeyId and newPrincipal counted). */
+export function keyIdSeq(id: number): number {
+  return id % KEY_SPAN;
+}
+export function principalOrigin(principal: number): number {
+  return Math.floor(principal / PRINCIPAL_SPAN);
+}
+export function principalSeq(principal: number): number {
+  return principal % PRINCIPAL_SPAN;
+}
 
 const BYTES = new Set(["record", "salt", "hash"]);
 

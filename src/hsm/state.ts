@@ -9,9 +9,10 @@ import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { AuditEntry } from "./audit.js";
 import { HsmError } from "./errors.js";
 import {
-  type Change, type JournalEntry, changeSubject, decodeChange, encodeChange, keyIdOrigin, makeKeyId, makePrincipal, makeVersion, versionCounter,
+  type Change, type JournalEntry, changeSubject, decodeChange, encodeChange, keyIdOrigin, keyIdSeq, makeKeyId, makePrincipal, makeVersion,
+  principalOrigin, principalSeq, versionCounter,
 } from "./journal.js";
-import type { Store, UserRow } from "./store.js";
+import type { KeyRow, Store, Tombstone, UserRow } from "./store.js";
 
 const SLOT = 0;
 
@@ -38,6 +39,32 @@ function credentialChanged(before: UserRow, after: { principal: number; role: st
 }
 
 export type ApplyOutcome = "applied" | "superseded" | "duplicate" | "gap";
+
+/**
+ * Another member's replicable state, as a snapshot transfer carries it (src/cluster/): its
+ * users (no lockout counters: those stay per HSM), token keys as masked records (the masking
+ * key never travels), tombstones, activation, Lamport counter and journal heads — the state
+ * that holds every change of each origin up to its head.
+ */
+export interface PeerState {
+  /** The sending HSM's id, for the audit. */
+  source: string;
+  activated: boolean;
+  lamport: number;
+  heads: [number, number][];
+  users: Omit<UserRow, "failures">[];
+  keys: KeyRow[];
+  tombstones: Tombstone[];
+}
+
+export interface MergeOutcome {
+  /** Records the snapshot changed here (newer than what this HSM held). */
+  applied: number;
+  /** Records this HSM already held at that version or a newer one. */
+  unchanged: number;
+  /** Origins whose head the snapshot raised. */
+  raised: number;
+}
 
 export class DeviceState {
   readonly origin: number;
@@ -205,7 +232,7 @@ export class DeviceState {
     const failuresBefore = change.kind === "user" ? this.host.store.user(change.name)?.failures : undefined;
     this.host.store.transaction(() => {
       this.observe(change.version);
-      if (this.applyChange(change, entry)) outcome = "applied";
+      if (this.applyChange(change, change.kind === "key" && entry.origin === keyIdOrigin(change.id) ? entry.seq : 0)) outcome = "applied";
       this.host.store.appendJournal(entry.origin, entry.seq, encodeChange(change));
       this.heads.set(entry.origin, entry.seq);
       // The lockout checker reads "failures reset" to know a replicated change unlocked the account here.
@@ -216,7 +243,78 @@ export class DeviceState {
     return outcome;
   }
 
-  private applyChange(change: Change, entry: JournalEntry): boolean {
+  /**
+   * Merges a peer's state into this one, in one transaction (all of it, or none): every
+   * record applies as its change would (last writer wins, tombstones, revocation, per-HSM
+   * lockout counters), so what this HSM wrote or applied that the peer has not seen stays,
+   * and the heads become the higher of both per origin. An origin's journal entries at or
+   * below a raised head are dropped (the snapshot holds their effect; peers that need them
+   * get a snapshot too). If the peer holds more of this HSM's own origin than this HSM does
+   * (its folder was restored from an older copy), the key and principal counters move past
+   * what the peer saw, so no id is minted twice.
+   */
+  merge(peer: PeerState): MergeOutcome {
+    const { store } = this.host;
+    const outcome: MergeOutcome = { applied: 0, unchanged: 0, raised: 0 };
+    const changes: { change: Change; createdSeq: number }[] = [
+      ...peer.keys.map((k) => ({ change: { kind: "key", id: k.id, version: k.version, record: k.record, owner: k.owner } as Change, createdSeq: k.createdSeq })),
+      ...peer.users.map((u) => ({ change: { kind: "user", name: u.name, version: u.version, role: u.role, principal: u.principal, salt: u.salt, hash: u.hash, cost: u.cost } as Change, createdSeq: 0 })),
+      ...peer.tombstones.map((t) => ({ change: (t.kind === "key" ? { kind: "key-delete", id: Number(t.name), version: t.version } : { kind: "user-delete", name: t.name, version: t.version }) as Change, createdSeq: 0 })),
+    ];
+    // Every record that would apply must open first: a refused snapshot leaves the chip as it found it, not only the store.
+    for (const { change } of changes) {
+      if (change.kind !== "key" || store.tombstone("key", String(change.id)) || change.version <= (store.key(change.id)?.version ?? -1)) continue;
+      let handle: number;
+      try {
+        handle = this.host.chip.importMasked(SLOT, change.record, recordBinding(change.id, change.version, change.owner));
+      } catch (e) {
+        throw new HsmError("DATA_FOLDER_INVALID", `key ${change.id} of ${peer.source}'s snapshot does not open as version ${change.version} with this HSM's masking key (${e instanceof Pkcs11Error ? e.message : e})`);
+      }
+      this.dropObject(handle);
+    }
+    store.transaction(() => {
+      this.observe(makeVersion(peer.lamport, 0));
+      for (const { change, createdSeq } of changes) {
+        this.observe(change.version);
+        const failuresBefore = change.kind === "user" ? store.user(change.name)?.failures : undefined;
+        if (!this.applyChange(change, createdSeq)) {
+          outcome.unchanged++;
+          continue;
+        }
+        outcome.applied++;
+        const reset = change.kind === "user" && (failuresBefore ?? 0) > 0 && (store.user(change.name)?.failures ?? 0) === 0;
+        this.host.audit("SYNC", null, null, "id" in change ? [change.id] : [], "OK",
+          `${change.kind} ${changeSubject(change)} from a snapshot of ${peer.source}${reset ? " (failures reset)" : ""}`);
+      }
+      if (peer.activated && store.meta("activated") !== "1") {
+        store.setMeta("activated", "1");
+        outcome.applied++;
+      }
+      for (const [origin, seq] of peer.heads) {
+        if (seq <= this.head(origin)) continue;
+        store.pruneJournal(origin, seq);
+        store.raiseHead(origin, seq);
+        this.heads.set(origin, seq);
+        outcome.raised++;
+      }
+      // Never mint an id of this origin that the cluster has seen already.
+      const own = (n: number) => (n === this.origin ? 1 : 0);
+      let nextKey = Number(store.meta("next_key_seq")), nextPrincipal = Number(store.meta("next_principal"));
+      for (const { change } of changes) {
+        if ((change.kind === "key" || change.kind === "key-delete") && own(keyIdOrigin(change.id))) nextKey = Math.max(nextKey, keyIdSeq(change.id) + 1);
+        if (change.kind === "key" && own(principalOrigin(change.owner))) nextPrincipal = Math.max(nextPrincipal, principalSeq(change.owner) + 1);
+        if (change.kind === "user" && own(principalOrigin(change.principal))) nextPrincipal = Math.max(nextPrincipal, principalSeq(change.principal) + 1);
+      }
+      store.setMeta("next_key_seq", String(nextKey));
+      store.setMeta("next_principal", String(nextPrincipal));
+      this.host.audit("SNAPSHOT", null, null, [], "OK", `from ${peer.source}: ${outcome.applied} records changed, ${outcome.unchanged} held already, `
+        + `${outcome.raised} journal heads raised`);
+    });
+    return outcome;
+  }
+
+  /** Applies one change (last writer wins, tombstones final for keys); `createdSeq`: a new key's creation position, if known (0: unknown). */
+  private applyChange(change: Change, createdSeq: number): boolean {
     const { store, chip } = this.host;
     switch (change.kind) {
       case "key":
@@ -242,8 +340,7 @@ export class DeviceState {
             throw new HsmError("DATA_FOLDER_INVALID", `key ${change.id} does not open as version ${change.version} with this HSM's masking key (${e instanceof Pkcs11Error ? e.message : e})`);
           }
           if (old !== undefined) this.dropObject(old);
-          const createdSeq = store.key(change.id)?.createdSeq ?? (entry.origin === keyIdOrigin(change.id) ? entry.seq : 0);
-          store.putKey({ id: change.id, record: change.record, owner: change.owner, version: change.version, createdSeq });
+          store.putKey({ id: change.id, record: change.record, owner: change.owner, version: change.version, createdSeq: store.key(change.id)?.createdSeq ?? createdSeq });
           this.track(handle, change.id);
         } else {
           if (old !== undefined) this.dropObject(old);

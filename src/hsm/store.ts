@@ -278,6 +278,10 @@ export class Store extends StoreCore {
     if (old !== undefined) this.toggle(item.head(origin, old));
     this.toggle(item.head(origin, seq));
   }
+  /** Raises `origin`'s head to `seq` without an entry (a peer's snapshot holds what came before); never lowers it. */
+  raiseHead(origin: number, seq: number): void {
+    this.write(() => this.putHead(origin, seq, true));
+  }
   /** The highest sequence applied from each origin (pruning does not lower it). */
   journalHeads(): Map<number, number> {
     const rows = this.stmt("SELECT origin, seq FROM heads").all() as { origin: number; seq: number }[];
