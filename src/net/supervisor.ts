@@ -28,6 +28,8 @@ export interface SupervisorOptions {
   backupRetentionMs?: number;
   /** How long an HSM process may take to start (default 60 s). */
   startTimeoutMs?: number;
+  /** How often the supervisor asks each HSM process for its status (default 5 s); three missed answers in a row and it is killed and restarted. */
+  healthCheckIntervalMs?: number;
 }
 
 export interface HsmView {
@@ -64,9 +66,12 @@ interface Live {
   crashesInRow: number;
   readyAtMs: number;
   restartTimer: NodeJS.Timeout | null;
+  /** Health checks in a row it did not answer. */
+  missedChecks: number;
 }
 
 const MAX_EVENTS = 200;
+const MAX_MISSED_CHECKS = 3;
 const STABLE_MS = 60_000;
 const MAX_RESTART_DELAY_MS = 30_000;
 
@@ -103,6 +108,8 @@ export class Supervisor {
     await Promise.all(this.members().map((h) => this.waitReady(h.hsmId)));
     const backupMs = this.options.backupIntervalMs ?? DEFAULT_BACKUP_INTERVAL_US / 1000;
     if (backupMs > 0) this.every(backupMs, () => void this.serial(() => this.backup("periodic")).catch(() => {}));
+    const checkMs = this.options.healthCheckIntervalMs ?? 5_000;
+    this.every(checkMs, () => void this.probe(checkMs));
   }
 
   // ---- commands (the control socket's) ----
@@ -172,8 +179,11 @@ export class Supervisor {
       certFile: this.folder.hsmCert(entry.origin), keyFile: this.folder.hsmKey(entry.origin), caFile: this.folder.trustAnchor,
       clientCaFile: this.file.mtls ? this.folder.clientCaCert : undefined, logFile: `${this.folder.logsDir}/${entry.hsmId}.log`,
     }, {
-      ready: () => {
+      ready: (info) => {
         live.readyAtMs = Date.now();
+        live.missedChecks = 0;
+        if (info.hsmId !== entry.hsmId) this.event(`HSM process at ${entry.folder} says it is ${info.hsmId}, not ${entry.hsmId}`);
+        if (info.activated) this.noticeActivation();
         this.event(`HSM ${entry.hsmId} process ${child.pid} ready at ${entry.address}`);
         this.publishMembership();
         this.healthCheck();
@@ -268,6 +278,30 @@ export class Supervisor {
       changed = true;
     }
     if (changed) this.save();
+  }
+
+  /** Asks every ready HSM process for its status; one that stays silent (hung) is killed, and so restarted. */
+  private async probe(timeoutMs: number): Promise<void> {
+    await Promise.all(this.members().map(async (h) => {
+      const live = this.live.get(h.hsmId);
+      const child = live?.child;
+      if (!live || !child?.ready) return;
+      try {
+        const s = await child.command<HsmStatus>({ t: "status" }, timeoutMs);
+        live.missedChecks = 0;
+        if (s.activated) this.noticeActivation();
+      } catch {
+        if (live.child !== child) return;
+        live.missedChecks++;
+        this.event(`HSM ${h.hsmId} missed a health check (${live.missedChecks} in a row)`);
+        if (live.missedChecks >= MAX_MISSED_CHECKS) {
+          this.event(`HSM ${h.hsmId} does not answer: killed, to be restarted`);
+          live.missedChecks = 0;
+          child.kill("SIGKILL");
+        }
+      }
+    }));
+    this.healthCheck();
   }
 
   private noticeActivation(): void {
@@ -384,7 +418,7 @@ export class Supervisor {
   private liveOf(hsmId: string): Live {
     let live = this.live.get(hsmId);
     if (!live) {
-      live = { child: null, intentional: false, restarts: 0, crashesInRow: 0, readyAtMs: 0, restartTimer: null };
+      live = { child: null, intentional: false, restarts: 0, crashesInRow: 0, readyAtMs: 0, restartTimer: null, missedChecks: 0 };
       this.live.set(hsmId, live);
     }
     return live;
