@@ -44,6 +44,7 @@ export class FramedSocket {
 
   constructor(readonly socket: TLSSocket, private readonly options: FramedSocketOptions) {
     this.accepts = options.accepts;
+    socket.setNoDelay(true); // a request or an answer goes out at once, not after Nagle's wait for an ACK
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", (error: Error & { code?: string }) => this.gone(`socket error: ${error.code ?? error.message}`));
     socket.on("close", () => this.gone(CLOSED_BY_PEER));
