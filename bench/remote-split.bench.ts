@@ -1,7 +1,7 @@
 // Where a remote round trip's time goes: the same request (C_GetTokenInfo, answered by an HSM)
 // sent by a ClusterClient on this thread (TLS + codec + the HSM, no bridge), and through the
 // synchronous PKCS11 (bridge + the same). HSMs in a worker thread of this process.
-// Run: npx tsx bench/remote-split.bench.ts [seconds=2]
+// Run: npx tsx bench/remote-split.bench.ts [seconds=2] [hsms=1]
 import { ClusterClient } from "../src/client/client.js";
 import { ClusterChip } from "../src/client/cluster-chip.js";
 import { CKF_SERIAL_SESSION, CKU_USER } from "../src/pkcs11/constants.js";
@@ -12,13 +12,14 @@ import { RealClock } from "../src/net/real-clock.js";
 import { ALICE, startRealtimeCluster } from "../test/client/realtime-cluster.js";
 
 const seconds = Number(process.argv[2] ?? 2);
+const hsmCount = Number(process.argv[3] ?? 1);
 
 function summary(name: string, samples: number[]): void {
   samples.sort((a, b) => a - b);
   console.log(`${name}: n=${samples.length} p50=${samples[samples.length >> 1].toFixed(0)} µs p90=${samples[Math.floor(samples.length * 0.9)].toFixed(0)} µs p99=${samples[Math.floor(samples.length * 0.99)].toFixed(0)} µs`);
 }
 
-const cluster = await startRealtimeCluster(1);
+const cluster = await startRealtimeCluster(hsmCount);
 try {
   const transport = new ClientTransport({ tls: clientTls({ trustAnchorPem: cluster.trustAnchorPem }) });
   const client = new ClusterClient({ transport, clock: new RealClock(), rng: new OsRandom(), address: "bench", bootstrap: cluster.addresses[0] });
@@ -44,6 +45,7 @@ try {
     sessionCalls.push((performance.now() - t) * 1000);
   }
   summary("C_GenerateRandom 32 B, ClusterChip on this thread (TLS + codec + HSM session)", sessionCalls);
+  console.log("client stats", JSON.stringify(client.stats));
   client.close();
   transport.close();
 
