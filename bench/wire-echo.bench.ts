@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import * as net from "node:net";
 
 import { decodePayload, encodePayload } from "../src/net/codec.js";
+import { FRAME_MESSAGE, FrameDecoder, FrameEncoder } from "../src/net/frame.js";
 import { createClusterCa, issueHsmCertificate } from "../src/net/pki.js";
 import { ClientTransport, HsmTransport, clientTls, hsmTls } from "../src/net/tls-transport.js";
 import { numberOption } from "./peers.js";
@@ -70,6 +71,48 @@ for (const inFlight of [8, 64]) {
   }));
   rows.push({ measure: `throughput, ${inFlight} in flight`, "ops/s": Math.round(done / (timeMs / 1000)) });
 }
+// TLS's share: the same frames and codec over plain TCP (an ad-hoc echo server, not a transport: the wire never runs without TLS).
+const plainPort = await freePort(host);
+const plainServer = net.createServer((socket) => {
+  socket.setNoDelay(true);
+  const decoder = new FrameDecoder();
+  const encoder = new FrameEncoder();
+  socket.on("data", (chunk) => {
+    for (const frame of decoder.push(chunk)) {
+      const message = decodePayload(frame.payload) as { id: number };
+      socket.write(encoder.encode(FRAME_MESSAGE, encodePayload({ t: "res", id: message.id, ok: true, value: { result: 32, output: OUTPUT }, hsmId: "hsm-bench", spareCapacity: 32, membershipEpoch: 1 })));
+    }
+  });
+});
+await new Promise<void>((resolve) => plainServer.listen(plainPort, host, () => resolve()));
+const plain = net.connect({ host, port: plainPort });
+plain.setNoDelay(true);
+await new Promise<void>((resolve) => plain.once("connect", () => resolve()));
+const plainEncoder = new FrameEncoder();
+const plainDecoder = new FrameDecoder();
+plain.on("data", (chunk) => {
+  for (const frame of plainDecoder.push(chunk)) {
+    const id = (decodePayload(frame.payload) as { id: number }).id;
+    waiting.get(id)?.();
+    waiting.delete(id);
+  }
+});
+const plainTimes: number[] = [];
+const plainEnd = performance.now() + timeMs;
+while (performance.now() < plainEnd) {
+  const t = performance.now();
+  await new Promise<void>((resolve) => {
+    const id = nextId++;
+    waiting.set(id, resolve);
+    plain.write(plainEncoder.encode(FRAME_MESSAGE, encodePayload(request(id))));
+  });
+  plainTimes.push((performance.now() - t) * 1000);
+}
+plainTimes.sort((a, b) => a - b);
+rows.push({ measure: "round trip without TLS (plain TCP, same frames)", "p50 µs": Math.round(plainTimes[plainTimes.length >> 1]), "p99 µs": Math.round(plainTimes[Math.floor(plainTimes.length * 0.99)]), "ops/s": Math.round(plainTimes.length / (timeMs / 1000)) });
+plain.destroy();
+plainServer.close();
+
 // The codec's share: the same request and answer encoded and decoded, no sockets.
 const answer = { t: "res", id: 1, ok: true, value: { result: 32, output: OUTPUT }, hsmId: "hsm-bench", spareCapacity: 32, membershipEpoch: 1 };
 const codecTimes: number[] = [];

@@ -60,7 +60,16 @@ export class FramedSocket {
 
   /** Writes a message; false if the connection is closed, or was just closed for not reading its queue. */
   sendMessage(message: unknown): boolean {
-    return this.send(FRAME_MESSAGE, encodePayload(message));
+    let payload: Buffer;
+    try {
+      payload = encodePayload(message);
+    } catch (e) {
+      // A value MessagePack cannot carry (a cycle, a function…): a bug of the sender, never thrown into its caller.
+      this.options.stats.unsendable++;
+      this.options.logger.error({ connection: this.options.label, err: String(e) }, "message not sent: it cannot be encoded");
+      return false;
+    }
+    return this.send(FRAME_MESSAGE, payload);
   }
 
   sendHello(hello: Hello): boolean {

@@ -217,6 +217,13 @@ export class HsmTransport implements Transport {
         }
         from = clientId;
         role = "client";
+        const previous = this.clients.get(clientId);
+        if (previous !== undefined) {
+          // The same remote port again while the old socket's close is still on its way: the old one is gone.
+          this.clients.delete(clientId);
+          previous.close("REPLACED", "a new connection from the same address and port", "info");
+          this.clientGone(clientId);
+        }
         this.clients.set(clientId, link);
         return "req";
       },
@@ -226,13 +233,10 @@ export class HsmTransport implements Transport {
       onClose: () => {
         clearTimeout(helloTimer);
         if (role === "peer") this.peersInbound.delete(link);
-        if (role === "client") {
+        // A reused remote port is a new socket under the same id: only the socket the id names now may end it.
+        if (role === "client" && this.clients.get(clientId) === link) {
           this.clients.delete(clientId);
-          try {
-            this.onGone?.(clientId);
-          } catch (e) {
-            this.logger.error({ connection: clientId, err: String(e) }, "gone handler threw");
-          }
+          this.clientGone(clientId);
         }
       },
       onBuffered: (delta) => {
@@ -243,6 +247,14 @@ export class HsmTransport implements Transport {
         }
       },
     });
+  }
+
+  private clientGone(clientId: string): void {
+    try {
+      this.onGone?.(clientId);
+    } catch (e) {
+      this.logger.error({ connection: clientId, err: String(e) }, "gone handler threw");
+    }
   }
 
   // ---- outbound, to peers ----

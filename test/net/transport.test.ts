@@ -275,6 +275,15 @@ describe("timeouts, memory budget, a peer that is down", () => {
       expect(sends).toBeGreaterThan(20);
       expect(transport.stats.connects).toBeLessThanOrEqual(6);
       expect(transport.stats.undeliverable).toBeGreaterThan(10);
+      // A message that cannot be encoded (a cycle) is dropped and counted, never thrown into the sender.
+      const client = await rawConnection(address, ca.certPem);
+      await until(() => transport.connections.clients === 1, "the client's hello");
+      const cyclic: Record<string, unknown> = { t: "res" };
+      cyclic.self = cyclic;
+      const unsendable = transport.stats.unsendable;
+      expect(() => transport.send(address, `client/${client.socket.localAddress}:${client.socket.localPort}`, cyclic)).not.toThrow();
+      expect(transport.stats.unsendable).toBe(unsendable + 1);
+      client.socket.destroy();
     } finally {
       await transport.close();
     }
