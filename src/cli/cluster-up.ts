@@ -68,7 +68,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     const json = values.json ?? false;
     const running = await statusOf(folder).catch(() => null);
     if (running) {
-      if (!json) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);
+      if (!json && io.stderr.isTTY) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);
       printCluster(running, folder, json, io.stdout);
       return 0;
     }
@@ -78,7 +78,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     } else {
       const addresses = values.addresses;
       const hsmCount = addresses?.length ?? values.hsms ?? 3;
-      if (!json) io.stderr.write(`creating a cluster of ${hsmCount} HSM(s) in ${folder.dir}\n`);
+      if (!json && io.stderr.isTTY) io.stderr.write(`creating a cluster of ${hsmCount} HSM(s) in ${folder.dir}\n`);
       folder.makeTree();
       const lock = FolderLock.acquire(folder.dir, "supervisor.lock");
       try {
