@@ -45,11 +45,16 @@ describe("remote client against a real-time cluster", () => {
       const users = connection.console(CO.username, CO.password).listUsers();
       expect(users.consistent).toBe(true);
       expect(users.users.map((u) => u.username)).toEqual(expect.arrayContaining([ALICE.username, BOB.username]));
-      // Another user's key is not Bob's to use.
-      const bob = connection.login(BOB.username, BOB.password);
-      expect(() => bob.encrypt(key, Buffer.from("x"))).toThrow(Pkcs11Error);
-      bob.close();
+      // One login per application, as PKCS#11 has it; another application (connection) is Bob's, and Alice's key is not his to use.
+      expect(() => connection.login(BOB.username, BOB.password)).toThrow(/CKR_USER_ALREADY_LOGGED_IN/);
       alice.close();
+      const other = connect({ address: cluster.addresses[1], trustAnchor: cluster.trustAnchorPath });
+      try {
+        const bob = other.login(BOB.username, BOB.password);
+        expect(() => bob.encrypt(key, Buffer.from("x"))).toThrow(Pkcs11Error);
+      } finally {
+        other.close();
+      }
     } finally {
       connection.close();
     }
@@ -165,5 +170,14 @@ describe("remote client: what it refuses, with clear errors", () => {
     }
     expect(() => connect({ address: "127.0.0.2:2223", trustAnchor: "" })).toThrow(/trustAnchor must be PEM text or a file path/);
     expect(() => connect({ address: "127.0.0.2:70000", trustAnchor: cluster.trustAnchorPem })).toThrow(/port '70000'/);
+    // PEM-shaped but not a certificate: refused by the worker's TLS setup, as a typed error through the bridge.
+    let error: unknown;
+    try {
+      connect({ address: cluster.addresses[0], trustAnchor: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" });
+    } catch (e) {
+      error = e;
+    }
+    expect(typeof (error as { code?: unknown }).code).toBe("string");
+    expect((error as Error).message).toMatch(/trust anchor/);
   });
 });
