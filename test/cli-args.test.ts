@@ -148,6 +148,29 @@ describe("strict command lines", () => {
   });
 });
 
+describe("command definitions and failures", () => {
+  it("refuses a spec that takes --help or -h for itself", () => {
+    expect(() => defineCommand({ name: "x", summary: "x", options: { help: { type: "boolean", description: "mine" } }, run: () => 0 })).toThrow(/--help and -h/);
+    expect(() => defineCommand({ name: "x", summary: "x", options: { host: { type: "string", short: "h", description: "mine" } }, run: () => 0 })).toThrow(/--help and -h/);
+  });
+
+  it("a typed error from a command is its message and code, exit 1; any other error is the caller's to report", async () => {
+    const { CodedError } = await import("../src/coded-error.js");
+    const table = [
+      defineCommand({ name: "typed", summary: "t", run: () => {
+        throw new CodedError("ClusterError", "NOT_RUNNING", "no cluster runs in ./.hsmsim");
+      } }),
+      defineCommand({ name: "bug", summary: "b", run: () => {
+        throw new RangeError("a defect");
+      } }),
+    ];
+    const io = capture();
+    expect(await runProgram(table, ["typed"], io, meta)).toBe(1);
+    expect(io.err()).toBe("t typed: no cluster runs in ./.hsmsim (NOT_RUNNING)\n");
+    await expect(runProgram(table, ["bug"], capture(), meta)).rejects.toThrow(RangeError);
+  });
+});
+
 describe("the hsmsim table", () => {
   it("every command has a usage and its options have descriptions", async () => {
     for (const command of COMMANDS) {
@@ -203,6 +226,29 @@ describe("progress line", () => {
       expect(p.live).toBe(false);
       expect(p.failures).toBe(1);
       expect(t.text()).toBe("permanent\n");
+    }
+  });
+});
+
+describe("sim sweep progress", () => {
+  it("shows a live line on a terminal and none with --json; the results are the same", async () => {
+    const { runSimCommand } = await import("../src/cli/sim.js");
+    const { textOutput } = await import("../src/cli/format.js");
+    for (const json of [false, true]) {
+      let progress = "", out = "";
+      const terminal = { write: (t: string) => (progress += t), isTTY: true, columns: 100 };
+      const code = await runSimCommand({ seeds: 2, from: 11, json }, textOutput((t) => (out += t)), (t) => (out += t), terminal);
+      expect(code).toBe(0);
+      if (json) {
+        expect(progress).toBe("");
+        expect(JSON.parse(out)).toMatchObject({ from: 11, runs: 2, failedSeeds: [] });
+      } else {
+        expect(progress).toContain("2/2 runs");
+        expect(progress).toContain("0 failed");
+        expect(progress.endsWith("\r\x1b[2K")).toBe(true);
+        expect(out).toContain("2 runs (seeds 11–12): 0 failed");
+        expect(out).not.toContain("\r");
+      }
     }
   });
 });

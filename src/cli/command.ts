@@ -113,7 +113,7 @@ export function defineCommand<const O extends Record<string, OptionSpec> = Recor
   const positionals = spec.positionals ?? [];
   if (positionals.slice(0, -1).some((p) => p.variadic)) throw new Error(`${spec.name}: only the last positional may be variadic`);
   for (const name of Object.keys(spec.options ?? {})) {
-    if (name === "help") throw new Error(`${spec.name}: --help is every command's own; do not declare it`);
+    if (name === "help" || (spec.options![name] as OptionSpec).short === "h") throw new Error(`${spec.name}: --help and -h are every command's own; do not declare them`);
   }
   return { kind: "command", ...(spec as unknown as CommandSpec<Record<string, OptionSpec>>) };
 }

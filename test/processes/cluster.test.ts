@@ -3,15 +3,15 @@
 // DEGRADED until the supervisor restarts it and it catches up; add/remove/replace; down and up
 // bring back the same users and keys, also after kill -9 of everything; a second supervisor on
 // the folder is refused; hostile control-socket requests are refused. Every wait is bounded.
-import { spawn } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { entryPoint } from "../../src/net/entry-points.js";
-import { EXIT_IN_USE } from "../../src/net/process-errors.js";
+import { EXIT_BAD_CONFIG, EXIT_FATAL, EXIT_IN_USE } from "../../src/net/process-errors.js";
 import { ALICE, CO, type TestClient, activate, startClient } from "../net/fixture.js";
 import { type Status, alive, cli, cliJson, createKey, members, placement, status, trustAnchorOf, until } from "./helpers.js";
 
@@ -155,6 +155,28 @@ describe("hsmsim up, status, hsm, down", () => {
     expect((await status(dir)).running).toBe(true);
   }, 60_000);
 
+  it("an HSM process on a folder in use exits nonzero with the reason in its log; one given a bad configuration too", async () => {
+    const s = await status(dir);
+    const running = members(s)[0];
+    const { file, execArgv } = entryPoint("hsm-process");
+    const logFile = join(dir, "..", "intruder.log");
+    const config = {
+      dir: join(dir, "hsms", String(running.origin)), clusterId: s.clusterId, address: running.address, availabilityZone: running.availabilityZone,
+      certFile: join(dir, "pki", `hsm-${running.origin}.crt`), keyFile: join(dir, "pki", `hsm-${running.origin}.key`), caFile: join(dir, "pki", "customerCA.crt"), logFile,
+    };
+    const run = (arg: string) => new Promise<number | null>((resolve) => {
+      const child = fork(file, [arg], { execArgv, stdio: ["ignore", "ignore", "ignore", "ipc"] });
+      child.on("exit", (code) => resolve(code));
+    });
+    expect(await run(JSON.stringify(config))).toBe(EXIT_FATAL);
+    expect(readFileSync(logFile, "utf8")).toMatch(/DATA_FOLDER_IN_USE/);
+    expect(await run("{not json")).toBe(EXIT_BAD_CONFIG);
+    // The running HSM is untouched.
+    const after = (await status(dir)).hsms.find((h) => h.hsmId === running.hsmId)!;
+    expect(after.pid).toBe(running.pid);
+    expect(after.state).toBe("ACTIVE");
+  }, 60_000);
+
   it("hostile control-socket requests are refused with BAD_REQUEST and the supervisor keeps serving", async () => {
     const lines = [
       "not json", "[]", "null", '{"op":"format-disk"}', '{"op":"kill","hsmId":"../../../etc/passwd"}', '{"op":"status","extra":1}',
@@ -183,6 +205,7 @@ describe("hsmsim up, status, hsm, down", () => {
     await new Promise<void>((resolve) => {
       const socket = connect(join(dir, "control.sock"));
       socket.on("error", () => {});
+      socket.on("data", () => {}); // read the answer, or the end never shows
       socket.on("close", () => resolve());
       socket.write("x".repeat(100_000));
     });
