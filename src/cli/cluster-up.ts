@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 import { FolderLock } from "../hsm/folder-lock.js";
 import { HSM_TYPES } from "../hsm/types.js";
-import { ClusterFolder, DEFAULT_BASE_ADDRESS, DEFAULT_PORT, isAddress, isIpv4 } from "../net/cluster-folder.js";
+import { ClusterFolder, DEFAULT_BASE_ADDRESS, DEFAULT_PORT, HSM_ID, isAddress, isIpv4 } from "../net/cluster-folder.js";
 import { entryPoint } from "../net/entry-points.js";
 import { createCluster } from "../net/new-cluster.js";
 import { ProcessError } from "../net/process-errors.js";
@@ -28,6 +28,11 @@ const zoneName: ValueParser<string> = (text, name) => {
   return text;
 };
 
+const hsmIdParser: ValueParser<string> = (text, name) => {
+  if (!HSM_ID.test(text)) throw new UsageError(`${name} takes HSM ids such as hsm-0123456789abcdef, not '${text}'`);
+  return text;
+};
+
 const CREATION_ONLY = ["hsms", "zones", "type", "mtls", "base-address", "port", "addresses", "password-cost"] as const;
 
 const UP_OPTIONS = {
@@ -43,6 +48,7 @@ const UP_OPTIONS = {
     "password-cost": { type: "string", valueName: "N", parse: wholeNumber(1, 20), description: "scrypt cost of password hashes (default 15; tests use less)" },
     "restart-delay-ms": { type: "string", valueName: "MS", parse: wholeNumber(1, 600_000), description: "first restart delay after an HSM crash (default 500; doubles while it keeps crashing)" },
     "timeout-ms": { type: "string", valueName: "MS", parse: wholeNumber(1000, 3_600_000), description: "how long to wait for the HSMs (default 120000)" },
+  only: { type: "string", valueName: "ID,...", parse: commaList(hsmIdParser), description: "run only these HSMs here; the others run on other machines from copies of this folder" },
 } as const satisfies Record<string, OptionSpec>;
 
 export const upCommand = defineCommand({
@@ -62,7 +68,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     const json = values.json ?? false;
     const running = await statusOf(folder).catch(() => null);
     if (running) {
-      if (!json) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);
+      if (!json && io.stderr.isTTY) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);
       printCluster(running, folder, json, io.stdout);
       return 0;
     }
@@ -72,7 +78,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     } else {
       const addresses = values.addresses;
       const hsmCount = addresses?.length ?? values.hsms ?? 3;
-      if (!json) io.stderr.write(`creating a cluster of ${hsmCount} HSM(s) in ${folder.dir}\n`);
+      if (!json && io.stderr.isTTY) io.stderr.write(`creating a cluster of ${hsmCount} HSM(s) in ${folder.dir}\n`);
       folder.makeTree();
       const lock = FolderLock.acquire(folder.dir, "supervisor.lock");
       try {
@@ -84,13 +90,17 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
         lock.release();
       }
     }
-    const members = folder.read().hsms.filter((h) => h.state !== "DELETED").length;
+    const file = folder.read();
+    for (const id of values.only ?? []) {
+      if (!file.hsms.some((h) => h.hsmId === id && h.state !== "DELETED")) throw new UsageError(`--only names ${id}, which is no HSM of ${file.clusterId}`);
+    }
+    const members = file.hsms.filter((h) => h.state !== "DELETED" && (values.only === undefined || values.only.includes(h.hsmId))).length;
     const progress = progressLine({ total: members, unit: "HSMs", label: "up", stream: io.stderr, quiet: json });
     progress.status("starting the supervisor");
     const { file: entry, execArgv } = entryPoint("supervisor-main");
     const errFile = join(folder.logsDir, "supervisor.stderr");
     const errFd = openSync(errFile, "w", 0o600);
-    const child = spawn(process.execPath, [...execArgv, entry, JSON.stringify({ dir: folder.dir, restartDelayMs: values["restart-delay-ms"] })], {
+    const child = spawn(process.execPath, [...execArgv, entry, JSON.stringify({ dir: folder.dir, restartDelayMs: values["restart-delay-ms"], only: values.only })], {
       detached: true, stdio: ["ignore", "ignore", errFd],
     });
     closeSync(errFd);
@@ -107,7 +117,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
         }
         const v = await statusOf(folder).catch(() => null);
         if (v) {
-          const answering = v.hsms.filter((h) => h.state !== "DELETED" && h.keyCount !== undefined).length;
+          const answering = v.hsms.filter((h) => h.state !== "DELETED" && !h.remote && h.keyCount !== undefined).length;
           if (answering > progress.done) progress.tick(true, answering - progress.done);
           progress.status(`${answering}/${members} HSMs answering`);
           if (answering === members) {

@@ -105,6 +105,8 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
       busy = busy.then(() => {
         answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` });
         socket.end();
+        // A peer that keeps its side open does not keep the connection.
+        setTimeout(() => socket.destroy(), 2_000).unref();
       });
     }
   });

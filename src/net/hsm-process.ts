@@ -11,13 +11,11 @@ import { ClusterNode } from "../cluster/node.js";
 import { Hsm, restoreHsm } from "../hsm/hsm.js";
 import { internalsOf } from "../hsm/internals.js";
 import { type HsmProcessConfig, type SupervisorCommand, isSupervisorCommand } from "./hsm-ipc.js";
+import { EXIT_BAD_CONFIG, EXIT_FATAL } from "./process-errors.js";
 import { type Logger, openLog } from "./process-log.js";
 import { startHsmTransport } from "./hsm-transport-setup.js";
 import { RealClock } from "./real-clock.js";
 
-/** Exit codes the supervisor reads (and logs). */
-export const EXIT_FATAL = 3;
-export const EXIT_BAD_CONFIG = 4;
 
 function send(message: unknown): void {
   try {

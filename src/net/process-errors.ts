@@ -28,3 +28,6 @@ export const SUPERVISOR_PID = "supervisor.pid";
 /** Exit codes of the supervisor process (`hsmsim up` reads them): another supervisor holds the folder; it failed to start. */
 export const EXIT_IN_USE = 5;
 export const EXIT_FAILED = 6;
+/** Exit codes of an HSM process: a fatal error (folder in use, damaged folder, address taken); a bad configuration. */
+export const EXIT_FATAL = 3;
+export const EXIT_BAD_CONFIG = 4;

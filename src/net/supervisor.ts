@@ -28,6 +28,13 @@ export interface SupervisorOptions {
   backupRetentionMs?: number;
   /** How long an HSM process may take to start (default 60 s). */
   startTimeoutMs?: number;
+  /** How often the supervisor asks each HSM process for its status (default 5 s); three missed answers in a row and it is killed and restarted. */
+  healthCheckIntervalMs?: number;
+  /**
+   * The HSMs this supervisor runs (ids); the others are members served by another supervisor (on
+   * another machine, from a copy of the cluster folder). Absent: all of them.
+   */
+  only?: string[];
 }
 
 export interface HsmView {
@@ -38,6 +45,8 @@ export interface HsmView {
   state: HsmState;
   pid: number | null;
   restarts: number;
+  /** Run by another supervisor (see SupervisorOptions.only): this one only tells its HSMs about it. */
+  remote?: boolean;
   /** From the HSM itself (absent when it does not answer). */
   activated?: boolean;
   keyCount?: number;
@@ -64,9 +73,12 @@ interface Live {
   crashesInRow: number;
   readyAtMs: number;
   restartTimer: NodeJS.Timeout | null;
+  /** Health checks in a row it did not answer. */
+  missedChecks: number;
 }
 
 const MAX_EVENTS = 200;
+const MAX_MISSED_CHECKS = 3;
 const STABLE_MS = 60_000;
 const MAX_RESTART_DELAY_MS = 30_000;
 
@@ -83,6 +95,9 @@ export class Supervisor {
 
   constructor(private readonly folder: ClusterFolder, private readonly log: Logger, private readonly options: SupervisorOptions = {}) {
     this.file = folder.read();
+    for (const id of options.only ?? []) {
+      if (!this.file.hsms.some((h) => h.hsmId === id && h.state !== "DELETED")) throw new ProcessError("HSM_NOT_FOUND", `--only names ${id}, no HSM of ${this.file.clusterId}`);
+    }
     const { vault, skipped } = openVault(folder, this.file.lineageId);
     this.vault = vault;
     for (const name of skipped) this.event(`backup file ${name} skipped: it does not open under ${this.file.lineageId}`);
@@ -95,14 +110,16 @@ export class Supervisor {
   /** Starts every HSM that is not deleted and waits (bounded) until each answers. */
   async start(): Promise<void> {
     this.event(`supervisor started for ${this.file.clusterId}`);
-    for (const h of this.members()) {
+    for (const h of this.local()) {
       h.state = "DEGRADED"; // until its process says it is ready
       this.spawn(h);
     }
     this.healthCheck();
-    await Promise.all(this.members().map((h) => this.waitReady(h.hsmId)));
+    await Promise.all(this.local().map((h) => this.waitReady(h.hsmId)));
     const backupMs = this.options.backupIntervalMs ?? DEFAULT_BACKUP_INTERVAL_US / 1000;
     if (backupMs > 0) this.every(backupMs, () => void this.serial(() => this.backup("periodic")).catch(() => {}));
+    const checkMs = this.options.healthCheckIntervalMs ?? 5_000;
+    this.every(checkMs, () => void this.probe(checkMs));
   }
 
   // ---- commands (the control socket's) ----
@@ -156,7 +173,7 @@ export class Supervisor {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     await this.queue.catch(() => {});
-    await Promise.all(this.members().map(async (h) => this.stopChild(h, this.live.get(h.hsmId)!)));
+    await Promise.all(this.local().map(async (h) => this.stopChild(h, this.liveOf(h.hsmId))));
     this.event("supervisor stopped");
     this.save();
   }
@@ -172,8 +189,11 @@ export class Supervisor {
       certFile: this.folder.hsmCert(entry.origin), keyFile: this.folder.hsmKey(entry.origin), caFile: this.folder.trustAnchor,
       clientCaFile: this.file.mtls ? this.folder.clientCaCert : undefined, logFile: `${this.folder.logsDir}/${entry.hsmId}.log`,
     }, {
-      ready: () => {
+      ready: (info) => {
         live.readyAtMs = Date.now();
+        live.missedChecks = 0;
+        if (info.hsmId !== entry.hsmId) this.event(`HSM process at ${entry.folder} says it is ${info.hsmId}, not ${entry.hsmId}`);
+        if (info.activated) this.noticeActivation();
         this.event(`HSM ${entry.hsmId} process ${child.pid} ready at ${entry.address}`);
         this.publishMembership();
         this.healthCheck();
@@ -238,6 +258,19 @@ export class Supervisor {
     return this.file.hsms.filter((h) => h.state !== "DELETED");
   }
 
+  /** The members this supervisor runs. */
+  private local(): HsmEntry[] {
+    return this.members().filter((h) => this.isLocal(h.hsmId));
+  }
+
+  private isLocal(hsmId: string): boolean {
+    return this.options.only === undefined || this.options.only.includes(hsmId);
+  }
+
+  private requireWholeCluster(what: string): void {
+    if (this.options.only !== undefined) throw new ProcessError("INVALID_STATE", `cannot ${what}: this supervisor runs only some of the cluster's HSMs (--only); run it with the whole cluster`);
+  }
+
   private publishMembership(): void {
     this.membershipEpoch++;
     const members = this.members().map(({ hsmId, address, availabilityZone, origin }) => ({ hsmId, address, availabilityZone, origin }));
@@ -253,7 +286,7 @@ export class Supervisor {
 
   private healthCheck(): void {
     let changed = false;
-    for (const h of this.members()) {
+    for (const h of this.local()) {
       const next: HsmState = this.live.get(h.hsmId)?.child?.ready ? "ACTIVE" : "DEGRADED";
       if (next !== h.state) {
         h.state = next;
@@ -270,6 +303,30 @@ export class Supervisor {
     if (changed) this.save();
   }
 
+  /** Asks every ready HSM process for its status; one that stays silent (hung) is killed, and so restarted. */
+  private async probe(timeoutMs: number): Promise<void> {
+    await Promise.all(this.members().map(async (h) => {
+      const live = this.live.get(h.hsmId);
+      const child = live?.child;
+      if (!live || !child?.ready) return;
+      try {
+        const s = await child.command<HsmStatus>({ t: "status" }, timeoutMs);
+        live.missedChecks = 0;
+        if (s.activated) this.noticeActivation();
+      } catch {
+        if (live.child !== child) return;
+        live.missedChecks++;
+        this.event(`HSM ${h.hsmId} missed a health check (${live.missedChecks} in a row)`);
+        if (live.missedChecks >= MAX_MISSED_CHECKS) {
+          this.event(`HSM ${h.hsmId} does not answer: killed, to be restarted`);
+          live.missedChecks = 0;
+          child.kill("SIGKILL");
+        }
+      }
+    }));
+    this.healthCheck();
+  }
+
   private noticeActivation(): void {
     if (this.file.state !== "INITIALIZED") return;
     this.file.state = "ACTIVE";
@@ -282,6 +339,7 @@ export class Supervisor {
   // ---- add, remove ----
   private async addHsm(zone?: string): Promise<HsmView> {
     requireManageable(this.file.state, "add an HSM");
+    this.requireWholeCluster("add an HSM");
     if (this.members().length >= MAX_HSMS) throw new ProcessError("INVALID_STATE", `a cluster holds at most ${MAX_HSMS} HSMs`);
     const chosen = zone ?? leastUsedZone(this.file.zones, this.members().map((h) => h.availabilityZone));
     if (!this.file.zones.includes(chosen)) throw new ProcessError("INVALID_ARGUMENT", `the zone must be one of ${this.file.zones.join(", ")}`);
@@ -313,6 +371,7 @@ export class Supervisor {
 
   private async removeHsm(hsmId: string): Promise<void> {
     requireManageable(this.file.state, "remove an HSM");
+    this.requireWholeCluster("remove an HSM");
     const { entry, live } = this.lookup(hsmId);
     await this.stopChild(entry, live);
     entry.state = "DELETED";
@@ -357,6 +416,7 @@ export class Supervisor {
       const live = this.live.get(h.hsmId);
       const view: HsmView = { hsmId: h.hsmId, origin: h.origin, address: h.address, availabilityZone: h.availabilityZone, state: h.state,
         pid: live?.child?.alive ? live.child.pid ?? null : null, restarts: live?.restarts ?? 0 };
+      if (!this.isLocal(h.hsmId)) view.remote = true;
       if (live?.child?.ready) {
         try {
           const s = await live.child.command<HsmStatus>({ t: "status" }, 5_000);
@@ -377,6 +437,7 @@ export class Supervisor {
   private lookup(hsmId: string): { entry: HsmEntry; live: Live } {
     const entry = this.file.hsms.find((h) => h.hsmId === hsmId);
     if (!entry) throw new ProcessError("HSM_NOT_FOUND", `no HSM ${hsmId} in ${this.file.clusterId}`);
+    if (!this.isLocal(hsmId)) throw new ProcessError("INVALID_STATE", `HSM ${hsmId} runs under another supervisor`);
     if (entry.state === "DELETED") throw new ProcessError("INVALID_STATE", `HSM ${hsmId} was removed from the cluster`);
     return { entry, live: this.liveOf(hsmId) };
   }
@@ -384,7 +445,7 @@ export class Supervisor {
   private liveOf(hsmId: string): Live {
     let live = this.live.get(hsmId);
     if (!live) {
-      live = { child: null, intentional: false, restarts: 0, crashesInRow: 0, readyAtMs: 0, restartTimer: null };
+      live = { child: null, intentional: false, restarts: 0, crashesInRow: 0, readyAtMs: 0, restartTimer: null, missedChecks: 0 };
       this.live.set(hsmId, live);
     }
     return live;

@@ -13,15 +13,23 @@ import { DEFAULT_NODE } from "../../src/cluster/cluster.js";
 import { ClusterNode } from "../../src/cluster/node.js";
 import { Hsm, restoreHsm } from "../../src/hsm/hsm.js";
 import { internalsOf } from "../../src/hsm/internals.js";
-import { type CertificateAndKey, createClusterCa, issueHsmCertificate } from "../../src/net/pki.js";
+import { type CertificateAndKey, createClientCa, createClusterCa, issueClientCertificate, issueHsmCertificate } from "../../src/net/pki.js";
 import { RealClock } from "../../src/net/real-clock.js";
 import { HsmTransport, hsmTls } from "../../src/net/tls-transport.js";
 
-async function host(hsmCount: number): Promise<void> {
+async function host(hsmCount: number, mtls: boolean): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "hsmsim-remote-"));
   const ca = await createClusterCa({ commonName: "hsmsim remote-test cluster" });
   const trustAnchorPath = join(dir, "customerCA.crt");
   writeFileSync(trustAnchorPath, ca.certPem);
+  // Mutual TLS as CloudHSM offers it: a client trust anchor registered on the cluster, enforcement on.
+  const clientCa = mtls ? await createClientCa({ commonName: "hsmsim remote-test clients" }) : undefined;
+  const clientFiles = clientCa ? { certPath: join(dir, "client.crt"), keyPath: join(dir, "client.key") } : undefined;
+  if (clientCa && clientFiles) {
+    const client = await issueClientCertificate(clientCa, { commonName: "remote-test application" });
+    writeFileSync(clientFiles.certPath, client.certPem);
+    writeFileSync(clientFiles.keyPath, client.keyPem, { mode: 0o600 });
+  }
   const subnet = 100 + Math.floor(Math.random() * 150);
   const port = 20_000 + Math.floor(Math.random() * 40_000);
   const clusterId = `cluster-remote-${subnet}-${port}`;
@@ -40,7 +48,7 @@ async function host(hsmCount: number): Promise<void> {
   const transports: HsmTransport[] = [];
   for (let i = 0; i < hsmCount; i++) {
     const own: CertificateAndKey = await issueHsmCertificate(ca, { host: `127.0.${subnet}.${2 + i}`, port, hsmId: hsms[i].id });
-    const config = { hsm: own, clusterCaPem: ca.certPem };
+    const config = { hsm: own, clusterCaPem: ca.certPem, clientCaPem: clientCa?.certPem, enforceMutualTls: mtls };
     const transport = await HsmTransport.listen({
       address: addresses[i],
       tls: hsmTls(config),
@@ -70,7 +78,7 @@ async function host(hsmCount: number): Promise<void> {
     parentPort!.postMessage({ t: "stopped" });
     parentPort!.close();
   });
-  parentPort!.postMessage({ t: "ready", addresses, trustAnchorPath, trustAnchorPem: ca.certPem });
+  parentPort!.postMessage({ t: "ready", addresses, trustAnchorPath, trustAnchorPem: ca.certPem, clientFiles });
 }
 
-host((workerData as { hsmCount: number }).hsmCount).catch((e) => parentPort!.postMessage({ t: "failed", message: String(e?.stack ?? e) }));
+host((workerData as { hsmCount: number }).hsmCount, (workerData as { mtls: boolean }).mtls).catch((e) => parentPort!.postMessage({ t: "failed", message: String(e?.stack ?? e) }));

@@ -16,6 +16,8 @@ export interface RealtimeCluster {
   /** The trust anchor's PEM file (customerCA.crt). */
   trustAnchorPath: string;
   trustAnchorPem: string;
+  /** With mutual TLS: a client certificate from the registered client trust anchor, and its key (PEM files). */
+  clientFiles?: { certPath: string; keyPath: string };
   /** Stops one HSM at once (node stopped, its sockets closed), as a crash looks from the network. */
   kill(index: number): Promise<void>;
   stop(): Promise<void>;
@@ -23,11 +25,11 @@ export interface RealtimeCluster {
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
-export async function startRealtimeCluster(hsmCount = 2, options: { activate?: boolean } = {}): Promise<RealtimeCluster> {
+export async function startRealtimeCluster(hsmCount = 2, options: { activate?: boolean; mtls?: boolean } = {}): Promise<RealtimeCluster> {
   const require = createRequire(join(HERE, "x.ts"));
   const tsx = pathToFileURL(join(dirname(require.resolve("tsx/package.json")), "dist", "esm", "api", "index.mjs")).href;
   const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(join(HERE, "realtime-cluster-host.ts")).href)}); });`;
-  const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`), { workerData: { hsmCount } });
+  const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`), { workerData: { hsmCount, mtls: options.mtls ?? false } });
   const next = (t: string) => new Promise<Record<string, unknown>>((resolve, reject) => {
     const onMessage = (m: Record<string, unknown>) => {
       if (m.t === "failed") reject(new Error(String(m.message)));
@@ -44,6 +46,7 @@ export async function startRealtimeCluster(hsmCount = 2, options: { activate?: b
     addresses: ready.addresses as string[],
     trustAnchorPath: ready.trustAnchorPath as string,
     trustAnchorPem: ready.trustAnchorPem as string,
+    clientFiles: ready.clientFiles as RealtimeCluster["clientFiles"],
     kill: async (index) => {
       const done = next("killed");
       worker.postMessage({ t: "kill", index });
@@ -60,7 +63,8 @@ export async function startRealtimeCluster(hsmCount = 2, options: { activate?: b
   };
   if (options.activate === false) return cluster;
   try {
-    const setup = connect({ address: cluster.addresses[0], trustAnchor: cluster.trustAnchorPath });
+    const clientCertificate = cluster.clientFiles && { certificate: cluster.clientFiles.certPath, key: cluster.clientFiles.keyPath };
+    const setup = connect({ address: cluster.addresses[0], trustAnchor: cluster.trustAnchorPath, clientCertificate });
     try {
       setup.console("admin", "password").changePassword("admin", CO.password);
       const co = setup.console(CO.username, CO.password);

@@ -170,5 +170,14 @@ describe("remote client: what it refuses, with clear errors", () => {
     }
     expect(() => connect({ address: "127.0.0.2:2223", trustAnchor: "" })).toThrow(/trustAnchor must be PEM text or a file path/);
     expect(() => connect({ address: "127.0.0.2:70000", trustAnchor: cluster.trustAnchorPem })).toThrow(/port '70000'/);
+    // PEM-shaped but not a certificate: refused by the worker's TLS setup, as a typed error through the bridge.
+    let error: unknown;
+    try {
+      connect({ address: cluster.addresses[0], trustAnchor: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" });
+    } catch (e) {
+      error = e;
+    }
+    expect(typeof (error as { code?: unknown }).code).toBe("string");
+    expect((error as Error).message).toMatch(/trust anchor/);
   });
 });

@@ -3,21 +3,28 @@
 // DEGRADED until the supervisor restarts it and it catches up; add/remove/replace; down and up
 // bring back the same users and keys, also after kill -9 of everything; a second supervisor on
 // the folder is refused; hostile control-socket requests are refused. Every wait is bounded.
-import { spawn } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { entryPoint } from "../../src/net/entry-points.js";
-import { EXIT_IN_USE } from "../../src/net/process-errors.js";
+import { EXIT_BAD_CONFIG, EXIT_FATAL, EXIT_IN_USE } from "../../src/net/process-errors.js";
 import { ALICE, CO, type TestClient, activate, startClient } from "../net/fixture.js";
 import { type Status, alive, cli, cliJson, createKey, members, placement, status, trustAnchorOf, until } from "./helpers.js";
 
 const where = placement();
 const dir = where.dir;
 let clients: TestClient[] = [];
+/** Keys whose creation the cluster acknowledged: every HSM must come to hold them all. */
+let keys = 0;
+
+async function newKey(c: TestClient, pinned?: string): Promise<void> {
+  await createKey(c, pinned);
+  keys++;
+}
 
 async function client(s: Status): Promise<TestClient> {
   const c = await startClient(members(s)[0].address, trustAnchorOf(dir));
@@ -35,7 +42,7 @@ async function users(c: TestClient): Promise<string[]> {
   return list.map((u) => u.username);
 }
 
-const everyHsmHolds = (keys: number) => (s: Status) => members(s).every((h) => h.state === "ACTIVE" && h.keyCount === keys);
+const everyHsmHoldsAll = (s: Status) => members(s).every((h) => h.state === "ACTIVE" && h.keyCount === keys);
 
 describe("hsmsim up, status, hsm, down", () => {
   beforeAll(async () => {
@@ -69,8 +76,8 @@ describe("hsmsim up, status, hsm, down", () => {
   it("a client activates the cluster, creates a user and a key: every HSM holds them; the cluster turns ACTIVE and backs up", async () => {
     const c = await client(await status(dir));
     await activate(c);
-    await createKey(c);
-    const s = await until(dir, (x) => everyHsmHolds(1)(x) && x.state === "ACTIVE" && x.backups.some((b) => b.trigger === "activation"), "the key on every HSM and an activation backup");
+    await newKey(c);
+    const s = await until(dir, (x) => everyHsmHoldsAll(x) && x.state === "ACTIVE" && x.backups.some((b) => b.trigger === "activation"), "the key on every HSM and an activation backup");
     for (const h of members(s)) expect(h.userCount).toBe(2); // admin (PRECO became the CO) and alice; the appliance user is not counted
     expect(await users(c)).toContain(ALICE.username);
   }, 120_000);
@@ -79,12 +86,13 @@ describe("hsmsim up, status, hsm, down", () => {
     const before = await status(dir);
     const victim = members(before)[1];
     process.kill(victim.pid!, "SIGKILL");
-    // A write while it is down: the other two hold it (key availability 2), the victim catches up after its restart.
+    // A write while it is down, sent to a survivor (a write sent to the dead HSM would end OUTCOME_UNKNOWN, by the client's
+    // rule for writes): the other two hold it (key availability 2), the victim catches up after its restart.
     const c = clients[0];
-    await createKey(c);
+    await newKey(c, members(before)[0].address);
     const s = await until(dir, (x) => {
       const h = x.hsms.find((m) => m.hsmId === victim.hsmId)!;
-      return h.state === "ACTIVE" && h.pid !== victim.pid && h.keyCount === 2;
+      return h.state === "ACTIVE" && h.pid !== victim.pid && h.keyCount === keys;
     }, "the killed HSM restarted with the key it missed");
     const events = s.events.map((e) => e.event);
     const exited = events.findIndex((e) => e.startsWith(`HSM ${victim.hsmId} process exited (SIGKILL)`));
@@ -106,16 +114,16 @@ describe("hsmsim up, status, hsm, down", () => {
     const after = (await status(dir)).hsms.find((m) => m.hsmId === victim.hsmId)!;
     expect(after.state).toBe("ACTIVE");
     expect(after.pid).not.toBe(again.pid);
-    expect(after.keyCount).toBe(2);
+    expect(after.keyCount).toBe(keys);
   }, 150_000);
 
   it("hsm add clones a live HSM into a new process and address; remove and replace keep the cluster whole", async () => {
     const added = await cliJson<{ hsmId: string; address: string; availabilityZone: string; keyCount: number }>("hsm", "add", "--data", dir);
     expect(added.address).toBe(`${where.baseAddress.split(".").slice(0, 3).join(".")}.5:${where.port}`);
-    await until(dir, everyHsmHolds(2), "the added HSM holding both keys");
+    await until(dir, everyHsmHoldsAll, "the added HSM holding every key");
     const c = clients[0];
-    await createKey(c); // reaches the new HSM too, by replication over TLS
-    await until(dir, everyHsmHolds(3), "a third key on all four HSMs");
+    await newKey(c); // reaches the new HSM too, by replication over TLS
+    await until(dir, everyHsmHoldsAll, "the new key on all four HSMs");
 
     expect((await cli("hsm", "remove", added.hsmId, "--data", dir)).code).toBe(0);
     let s = await status(dir);
@@ -127,12 +135,12 @@ describe("hsmsim up, status, hsm, down", () => {
     const replaced = await cliJson<{ hsmId: string; availabilityZone: string }>("hsm", "replace", old.hsmId, "--data", dir);
     expect(replaced.hsmId).not.toBe(old.hsmId);
     expect(replaced.availabilityZone).toBe(old.availabilityZone);
-    s = await until(dir, everyHsmHolds(3), "the replacement holding every key");
+    s = await until(dir, everyHsmHoldsAll, "the replacement holding every key");
     expect(s.hsms.find((h) => h.hsmId === old.hsmId)!.state).toBe("DELETED");
     expect(alive(old.pid!)).toBe(false);
     // The client follows the membership: it still works with its bootstrap HSM gone.
-    await createKey(c);
-    await until(dir, everyHsmHolds(4), "a key made after the replace on every HSM");
+    await newKey(c);
+    await until(dir, everyHsmHoldsAll, "a key made after the replace on every HSM");
     expect((await cli("hsm", "remove", "hsm-0000000000000000", "--data", dir)).code).toBe(1);
   }, 240_000);
 
@@ -145,6 +153,28 @@ describe("hsmsim up, status, hsm, down", () => {
     expect(code).toBe(EXIT_IN_USE);
     expect(stderr).toMatch(/another supervisor runs on/);
     expect((await status(dir)).running).toBe(true);
+  }, 60_000);
+
+  it("an HSM process on a folder in use exits nonzero with the reason in its log; one given a bad configuration too", async () => {
+    const s = await status(dir);
+    const running = members(s)[0];
+    const { file, execArgv } = entryPoint("hsm-process");
+    const logFile = join(dir, "..", "intruder.log");
+    const config = {
+      dir: join(dir, "hsms", String(running.origin)), clusterId: s.clusterId, address: running.address, availabilityZone: running.availabilityZone,
+      certFile: join(dir, "pki", `hsm-${running.origin}.crt`), keyFile: join(dir, "pki", `hsm-${running.origin}.key`), caFile: join(dir, "pki", "customerCA.crt"), logFile,
+    };
+    const run = (arg: string) => new Promise<number | null>((resolve) => {
+      const child = fork(file, [arg], { execArgv, stdio: ["ignore", "ignore", "ignore", "ipc"] });
+      child.on("exit", (code) => resolve(code));
+    });
+    expect(await run(JSON.stringify(config))).toBe(EXIT_FATAL);
+    expect(readFileSync(logFile, "utf8")).toMatch(/DATA_FOLDER_IN_USE/);
+    expect(await run("{not json")).toBe(EXIT_BAD_CONFIG);
+    // The running HSM is untouched.
+    const after = (await status(dir)).hsms.find((h) => h.hsmId === running.hsmId)!;
+    expect(after.pid).toBe(running.pid);
+    expect(after.state).toBe("ACTIVE");
   }, 60_000);
 
   it("hostile control-socket requests are refused with BAD_REQUEST and the supervisor keeps serving", async () => {
@@ -175,6 +205,7 @@ describe("hsmsim up, status, hsm, down", () => {
     await new Promise<void>((resolve) => {
       const socket = connect(join(dir, "control.sock"));
       socket.on("error", () => {});
+      socket.on("data", () => {}); // read the answer, or the end never shows
       socket.on("close", () => resolve());
       socket.write("x".repeat(100_000));
     });
@@ -196,13 +227,13 @@ describe("hsmsim up, status, hsm, down", () => {
     expect(text.stdout).toMatch(/down: no supervisor runs/);
 
     expect((await cli("up", "--data", dir, "--json")).code).toBe(0);
-    const s = await until(dir, everyHsmHolds(4), "every HSM back with its four keys");
+    const s = await until(dir, everyHsmHoldsAll, "every HSM back with every key");
     expect(s.clusterId).toBe(before.clusterId);
     expect(members(s).map((h) => h.hsmId)).toEqual(members(before).map((h) => h.hsmId));
     const c = await client(s);
     expect(await users(c)).toContain(ALICE.username);
-    await createKey(c);
-    await until(dir, everyHsmHolds(5), "a new key after up");
+    await newKey(c);
+    await until(dir, everyHsmHoldsAll, "a new key after up");
   }, 240_000);
 
   it("kill -9 of the supervisor and an HSM: the other HSMs die with the supervisor, and up brings the cluster back", async () => {
@@ -218,7 +249,7 @@ describe("hsmsim up, status, hsm, down", () => {
     }
     const up = await cli("up", "--data", dir, "--json");
     expect(up.code, up.stderr).toBe(0);
-    const s = await until(dir, everyHsmHolds(5), "every HSM back with its five keys");
+    const s = await until(dir, everyHsmHoldsAll, "every HSM back with every key");
     expect(s.clusterId).toBe(before.clusterId);
     expect(s.supervisorPid).not.toBe(before.supervisorPid);
     const c = await client(s);

@@ -68,12 +68,12 @@ export const trustAnchorOf = (dir: string) => readFileSync(join(dir, "pki", "cus
 
 let labels = 0;
 /** alice creates a token secret key (a createObject through the cluster): resolves to its wire handle. */
-export async function createKey(c: TestClient): Promise<number> {
+export async function createKey(c: TestClient, pinned?: string): Promise<number> {
   const template = encodeTemplate([
     { type: CKA_CLASS, value: CKO_SECRET_KEY }, { type: CKA_KEY_TYPE, value: CKK_GENERIC_SECRET }, { type: CKA_TOKEN, value: true },
     { type: CKA_VALUE, value: Buffer.alloc(32, 7) }, { type: CKA_LABEL, value: `processes-${++labels}` },
   ], "template");
-  return (await c.send({ kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) })) as number;
+  return (await c.send({ kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) }, { pinned })) as number;
 }
 
 /** Whether a process exists. */

@@ -227,7 +227,10 @@ function workerScript(): { script: string | URL; eval: boolean } {
   if (!existsSync(source)) throw new ClientError("INVALID_ARGUMENT", `the remote client's worker script is missing next to ${here}: rebuild hsmsim (npm run build:ts)`);
   const require = createRequire(join(here, "link.ts"));
   const tsx = pathToFileURL(join(dirname(require.resolve("tsx/package.json")), "dist", "esm", "api", "index.mjs")).href;
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(source).href)}); });`;
+  // A worker that cannot load marks itself dead at once, so a waiting call fails now rather than at callTimeoutMs.
+  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(source).href)}); })` +
+    `.catch(async (e) => { const { workerData } = await import("node:worker_threads"); const s = new Int32Array(workerData.state);` +
+    ` Atomics.store(s, ${STATE_DEAD}, 1); Atomics.notify(s, ${STATE_ANSWERS}); throw e; });`;
   // An ES module from a data: URL, not an eval'd script (which would define __filename for every module it loads).
   return { script: new URL(`data:text/javascript,${encodeURIComponent(code)}`), eval: false };
 }

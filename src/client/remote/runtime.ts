@@ -21,6 +21,8 @@ export interface RealTimeRuntime {
   address: string;
   /** Why the last connection to `address` failed (a TLS refusal says which CA it saw), if it did. */
   lastError(address: string): Error | null;
+  /** Tells `listener` of each address whose connection just failed (the client fails over at once). */
+  onUnreachable(listener: (address: string) => void): void;
   close(): void;
 }
 
@@ -34,9 +36,13 @@ export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>)
   const clientCertificate = spec.clientCertificatePem !== undefined && spec.clientKeyPem !== undefined
     ? { certPem: spec.clientCertificatePem, keyPem: spec.clientKeyPem } : undefined;
   const failures = new Map<string, Error>();
+  let unreachable: (address: string) => void = () => {};
   const transport = new ClientTransport({
     tls: withNoDelay(clientTls({ trustAnchorPem, clientCertificate })),
-    onError: (error, address) => failures.set(address, error),
+    onError: (error, address) => {
+      failures.set(address, error);
+      unreachable(address);
+    },
   });
   return {
     transport,
@@ -44,6 +50,9 @@ export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>)
     rng: new OsRandom(),
     address: `app/${process.pid}/${randomBytes(6).toString("hex")}`,
     lastError: (address) => failures.get(address) ?? null,
+    onUnreachable: (listener) => {
+      unreachable = listener;
+    },
     close: () => transport.close(),
   };
 }
