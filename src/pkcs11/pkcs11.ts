@@ -8,7 +8,7 @@ import * as C from "./constants.js";
 import { Pkcs11Error, notLoadedError } from "./errors.js";
 import { type Handle, handleToNumber as h, numberToHandle } from "./handles.js";
 import { type Mechanism, MechanismEncoder } from "./mechanism.js";
-import { chipForTarget } from "./target.js";
+import { chipForTarget, releaseTarget } from "./target.js";
 import { type Template, type TemplateResult, checkAttributeType, checkTemplateLength, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
 import { freezeClass } from "../primordials.js";
@@ -29,7 +29,9 @@ export class PKCS11 {
 
   /** Loads a target: 'memory:' (see the README for options). */
   load(target: string): void {
-    this.#backend = chipForTarget(target);
+    const backend = chipForTarget(target);
+    if (this.#backend !== null) releaseTarget(this.#backend);
+    this.#backend = backend;
     this.libPath = target;
     this.#initialized = false;
   }
@@ -48,6 +50,7 @@ export class PKCS11 {
     this.#initialized = false;
     this.libPath = "";
     if (wasInitialized) closeSessions(backend);
+    releaseTarget(backend);
   }
 
   /** The backend, once C_Initialize has run; `method` names the call in the error. */
