@@ -1,0 +1,324 @@
+// The `file:` target (issue 9, "A persistent plain token"): a pkcs11js-style program in one
+// process makes a token and keys; another process finds them by label and uses them; PIN
+// failures and lockout carry over; kill -9 right after an acknowledged change keeps it; the
+// folder's files hold no key or PIN in clear; an altered, truncated or swapped file is a typed
+// error; one process has a folder at a time.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { p256 } from "@noble/curves/nist.js";
+import { afterAll, describe, expect, it } from "vitest";
+
+import * as P from "../src/pkcs11/index.js";
+import { TokenFolderError } from "../src/pkcs11/token-folder.js";
+
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), "file-token-child.ts");
+const IMPORTED_KEY = Buffer.from("9f1c2a7e5b3d4c6f8a0e1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a", "hex");
+const ROOT = mkdtempSync(join(tmpdir(), "hsmsim-file-token-"));
+afterAll(() => rmSync(ROOT, { recursive: true, force: true }));
+let folders = 0;
+const newFolder = () => join(ROOT, `f${++folders}`);
+
+type Line = Record<string, unknown>;
+
+/** Runs the child to completion; its last JSON line. */
+function run(...args: string[]): Line {
+  const child = spawnSync(process.execPath, ["--import", "tsx", CHILD, ...args], { encoding: "utf8", timeout: 120_000 });
+  const last = child.stdout.trim().split("\n").pop() ?? "";
+  if (child.status !== 0 || last === "") throw new Error(`child ${args.join(" ")} failed (${child.status} ${child.signal}): ${child.stderr}`);
+  return JSON.parse(last) as Line;
+}
+
+/** Starts the child with `hang`; resolves with its first JSON line once printed (the acknowledgement). */
+function start(...args: string[]): Promise<{ child: ChildProcess; line: Line }> {
+  const child = spawn(process.execPath, ["--import", "tsx", CHILD, ...args, "hang"], { stdio: ["ignore", "pipe", "pipe"] });
+  return new Promise((resolve, reject) => {
+    let out = "", err = "";
+    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`child ${args.join(" ")} printed nothing in 120 s: ${err}`)); }, 120_000);
+    child.stderr!.on("data", (d) => (err += d));
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const end = out.indexOf("\n");
+      if (end < 0) return;
+      clearTimeout(timer);
+      resolve({ child, line: JSON.parse(out.slice(0, end)) as Line });
+    });
+    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`child ${args.join(" ")} exited (${code}) before answering: ${err}`)); });
+  });
+}
+
+function kill9(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    child.removeAllListeners("exit");
+    child.on("exit", () => resolve());
+    child.kill("SIGKILL");
+  });
+}
+
+/** Loads `folder` in this process; the caller must close it. */
+function open(folder: string): P.PKCS11 {
+  const pkcs11 = new P.PKCS11(`file:${folder}?pinHashIterations=64`);
+  pkcs11.C_Initialize();
+  return pkcs11;
+}
+
+function loadError(folder: string): unknown {
+  try {
+    open(folder).close();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+function tokenFiles(folder: string): string[] {
+  return readdirSync(folder).filter((n) => n.endsWith(".token")).map((n) => join(folder, n));
+}
+
+describe("a pkcs11js program finds in a later process the token it made", () => {
+  const folder = newFolder();
+  let made: Line;
+
+  it("process 1 makes a token, keys, a ciphertext and a signature; process 2 finds the keys by label and uses them", () => {
+    made = run("make", folder);
+    const used = run("use", folder, made.ciphertext as string);
+    expect(used.plain).toBe("persisted across processes");
+    expect(used.verified).toBe(true);
+    // The public key the first process saw verifies the second process's signature (independent check).
+    const point = Buffer.from(made.point as string, "hex").subarray(2); // DER OCTET STRING around the point
+    expect(p256.verify(Buffer.from(used.signature as string, "hex"), Buffer.alloc(32, 3), point, { prehash: false, lowS: false })).toBe(true);
+    expect(p256.verify(Buffer.from(made.signature as string, "hex"), Buffer.alloc(32, 3), point, { prehash: false, lowS: false })).toBe(true);
+    // Session objects never persist; the sensitive key stays sensitive.
+    expect(used.sessionOnly).toBe(0);
+    expect(used.importedValue).toBeNull();
+    expect(used.importedSensitive).toBe(1);
+    expect(used.labels).toEqual(["aes-1", "ec-1", "ec-1", "imported"]);
+  });
+
+  it("the token keeps its label and serial, and a second slot is free, as SoftHSMv2 shows them", () => {
+    const pkcs11 = open(folder);
+    try {
+      const slots = pkcs11.C_GetSlotList(true);
+      expect(slots.length).toBe(2);
+      const info = pkcs11.C_GetTokenInfo(slots[0]);
+      expect(info.label.trim()).toBe("app token");
+      expect(info.serialNumber).toBe(made.serial);
+      expect(info.flags & P.CKF_TOKEN_INITIALIZED).toBeTruthy();
+      expect(info.flags & P.CKF_USER_PIN_INITIALIZED).toBeTruthy();
+      expect(pkcs11.C_GetTokenInfo(slots[1]).flags & P.CKF_TOKEN_INITIALIZED).toBe(0);
+    } finally {
+      pkcs11.close();
+    }
+  });
+
+  it("no file of the folder holds the imported key's value or a PIN in clear; files are owner-only", () => {
+    const needles = [IMPORTED_KEY, Buffer.from(IMPORTED_KEY.toString("hex")), Buffer.from(IMPORTED_KEY.toString("base64")),
+      Buffer.from("user-pin-1"), Buffer.from("so-pin-1")];
+    const names = readdirSync(folder);
+    expect(names.filter((n) => n.endsWith(".token")).length).toBe(1);
+    for (const name of names) {
+      const bytes = readFileSync(join(folder, name));
+      for (const needle of needles) expect(bytes.includes(needle), `${name} holds ${needle.toString("hex")}`).toBe(false);
+      expect(statSync(join(folder, name)).mode & 0o077).toBe(0);
+    }
+    expect(statSync(folder).mode & 0o077).toBe(0);
+    // The control: the needle search finds a value that is there.
+    expect(readFileSync(tokenFiles(folder)[0]).includes(Buffer.from("app token"))).toBe(true);
+  });
+});
+
+describe("PIN failures and lockout persist across processes", () => {
+  it("each wrong PIN is counted on disk; the fifth locks the PIN for every later process, the right PIN included", () => {
+    const folder = newFolder();
+    run("make", folder);
+    expect(run("login", folder, "wrong-1")).toMatchObject({ login: "CKR_PIN_INCORRECT" });
+    const second = run("login", folder, "wrong-2");
+    expect(second.login).toBe("CKR_PIN_INCORRECT");
+    expect((second.flags as number) & P.CKF_USER_PIN_COUNT_LOW).toBeTruthy();
+    // A success resets the counter, and that is written too.
+    expect(run("login", folder, "user-pin-1")).toMatchObject({ login: "CKR_OK" });
+    expect((run("login", folder, "wrong-3").flags as number) & P.CKF_USER_PIN_FINAL_TRY).toBe(0);
+    for (let i = 0; i < 3; i++) expect(run("login", folder, `wrong-${i}`).login).toBe("CKR_PIN_INCORRECT");
+    const fifth = run("login", folder, "wrong-last");
+    expect(fifth.login).toBe("CKR_PIN_INCORRECT");
+    const after = run("login", folder, "user-pin-1");
+    expect(after.login).toBe("CKR_PIN_LOCKED");
+    expect((after.flags as number) & P.CKF_USER_PIN_LOCKED).toBeTruthy();
+  });
+
+  it("the SO's C_InitPIN unlocks the user, durably; C_SetPIN's new PIN is the one a later process takes", () => {
+    const folder = newFolder();
+    run("make", folder);
+    for (let i = 0; i < 5; i++) run("login", folder, "bad-pin");
+    let pkcs11 = open(folder);
+    const slot = pkcs11.C_GetSlotList(true)[0];
+    let session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    pkcs11.C_Login(session, P.CKU_SO, "so-pin-1");
+    pkcs11.C_InitPIN(session, "user-pin-2");
+    pkcs11.close();
+    expect(run("login", folder, "user-pin-2").login).toBe("CKR_OK");
+    pkcs11 = open(folder);
+    session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    pkcs11.C_Login(session, P.CKU_USER, "user-pin-2");
+    pkcs11.C_SetPIN(session, "user-pin-2", "user-pin-3");
+    pkcs11.close();
+    expect(run("login", folder, "user-pin-2").login).toBe("CKR_PIN_INCORRECT");
+    expect(run("login", folder, "user-pin-3").login).toBe("CKR_OK");
+  });
+});
+
+describe("kill -9 right after an acknowledged change keeps it", () => {
+  it("objects created (sync and async) and objects destroyed survive SIGKILL of the process that was told so", async () => {
+    const folder = newFolder();
+    run("make", folder);
+    for (let round = 0; round < 3; round++) {
+      const { child, line } = await start("create", folder, `kept-${round}`);
+      expect(line).toEqual({ created: `kept-${round}` });
+      await kill9(child);
+    }
+    const destroyed = await start("destroy", folder, "kept-1");
+    expect(destroyed.line).toEqual({ destroyed: "kept-1" });
+    await kill9(destroyed.child);
+    const pkcs11 = open(folder);
+    try {
+      const session = pkcs11.C_OpenSession(pkcs11.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION);
+      pkcs11.C_Login(session, P.CKU_USER, "user-pin-1");
+      const count = (label: string) => {
+        pkcs11.C_FindObjectsInit(session, [{ type: P.CKA_LABEL, value: label }]);
+        const found = pkcs11.C_FindObjects(session, 10);
+        pkcs11.C_FindObjectsFinal(session);
+        return found.length;
+      };
+      expect([count("kept-0"), count("kept-1"), count("kept-2"), count("aes-1")]).toEqual([2, 0, 2, 1]);
+    } finally {
+      pkcs11.close();
+    }
+    expect(readdirSync(folder).filter((n) => n.includes(".tmp-"))).toEqual([]);
+  }, 180_000);
+});
+
+describe("a changed token file does not load silently", () => {
+  function madeFolder(): { folder: string; file: string } {
+    const folder = newFolder();
+    run("make", folder);
+    return { folder, file: tokenFiles(folder)[0] };
+  }
+  function expectInvalid(folder: string): void {
+    const error = loadError(folder);
+    expect(error).toBeInstanceOf(TokenFolderError);
+    expect((error as TokenFolderError).code).toBe("TOKEN_RECORD_INVALID");
+  }
+
+  it("a flipped byte anywhere in the sealed record, the header's label, or a truncation: TOKEN_RECORD_INVALID", () => {
+    const { folder, file } = madeFolder();
+    const original = readFileSync(file);
+    const headerEnd = 12 + original.readUInt32BE(8);
+    for (const at of [headerEnd + 2, headerEnd + 20, Math.floor((headerEnd + original.length) / 2), original.length - 1]) {
+      const altered = Buffer.from(original);
+      altered[at] ^= 0x20;
+      writeFileSync(file, altered);
+      expectInvalid(folder);
+    }
+    writeFileSync(file, Buffer.from(original.toString("latin1").replace("app token", "app tokeN"), "latin1"));
+    expectInvalid(folder);
+    for (const length of [original.length - 1, headerEnd + 10, headerEnd, 20, 3, 0]) {
+      writeFileSync(file, original);
+      truncateSync(file, length);
+      expectInvalid(folder);
+    }
+    writeFileSync(file, original); // the control: the untouched file loads
+    expect(loadError(folder)).toBeUndefined();
+  });
+
+  it("a record swapped between two tokens, a file renamed over another, or a file from another folder: TOKEN_RECORD_INVALID", () => {
+    const { folder } = madeFolder();
+    // A second token in the same folder.
+    const pkcs11 = open(folder);
+    pkcs11.C_InitToken(pkcs11.C_GetSlotList(true)[1], "so-pin-2", "second");
+    pkcs11.close();
+    const [a, b] = tokenFiles(folder);
+    const bytesA = readFileSync(a), bytesB = readFileSync(b);
+    const split = (bytes: Buffer) => bytes.subarray(0, 12 + bytes.readUInt32BE(8));
+    // A's header with B's record.
+    writeFileSync(a, Buffer.concat([split(bytesA), bytesB.subarray(split(bytesB).length)]));
+    expectInvalid(folder);
+    writeFileSync(a, bytesA);
+    // B's whole file under A's name.
+    renameSync(a, `${a}.saved`);
+    copyFileSync(b, a);
+    expectInvalid(folder);
+    renameSync(`${a}.saved`, a);
+    expect(loadError(folder)).toBeUndefined();
+    // A token file of another folder (another masking key), planted here.
+    const other = madeFolder();
+    copyFileSync(other.file, join(folder, other.file.split("/").pop()!));
+    expectInvalid(folder);
+  });
+
+  it("a missing or foreign masking key: typed errors, not garbage", () => {
+    const { folder } = madeFolder();
+    const key = join(folder, "masking.key");
+    const saved = readFileSync(key);
+    rmSync(key);
+    expect((loadError(folder) as TokenFolderError).code).toBe("TOKEN_FOLDER_INVALID");
+    writeFileSync(key, Buffer.alloc(32, 1), { mode: 0o600 });
+    expectInvalid(folder);
+    writeFileSync(key, saved, { mode: 0o600 });
+    expect(loadError(folder)).toBeUndefined();
+  });
+});
+
+describe("one process has a folder at a time", () => {
+  it("while another process holds the folder, load fails TOKEN_FOLDER_IN_USE; after its kill -9 the folder opens", async () => {
+    const folder = newFolder();
+    run("make", folder);
+    const { child, line } = await start("hold", folder);
+    expect(line).toEqual({ holding: folder });
+    try {
+      const error = loadError(folder);
+      expect(error).toBeInstanceOf(TokenFolderError);
+      expect((error as TokenFolderError).code).toBe("TOKEN_FOLDER_IN_USE");
+      expect(run("login", folder, "user-pin-1")).toEqual({ loadError: "TOKEN_FOLDER_IN_USE" });
+    } finally {
+      await kill9(child);
+    }
+    expect(loadError(folder)).toBeUndefined();
+  }, 180_000);
+
+  it("in one process: a second PKCS11 on the folder is refused until the first is closed", () => {
+    const folder = newFolder();
+    const first = open(folder);
+    expect((loadError(folder) as TokenFolderError).code).toBe("TOKEN_FOLDER_IN_USE");
+    first.C_Finalize();
+    first.close();
+    const second = open(folder);
+    second.close();
+  });
+});
+
+describe("target form", () => {
+  it("rejects a seed, unknown options and bad values; pinHashIterations must match the folder's", () => {
+    const folder = newFolder();
+    expect(() => new P.PKCS11(`file:${folder}?seed=00`)).toThrow(TypeError);
+    expect(() => new P.PKCS11(`file:${folder}?color=blue`)).toThrow(/unknown target option/);
+    expect(() => new P.PKCS11(`file:${folder}?slots=0`)).toThrow(TypeError);
+    const p = open(folder);
+    p.C_InitToken(p.C_GetSlotList(true)[0], "so-pin-1", "t");
+    p.close();
+    let error: unknown;
+    try {
+      new P.PKCS11(`file:${folder}?pinHashIterations=65`).close();
+    } catch (e) {
+      error = e;
+    }
+    expect((error as TokenFolderError).code).toBe("TOKEN_FOLDER_OPTIONS");
+    // The file URL form names the same folder.
+    const viaUrl = new P.PKCS11(`file://${folder}?pinHashIterations=64`);
+    viaUrl.C_Initialize();
+    expect(viaUrl.C_GetTokenInfo(viaUrl.C_GetSlotList(true)[0]).label.trim()).toBe("t");
+    viaUrl.close();
+  });
+});
