@@ -10,6 +10,7 @@ import { benchCommand } from "./throughput.js";
 import { demoCommand } from "./demo.js";
 import { mechanismsCommand } from "./mechanisms.js";
 import { simCommand } from "./sim.js";
+import { tokenCommand } from "./token.js";
 import { packageVersion } from "./version.js";
 
 /** Every command, in the order `hsmsim help` lists them. */
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   auditCommand,
   mechanismsCommand,
   benchCommand,
+  tokenCommand,
   // The real-time cluster registers here: up, status, down, hsm (group), proxy, token (group).
 ];
 

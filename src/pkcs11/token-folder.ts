@@ -22,7 +22,8 @@ import { CodedError } from "../coded-error.js";
 import { freezeClass } from "../primordials.js";
 
 export type TokenFolderErrorCode =
-  | "TOKEN_FOLDER_IN_USE" | "TOKEN_FOLDER_INVALID" | "TOKEN_RECORD_INVALID" | "TOKEN_FOLDER_OPTIONS" | "TOKEN_NOT_FOUND" | "TOKEN_AMBIGUOUS";
+  | "TOKEN_FOLDER_IN_USE" | "TOKEN_FOLDER_INVALID" | "TOKEN_RECORD_INVALID" | "TOKEN_FOLDER_OPTIONS" | "TOKEN_NOT_FOUND" | "TOKEN_AMBIGUOUS"
+  | "TOKEN_INIT_FAILED";
 
 /** A token folder that cannot be used as asked: the code says why. */
 export class TokenFolderError extends CodedError<TokenFolderErrorCode> {
