@@ -15,6 +15,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import * as P from "../src/pkcs11/index.js";
 import { TokenFolderError } from "../src/pkcs11/token-folder.js";
 import { main } from "../src/cli/main.js";
+import { APPLICATION_CALLS } from "../src/pkcs11/addon.js";
+import { chipForTarget, releaseTarget } from "../src/pkcs11/target.js";
+import { findForbidden } from "./security/walk.js";
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), "file-token-child.ts");
 const IMPORTED_KEY = Buffer.from("9f1c2a7e5b3d4c6f8a0e1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a", "hex");
@@ -377,5 +380,28 @@ describe("hsmsim token init|list|delete", () => {
     expect((await cli("token", "delete", "--label", "a", "--serial", "b", "--folder", folder)).code).toBe(2);
     expect((await cli("token", "lst")).code).toBe(2);
     expect((await cli("token", "list", "--folder", folder, "--jsn")).code).toBe(2);
+  });
+});
+
+describe("an application on a file: token reaches nothing but PKCS#11", () => {
+  const FORBIDDEN = new Set(["exportToken", "importToken", "saveMaskingKey", "loadMaskingKey", "exportMasked", "importMasked",
+    "removeObject", "openApplication", "shareMaskingKey", "exportMaskingKeyFor", "importMaskingKey", "deviceMac", "loginPrincipal"]);
+
+  it("its PKCS11, and even the backend behind it, are frozen PKCS#11 calls with no path to the chip, the folder or its lock", () => {
+    const folder = newFolder();
+    const pkcs11 = open(folder);
+    P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1" });
+    expect(findForbidden(pkcs11, new Map(), FORBIDDEN)).toEqual([]);
+    pkcs11.close();
+    const backend = chipForTarget(`file:${folder}?pinHashIterations=64`);
+    try {
+      expect(Object.isFrozen(backend)).toBe(true);
+      expect(Reflect.ownKeys(backend).sort()).toEqual([...APPLICATION_CALLS].sort());
+      expect(findForbidden(backend, new Map(), FORBIDDEN)).toEqual([]);
+    } finally {
+      releaseTarget(backend);
+    }
+    // The control: the walker does see these names where they are reachable.
+    expect(findForbidden({ x: { exportToken() {} } }, new Map(), FORBIDDEN)).not.toEqual([]);
   });
 });
