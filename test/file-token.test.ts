@@ -4,7 +4,7 @@
 // folder's files hold no key or PIN in clear; an altered, truncated or swapped file is a typed
 // error; one process has a folder at a time.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -403,5 +403,62 @@ describe("an application on a file: token reaches nothing but PKCS#11", () => {
     }
     // The control: the walker does see these names where they are reachable.
     expect(findForbidden({ x: { exportToken() {} } }, new Map(), FORBIDDEN)).not.toEqual([]);
+  });
+});
+
+describe("in one process", () => {
+  it("C_InitToken on a token erases it durably (same file, new serial); a wrong SO PIN there is counted; a non-ASCII label survives", () => {
+    const folder = newFolder();
+    let pkcs11 = open(folder);
+    const { session } = P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1", label: "étiquette ünï" });
+    pkcs11.C_CreateObject(session, [{ type: P.CKA_CLASS, value: P.CKO_DATA }, { type: P.CKA_TOKEN, value: true }, { type: P.CKA_LABEL, value: "old" }]);
+    const firstSerial = pkcs11.C_GetTokenInfo(pkcs11.C_GetSlotList(true)[0]).serialNumber;
+    pkcs11.close();
+    pkcs11 = open(folder);
+    let slot = pkcs11.C_GetSlotList(true)[0];
+    expect(pkcs11.C_GetTokenInfo(slot).label.trim()).toBe("étiquette ünï");
+    expect(() => pkcs11.C_InitToken(slot, "wrong-so-pin", "new")).toThrow("CKR_PIN_INCORRECT");
+    pkcs11.close();
+    pkcs11 = open(folder);
+    slot = pkcs11.C_GetSlotList(true)[0];
+    expect(pkcs11.C_GetTokenInfo(slot).flags & P.CKF_SO_PIN_COUNT_LOW).toBeTruthy();
+    pkcs11.C_InitToken(slot, "so-pin-1", "new");
+    pkcs11.close();
+    expect(tokenFiles(folder).length).toBe(1);
+    pkcs11 = open(folder);
+    slot = pkcs11.C_GetSlotList(true)[0];
+    const info = pkcs11.C_GetTokenInfo(slot);
+    expect([info.label.trim(), info.serialNumber === firstSerial, info.flags & P.CKF_USER_PIN_INITIALIZED, info.flags & P.CKF_SO_PIN_COUNT_LOW]).toEqual(["new", false, 0, 0]);
+    const s = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    pkcs11.C_Login(s, P.CKU_SO, "so-pin-1");
+    pkcs11.C_FindObjectsInit(s, []);
+    expect(pkcs11.C_FindObjects(s, 10)).toEqual([]);
+    pkcs11.close();
+  });
+
+  it("a change the folder cannot take fails CKR_DEVICE_ERROR and is not kept: the new token object is removed", () => {
+    const folder = newFolder();
+    const pkcs11 = open(folder);
+    const { session } = P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1" });
+    const [file] = tokenFiles(folder);
+    // The token's file replaced by a directory: the next write's rename fails.
+    rmSync(file);
+    mkdirSync(file);
+    const template = [{ type: P.CKA_CLASS, value: P.CKO_DATA }, { type: P.CKA_TOKEN, value: true }, { type: P.CKA_LABEL, value: "unsaved" }];
+    let error: unknown;
+    try {
+      pkcs11.C_CreateObject(session, template);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(P.Pkcs11Error);
+    expect((error as P.Pkcs11Error).message).toBe("CKR_DEVICE_ERROR");
+    expect((error as P.Pkcs11Error).detail).toMatch(/could not be written/);
+    pkcs11.C_FindObjectsInit(session, [{ type: P.CKA_LABEL, value: "unsaved" }]);
+    expect(pkcs11.C_FindObjects(session, 10)).toEqual([]);
+    pkcs11.C_FindObjectsFinal(session);
+    // A session object needs no write and still works.
+    expect(pkcs11.C_CreateObject(session, [{ type: P.CKA_CLASS, value: P.CKO_DATA }, { type: P.CKA_LABEL, value: "s" }])).toBeInstanceOf(Buffer);
+    pkcs11.close();
   });
 });

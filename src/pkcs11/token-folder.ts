@@ -126,7 +126,7 @@ function invalid(path: string, why: string): TokenFolderError {
 function checkHeader(value: unknown, path: string, id: string): TokenHeader {
   const h = value as Partial<TokenHeader> | null;
   if (h === null || typeof h !== "object" || h.format !== 1) throw invalid(path, "unknown header format");
-  const ok = h.id === id && typeof h.label === "string" && h.label.length === 32 && typeof h.serial === "string" &&
+  const ok = h.id === id && typeof h.label === "string" && Buffer.byteLength(h.label) <= 128 && typeof h.serial === "string" &&
     /^[0-9a-f]{16}$/.test(h.serial) && Number.isSafeInteger(h.slot) && (h.slot as number) >= 0 &&
     Number.isSafeInteger(h.flags) && Number.isSafeInteger(h.pinHashIterations) && (h.pinHashIterations as number) >= 1;
   if (!ok) throw invalid(path, h.id !== id ? "the header names another token file" : "a malformed header");
