@@ -27,7 +27,7 @@ export class PKCS11 {
     else if (target !== undefined) this.#backend = target;
   }
 
-  /** Loads a target: 'memory:' (see the README for options). */
+  /** Loads a target: 'memory:', or 'file:DIR' for tokens kept in a folder (see the README for options). */
   load(target: string): void {
     const backend = chipForTarget(target);
     if (this.#backend !== null) releaseTarget(this.#backend);
