@@ -301,6 +301,20 @@ describe("one process has a folder at a time", () => {
     const second = open(folder);
     second.close();
   });
+
+  it("a second load refused in one process leaves the first's lock in force for other processes", () => {
+    const folder = newFolder();
+    run("make", folder);
+    const first = open(folder);
+    try {
+      expect((loadError(folder) as TokenFolderError).code).toBe("TOKEN_FOLDER_IN_USE");
+      // Closing any descriptor of the lock file would have dropped this process's POSIX lock.
+      expect(run("login", folder, "user-pin-1")).toEqual({ loadError: "TOKEN_FOLDER_IN_USE" });
+    } finally {
+      first.close();
+    }
+    expect(run("login", folder, "user-pin-1")).toMatchObject({ login: "CKR_OK" });
+  });
 });
 
 describe("target form", () => {

@@ -81,8 +81,23 @@ export function lockFolder(dir: string): () => void {
   const path = join(dir, LOCK_FILE);
   let db: BetterSqlite3.Database | undefined;
   try {
-    // Created owner-only, never through a planted symlink.
-    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o600));
+    // Created owner-only if missing, never through a planted symlink. An existing lock file is not
+    // opened here: closing any descriptor of a file drops every POSIX lock this process holds on
+    // it, so a refused second attempt would free the first holder's lock for other processes.
+    let exists = true;
+    try {
+      if (!lstatSync(path).isFile()) throw new Error(`${path} is not a regular file`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      exists = false;
+    }
+    if (!exists) {
+      try {
+        closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e; // another process made it meanwhile
+      }
+    }
     const Database = require("better-sqlite3") as typeof BetterSqlite3;
     db = new Database(path, { timeout: 0 });
     db.pragma("journal_mode = MEMORY");
