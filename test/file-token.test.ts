@@ -450,6 +450,30 @@ describe("in one process", () => {
     pkcs11.close();
   });
 
+  it("C_SetAttributeValue, C_CopyObject and C_DestroyObject on token objects are written; session objects never are", () => {
+    const folder = newFolder();
+    let pkcs11 = open(folder);
+    const { session } = P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1" });
+    const data = (label: string, token: boolean) => pkcs11.C_CreateObject(session, [{ type: P.CKA_CLASS, value: P.CKO_DATA }, { type: P.CKA_TOKEN, value: token }, { type: P.CKA_LABEL, value: label }]);
+    const renamed = data("before", true);
+    const doomed = data("doomed", true);
+    const kept = data("kept", true);
+    const sessionObject = data("session", false);
+    pkcs11.C_SetAttributeValue(session, renamed, [{ type: P.CKA_LABEL, value: "after" }]);
+    pkcs11.C_CopyObject(session, kept, [{ type: P.CKA_LABEL, value: "copy" }]);
+    pkcs11.C_CopyObject(session, sessionObject, [{ type: P.CKA_LABEL, value: "copied-to-token" }, { type: P.CKA_TOKEN, value: true }]);
+    pkcs11.C_CopyObject(session, kept, [{ type: P.CKA_LABEL, value: "session-copy" }, { type: P.CKA_TOKEN, value: false }]);
+    pkcs11.C_DestroyObject(session, doomed);
+    pkcs11.close();
+    pkcs11 = open(folder);
+    const s = pkcs11.C_OpenSession(pkcs11.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION);
+    pkcs11.C_Login(s, P.CKU_USER, "user-pin-1");
+    pkcs11.C_FindObjectsInit(s, []);
+    const labels = pkcs11.C_FindObjects(s, 20).map((h) => (pkcs11.C_GetAttributeValue(s, h, [{ type: P.CKA_LABEL }])[0].value as Buffer).toString()).sort();
+    pkcs11.close();
+    expect(labels).toEqual(["after", "copied-to-token", "copy", "kept"]);
+  });
+
   it("a change the folder cannot take fails CKR_DEVICE_ERROR and is not kept: the new token object is removed", () => {
     const folder = newFolder();
     const pkcs11 = open(folder);
