@@ -16,12 +16,12 @@ import {
 } from "./calls.js";
 import { OperationLedger } from "./operations.js";
 import { regressions } from "./regressions.js";
-import type { Failure, RequestOp, SessionContext } from "./protocol.js";
+import { type Failure, MAX_CALL_BUFFER_BYTES, type RequestOp, type SessionContext } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 import { BufferToString, MapGet, MapSet } from "../primordials.js";
 
-/** The largest output buffer a request may ask the HSM to fill. */
-const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+/** The largest output buffer a request may ask the HSM to fill (what one wire frame carries). */
+const MAX_OUTPUT_BYTES = MAX_CALL_BUFFER_BYTES;
 
 interface Connection {
   chip: NativeChip;
@@ -67,6 +67,12 @@ export class Connections {
     this.table.delete(conn);
     const sender = senderOf(conn);
     MapSet(this.perAddress, sender, (MapGet(this.perAddress, sender) ?? 1) - 1);
+  }
+
+  /** Closes every connection of one sender (its socket closed). */
+  closeSender(sender: string): void {
+    for (const conn of [...this.table.keys()]) if (senderOf(conn) === sender) this.close(conn);
+    this.perAddress.delete(sender);
   }
 
   /** Runs a client's chip call on this HSM, in the client's own application. */

@@ -43,21 +43,26 @@ function deviceError(method: string, cause: unknown): Pkcs11Error {
 
 /**
  * Opens the folder (creating it if missing), takes its lock, loads every token into a fresh chip
- * and returns the backend for `PKCS11` and the lock's release. Throws TokenFolderError.
+ * and returns the backend for `PKCS11`, whose unload() releases the lock. Throws TokenFolderError.
  */
-export function openFileTarget(options: FileTargetOptions): { backend: NativeChip; release: () => void } {
+export function openFileTarget(options: FileTargetOptions): NativeChip {
   const dir = options.folder;
   ensureFolder(dir);
   const release = lockFolder(dir);
   try {
-    return { backend: loadFolder(dir, options), release };
+    const backend = loadFolder(dir, options, release);
+    // A PKCS11 collected without close() frees the folder too.
+    collected.register(backend, release);
+    return backend;
   } catch (e) {
     release();
     throw e;
   }
 }
 
-function loadFolder(dir: string, options: FileTargetOptions): NativeChip {
+const collected = new FinalizationRegistry<() => void>((release) => release());
+
+function loadFolder(dir: string, options: FileTargetOptions, release: () => void): NativeChip {
   removeLeftovers(dir);
   const files = readTokenFiles(dir);
   const keyPath = join(dir, MASKING_KEY_FILE);
@@ -94,10 +99,10 @@ function loadFolder(dir: string, options: FileTargetOptions): NativeChip {
     }
     idOfSlot.set(slot, file.header.id);
   });
-  return persistentApplication(chip, dir, keyPath, idOfSlot, pinHashIterations);
+  return persistentApplication(chip, dir, keyPath, idOfSlot, pinHashIterations, release);
 }
 
-function persistentApplication(chip: NativeChip, dir: string, keyPath: string, idOfSlot: Map<number, string>, pinHashIterations: number): NativeChip {
+function persistentApplication(chip: NativeChip, dir: string, keyPath: string, idOfSlot: Map<number, string>, pinHashIterations: number, release: () => void): NativeChip {
   const app: NativeApplication = chip.openApplication();
   const call = (name: keyof NativeApplication) => (app[name] as unknown as AnyCall).bind(app);
 
@@ -239,5 +244,7 @@ function persistentApplication(chip: NativeChip, dir: string, keyPath: string, i
     const slot = slotOfSession(session);
     if (slot !== undefined && isTokenObject(session, object)) persist(slot, "C_SetAttributeValue");
   };
+  // PKCS11.close() (and a load over this one) calls unload: the folder is free for others from then on.
+  backend.unload = () => release();
   return ObjectFreeze(backend) as unknown as NativeChip;
 }

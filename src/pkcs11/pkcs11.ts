@@ -8,7 +8,7 @@ import * as C from "./constants.js";
 import { Pkcs11Error, notLoadedError } from "./errors.js";
 import { type Handle, handleToNumber as h, numberToHandle } from "./handles.js";
 import { type Mechanism, MechanismEncoder } from "./mechanism.js";
-import { chipForTarget, releaseTarget } from "./target.js";
+import { chipForTarget } from "./target.js";
 import { type Template, type TemplateResult, checkAttributeType, checkTemplateLength, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
 import { freezeClass } from "../primordials.js";
@@ -30,7 +30,7 @@ export class PKCS11 {
   /** Loads a target: 'memory:', or 'file:DIR' for tokens kept in a folder (see the README for options). */
   load(target: string): void {
     const backend = chipForTarget(target);
-    if (this.#backend !== null) releaseTarget(this.#backend);
+    if (this.#backend !== null) unload(this.#backend);
     this.#backend = backend;
     this.libPath = target;
     this.#initialized = false;
@@ -49,8 +49,11 @@ export class PKCS11 {
     this.#backend = null;
     this.#initialized = false;
     this.libPath = "";
-    if (wasInitialized) closeSessions(backend);
-    releaseTarget(backend);
+    try {
+      if (wasInitialized) closeSessions(backend);
+    } finally {
+      unload(backend);
+    }
   }
 
   /** The backend, once C_Initialize has run; `method` names the call in the error. */
@@ -478,6 +481,11 @@ export class PKCS11 {
     this.#use(method);
     return answerNotSupported(method, done);
   }
+}
+
+/** Releases what a backend holds beyond its sessions (a remote backend's worker thread), if it holds anything. */
+function unload(backend: NativeChip): void {
+  (backend as { unload?: () => void }).unload?.();
 }
 
 /** Closes every session this application holds, on every slot. */

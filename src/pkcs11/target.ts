@@ -1,4 +1,5 @@
-// `load(target)` strings. Only in-process targets exist in this layer:
+// `load(target)` strings. Only in-process targets exist in this layer; layers above register
+// their own schemes (the remote client registers `cloudhsm:`), so this one imports none of them:
 //   memory:                       a fresh token set (one free slot, SoftHSMv2 style)
 //   memory:?seed=<hex>            deterministic: the seed fixes every token's DRBG
 //   memory:?slots=N&maxPinFailures=N&pinHashIterations=N&maxSessionsPerApplication=N
@@ -16,6 +17,32 @@ function integer(value: string, name: string, min: number, max: number): number 
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < min || n > max) throw new TypeError(`target ${name} must be an integer from ${min} to ${max}`);
   return n;
+}
+
+/** Makes the backend of a target string of one scheme (the whole string, scheme included). */
+export type TargetFactory = (target: string) => NativeChip;
+
+const schemes = new Map<string, TargetFactory>();
+const BUILT_IN = ["memory:", "file:"];
+
+/**
+ * Registers the backend of a target scheme such as "cloudhsm:" (lower case, ending in ':').
+ * A scheme is registered once: a later registration of the same one, or of "memory:" or "file:", is refused,
+ * so no code in the process can take over the targets an application loads.
+ */
+export function registerTargetScheme(scheme: string, factory: TargetFactory): void {
+  if (typeof scheme !== "string" || !/^[a-z][a-z0-9+.-]*:$/.test(scheme)) throw new TypeError("scheme must look like 'name:'");
+  if (typeof factory !== "function") throw new TypeError("factory must be a function");
+  if (BUILT_IN.includes(scheme) || schemes.has(scheme)) throw new TypeError(`target scheme '${scheme}' is already registered`);
+  schemes.set(scheme, factory);
+}
+
+function schemeOf(target: string): string {
+  return /^[a-zA-Z][a-zA-Z0-9+.-]*:/.exec(target)?.[0].toLowerCase() ?? "";
+}
+
+function knownSchemes(): string {
+  return [...BUILT_IN, ...schemes.keys()].map((s) => `'${s}'`).join(", ");
 }
 
 function parseOptions(query: string, persistent: boolean): ChipOptions {
@@ -41,7 +68,7 @@ function parseOptions(query: string, persistent: boolean): ChipOptions {
 export function parseTarget(target: unknown): ChipOptions {
   if (typeof target !== "string") throw new TypeError("target must be a string such as 'memory:'");
   const match = /^memory:(?:\?(.*))?$/.exec(target);
-  if (!match) throw new TypeError(`unknown target '${target}': hsmsim serves 'memory:' and 'file:DIR' (see the README for options)`);
+  if (!match) throw new TypeError(`unknown target '${target}': hsmsim serves ${knownSchemes()} (see the README for options)`);
   return parseOptions(match[1] ?? "", false);
 }
 
@@ -64,30 +91,14 @@ export function parseFileTarget(target: string): FileTargetOptions {
   return { folder, ...parseOptions(query, true) };
 }
 
-// What a file: backend holds open (the folder's lock), released by releaseTarget or when its PKCS11 is collected.
-const releases = new WeakMap<object, () => void>();
-const collected = new FinalizationRegistry<() => void>((release) => release());
-
-/** Releases what loading `backend` took (a file: folder's lock); nothing for other targets. */
-export function releaseTarget(backend: object): void {
-  const release = releases.get(backend);
-  if (release === undefined) return;
-  releases.delete(backend);
-  collected.unregister(backend);
-  release();
-}
-
 /**
  * The backend a `PKCS11` loaded from `target` gets: one application on a fresh chip, never the
  * chip itself (whose device calls, masked records and masking key an application must not reach).
  * Typed as the facade's backend; its device methods are absent at run time.
  */
 export function chipForTarget(target: unknown): NativeChip {
-  if (typeof target === "string" && target.startsWith("file:")) {
-    const { backend, release } = openFileTarget(parseFileTarget(target));
-    releases.set(backend, release);
-    collected.register(backend, release, backend);
-    return backend;
-  }
+  if (typeof target === "string" && schemeOf(target) === "file:") return openFileTarget(parseFileTarget(target));
+  const factory = typeof target === "string" ? schemes.get(schemeOf(target)) : undefined;
+  if (factory !== undefined) return factory(target as string);
   return createChip(parseTarget(target)).openApplication() as unknown as NativeChip;
 }
