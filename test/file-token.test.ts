@@ -183,6 +183,15 @@ describe("kill -9 right after an acknowledged change keeps it", () => {
       expect(line).toEqual({ created: `kept-${round}` });
       await kill9(child);
     }
+    // A wrong PIN counted, then SIGKILL: the count is on disk.
+    const counted = await start("login", folder, "wrong-pin");
+    expect(counted.line.login).toBe("CKR_PIN_INCORRECT");
+    await kill9(counted.child);
+    // Three more make four only if the killed process's count was kept: then the next try is the last.
+    let flags = 0;
+    for (let i = 0; i < 3; i++) flags = run("login", folder, `wrong-${i}`).flags as number;
+    expect(flags & P.CKF_USER_PIN_FINAL_TRY).toBeTruthy();
+    expect(run("login", folder, "user-pin-1").login).toBe("CKR_OK");
     const destroyed = await start("destroy", folder, "kept-1");
     expect(destroyed.line).toEqual({ destroyed: "kept-1" });
     await kill9(destroyed.child);
@@ -498,5 +507,24 @@ describe("in one process", () => {
     // A session object needs no write and still works.
     expect(pkcs11.C_CreateObject(session, [{ type: P.CKA_CLASS, value: P.CKO_DATA }, { type: P.CKA_LABEL, value: "s" }])).toBeInstanceOf(Buffer);
     pkcs11.close();
+  });
+});
+
+describe("the chip's sealed token records, through the binding", () => {
+  it("check their arguments, refuse garbage, and are not on an application object", () => {
+    const chip = P.createChip({ pinHashIterations: 1 });
+    chip.initToken(0, Buffer.from("so-pin-1"), Buffer.from("t"));
+    const record = chip.exportToken(0, Buffer.from("binding"));
+    expect(() => chip.exportToken(0, "binding" as unknown as Buffer)).toThrow(TypeError);
+    expect(() => chip.importToken(0, record, undefined as unknown as Buffer)).toThrow(TypeError);
+    expect(() => chip.importToken(0, null as unknown as Buffer, Buffer.alloc(0))).toThrow(TypeError);
+    expect(() => chip.exportToken(0, Buffer.alloc(4097))).toThrow("CKR_ARGUMENTS_BAD");
+    expect(() => chip.exportToken(1, Buffer.alloc(0))).toThrow("CKR_TOKEN_NOT_RECOGNIZED");
+    expect(() => chip.exportToken(99, Buffer.alloc(0))).toThrow("CKR_SLOT_ID_INVALID");
+    expect(() => chip.importToken(0, Buffer.alloc(100, 7), Buffer.from("binding"))).toThrow("CKR_DATA_INVALID");
+    expect(() => chip.importToken(0, record, Buffer.from("another"))).toThrow("CKR_DATA_INVALID");
+    chip.importToken(0, record, Buffer.from("binding"));
+    const app = chip.openApplication() as unknown as Record<string, unknown>;
+    expect([app.exportToken, app.importToken]).toEqual([undefined, undefined]);
   });
 });
