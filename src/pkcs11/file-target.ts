@@ -130,18 +130,23 @@ function persistentApplication(chip: NativeChip, dir: string, keyPath: string, i
       return undefined;
     }
   };
-  const isTokenObject = (session: number, object: number): boolean => {
+  /** Whether `object` is a token object; undefined when the session can no longer tell. */
+  const tokenness = (session: number, object: number): boolean | undefined => {
     try {
       const { values } = app.getAttributeValue(session, object, [C.CKA_TOKEN]);
       return values[0] !== null && values[0].length === 1 && values[0][0] === 1;
     } catch {
-      return false;
+      return undefined;
     }
   };
-  /** After new objects: persists when one is a token object; if the write fails they are removed. */
-  function persistNew(session: number, handles: number[], method: string): void {
-    const slot = slotOfSession(session);
-    if (slot === undefined || !handles.some((h) => isTokenObject(session, h))) return;
+  const isTokenObject = (session: number, object: number): boolean => tokenness(session, object) === true;
+  /**
+   * After new objects on `slot` (taken when the call began: an asynchronous call's session may be
+   * gone by its callback): writes the token unless every new object is known to be a session
+   * object; if the write fails the new token objects are removed.
+   */
+  function persistNew(session: number, slot: number | undefined, handles: number[], method: string): void {
+    if (slot === undefined || handles.every((h) => tokenness(session, h) === false)) return;
     try {
       persist(slot, method);
     } catch (e) {
@@ -157,13 +162,14 @@ function persistentApplication(chip: NativeChip, dir: string, keyPath: string, i
     const handlesOf = (result: unknown) => (Array.isArray(result) ? (result as number[]) : [result as number]);
     return (...args: unknown[]) => {
       const session = args[0] as number;
+      const slot = slotOfSession(session);
       const last = args.at(-1);
       if (typeof last === "function") {
         const cb = last as Callback;
         args[args.length - 1] = (error: Error | null, result?: unknown) => {
           if (error === null) {
             try {
-              persistNew(session, handlesOf(result), method);
+              persistNew(session, slot, handlesOf(result), method);
             } catch (e) {
               cb(e as Error);
               return;
@@ -174,7 +180,7 @@ function persistentApplication(chip: NativeChip, dir: string, keyPath: string, i
         return inner(...args);
       }
       const result = inner(...args);
-      persistNew(session, handlesOf(result), method);
+      persistNew(session, slot, handlesOf(result), method);
       return result;
     };
   }
