@@ -87,7 +87,7 @@ export interface CommandSpec<O extends Record<string, OptionSpec>> {
   requires?: Partial<Record<keyof O & string, keyof O & string>>;
   /** Lines of examples for the help. */
   examples?: string[];
-  run(input: CommandInput<O>): number | Promise<number>;
+  run(input: CommandInput<NoInfer<O>>): number | Promise<number>;
 }
 
 export interface GroupSpec {
@@ -103,6 +103,12 @@ export type Command =
   | ({ kind: "command" } & CommandSpec<Record<string, OptionSpec>>)
   | ({ kind: "group" } & GroupSpec);
 
+/**
+ * One command for the table. The option values `run` sees are typed from the spec (`parse:
+ * wholeNumber(1)` gives a number). Build generic parsers (commaList, oneOf) in a const outside the
+ * spec: TypeScript cannot infer the option types through a generic call written inside it (the
+ * spec then fails to compile with "not assignable to type 'never'").
+ */
 export function defineCommand<const O extends Record<string, OptionSpec> = Record<string, never>>(spec: CommandSpec<O>): Command {
   const positionals = spec.positionals ?? [];
   if (positionals.slice(0, -1).some((p) => p.variadic)) throw new Error(`${spec.name}: only the last positional may be variadic`);
@@ -117,6 +123,7 @@ export function defineGroup(spec: GroupSpec): Command {
 }
 
 // ---- Value parsers: use these in option specs so that a value of the wrong shape is refused. ----
+// (commaList and oneOf are generic: bind them to a const outside the spec, see defineCommand.)
 
 export function wholeNumber(min = 0, max = Number.MAX_SAFE_INTEGER): ValueParser<number> {
   return (text, name) => {

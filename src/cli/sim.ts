@@ -45,7 +45,7 @@ export async function runSimCommand(command: SimCommand, out: Output, write: (te
   }
   const from = command.from ?? 1;
   // Live only on a terminal and without --json; piped output holds the results alone.
-  const progress = progressLine({ total: command.seeds, unit: "runs", stream: progressTo, quiet: command.json });
+  const progress = progressLine({ total: command.seeds, unit: "runs", label: "sweep", stream: progressTo, quiet: command.json });
   const result = await sweep(from, command.seeds, options, (report) => {
     if (!report.ok) progress.interrupt(() => write(`seed ${report.seed} FAILED: ${report.violations[0].invariant}: ${report.violations[0].detail}\n  replay: hsmsim sim --seed ${report.seed}\n`));
     progress.tick(report.ok);
