@@ -402,6 +402,11 @@ describe("hsmsim token init|list|delete", () => {
     expect((await cli("token", "delete", "--folder", folder)).code).toBe(2);
     expect((await cli("token", "delete", "--label", "a", "--serial", "b", "--folder", folder)).code).toBe(2);
     expect((await cli("token", "lst")).code).toBe(2);
+    // Listing or deleting in a folder that does not exist makes none.
+    const nowhere = join(ROOT, "nowhere");
+    expect(JSON.parse((await cli("token", "list", "--folder", nowhere, "--json")).out)).toEqual({ folder: nowhere, tokens: [] });
+    expect((await cli("token", "delete", "--label", "x", "--folder", nowhere)).code).toBe(1);
+    expect(readdirSync(ROOT)).not.toContain("nowhere");
     expect((await cli("token", "list", "--folder", folder, "--jsn")).code).toBe(2);
   });
 });

@@ -1,6 +1,7 @@
 // `hsmsim token init|list|delete`: persistent plain tokens in a folder, in the spirit of
 // SoftHSMv2's softhsm2-util (--init-token, --show-slots, --delete-token). A program then loads
 // the same folder with `load("file:DIR")`. The folder is $HSMSIM_TOKEN_DIR, else ~/.hsmsim/tokens.
+import { existsSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
 import * as C from "../pkcs11/constants.js";
@@ -111,6 +112,7 @@ function rowOf(file: TokenFile, slot: number, flags: number, verified: boolean):
 
 /** Every token of the folder, verified by loading it when no program holds the folder. */
 function listTokens(folder: string): TokenRow[] {
+  if (!existsSync(folder)) return []; // listing makes no folder
   ensureFolder(folder);
   let pkcs11: PKCS11;
   try {
@@ -170,6 +172,7 @@ folder. ${FOLDER_NOTE}`,
   run({ values, io }) {
     if (values.label === undefined && values.serial === undefined) throw new UsageError("name the token with --label or --serial");
     const folder = folderOf(values, io);
+    if (!existsSync(folder)) throw new TokenFolderError("TOKEN_NOT_FOUND", `${folder} does not exist`);
     ensureFolder(folder);
     const release = lockFolder(folder);
     try {
