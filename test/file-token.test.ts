@@ -1,86 +1,19 @@
 // The `file:` target (issue 9, "A persistent plain token"): a pkcs11js-style program in one
 // process makes a token and keys; another process finds them by label and uses them; PIN
 // failures and lockout carry over; kill -9 right after an acknowledged change keeps it; the
-// folder's files hold no key or PIN in clear; an altered, truncated or swapped file is a typed
-// error; one process has a folder at a time.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+// folder's files hold no key or PIN in clear; one process has a folder at a time.
+// Tampering: test/security/file-token-tamper.test.ts; the CLI: test/file-token-cli.test.ts.
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
 
 import { p256 } from "@noble/curves/nist.js";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 import * as P from "../src/pkcs11/index.js";
 import { TokenFolderError } from "../src/pkcs11/token-folder.js";
-import { main } from "../src/cli/main.js";
-import { APPLICATION_CALLS } from "../src/pkcs11/addon.js";
-import { chipForTarget } from "../src/pkcs11/target.js";
-import { findForbidden } from "./security/walk.js";
+import { IMPORTED_KEY, type Line, kill9, loadError, open, run, start, tokenFiles, tokenRoot } from "./file-token-helpers.js";
 
-const CHILD = join(dirname(fileURLToPath(import.meta.url)), "file-token-child.ts");
-const IMPORTED_KEY = Buffer.from("9f1c2a7e5b3d4c6f8a0e1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a", "hex");
-const ROOT = mkdtempSync(join(tmpdir(), "hsmsim-file-token-"));
-afterAll(() => rmSync(ROOT, { recursive: true, force: true }));
-let folders = 0;
-const newFolder = () => join(ROOT, `f${++folders}`);
-
-type Line = Record<string, unknown>;
-
-/** Runs the child to completion; its last JSON line. */
-function run(...args: string[]): Line {
-  const child = spawnSync(process.execPath, ["--import", "tsx", CHILD, ...args], { encoding: "utf8", timeout: 120_000 });
-  const last = child.stdout.trim().split("\n").pop() ?? "";
-  if (child.status !== 0 || last === "") throw new Error(`child ${args.join(" ")} failed (${child.status} ${child.signal}): ${child.stderr}`);
-  return JSON.parse(last) as Line;
-}
-
-/** Starts the child with `hang`; resolves with its first JSON line once printed (the acknowledgement). */
-function start(...args: string[]): Promise<{ child: ChildProcess; line: Line }> {
-  const child = spawn(process.execPath, ["--import", "tsx", CHILD, ...args, "hang"], { stdio: ["ignore", "pipe", "pipe"] });
-  return new Promise((resolve, reject) => {
-    let out = "", err = "";
-    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`child ${args.join(" ")} printed nothing in 120 s: ${err}`)); }, 120_000);
-    child.stderr!.on("data", (d) => (err += d));
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const end = out.indexOf("\n");
-      if (end < 0) return;
-      clearTimeout(timer);
-      resolve({ child, line: JSON.parse(out.slice(0, end)) as Line });
-    });
-    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`child ${args.join(" ")} exited (${code}) before answering: ${err}`)); });
-  });
-}
-
-function kill9(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.removeAllListeners("exit");
-    child.on("exit", () => resolve());
-    child.kill("SIGKILL");
-  });
-}
-
-/** Loads `folder` in this process; the caller must close it. */
-function open(folder: string): P.PKCS11 {
-  const pkcs11 = new P.PKCS11(`file:${folder}?pinHashIterations=64`);
-  pkcs11.C_Initialize();
-  return pkcs11;
-}
-
-function loadError(folder: string): unknown {
-  try {
-    open(folder).close();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
-
-function tokenFiles(folder: string): string[] {
-  return readdirSync(folder).filter((n) => n.endsWith(".token")).map((n) => join(folder, n));
-}
+const { newFolder } = tokenRoot();
 
 describe("a pkcs11js program finds in a later process the token it made", () => {
   const folder = newFolder();
@@ -213,77 +146,6 @@ describe("kill -9 right after an acknowledged change keeps it", () => {
   }, 180_000);
 });
 
-describe("a changed token file does not load silently", () => {
-  function madeFolder(): { folder: string; file: string } {
-    const folder = newFolder();
-    run("make", folder);
-    return { folder, file: tokenFiles(folder)[0] };
-  }
-  function expectInvalid(folder: string): void {
-    const error = loadError(folder);
-    expect(error).toBeInstanceOf(TokenFolderError);
-    expect((error as TokenFolderError).code).toBe("TOKEN_RECORD_INVALID");
-  }
-
-  it("a flipped byte anywhere in the sealed record, the header's label, or a truncation: TOKEN_RECORD_INVALID", () => {
-    const { folder, file } = madeFolder();
-    const original = readFileSync(file);
-    const headerEnd = 12 + original.readUInt32BE(8);
-    for (const at of [headerEnd + 2, headerEnd + 20, Math.floor((headerEnd + original.length) / 2), original.length - 1]) {
-      const altered = Buffer.from(original);
-      altered[at] ^= 0x20;
-      writeFileSync(file, altered);
-      expectInvalid(folder);
-    }
-    writeFileSync(file, Buffer.from(original.toString("latin1").replace("app token", "app tokeN"), "latin1"));
-    expectInvalid(folder);
-    for (const length of [original.length - 1, headerEnd + 10, headerEnd, 20, 3, 0]) {
-      writeFileSync(file, original);
-      truncateSync(file, length);
-      expectInvalid(folder);
-    }
-    writeFileSync(file, original); // the control: the untouched file loads
-    expect(loadError(folder)).toBeUndefined();
-  });
-
-  it("a record swapped between two tokens, a file renamed over another, or a file from another folder: TOKEN_RECORD_INVALID", () => {
-    const { folder } = madeFolder();
-    // A second token in the same folder.
-    const pkcs11 = open(folder);
-    pkcs11.C_InitToken(pkcs11.C_GetSlotList(true)[1], "so-pin-2", "second");
-    pkcs11.close();
-    const [a, b] = tokenFiles(folder);
-    const bytesA = readFileSync(a), bytesB = readFileSync(b);
-    const split = (bytes: Buffer) => bytes.subarray(0, 12 + bytes.readUInt32BE(8));
-    // A's header with B's record.
-    writeFileSync(a, Buffer.concat([split(bytesA), bytesB.subarray(split(bytesB).length)]));
-    expectInvalid(folder);
-    writeFileSync(a, bytesA);
-    // B's whole file under A's name.
-    renameSync(a, `${a}.saved`);
-    copyFileSync(b, a);
-    expectInvalid(folder);
-    renameSync(`${a}.saved`, a);
-    expect(loadError(folder)).toBeUndefined();
-    // A token file of another folder (another masking key), planted here.
-    const other = madeFolder();
-    copyFileSync(other.file, join(folder, other.file.split("/").pop()!));
-    expectInvalid(folder);
-  });
-
-  it("a missing or foreign masking key: typed errors, not garbage", () => {
-    const { folder } = madeFolder();
-    const key = join(folder, "masking.key");
-    const saved = readFileSync(key);
-    rmSync(key);
-    expect((loadError(folder) as TokenFolderError).code).toBe("TOKEN_FOLDER_INVALID");
-    writeFileSync(key, Buffer.alloc(32, 1), { mode: 0o600 });
-    expectInvalid(folder);
-    writeFileSync(key, saved, { mode: 0o600 });
-    expect(loadError(folder)).toBeUndefined();
-  });
-});
-
 describe("one process has a folder at a time", () => {
   it("while another process holds the folder, load fails TOKEN_FOLDER_IN_USE; after its kill -9 the folder opens", async () => {
     const folder = newFolder();
@@ -347,90 +209,6 @@ describe("target form", () => {
     viaUrl.C_Initialize();
     expect(viaUrl.C_GetTokenInfo(viaUrl.C_GetSlotList(true)[0]).label.trim()).toBe("t");
     viaUrl.close();
-  });
-});
-
-describe("hsmsim token init|list|delete", () => {
-  async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = "", err = "";
-    const code = await main(args, { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) }, env: {} });
-    return { code, out, err };
-  }
-
-  it("init makes tokens a pkcs11js program then logs in to; list shows them; delete removes one by serial or label", async () => {
-    const folder = newFolder();
-    expect((await cli("token", "init", "--label", "alpha", "--so-pin", "so-pin-a", "--pin", "user-pin-a", "--folder", folder)).code).toBe(0);
-    expect((await cli("token", "init", "--label", "beta", "--so-pin", "so-pin-b", "--pin", "user-pin-b", "--folder", folder)).code).toBe(0);
-    const listed = JSON.parse((await cli("token", "list", "--folder", folder, "--json")).out) as { tokens: { label: string; serial: string; verified: boolean; userPinInitialized: boolean }[] };
-    expect(listed.tokens.map((t) => [t.label, t.verified, t.userPinInitialized])).toEqual([["alpha", true, true], ["beta", true, true]]);
-
-    // A program (default PIN cost: the CLI used it) logs in to the token the CLI made.
-    const pkcs11 = new P.PKCS11(`file:${folder}`);
-    pkcs11.C_Initialize();
-    const slots = pkcs11.C_GetSlotList(true);
-    const session = pkcs11.C_OpenSession(slots[1], P.CKF_SERIAL_SESSION);
-    pkcs11.C_Login(session, P.CKU_USER, "user-pin-b");
-    expect(pkcs11.C_GetTokenInfo(slots[1]).serialNumber).toBe(listed.tokens[1].serial);
-    // While the program holds the folder: list shows headers, unverified; delete is refused.
-    const busy = JSON.parse((await cli("token", "list", "--folder", folder, "--json")).out) as { tokens: { verified: boolean }[] };
-    expect(busy.tokens.map((t) => t.verified)).toEqual([false, false]);
-    const refused = await cli("token", "delete", "--label", "alpha", "--folder", folder);
-    expect([refused.code, refused.err]).toEqual([1, expect.stringContaining("TOKEN_FOLDER_IN_USE")]);
-    pkcs11.close();
-
-    expect((await cli("token", "delete", "--serial", listed.tokens[0].serial, "--folder", folder)).code).toBe(0);
-    const after = JSON.parse((await cli("token", "list", "--folder", folder, "--json")).out) as { tokens: { label: string }[] };
-    expect(after.tokens.map((t) => t.label)).toEqual(["beta"]);
-    const missing = await cli("token", "delete", "--label", "alpha", "--folder", folder);
-    expect([missing.code, missing.err]).toEqual([1, expect.stringContaining("TOKEN_NOT_FOUND")]);
-    expect((await cli("token", "init", "--label", "beta", "--so-pin", "so-pin-c", "--pin", "user-pin-c", "--folder", folder)).code).toBe(0);
-    const twice = await cli("token", "delete", "--label", "beta", "--folder", folder);
-    expect([twice.code, twice.err]).toEqual([1, expect.stringContaining("TOKEN_AMBIGUOUS")]);
-    expect((await cli("token", "delete", "--label", "nope", "--folder", folder)).code).toBe(1);
-    expect(tokenFiles(folder).length).toBe(2);
-  });
-
-  it("the default folder is $HSMSIM_TOKEN_DIR; bad command lines are usage errors (exit 2)", async () => {
-    const folder = newFolder();
-    let out = "";
-    const io = { stdout: { write: (t: string) => (out += t) }, stderr: { write: () => true }, env: { HSMSIM_TOKEN_DIR: folder } };
-    expect(await main(["token", "init", "--label", "env", "--so-pin", "so-pin-1", "--pin", "user-pin-1"], io)).toBe(0);
-    expect(out).toContain(folder);
-    expect(tokenFiles(folder).length).toBe(1);
-    expect((await cli("token", "init", "--label", "x", "--so-pin", "so-pin-1", "--folder", folder)).code).toBe(2);
-    expect((await cli("token", "init", "--label", "x", "--so-pin", "123", "--pin", "user-pin-1", "--folder", folder)).code).toBe(2);
-    expect((await cli("token", "delete", "--folder", folder)).code).toBe(2);
-    expect((await cli("token", "delete", "--label", "a", "--serial", "b", "--folder", folder)).code).toBe(2);
-    expect((await cli("token", "lst")).code).toBe(2);
-    // Listing or deleting in a folder that does not exist makes none.
-    const nowhere = join(ROOT, "nowhere");
-    expect(JSON.parse((await cli("token", "list", "--folder", nowhere, "--json")).out)).toEqual({ folder: nowhere, tokens: [] });
-    expect((await cli("token", "delete", "--label", "x", "--folder", nowhere)).code).toBe(1);
-    expect(readdirSync(ROOT)).not.toContain("nowhere");
-    expect((await cli("token", "list", "--folder", folder, "--jsn")).code).toBe(2);
-  });
-});
-
-describe("an application on a file: token reaches nothing but PKCS#11", () => {
-  const FORBIDDEN = new Set(["exportToken", "importToken", "saveMaskingKey", "loadMaskingKey", "exportMasked", "importMasked",
-    "removeObject", "openApplication", "shareMaskingKey", "exportMaskingKeyFor", "importMaskingKey", "deviceMac", "loginPrincipal"]);
-
-  it("its PKCS11, and even the backend behind it, are frozen PKCS#11 calls with no path to the chip, the folder or its lock", () => {
-    const folder = newFolder();
-    const pkcs11 = open(folder);
-    P.openUserSession(pkcs11, { soPin: "so-pin-1", userPin: "user-pin-1" });
-    expect(findForbidden(pkcs11, new Map(), FORBIDDEN)).toEqual([]);
-    pkcs11.close();
-    const backend = chipForTarget(`file:${folder}?pinHashIterations=64`);
-    try {
-      expect(Object.isFrozen(backend)).toBe(true);
-      expect(Reflect.ownKeys(backend).sort()).toEqual([...APPLICATION_CALLS, "unload"].sort());
-      expect(findForbidden(backend, new Map(), FORBIDDEN)).toEqual([]);
-    } finally {
-      (backend as unknown as { unload(): void }).unload();
-    }
-    // The control: the walker does see these names where they are reachable.
-    expect(findForbidden({ x: { exportToken() {} } }, new Map(), FORBIDDEN)).not.toEqual([]);
   });
 });
 
@@ -512,24 +290,5 @@ describe("in one process", () => {
     // A session object needs no write and still works.
     expect(pkcs11.C_CreateObject(session, [{ type: P.CKA_CLASS, value: P.CKO_DATA }, { type: P.CKA_LABEL, value: "s" }])).toBeInstanceOf(Buffer);
     pkcs11.close();
-  });
-});
-
-describe("the chip's sealed token records, through the binding", () => {
-  it("check their arguments, refuse garbage, and are not on an application object", () => {
-    const chip = P.createChip({ pinHashIterations: 1 });
-    chip.initToken(0, Buffer.from("so-pin-1"), Buffer.from("t"));
-    const record = chip.exportToken(0, Buffer.from("binding"));
-    expect(() => chip.exportToken(0, "binding" as unknown as Buffer)).toThrow(TypeError);
-    expect(() => chip.importToken(0, record, undefined as unknown as Buffer)).toThrow(TypeError);
-    expect(() => chip.importToken(0, null as unknown as Buffer, Buffer.alloc(0))).toThrow(TypeError);
-    expect(() => chip.exportToken(0, Buffer.alloc(4097))).toThrow("CKR_ARGUMENTS_BAD");
-    expect(() => chip.exportToken(1, Buffer.alloc(0))).toThrow("CKR_TOKEN_NOT_RECOGNIZED");
-    expect(() => chip.exportToken(99, Buffer.alloc(0))).toThrow("CKR_SLOT_ID_INVALID");
-    expect(() => chip.importToken(0, Buffer.alloc(100, 7), Buffer.from("binding"))).toThrow("CKR_DATA_INVALID");
-    expect(() => chip.importToken(0, record, Buffer.from("another"))).toThrow("CKR_DATA_INVALID");
-    chip.importToken(0, record, Buffer.from("binding"));
-    const app = chip.openApplication() as unknown as Record<string, unknown>;
-    expect([app.exportToken, app.importToken]).toEqual([undefined, undefined]);
   });
 });
