@@ -14,7 +14,7 @@
 import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 
 import type BetterSqlite3 from "better-sqlite3";
 
@@ -64,7 +64,14 @@ export function defaultTokenFolder(env: Record<string, string | undefined> = pro
 /** Creates `dir` (0700) if missing; refuses a path that is not a directory. */
 export function ensureFolder(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // New folders' entries made durable too: the first acknowledged change must not vanish with its folder.
+    if (created !== undefined) {
+      for (let d = dir; ; d = dirname(d)) {
+        fsyncFolder(dirname(d));
+        if (d === created || dirname(d) === d) break;
+      }
+    }
   } catch (e) {
     throw new TokenFolderError("TOKEN_FOLDER_INVALID", `${dir}: cannot create the token folder (${(e as Error).message})`);
   }
