@@ -21,7 +21,8 @@
       "native/src/token/objects.cc",
       "native/src/token/policy.cc",
       "native/src/token/principals.cc",
-      "native/src/token/sign_ops.cc"
+      "native/src/token/sign_ops.cc",
+      "native/src/token/token_record.cc"
     ],
     "hsm_binding_sources": [
       "native/src/binding/addon.cc",

@@ -11,6 +11,7 @@ import { demoCommand } from "./demo.js";
 import { mechanismsCommand } from "./mechanisms.js";
 import { simCommand } from "./sim.js";
 import { proxyCommand } from "./proxy.js";
+import { tokenCommand } from "./token.js";
 import { packageVersion } from "./version.js";
 import { backupCommand, downCommand, hsmCommand, statusCommand } from "./cluster-commands.js";
 import { upCommand } from "./cluster-up.js";
@@ -28,7 +29,7 @@ export const COMMANDS: readonly Command[] = [
   hsmCommand,
   backupCommand,
   proxyCommand,
-  // The real-time cluster registers here: token (group).
+  tokenCommand,
 ];
 
 const ABOUT = "hsmsim: a simulated CloudHSM-style HSM cluster (chip, HSM device, cluster, client, simulator)";

@@ -67,6 +67,10 @@ export interface NativeChip {
   revokePrincipal(principal: number): void;
   /** HMAC-SHA-256 under a key derived from the masking key for `purpose` (1-255); the key stays in the chip. */
   deviceMac(slot: number, purpose: number, data: Buffer): Buffer;
+  /** The whole token sealed under its masking key, bound to `binding` (see native/src/token/token_record.cc). */
+  exportToken(slot: number, binding: Buffer): Buffer;
+  /** Replaces an initialized token's state and token objects with a sealed record's (no session open on the slot). */
+  importToken(slot: number, record: Buffer, binding: Buffer): void;
   encryptInit(session: number, key: number, ...m: Mech3): void;
   decryptInit(session: number, key: number, ...m: Mech3): void;
   signInit(session: number, key: number, ...m: Mech3): void;

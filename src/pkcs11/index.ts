@@ -10,3 +10,4 @@ export type { Mechanism, MechanismParams } from "./mechanism.js";
 export type { KeyPair, MechanismInfo, ModuleInfo, SessionInfo, SlotInfo, TokenInfo } from "./info.js";
 export type { ChipOptions, NativeChip } from "./addon.js";
 export { createChip } from "./addon.js";
+export { TokenFolderError, type TokenFolderErrorCode, defaultTokenFolder } from "./token-folder.js";

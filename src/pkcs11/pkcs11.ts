@@ -35,8 +35,9 @@ export class PKCS11 {
   }
 
   /**
-   * Loads a target: 'memory:' (see the README for options). `options.log` logs every PKCS#11 call
-   * of this module ("stderr", a file path or a function; never secrets), as HSMSIM_PKCS11_LOG does.
+   * Loads a target: 'memory:', or 'file:DIR' for tokens kept in a folder (see the README for options).
+   * `options.log` logs every PKCS#11 call of this module ("stderr", a file path or a function; never
+   * secrets), as HSMSIM_PKCS11_LOG does.
    */
   load(target: string, options?: CallLogOptions): void {
     const logging = callLogSettings(options);

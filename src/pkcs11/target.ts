@@ -3,7 +3,15 @@
 //   memory:                       a fresh token set (one free slot, SoftHSMv2 style)
 //   memory:?seed=<hex>            deterministic: the seed fixes every token's DRBG
 //   memory:?slots=N&maxPinFailures=N&pinHashIterations=N&maxSessionsPerApplication=N
+//   file:DIR[?options]            tokens kept in folder DIR across processes (file-target.ts);
+//   file:                         the default folder ($HSMSIM_TOKEN_DIR, else ~/.hsmsim/tokens);
+//   file:///abs/dir[?options]     the same as a file URL (percent-encoded); options as memory:'s but seed
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
 import { type ChipOptions, type NativeChip, createChip } from "./addon.js";
+import { type FileTargetOptions, openFileTarget } from "./file-target.js";
+import { defaultTokenFolder } from "./token-folder.js";
 
 function integer(value: string, name: string, min: number, max: number): number {
   const n = Number(value);
@@ -15,16 +23,17 @@ function integer(value: string, name: string, min: number, max: number): number 
 export type TargetFactory = (target: string) => NativeChip;
 
 const schemes = new Map<string, TargetFactory>();
+const BUILT_IN = ["memory:", "file:"];
 
 /**
  * Registers the backend of a target scheme such as "cloudhsm:" (lower case, ending in ':').
- * A scheme is registered once: a later registration of the same one, or of "memory:", is refused,
+ * A scheme is registered once: a later registration of the same one, or of "memory:" or "file:", is refused,
  * so no code in the process can take over the targets an application loads.
  */
 export function registerTargetScheme(scheme: string, factory: TargetFactory): void {
   if (typeof scheme !== "string" || !/^[a-z][a-z0-9+.-]*:$/.test(scheme)) throw new TypeError("scheme must look like 'name:'");
   if (typeof factory !== "function") throw new TypeError("factory must be a function");
-  if (scheme === "memory:" || schemes.has(scheme)) throw new TypeError(`target scheme '${scheme}' is already registered`);
+  if (BUILT_IN.includes(scheme) || schemes.has(scheme)) throw new TypeError(`target scheme '${scheme}' is already registered`);
   schemes.set(scheme, factory);
 }
 
@@ -33,17 +42,16 @@ function schemeOf(target: string): string {
 }
 
 function knownSchemes(): string {
-  return ["memory:", ...schemes.keys()].map((s) => `'${s}'`).join(", ");
+  return [...BUILT_IN, ...schemes.keys()].map((s) => `'${s}'`).join(", ");
 }
 
-export function parseTarget(target: unknown): ChipOptions {
-  if (typeof target !== "string") throw new TypeError("target must be a string such as 'memory:'");
-  const match = /^memory:(?:\?(.*))?$/.exec(target);
-  if (!match) throw new TypeError(`unknown target '${target}': hsmsim serves ${knownSchemes()} (see the README for options)`);
+function parseOptions(query: string, persistent: boolean): ChipOptions {
   const options: ChipOptions = {};
-  for (const [key, value] of new URLSearchParams(match[1] ?? "")) {
+  for (const [key, value] of new URLSearchParams(query)) {
     switch (key) {
       case "seed":
+        // A seed fixes every secret, masking key included: never for tokens kept on disk.
+        if (persistent) throw new TypeError("target option 'seed' is for memory: only (a seeded token's secrets follow from the seed)");
         if (!/^([0-9a-fA-F]{2})+$/.test(value)) throw new TypeError("target seed must be hex bytes");
         options.seed = Buffer.from(value, "hex");
         break;
@@ -57,12 +65,39 @@ export function parseTarget(target: unknown): ChipOptions {
   return options;
 }
 
+export function parseTarget(target: unknown): ChipOptions {
+  if (typeof target !== "string") throw new TypeError("target must be a string such as 'memory:'");
+  const match = /^memory:(?:\?(.*))?$/.exec(target);
+  if (!match) throw new TypeError(`unknown target '${target}': hsmsim serves ${knownSchemes()} (see the README for options)`);
+  return parseOptions(match[1] ?? "", false);
+}
+
+/** `file:…` → the folder (absolute) and options; TypeError for a malformed target. */
+export function parseFileTarget(target: string): FileTargetOptions {
+  const at = target.indexOf("?");
+  const location = at < 0 ? target.slice("file:".length) : target.slice("file:".length, at);
+  const query = at < 0 ? "" : target.slice(at + 1);
+  let folder: string;
+  if (location.startsWith("//")) {
+    try {
+      folder = fileURLToPath(`file:${location}`);
+    } catch (e) {
+      throw new TypeError(`target '${target}': ${(e as Error).message}`);
+    }
+  } else {
+    if (location.includes("\0")) throw new TypeError("target folder must be a path");
+    folder = location === "" ? defaultTokenFolder() : resolve(location);
+  }
+  return { folder, ...parseOptions(query, true) };
+}
+
 /**
  * The backend a `PKCS11` loaded from `target` gets: one application on a fresh chip, never the
  * chip itself (whose device calls, masked records and masking key an application must not reach).
  * Typed as the facade's backend; its device methods are absent at run time.
  */
 export function chipForTarget(target: unknown): NativeChip {
+  if (typeof target === "string" && schemeOf(target) === "file:") return openFileTarget(parseFileTarget(target));
   const factory = typeof target === "string" ? schemes.get(schemeOf(target)) : undefined;
   if (factory !== undefined) return factory(target as string);
   return createChip(parseTarget(target)).openApplication() as unknown as NativeChip;

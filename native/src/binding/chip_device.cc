@@ -105,6 +105,21 @@ static Napi::Value DeviceMac(const Napi::CallbackInfo& info) {
   return bytesCall(info, "deviceMac", [&](Module& m, Bytes& out) { return m.deviceMac(slot, purpose, data, out); });
 }
 
+static Napi::Value ExportToken(const Napi::CallbackInfo& info) {
+  CK_ULONG slot = ulongArg(info, 0, "slot");
+  ByteView binding = bytesArg(info, 1, "binding");
+  return bytesCall(info, "exportToken", [&](Module& m, Bytes& out) { return m.exportToken(slot, binding, out); });
+}
+
+static Napi::Value ImportToken(const Napi::CallbackInfo& info) {
+  Module* mod = &moduleOf(info);
+  CK_ULONG slot = ulongArg(info, 0, "slot");
+  ByteView record = bytesArg(info, 1, "record");
+  ByteView binding = bytesArg(info, 2, "binding");
+  return run(info, kSyncOnly, 0, "importToken", [&](Outcome&) { return mod->importToken(slot, record, binding); },
+             noResult);
+}
+
 const std::vector<CallEntry>& deviceCalls() {
   static const std::vector<CallEntry> calls = {
       {"loginPrincipal", LoginPrincipal},
@@ -119,6 +134,8 @@ const std::vector<CallEntry>& deviceCalls() {
       {"importMaskingKey", ImportMaskingKey},
       {"revokePrincipal", RevokePrincipal},
       {"deviceMac", DeviceMac},
+      {"exportToken", ExportToken},
+      {"importToken", ImportToken},
   };
   return calls;
 }

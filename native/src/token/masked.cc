@@ -15,6 +15,7 @@
 #include "../crypto/aes_wrap.h"
 #include "../crypto/hash_mac.h"
 #include "module.h"
+#include "record_codec.h"
 
 namespace hsm {
 
@@ -23,6 +24,8 @@ const uint8_t kMagic[4] = {'H', 'S', 'M', 'R'};
 constexpr uint8_t kVersion = 2;  // 2: bound to an identity
 constexpr size_t kHeader = 6, kIv = 12, kTag = 16;
 constexpr size_t kMaxBinding = 4096;
+
+}  // namespace
 
 void putLe(Bytes& out, uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
@@ -33,7 +36,7 @@ uint64_t getLe(const uint8_t* p, int bytes) {
   return v;
 }
 
-Bytes serialize(const AttributeMap& attributes) {
+Bytes serializeAttributes(const AttributeMap& attributes) {
   Bytes out;
   putLe(out, attributes.size(), 4);
   for (const auto& entry : attributes) {
@@ -44,7 +47,7 @@ Bytes serialize(const AttributeMap& attributes) {
   return out;
 }
 
-bool deserialize(ByteView in, AttributeMap& out) {
+bool deserializeAttributes(ByteView in, AttributeMap& out) {
   if (in.size < 4) return false;
   uint64_t count = getLe(in.data, 4);
   size_t offset = 4;
@@ -59,7 +62,6 @@ bool deserialize(ByteView in, AttributeMap& out) {
   }
   return offset == in.size;
 }
-}  // namespace
 
 CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Bytes& record) {
   return exportMasked(slotId, handle, algorithm, ByteView(), record);
@@ -77,7 +79,7 @@ CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Byte
   if (!t->initialized) return CKR_TOKEN_NOT_RECOGNIZED;
   auto it = objects_.find(handle);
   if (it == objects_.end() || it->second->slotId != slotId || !it->second->isToken()) return CKR_OBJECT_HANDLE_INVALID;
-  Bytes plain = serialize(it->second->attributes);
+  Bytes plain = serializeAttributes(it->second->attributes);
   record.assign(kMagic, kMagic + 4);
   record.push_back(kVersion);
   record.push_back(static_cast<uint8_t>(algorithm));
@@ -138,7 +140,7 @@ CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, ByteView binding, C
     return CKR_DATA_INVALID;
   }
   auto object = std::make_shared<Object>();
-  if (!deserialize(plain, object->attributes)) return CKR_DATA_INVALID;
+  if (!deserializeAttributes(plain, object->attributes)) return CKR_DATA_INVALID;
   object->refreshHot();
   if (!object->isToken()) return CKR_DATA_INVALID;
   if (buildKeyMaterial(*object) != CKR_OK) return CKR_DATA_INVALID;

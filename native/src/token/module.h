@@ -174,6 +174,13 @@ class Module {
   // so a record imported under another binding fails CKR_DATA_INVALID.
   CK_RV exportMasked(CK_ULONG slotId, CK_ULONG object, int algorithm, ByteView binding, Bytes& record);
   CK_RV importMasked(CK_ULONG slotId, ByteView record, ByteView binding, CK_ULONG& handle);
+  // A whole token sealed in one record under its masking key (token_record.cc): label, serial,
+  // PIN verifiers and failure counters, every token object. importToken replaces the token's
+  // state and token objects with the record's, all or nothing (no session may be open on the
+  // slot); a record altered, sealed under another key or bound to another binding fails
+  // CKR_DATA_INVALID and changes nothing.
+  CK_RV exportToken(CK_ULONG slotId, ByteView binding, Bytes& record);
+  CK_RV importToken(CK_ULONG slotId, ByteView record, ByteView binding);
   // Revocation: every application logged in as `principal` (any slot) is logged out (its
   // sessions become public sessions), its active operations end, and the session objects
   // `principal` owns are destroyed.
