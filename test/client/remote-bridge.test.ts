@@ -169,9 +169,10 @@ describe("remote bridge: a dead or stuck worker is a typed error, never a hang",
     const signal = new SharedArrayBuffer(4);
     const { link, pkcs11, session } = remote({ gate: { on: "digest", signal } });
     pkcs11.C_DigestInit(session, { mechanism: C.CKM_SHA256 });
-    const inFlight = pkcs11.C_DigestAsync(session, Buffer.from("x"), Buffer.alloc(32));
+    // The expectation is attached before the worker dies: the rejection comes while terminate() is awaited.
+    const inFlight = expect(pkcs11.C_DigestAsync(session, Buffer.from("x"), Buffer.alloc(32))).rejects.toMatchObject({ code: C.CKR_DEVICE_ERROR });
     await link.terminate();
-    await expect(inFlight).rejects.toMatchObject({ code: C.CKR_DEVICE_ERROR });
+    await inFlight;
     await expect(pkcs11.C_DigestAsync(session, Buffer.from("x"), Buffer.alloc(32))).rejects.toMatchObject({ code: C.CKR_DEVICE_ERROR });
     expectDeviceError(() => pkcs11.C_GetSessionInfo(session), /terminated/);
   });
