@@ -6,6 +6,10 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { ClusterClient } from "../../src/client/client.js";
+import { OsRandom } from "../../src/net/os-random.js";
+import { RealClock } from "../../src/net/real-clock.js";
+import { ClientTransport, clientTls } from "../../src/net/tls-transport.js";
 import { startClient } from "../net/fixture.js";
 import { type Status, cli, cliJson, placement, trustAnchorOf } from "./helpers.js";
 
@@ -25,7 +29,15 @@ describe("hsmsim up --mtls", () => {
   it("refuses an application without a client certificate and serves one with pki/client.crt", async () => {
     expect(up.mtls).toBe(true);
     const address = up.hsms[0].address;
-    await expect(startClient(address, trustAnchorOf(dir))).rejects.toThrow();
+    // Without a certificate: the bootstrap fails, and the transport says why (the HSM's handshake alert).
+    const errors: Error[] = [];
+    const transport = new ClientTransport({ tls: clientTls({ trustAnchorPem: trustAnchorOf(dir) }), onError: (e) => errors.push(e) });
+    const anonymous = new ClusterClient({ transport, clock: new RealClock(), rng: new OsRandom(), address: "app-anonymous", bootstrap: address, requestTimeoutUs: 3_000_000 });
+    const refused = await new Promise<Error | null>((resolve) => anonymous.connect((e) => resolve(e)));
+    anonymous.close();
+    transport.close();
+    expect(refused).not.toBeNull();
+    expect(errors.map((e) => (e as { code?: string }).code)).toContain("CLIENT_CERTIFICATE_REQUIRED");
     const certificate = { certPem: readFileSync(join(dir, "pki", "client.crt"), "utf8"), keyPem: readFileSync(join(dir, "pki", "client.key"), "utf8") };
     const c = await startClient(address, trustAnchorOf(dir), true, certificate);
     try {
