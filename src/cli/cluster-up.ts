@@ -10,7 +10,7 @@ import { HSM_TYPES } from "../hsm/types.js";
 import { ClusterFolder, DEFAULT_BASE_ADDRESS, DEFAULT_PORT, HSM_ID, isAddress, isIpv4 } from "../net/cluster-folder.js";
 import { entryPoint } from "../net/entry-points.js";
 import { createCluster } from "../net/new-cluster.js";
-import { ProcessError } from "../net/process-errors.js";
+import { ProcessError, SUPERVISOR_LOCK } from "../net/process-errors.js";
 import { DEFAULT_DATA_DIR, type OptionSpec, type ValueParser, UsageError, commaList, defineCommand, oneOf, shared, wholeNumber } from "./command.js";
 import { printCluster, statusOf } from "./cluster-view.js";
 import type { ClusterView } from "../net/supervisor.js";
@@ -81,7 +81,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
       const hsmCount = addresses?.length ?? values.hsms ?? 3;
       if (!json && io.stderr.isTTY) io.stderr.write(`creating a cluster of ${hsmCount} HSM(s) in ${folder.dir}\n`);
       folder.makeTree();
-      const lock = FolderLock.acquire(folder.dir, "supervisor.lock");
+      const lock = FolderLock.acquire(folder.dir, SUPERVISOR_LOCK);
       try {
         await createCluster(folder, {
           hsmCount, zones: values.zones, hsmType: values.type, baseAddress: values["base-address"] ?? DEFAULT_BASE_ADDRESS,
