@@ -5,7 +5,7 @@ import { join } from "node:path";
 
 import { ClusterFolder } from "../net/cluster-folder.js";
 import { type ControlRequest, controlRequest } from "../net/control-socket.js";
-import { ProcessError } from "../net/process-errors.js";
+import { ProcessError, SUPERVISOR_PID } from "../net/process-errors.js";
 import type { HsmView } from "../net/supervisor.js";
 import { type Command, type CommandIo, DEFAULT_DATA_DIR, defineCommand, defineGroup, shared } from "./command.js";
 import { printCluster, recordedView, statusOf } from "./cluster-view.js";
@@ -34,7 +34,7 @@ export const downCommand = defineCommand({
     const folder = new ClusterFolder(values.data ?? DEFAULT_DATA_DIR);
     let pid: number | null = null;
     try {
-      pid = Number(readFileSync(join(folder.dir, "supervisor.pid"), "utf8"));
+      pid = Number(readFileSync(join(folder.dir, SUPERVISOR_PID), "utf8"));
     } catch {
       // no pid file: nothing runs, or it is stopping
     }

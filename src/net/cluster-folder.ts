@@ -66,7 +66,6 @@ export class ClusterFolder {
   get backupsDir(): string { return join(this.dir, "backups"); }
   get lineageSecret(): string { return join(this.backupsDir, "lineage.secret"); }
   get logsDir(): string { return join(this.dir, "logs"); }
-  get lockFile(): string { return join(this.dir, "supervisor.lock"); }
   get socket(): string { return join(this.dir, "control.sock"); }
   abs(relative: string): string { return join(this.dir, relative); }
 
