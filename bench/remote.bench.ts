@@ -1,0 +1,151 @@
+// The remote benchmark: the same five operations in-process (chip, `memory:`), remote through the
+// synchronous PKCS11 (`load("cloudhsm://…")`), remote through the async API with 1, 8 and 64
+// requests in flight against 1, 2 and 3 HSMs, and the p11-kit peer (SoftHSMv2 behind
+// `p11-kit server`, over a unix socket, no TLS), side by side in one run; p50 and ops/s, ratios to
+// in-process, the issue's targets met/missed, the CPU of client and servers, and the cost split.
+// Run: npm run bench:remote [-- --time MS] [--hsms 1,2,3] [--no-remote] [--no-split]
+import * as P from "../src/index.js";
+import { type Measured, measure } from "./measure.js";
+import { p11kitPeer } from "./p11kit-peer.js";
+import { numberOption } from "./peers.js";
+import { costSplit } from "./cost-split.js";
+import { type RemotePath, remotePaths } from "./remote-paths.js";
+import { type BenchKeys, OPERATIONS, type OperationName, makeKeys, probe, syncOperations } from "./remote-ops.js";
+
+const timeMs = numberOption("--time", 500);
+const hsmCounts = (process.argv.includes("--hsms") ? process.argv[process.argv.indexOf("--hsms") + 1] : "1,2,3").split(",").map(Number);
+if (hsmCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) throw new Error("--hsms takes a list such as 1,2,3");
+const withRemote = !process.argv.includes("--no-remote");
+const withSplit = !process.argv.includes("--no-split");
+
+/** One column of the report: a path and how many calls it keeps in flight (0 = sync). */
+interface Column { name: string; hsms?: number; inFlight: number; serverPids: number[] }
+const results = new Map<string, Map<OperationName, Measured | string>>();
+const columns: Column[] = [];
+
+async function runColumn(column: Column, operations: Partial<Record<OperationName, (() => unknown) | string>>): Promise<void> {
+  columns.push(column);
+  const row = new Map<OperationName, Measured | string>();
+  results.set(column.name, row);
+  for (const op of OPERATIONS) {
+    const fn = operations[op];
+    if (fn === undefined) continue;
+    if (typeof fn === "string") {
+      row.set(op, fn);
+      continue;
+    }
+    const m = await measure(`${column.name} / ${op}`, fn, { timeMs, inFlight: column.inFlight, serverPids: column.serverPids });
+    row.set(op, m);
+    process.stderr.write(`  ${column.name} / ${op}: p50 ${m.p50Us.toFixed(1)} µs, ${Math.round(m.opsPerSecond)} ops/s\n`);
+  }
+}
+
+/** Sync operations of a path, with the ones it cannot carry replaced by the reason. */
+function checked(pkcs11: P.PKCS11, session: Buffer, keys: BenchKeys): Record<OperationName, (() => void) | string> {
+  const ops = syncOperations(pkcs11, session, keys);
+  const out = {} as Record<OperationName, (() => void) | string>;
+  for (const op of OPERATIONS) {
+    const why = probe(ops[op]);
+    out[op] = why === null ? ops[op] : `not carried: ${why}`;
+  }
+  return out;
+}
+
+// ---- in-process: the chip through the PKCS11 facade ----
+{
+  const pkcs11 = P.load("memory:");
+  pkcs11.C_Initialize();
+  const { session } = P.openUserSession(pkcs11, { soPin: "bench-so-1", userPin: "bench-user-1", label: "bench" });
+  await runColumn({ name: "in-process (memory:)", inFlight: 0, serverPids: [] }, checked(pkcs11, session, makeKeys(pkcs11, session, false)));
+  pkcs11.C_Finalize();
+}
+
+// ---- the peer: SoftHSMv2 behind p11-kit server, over a unix socket ----
+{
+  const peer = await p11kitPeer();
+  if (typeof peer === "string") console.log(`note: ${peer}`);
+  else {
+    try {
+      await runColumn({ name: "p11-kit (unix socket)", inFlight: 0, serverPids: [peer.serverPid] },
+        checked(peer.pkcs11, peer.session, makeKeys(peer.pkcs11, peer.session, false)));
+    } finally {
+      peer.close();
+    }
+  }
+}
+
+// ---- remote: a real cluster of 1, 2, 3 HSM processes over TLS ----
+const remoteNotes: string[] = [];
+if (withRemote) {
+  for (const hsms of hsmCounts) {
+    let paths: RemotePath[];
+    try {
+      paths = await remotePaths(hsms);
+    } catch (e) {
+      remoteNotes.push(`remote, ${hsms} HSM(s): not measured: ${e instanceof Error ? e.message : String(e)}`);
+      continue;
+    }
+    try {
+      for (const path of paths) await runColumn({ name: path.name, hsms, inFlight: path.inFlight, serverPids: path.serverPids() }, path.operations);
+    } finally {
+      for (const path of paths) await path.close();
+    }
+  }
+}
+
+// ---- report ----
+const inProcess = results.get("in-process (memory:)")!;
+const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(1));
+const cell = (m: Measured | string | undefined) => (m === undefined ? "—" : typeof m === "string" ? m : `${m.p50Us.toFixed(1)} µs / ${fmt(m.opsPerSecond)}`);
+console.log(`\nRemote benchmark, ${new Date().toISOString()}, node ${process.version}, tinybench ${timeMs} ms per task`);
+console.log(`cells: p50 per call (Init+call pair where there is one) / ops/s over wall time; ratio to in-process ops/s in the second table\n`);
+console.log(`| path | in flight | ${OPERATIONS.join(" | ")} | client cores | server cores |`);
+console.log(`|---|---:|${OPERATIONS.map(() => "---:").join("|")}|---:|---:|`);
+for (const column of columns) {
+  const row = results.get(column.name)!;
+  const measured = [...row.values()].filter((m): m is Measured => typeof m !== "string");
+  const cores = (f: (m: Measured) => number) => (measured.length ? (measured.reduce((s, m) => s + f(m), 0) / measured.length).toFixed(2) : "—");
+  console.log(`| ${column.name} | ${column.inFlight || "sync"} | ${OPERATIONS.map((op) => cell(row.get(op))).join(" | ")} | ${cores((m) => m.clientCores)} | ${cores((m) => m.serverCores.reduce((a, b) => a + b, 0))} |`);
+}
+console.log(`\n| path | ${OPERATIONS.map((op) => `${op} ÷ in-process`).join(" | ")} |`);
+console.log(`|---|${OPERATIONS.map(() => "---:").join("|")}|`);
+for (const column of columns.slice(1)) {
+  const row = results.get(column.name)!;
+  console.log(`| ${column.name} | ${OPERATIONS.map((op) => {
+    const m = row.get(op), base = inProcess.get(op);
+    return typeof m === "object" && typeof base === "object" ? `${(m.opsPerSecond / base.opsPerSecond).toFixed(4)}` : "—";
+  }).join(" | ")} |`);
+}
+for (const note of remoteNotes) console.log(`note: ${note}`);
+
+// ---- targets ----
+const p11kit = results.get("p11-kit (unix socket)");
+const syncRemote = columns.filter((c) => c.hsms !== undefined && c.inFlight === 0);
+const inFlight64 = columns.filter((c) => c.inFlight === 64);
+const get = (name: string, op: OperationName) => {
+  const m = results.get(name)?.get(op);
+  return typeof m === "object" ? m : undefined;
+};
+console.log("\nTargets (over TLS):");
+function verdict(label: string, got: number | undefined, ok: (v: number) => boolean, show: (v: number) => string): void {
+  console.log(got === undefined ? `  NOT MEASURED ${label}` : `  ${ok(got) ? "MET   " : "MISSED"} ${label}: ${show(got)}`);
+}
+for (const c of syncRemote.length ? syncRemote : [undefined]) {
+  const where = c ? ` [${c.name}]` : "";
+  verdict(`sync remote round trip p50 ≤ 50 µs${where}`, c && get(c.name, "round trip (C_GetSessionInfo)")?.p50Us, (v) => v <= 50, (v) => `${v.toFixed(1)} µs`);
+  verdict(`sync remote AES-GCM 4 KiB p50 ≤ 100 µs${where}`, c && get(c.name, "AES-GCM 4 KiB")?.p50Us, (v) => v <= 100, (v) => `${v.toFixed(1)} µs`);
+  for (const op of ["HMAC-SHA256 64 B", "ECDSA P-256 sign"] as const) {
+    const peer = p11kit?.get(op);
+    const mine = c && get(c.name, op);
+    verdict(`sync remote ${op} ≥ 2× p11-kit${where}`, mine && typeof peer === "object" ? mine.opsPerSecond / peer.opsPerSecond : undefined, (v) => v >= 2, (v) => `${v.toFixed(2)}×`);
+  }
+}
+for (const c of inFlight64.length ? inFlight64 : [undefined]) {
+  for (const op of OPERATIONS) {
+    const mine = c && get(c.name, op), base = inProcess.get(op);
+    verdict(`64 in flight ${op} ≥ 25% of in-process${c ? ` [${c.name}]` : ""}`, mine && typeof base === "object" ? mine.opsPerSecond / base.opsPerSecond : undefined,
+      (v) => v >= 0.25, (v) => `${(100 * v).toFixed(1)}%`);
+  }
+}
+
+if (withSplit) await costSplit({ timeMs });
