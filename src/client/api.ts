@@ -42,6 +42,24 @@ export interface UserListReport {
 
 const READ_ONLY: ReadonlySet<ManageMethod> = new Set(["listUsers", "describeKey"]);
 
+/** What a management console needs of its connection (the simulator's ClusterConnection, or a remote one). */
+export interface ManagementChannel {
+  manage(username: string, password: string, method: ManageMethod, args: unknown[], pinned?: string, anyState?: boolean): unknown;
+  health(): { members: MemberHealth[]; warnings: string[] };
+}
+
+type Done = (error: Error | null, value?: unknown) => void;
+
+/**
+ * The asynchronous core of one management call: sends it under the retry rule of its method
+ * and answers `done` with the value or the typed error (HsmError, Pkcs11Error, ClientError).
+ */
+export function startManage(client: ClusterClient, request: { username: string; password: string; method: ManageMethod; args: unknown[] },
+  pinned: string | undefined, anyState: boolean, done: Done): void {
+  const op: RequestOp = { kind: "manage", method: request.method, username: request.username, password: request.password, args: request.args };
+  client.send(op, { pinned, rule: READ_ONLY.has(request.method) ? "repeat" : "fail", anyState }, (e, v) => done(e && remoteToTyped(e), v));
+}
+
 export class ClusterConnection {
   private readonly chip: ClusterChip;
   private facade: PKCS11 | null = null;
@@ -102,8 +120,7 @@ export class ClusterConnection {
 
   /** @internal one management call */
   manage(username: string, password: string, method: ManageMethod, args: unknown[], pinned?: string, anyState = false): unknown {
-    const op: RequestOp = { kind: "manage", method, username, password, args };
-    return this.wait((done) => this.client.send(op, { pinned, rule: READ_ONLY.has(method) ? "repeat" : "fail", anyState }, done));
+    return this.wait((done) => startManage(this.client, { username, password, method, args }, pinned, anyState, done));
   }
 
   /** @internal */
@@ -123,7 +140,7 @@ function remoteToTyped(error: Error): Error {
 }
 
 export class ManagementConsole {
-  constructor(private readonly connection: ClusterConnection, private readonly username: string, private password: string) {}
+  constructor(private readonly connection: ManagementChannel, private readonly username: string, private password: string) {}
 
   /** PRECO's first password change activates the cluster; any user's changes its password. */
   changePassword(username: string, newPassword: string): void {

@@ -22,8 +22,10 @@
 //   with CKR_DEVICE_REMOVED; once it answers after a restart, or leaves the cluster, its
 //   session objects are gone (they died with it) and searches go anywhere again.
 //
-// Calls are synchronous as pkcs11js's are: in the simulator, a call runs the virtual clock
-// (the `Driver`) until its answer arrives. The callback forms run without blocking.
+// Every call runs through one asynchronous core, start(method, args, done). Synchronous calls
+// wait for it as pkcs11js's do: in the simulator, a call runs the virtual clock (the `Driver`)
+// until its answer arrives; in real time a worker thread runs start() while the caller's
+// thread waits (src/client/remote/). The callback forms run without blocking.
 import { ObjectFreeze } from "../primordials.js";
 import { freezeClass } from "../primordials.js";
 import {
@@ -71,6 +73,13 @@ interface SessionObject {
 type Callback = (error: Error | null, value?: unknown) => void;
 
 const MAX_SESSIONS = 1024;
+/** Session calls the client answers itself (sessions and logins are logical). */
+const LOCAL_CALLS = new Set(["closeSession", "getSessionInfo", "login", "logout"]);
+/** Every call the cluster's chip has (a remote worker may be asked for exactly these). */
+export const CHIP_CALLS: readonly string[] = ObjectFreeze([
+  "getSlotList", "getTokenInfo", "getMechanismList", "getMechanismInfo", "initToken", "initPin", "openSession", "closeAllSessions",
+  ...SESSION_CALLS,
+]);
 /** How many times one call may start its operation again on another HSM. */
 const MAX_REPLAYS = 3;
 
@@ -83,33 +92,56 @@ export class ClusterChip {
   /** The HSM holding this application's session objects, while it holds any. */
   private home: string | null = null;
 
-  constructor(private readonly client: ClusterClient, private readonly driver: Driver) {}
+  /** `driver` runs the simulation while a synchronous call waits; without one, only start() serves (real time). */
+  constructor(private readonly client: ClusterClient, private readonly driver: Driver | null = null) {}
 
-  /** The facade's chip: every NativeChip method, served by the cluster. */
-  asChip(): NativeChip {
-    const chip: Record<string, unknown> = {
-      getSlotList: () => [0],
-      getTokenInfo: (slot: number) => this.slotCall("getTokenInfo", [this.slot(slot, "C_GetTokenInfo")]),
-      getMechanismList: (slot: number) => this.slotCall("getMechanismList", [this.slot(slot, "C_GetMechanismList")]),
-      getMechanismInfo: (slot: number, type: number) => this.slotCall("getMechanismInfo", [this.slot(slot, "C_GetMechanismInfo"), type]),
-      initToken: () => this.unsupported("C_InitToken"),
-      initPin: () => this.unsupported("C_InitPIN"),
-      newApplication: () => 0,
-      openSession: (slot: number, flags: number) => this.openSession(slot, flags),
-      closeSession: (session: number) => this.closeSession(session),
-      closeAllSessions: (slot: number) => {
-        this.slot(slot, "C_CloseAllSessions");
-        for (const id of [...this.sessions.keys()]) this.closeSession(id);
-      },
-      getSessionInfo: (session: number) => this.sessionInfo(session),
-      login: (session: number, userType: number, pin: Buffer) => this.login(session, userType, pin),
-      logout: (session: number) => this.logout(session),
+  /**
+   * The asynchronous core: starts `method` (a NativeChip call, arguments as the facade passes
+   * them, output buffers filled in place) and calls `done` with its result or typed error.
+   * Local calls (sessions are logical) finish before it returns; the rest when an HSM answers.
+   * The simulator's synchronous chip (asChip) and the real-time worker both run every call here.
+   */
+  start(method: string, args: unknown[], callback: Callback): void {
+    let answered = false;
+    const done: Callback = (error, value) => {
+      answered = true;
+      callback(error, value);
     };
-    for (const method of SESSION_CALLS) {
-      if (method in chip) continue;
+    try {
+      switch (method) {
+        case "getSlotList": return done(null, [0]);
+        case "getTokenInfo": return this.slotCall("getTokenInfo", [this.slot(args[0] as number, "C_GetTokenInfo")], done);
+        case "getMechanismList": return this.slotCall("getMechanismList", [this.slot(args[0] as number, "C_GetMechanismList")], done);
+        case "getMechanismInfo": return this.slotCall("getMechanismInfo", [this.slot(args[0] as number, "C_GetMechanismInfo"), args[1]], done);
+        case "initToken": return this.unsupported("C_InitToken");
+        case "initPin": return this.unsupported("C_InitPIN");
+        case "openSession": return done(null, this.openSession(args[0] as number, args[1] as number));
+        case "closeSession": return done(null, this.closeSession(args[0] as number));
+        case "closeAllSessions":
+          this.slot(args[0] as number, "C_CloseAllSessions");
+          for (const id of [...this.sessions.keys()]) this.closeSession(id);
+          return done(null);
+        case "getSessionInfo": return done(null, this.sessionInfo(args[0] as number));
+        case "login": return this.login(args[0] as number, args[1] as number, args[2] as Buffer, done);
+        case "logout": return done(null, this.logout(args[0] as number));
+        default:
+          if (!SESSION_CALLS.has(method)) return this.unsupported(method);
+          return this.invoke(method, args, done);
+      }
+    } catch (e) {
+      if (answered) throw e; // thrown by the caller's own callback: not this call's failure
+      done(e as Error);
+    }
+  }
+
+  /** The facade's chip: every NativeChip method, served by the cluster; sync calls run the driver until answered. */
+  asChip(): NativeChip {
+    const chip: Record<string, unknown> = { newApplication: () => 0 };
+    for (const method of CHIP_CALLS) {
+      const callbacks = SESSION_CALLS.has(method) && !LOCAL_CALLS.has(method);
       chip[method] = (...args: unknown[]) => {
-        const cb = typeof args[args.length - 1] === "function" ? (args.pop() as Callback) : undefined;
-        return cb ? this.invoke(method, args, cb) : this.wait((done) => this.invoke(method, args, done));
+        const cb = callbacks && typeof args[args.length - 1] === "function" ? (args.pop() as Callback) : undefined;
+        return cb ? this.invoke(method, args, cb) : this.wait((done) => this.start(method, args, done));
       };
     }
     // Only PKCS#11 calls: the device's own chip calls (masked export, principals, sharing) are not here at all.
@@ -147,11 +179,14 @@ export class ClusterChip {
     return { slotID: 0, state, flags: session.flags, deviceError: 0 };
   }
 
-  private login(id: number, userType: number, pin: Buffer): void {
+  private login(id: number, userType: number, pin: Buffer, done: Callback): void {
     this.session(id, "C_Login");
     if (this.credentials !== null) throw new Pkcs11Error(CKR_USER_ALREADY_LOGGED_IN, "C_Login");
-    this.wait((done) => this.invoke("login", [id, userType, pin], done));
-    if (userType === CKU_USER) this.credentials = Buffer.from(pin).toString("utf8");
+    this.invoke("login", [id, userType, pin], (error) => {
+      if (error) return done(error);
+      if (userType === CKU_USER) this.credentials = Buffer.from(pin).toString("utf8");
+      done(null);
+    });
   }
 
   private logout(id: number): void {
@@ -161,8 +196,8 @@ export class ClusterChip {
   }
 
   // ---- calls ----
-  private slotCall(method: string, args: unknown[]): unknown {
-    return this.wait((done) => this.client.send({ kind: "call", method, args }, { rule: "repeat" }, (e, v) => done(e && this.toPkcs11(e, method), v)));
+  private slotCall(method: string, args: unknown[], done: Callback): void {
+    this.client.send({ kind: "call", method, args }, { rule: "repeat" }, (e, v) => done(e && this.toPkcs11(e, method), v));
   }
 
   /** Runs a session call on the right HSM, with the retry rules above. */
@@ -304,6 +339,7 @@ export class ClusterChip {
   }
 
   private wait(start: (done: Callback) => void): unknown {
+    if (this.driver === null) throw new Pkcs11Error(CKR_FUNCTION_FAILED, "wait", "this chip has no driver: in real time, calls go through start() (a remote worker)");
     return waitFor(this.driver, start, () => new Pkcs11Error(CKR_DEVICE_ERROR, "wait", "the simulation ran out of events before the HSM answered"));
   }
 

@@ -16,12 +16,12 @@ import {
 } from "./calls.js";
 import { OperationLedger } from "./operations.js";
 import { regressions } from "./regressions.js";
-import type { Failure, RequestOp, SessionContext } from "./protocol.js";
+import { type Failure, MAX_CALL_BUFFER_BYTES, type RequestOp, type SessionContext } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 import { BufferToString, MapGet, MapSet } from "../primordials.js";
 
-/** The largest output buffer a request may ask the HSM to fill. */
-const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+/** The largest output buffer a request may ask the HSM to fill (what one wire frame carries). */
+const MAX_OUTPUT_BYTES = MAX_CALL_BUFFER_BYTES;
 
 interface Connection {
   chip: NativeChip;

@@ -4,6 +4,13 @@
 import { type JournalEntry, encodeChange } from "../hsm/journal.js";
 
 
+/**
+ * The largest buffer one call carries: an output length a request may ask the HSM to fill (and
+ * so the largest output an answer holds). The real-time wire's frame limit (src/net/frame.ts)
+ * is built on it, so every answer the HSM may give fits in a frame.
+ */
+export const MAX_CALL_BUFFER_BYTES = 16 * 1024 * 1024;
+
 /** An HSM as the client sees it in the cluster's address list. */
 export interface MemberAddress {
   hsmId: string;

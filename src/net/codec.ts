@@ -1,0 +1,58 @@
+// Frame payloads in MessagePack (msgpackr), set up for input from a hostile peer: maps decode
+// to plain objects (msgpackr renames a `__proto__` key, so no prototype is ever set from the
+// wire), no records or structured-clone references, binary decodes to a Buffer of its own
+// (never a view into the socket's chunk), and whatever the decoder still builds from its
+// extension types (Date, Set, RegExp, Error, typed arrays, BigInt…) is refused afterwards: a
+// payload must be plain data — null, booleans, numbers, strings, Buffers, arrays and plain
+// objects — within a depth limit. Everything else closes the connection.
+import { Packr, Unpackr } from "msgpackr";
+
+import { FrameError } from "./frame.js";
+
+const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structuredClone: false, copyBuffers: true });
+
+/** Deeper than any protocol message (a call's template of mechanism parameters is about 8 levels). */
+export const MAX_DEPTH = 32;
+
+export function encodePayload(value: unknown): Buffer {
+  return packr.pack(value);
+}
+
+/** The value in `payload`, checked to be plain data; FrameError BAD_PAYLOAD otherwise. */
+export function decodePayload(payload: Buffer): unknown {
+  let value: unknown;
+  try {
+    value = unpackr.unpack(payload);
+  } catch (e) {
+    throw new FrameError("BAD_PAYLOAD", `undecodable MessagePack: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const problem = notPlainData(value);
+  if (problem !== null) throw new FrameError("BAD_PAYLOAD", problem);
+  return value;
+}
+
+const OBJECT_PROTOTYPE = Object.prototype;
+
+/** Why `root` is not plain data, or null when it is. Iterative, so a deep value cannot overflow the stack here. */
+export function notPlainData(root: unknown): string | null {
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (value === null || value === undefined) continue;
+    const type = typeof value;
+    if (type === "string" || type === "boolean" || type === "number") continue;
+    if (type !== "object") return `a ${type} value`;
+    if (depth >= MAX_DEPTH) return `nested deeper than ${MAX_DEPTH}`;
+    if (Buffer.isBuffer(value)) continue;
+    if (Array.isArray(value)) {
+      if (Object.getPrototypeOf(value) !== Array.prototype) return "an array with a foreign prototype";
+      for (const item of value) stack.push([item, depth + 1]);
+      continue;
+    }
+    const prototype = Object.getPrototypeOf(value);
+    if (prototype !== OBJECT_PROTOTYPE && prototype !== null) return `an instance of ${String((value as object).constructor?.name ?? "a class")}`;
+    for (const key of Object.keys(value as object)) stack.push([(value as Record<string, unknown>)[key], depth + 1]);
+  }
+  return null;
+}
