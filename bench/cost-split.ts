@@ -1,40 +1,37 @@
 // The cost of one remote request, split into parts that are each measured on their own:
-// - codec: encoding and decoding a real request and its answer (the protocol's shapes, msgpackr
-//   as the wire uses it, plus the wire's framing when src/net/frame.ts is present);
+// - codec: a real request and its answer through the wire's codec (msgpackr), framing and
+//   message checks (src/net/), as the client and the HSM run them;
 // - transport: a frame echo between this process and another over plain TCP, and over TLS 1.3,
 //   with the request's and answer's sizes (TLS = the difference);
 // - the chip: the call alone, in-process;
 // - the rest (queueing, the worker bridge, the client's and HSM's own logic) = the remote
 //   figure minus the parts, when the remote figure is given.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { type ChildProcess, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as net from "node:net";
 import { dirname, join } from "node:path";
 import * as tls from "node:tls";
 import { fileURLToPath } from "node:url";
 
-import { Packr, Unpackr } from "msgpackr";
 
 import * as P from "../src/index.js";
+import { decodePayload, encodePayload } from "../src/net/codec.js";
+import { FRAME_MESSAGE, FrameDecoder, FrameEncoder } from "../src/net/frame.js";
+import { checkMessage } from "../src/net/messages.js";
+import { createClusterCa, issueHsmCertificate } from "../src/net/pki.js";
+import { applicationTlsOptions } from "../src/net/tls-options.js";
 import { type Measured, measure } from "./measure.js";
 import { makeKeys, syncOperations } from "./remote-ops.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-interface Codec { encode(value: unknown): Buffer; decode(payload: Buffer): unknown; source: string }
-
-/** The wire's own codec and framing when the wire has landed, else msgpackr with the wire's options. */
-async function loadCodec(): Promise<Codec> {
-  try {
-    const codec = await import("../src/net/codec.js" as string) as { encodePayload(v: unknown): Buffer; decodePayload(b: Buffer): unknown };
-    return { encode: codec.encodePayload, decode: codec.decodePayload, source: "src/net/codec.ts (msgpackr, validated)" };
-  } catch {
-    const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
-    const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structuredClone: false, copyBuffers: true });
-    return { encode: (v) => packr.pack(v), decode: (b) => unpackr.unpack(b), source: "msgpackr with the wire's options (src/net/codec.ts absent)" };
-  }
+/** One message through the wire as the client and HSM run it: encode, frame, unframe, decode, check. */
+function wireCodec(): (message: unknown, accepts: "req" | "res") => void {
+  const encoder = new FrameEncoder(), decoder = new FrameDecoder();
+  return (message, accepts) => {
+    const frames = decoder.push(encoder.encode(FRAME_MESSAGE, encodePayload(message)));
+    checkMessage(decodePayload(frames[0].payload), accepts);
+  };
 }
 
 /** A request and its answer as the client and HSM exchange them (src/cluster/protocol.ts). */
@@ -49,27 +46,11 @@ function exchange(method: string, input: Buffer, outputBytes: number): { request
   };
 }
 
-/** A certificate for 127.0.0.1: the cluster PKI's when src/net/pki.ts is present, else the openssl command's. */
+/** The cluster PKI's certificates: a cluster CA and an HSM certificate for 127.0.0.1. */
 async function serverCertificate(): Promise<{ cert: string; key: string; ca: string }> {
-  try {
-    const pki = await import("../src/net/pki.js" as string) as {
-      createClusterCa(o: { commonName: string }): Promise<{ certPem: string; keyPem: string }>;
-      issueHsmCertificate(ca: unknown, o: { host: string; hsmId: string }): Promise<{ certPem: string; keyPem: string }>;
-    };
-    const ca = await pki.createClusterCa({ commonName: "bench CA" });
-    const hsm = await pki.issueHsmCertificate(ca, { host: "127.0.0.1", hsmId: "hsm-bench" });
-    return { cert: hsm.certPem, key: hsm.keyPem, ca: ca.certPem };
-  } catch {
-    const dir = mkdtempSync(join(tmpdir(), "hsmsim-bench-cert-"));
-    try {
-      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "pipe" });
-      const cert = readFileSync(join(dir, "cert.pem"), "utf8");
-      return { cert, key: readFileSync(join(dir, "key.pem"), "utf8"), ca: cert };
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }
+  const ca = await createClusterCa({ commonName: "bench CA" });
+  const hsm = await issueHsmCertificate(ca, { host: "127.0.0.1", hsmId: "hsm-bench" });
+  return { cert: hsm.certPem, key: hsm.keyPem, ca: ca.certPem };
 }
 
 /** A connection to an echo server with FIFO request/answer matching. */
@@ -114,7 +95,7 @@ async function echoServer(mode: "tcp" | "tls", answerBytes: number, pem: { cert:
 async function connectEcho(mode: "tcp" | "tls", port: number, cert: string, answerBytes: number): Promise<EchoClient> {
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const s = mode === "tls"
-      ? tls.connect({ host: "127.0.0.1", port, ca: cert, minVersion: "TLSv1.3" }, () => resolve(s))
+      ? tls.connect(applicationTlsOptions({ address: `127.0.0.1:${port}`, trustAnchorPem: cert }), () => resolve(s))
       : net.connect({ host: "127.0.0.1", port }, () => resolve(s));
     s.once("error", reject);
   });
@@ -125,7 +106,7 @@ export interface SplitRow { operation: string; codecUs: number; tcpUs: number; t
 
 /** Measures the parts for two requests (AES-GCM 4 KiB, HMAC 64 B) and prints the split. `remoteP50Us` by operation, if measured. */
 export async function costSplit(options: { timeMs: number; remoteP50Us?: Partial<Record<"AES-GCM 4 KiB" | "HMAC-SHA256 64 B", number>> }): Promise<SplitRow[]> {
-  const codec = await loadCodec();
+  const wire = wireCodec();
   const pem = await serverCertificate();
   const chip = P.load("memory:");
   chip.C_Initialize();
@@ -139,10 +120,10 @@ export async function costSplit(options: { timeMs: number; remoteP50Us?: Partial
   for (const c of cases) {
     const { request, response } = exchange(c.method, c.input, c.outputBytes);
     const codecM = await measure(`codec ${c.operation}`, () => {
-      codec.decode(codec.encode(request));
-      codec.decode(codec.encode(response));
+      wire(request, "req");
+      wire(response, "res");
     }, { timeMs: options.timeMs });
-    const requestBytes = codec.encode(request).length, answerBytes = codec.encode(response).length;
+    const requestBytes = encodePayload(request).length, answerBytes = encodePayload(response).length;
     const frame = Buffer.alloc(4 + requestBytes, 1);
     frame.writeUInt32BE(requestBytes, 0);
     const transport: Record<string, { seq: Measured; par: Measured }> = {};
@@ -167,7 +148,7 @@ export async function costSplit(options: { timeMs: number; remoteP50Us?: Partial
     process.stderr.write(`  split ${c.operation}: request ${requestBytes} B, answer ${answerBytes} B\n`);
   }
   chip.C_Finalize();
-  console.log(`\nCost per request, split (p50, µs; codec: ${codec.source}; echo server in its own process on 127.0.0.1):`);
+  console.log(`\nCost per request, split (p50, µs; codec: src/net codec + framing + message checks, both messages; echo server in its own process on 127.0.0.1):`);
   console.log("| request | codec (enc+dec, both ways) | TCP round trip | TLS 1.3 extra | chip call | sum | remote sync p50 | rest (queueing, worker bridge, client+HSM logic) | TCP echo ×64 ops/s | TLS echo ×64 ops/s |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const r of rows) {
