@@ -26,6 +26,8 @@ export interface P11KitPeer {
   session: Buffer;
   /** The `p11-kit server` process (for CPU accounting). */
   serverPid: number;
+  /** The temporary folder (token, config, socket) that close() removes. */
+  folder: string;
   close(): void;
 }
 
@@ -76,6 +78,7 @@ export async function p11kitPeer(): Promise<P11KitPeer | string> {
       pkcs11: module as unknown as P.PKCS11,
       session,
       serverPid: server.pid!,
+      folder: dir,
       close: () => {
         try {
           module.C_Finalize();
