@@ -148,4 +148,12 @@ for (const c of inFlight64.length ? inFlight64 : [undefined]) {
   }
 }
 
-if (withSplit) await costSplit({ timeMs });
+if (withSplit) {
+  const firstSync = syncRemote[0]?.name;
+  const remoteP50Us = firstSync ? {
+    "AES-GCM 4 KiB": get(firstSync, "AES-GCM 4 KiB")?.p50Us,
+    "HMAC-SHA256 64 B": get(firstSync, "HMAC-SHA256 64 B")?.p50Us,
+  } : undefined;
+  if (firstSync) console.log(`\n(remote sync p50 below: ${firstSync})`);
+  await costSplit({ timeMs, remoteP50Us });
+}
