@@ -29,7 +29,9 @@ export class PKCS11 {
 
   /** Loads a target: 'memory:' (see the README for options). */
   load(target: string): void {
-    this.#backend = chipForTarget(target);
+    const backend = chipForTarget(target);
+    if (this.#backend !== null) unload(this.#backend);
+    this.#backend = backend;
     this.libPath = target;
     this.#initialized = false;
   }
@@ -47,7 +49,11 @@ export class PKCS11 {
     this.#backend = null;
     this.#initialized = false;
     this.libPath = "";
-    if (wasInitialized) closeSessions(backend);
+    try {
+      if (wasInitialized) closeSessions(backend);
+    } finally {
+      unload(backend);
+    }
   }
 
   /** The backend, once C_Initialize has run; `method` names the call in the error. */
@@ -475,6 +481,11 @@ export class PKCS11 {
     this.#use(method);
     return answerNotSupported(method, done);
   }
+}
+
+/** Releases what a backend holds beyond its sessions (a remote backend's worker thread), if it holds anything. */
+function unload(backend: NativeChip): void {
+  (backend as { unload?: () => void }).unload?.();
 }
 
 /** Closes every session this application holds, on every slot. */
