@@ -31,7 +31,8 @@ function recordingBackend(inner: NativeChip): { chip: NativeChip; record(fn: () 
   for (const method of [...APPLICATION_CALLS, "unload"]) {
     if (typeof target[method] !== "function") continue;
     chip[method] = (...args: unknown[]) => {
-      recording?.push({ method, args });
+      // Copied now: the facade reuses its mechanism arrays from call to call.
+      recording?.push({ method, args: args.map(copyArg) });
       return target[method](...args);
     };
   }
@@ -61,6 +62,13 @@ function recordingBackend(inner: NativeChip): { chip: NativeChip; record(fn: () 
   };
 }
 
+function copyArg(arg: unknown): unknown {
+  if (Buffer.isBuffer(arg)) return Buffer.from(arg);
+  if (ArrayBuffer.isView(arg)) return (arg as unknown as { slice(): unknown }).slice();
+  if (Array.isArray(arg)) return arg.map(copyArg);
+  return arg;
+}
+
 function loginSession(pkcs11: P.PKCS11, loggedIn: boolean): Buffer {
   const slot = pkcs11.C_GetSlotList(true)[0];
   const session = pkcs11.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
@@ -80,6 +88,51 @@ function pooled<T>(lanes: T[], run: (lane: T) => Promise<unknown>): () => Promis
       free.push(lane);
     }
   };
+}
+
+type Lane = { session: Buffer; recorded: Record<OperationName, Call[]> };
+
+/**
+ * The async core over a link: a facade on a recording backend, `laneCount` sessions (the first
+ * opened with `first === null`, so it may log in), each operation recorded once per lane and
+ * replayed in callback form.
+ */
+function asyncCore(link: RemoteLink, open: (facade: P.PKCS11, first: Buffer | null) => Buffer, keysOf: (facade: P.PKCS11, session: Buffer) => BenchKeys, laneCount: number) {
+  const backend = recordingBackend(link.chip());
+  const facade = new P.PKCS11(backend.chip as never);
+  facade.C_Initialize();
+  const first = open(facade, null);
+  const keys = keysOf(facade, first);
+  const lanes: Lane[] = [first, ...Array.from({ length: laneCount - 1 }, () => open(facade, first))].map((session) => {
+    const ops = syncOperations(facade, session, keys);
+    const recorded = {} as Record<OperationName, Call[]>;
+    for (const op of OPERATIONS) recorded[op] = backend.record(ops[op]);
+    return { session, recorded };
+  });
+  return {
+    facade, lanes, keys,
+    operations(n: number): RemotePath["operations"] {
+      const ops: RemotePath["operations"] = {};
+      for (const op of OPERATIONS) ops[op] = pooled(lanes.slice(0, n), (lane) => backend.replay(lane.recorded[op]));
+      return ops;
+    },
+    close: () => facade.C_Finalize(),
+  };
+}
+
+/** The worker bridge alone: the same link and worker, hosting a `memory:` chip instead of the cluster client. */
+export function bridgePaths(inFlights: number[] = [1, 64]): RemotePath[] {
+  const link = new RemoteLink({ kind: "memory", target: "memory:" });
+  const core = asyncCore(link, (facade, first) => {
+    if (first !== null) return facade.C_OpenSession(facade.C_GetSlotList(true)[0], P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    return P.openUserSession(facade, { soPin: "bench-so-1", userPin: "bench-user-1" }).session;
+  }, (facade, session) => makeKeys(facade, session, false), Math.max(...inFlights));
+  const session = core.lanes[0].session;
+  const syncOps = syncOperations(core.facade, session, core.keys);
+  const paths: RemotePath[] = [{ name: "worker bridge only (memory:)", inFlight: 0, operations: syncOps, serverPids: () => [], close: async () => undefined }];
+  for (const n of inFlights) paths.push({ name: `worker bridge only, async core ×${n}`, inFlight: n, operations: core.operations(n), serverPids: () => [], close: async () => undefined });
+  paths[paths.length - 1].close = async () => core.close();
+  return paths;
 }
 
 export async function remotePaths(hsms: number, inFlights: number[] = [1, 8, 64]): Promise<RemotePath[]> {
@@ -107,24 +160,10 @@ export async function remotePaths(hsms: number, inFlights: number[] = [1, 8, 64]
 
     // async core: one application (one link, one worker, one TLS connection per HSM), 64 sessions.
     const link = new RemoteLink({ kind: "cluster", bootstrap: cluster.addresses[0], trustAnchorPem: cluster.trustAnchorPem });
-    const backend = recordingBackend(link.chip());
-    const facade = new P.PKCS11(backend.chip as never);
-    facade.C_Initialize();
-    closers.push(() => facade.C_Finalize());
-    const maxLanes = Math.max(...inFlights, 64);
-    const lanes = Array.from({ length: maxLanes }, (_, i) => loginSession(facade, i > 0)).map((session) => {
-      const ops = syncOperations(facade, session, keys);
-      const recorded = {} as Record<OperationName, Call[]>;
-      for (const op of OPERATIONS) recorded[op] = backend.record(ops[op]);
-      return { session, recorded };
-    });
-    for (const n of inFlights) {
-      const ops: RemotePath["operations"] = {};
-      for (const op of OPERATIONS) {
-        ops[op] = pooled(lanes.slice(0, n), (lane) => backend.replay(lane.recorded[op]));
-      }
-      paths.push({ name: `remote async core ×${n}, ${tag}`, inFlight: n, operations: ops, serverPids: () => pids, close: async () => undefined });
-    }
+    const core = asyncCore(link, (facade, first) => loginSession(facade, first !== null), () => keys, Math.max(...inFlights, 64));
+    closers.push(core.close);
+    const { facade, lanes } = core;
+    for (const n of inFlights) paths.push({ name: `remote async core ×${n}, ${tag}`, inFlight: n, operations: core.operations(n), serverPids: () => pids, close: async () => undefined });
 
     // pkcs11js's own async forms: the Init blocks, the call does not.
     {

@@ -9,7 +9,7 @@ import { type Measured, measure } from "./measure.js";
 import { p11kitPeer } from "./p11kit-peer.js";
 import { numberOption } from "./peers.js";
 import { costSplit } from "./cost-split.js";
-import { type RemotePath, remotePaths } from "./remote-paths.js";
+import { type RemotePath, bridgePaths, remotePaths } from "./remote-paths.js";
 import { type BenchKeys, OPERATIONS, type OperationName, makeKeys, probe, syncOperations } from "./remote-ops.js";
 
 const timeMs = numberOption("--time", 500);
@@ -71,6 +71,16 @@ function checked(pkcs11: P.PKCS11, session: Buffer, keys: BenchKeys): Record<Ope
     } finally {
       peer.close();
     }
+  }
+}
+
+// ---- the worker bridge alone (the remote client's thread hop, hosting a memory: chip) ----
+{
+  const paths = bridgePaths([1, 64]);
+  try {
+    for (const path of paths) await runColumn({ name: path.name, inFlight: path.inFlight, serverPids: [] }, path.operations);
+  } finally {
+    for (const path of paths) await path.close();
   }
 }
 
