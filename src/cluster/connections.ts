@@ -69,6 +69,12 @@ export class Connections {
     MapSet(this.perAddress, sender, (MapGet(this.perAddress, sender) ?? 1) - 1);
   }
 
+  /** Closes every connection of one sender (its socket closed). */
+  closeSender(sender: string): void {
+    for (const conn of [...this.table.keys()]) if (senderOf(conn) === sender) this.close(conn);
+    this.perAddress.delete(sender);
+  }
+
   /** Runs a client's chip call on this HSM, in the client's own application. */
   call(conn: string, op: Extract<RequestOp, { kind: "call" }>): unknown {
     const { method, args } = op;

@@ -83,6 +83,9 @@ export class ClusterNode {
     });
     transport.attach(config.address, (from, message) => {
       if (this.alive) this.receive(from, message);
+    }, (from) => {
+      // A client's socket closed: its connections here (sessions, logins) go with it, as on CloudHSM.
+      if (this.alive) this.connections.closeSender(from);
     });
     this.every(config.gossipIntervalUs, () => this.replication.gossipRound());
   }

@@ -241,6 +241,20 @@ export function toTlsError(error: unknown, context: { address: string; trustAnch
 }
 
 /**
+ * The error for a connection the HSM closed right after the handshake, before its first answer.
+ * Node's TLS server cannot send an alert for a certificate it refuses (it verifies after the
+ * handshake, then destroys the socket), so that is all a client sees when its certificate is
+ * not from the registered client trust anchor: with a certificate presented it is reported as
+ * CLIENT_CERTIFICATE_REJECTED, otherwise as CONNECTION_FAILED.
+ */
+export function closedAfterHandshakeError(context: { address: string; presentedClientCertificate: boolean }): TlsError {
+  if (context.presentedClientCertificate) {
+    return new TlsError("CLIENT_CERTIFICATE_REJECTED", `the HSM at ${context.address} closed the connection right after the handshake: it refused this client's certificate (not from the cluster's registered client trust anchor, or expired)`);
+  }
+  return new TlsError("CONNECTION_FAILED", `the HSM at ${context.address} closed the connection right after the handshake, before answering`);
+}
+
+/**
  * Connects with `options` (from hsmPeerTlsOptions or applicationTlsOptions) and resolves once the
  * handshake is done and the certificate verified; rejects with a TlsError otherwise, or after
  * `timeoutMs` (default 10 s).

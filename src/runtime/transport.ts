@@ -3,9 +3,12 @@
 // values; the sender never touches one again after sending it.
 
 export type MessageHandler = (from: string, message: unknown) => void;
+/** A sender is gone for good (a client's connection closed): whatever the receiver keeps for it may go. */
+export type GoneHandler = (from: string) => void;
 
 export interface Transport {
-  attach(address: string, handler: MessageHandler): void;
+  /** `onGone` is called when a sender disappears for good (real sockets only; the simulator never calls it). */
+  attach(address: string, handler: MessageHandler, onGone?: GoneHandler): void;
   detach(address: string): void;
   send(from: string, to: string, message: unknown): void;
 }
