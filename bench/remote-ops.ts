@@ -5,7 +5,7 @@ import * as crypto from "node:crypto";
 
 import * as P from "../src/index.js";
 
-export const OPERATIONS = ["round trip (C_GetSessionInfo)", "AES-GCM 4 KiB", "HMAC-SHA256 64 B", "ECDSA P-256 sign", "C_GenerateRandom 32 B"] as const;
+export const OPERATIONS = ["round trip (C_GetSessionInfo)", "network round trip (C_GetTokenInfo)", "AES-GCM 4 KiB", "HMAC-SHA256 64 B", "ECDSA P-256 sign", "C_GenerateRandom 32 B"] as const;
 export type OperationName = (typeof OPERATIONS)[number];
 
 const P256 = Buffer.from("06082a8648ce3d030107", "hex");
@@ -38,9 +38,12 @@ export function makeKeys(pkcs11: P.PKCS11, session: Buffer, token: boolean): Ben
 
 /** One session's sync operations (each call's own output buffer, so lanes never share one). */
 export function syncOperations(pkcs11: P.PKCS11, session: Buffer, keys: BenchKeys): Record<OperationName, () => void> {
+  const slot = (pkcs11.C_GetSessionInfo(session) as unknown as { slotID: Buffer }).slotID;
   const gcmOut = Buffer.alloc(4096 + 16), macOut = Buffer.alloc(32), sigOut = Buffer.alloc(64), random = Buffer.alloc(32);
   return {
     "round trip (C_GetSessionInfo)": () => void pkcs11.C_GetSessionInfo(session),
+    // The remote client answers C_GetSessionInfo itself (sessions are logical); C_GetTokenInfo goes to an HSM.
+    "network round trip (C_GetTokenInfo)": () => void pkcs11.C_GetTokenInfo(slot),
     "AES-GCM 4 KiB": () => {
       pkcs11.C_EncryptInit(session, gcmMechanism, keys.aes);
       pkcs11.C_Encrypt(session, block4k, gcmOut);

@@ -175,6 +175,7 @@ export async function remotePaths(hsms: number, inFlights: number[] = [1, 8, 64]
         name: `remote pkcs11js async forms ×${n}, ${tag}`, inFlight: n, serverPids: () => pids, close: async () => undefined,
         operations: {
           "round trip (C_GetSessionInfo)": "no async form in pkcs11js",
+          "network round trip (C_GetTokenInfo)": "no async form in pkcs11js",
           "AES-GCM 4 KiB": pooled(indexed.slice(0, n), (l) => {
             facade.C_EncryptInit(l.session, gcmMechanism, keys.aes);
             return facade.C_EncryptAsync(l.session, block, l.out.gcm);
