@@ -24,6 +24,8 @@ const common = {
 };
 
 await build({ ...common, format: "cjs", outfile: "dist/cjs/index.cjs" });
+// The remote client's worker thread (src/client/remote/link.ts starts it from next to the bundle).
+await build({ ...common, entryPoints: ["src/client/remote/worker.ts"], format: "cjs", outfile: "dist/cjs/remote-worker.cjs" });
 
 // The names to re-export: what the same entry exports as an ES module (types excluded).
 const probe = await build({ ...common, format: "esm", outdir: "dist/esm-probe", write: false, metafile: true });

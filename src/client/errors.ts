@@ -11,6 +11,7 @@ export type ClientErrorCode =
   | "OUTCOME_UNKNOWN" // a write got no answer: it may or may not have happened
   | "NO_CONNECTION" // the HSM does not know this client's sessions (it restarted)
   | "INVALID_ARGUMENT"
+  | "INVALID_TARGET" // a cloudhsm:// target or connect() options that cannot work (the message says which part)
   | "CLOSED"; // the connection was closed
 
 export class ClientError extends CodedError<ClientErrorCode> {

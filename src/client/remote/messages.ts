@@ -3,6 +3,7 @@
 // main thread reads with receiveMessageOnPort while it waits on a SharedArrayBuffer, answers
 // to callback calls on the worker's port (delivered by the event loop). Structured clone turns
 // Buffers into Uint8Arrays; revive() makes them Buffers again on arrival.
+import { CodedError } from "../../coded-error.js";
 import { HsmError, type HsmErrorCode } from "../../hsm/errors.js";
 import { Pkcs11Error } from "../../pkcs11/errors.js";
 import { ClientError, type ClientErrorCode } from "../errors.js";
@@ -64,6 +65,7 @@ export function serializeError(error: unknown): SerializedError {
   if (error instanceof Pkcs11Error) return { name: "Pkcs11Error", message: error.message, code: error.code, method: error.method, detail: error.detail };
   if (error instanceof HsmError || error instanceof ClientError) return { name: error.name, message: error.message, code: error.code };
   if (error instanceof TypeError) return { name: "TypeError", message: error.message };
+  if (error instanceof CodedError) return { name: error.name, message: error.message, code: error.code }; // e.g. src/net's TLS errors
   const e = error instanceof Error ? error : new Error(String(error));
   return { name: "Error", message: e.message };
 }
@@ -74,7 +76,7 @@ export function reviveError(e: SerializedError): Error {
     case "HsmError": return new HsmError(e.code as HsmErrorCode, e.message);
     case "ClientError": return new ClientError(e.code as ClientErrorCode, e.message);
     case "TypeError": return new TypeError(e.message);
-    default: return new Error(e.message);
+    default: return typeof e.code === "string" ? new CodedError(e.name, e.code, e.message) : new Error(e.message);
   }
 }
 
