@@ -84,7 +84,8 @@ export async function measure(name: string, fn: () => unknown, options: MeasureO
   const bench = new Bench({
     time: options.timeMs,
     warmupTime: options.warmupMs ?? 100,
-    ...(inFlight > 0 ? { concurrency: "task" as const, threshold: inFlight } : {}),
+    // In task concurrency a positive `iterations` caps the run: 0 leaves only the time budget.
+    ...(inFlight > 0 ? { concurrency: "task" as const, threshold: inFlight, iterations: 0, warmupIterations: 0 } : {}),
     setup: (_task, mode) => {
       if (mode !== "run") return;
       calls = 0;
