@@ -9,7 +9,8 @@ import * as tls from "node:tls";
 
 import { freezeClass } from "../primordials.js";
 import type { MessageHandler, Transport } from "../runtime/transport.js";
-import { FramedSocket } from "./framed-socket.js";
+import { CLOSED_BY_PEER, FramedSocket } from "./framed-socket.js";
+import { closedAfterHandshakeError } from "./tls-options.js";
 import { TransportError } from "./transport-error.js";
 import { type WireLogger, type WireStats, newWireStats, silentLogger } from "./wire-stats.js";
 
@@ -111,12 +112,15 @@ export class ClientTransport implements Transport {
       const error = Object.assign(new Error(`no TLS handshake with ${to} within ${timeoutMs} ms`), { code: "ETIMEDOUT" });
       socket.destroy(error);
     });
+    let answered = false, failed = false;
     socket.once("secureConnect", () => {
       secured = true;
       socket.setTimeout(0);
     });
+    socket.once("data", () => { answered = true; });
     socket.on("session", (ticket: Buffer) => this.sessions.set(to, ticket));
     socket.once("error", (error) => {
+      failed = true;
       if (!secured) {
         this.stats.connectFailures++;
         this.sessions.delete(to);
@@ -127,8 +131,13 @@ export class ClientTransport implements Transport {
       label: `hsm ${to}`, expectHello: false, accepts: "res", maxWriteQueueBytes: this.options.maxWriteQueueBytes ?? 32 * 1024 * 1024,
       logger: this.logger, stats: this.stats,
       onMessage: (message) => this.handlers.get(from)?.(to, message),
-      onClose: () => {
+      onClose: (reason) => {
         if (this.links.get(key)?.link === link) this.links.delete(key);
+        // TLS 1.3: the HSM checks a client certificate after the client's handshake is done, and
+        // may close without an alert node reports: say what that most likely means.
+        if (reason === CLOSED_BY_PEER && secured && !answered && !failed) {
+          this.fail(to, closedAfterHandshakeError({ address: to, presentedClientCertificate: options.cert !== undefined }));
+        }
       },
     });
     this.links.set(key, { from, link });

@@ -2,14 +2,17 @@
 // to plain objects (msgpackr renames a `__proto__` key, so no prototype is ever set from the
 // wire), no records or structured-clone references, binary decodes to a Buffer of its own
 // (never a view into the socket's chunk), and whatever the decoder still builds from its
-// extension types (Date, Set, RegExp, Error, typed arrays, BigInt…) is refused afterwards: a
-// payload must be plain data — null, booleans, numbers, strings, Buffers, arrays and plain
-// objects — within a depth limit. Everything else closes the connection.
+// extension types (Date, Set, RegExp, Error, BigInt, most typed arrays…) is refused afterwards: a
+// payload must be plain data — null, booleans, numbers, strings, Buffers (and Uint8Arrays),
+// Float64Arrays (a call's mechanism travels as one: [type, hasParameter, a, b, c], see
+// src/pkcs11/mechanism.ts), arrays and plain objects — within a depth limit. Everything else
+// closes the connection.
 import { Packr, Unpackr } from "msgpackr";
 
 import { FrameError } from "./frame.js";
 
-const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
+// moreTypes: typed arrays travel as their own type (a Float64Array arrives as one, not as bytes).
+const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structuredClone: false, copyBuffers: true });
 
 /** Deeper than any protocol message (a call's template of mechanism parameters is about 8 levels). */
@@ -45,6 +48,11 @@ export function notPlainData(root: unknown): string | null {
     if (type !== "object") return `a ${type} value`;
     if (depth >= MAX_DEPTH) return `nested deeper than ${MAX_DEPTH}`;
     if (Buffer.isBuffer(value)) continue;
+    if (ArrayBuffer.isView(value)) {
+      const prototype = Object.getPrototypeOf(value);
+      if (prototype === Uint8Array.prototype || prototype === Float64Array.prototype) continue;
+      return `a ${String((value as object).constructor?.name ?? "typed array")}`;
+    }
     if (Array.isArray(value)) {
       if (Object.getPrototypeOf(value) !== Array.prototype) return "an array with a foreign prototype";
       for (const item of value) stack.push([item, depth + 1]);

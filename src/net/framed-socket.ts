@@ -11,6 +11,9 @@ import { FRAME_HELLO, FRAME_MESSAGE, FrameDecoder, FrameEncoder, FrameError } fr
 import { type Accepts, type Hello, checkHello, checkMessage } from "./messages.js";
 import type { WireLogger, WireStats } from "./wire-stats.js";
 
+/** The reason onClose gets when the other side closed the connection (no error, no refusal here). */
+export const CLOSED_BY_PEER = "closed by the other side";
+
 export interface FramedSocketOptions {
   /** How the logs name this connection ("client/127.0.0.1:50000", "peer 127.0.0.3:2223 (outbound)"). */
   label: string;
@@ -43,7 +46,7 @@ export class FramedSocket {
     this.accepts = options.accepts;
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", (error: Error & { code?: string }) => this.gone(`socket error: ${error.code ?? error.message}`));
-    socket.on("close", () => this.gone("closed by the other side"));
+    socket.on("close", () => this.gone(CLOSED_BY_PEER));
   }
 
   get isOpen(): boolean {

@@ -22,6 +22,7 @@ export class RealClock implements Clock {
   private readonly unref: boolean;
   private nextId = 1;
   private readonly timers = new Map<number, NodeJS.Timeout>();
+  private readonly immediates = new Map<number, NodeJS.Immediate>();
 
   constructor(options: RealClockOptions = {}) {
     this.originUs = options.originUs ?? 0;
@@ -35,6 +36,17 @@ export class RealClock implements Clock {
   schedule(delayUs: number, fn: () => void): number {
     if (!(delayUs >= 0) || !Number.isFinite(delayUs)) throw new RangeError("delayUs must be a finite, non-negative number");
     const id = this.nextId++;
+    if (delayUs === 0) {
+      // "Now, after what is running": setImmediate, not setTimeout(0), which waits at least a millisecond
+      // (a node serving requests with no service time would otherwise serve at most 1000 a second).
+      const immediate = setImmediate(() => {
+        this.immediates.delete(id);
+        fn();
+      });
+      if (this.unref) immediate.unref();
+      this.immediates.set(id, immediate);
+      return id;
+    }
     const dueUs = this.nowUs() + delayUs;
     const arm = () => {
       const remainingMs = Math.max(0, (dueUs - this.nowUs()) / 1000);
@@ -51,6 +63,11 @@ export class RealClock implements Clock {
   }
 
   cancel(id: number): void {
+    const immediate = this.immediates.get(id);
+    if (immediate !== undefined) {
+      clearImmediate(immediate);
+      this.immediates.delete(id);
+    }
     const timer = this.timers.get(id);
     if (timer === undefined) return;
     clearTimeout(timer);
@@ -59,7 +76,7 @@ export class RealClock implements Clock {
 
   /** Timers scheduled and not yet run or cancelled. */
   get pending(): number {
-    return this.timers.size;
+    return this.timers.size + this.immediates.size;
   }
 }
 

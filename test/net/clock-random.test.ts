@@ -13,10 +13,13 @@ describe("RealClock", () => {
       clock.schedule(20_000, () => order.push("late"));
       const cancelled = clock.schedule(5_000, () => order.push("cancelled"));
       clock.schedule(1_000, () => order.push("early"));
+      const cancelledNow = clock.schedule(0, () => order.push("cancelled now"));
+      clock.schedule(0, () => order.push("now"));
+      clock.cancel(cancelledNow);
       clock.cancel(cancelled);
       clock.schedule(40_000, resolve);
     });
-    expect(order).toEqual(["early", "late"]);
+    expect(order).toEqual(["now", "early", "late"]);
     expect(clock.nowUs()).toBeGreaterThanOrEqual(start + 40_000);
     expect(clock.pending).toBe(0);
     expect(() => clock.schedule(-1, () => {})).toThrow(RangeError);

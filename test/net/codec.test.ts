@@ -29,6 +29,16 @@ describe("codec", () => {
     expect(Buffer.isBuffer(back.mac)).toBe(true);
   });
 
+  it("a call's mechanism (a Float64Array) arrives as a Float64Array; a Uint8Array as a Uint8Array", () => {
+    const op = { kind: "call", method: "digestInit", args: [1, new Float64Array([0x250, 0, 0, 0, 0]), null, null] };
+    const back = decodePayload(encodePayload(op)) as typeof op;
+    expect(back.args[1]).toBeInstanceOf(Float64Array);
+    expect([...(back.args[1] as Float64Array)]).toEqual([0x250, 0, 0, 0, 0]);
+    const bytes = decodePayload(encodePayload({ u: new Uint8Array([1, 2]) })) as { u: Uint8Array };
+    expect(bytes.u).toBeInstanceOf(Uint8Array);
+    expect([...bytes.u]).toEqual([1, 2]);
+  });
+
   it("a decoded Buffer is a copy, not a view into the frame", () => {
     const payload = encodePayload({ b: Buffer.from("abc") });
     const value = decodePayload(payload) as { b: Buffer };
@@ -53,7 +63,7 @@ describe("codec", () => {
   it("refuses values that are no plain data: Date, Set, Map, RegExp, Error, typed arrays, BigInt, structured-clone references", () => {
     const cyclic: Record<string, unknown> = { a: 1 };
     cyclic.self = cyclic;
-    for (const value of [new Date(), new Set([1]), /a+$/, new Error("x"), new Float64Array([1]), 2n ** 70n, { deep: { when: new Date() } }, cyclic]) {
+    for (const value of [new Date(), new Set([1]), /a+$/, new Error("x"), new Int32Array([1]), new Float32Array([1]), new BigInt64Array([1n]), 2n ** 70n, { deep: { when: new Date() } }, cyclic]) {
       expect(codeOf(() => decodePayload(hostile.pack(value))), String(value)).toBe("BAD_PAYLOAD");
     }
     expect(codeOf(() => decodePayload(Buffer.from([0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])))).toBe("BAD_PAYLOAD");
