@@ -11,7 +11,8 @@ import { fileURLToPath } from "node:url";
 import * as P from "../src/index.js";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(repo, "src", "cli", "main.ts");
+// HSMSIM_BENCH_CLI: another checkout's CLI (to try a branch not yet merged).
+const CLI = process.env.HSMSIM_BENCH_CLI ?? join(repo, "src", "cli", "main.ts");
 export const CU = { username: "bench", password: "bench-password-1" };
 
 export interface HsmInfo { hsmId: string; address: string; pid: number | null; state: string }
@@ -31,7 +32,7 @@ export interface BenchCluster {
 /** Runs the CLI from source; resolves with stdout, rejects with stderr on a nonzero exit. */
 export function hsmsim(args: string[], timeoutMs = 180_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ["--import", "tsx", CLI, ...args], { cwd: repo, timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+    execFile(process.execPath, ["--import", "tsx", CLI, ...args], { cwd: dirname(dirname(dirname(CLI))), timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`hsmsim ${args.join(" ")}: ${error.message}\n${stderr}`));
       else resolve(stdout);
     });

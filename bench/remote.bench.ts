@@ -92,7 +92,7 @@ if (withRemote) {
     try {
       paths = await remotePaths(hsms);
     } catch (e) {
-      remoteNotes.push(`remote, ${hsms} HSM(s): not measured: ${e instanceof Error ? e.message : String(e)}`);
+      remoteNotes.push(`remote, ${hsms} HSM(s): not measured: ${describe(e)}`);
       continue;
     }
     try {
@@ -167,4 +167,10 @@ if (withSplit) {
   } : undefined;
   if (firstSync) console.log(`\n(remote sync p50 below: ${firstSync})`);
   await costSplit({ timeMs, remoteP50Us });
+}
+
+function describe(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const detail = (e as { detail?: unknown }).detail;
+  return `${e.name}: ${e.message}${detail ? ` (${String(detail)})` : ""}`;
 }
