@@ -107,7 +107,7 @@ export async function measure(name: string, fn: () => unknown, options: MeasureO
   await bench.run();
   const task = bench.tasks[0];
   const result = task.result as { state: string; latency?: { p50: number; samplesCount: number }; period?: number; error?: unknown };
-  if (result.state !== "completed" || !result.latency) throw new Error(`${name}: ${String(result.error)}`);
+  if (result.state !== "completed" || !result.latency) throw new Error(`${name}: ${errorText(result.error)}`);
   const wallSeconds = Number(endNs - startNs) / 1e9;
   return {
     p50Us: result.latency.p50 * 1000,
@@ -118,4 +118,15 @@ export async function measure(name: string, fn: () => unknown, options: MeasureO
     clientCores,
     serverCores,
   };
+}
+
+/** An error's name, message and detail; for tinybench's AggregateError, its distinct inner errors. */
+export function errorText(error: unknown): string {
+  if (error instanceof AggregateError) {
+    const inner = [...new Set(error.errors.map(errorText))];
+    return `${error.errors.length} calls failed: ${inner.slice(0, 3).join("; ")}`;
+  }
+  if (!(error instanceof Error)) return String(error);
+  const detail = (error as { detail?: unknown }).detail;
+  return `${error.name}: ${error.message}${detail ? ` (${String(detail)})` : ""}`;
 }

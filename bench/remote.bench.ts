@@ -5,7 +5,7 @@
 // in-process, the issue's targets met/missed, the CPU of client and servers, and the cost split.
 // Run: npm run bench:remote [-- --time MS] [--hsms 1,2,3] [--no-remote] [--no-split]
 import * as P from "../src/index.js";
-import { type Measured, measure } from "./measure.js";
+import { type Measured, errorText, measure } from "./measure.js";
 import { p11kitPeer } from "./p11kit-peer.js";
 import { numberOption } from "./peers.js";
 import { costSplit } from "./cost-split.js";
@@ -34,7 +34,14 @@ async function runColumn(column: Column, operations: Partial<Record<OperationNam
       row.set(op, fn);
       continue;
     }
-    const m = await measure(`${column.name} / ${op}`, fn, { timeMs, inFlight: column.inFlight, serverPids: column.serverPids });
+    let m: Measured;
+    try {
+      m = await measure(`${column.name} / ${op}`, fn, { timeMs, inFlight: column.inFlight, serverPids: column.serverPids });
+    } catch (e) {
+      row.set(op, `failed: ${describe(e)}`);
+      process.stderr.write(`  ${column.name} / ${op}: failed: ${describe(e)}\n`);
+      continue;
+    }
     row.set(op, m);
     process.stderr.write(`  ${column.name} / ${op}: p50 ${m.p50Us.toFixed(1)} µs, ${Math.round(m.opsPerSecond)} ops/s\n`);
   }
@@ -170,7 +177,5 @@ if (withSplit) {
 }
 
 function describe(e: unknown): string {
-  if (!(e instanceof Error)) return String(e);
-  const detail = (e as { detail?: unknown }).detail;
-  return `${e.name}: ${e.message}${detail ? ` (${String(detail)})` : ""}`;
+  return errorText(e);
 }
