@@ -1,5 +1,6 @@
 // The hsmsim command: the demo `npm start` runs, the mechanism list, errors.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -52,5 +53,27 @@ describe("hsmsim command", () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("unknown command 'launch-missiles'");
     expect(run("bench", "--ms", "fast").status).toBe(2);
+  });
+
+  it("is strict from the real entry point: a typo is exit code 2 with the command's usage; --version is the package's", () => {
+    const typo = run("sim", "--sed", "7");
+    expect(typo.status).toBe(2);
+    expect(typo.stdout).toBe("");
+    expect(typo.stderr).toContain("hsmsim sim: unknown option '--sed' (did you mean '--seed'?)");
+    expect(typo.stderr).toContain("usage: hsmsim sim [options]");
+    const both = run("sim", "--seed", "1", "--seeds", "2");
+    expect(both.status).toBe(2);
+    expect(both.stderr).toContain("--seed and --seeds cannot be given together");
+    const version = run("--version");
+    expect(version.status).toBe(0);
+    const pkg = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), "..", "package.json"), "utf8")) as { version: string };
+    expect(version.stdout).toBe(`${pkg.version}\n`);
+  });
+
+  it("a piped seed sweep prints its results and no progress line", () => {
+    const sweep = run("sim", "--seeds", "2", "--from", "3");
+    expect(sweep.status).toBe(0);
+    expect(sweep.stdout).toContain("2 runs (seeds 3–4): 0 failed");
+    expect(sweep.stdout + sweep.stderr).not.toContain("\r");
   });
 });

@@ -2,7 +2,9 @@
 // from its database (the HSM is not started: no reboot is counted; a running HSM's folder
 // reads fine). Verification uses the folder's own masking key, loaded into a chip.
 import type { AuditEntry } from "../hsm/audit.js";
+import { HsmError } from "../hsm/errors.js";
 import { verifyFolder } from "../hsm/verify-folder.js";
+import { defineCommand, shared, wholeNumber } from "./command.js";
 import { textOutput } from "./format.js";
 
 export interface AuditOptions {
@@ -19,7 +21,7 @@ export function formatTime(timeUs: number): string {
 }
 
 /** Returns the exit code: 0, or 1 when the chain or the folder's seal does not verify. */
-export function runAudit(dir: string, options: AuditOptions, write = (t: string) => process.stdout.write(t)): number {
+export function runAudit(dir: string, options: AuditOptions, write: (text: string) => unknown = (t) => process.stdout.write(t)): number {
   const { ok, folderProblem, audit: verdict, entries: all } = verifyFolder(dir);
   let entries: AuditEntry[] = all.filter((e) =>
     (options.operation === undefined || e.operation === options.operation.toUpperCase()) &&
@@ -39,3 +41,30 @@ export function runAudit(dir: string, options: AuditOptions, write = (t: string)
   }
   return ok ? 0 : 1;
 }
+
+export const auditCommand = defineCommand({
+  name: "audit",
+  summary: "print an HSM's audit log and verify its hash chain (exit 1 if broken)",
+  positionals: [{ name: "data folder" }],
+  options: {
+    ...shared.json,
+    op: { type: "string", valueName: "OPERATION", description: "only entries of this operation (LOGIN, CREATE_USER, …; any case)" },
+    user: { type: "string", valueName: "NAME", description: "only entries by this user" },
+    from: { type: "string", valueName: "SEQ", parse: wholeNumber(0), description: "only entries from this sequence number on" },
+    tail: { type: "string", valueName: "N", parse: wholeNumber(0), description: "only the last N entries (after the other filters)" },
+  },
+  examples: ["hsmsim audit ./.hsmsim/hsm-1 --op login --user bob --tail 20"],
+  run({ values, positionals, io }) {
+    try {
+      return runAudit(positionals[0], { json: values.json ?? false, operation: values.op, user: values.user, fromSeq: values.from, tail: values.tail },
+        (t) => void io.stdout.write(t));
+    } catch (e) {
+      // A folder that is not an HSM's is a bad argument, not a broken chain.
+      if (e instanceof HsmError) {
+        io.stderr.write(`hsmsim audit: ${e.message}\n`);
+        return 2;
+      }
+      throw e;
+    }
+  },
+});

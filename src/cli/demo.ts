@@ -3,7 +3,10 @@ import { randomBytes } from "node:crypto";
 
 import * as P from "../pkcs11/index.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
-import { type Output, hexPreview } from "./format.js";
+import { defineCommand } from "./command.js";
+import { runClusterDemo } from "./cluster-demo.js";
+import { runDeviceDemo } from "./device-demo.js";
+import { type Output, hexPreview, textOutput } from "./format.js";
 import { throughput } from "./throughput.js";
 
 const SO_PIN = "demo-so-pin";
@@ -114,3 +117,15 @@ export function runDemo(out: Output, options: { benchMs?: number } = {}): void {
   out.line("side by side with SoftHSMv2 and node:crypto: npm run bench");
   pkcs11.C_Finalize();
 }
+
+export const demoCommand = defineCommand({
+  name: "demo",
+  summary: "guided run over a fresh token, an HSM and a 3-HSM cluster (what `npm start` runs)",
+  run({ io }) {
+    const out = textOutput((t) => io.stdout.write(t));
+    runDemo(out);
+    runDeviceDemo(out);
+    runClusterDemo(out);
+    return 0;
+  },
+});

@@ -1,7 +1,9 @@
 // `hsmsim sim`: one deterministic run (--seed N) or a seed sweep (--seeds COUNT [--from N]).
 // A failing run prints its seed and the command that replays it; the exit code is 1.
 import { type SimReport, runSimulation, sweep } from "../sim/run.js";
-import type { Output } from "./format.js";
+import { type TextStream, defineCommand, shared, wholeNumber } from "./command.js";
+import { type Output, textOutput } from "./format.js";
+import { progressLine } from "./progress.js";
 
 export interface SimCommand {
   seed?: number;
@@ -11,7 +13,28 @@ export interface SimCommand {
   workloadUs?: number;
 }
 
-export async function runSimCommand(command: SimCommand, out: Output, write: (text: string) => void): Promise<number> {
+export const simCommand = defineCommand({
+  name: "sim",
+  summary: "deterministic cluster simulation with faults: one seed, or a sweep of seeds",
+  description: "One run (--seed N, default 1) checks every invariant and prints the run; a failure exits 1 with the seed to replay.\n" +
+    "A sweep (--seeds COUNT [--from N]) runs COUNT seeds from N (default 1), shows a live progress line on a terminal, and\n" +
+    "prints each failing seed with its replay command.",
+  options: {
+    ...shared.json,
+    seed: { type: "string", valueName: "N", parse: wholeNumber(0), description: "the one seed to run (default 1)" },
+    seeds: { type: "string", valueName: "COUNT", parse: wholeNumber(1), description: "run a sweep of COUNT seeds" },
+    from: { type: "string", valueName: "N", parse: wholeNumber(0), description: "the sweep's first seed (default 1; only with --seeds)" },
+  },
+  conflicts: [["seed", "seeds"]],
+  requires: { from: "seeds" },
+  examples: ["hsmsim sim --seed 42", "hsmsim sim --seeds 1000 --from 1 --json"],
+  run({ values, io }) {
+    return runSimCommand({ seed: values.seed, seeds: values.seeds, from: values.from, json: values.json ?? false }, textOutput((t) => io.stdout.write(t)),
+      (t) => io.stdout.write(t), io.stderr);
+  },
+});
+
+export async function runSimCommand(command: SimCommand, out: Output, write: (text: string) => void, progressTo?: TextStream): Promise<number> {
   const options = command.workloadUs === undefined ? {} : { workloadUs: command.workloadUs };
   if (command.seeds === undefined) {
     const seed = command.seed ?? 1;
@@ -21,12 +44,13 @@ export async function runSimCommand(command: SimCommand, out: Output, write: (te
     return report.ok ? 0 : 1;
   }
   const from = command.from ?? 1;
-  let done = 0;
+  // Live only on a terminal and without --json; piped output holds the results alone.
+  const progress = progressLine({ total: command.seeds, unit: "runs", label: "sweep", stream: progressTo, quiet: command.json });
   const result = await sweep(from, command.seeds, options, (report) => {
-    done++;
-    if (!report.ok) write(`seed ${report.seed} FAILED: ${report.violations[0].invariant}: ${report.violations[0].detail}\n  replay: hsmsim sim --seed ${report.seed}\n`);
-    else if (!command.json && done % 50 === 0) write(`   ${done}/${command.seeds} runs\n`);
+    if (!report.ok) progress.interrupt(() => write(`seed ${report.seed} FAILED: ${report.violations[0].invariant}: ${report.violations[0].detail}\n  replay: hsmsim sim --seed ${report.seed}\n`));
+    progress.tick(report.ok);
   });
+  progress.finish();
   const summary = { from, runs: result.runs, failedSeeds: result.failed.map((r) => r.seed), wallSeconds: +(result.wallMs / 1000).toFixed(1),
     runsPerSecond: +result.runsPerSecond.toFixed(2) };
   if (command.json) write(`${JSON.stringify(summary, null, 2)}\n`);

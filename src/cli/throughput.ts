@@ -3,6 +3,8 @@
 import { randomBytes } from "node:crypto";
 
 import * as P from "../pkcs11/index.js";
+import { defineCommand, shared, wholeNumber } from "./command.js";
+import { textOutput } from "./format.js";
 
 export interface ThroughputRow {
   operation: string;
@@ -50,3 +52,22 @@ export function throughput(pkcs11: P.PKCS11, session: Buffer, durationMs = 250):
   for (const key of [aes, hmac, ec.privateKey, ec.publicKey]) pkcs11.C_DestroyObject(session, key);
   return rows;
 }
+
+export const benchCommand = defineCommand({
+  name: "bench",
+  summary: "quick throughput of the chip through the PKCS#11 API (side by side with SoftHSMv2: npm run bench)",
+  options: {
+    ...shared.json,
+    ms: { type: "string", valueName: "N", parse: wholeNumber(10, 600_000), description: "milliseconds per operation (default 500)" },
+  },
+  run({ values, io }) {
+    const pkcs11 = new P.PKCS11("memory:");
+    pkcs11.C_Initialize();
+    const { session } = P.openUserSession(pkcs11, { soPin: "cli-so-pin", userPin: "cli-user-pin" });
+    const rows = throughput(pkcs11, session, values.ms ?? 500);
+    pkcs11.C_Finalize();
+    if (values.json) io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    else textOutput((t) => io.stdout.write(t)).table(["operation", "ops/s"], rows.map((r) => [r.operation, r.opsPerSecond]));
+    return 0;
+  },
+});

@@ -205,6 +205,22 @@ export class ClusterClient {
     this.options.transport.detach(this.options.address);
   }
 
+  /**
+   * The transport knows `address` cannot be reached now (a refused connection, a failed TLS
+   * handshake): the requests waiting on it are treated at once as if their timeout had run out,
+   * so they fail over (or report) now. The simulator never calls it; real time does.
+   */
+  unreachable(address: string): void {
+    for (const [id, p] of [...this.pending]) {
+      if (p.target !== address || !this.pending.delete(id)) continue;
+      this.options.clock.cancel(p.timer);
+      this.stats.timeouts++;
+      const member = this.members.get(address);
+      if (member) member.missed++;
+      p.done(null);
+    }
+  }
+
   private attempt(op: RequestOp, options: SendOptions, retry: number, tried: Set<string>, cb: Callback): void {
     const target = options.pinned ?? this.pick(tried);
     if (target === null) {

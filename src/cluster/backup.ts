@@ -67,6 +67,24 @@ export class BackupVault {
     return id;
   }
 
+  /**
+   * A lineage whose secret is kept elsewhere (the real-time supervisor keeps it in a 0600 file
+   * of the cluster folder): the secret goes in, never out.
+   */
+  adoptLineage(lineageId: string, secret: Buffer): void {
+    if (!/^lineage-[0-9a-f]{12}$/.test(lineageId)) throw new ClusterError("INVALID_ARGUMENT", "lineageId must be lineage- and 12 hex digits");
+    if (!Buffer.isBuffer(secret) || secret.length !== 32) throw new ClusterError("INVALID_ARGUMENT", "a lineage secret is 32 bytes");
+    if (this.lineages.has(lineageId)) throw new ClusterError("INVALID_STATE", `lineage ${lineageId} is in this vault already`);
+    this.lineages.set(lineageId, Buffer.from(secret));
+    MapSet(WeakMapGet(lineageChips, this)!, lineageId, lineageChip(secret));
+  }
+
+  /** Takes back a backup sealed earlier (read from a file): it must open under its lineage. */
+  admit(backup: Backup): void {
+    this.open(backup, backup.lineageId);
+    this.backups.set(backup.backupId, backup);
+  }
+
   /** The public key a lineage's backups seal their masking key to (exportMaskingKeyFor). */
   transportKey(lineageId: string): Buffer {
     const chip = MapGet(WeakMapGet(lineageChips, this)!, lineageId);

@@ -18,10 +18,12 @@ import { ClusterError } from "./errors.js";
 import { ClusterNode, type Member, type NodeConfig } from "./node.js";
 import type { RequestOp } from "./protocol.js";
 
-export const MAX_HSMS = 28;
+import {
+  type ClusterState, type HsmState, MAX_HSMS, checkHsmCount, checkZones, clusterStateAfterHealth, isInitialized, keyAvailabilityMinOf, leastUsedZone,
+  requireManageable,
+} from "./control-plane.js";
 
-export type ClusterState = "CREATE_IN_PROGRESS" | "UNINITIALIZED" | "INITIALIZED" | "ACTIVE" | "UPDATE_IN_PROGRESS" | "DEGRADED" | "DELETED";
-export type HsmState = "CREATE_IN_PROGRESS" | "ACTIVE" | "DEGRADED" | "DELETED";
+export { MAX_HSMS, type ClusterState, type HsmState };
 
 export interface HsmInfo {
   hsmId: string;
@@ -105,11 +107,8 @@ export class Cluster {
 
   private constructor(private readonly options: ClusterOptions, lineageId: string | null, initial: HsmSnapshot | null) {
     const count = options.hsmCount ?? 1;
-    if (!Number.isInteger(count) || count < 1 || count > MAX_HSMS) throw new ClusterError("INVALID_ARGUMENT", `hsmCount must be 1 to ${MAX_HSMS}`);
-    this.zones = options.availabilityZones ?? ["az-a", "az-b", "az-c"];
-    if (this.zones.length === 0 || this.zones.some((z) => typeof z !== "string" || z.length === 0)) {
-      throw new ClusterError("INVALID_ARGUMENT", "availabilityZones must be a non-empty list of names");
-    }
+    checkHsmCount(count);
+    this.zones = checkZones(options.availabilityZones);
     if (options.keyAvailabilityMin !== undefined && (!Number.isInteger(options.keyAvailabilityMin) || options.keyAvailabilityMin < 1)) {
       throw new ClusterError("INVALID_ARGUMENT", "keyAvailabilityMin must be a positive integer");
     }
@@ -162,7 +161,7 @@ export class Cluster {
 
   get keyAvailabilityMin(): number {
     const live = this.members().length;
-    return this.options.keyAvailabilityMin ?? (live >= 2 ? 2 : 1);
+    return keyAvailabilityMinOf(live, this.options.keyAvailabilityMin);
   }
 
   describe(): HsmInfo[] {
@@ -356,7 +355,7 @@ export class Cluster {
   private publishMembership(): void {
     this.membershipEpoch++;
     const members = this.members();
-    const initialized = this.stateValue !== "CREATE_IN_PROGRESS" && this.stateValue !== "UNINITIALIZED";
+    const initialized = isInitialized(this.stateValue);
     for (const h of this.hsms) h.node?.setMembers(members, this.membershipEpoch, this.keyAvailabilityMin, initialized, this.nextOrigin - 1);
   }
 
@@ -370,25 +369,19 @@ export class Cluster {
       }
     }
     this.noticeActivation();
-    if (this.stateValue === "ACTIVE" || this.stateValue === "DEGRADED") {
-      const degraded = this.hsms.some((h) => h.state === "DEGRADED");
-      const next = degraded ? "DEGRADED" : "ACTIVE";
-      if (next !== this.stateValue) {
-        this.stateValue = next;
-        this.log(`cluster ${next}`);
-      }
+    const next = clusterStateAfterHealth(this.stateValue, this.hsms.map((h) => h.state));
+    if (next !== this.stateValue) {
+      this.stateValue = next;
+      this.log(`cluster ${next}`);
     }
   }
 
   private requireManageable(what: string): void {
-    if (this.stateValue === "DELETED" || this.stateValue === "CREATE_IN_PROGRESS") {
-      throw new ClusterError("INVALID_STATE", `cannot ${what} while the cluster is ${this.stateValue}`);
-    }
+    requireManageable(this.stateValue, what);
   }
 
   private leastUsedZone(): string {
-    const live = this.hsms.filter((h) => h.state !== "DELETED");
-    return [...this.zones].sort((a, b) => live.filter((h) => h.availabilityZone === a).length - live.filter((h) => h.availabilityZone === b).length)[0];
+    return leastUsedZone(this.zones, this.hsms.filter((h) => h.state !== "DELETED").map((h) => h.availabilityZone));
   }
 
   private record(hsmId: string): HsmRecord {

@@ -33,9 +33,9 @@ export function createOwnerOnly(path: string, exclusive: boolean): void {
 export class FolderLock {
   private constructor(private db: BetterSqlite3.Database | null) {}
 
-  /** Takes `dir`'s lock, or throws DATA_FOLDER_IN_USE while another Hsm holds it. */
-  static acquire(dir: string): FolderLock {
-    const path = join(dir, LOCK_FILE);
+  /** Takes `dir`'s lock, or throws DATA_FOLDER_IN_USE while another Hsm holds it (`fileName`: the real-time supervisor's own lock). */
+  static acquire(dir: string, fileName = LOCK_FILE): FolderLock {
+    const path = join(dir, fileName);
     let db: BetterSqlite3.Database | undefined;
     try {
       createOwnerOnly(path, false);

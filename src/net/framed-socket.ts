@@ -44,6 +44,7 @@ export class FramedSocket {
 
   constructor(readonly socket: TLSSocket, private readonly options: FramedSocketOptions) {
     this.accepts = options.accepts;
+    socket.setNoDelay(true); // a request or an answer goes out at once, not after Nagle's wait for an ACK
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", (error: Error & { code?: string }) => this.gone(`socket error: ${error.code ?? error.message}`));
     socket.on("close", () => this.gone(CLOSED_BY_PEER));
@@ -59,7 +60,16 @@ export class FramedSocket {
 
   /** Writes a message; false if the connection is closed, or was just closed for not reading its queue. */
   sendMessage(message: unknown): boolean {
-    return this.send(FRAME_MESSAGE, encodePayload(message));
+    let payload: Buffer;
+    try {
+      payload = encodePayload(message);
+    } catch (e) {
+      // A value MessagePack cannot carry (a cycle, a function…): a bug of the sender, never thrown into its caller.
+      this.options.stats.unsendable++;
+      this.options.logger.error({ connection: this.options.label, err: String(e) }, "message not sent: it cannot be encoded");
+      return false;
+    }
+    return this.send(FRAME_MESSAGE, payload);
   }
 
   sendHello(hello: Hello): boolean {

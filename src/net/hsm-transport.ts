@@ -48,6 +48,10 @@ export const DEFAULT_HSM_LIMITS: HsmTransportLimits = {
   maxWriteQueueBytes: 4 * 1024 * 1024, maxBufferedBytes: 256 * 1024 * 1024,
 };
 
+/** After a failed connection to a peer, the next attempt waits this long, doubling up to the maximum. */
+const MIN_PEER_BACKOFF_MS = 100;
+const MAX_PEER_BACKOFF_MS = 2_000;
+
 export interface HsmTransportOptions {
   /** This HSM's cluster address, "ip:port": it listens there and names itself so to its peers. */
   address: string;
@@ -72,6 +76,7 @@ export class HsmTransport implements Transport {
   private readonly peersInbound = new Set<FramedSocket>();
   private readonly outbound = new Map<string, FramedSocket>();
   private readonly rawSockets = new Set<net.Socket>();
+  private readonly peerBackoff = new Map<string, { delayMs: number; retryAtMs: number }>();
   private handler: MessageHandler | null = null;
   private onGone: GoneHandler | null = null;
   private closed = false;
@@ -203,7 +208,7 @@ export class HsmTransport implements Transport {
           if (identity.kind !== "hsm" || identity.address !== hello.address) {
             this.stats.peerRefused++;
             const proven = identity.kind === "hsm" ? `a certificate for ${identity.address}` : "no cluster certificate";
-            throw new FrameError("BAD_MESSAGE", `claims HSM address ${hello.address} with ${proven}`);
+            throw new FrameError("PEER_NOT_PROVEN", `claims HSM address ${hello.address} with ${proven}`);
           }
           from = hello.address;
           role = "peer";
@@ -212,6 +217,13 @@ export class HsmTransport implements Transport {
         }
         from = clientId;
         role = "client";
+        const previous = this.clients.get(clientId);
+        if (previous !== undefined) {
+          // The same remote port again while the old socket's close is still on its way: the old one is gone.
+          this.clients.delete(clientId);
+          previous.close("REPLACED", "a new connection from the same address and port", "info");
+          this.clientGone(clientId);
+        }
         this.clients.set(clientId, link);
         return "req";
       },
@@ -221,13 +233,10 @@ export class HsmTransport implements Transport {
       onClose: () => {
         clearTimeout(helloTimer);
         if (role === "peer") this.peersInbound.delete(link);
-        if (role === "client") {
+        // A reused remote port is a new socket under the same id: only the socket the id names now may end it.
+        if (role === "client" && this.clients.get(clientId) === link) {
           this.clients.delete(clientId);
-          try {
-            this.onGone?.(clientId);
-          } catch (e) {
-            this.logger.error({ connection: clientId, err: String(e) }, "gone handler threw");
-          }
+          this.clientGone(clientId);
         }
       },
       onBuffered: (delta) => {
@@ -240,10 +249,21 @@ export class HsmTransport implements Transport {
     });
   }
 
+  private clientGone(clientId: string): void {
+    try {
+      this.onGone?.(clientId);
+    } catch (e) {
+      this.logger.error({ connection: clientId, err: String(e) }, "gone handler threw");
+    }
+  }
+
   // ---- outbound, to peers ----
   private peerLink(address: string): FramedSocket | null {
     const existing = this.outbound.get(address);
     if (existing?.isOpen) return existing;
+    // A peer that is down is not dialled on every gossip round: after a failure, wait (doubling, up to a limit).
+    const backoff = this.peerBackoff.get(address);
+    if (backoff !== undefined && Date.now() < backoff.retryAtMs) return null;
     let options: tls.ConnectionOptions;
     try {
       options = this.options.tls.peer(address);
@@ -254,12 +274,25 @@ export class HsmTransport implements Transport {
     this.stats.connects++;
     const socket = tls.connect(options);
     let secured = false;
-    socket.once("secureConnect", () => { secured = true; });
-    socket.once("error", (error: Error & { code?: string }) => {
-      if (!secured) this.stats.connectFailures++;
-      this.logger.warn({ peer: address, code: error.code }, `connection to the peer failed: ${error.message}`);
+    // A peer that accepts TCP but never finishes the handshake (stopped, overloaded) fails like one that refuses.
+    socket.setTimeout(this.limits.handshakeTimeoutMs, () => {
+      if (!secured) socket.destroy(Object.assign(new Error(`no TLS handshake within ${this.limits.handshakeTimeoutMs} ms`), { code: "ETIMEDOUT" }));
     });
-    socket.setTimeout(this.limits.idleTimeoutMs, () => link.close("IDLE_TIMEOUT", "idle outbound connection", "info"));
+    socket.once("secureConnect", () => {
+      secured = true;
+      this.peerBackoff.delete(address);
+      socket.setTimeout(this.limits.idleTimeoutMs, () => link.close("IDLE_TIMEOUT", "idle outbound connection", "info"));
+    });
+    socket.once("error", (error: Error & { code?: string }) => {
+      if (secured) {
+        this.logger.warn({ peer: address, code: error.code }, `connection to the peer failed: ${error.message}`);
+        return;
+      }
+      this.stats.connectFailures++;
+      const delayMs = Math.min(MAX_PEER_BACKOFF_MS, (this.peerBackoff.get(address)?.delayMs ?? MIN_PEER_BACKOFF_MS / 2) * 2);
+      this.peerBackoff.set(address, { delayMs, retryAtMs: Date.now() + delayMs });
+      this.logger.warn({ peer: address, code: error.code, retryInMs: delayMs }, `cannot connect to the peer: ${error.message}`);
+    });
     const link: FramedSocket = new FramedSocket(socket, {
       label: `peer ${address} (outbound)`, expectHello: false, accepts: null, maxWriteQueueBytes: this.limits.maxWriteQueueBytes,
       logger: this.logger, stats: this.stats, onMessage: () => {},

@@ -2,6 +2,7 @@
 export * from "./constants.js";
 export { NativeError, Pkcs11Error, ckrName } from "./errors.js";
 export { PKCS11 } from "./pkcs11.js";
+export { CALL_LOG_ENV, CALL_LOG_LEVEL_ENV, type CallLogLevel, type CallLogOptions, type CallLogSink } from "./call-log.js";
 export { openUserSession, type UserSessionOptions } from "./setup.js";
 export type { Handle } from "./handles.js";
 export type { Attribute, AttributeResult, Template, TemplateResult } from "./template.js";

@@ -9,6 +9,7 @@ import { Pkcs11Error, notLoadedError } from "./errors.js";
 import { type Handle, handleToNumber as h, numberToHandle } from "./handles.js";
 import { type Mechanism, MechanismEncoder } from "./mechanism.js";
 import { chipForTarget } from "./target.js";
+import { type CallLog, type CallLogOptions, callLogSettings, startCallLog } from "./call-log.js";
 import { type Template, type TemplateResult, checkAttributeType, checkTemplateLength, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
 import { freezeClass } from "../primordials.js";
@@ -21,19 +22,31 @@ export class PKCS11 {
   #backend: NativeChip | null = null;
   #initialized = false;
   readonly #mechanism = new MechanismEncoder();
+  #callLog: CallLog | null = null;
 
-  constructor(target?: string | NativeChip) {
-    if (typeof target === "string") this.load(target);
-    else if (target !== undefined) this.#backend = target;
+  /** `options`: as load()'s (call logging); HSMSIM_PKCS11_LOG applies to every form, a backend given directly too. */
+  constructor(target?: string | NativeChip, options?: CallLogOptions) {
+    if (typeof target === "string") this.load(target, options);
+    else if (target !== undefined) {
+      const logging = callLogSettings(options);
+      this.#backend = target;
+      if (logging !== null) this.#callLog = startCallLog(this, PKCS11.prototype, "backend:", logging);
+    }
   }
 
-  /** Loads a target: 'memory:' (see the README for options). */
-  load(target: string): void {
+  /**
+   * Loads a target: 'memory:' (see the README for options). `options.log` logs every PKCS#11 call
+   * of this module ("stderr", a file path or a function; never secrets), as HSMSIM_PKCS11_LOG does.
+   */
+  load(target: string, options?: CallLogOptions): void {
+    const logging = callLogSettings(options);
     const backend = chipForTarget(target);
     if (this.#backend !== null) unload(this.#backend);
     this.#backend = backend;
     this.libPath = target;
     this.#initialized = false;
+    this.#callLog?.stop();
+    this.#callLog = logging === null ? null : startCallLog(this, PKCS11.prototype, target, logging);
   }
 
   /**
@@ -46,6 +59,8 @@ export class PKCS11 {
     const backend = this.#backend;
     if (backend === null) return;
     const wasInitialized = this.#initialized;
+    this.#callLog?.stop();
+    this.#callLog = null;
     this.#backend = null;
     this.#initialized = false;
     this.libPath = "";

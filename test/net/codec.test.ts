@@ -101,7 +101,6 @@ describe("message shapes", () => {
       [{ ...request, conn: "" }, "req"], [{ ...request, conn: "x".repeat(300) }, "req"], [{ ...request, after: [[1]] }, "req"], [{ ...request, after: {} }, "req"],
       [{ ...request, op: { kind: "rm -rf" } }, "req"], [{ ...request, op: { kind: "call", method: 5, args: [] } }, "req"],
       [{ ...request, op: { kind: "call", method: "sign", args: new Array(65).fill(0) } }, "req"],
-      [{ ...request, op: { kind: "manage", method: "createUser", args: [] } }, "req"],
       [{ ...request, op: { ...request.op, session: { id: -1, flags: 0, login: null, continuation: false } } }, "req"],
       [{ ...response, ok: "yes" }, "res"], [{ ...response, error: { kind: "boom", message: "x" } }, "res"], [{ ...response, error: { kind: "pkcs11", code: "5", message: "x" } }, "res"],
       [{ ...response, wrote: { origin: 1 } }, "res"], [{ ...envelope, mac: "00" }, "peer"], [{ ...envelope, from: 7 }, "peer"],

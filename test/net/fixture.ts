@@ -8,7 +8,7 @@ import { join } from "node:path";
 import * as tls from "node:tls";
 
 import { ClusterClient } from "../../src/client/client.js";
-import { ClusterNode, type Member } from "../../src/cluster/node.js";
+import { ClusterNode, type Member, type NodeConfig } from "../../src/cluster/node.js";
 import { DEFAULT_NODE } from "../../src/cluster/cluster.js";
 import type { RequestOp, Response } from "../../src/cluster/protocol.js";
 import { Hsm, restoreHsm } from "../../src/hsm/hsm.js";
@@ -77,7 +77,7 @@ export function sharedCa(): Promise<CertificateAndKey> {
  * HSMs on 127.0.0.2, 127.0.0.3, … (random free ports), the first created and the others cloned
  * from it (masking key chip to chip), initialized; `keyAvailabilityMin` as given.
  */
-export async function startCluster(options: { hsms: number; keyAvailabilityMin?: number; limits?: Partial<HsmTransportLimits>; firstHost?: number } = { hsms: 1 }): Promise<TestCluster> {
+export async function startCluster(options: { hsms: number; keyAvailabilityMin?: number; limits?: Partial<HsmTransportLimits>; firstHost?: number; node?: Partial<NodeConfig> } = { hsms: 1 }): Promise<TestCluster> {
   const ca = await sharedCa();
   const dir = mkdtempSync(join(tmpdir(), "hsmsim-wire-"));
   const clock = new RealClock({ unref: true });
@@ -99,7 +99,7 @@ export async function startCluster(options: { hsms: number; keyAvailabilityMin?:
     const logger = recordingLogger();
     const address = members[i].address;
     const transport = await HsmTransport.listen({ address, tls: hsmTls({ hsm: cert, clusterCaPem: ca.certPem }), logger, limits: options.limits });
-    const node = new ClusterNode(devices[i], { ...DEFAULT_NODE, serviceTimeUs: () => 0, clusterId: "cluster-wire", address, availabilityZone: members[i].availabilityZone }, transport, clock);
+    const node = new ClusterNode(devices[i], { ...DEFAULT_NODE, serviceTimeUs: () => 0, ...options.node, clusterId: "cluster-wire", address, availabilityZone: members[i].availabilityZone }, transport, clock);
     hsms.push({ address, host: p.host, port: p.port, cert, transport, node, logger });
   }
   const kam = options.keyAvailabilityMin ?? 1;
@@ -151,7 +151,7 @@ export function sessionContext(id: number, login: string | null): NonNullable<Ex
 }
 
 /** A TLS socket to an HSM speaking raw frames (for hostile tests): it says hello unless told not to. */
-export async function rawConnection(address: string, ca: string, options: { cert?: CertificateAndKey; session?: Buffer; hello?: object | null; localAddress?: string } = {}): Promise<{ socket: tls.TLSSocket; encoder: FrameEncoder; closed: Promise<void>; session: () => Buffer | undefined }> {
+export async function rawConnection(address: string, ca: string, options: { cert?: CertificateAndKey; session?: Buffer; hello?: object | null; localAddress?: string } = {}): Promise<{ socket: tls.TLSSocket; encoder: FrameEncoder; closed: Promise<void>; session: () => Buffer | undefined; resumed: boolean }> {
   const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))];
   let ticket: Buffer | undefined;
   // localAddress goes through to net.connect (node's types omit it from tls's options).
@@ -167,9 +167,10 @@ export async function rawConnection(address: string, ca: string, options: { cert
     socket.once("secureConnect", () => resolve());
     socket.once("close", () => reject(new Error(`connection to ${address} closed during the handshake`)));
   });
+  const resumed = socket.isSessionReused();
   const encoder = new FrameEncoder();
   if (options.hello !== null) socket.write(encoder.encode(FRAME_HELLO, encodePayload(options.hello ?? { role: "client" })));
-  return { socket, encoder, closed, session: () => ticket };
+  return { socket, encoder, closed, session: () => ticket, resumed };
 }
 
 /** A message frame for a raw connection. */

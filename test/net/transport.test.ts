@@ -72,7 +72,8 @@ describe("two HSMs and a client over TLS", () => {
     const anonymous = await rawConnection(a.address, ca.certPem, { hello: { role: "hsm", address: b.address } });
     await anonymous.closed;
     expect(a.transport.stats.peerRefused).toBe(before + 2);
-    expect(a.logger.lines.some((l) => /claims HSM address/.test(l.message))).toBe(true);
+    expect(a.logger.lines.some((l) => (l.context as { code?: string }).code === "PEER_NOT_PROVEN" && /claims HSM address/.test(l.message))).toBe(true);
+    expect(a.transport.stats.badFrames.PEER_NOT_PROVEN).toBe(2);
   }, 30_000);
 
   it("a client trusting another CA is refused with a clear, typed error", async () => {
@@ -183,4 +184,167 @@ describe("limits at accept", () => {
       await transport.close();
     }
   }, 60_000);
+});
+
+describe("mutual TLS", () => {
+  it("enforced: a client without a certificate from the client trust anchor is refused at the handshake with a typed error; one with it is served", async () => {
+    const { createClientCa, issueClientCertificate } = await import("../../src/net/pki.js");
+    const ca = await sharedCa();
+    const clientCa = await createClientCa({ commonName: "hsmsim test clients" });
+    const appCert = await issueClientCertificate(clientCa, { commonName: "app-one" });
+    const host = "127.0.0.2";
+    const port = await freePort(host);
+    const address = `${host}:${port}`;
+    const cert = await issueHsmCertificate(ca, { host, port, hsmId: "hsm-mtls" });
+    const transport = await HsmTransport.listen({ address, tls: hsmTls({ hsm: cert, clusterCaPem: ca.certPem, clientCaPem: clientCa.certPem, enforceMutualTls: true }) });
+    // A bare transport that answers every request with a response of its own id: the TLS path is what is tested here.
+    transport.attach(address, (from, message) => {
+      const id = (message as { id: number }).id;
+      transport.send(address, from, { t: "res", id, ok: true, value: { hsmId: "hsm-mtls", clusterId: "c", members: [{ hsmId: "hsm-mtls", address, availabilityZone: "az" }], membershipEpoch: 1 }, hsmId: "hsm-mtls", spareCapacity: 1, membershipEpoch: 1 });
+    });
+    const anonymous = await startClient(address, ca.certPem, false);
+    const withCert = await startClient(address, ca.certPem, false, appCert);
+    try {
+      const refused = await new Promise<Error | null>((resolve) => anonymous.client.connect((e) => resolve(e)));
+      expect(refused).not.toBeNull();
+      await until(() => anonymous.errors.length > 0, "the anonymous client's connection error");
+      expect(anonymous.errors[0]).toBeInstanceOf(TlsError);
+      expect((anonymous.errors[0] as TlsError).code).toMatch(/^CLIENT_CERTIFICATE_(REQUIRED|REJECTED)$/);
+      const served = await new Promise<Error | null>((resolve) => withCert.client.connect((e) => resolve(e)));
+      expect(served).toBeNull();
+      expect(withCert.errors).toEqual([]);
+    } finally {
+      anonymous.close();
+      withCert.close();
+      await transport.close();
+    }
+  }, 60_000);
+});
+
+describe("timeouts, memory budget, a peer that is down", () => {
+  it("a half-open handshake, a silent client, and incomplete frames past the budget are closed; a down peer is not dialled on every send", async () => {
+    const ca = await sharedCa();
+    const host = "127.0.0.2";
+    const port = await freePort(host);
+    const address = `${host}:${port}`;
+    const cert = await issueHsmCertificate(ca, { host, port, hsmId: "hsm-timeouts" });
+    const logger = recordingLogger();
+    const transport = await HsmTransport.listen({
+      address, tls: hsmTls({ hsm: cert, clusterCaPem: ca.certPem }), logger,
+      limits: { handshakeTimeoutMs: 300, idleTimeoutMs: 400, maxBufferedBytes: 100_000 },
+    });
+    transport.attach(address, () => {});
+    const { connect } = await import("node:net");
+    try {
+      // TCP, and not a byte of TLS: the handshake timeout closes it.
+      const raw = connect({ host, port });
+      raw.on("error", () => {});
+      await new Promise<void>((resolve) => raw.once("close", () => resolve()));
+      expect(transport.stats.tlsRefused).toBeGreaterThanOrEqual(1);
+      // Hello, then silence: the idle timeout.
+      const silent = await rawConnection(address, ca.certPem);
+      silent.socket.resume();
+      await silent.closed;
+      expect(transport.stats.idleTimeouts).toBe(1);
+      // Two connections each holding 60 KB of a 1 MiB frame: the second passes the 100 KB budget.
+      const header = (sequence: number) => {
+        const h = Buffer.alloc(HEADER_BYTES);
+        h.writeUInt32BE(6 + 1024 * 1024, 0);
+        h.writeUInt8(WIRE_VERSION, 4);
+        h.writeUInt8(FRAME_MESSAGE, 5);
+        h.writeUInt32BE(sequence, 6);
+        return h;
+      };
+      const first = await rawConnection(address, ca.certPem);
+      first.socket.write(Buffer.concat([header(1), Buffer.alloc(60_000)]));
+      const second = await rawConnection(address, ca.certPem);
+      second.socket.write(Buffer.concat([header(1), Buffer.alloc(60_000)]));
+      await until(() => transport.stats.memoryRefused === 1, "a connection closed for the memory budget");
+      expect(logger.lines.some((l) => (l.context as { code?: string }).code === "MEMORY_BUDGET")).toBe(true);
+      first.socket.destroy();
+      second.socket.destroy();
+      // A peer address nobody listens on: sends for 600 ms, a handful of attempts at most (backoff), not one per send.
+      const nowhere = `127.0.0.2:${await freePort(host)}`;
+      const started = Date.now();
+      let sends = 0;
+      while (Date.now() - started < 600) {
+        transport.send(address, nowhere, { t: "peer" });
+        sends++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(sends).toBeGreaterThan(20);
+      expect(transport.stats.connects).toBeLessThanOrEqual(6);
+      expect(transport.stats.undeliverable).toBeGreaterThan(10);
+      // A message that cannot be encoded (a cycle) is dropped and counted, never thrown into the sender.
+      const client = await rawConnection(address, ca.certPem);
+      await until(() => transport.connections.clients === 1, "the client's hello");
+      const cyclic: Record<string, unknown> = { t: "res" };
+      cyclic.self = cyclic;
+      const unsendable = transport.stats.unsendable;
+      expect(() => transport.send(address, `client/${client.socket.localAddress}:${client.socket.localPort}`, cyclic)).not.toThrow();
+      expect(transport.stats.unsendable).toBe(unsendable + 1);
+      client.socket.destroy();
+    } finally {
+      await transport.close();
+    }
+  }, 60_000);
+});
+
+describe("an HSM dialling a peer checks who answers", () => {
+  it("an impostor at the peer's address, with a cluster certificate for another address or one from a foreign CA, never receives the message", async () => {
+    const ca = await sharedCa();
+    const foreign = await createClusterCa({ commonName: "impostor CA" });
+    const host = "127.0.0.2";
+    const [port, peerPort] = [await freePort(host), await freePort("127.0.0.4")];
+    const address = `${host}:${port}`, peerAddress = `127.0.0.4:${peerPort}`;
+    const hsm = await HsmTransport.listen({ address, tls: hsmTls({ hsm: await issueHsmCertificate(ca, { host, port, hsmId: "hsm-dialler" }), clusterCaPem: ca.certPem }) });
+    hsm.attach(address, () => {});
+    try {
+      const impostorCerts = [
+        { cert: await issueHsmCertificate(ca, { host: "127.0.0.4", port: peerPort + 1, hsmId: "hsm-wrong-port" }), clusterCaPem: ca.certPem },
+        { cert: await issueHsmCertificate(foreign, { host: "127.0.0.4", port: peerPort, hsmId: "hsm-foreign" }), clusterCaPem: foreign.certPem },
+      ];
+      for (const [i, impostor] of impostorCerts.entries()) {
+        const listener = await HsmTransport.listen({ address: peerAddress, tls: hsmTls({ hsm: impostor.cert, clusterCaPem: impostor.clusterCaPem }) });
+        const received: unknown[] = [];
+        listener.attach(peerAddress, (_from, message) => received.push(message));
+        try {
+          hsm.send(address, peerAddress, { t: "peer", cluster: "c", from: address, to: peerAddress, body: "{}", mac: Buffer.alloc(32) });
+          await until(() => hsm.stats.connectFailures === i + 1, "the dialling HSM to refuse the impostor's certificate");
+          expect(received).toEqual([]);
+          expect(listener.stats.messagesIn).toBe(0);
+        } finally {
+          await listener.close();
+        }
+        await new Promise((r) => setTimeout(r, 2_100)); // past the dial backoff
+      }
+    } finally {
+      await hsm.close();
+    }
+  }, 60_000);
+});
+
+describe("a peer that accepts TCP but never finishes the handshake", () => {
+  it("fails the dial after the handshake timeout (counted, backed off), never wedging the sender", async () => {
+    const ca = await sharedCa();
+    const host = "127.0.0.2";
+    const port = await freePort(host);
+    const address = `${host}:${port}`;
+    const hsm = await HsmTransport.listen({ address, tls: hsmTls({ hsm: await issueHsmCertificate(ca, { host, port, hsmId: "hsm-stuck-dialler" }), clusterCaPem: ca.certPem }), limits: { handshakeTimeoutMs: 300 } });
+    hsm.attach(address, () => {});
+    const { createServer } = await import("node:net");
+    const held: import("node:net").Socket[] = [];
+    const stuck = createServer((socket) => { held.push(socket); socket.on("error", () => {}); }); // reads nothing, answers nothing
+    const stuckPort = await freePort("127.0.0.4");
+    await new Promise<void>((resolve) => stuck.listen(stuckPort, "127.0.0.4", () => resolve()));
+    try {
+      hsm.send(address, `127.0.0.4:${stuckPort}`, { t: "peer", cluster: "c", from: address, to: "x", body: "{}", mac: Buffer.alloc(32) });
+      await until(() => hsm.stats.connectFailures === 1, "the stuck dial to fail on the handshake timeout");
+      expect(held.length).toBe(1);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => stuck.close(r));
+      await hsm.close();
+    }
+  }, 30_000);
 });

@@ -15,10 +15,15 @@ import type { Done, WorkerBackend } from "./worker.js";
 
 type ClusterSpec = Extract<BackendSpec, { kind: "cluster" }>;
 
+/** Calls the client answers itself (sessions are logical): they need no cluster, so C_Finalize and close() work without one. */
+const LOCAL_CALLS = new Set(["getSlotList", "openSession", "closeSession", "closeAllSessions", "getSessionInfo", "logout"]);
+
 export function clusterBackend(spec: ClusterSpec): WorkerBackend {
   const runtime = realTimeRuntime(spec);
   const client = new ClusterClient({ transport: runtime.transport, clock: runtime.clock, rng: runtime.rng, address: runtime.address, bootstrap: spec.bootstrap });
   const chip = new ClusterChip(client);
+  // A refused connection or failed handshake fails over now, not at the request's timeout (500 ms for a read).
+  runtime.onUnreachable((address) => setImmediate(() => client.unreachable(address)));
   let connected = false;
   let waiting: Done[] | null = null;
 
@@ -39,6 +44,7 @@ export function clusterBackend(spec: ClusterSpec): WorkerBackend {
 
   return {
     call(request, args, done) {
+      if (request.kind === "chip" && LOCAL_CALLS.has(request.method)) return chip.start(request.method, args, done);
       const fail: Done = (error) => done(request.kind === "chip" ? asPkcs11(error!, request.method) : error);
       whenConnected(fail, () => {
         switch (request.kind) {

@@ -7,7 +7,7 @@
 // caller's own buffers, as pkcs11js writes into them.
 //
 // The wait is bounded, never a hang: a worker that exits fails the call at once; one whose
-// event loop stops turning (no heartbeat for stallTimeoutMs, default 15 s) or that gives no
+// event loop stops turning (no heartbeat for stallTimeoutMs, default 15 s, once it has started) or that gives no
 // answer within callTimeoutMs (default 60 s, far above the client's own timeouts and retries)
 // fails it with CKR_DEVICE_ERROR, and the link is then broken for good (the worker is ended).
 import { existsSync } from "node:fs";
@@ -105,7 +105,8 @@ export class RemoteLink {
       if (b !== beat) {
         beat = b;
         beatMs = nowMs;
-      } else if (nowMs - beatMs > this.#stallTimeoutMs) {
+      } else if (b !== 0 && nowMs - beatMs > this.#stallTimeoutMs) {
+        // (0: the worker is still starting — loading modules is not a stall; callTimeoutMs bounds it)
         why ??= `the remote client's worker stopped responding (no heartbeat for ${this.#stallTimeoutMs} ms)`;
       }
       if (nowMs - startedMs > this.#callTimeoutMs) why ??= `no answer from the remote client's worker within ${this.#callTimeoutMs} ms`;
@@ -226,7 +227,10 @@ function workerScript(): { script: string | URL; eval: boolean } {
   if (!existsSync(source)) throw new ClientError("INVALID_ARGUMENT", `the remote client's worker script is missing next to ${here}: rebuild hsmsim (npm run build:ts)`);
   const require = createRequire(join(here, "link.ts"));
   const tsx = pathToFileURL(join(dirname(require.resolve("tsx/package.json")), "dist", "esm", "api", "index.mjs")).href;
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(source).href)}); });`;
+  // A worker that cannot load marks itself dead at once, so a waiting call fails now rather than at callTimeoutMs.
+  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(source).href)}); })` +
+    `.catch(async (e) => { const { workerData } = await import("node:worker_threads"); const s = new Int32Array(workerData.state);` +
+    ` Atomics.store(s, ${STATE_DEAD}, 1); Atomics.notify(s, ${STATE_ANSWERS}); throw e; });`;
   // An ES module from a data: URL, not an eval'd script (which would define __filename for every module it loads).
   return { script: new URL(`data:text/javascript,${encodeURIComponent(code)}`), eval: false };
 }

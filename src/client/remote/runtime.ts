@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { ClientTransport } from "../../net/client-transport.js";
 import { OsRandom } from "../../net/os-random.js";
 import { RealClock } from "../../net/real-clock.js";
-import { applicationTlsOptions, toTlsError } from "../../net/tls-options.js";
+import { clientTls } from "../../net/tls-transport.js";
 import type { Clock } from "../../runtime/clock.js";
 import type { Random } from "../../runtime/random.js";
 import type { Transport } from "../../runtime/transport.js";
@@ -21,7 +21,14 @@ export interface RealTimeRuntime {
   address: string;
   /** Why the last connection to `address` failed (a TLS refusal says which CA it saw), if it did. */
   lastError(address: string): Error | null;
+  /** Tells `listener` of each address whose connection just failed (the client fails over at once). */
+  onUnreachable(listener: (address: string) => void): void;
   close(): void;
+}
+
+/** Requests are small and each waits for its answer: Nagle's algorithm would hold them back for the previous one's ACK. */
+function withNoDelay(tls: ReturnType<typeof clientTls>): ReturnType<typeof clientTls> {
+  return { ...tls, connect: (address) => ({ ...tls.connect(address), noDelay: true }) };
 }
 
 export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>): RealTimeRuntime {
@@ -29,12 +36,13 @@ export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>)
   const clientCertificate = spec.clientCertificatePem !== undefined && spec.clientKeyPem !== undefined
     ? { certPem: spec.clientCertificatePem, keyPem: spec.clientKeyPem } : undefined;
   const failures = new Map<string, Error>();
+  let unreachable: (address: string) => void = () => {};
   const transport = new ClientTransport({
-    tls: {
-      connect: (address) => applicationTlsOptions({ address, trustAnchorPem, clientCertificate }),
-      describeError: (error, address) => toTlsError(error, { address, trustAnchorPem }),
+    tls: withNoDelay(clientTls({ trustAnchorPem, clientCertificate })),
+    onError: (error, address) => {
+      failures.set(address, error);
+      unreachable(address);
     },
-    onError: (error, address) => failures.set(address, error),
   });
   return {
     transport,
@@ -42,6 +50,9 @@ export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>)
     rng: new OsRandom(),
     address: `app/${process.pid}/${randomBytes(6).toString("hex")}`,
     lastError: (address) => failures.get(address) ?? null,
+    onUnreachable: (listener) => {
+      unreachable = listener;
+    },
     close: () => transport.close(),
   };
 }

@@ -60,6 +60,7 @@ function main(): void {
     Atomics.store(state, STATE_DEAD, 1);
     Atomics.notify(state, STATE_ANSWERS);
   });
+  Atomics.add(state, STATE_HEARTBEAT, 1); // started: from now on a stopped heartbeat means a stuck worker
   setInterval(() => Atomics.add(state, STATE_HEARTBEAT, 1), HEARTBEAT_INTERVAL_MS).unref();
 
   const answer = (request: BridgeRequest, message: BridgeAnswer) => {

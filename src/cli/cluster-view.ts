@@ -1,0 +1,52 @@
+// How the cluster commands read and print a real-time cluster: the supervisor's status over
+// the control socket, or cluster.json when no supervisor runs.
+import { join } from "node:path";
+
+import type { ClusterFolder } from "../net/cluster-folder.js";
+import { controlRequest } from "../net/control-socket.js";
+import type { ClusterView } from "../net/supervisor.js";
+import type { TextStream } from "./command.js";
+import { textOutput } from "./format.js";
+
+export function statusOf(folder: ClusterFolder): Promise<ClusterView> {
+  return controlRequest(folder.socket, { op: "status" }, 30_000) as Promise<ClusterView>;
+}
+
+/** The last recorded state, for a cluster whose supervisor is not running. */
+export function recordedView(folder: ClusterFolder): ClusterView {
+  const file = folder.read();
+  return {
+    clusterId: file.clusterId, lineageId: file.lineageId, state: file.state, running: false, supervisorPid: null, mtls: file.mtls,
+    hsms: file.hsms.map((h) => ({ hsmId: h.hsmId, origin: h.origin, address: h.address, availabilityZone: h.availabilityZone, state: h.state, pid: null, restarts: 0 })),
+    backups: [], events: [],
+  };
+}
+
+/** How an application connects: the typed API and the PKCS#11 load string. */
+export function connectInfo(v: ClusterView, folder: ClusterFolder) {
+  const first = v.hsms.find((h) => h.state !== "DELETED");
+  if (!first) return null;
+  return {
+    trustAnchor: folder.trustAnchor,
+    address: first.address,
+    api: `connect({ address: "${first.address}", trustAnchor: readFileSync("${folder.trustAnchor}", "utf8") })`,
+    pkcs11: `load("cloudhsm://${first.address}?ca=${folder.trustAnchor}")`,
+    ...(v.mtls ? { clientCertificate: join(folder.pkiDir, "client.crt"), clientKey: join(folder.pkiDir, "client.key") } : {}),
+  };
+}
+
+export function printCluster(v: ClusterView, folder: ClusterFolder, json: boolean, out: TextStream, howTo = true): void {
+  const connect = connectInfo(v, folder);
+  if (json) {
+    out.write(`${JSON.stringify({ ...v, dataDir: folder.dir, connect }, null, 2)}\n`);
+    return;
+  }
+  out.write(`cluster ${v.clusterId} ${v.state}${v.running ? ` (supervisor pid ${v.supervisorPid})` : " (down: no supervisor runs; states as last recorded; hsmsim up starts it)"}\n`);
+  textOutput((t) => void out.write(t)).table(["HSM", "state", "address", "zone", "pid", "keys", "users"], v.hsms.map((h) => [
+    h.hsmId, h.state, h.address, h.availabilityZone, h.pid === null ? "-" : String(h.pid), h.keyCount ?? "-", h.userCount ?? "-",
+  ]));
+  if (howTo && connect) {
+    out.write(`\ntrust anchor: ${connect.trustAnchor}\nconnect:      ${connect.api}\npkcs11:       ${connect.pkcs11}\n`);
+    if (v.mtls) out.write(`client cert:  ${join(folder.pkiDir, "client.crt")} (key ${join(folder.pkiDir, "client.key")})\n`);
+  }
+}
