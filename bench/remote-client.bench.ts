@@ -1,5 +1,3 @@
-// (Written on wt-remote as bench/remote.bench.ts; kept unchanged under this name when merged
-// into wt-bench, whose bench/remote.bench.ts is the side-by-side benchmark of issue 9.)
 // The remote client's costs, side by side: the same calls in-process (the chip), through the
 // bridge alone (the worker hosting a memory chip: thread hop + Atomics.wait + structured clone),
 // and against a real-time cluster over TLS (HSMs in a worker thread of this process, so both
