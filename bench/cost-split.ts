@@ -35,15 +35,23 @@ function wireCodec(): (message: unknown, accepts: "req" | "res") => void {
 }
 
 /** A request and its answer as the client and HSM exchange them (src/cluster/protocol.ts). */
-function exchange(method: string, input: Buffer, outputBytes: number): { request: unknown; response: unknown } {
+function exchange(method: string, args: unknown[], value: unknown, step: number): { request: unknown; response: unknown } {
   return {
     request: {
       t: "req", id: 123456, conn: "c1",
-      op: { kind: "call", method, args: [17, input, outputBytes], session: { id: 17, flags: 6, login: "alice:alice-password", continuation: true, operation: { n: 42, step: 1 } } },
+      op: { kind: "call", method, args, session: { id: 17, flags: 6, login: "bench:bench-password-1", continuation: step > 0, operation: { n: 42, step } } },
       after: [[1, 1234], [2, 987], [3, 55]],
     },
-    response: { t: "res", id: 123456, ok: true, value: crypto.randomBytes(outputBytes), hsmId: "hsm-1", spareCapacity: 250, membershipEpoch: 3 },
+    response: { t: "res", id: 123456, ok: true, value, hsmId: "hsm-1", spareCapacity: 250, membershipEpoch: 3 },
   };
+}
+
+/** The two exchanges of an Init+call operation: the Init (mechanism as the facade encodes it) and the call with its data. */
+function operationExchanges(init: string, mechanismBytes: Buffer, method: string, input: Buffer, outputBytes: number) {
+  return [
+    exchange(init, [17, 1_000_001, new Float64Array([1, 0, 0, 128]), mechanismBytes, Buffer.alloc(0)], null, 0),
+    exchange(method, [17, input, outputBytes], crypto.randomBytes(outputBytes), 1),
+  ];
 }
 
 /** The cluster PKI's certificates: a cluster CA and an HSM certificate for 127.0.0.1. */
@@ -57,12 +65,12 @@ async function serverCertificate(): Promise<{ cert: string; key: string; ca: str
 class EchoClient {
   private pending: Buffer = Buffer.alloc(0);
   private readonly waiting: (() => void)[] = [];
-  constructor(private readonly socket: net.Socket, private readonly answerBytes: number) {
+  constructor(private readonly socket: net.Socket) {
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => {
       this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-      while (this.pending.length >= 4 + this.answerBytes) {
-        this.pending = this.pending.subarray(4 + this.answerBytes);
+      while (this.pending.length >= 4 && this.pending.length >= 4 + this.pending.readUInt32BE(0)) {
+        this.pending = this.pending.subarray(4 + this.pending.readUInt32BE(0));
         this.waiting.shift()!();
       }
     });
@@ -78,8 +86,8 @@ class EchoClient {
   }
 }
 
-async function echoServer(mode: "tcp" | "tls", answerBytes: number, pem: { cert: string; key: string }): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(here, "echo-server.ts"), mode, String(answerBytes)],
+async function echoServer(mode: "tcp" | "tls", pem: { cert: string; key: string }): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(here, "echo-server.ts"), mode],
     { env: { ...process.env, ECHO_CERT: pem.cert, ECHO_KEY: pem.key }, stdio: ["pipe", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("echo server did not start in 20 s")), 20_000);
@@ -92,20 +100,35 @@ async function echoServer(mode: "tcp" | "tls", answerBytes: number, pem: { cert:
   return { child, port };
 }
 
-async function connectEcho(mode: "tcp" | "tls", port: number, cert: string, answerBytes: number): Promise<EchoClient> {
+async function connectEcho(mode: "tcp" | "tls", port: number, cert: string): Promise<EchoClient> {
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const s = mode === "tls"
       ? tls.connect(applicationTlsOptions({ address: `127.0.0.1:${port}`, trustAnchorPem: cert }), () => resolve(s))
       : net.connect({ host: "127.0.0.1", port }, () => resolve(s));
     s.once("error", reject);
   });
-  return new EchoClient(socket, answerBytes);
+  return new EchoClient(socket);
 }
 
-export interface SplitRow { operation: string; codecUs: number; tcpUs: number; tlsUs: number; chipUs: number; remoteUs?: number; tcp64OpsPerSecond: number; tls64OpsPerSecond: number }
+export interface SplitRow {
+  operation: string;
+  codecUs: number;
+  tcpUs: number;
+  tlsUs: number;
+  chipUs: number;
+  bridgeUs?: number;
+  remoteUs?: number;
+  tcp64OpsPerSecond: number;
+  tls64OpsPerSecond: number;
+}
+type SplitOperation = "AES-GCM 4 KiB" | "HMAC-SHA256 64 B";
 
-/** Measures the parts for two requests (AES-GCM 4 KiB, HMAC 64 B) and prints the split. `remoteP50Us` by operation, if measured. */
-export async function costSplit(options: { timeMs: number; remoteP50Us?: Partial<Record<"AES-GCM 4 KiB" | "HMAC-SHA256 64 B", number>> }): Promise<SplitRow[]> {
+/**
+ * Measures the parts of two Init+call operations (AES-GCM 4 KiB, HMAC 64 B): both exchanges through
+ * the codec, both round trips through TCP and TLS echoes of the same sizes, the chip; and prints the
+ * split against the remote sync p50 and the worker bridge's p50 (bridge-only minus chip), if given.
+ */
+export async function costSplit(options: { timeMs: number; remoteP50Us?: Partial<Record<SplitOperation, number>>; bridgeP50Us?: Partial<Record<SplitOperation, number>> }): Promise<SplitRow[]> {
   const wire = wireCodec();
   const pem = await serverCertificate();
   const chip = P.load("memory:");
@@ -113,26 +136,36 @@ export async function costSplit(options: { timeMs: number; remoteP50Us?: Partial
   const { session } = P.openUserSession(chip, { soPin: "bench-so-1", userPin: "bench-user-1" });
   const ops = syncOperations(chip, session, makeKeys(chip, session, false));
   const cases = [
-    { operation: "AES-GCM 4 KiB" as const, method: "encrypt", input: crypto.randomBytes(4096), outputBytes: 4112, chip: ops["AES-GCM 4 KiB"] },
-    { operation: "HMAC-SHA256 64 B" as const, method: "sign", input: crypto.randomBytes(64), outputBytes: 32, chip: ops["HMAC-SHA256 64 B"] },
+    { operation: "AES-GCM 4 KiB" as const, exchanges: operationExchanges("encryptInit", crypto.randomBytes(12), "encrypt", crypto.randomBytes(4096), 4112), chip: ops["AES-GCM 4 KiB"] },
+    { operation: "HMAC-SHA256 64 B" as const, exchanges: operationExchanges("signInit", Buffer.alloc(0), "sign", crypto.randomBytes(64), 32), chip: ops["HMAC-SHA256 64 B"] },
   ];
   const rows: SplitRow[] = [];
   for (const c of cases) {
-    const { request, response } = exchange(c.method, c.input, c.outputBytes);
     const codecM = await measure(`codec ${c.operation}`, () => {
-      wire(request, "req");
-      wire(response, "res");
+      for (const { request, response } of c.exchanges) {
+        wire(request, "req");
+        wire(response, "res");
+      }
     }, { timeMs: options.timeMs });
-    const requestBytes = encodePayload(request).length, answerBytes = encodePayload(response).length;
-    const frame = Buffer.alloc(4 + requestBytes, 1);
-    frame.writeUInt32BE(requestBytes, 0);
+    // Echo frames of the same sizes; the first 4 payload bytes ask for the answer's size.
+    const frames = c.exchanges.map(({ request, response }) => {
+      const requestBytes = encodePayload(request).length, answerBytes = encodePayload(response).length;
+      const frame = Buffer.alloc(4 + Math.max(requestBytes, 4), 1);
+      frame.writeUInt32BE(frame.length - 4, 0);
+      frame.writeUInt32BE(answerBytes, 4);
+      process.stderr.write(`  split ${c.operation}: request ${requestBytes} B, answer ${answerBytes} B\n`);
+      return frame;
+    });
     const transport: Record<string, { seq: Measured; par: Measured }> = {};
     for (const mode of ["tcp", "tls"] as const) {
-      const { child, port } = await echoServer(mode, answerBytes, pem);
+      const { child, port } = await echoServer(mode, pem);
       try {
-        const client = await connectEcho(mode, port, pem.ca, answerBytes);
-        const seq = await measure(`${mode} echo ${c.operation}`, () => client.call(frame), { timeMs: options.timeMs, inFlight: 1, serverPids: [child.pid!] });
-        const par = await measure(`${mode} echo ${c.operation} x64`, () => client.call(frame), { timeMs: options.timeMs, inFlight: 64, serverPids: [child.pid!] });
+        const client = await connectEcho(mode, port, pem.ca);
+        const both = async () => {
+          for (const frame of frames) await client.call(frame);
+        };
+        const seq = await measure(`${mode} echo ${c.operation}`, both, { timeMs: options.timeMs, inFlight: 1, serverPids: [child.pid!] });
+        const par = await measure(`${mode} echo ${c.operation} x64`, both, { timeMs: options.timeMs, inFlight: 64, serverPids: [child.pid!] });
         transport[mode] = { seq, par };
         client.close();
       } finally {
@@ -143,17 +176,18 @@ export async function costSplit(options: { timeMs: number; remoteP50Us?: Partial
     const chipM = await measure(`chip ${c.operation}`, c.chip, { timeMs: options.timeMs });
     rows.push({
       operation: c.operation, codecUs: codecM.p50Us, tcpUs: transport.tcp.seq.p50Us, tlsUs: transport.tls.seq.p50Us, chipUs: chipM.p50Us,
+      bridgeUs: options.bridgeP50Us?.[c.operation] === undefined ? undefined : options.bridgeP50Us[c.operation]! - chipM.p50Us,
       remoteUs: options.remoteP50Us?.[c.operation], tcp64OpsPerSecond: transport.tcp.par.opsPerSecond, tls64OpsPerSecond: transport.tls.par.opsPerSecond,
     });
-    process.stderr.write(`  split ${c.operation}: request ${requestBytes} B, answer ${answerBytes} B\n`);
   }
   chip.C_Finalize();
-  console.log(`\nCost per request, split (p50, µs; codec: src/net codec + framing + message checks, both messages; echo server in its own process on 127.0.0.1):`);
-  console.log("| request | codec (enc+dec, both ways) | TCP round trip | TLS 1.3 extra | chip call | sum | remote sync p50 | rest (queueing, worker bridge, client+HSM logic) | TCP echo ×64 ops/s | TLS echo ×64 ops/s |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  const f = (n: number | undefined) => (n === undefined ? "—" : n.toFixed(1));
+  console.log(`\nCost of one sync Init+call operation (two requests), split; p50 µs; echo server in its own process on 127.0.0.1:`);
+  console.log("| operation | codec (2 requests + 2 answers: msgpackr, framing, checks) | 2 round trips over TCP | TLS 1.3's extra | chip | worker bridge (bridge-only − chip) | sum | remote sync p50 | rest: client + HSM logic, queueing | TCP echo ×64 ops/s | TLS echo ×64 ops/s |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const r of rows) {
-    const sum = r.codecUs + r.tlsUs + r.chipUs;
-    console.log(`| ${r.operation} | ${r.codecUs.toFixed(1)} | ${r.tcpUs.toFixed(1)} | ${(r.tlsUs - r.tcpUs).toFixed(1)} | ${r.chipUs.toFixed(1)} | ${sum.toFixed(1)} | ${r.remoteUs?.toFixed(1) ?? "—"} | ${r.remoteUs ? (r.remoteUs - sum).toFixed(1) : "—"} | ${Math.round(r.tcp64OpsPerSecond).toLocaleString("en-US")} | ${Math.round(r.tls64OpsPerSecond).toLocaleString("en-US")} |`);
+    const sum = r.codecUs + r.tlsUs + r.chipUs + (r.bridgeUs ?? 0);
+    console.log(`| ${r.operation} | ${f(r.codecUs)} | ${f(r.tcpUs)} | ${f(r.tlsUs - r.tcpUs)} | ${f(r.chipUs)} | ${f(r.bridgeUs)} | ${f(sum)} | ${f(r.remoteUs)} | ${r.remoteUs === undefined ? "—" : f(r.remoteUs - sum)} | ${Math.round(r.tcp64OpsPerSecond).toLocaleString("en-US")} | ${Math.round(r.tls64OpsPerSecond).toLocaleString("en-US")} |`);
   }
   return rows;
 }

@@ -1,30 +1,37 @@
 // A frame echo server in its own process (as an HSM is), for the cost split: it reads
-// length-prefixed frames (u32 big-endian length, then the bytes) and answers each with a frame
-// of `answerBytes`, over plain TCP or TLS 1.3 on loopback. Prints its port on stdout, and
-// exits when its stdin closes (so it never outlives the benchmark).
-// Run by cost-split.ts: tsx bench/echo-server.ts tcp|tls ANSWER_BYTES (cert and key PEM in env)
+// length-prefixed frames (u32 big-endian length, then the bytes, the first 4 of which say how
+// long the answer is) and answers each with a frame of that length, over plain TCP or TLS 1.3
+// on loopback. Prints its port on stdout, and exits when its stdin closes (so it never
+// outlives the benchmark). Run by cost-split.ts: tsx bench/echo-server.ts tcp|tls (PEMs in env)
 import * as net from "node:net";
 import * as tls from "node:tls";
 
-const [mode, answerArg] = process.argv.slice(2);
-const answerBytes = Number(answerArg);
-const answer = Buffer.alloc(4 + answerBytes, 7);
-answer.writeUInt32BE(answerBytes, 0);
+const [mode] = process.argv.slice(2);
+const answers = new Map<number, Buffer>();
+function answer(bytes: number): Buffer {
+  let a = answers.get(bytes);
+  if (!a) {
+    a = Buffer.alloc(4 + bytes, 7);
+    a.writeUInt32BE(bytes, 0);
+    answers.set(bytes, a);
+  }
+  return a;
+}
 
 function serve(socket: net.Socket): void {
   socket.setNoDelay(true);
   let pending: Buffer = Buffer.alloc(0);
   socket.on("data", (chunk: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-    let answers = 0;
-    while (pending.length >= 4) {
+    const out: Buffer[] = [];
+    while (pending.length >= 8) {
       const length = pending.readUInt32BE(0);
       if (pending.length < 4 + length) break;
+      out.push(answer(pending.readUInt32BE(4)));
       pending = pending.subarray(4 + length);
-      answers++;
     }
-    if (answers === 1) socket.write(answer);
-    else if (answers > 1) socket.write(Buffer.concat(Array.from({ length: answers }, () => answer)));
+    if (out.length === 1) socket.write(out[0]);
+    else if (out.length > 1) socket.write(Buffer.concat(out));
   });
   socket.on("error", () => socket.destroy());
 }

@@ -135,6 +135,18 @@ for (const column of columns.slice(1)) {
 }
 for (const note of remoteNotes) console.log(`note: ${note}`);
 
+// ---- where the cores run out ----
+console.log("\nCores busy (CPU seconds per wall second; the machine has 2): the client process (main thread + the remote client's worker) vs all HSM processes");
+for (const c of columns.filter((c) => c.hsms !== undefined)) {
+  const measured = [...results.get(c.name)!.values()].filter((m): m is Measured => typeof m !== "string");
+  if (!measured.length) continue;
+  const client = Math.max(...measured.map((m) => m.clientCores));
+  const servers = Math.max(...measured.map((m) => m.serverCores.reduce((a, b) => a + b, 0)));
+  const busiestHsm = Math.max(...measured.flatMap((m) => m.serverCores));
+  const limit = client >= 0.85 ? "client-bound (its worker thread and main thread near one core)" : busiestHsm >= 0.85 ? "an HSM process near one core" : "neither side saturated: latency-bound (round trips)";
+  console.log(`  ${c.name}: client up to ${client.toFixed(2)}, HSMs up to ${servers.toFixed(2)} (busiest HSM ${busiestHsm.toFixed(2)}): ${limit}`);
+}
+
 // ---- targets ----
 const p11kit = results.get("p11-kit (unix socket)");
 const syncRemote = columns.filter((c) => c.hsms !== undefined && c.inFlight === 0);
@@ -172,8 +184,12 @@ if (withSplit) {
     "AES-GCM 4 KiB": get(firstSync, "AES-GCM 4 KiB")?.p50Us,
     "HMAC-SHA256 64 B": get(firstSync, "HMAC-SHA256 64 B")?.p50Us,
   } : undefined;
+  const bridgeP50Us = {
+    "AES-GCM 4 KiB": get("worker bridge only (memory:)", "AES-GCM 4 KiB")?.p50Us,
+    "HMAC-SHA256 64 B": get("worker bridge only (memory:)", "HMAC-SHA256 64 B")?.p50Us,
+  };
   if (firstSync) console.log(`\n(remote sync p50 below: ${firstSync})`);
-  await costSplit({ timeMs, remoteP50Us });
+  await costSplit({ timeMs, remoteP50Us, bridgeP50Us });
 }
 
 function describe(e: unknown): string {
