@@ -13,6 +13,7 @@ import { createCluster } from "../net/new-cluster.js";
 import { ProcessError } from "../net/process-errors.js";
 import { DEFAULT_DATA_DIR, type OptionSpec, type ValueParser, UsageError, commaList, defineCommand, oneOf, shared, wholeNumber } from "./command.js";
 import { printCluster, statusOf } from "./cluster-view.js";
+import type { ClusterView } from "../net/supervisor.js";
 import { progressLine } from "./progress.js";
 
 const ipv4: ValueParser<string> = (text, name) => {
@@ -109,6 +110,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     child.unref();
     const timeoutMs = values["timeout-ms"] ?? 120_000;
     const started = Date.now();
+    let lastView: ClusterView | null = null;
     try {
       for (;;) {
         if (exited !== null) {
@@ -116,6 +118,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
           throw new ProcessError("CHILD_FAILED", `the supervisor exited (${exited})${why ? `: ${why}` : ""}; see ${folder.logsDir}`);
         }
         const v = await statusOf(folder).catch(() => null);
+        if (v) lastView = v;
         if (v) {
           const answering = v.hsms.filter((h) => h.state !== "DELETED" && !h.remote && h.keyCount !== undefined).length;
           if (answering > progress.done) progress.tick(true, answering - progress.done);
@@ -126,7 +129,11 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
             return 0;
           }
         }
-        if (Date.now() - started > timeoutMs) throw new ProcessError("TIMEOUT", `the cluster did not come up within ${timeoutMs} ms: see ${folder.logsDir}`);
+        if (Date.now() - started > timeoutMs) {
+          // Why, when an HSM process keeps failing (its address taken, its folder damaged…): its last exits.
+          const exits = (lastView?.events ?? []).filter((e) => / process exited /.test(e.event)).slice(-3).map((e) => e.event);
+          throw new ProcessError("TIMEOUT", `the cluster did not come up within ${timeoutMs} ms${exits.length ? ` (${exits.join("; ")})` : ""}: see ${folder.logsDir}; hsmsim down stops what did start`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     } finally {

@@ -22,16 +22,24 @@ export function recordedView(folder: ClusterFolder): ClusterView {
   };
 }
 
-/** How an application connects: the typed API and the PKCS#11 load string. */
+/** A path as a query value: as is when it needs no escaping (the common case), else percent-encoded. */
+function queryValue(path: string): string {
+  return /^[A-Za-z0-9/._~-]+$/.test(path) ? path : encodeURIComponent(path);
+}
+
+/** How an application connects: the typed API (connect) and the PKCS#11 load string (both from "hsmsim"). */
 export function connectInfo(v: ClusterView, folder: ClusterFolder) {
   const first = v.hsms.find((h) => h.state !== "DELETED");
   if (!first) return null;
+  const cert = join(folder.pkiDir, "client.crt"), key = join(folder.pkiDir, "client.key");
+  const mtls = v.mtls ? { clientCertificate: cert, clientKey: key } : {};
+  const mtlsQuery = v.mtls ? `&cert=${queryValue(cert)}&key=${queryValue(key)}` : "";
   return {
     trustAnchor: folder.trustAnchor,
     address: first.address,
-    api: `connect({ address: "${first.address}", trustAnchor: readFileSync("${folder.trustAnchor}", "utf8") })`,
-    pkcs11: `load("cloudhsm://${first.address}?ca=${folder.trustAnchor}")`,
-    ...(v.mtls ? { clientCertificate: join(folder.pkiDir, "client.crt"), clientKey: join(folder.pkiDir, "client.key") } : {}),
+    api: `connect({ address: "${first.address}", trustAnchor: "${folder.trustAnchor}"${v.mtls ? `, clientCertificate: { certificate: "${cert}", key: "${key}" }` : ""} })`,
+    pkcs11: `load("cloudhsm://${first.address}?ca=${queryValue(folder.trustAnchor)}${mtlsQuery}")`,
+    ...mtls,
   };
 }
 
@@ -46,7 +54,7 @@ export function printCluster(v: ClusterView, folder: ClusterFolder, json: boolea
     h.hsmId, h.state, h.address, h.availabilityZone, h.pid === null ? "-" : String(h.pid), h.keyCount ?? "-", h.userCount ?? "-",
   ]));
   if (howTo && connect) {
-    out.write(`\ntrust anchor: ${connect.trustAnchor}\nconnect:      ${connect.api}\npkcs11:       ${connect.pkcs11}\n`);
+    out.write(`\ntrust anchor: ${connect.trustAnchor}\nconnect:      ${connect.api}\npkcs11:       ${connect.pkcs11}\n(connect and load come from "hsmsim"; any HSM's address works: the client learns the others)\n`);
     if (v.mtls) out.write(`client cert:  ${join(folder.pkiDir, "client.crt")} (key ${join(folder.pkiDir, "client.key")})\n`);
   }
 }

@@ -1,10 +1,11 @@
 // The supervisor's handle on one HSM process: start it (fork with an IPC channel), send it
 // commands and await their replies (bounded), and hear when it is ready, activated or gone.
 import { type ChildProcess, fork } from "node:child_process";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 
 import { type ChildMessage, type HsmProcessConfig, type SupervisorCommand, isChildMessage } from "./hsm-ipc.js";
 import { entryPoint } from "./entry-points.js";
-import { ProcessError } from "./process-errors.js";
+import { EXIT_FATAL, ProcessError } from "./process-errors.js";
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 export type CommandBody = DistributiveOmit<SupervisorCommand, "id">;
@@ -31,6 +32,8 @@ export class HsmChild {
     this.process.on("error", () => {}); // a failed send or spawn shows as exit
     this.process.on("exit", (code, signal) => {
       this.exited = true;
+      // The reason goes over IPC too, but an exiting process may not flush it: the log line is written synchronously.
+      if (code === EXIT_FATAL && this.fatalReason === null) this.fatalReason = lastFatalReason(config.logFile);
       for (const [, p] of this.pending) {
         clearTimeout(p.timer);
         p.reject(new ProcessError("CHILD_FAILED", `the HSM process exited (${signal ?? `code ${code}`})`));
@@ -101,4 +104,27 @@ export class HsmChild {
       }
     }
   }
+}
+
+/** The reason of the last fatal line in an HSM process's log (its tail only), or null. */
+function lastFatalReason(logFile: string): string | null {
+  try {
+    const fd = openSync(logFile, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const length = Math.min(size, 16_384);
+      const tail = Buffer.alloc(length);
+      readSync(fd, tail, 0, length, size - length);
+      for (const line of tail.toString("utf8").split("\n").reverse()) {
+        if (!line.includes('"reason"')) continue;
+        const reason = (JSON.parse(line) as { reason?: unknown }).reason;
+        if (typeof reason === "string") return reason;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // no log, or a partial line: no reason
+  }
+  return null;
 }
