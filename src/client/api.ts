@@ -60,6 +60,18 @@ export function startManage(client: ClusterClient, request: { username: string; 
   client.send(op, { pinned, rule: READ_ONLY.has(request.method) ? "repeat" : "fail", anyState }, (e, v) => done(e && remoteToTyped(e), v));
 }
 
+/** A crypto user logged in (CloudHSM's "name:password") on a new session of `p`; the session is closed if the login fails. */
+export function loginCryptoUser(p: PKCS11, username: string, password: string): CryptoUserSession {
+  const session = p.C_OpenSession(Buffer.alloc(8), C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
+  try {
+    p.C_Login(session, C.CKU_USER, `${username}:${password}`);
+  } catch (e) {
+    p.C_CloseSession(session);
+    throw e;
+  }
+  return new CryptoUserSession(p, session);
+}
+
 export class ClusterConnection {
   private readonly chip: ClusterChip;
   private facade: PKCS11 | null = null;
@@ -91,15 +103,7 @@ export class ClusterConnection {
 
   /** Logs a crypto user in on a new session. */
   login(username: string, password: string): CryptoUserSession {
-    const p = this.pkcs11();
-    const session = p.C_OpenSession(Buffer.alloc(8), C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
-    try {
-      p.C_Login(session, C.CKU_USER, `${username}:${password}`);
-    } catch (e) {
-      p.C_CloseSession(session);
-      throw e;
-    }
-    return new CryptoUserSession(p, session);
+    return loginCryptoUser(this.pkcs11(), username, password);
   }
 
   /**

@@ -63,6 +63,34 @@ bool deserializeAttributes(ByteView in, AttributeMap& out) {
   return offset == in.size;
 }
 
+CK_RV sealRecord(Token& token, Bytes& record, size_t headerSize, ByteView binding, const Bytes& plain) {
+  uint8_t iv[kIv];
+  if (!token.drbg->generate(iv, kIv)) return CKR_FUNCTION_FAILED;
+  Bytes aad(record.begin(), record.begin() + headerSize);
+  if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
+  record.insert(record.end(), iv, iv + kIv);
+  size_t bodyAt = record.size();
+  record.resize(bodyAt + plain.size() + kTag);
+  GcmCipher gcm;
+  CryptoStatus st = gcm.init(true, token.maskingKey, 0, ByteView(iv, kIv), aad, kTag);
+  if (st == CryptoStatus::Ok) st = gcm.update(plain, record.data() + bodyAt);
+  if (st == CryptoStatus::Ok) st = gcm.finishEncrypt(record.data() + bodyAt + plain.size());
+  return st == CryptoStatus::Ok ? CKR_OK : CKR_FUNCTION_FAILED;
+}
+
+bool openRecord(const Token& token, ByteView record, size_t headerSize, ByteView binding, Bytes& plain) {
+  if (record.size < headerSize + kIv + kTag) return false;
+  size_t bodyLength = record.size - headerSize - kIv - kTag;
+  plain.assign(bodyLength, 0);
+  Bytes aad(record.data, record.data + headerSize);
+  if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
+  GcmCipher gcm;
+  CryptoStatus st = gcm.init(false, token.maskingKey, 0, ByteView(record.data + headerSize, kIv), aad, kTag);
+  if (st == CryptoStatus::Ok) st = gcm.update(ByteView(record.data + headerSize + kIv, bodyLength), plain.data());
+  if (st == CryptoStatus::Ok) st = gcm.finishDecrypt(record.data + record.size - kTag);
+  return st == CryptoStatus::Ok;
+}
+
 CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Bytes& record) {
   return exportMasked(slotId, handle, algorithm, ByteView(), record);
 }
@@ -93,18 +121,7 @@ CK_RV Module::exportMasked(CK_ULONG slotId, CK_ULONG handle, int algorithm, Byte
     record.insert(record.end(), wrapped.begin(), wrapped.end());
     return CKR_OK;
   }
-  uint8_t iv[kIv];
-  if (!t->drbg->generate(iv, kIv)) return CKR_FUNCTION_FAILED;
-  record.insert(record.end(), iv, iv + kIv);
-  size_t bodyAt = record.size();
-  record.resize(bodyAt + plain.size() + kTag);
-  Bytes aad(record.begin(), record.begin() + kHeader);
-  if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
-  GcmCipher gcm;
-  CryptoStatus st = gcm.init(true, t->maskingKey, 0, ByteView(iv, kIv), aad, kTag);
-  if (st == CryptoStatus::Ok) st = gcm.update(plain, record.data() + bodyAt);
-  if (st == CryptoStatus::Ok) st = gcm.finishEncrypt(record.data() + bodyAt + plain.size());
-  return st == CryptoStatus::Ok ? CKR_OK : CKR_FUNCTION_FAILED;
+  return sealRecord(*t, record, kHeader, binding, plain);
 }
 
 CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, ByteView binding, CK_ULONG& handle) {
@@ -116,16 +133,7 @@ CK_RV Module::importMasked(CK_ULONG slotId, ByteView record, ByteView binding, C
     return CKR_DATA_INVALID;
   Bytes plain;
   if (record.data[5] == 1) {
-    if (record.size < kHeader + kIv + kTag) return CKR_DATA_INVALID;
-    size_t bodyLength = record.size - kHeader - kIv - kTag;
-    plain.assign(bodyLength, 0);
-    Bytes aad(record.data, record.data + kHeader);
-    if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
-    GcmCipher gcm;
-    CryptoStatus st = gcm.init(false, t->maskingKey, 0, ByteView(record.data + kHeader, kIv), aad, kTag);
-    if (st == CryptoStatus::Ok) st = gcm.update(ByteView(record.data + kHeader + kIv, bodyLength), plain.data());
-    if (st == CryptoStatus::Ok) st = gcm.finishDecrypt(record.data + record.size - kTag);
-    if (st != CryptoStatus::Ok) return CKR_DATA_INVALID;  // tampered, or another masking key
+    if (!openRecord(*t, record, kHeader, binding, plain)) return CKR_DATA_INVALID;  // tampered, or another masking key
   } else if (record.data[5] == 2) {
     if (aesUnwrap(true, t->maskingKey, ByteView(record.data + kHeader, record.size - kHeader), plain) !=
             CryptoStatus::Ok ||

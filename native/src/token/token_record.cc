@@ -12,7 +12,6 @@
 // back under another header — another token's name, an edited label — does not open.
 #include <cstring>
 
-#include "../crypto/aes_gcm.h"
 #include "module.h"
 #include "record_codec.h"
 
@@ -21,7 +20,7 @@ namespace hsm {
 namespace {
 const uint8_t kMagic[4] = {'H', 'S', 'M', 'K'};
 constexpr uint8_t kVersion = 1;
-constexpr size_t kHeader = 5, kIv = 12, kTag = 16;
+constexpr size_t kHeader = 5;
 constexpr size_t kMaxBinding = 4096;
 constexpr size_t kMaxRecord = size_t{1} << 30;
 constexpr size_t kLabel = 32, kSerial = 16;
@@ -92,18 +91,7 @@ CK_RV Module::exportToken(CK_ULONG slotId, ByteView binding, Bytes& record) {
   for (int i = 0; i < 4; ++i) plain[countAt + i] = static_cast<uint8_t>(count >> (8 * i));
   record.assign(kMagic, kMagic + 4);
   record.push_back(kVersion);
-  uint8_t iv[kIv];
-  if (!t->drbg->generate(iv, kIv)) return CKR_FUNCTION_FAILED;
-  record.insert(record.end(), iv, iv + kIv);
-  size_t bodyAt = record.size();
-  record.resize(bodyAt + plain.size() + kTag);
-  Bytes aad(record.begin(), record.begin() + kHeader);
-  if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
-  GcmCipher gcm;
-  CryptoStatus st = gcm.init(true, t->maskingKey, 0, ByteView(iv, kIv), aad, kTag);
-  if (st == CryptoStatus::Ok) st = gcm.update(plain, record.data() + bodyAt);
-  if (st == CryptoStatus::Ok) st = gcm.finishEncrypt(record.data() + bodyAt + plain.size());
-  return st == CryptoStatus::Ok ? CKR_OK : CKR_FUNCTION_FAILED;
+  return sealRecord(*t, record, kHeader, binding, plain);
 }
 
 CK_RV Module::importToken(CK_ULONG slotId, ByteView record, ByteView binding) {
@@ -113,17 +101,9 @@ CK_RV Module::importToken(CK_ULONG slotId, ByteView record, ByteView binding) {
   if (!t->initialized || t->maskingKey.size() != 32) return CKR_TOKEN_NOT_RECOGNIZED;
   for (const auto& entry : sessions_)
     if (entry.second->slotId == slotId) return CKR_SESSION_EXISTS;
-  if (record.size < kHeader + kIv + kTag || memcmp(record.data, kMagic, 4) != 0 || record.data[4] != kVersion)
-    return CKR_DATA_INVALID;
-  size_t bodyLength = record.size - kHeader - kIv - kTag;
-  Bytes plain(bodyLength, 0);
-  Bytes aad(record.data, record.data + kHeader);
-  if (binding.size) aad.insert(aad.end(), binding.data, binding.data + binding.size);
-  GcmCipher gcm;
-  CryptoStatus st = gcm.init(false, t->maskingKey, 0, ByteView(record.data + kHeader, kIv), aad, kTag);
-  if (st == CryptoStatus::Ok) st = gcm.update(ByteView(record.data + kHeader + kIv, bodyLength), plain.data());
-  if (st == CryptoStatus::Ok) st = gcm.finishDecrypt(record.data + record.size - kTag);
-  if (st != CryptoStatus::Ok) return CKR_DATA_INVALID;  // tampered, another binding, or another masking key
+  if (record.size < kHeader || memcmp(record.data, kMagic, 4) != 0 || record.data[4] != kVersion) return CKR_DATA_INVALID;
+  Bytes plain;
+  if (!openRecord(*t, record, kHeader, binding, plain)) return CKR_DATA_INVALID;  // tampered, another binding, or another masking key
 
   // Everything is parsed and built before the token changes: an import is all or nothing.
   Reader r{ByteView(plain.data(), plain.size())};

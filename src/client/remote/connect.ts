@@ -6,11 +6,10 @@
 // application code runs against both, and a program reads top to bottom. Concurrency comes
 // from the PKCS11 facade's callback and …Async forms (connection.pkcs11()), which never block
 // the event loop and keep many requests in flight on the one connection.
-import { CKF_RW_SESSION, CKF_SERIAL_SESSION, CKU_USER } from "../../pkcs11/constants.js";
 import { PKCS11 } from "../../pkcs11/pkcs11.js";
 import { freezeClass } from "../../primordials.js";
 import type { ManageMethod } from "../../cluster/protocol.js";
-import { CryptoUserSession, type ManagementChannel, ManagementConsole } from "../api.js";
+import { type CryptoUserSession, type ManagementChannel, ManagementConsole, loginCryptoUser } from "../api.js";
 import type { MemberHealth } from "../client.js";
 import { RemoteLink } from "./link.js";
 import { type BridgeAnswer, revive, reviveError } from "./messages.js";
@@ -47,15 +46,7 @@ export class RemoteConnection implements ManagementChannel {
 
   /** Logs a crypto user in on a new session. */
   login(username: string, password: string): CryptoUserSession {
-    const p = this.pkcs11();
-    const session = p.C_OpenSession(Buffer.alloc(8), CKF_SERIAL_SESSION | CKF_RW_SESSION);
-    try {
-      p.C_Login(session, CKU_USER, `${username}:${password}`);
-    } catch (e) {
-      p.C_CloseSession(session);
-      throw e;
-    }
-    return new CryptoUserSession(p, session);
+    return loginCryptoUser(this.pkcs11(), username, password);
   }
 
   /** A management console as `username` (CloudHSM CLI's role): PRECO activates, a CO manages users, a CU shares its keys. */
