@@ -1,6 +1,6 @@
 // The hsmsim command: the demo `npm start` runs, the mechanism list, errors.
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -10,9 +10,9 @@ const main = join(dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "
 const run = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", main, ...args], { encoding: "utf8" });
 
 describe("hsmsim command", () => {
-  it("demo walks through the chip, the HSM device and a 3-HSM cluster with a failure, cloning and NAT", () => {
+  it("demo walks through the chip, the HSM device, a 3-HSM cluster with a failure, cloning and NAT, and a real cluster", () => {
     const result = run("demo");
-    expect(result.status).toBe(0);
+    expect(result.status, result.stderr).toBe(0);
     for (const text of ['decrypted: "Attack at dawn"', "one flipped bit: CKR_ENCRYPTED_DATA_INVALID", "verify original: true",
       "CKR_SIGNATURE_INVALID", "original and unwrapped key encrypt alike: true", "CKR_KEY_UNEXTRACTABLE",
       "wrong PIN #5: CKR_PIN_INCORRECT; token flags: USER_PIN_LOCKED", "right PIN now: CKR_PIN_LOCKED", "AES-256-GCM encrypt 4 KiB",
@@ -21,13 +21,19 @@ describe("hsmsim command", () => {
       "bob with the right password now: ACCOUNT_LOCKED", "chain verified",
       "cluster ACTIVE; every HSM activated: true", "300/300 round trips correct", "DEGRADED, cluster DEGRADED",
       "alice's key still works: true", "cannot fail over to them", "crashed → CKR_DEVICE_ERROR", "the directly connected client carries on",
-      "every invariant holds"]) {
+      "every invariant holds", "The cluster in real time", "activated the cluster, created alice, logged in", " after it, 0 errors",
+      "the app's bootstrap address) mid-run"]) {
       expect(result.stdout).toContain(text);
     }
-  });
+    // The real cluster's part: round trips succeeded after the kill; its processes and folder are gone.
+    expect(Number(/ (\d+) in the 1\.5 s after it, 0 errors/.exec(result.stdout)![1])).toBeGreaterThan(0);
+    const root = /processes gone \(supervisor, HSMs, app\); (\S+) removed/.exec(result.stdout)![1];
+    expect(existsSync(root)).toBe(false);
+  }, 240_000);
 
   it("audit prints, filters and verifies a data folder's log, and refuses a missing folder", () => {
-    const demo = run("demo");
+    const demo = run("demo", "--simulated-only");
+    expect(demo.stdout).not.toContain("The cluster in real time");
     const dir = /hsmsim audit (\S+)/.exec(demo.stdout)![1];
     const all = run("audit", dir);
     expect(all.status).toBe(0);

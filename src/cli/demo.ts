@@ -7,6 +7,7 @@ import { defineCommand } from "./command.js";
 import { runClusterDemo } from "./cluster-demo.js";
 import { runDeviceDemo } from "./device-demo.js";
 import { type Output, hexPreview, textOutput } from "./format.js";
+import { runLiveClusterDemo } from "./live-demo.js";
 import { throughput } from "./throughput.js";
 
 const SO_PIN = "demo-so-pin";
@@ -120,12 +121,24 @@ export function runDemo(out: Output, options: { benchMs?: number } = {}): void {
 
 export const demoCommand = defineCommand({
   name: "demo",
-  summary: "guided run over a fresh token, an HSM and a 3-HSM cluster (what `npm start` runs)",
-  run({ io }) {
+  summary: "guided run over a fresh token, an HSM, a simulated 3-HSM cluster and a real one (what `npm start` runs)",
+  description: `The last part starts a real cluster (hsmsim up: a supervisor and 3 HSM processes on 127.x.y.2–4, a
+random high port, a temporary folder), runs an application in a second process against it and
+kill -9s an HSM mid-run; it stops everything and removes the folder, also on failure (exit code 1).`,
+  options: {
+    "simulated-only": { type: "boolean", description: "skip the last part (the real cluster of processes on loopback addresses)" },
+  },
+  async run({ values, io }) {
     const out = textOutput((t) => io.stdout.write(t));
     runDemo(out);
     runDeviceDemo(out);
     runClusterDemo(out);
+    if (values["simulated-only"]) return 0;
+    const live = await runLiveClusterDemo(out);
+    if (!live.ok) {
+      io.stderr.write(`hsmsim demo: the real-time cluster part failed: ${live.failure}\n`);
+      return 1;
+    }
     return 0;
   },
 });
