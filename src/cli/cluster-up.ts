@@ -2,7 +2,7 @@
 // holds none): a supervisor process, detached so it outlives the command, and one process per
 // HSM under it. Waits (bounded) until every HSM answers, then prints how to connect.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { FolderLock } from "../hsm/folder-lock.js";
@@ -74,6 +74,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
       return 0;
     }
     if (folder.exists()) {
+      folder.checkOwnership();
       const given = CREATION_ONLY.filter((k) => values[k] !== undefined);
       if (given.length > 0) throw new UsageError(`the cluster in ${folder.dir} exists: --${given.join(", --")} apply only when creating one (see hsm add/remove)`);
     } else {
@@ -100,7 +101,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     progress.status("starting the supervisor");
     const { file: entry, execArgv } = entryPoint("supervisor-main");
     const errFile = join(folder.logsDir, "supervisor.stderr");
-    const errFd = openSync(errFile, "w", 0o600);
+    const errFd = openSync(errFile, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     const child = spawn(process.execPath, [...execArgv, entry, JSON.stringify({ dir: folder.dir, restartDelayMs: values["restart-delay-ms"], only: values.only })], {
       detached: true, stdio: ["ignore", "ignore", errFd],
     });

@@ -1,0 +1,62 @@
+// Red team of issue 9 (the cluster on real sockets, processes and folders): attacks as the
+// README's adversaries would make them — another local user who plants files in a cluster folder
+// before `up`, a hostile network peer, a careless caller. Each test fails on the code it found
+// the hole in; loopback only, non-default addresses, every wait bounded.
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterAll, describe, expect, it } from "vitest";
+
+import { ClusterFolder, writeAtomically } from "../../src/net/cluster-folder.js";
+import { createCluster } from "../../src/net/new-cluster.js";
+
+const root = mkdtempSync(join(tmpdir(), "hsmsim-redteam9-"));
+let n = 0;
+const fresh = () => join(root, `c${++n}`);
+const options = (port: number) => ({ hsmCount: 1, baseAddress: "127.0.77.2", port, mtls: false, passwordCost: 1 });
+
+describe("redteam 9: files planted in a cluster folder before up", () => {
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("a symlink planted at pki/customerCA.crt is never written through (the target outside the folder stays intact)", async () => {
+    const dir = fresh();
+    const victim = join(root, `victim-${n}.txt`);
+    writeFileSync(victim, "precious\n");
+    mkdirSync(join(dir, "pki"), { recursive: true, mode: 0o700 });
+    symlinkSync(victim, join(dir, "pki", "customerCA.crt"));
+    await createCluster(new ClusterFolder(dir), options(41_001)).catch(() => undefined);
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+  }, 60_000);
+
+  it("a symlink planted at an atomic write's temp name is never written through", () => {
+    const dir = fresh();
+    mkdirSync(dir, { mode: 0o700 });
+    const victim = join(root, `victim-${n}.txt`);
+    writeFileSync(victim, "precious\n");
+    const target = join(dir, "cluster.json");
+    symlinkSync(victim, `${target}.${process.pid}.tmp`);
+    try {
+      writeAtomically(target, "{}\n", 0o600);
+    } catch {
+      // refusing is fine
+    }
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    if (existsSync(target)) expect(lstatSync(target).isSymbolicLink()).toBe(false);
+  });
+
+  it("a cluster folder others may write into (0777) is refused at creation: they could plant or swap its files", async () => {
+    const dir = fresh();
+    mkdirSync(dir);
+    chmodSync(dir, 0o777);
+    await expect(createCluster(new ClusterFolder(dir), options(41_002))).rejects.toMatchObject({ code: "FOLDER_INVALID" });
+  }, 60_000);
+
+  it("a cluster folder owned by another user is refused at creation", async () => {
+    if (process.getuid?.() !== 0) return; // only root can hand a folder to another user here
+    const dir = fresh();
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, 65534, 65534);
+    await expect(createCluster(new ClusterFolder(dir), options(41_003))).rejects.toMatchObject({ code: "FOLDER_INVALID" });
+  }, 60_000);
+});
