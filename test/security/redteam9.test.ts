@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 
 import { ClusterFolder, writeAtomically } from "../../src/net/cluster-folder.js";
+import { FRAME_MESSAGE, HEADER_BYTES, MAX_PAYLOAD_BYTES, WIRE_VERSION } from "../../src/net/frame.js";
 import { createCluster } from "../../src/net/new-cluster.js";
+import { type TestCluster, hsmDigest, rawConnection, startClient, startCluster } from "../net/fixture.js";
 
 const root = mkdtempSync(join(tmpdir(), "hsmsim-redteam9-"));
 let n = 0;
@@ -58,5 +60,41 @@ describe("redteam 9: files planted in a cluster folder before up", () => {
     mkdirSync(dir, { mode: 0o700 });
     chownSync(dir, 65534, 65534);
     await expect(createCluster(new ClusterFolder(dir), options(41_003))).rejects.toMatchObject({ code: "FOLDER_INVALID" });
+  }, 60_000);
+});
+
+describe("redteam 9: a hostile client of a live HSM", () => {
+  let cluster: TestCluster | undefined;
+  afterAll(async () => cluster?.stop());
+
+  it("one frame of 17 million tiny values does not stall the HSM for its other clients (its plain-data check cost seconds of the event loop)", async () => {
+    cluster = await startCluster({ hsms: 1, firstHost: 150 + Math.floor(Math.random() * 90) });
+    const [hsm] = cluster.hsms;
+    const honest = await startClient(hsm.address, cluster.ca.certPem);
+    try {
+      const data = Buffer.from("still served");
+      await hsmDigest(honest, hsm.address, data); // warm: connected, session known
+      const attacker = await rawConnection(hsm.address, cluster.ca.certPem);
+      attacker.socket.resume();
+      // A MessagePack array32 of nils filling the largest frame: valid MessagePack, ~6 bytes of work each.
+      const payload = Buffer.alloc(MAX_PAYLOAD_BYTES, 0xc0);
+      payload[0] = 0xdd;
+      payload.writeUInt32BE(MAX_PAYLOAD_BYTES - 5, 1);
+      const header = Buffer.alloc(HEADER_BYTES);
+      header.writeUInt32BE(HEADER_BYTES - 4 + payload.length, 0);
+      header.writeUInt8(WIRE_VERSION, 4);
+      header.writeUInt8(FRAME_MESSAGE, 5);
+      header.writeUInt32BE(1, 6); // after the hello (0)
+      const sent = new Promise<void>((resolve) => attacker.socket.write(Buffer.concat([header, payload]), () => resolve()));
+      await sent;
+      const started = Date.now();
+      await attacker.closed; // refused once decoded and checked: not a request
+      await hsmDigest(honest, hsm.address, data, 2);
+      // The HSM runs in this process: the wall time from the write to the honest answer bounds the stall it caused.
+      expect(Date.now() - started).toBeLessThan(2_000); // ~0.5 s now; 3.3 s (10 s outside vitest) before notPlainData stopped stacking leaves
+      expect(hsm.transport.stats.badFrames.BAD_MESSAGE ?? 0).toBeGreaterThanOrEqual(1);
+    } finally {
+      honest.close();
+    }
   }, 60_000);
 });
