@@ -11,7 +11,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ClusterFolder, writeAtomically } from "../../src/net/cluster-folder.js";
 import { FRAME_MESSAGE, HEADER_BYTES, MAX_PAYLOAD_BYTES, WIRE_VERSION } from "../../src/net/frame.js";
 import { createCluster } from "../../src/net/new-cluster.js";
-import { type TestCluster, hsmDigest, rawConnection, startClient, startCluster } from "../net/fixture.js";
+import { loadError } from "../file-token-helpers.js";
+import { issueHsmCertificate } from "../../src/net/pki.js";
+import { HsmTransport, hsmTls } from "../../src/net/tls-transport.js";
+import { type TestCluster, freePort, hsmDigest, rawConnection, recordingLogger, sharedCa, startClient, startCluster } from "../net/fixture.js";
 
 const root = mkdtempSync(join(tmpdir(), "hsmsim-redteam9-"));
 let n = 0;
@@ -63,6 +66,25 @@ describe("redteam 9: files planted in a cluster folder before up", () => {
   }, 60_000);
 });
 
+describe("redteam 9: a file: token folder another user can write into", () => {
+  // Whoever may write into the folder can plant masking.key (then every token made there is sealed
+  // under a key they hold), swap or delete token files, or plant the write's temp names.
+  it("a token folder writable by others (0777) is refused with TOKEN_FOLDER_INVALID", () => {
+    const dir = fresh();
+    mkdirSync(dir);
+    chmodSync(dir, 0o777);
+    expect(loadError(dir)).toMatchObject({ code: "TOKEN_FOLDER_INVALID" });
+  });
+
+  it("a token folder owned by another user is refused with TOKEN_FOLDER_INVALID", () => {
+    if (process.getuid?.() !== 0) return;
+    const dir = fresh();
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, 65534, 65534);
+    expect(loadError(dir)).toMatchObject({ code: "TOKEN_FOLDER_INVALID" });
+  });
+});
+
 describe("redteam 9: a hostile client of a live HSM", () => {
   let cluster: TestCluster | undefined;
   afterAll(async () => cluster?.stop());
@@ -97,4 +119,41 @@ describe("redteam 9: a hostile client of a live HSM", () => {
       honest.close();
     }
   }, 60_000);
+});
+
+describe("redteam 9: slowloris", () => {
+  it("a connection trickling one byte of a begun frame at a time is closed, though it is never idle", async () => {
+    const ca = await sharedCa();
+    const host = `127.0.${10 + Math.floor(Math.random() * 90)}.${2 + Math.floor(Math.random() * 200)}`;
+    const port = await freePort(host);
+    const address = `${host}:${port}`;
+    const cert = await issueHsmCertificate(ca, { host, port, hsmId: "hsm-slowloris" });
+    const transport = await HsmTransport.listen({
+      address, tls: hsmTls({ hsm: cert, clusterCaPem: ca.certPem }), logger: recordingLogger(),
+      limits: { idleTimeoutMs: 400, frameTimeoutMs: 1_000 } as object,
+    });
+    transport.attach(address, () => {});
+    const slow = await rawConnection(address, ca.certPem);
+    slow.socket.resume();
+    let open = true;
+    void slow.closed.then(() => { open = false; });
+    const header = Buffer.alloc(HEADER_BYTES);
+    header.writeUInt32BE(HEADER_BYTES - 4 + 1024, 0);
+    header.writeUInt8(WIRE_VERSION, 4);
+    header.writeUInt8(FRAME_MESSAGE, 5);
+    header.writeUInt32BE(1, 6);
+    try {
+      slow.socket.write(header);
+      // One byte every 150 ms (under the 400 ms idle timeout) for 3 s: the frame never completes.
+      for (let i = 0; i < 20 && open; i++) {
+        await new Promise((r) => setTimeout(r, 150));
+        if (open) slow.socket.write(Buffer.alloc(1));
+      }
+      expect(open).toBe(false);
+      expect(transport.stats.idleTimeouts).toBe(0);
+    } finally {
+      slow.socket.destroy();
+      await transport.close();
+    }
+  }, 30_000);
 });
