@@ -19,6 +19,9 @@ export type ControlAnswer = { ok: true; value: unknown } | { ok: false; code: st
 
 /** A request line may be at most this long; a longer one closes the connection. */
 export const MAX_REQUEST_BYTES = 4096;
+/** Requests read but not yet answered, and answer bytes the client has not read, beyond which its socket is not read. */
+const MAX_PENDING = 32;
+const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
 const WITH_HSM = new Set(["kill", "restart", "remove", "replace"]);
 const OPS = new Set(["status", "down", "backup", "add", ...WITH_HSM]);
 
@@ -70,8 +73,30 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
   socket.setEncoding("utf8");
   socket.setTimeout(120_000, () => socket.destroy());
   socket.on("error", () => {});
+  // Backpressure: a client that pipelines requests faster than it reads the answers stops being
+  // read (the kernel then blocks its writes) instead of having every answer buffered here.
+  let pending = 0;
+  const throttle = () => {
+    if (socket.destroyed) return;
+    if (pending > MAX_PENDING || socket.writableLength > MAX_UNREAD_ANSWER_BYTES) socket.pause();
+    else socket.resume();
+  };
+  socket.on("drain", throttle);
+  // The next request is handled only once the client has read enough of the answers before it.
+  const roomToAnswer = () => new Promise<void>((resolve) => {
+    if (socket.destroyed || socket.writableLength <= MAX_UNREAD_ANSWER_BYTES) return resolve();
+    const done = () => {
+      socket.off("drain", done);
+      socket.off("close", done);
+      resolve();
+    };
+    socket.on("drain", done);
+    socket.on("close", done);
+  });
   const answer = (a: ControlAnswer) => {
+    pending--;
     if (!socket.destroyed) socket.write(`${JSON.stringify(a)}\n`);
+    throttle();
   };
   let closing = false;
   socket.on("data", (chunk: string) => {
@@ -81,12 +106,13 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
     while ((newline = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, newline);
       buffered = buffered.slice(newline + 1);
+      pending++;
       if (line.length > MAX_REQUEST_BYTES) {
         busy = busy.then(() => answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` }));
         continue;
       }
       // Requests on one connection are answered in order.
-      busy = busy.then(async () => {
+      busy = busy.then(roomToAnswer).then(async () => {
         try {
           const request = parseControlRequest(line);
           answer({ ok: true, value: (await handle(request)) ?? null });
@@ -102,6 +128,7 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
       closing = true;
       buffered = "";
       onError("control request too long: connection closed");
+      pending++;
       busy = busy.then(() => {
         answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` });
         socket.end();
@@ -109,6 +136,7 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
         setTimeout(() => socket.destroy(), 2_000).unref();
       });
     }
+    throttle();
   });
 }
 

@@ -6,9 +6,12 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { connect } from "node:net";
+
 import { afterAll, describe, expect, it } from "vitest";
 
 import { ClusterFolder, writeAtomically } from "../../src/net/cluster-folder.js";
+import { serveControl } from "../../src/net/control-socket.js";
 import { FRAME_MESSAGE, HEADER_BYTES, MAX_PAYLOAD_BYTES, WIRE_VERSION } from "../../src/net/frame.js";
 import { createCluster } from "../../src/net/new-cluster.js";
 import { loadError } from "../file-token-helpers.js";
@@ -21,9 +24,9 @@ let n = 0;
 const fresh = () => join(root, `c${++n}`);
 const options = (port: number) => ({ hsmCount: 1, baseAddress: "127.0.77.2", port, mtls: false, passwordCost: 1 });
 
-describe("redteam 9: files planted in a cluster folder before up", () => {
-  afterAll(() => rmSync(root, { recursive: true, force: true }));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
+describe("redteam 9: files planted in a cluster folder before up", () => {
   it("a symlink planted at pki/customerCA.crt is never written through (the target outside the folder stays intact)", async () => {
     const dir = fresh();
     const victim = join(root, `victim-${n}.txt`);
@@ -154,6 +157,33 @@ describe("redteam 9: slowloris", () => {
     } finally {
       slow.socket.destroy();
       await transport.close();
+    }
+  }, 30_000);
+});
+
+describe("redteam 9: the control socket's reader", () => {
+  it("a client that pipelines thousands of requests and never reads its answers is not served without bound (the supervisor would buffer them all)", async () => {
+    const dir = fresh();
+    mkdirSync(dir, { mode: 0o700 });
+    const path = join(dir, "control.sock");
+    let handled = 0;
+    const big = "x".repeat(16 * 1024); // a status answer of a large cluster is this order of size
+    const server = await serveControl(path, async () => {
+      handled++;
+      return big;
+    }, () => {});
+    const client = connect(path);
+    client.on("error", () => {});
+    try {
+      await new Promise<void>((resolve) => client.once("connect", () => resolve()));
+      client.pause(); // never reads
+      client.write('{"op":"status"}\n'.repeat(5_000));
+      await new Promise((r) => setTimeout(r, 1_500));
+      // Served without reading: 5,000 answers, 80 MB held in the supervisor for a client that reads nothing.
+      expect(handled).toBeLessThan(1_000);
+    } finally {
+      client.destroy();
+      server.close();
     }
   }, 30_000);
 });
