@@ -187,3 +187,35 @@ describe("redteam 9: the control socket's reader", () => {
     }
   }, 30_000);
 });
+
+describe("redteam 9: connection slots before authentication (open finding, not fixed)", () => {
+  // The per-address limit (64) is taken at accept, before TLS says who the socket is, and on one
+  // machine every client and every peer HSM connects from 127.0.0.1. So any local process, with no
+  // certificate or credential, holding 64 bare TCP connections (each kept 10 s by the handshake
+  // timeout, then reopened) locks every other application out of an HSM — and its peers too, so
+  // replication stops. A fix needs slots for unauthenticated sockets counted apart from those
+  // TLS has classified (peers proven by their certificate exempt), which is more than a patch here.
+  it.fails("64 bare TCP connections from a local process do not lock another application out of an HSM", async () => {
+    const c = await startCluster({ hsms: 1, firstHost: 150 + Math.floor(Math.random() * 90) });
+    const [hsm] = c.hsms;
+    const sockets = [] as ReturnType<typeof connect>[];
+    try {
+      for (let i = 0; i < 64; i++) {
+        const s = connect({ host: hsm.host, port: hsm.port });
+        s.on("error", () => {});
+        sockets.push(s);
+      }
+      await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.once("connect", () => resolve()))));
+      await new Promise((r) => setTimeout(r, 200));
+      const honest = await startClient(hsm.address, c.ca.certPem, false);
+      try {
+        await hsmDigest(honest, hsm.address, Buffer.from("served?"));
+      } finally {
+        honest.close();
+      }
+    } finally {
+      for (const s of sockets) s.destroy();
+      await c.stop();
+    }
+  }, 60_000);
+});
