@@ -196,5 +196,10 @@ function checkClusterFile(value: unknown, path: string): ClusterFile {
     if (typeof h.state !== "string" || !HSM_STATES.has(h.state)) fail(path, `bad state of ${h.hsmId}`);
     if (h.folder !== `hsms/${h.origin}`) fail(path, `bad folder of ${h.hsmId}`);
   }
+  // Two live HSMs on one address: the second could never bind it and would restart forever.
+  const live = f.hsms.filter((h) => h.state !== "DELETED").map((h) => h.address);
+  if (new Set(live).size !== live.length) fail(path, "two HSMs share an address");
+  const origins = f.hsms.map((h) => h.origin);
+  if (new Set(origins).size !== origins.length) fail(path, "two HSMs share an origin (and so a data folder)");
   return f as ClusterFile;
 }

@@ -69,6 +69,23 @@ describe("redteam 9: files planted in a cluster folder before up", () => {
   }, 60_000);
 });
 
+describe("redteam 9: a hand-edited cluster.json", () => {
+  it("two live HSMs on one address, or two HSMs on one origin (one data folder), are FOLDER_INVALID", () => {
+    const dir = fresh();
+    const folder = new ClusterFolder(dir);
+    folder.makeTree();
+    const hsm = (id: string, origin: number, address: string) => ({ hsmId: id, origin, address, availabilityZone: "az-a", state: "ACTIVE" as const, folder: `hsms/${origin}` });
+    const base = {
+      version: 1, clusterId: "cluster-0123456789ab", lineageId: "lineage-0123456789ab", state: "ACTIVE" as const, hsmType: "hsm2m.medium",
+      zones: ["az-a"], nextOrigin: 3, baseAddress: "127.0.77.2", port: 41_010, mtls: false,
+    };
+    folder.write({ ...base, hsms: [hsm("hsm-0123456789abcdef", 1, "127.0.77.2:41010"), hsm("hsm-fedcba9876543210", 2, "127.0.77.2:41010")] });
+    expect(() => folder.read()).toThrow(expect.objectContaining({ code: "FOLDER_INVALID" }));
+    folder.write({ ...base, hsms: [hsm("hsm-0123456789abcdef", 1, "127.0.77.2:41010"), hsm("hsm-fedcba9876543210", 1, "127.0.77.3:41010")] });
+    expect(() => folder.read()).toThrow(expect.objectContaining({ code: "FOLDER_INVALID" }));
+  });
+});
+
 describe("redteam 9: a file: token folder another user can write into", () => {
   // Whoever may write into the folder can plant masking.key (then every token made there is sealed
   // under a key they hold), swap or delete token files, or plant the write's temp names.
