@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { FolderLock } from "../hsm/folder-lock.js";
 import { HSM_TYPES } from "../hsm/types.js";
 import { ClusterFolder, DEFAULT_BASE_ADDRESS, DEFAULT_PORT, HSM_ID, isAddress, isIpv4 } from "../net/cluster-folder.js";
+import { checkSocketPath } from "../net/control-socket.js";
 import { entryPoint } from "../net/entry-points.js";
 import { createCluster } from "../net/new-cluster.js";
 import { ProcessError, SUPERVISOR_LOCK } from "../net/process-errors.js";
@@ -67,6 +68,11 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
   async run({ values, io }) {
     const folder = new ClusterFolder(values.data ?? DEFAULT_DATA_DIR);
     const json = values.json ?? false;
+    try {
+      checkSocketPath(folder.socket); // before anything is created
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     const running = await statusOf(folder).catch(() => null);
     if (running) {
       if (!json && io.stderr.isTTY) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);

@@ -47,8 +47,24 @@ export function parseControlRequest(line: string): ControlRequest {
 
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 
+/** The longest unix socket path (sun_path less its NUL): Node binds a longer one silently truncated, elsewhere. */
+export const MAX_SOCKET_PATH_BYTES = process.platform === "linux" ? 107 : 103;
+
+/** Refuses a control socket path too long to bind as given (a cluster folder path that is too long). */
+export function checkSocketPath(path: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new ProcessError("INVALID_ARGUMENT", `the control socket ${path} is ${bytes} bytes long; a unix socket path is at most ${MAX_SOCKET_PATH_BYTES}: use a shorter --data path`);
+  }
+}
+
 /** Listens on `path` (a stale socket file from a crashed supervisor is replaced: the caller holds the folder's lock). */
 export function serveControl(path: string, handle: ControlHandler, onError: (what: string) => void): Promise<Server> {
+  try {
+    checkSocketPath(path);
+  } catch (e) {
+    return Promise.reject(e);
+  }
   try {
     unlinkSync(path);
   } catch {
@@ -59,7 +75,12 @@ export function serveControl(path: string, handle: ControlHandler, onError: (wha
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(path, () => {
-      chmodSync(path, 0o600);
+      try {
+        chmodSync(path, 0o600);
+      } catch (e) {
+        server.close();
+        return reject(e);
+      }
       server.off("error", reject);
       server.on("error", (e) => onError(`control socket: ${e.message}`));
       resolve(server);

@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 
 import { ClusterFolder, writeAtomically } from "../../src/net/cluster-folder.js";
 import { serveControl } from "../../src/net/control-socket.js";
+import { cli } from "../processes/helpers.js";
 import { FRAME_MESSAGE, HEADER_BYTES, MAX_PAYLOAD_BYTES, WIRE_VERSION } from "../../src/net/frame.js";
 import { createCluster } from "../../src/net/new-cluster.js";
 import { loadError } from "../file-token-helpers.js";
@@ -179,6 +180,27 @@ describe("redteam 9: slowloris", () => {
 });
 
 describe("redteam 9: the control socket's reader", () => {
+  it("a cluster folder path too long for a unix socket is a clear refusal, not a socket bound truncated elsewhere and an uncaught chmod ENOENT", async () => {
+    const dir = join(root, "d".repeat(120 - root.length));
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const path = join(dir, "control.sock");
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const served = await serveControl(path, async () => null, () => {}).then((s) => s.close(), (e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(uncaught).toEqual([]);
+      expect(served).toMatchObject({ code: "INVALID_ARGUMENT" });
+    } finally {
+      process.off("uncaughtException", onUncaught);
+    }
+    const ran = await cli("up", "--data", join(dir, "cluster"), "--hsms", "1", "--base-address", "127.0.77.2", "--port", "41020", "--password-cost", "1");
+    expect(ran.code).not.toBe(0);
+    expect(ran.stderr).toMatch(/unix socket path is at most/);
+    expect(existsSync(join(dir, "cluster", "cluster.json"))).toBe(false);
+  }, 30_000);
+
   it("a client that pipelines thousands of requests and never reads its answers is not served without bound (the supervisor would buffer them all)", async () => {
     const dir = fresh();
     mkdirSync(dir, { mode: 0o700 });
