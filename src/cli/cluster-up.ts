@@ -90,7 +90,8 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
       folder.makeTree();
       const lock = FolderLock.acquire(folder.dir, SUPERVISOR_LOCK);
       try {
-        await createCluster(folder, {
+        // Another up may have created it between our look and our lock: then it is started, not created again.
+        if (!folder.exists()) await createCluster(folder, {
           hsmCount, zones: values.zones, hsmType: values.type, baseAddress: values["base-address"] ?? DEFAULT_BASE_ADDRESS,
           port: values.port ?? DEFAULT_PORT, addresses, mtls: values.mtls ?? false, passwordCost: values["password-cost"],
         });

@@ -40,6 +40,8 @@ export async function createCluster(folder: ClusterFolder, options: NewClusterOp
   if (options.addresses && (options.addresses.length !== options.hsmCount || !options.addresses.every(isAddress) || new Set(options.addresses).size !== options.addresses.length)) {
     throw new ProcessError("INVALID_ARGUMENT", "give one distinct ip:port per HSM");
   }
+  // (Checked again here, under the folder's lock: another `up` may have created it since the caller looked.)
+  if (folder.exists()) throw new ProcessError("FOLDER_INVALID", `${folder.dir} holds a cluster already: run up without creation options to start it`);
   if (existsSync(folder.hsmsDir) && readdirSync(folder.hsmsDir).length > 0) {
     throw new ProcessError("FOLDER_INVALID", `${folder.dir} holds HSM folders but no cluster.json (an interrupted creation?): remove it and run up again`);
   }

@@ -70,6 +70,19 @@ describe("redteam 9: files planted in a cluster folder before up", () => {
   }, 60_000);
 });
 
+describe("redteam 9: two ups creating one folder at once", () => {
+  it("the second creation is told the cluster exists, never to remove the folder (a live cluster)", async () => {
+    const dir = fresh();
+    const folder = new ClusterFolder(dir);
+    await createCluster(folder, options(41_030));
+    const lineage = readFileSync(folder.lineageSecret, "utf8");
+    const second = await createCluster(folder, options(41_031)).then(() => null, (e: Error) => e);
+    expect(second).toMatchObject({ code: "FOLDER_INVALID" });
+    expect(second?.message).not.toMatch(/remove it/);
+    expect(readFileSync(folder.lineageSecret, "utf8")).toBe(lineage);
+  }, 60_000);
+});
+
 describe("redteam 9: a hand-edited cluster.json", () => {
   it("two live HSMs on one address, or two HSMs on one origin (one data folder), are FOLDER_INVALID", () => {
     const dir = fresh();
