@@ -2,12 +2,13 @@
 // holds none): a supervisor process, detached so it outlives the command, and one process per
 // HSM under it. Waits (bounded) until every HSM answers, then prints how to connect.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { FolderLock } from "../hsm/folder-lock.js";
 import { HSM_TYPES } from "../hsm/types.js";
 import { ClusterFolder, DEFAULT_BASE_ADDRESS, DEFAULT_PORT, HSM_ID, isAddress, isIpv4 } from "../net/cluster-folder.js";
+import { checkSocketPath } from "../net/control-socket.js";
 import { entryPoint } from "../net/entry-points.js";
 import { createCluster } from "../net/new-cluster.js";
 import { ProcessError, SUPERVISOR_LOCK } from "../net/process-errors.js";
@@ -67,6 +68,11 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
   async run({ values, io }) {
     const folder = new ClusterFolder(values.data ?? DEFAULT_DATA_DIR);
     const json = values.json ?? false;
+    try {
+      checkSocketPath(folder.socket); // before anything is created
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     const running = await statusOf(folder).catch(() => null);
     if (running) {
       if (!json && io.stderr.isTTY) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);
@@ -74,6 +80,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
       return 0;
     }
     if (folder.exists()) {
+      folder.checkOwnership();
       const given = CREATION_ONLY.filter((k) => values[k] !== undefined);
       if (given.length > 0) throw new UsageError(`the cluster in ${folder.dir} exists: --${given.join(", --")} apply only when creating one (see hsm add/remove)`);
     } else {
@@ -83,7 +90,8 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
       folder.makeTree();
       const lock = FolderLock.acquire(folder.dir, SUPERVISOR_LOCK);
       try {
-        await createCluster(folder, {
+        // Another up may have created it between our look and our lock: then it is started, not created again.
+        if (!folder.exists()) await createCluster(folder, {
           hsmCount, zones: values.zones, hsmType: values.type, baseAddress: values["base-address"] ?? DEFAULT_BASE_ADDRESS,
           port: values.port ?? DEFAULT_PORT, addresses, mtls: values.mtls ?? false, passwordCost: values["password-cost"],
         });
@@ -100,7 +108,7 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     progress.status("starting the supervisor");
     const { file: entry, execArgv } = entryPoint("supervisor-main");
     const errFile = join(folder.logsDir, "supervisor.stderr");
-    const errFd = openSync(errFile, "w", 0o600);
+    const errFd = openSync(errFile, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     const child = spawn(process.execPath, [...execArgv, entry, JSON.stringify({ dir: folder.dir, restartDelayMs: values["restart-delay-ms"], only: values.only })], {
       detached: true, stdio: ["ignore", "ignore", errFd],
     });

@@ -32,12 +32,12 @@ import {
   CREATING_CALLS, KEY_USING_CALLS, OBJECT_ARGS, OPERATION_END, OPERATION_FAMILY, OPERATION_INIT, OUTPUT_ARGS, HANDLE_RESULTS, SESSION_CALLS, SESSION_OBJECT_BASE,
   WRITING_CALLS,
 } from "../cluster/calls.js";
-import type { RequestOp, SessionContext } from "../cluster/protocol.js";
+import { MAX_CALL_BUFFER_BYTES, type RequestOp, type SessionContext } from "../cluster/protocol.js";
 import { regressions } from "../cluster/regressions.js";
 import { HsmError, type HsmErrorCode } from "../hsm/errors.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
-  CKF_RW_SESSION, CKF_SERIAL_SESSION, CKR_BUFFER_TOO_SMALL, CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_FUNCTION_FAILED,
+  CKF_RW_SESSION, CKF_SERIAL_SESSION, CKR_ARGUMENTS_BAD, CKR_BUFFER_TOO_SMALL, CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_FUNCTION_FAILED,
   CKR_FUNCTION_NOT_SUPPORTED, CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID, CKR_SESSION_COUNT, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_PARALLEL_NOT_SUPPORTED,
   CKR_SLOT_ID_INVALID, CKR_USER_ALREADY_LOGGED_IN, CKR_USER_NOT_LOGGED_IN, CKS_RO_PUBLIC_SESSION, CKS_RO_USER_FUNCTIONS,
   CKS_RW_PUBLIC_SESSION, CKS_RW_USER_FUNCTIONS, CKU_USER,
@@ -226,6 +226,11 @@ export class ClusterChip {
       if (!Buffer.isBuffer(outBuffer)) return cb(new Pkcs11Error(CKR_FUNCTION_FAILED, method, "output must be a Buffer"));
       wire[output!] = outBuffer.length;
     }
+    // One call carries at most MAX_CALL_BUFFER_BYTES to an HSM (as the HSM answers at most that much):
+    // a larger input is refused here, not sent to fail as an HSM that "did not answer".
+    let inputBytes = 0;
+    for (const a of wire) if (a instanceof Uint8Array) inputBytes += a.length;
+    if (inputBytes > MAX_CALL_BUFFER_BYTES) return cb(new Pkcs11Error(CKR_ARGUMENTS_BAD, method, `${inputBytes} bytes of input: one call carries at most ${MAX_CALL_BUFFER_BYTES} to an HSM`));
     const family = OPERATION_FAMILY[method];
     const starts = OPERATION_INIT.has(method);
     const operation = family !== undefined && !starts ? session.operations.get(family) ?? null : null;

@@ -7,7 +7,7 @@
 //   backups/                  sealed backups, and lineage.secret (0600): the vault, standing for AWS's backup service
 //   logs/                     supervisor.log, hsm-<id>.log (pino, JSON lines)
 //   supervisor.lock, control.sock (0600)
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 import type { ClusterState, HsmState } from "../cluster/cluster.js";
@@ -73,9 +73,29 @@ export class ClusterFolder {
     return existsSync(this.clusterFile);
   }
 
-  /** Creates the folder tree, owner-only. */
+  /** Creates the folder tree, owner-only; refuses a tree another user owns or may write into (see checkOwnership). */
   makeTree(): void {
     for (const d of [this.dir, this.pkiDir, this.hsmsDir, this.backupsDir, this.logsDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    this.checkOwnership();
+  }
+
+  /**
+   * The folder and its subfolders are this user's and nobody else may write into them: otherwise
+   * another local user could plant symlinks, swap certificates or read what the files hold.
+   * The folder itself may be reached through a symlink; its subfolders may not.
+   */
+  checkOwnership(): void {
+    const uid = process.getuid?.();
+    const check = (path: string, stat: { isDirectory(): boolean; uid: number | bigint; mode: number | bigint }) => {
+      if (!stat.isDirectory()) throw new ProcessError("FOLDER_INVALID", `${path} is not a directory`);
+      if (uid !== undefined && Number(stat.uid) !== uid) throw new ProcessError("FOLDER_INVALID", `${path} belongs to user ${stat.uid}, not to this user (${uid})`);
+      if ((Number(stat.mode) & 0o022) !== 0) throw new ProcessError("FOLDER_INVALID", `${path} is writable by others (mode ${(Number(stat.mode) & 0o777).toString(8)}): chmod go-w it`);
+    };
+    check(this.dir, statSync(this.dir));
+    for (const d of [this.pkiDir, this.hsmsDir, this.backupsDir, this.logsDir]) {
+      const stat = lstatSync(d, { throwIfNoEntry: false });
+      if (stat !== undefined) check(d, stat);
+    }
   }
 
   read(): ClusterFile {
@@ -99,10 +119,15 @@ export class ClusterFolder {
   }
 }
 
-/** Writes `path` so that a crash leaves either the old or the new content, never a mix. */
+/** Writes `path` so that a crash leaves either the old or the new content, never a mix; never through a symlink planted at `path` or its temp name. */
 export function writeAtomically(path: string, data: string | Buffer, mode: number): void {
   const temp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(temp, "w", mode);
+  try {
+    unlinkSync(temp); // a stale temp (or something planted there): removed, never opened
+  } catch {
+    // none
+  }
+  const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
     writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
     fsyncSync(fd);
@@ -171,5 +196,10 @@ function checkClusterFile(value: unknown, path: string): ClusterFile {
     if (typeof h.state !== "string" || !HSM_STATES.has(h.state)) fail(path, `bad state of ${h.hsmId}`);
     if (h.folder !== `hsms/${h.origin}`) fail(path, `bad folder of ${h.hsmId}`);
   }
+  // Two live HSMs on one address: the second could never bind it and would restart forever.
+  const live = f.hsms.filter((h) => h.state !== "DELETED").map((h) => h.address);
+  if (new Set(live).size !== live.length) fail(path, "two HSMs share an address");
+  const origins = f.hsms.map((h) => h.origin);
+  if (new Set(origins).size !== origins.length) fail(path, "two HSMs share an origin (and so a data folder)");
   return f as ClusterFile;
 }

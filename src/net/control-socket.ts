@@ -19,6 +19,9 @@ export type ControlAnswer = { ok: true; value: unknown } | { ok: false; code: st
 
 /** A request line may be at most this long; a longer one closes the connection. */
 export const MAX_REQUEST_BYTES = 4096;
+/** Requests read but not yet answered, and answer bytes the client has not read, beyond which its socket is not read. */
+const MAX_PENDING = 32;
+const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
 const WITH_HSM = new Set(["kill", "restart", "remove", "replace"]);
 const OPS = new Set(["status", "down", "backup", "add", ...WITH_HSM]);
 
@@ -44,8 +47,24 @@ export function parseControlRequest(line: string): ControlRequest {
 
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 
+/** The longest unix socket path (sun_path less its NUL): Node binds a longer one silently truncated, elsewhere. */
+export const MAX_SOCKET_PATH_BYTES = process.platform === "linux" ? 107 : 103;
+
+/** Refuses a control socket path too long to bind as given (a cluster folder path that is too long). */
+export function checkSocketPath(path: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new ProcessError("INVALID_ARGUMENT", `the control socket ${path} is ${bytes} bytes long; a unix socket path is at most ${MAX_SOCKET_PATH_BYTES}: use a shorter --data path`);
+  }
+}
+
 /** Listens on `path` (a stale socket file from a crashed supervisor is replaced: the caller holds the folder's lock). */
 export function serveControl(path: string, handle: ControlHandler, onError: (what: string) => void): Promise<Server> {
+  try {
+    checkSocketPath(path);
+  } catch (e) {
+    return Promise.reject(e);
+  }
   try {
     unlinkSync(path);
   } catch {
@@ -56,7 +75,12 @@ export function serveControl(path: string, handle: ControlHandler, onError: (wha
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(path, () => {
-      chmodSync(path, 0o600);
+      try {
+        chmodSync(path, 0o600);
+      } catch (e) {
+        server.close();
+        return reject(e);
+      }
       server.off("error", reject);
       server.on("error", (e) => onError(`control socket: ${e.message}`));
       resolve(server);
@@ -70,8 +94,30 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
   socket.setEncoding("utf8");
   socket.setTimeout(120_000, () => socket.destroy());
   socket.on("error", () => {});
+  // Backpressure: a client that pipelines requests faster than it reads the answers stops being
+  // read (the kernel then blocks its writes) instead of having every answer buffered here.
+  let pending = 0;
+  const throttle = () => {
+    if (socket.destroyed) return;
+    if (pending > MAX_PENDING || socket.writableLength > MAX_UNREAD_ANSWER_BYTES) socket.pause();
+    else socket.resume();
+  };
+  socket.on("drain", throttle);
+  // The next request is handled only once the client has read enough of the answers before it.
+  const roomToAnswer = () => new Promise<void>((resolve) => {
+    if (socket.destroyed || socket.writableLength <= MAX_UNREAD_ANSWER_BYTES) return resolve();
+    const done = () => {
+      socket.off("drain", done);
+      socket.off("close", done);
+      resolve();
+    };
+    socket.on("drain", done);
+    socket.on("close", done);
+  });
   const answer = (a: ControlAnswer) => {
+    pending--;
     if (!socket.destroyed) socket.write(`${JSON.stringify(a)}\n`);
+    throttle();
   };
   let closing = false;
   socket.on("data", (chunk: string) => {
@@ -81,12 +127,13 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
     while ((newline = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, newline);
       buffered = buffered.slice(newline + 1);
+      pending++;
       if (line.length > MAX_REQUEST_BYTES) {
         busy = busy.then(() => answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` }));
         continue;
       }
       // Requests on one connection are answered in order.
-      busy = busy.then(async () => {
+      busy = busy.then(roomToAnswer).then(async () => {
         try {
           const request = parseControlRequest(line);
           answer({ ok: true, value: (await handle(request)) ?? null });
@@ -102,6 +149,7 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
       closing = true;
       buffered = "";
       onError("control request too long: connection closed");
+      pending++;
       busy = busy.then(() => {
         answer({ ok: false, code: "BAD_REQUEST", message: `a request line is at most ${MAX_REQUEST_BYTES} bytes` });
         socket.end();
@@ -109,6 +157,7 @@ function serveConnection(socket: Socket, handle: ControlHandler, onError: (what:
         setTimeout(() => socket.destroy(), 2_000).unref();
       });
     }
+    throttle();
   });
 }
 

@@ -32,6 +32,11 @@ export interface FramedSocketOptions {
   onClose: (reason: string) => void;
   /** Bytes newly buffered (positive) or released (negative) by the decoder, for a budget across connections. */
   onBuffered?: (delta: number) => void;
+  /**
+   * A frame begun must be complete within this (absent: no limit): a peer that trickles a byte now
+   * and then keeps the idle timeout from firing, but not this one (slowloris).
+   */
+  frameTimeoutMs?: number;
 }
 
 export class FramedSocket {
@@ -40,6 +45,7 @@ export class FramedSocket {
   private helloSeen = false;
   private closed = false;
   private buffered = 0;
+  private frameTimer: NodeJS.Timeout | null = null;
   private accepts: Accepts | null;
 
   constructor(readonly socket: TLSSocket, private readonly options: FramedSocketOptions) {
@@ -110,6 +116,7 @@ export class FramedSocket {
   private gone(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.frameTimer !== null) clearTimeout(this.frameTimer);
     this.setBuffered(0);
     this.socket.destroy();
     try {
@@ -123,12 +130,32 @@ export class FramedSocket {
     const delta = bytes - this.buffered;
     this.buffered = bytes;
     if (delta !== 0) this.options.onBuffered?.(delta);
+    this.watchFrame(bytes > 0);
+  }
+
+  /** Starts the frame deadline when a frame is begun, ends it when none is pending. */
+  private watchFrame(pending: boolean): void {
+    const limitMs = this.options.frameTimeoutMs;
+    if (limitMs === undefined || this.closed) return;
+    if (!pending) {
+      if (this.frameTimer !== null) clearTimeout(this.frameTimer);
+      this.frameTimer = null;
+      return;
+    }
+    if (this.frameTimer !== null) return;
+    this.frameTimer = setTimeout(() => {
+      this.frameTimer = null;
+      this.options.stats.frameTimeouts++;
+      this.close("FRAME_TIMEOUT", `a frame begun was not complete within ${limitMs} ms`);
+    }, limitMs);
+    this.frameTimer.unref();
   }
 
   private receive(chunk: Buffer): void {
     if (this.closed) return;
     try {
       const frames = this.decoder.push(chunk);
+      if (frames.length > 0) this.watchFrame(false); // a frame completed: the next one gets its own deadline
       this.setBuffered(this.decoder.bufferedBytes);
       for (const frame of frames) {
         if (this.closed) return;

@@ -37,6 +37,8 @@ export interface HsmTransportLimits {
   helloTimeoutMs: number;
   /** A connection that sends nothing this long is closed (clients heartbeat every second, peers gossip 5 times a second). */
   idleTimeoutMs: number;
+  /** A frame begun must be complete within this, however slowly its bytes keep coming (a 17 MiB frame needs ~0.6 MB/s). */
+  frameTimeoutMs: number;
   /** Bytes waiting to be written to one connection beyond which its reader counts as stalled and is dropped. */
   maxWriteQueueBytes: number;
   /** Bytes of incomplete frames held across all inbound connections. */
@@ -44,7 +46,7 @@ export interface HsmTransportLimits {
 }
 
 export const DEFAULT_HSM_LIMITS: HsmTransportLimits = {
-  maxConnectionsPerAddress: 64, maxConnections: 900, handshakeTimeoutMs: 10_000, helloTimeoutMs: 10_000, idleTimeoutMs: 120_000,
+  maxConnectionsPerAddress: 64, maxConnections: 900, handshakeTimeoutMs: 10_000, helloTimeoutMs: 10_000, idleTimeoutMs: 120_000, frameTimeoutMs: 30_000,
   maxWriteQueueBytes: 4 * 1024 * 1024, maxBufferedBytes: 256 * 1024 * 1024,
 };
 
@@ -202,6 +204,7 @@ export class HsmTransport implements Transport {
     });
     const link: FramedSocket = new FramedSocket(socket, {
       label: remote, expectHello: true, accepts: "req", maxWriteQueueBytes: this.limits.maxWriteQueueBytes, logger: this.logger, stats: this.stats,
+      frameTimeoutMs: this.limits.frameTimeoutMs,
       onHello: (hello) => {
         clearTimeout(helloTimer);
         if (hello.role === "hsm") {

@@ -4,7 +4,7 @@
 // in this process, never through JavaScript), each HSM's certificate for its address, and
 // cluster.json, written last: a folder without it holds no cluster.
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 
 import { checkHsmCount, checkZones } from "../cluster/control-plane.js";
 import { Hsm, restoreHsm } from "../hsm/hsm.js";
@@ -40,6 +40,8 @@ export async function createCluster(folder: ClusterFolder, options: NewClusterOp
   if (options.addresses && (options.addresses.length !== options.hsmCount || !options.addresses.every(isAddress) || new Set(options.addresses).size !== options.addresses.length)) {
     throw new ProcessError("INVALID_ARGUMENT", "give one distinct ip:port per HSM");
   }
+  // (Checked again here, under the folder's lock: another `up` may have created it since the caller looked.)
+  if (folder.exists()) throw new ProcessError("FOLDER_INVALID", `${folder.dir} holds a cluster already: run up without creation options to start it`);
   if (existsSync(folder.hsmsDir) && readdirSync(folder.hsmsDir).length > 0) {
     throw new ProcessError("FOLDER_INVALID", `${folder.dir} holds HSM folders but no cluster.json (an interrupted creation?): remove it and run up again`);
   }
@@ -48,14 +50,14 @@ export async function createCluster(folder: ClusterFolder, options: NewClusterOp
   const lineageId = createLineage(folder);
 
   const ca = await createClusterCa({ commonName: `hsmsim ${clusterId}` });
-  writeFileSync(folder.trustAnchor, ca.certPem, { mode: 0o644 });
+  writeAtomically(folder.trustAnchor, ca.certPem, 0o644);
   writeAtomically(folder.caKey, ca.keyPem, 0o600);
   if (options.mtls) {
     const clientCa = await createClientCa({ commonName: `hsmsim ${clusterId} clients` });
-    writeFileSync(folder.clientCaCert, clientCa.certPem, { mode: 0o644 });
+    writeAtomically(folder.clientCaCert, clientCa.certPem, 0o644);
     writeAtomically(folder.clientCaKey, clientCa.keyPem, 0o600);
     const client = await issueClientCertificate(clientCa, { commonName: "hsmsim application" });
-    writeFileSync(`${folder.pkiDir}/client.crt`, client.certPem, { mode: 0o644 });
+    writeAtomically(`${folder.pkiDir}/client.crt`, client.certPem, 0o644);
     writeAtomically(`${folder.pkiDir}/client.key`, client.keyPem, 0o600);
   }
 
@@ -93,6 +95,6 @@ export async function createCluster(folder: ClusterFolder, options: NewClusterOp
 /** An HSM's certificate for its address, issued by the cluster CA, and its key (0600). */
 export async function issueHsmFiles(folder: ClusterFolder, ca: { certPem: string; keyPem: string }, hsm: HsmEntry): Promise<void> {
   const issued = await issueHsmCertificate(ca, { host: hostOf(hsm.address), port: Number(hsm.address.slice(hsm.address.lastIndexOf(":") + 1)), hsmId: hsm.hsmId });
-  writeFileSync(folder.hsmCert(hsm.origin), issued.certPem, { mode: 0o644 });
+  writeAtomically(folder.hsmCert(hsm.origin), issued.certPem, 0o644);
   writeAtomically(folder.hsmKey(hsm.origin), issued.keyPem, 0o600);
 }

@@ -2,11 +2,11 @@
 // command): takes the folder's lock (one supervisor per folder; the kernel drops the lock when
 // the process dies, kill -9 included, so nothing stale is left), starts the HSM processes,
 // serves the control socket, and on `down` (or SIGTERM) stops them cleanly and exits.
-import { unlinkSync, writeFileSync } from "node:fs";
+import { unlinkSync } from "node:fs";
 import type { Server } from "node:net";
 
 import { FolderLock } from "../hsm/folder-lock.js";
-import { ClusterFolder } from "./cluster-folder.js";
+import { ClusterFolder, writeAtomically } from "./cluster-folder.js";
 import { serveControl } from "./control-socket.js";
 import { EXIT_FAILED, EXIT_IN_USE, ProcessError, SUPERVISOR_LOCK, SUPERVISOR_PID } from "./process-errors.js";
 import { openLog } from "./process-log.js";
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${new ProcessError("FOLDER_IN_USE", message).message}\n`);
     process.exit(EXIT_IN_USE);
   }
-  writeFileSync(`${folder.dir}/${SUPERVISOR_PID}`, `${process.pid}\n`);
+  writeAtomically(`${folder.dir}/${SUPERVISOR_PID}`, `${process.pid}\n`, 0o600); // never through a planted symlink
   const supervisor = new Supervisor(folder, log, config);
   let server: Server | undefined;
   let exiting = false;

@@ -24,6 +24,8 @@ export interface WireStats {
   peerRefused: number;
   /** Connections closed for sending nothing for the idle timeout. */
   idleTimeouts: number;
+  /** Connections closed because a frame they began did not complete in time (slowloris). */
+  frameTimeouts: number;
   /** Connections closed because the frames they buffered passed the budget across connections. */
   memoryRefused: number;
   /** Connections closed because they did not read what was written to them. */
@@ -46,7 +48,7 @@ export interface WireStats {
 
 export function newWireStats(): WireStats {
   return {
-    accepted: 0, refusedPerAddress: 0, refusedTotal: 0, tlsRefused: 0, helloTimeouts: 0, peerRefused: 0, idleTimeouts: 0, memoryRefused: 0,
+    accepted: 0, refusedPerAddress: 0, refusedTotal: 0, tlsRefused: 0, helloTimeouts: 0, peerRefused: 0, idleTimeouts: 0, frameTimeouts: 0, memoryRefused: 0,
     slowReaders: 0, framesIn: 0, framesOut: 0, messagesIn: 0, badFrames: {}, unsendable: 0, undeliverable: 0, connects: 0, connectFailures: 0,
     handlerErrors: 0,
   };

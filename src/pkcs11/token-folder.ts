@@ -75,7 +75,13 @@ export function ensureFolder(dir: string): void {
   } catch (e) {
     throw new TokenFolderError("TOKEN_FOLDER_INVALID", `${dir}: cannot create the token folder (${(e as Error).message})`);
   }
-  if (!lstatSync(dir).isDirectory()) throw new TokenFolderError("TOKEN_FOLDER_INVALID", `${dir} is not a directory`);
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory()) throw new TokenFolderError("TOKEN_FOLDER_INVALID", `${dir} is not a directory`);
+  // Whoever may write into the folder could plant masking.key (sealing every new token under a key
+  // they hold), swap or delete token files, or plant a write's temp name: only its owner may.
+  const uid = process.getuid?.();
+  if (uid !== undefined && stat.uid !== uid) throw new TokenFolderError("TOKEN_FOLDER_INVALID", `${dir} belongs to user ${stat.uid}, not to this user (${uid})`);
+  if ((stat.mode & 0o022) !== 0) throw new TokenFolderError("TOKEN_FOLDER_INVALID", `${dir} is writable by others (mode ${(stat.mode & 0o777).toString(8)}): chmod go-w it`);
 }
 
 const require = createRequire(typeof __filename === "string" ? __filename : import.meta.url);
