@@ -32,7 +32,9 @@ export type FrameErrorCode =
   | "FRAME_TOO_LARGE" | "FRAME_TOO_SHORT" | "UNKNOWN_VERSION" | "UNKNOWN_TYPE" | "OUT_OF_ORDER" | "SEQUENCE_EXHAUSTED"
   | "HELLO_EXPECTED" | "UNEXPECTED_HELLO" | "BAD_PAYLOAD" | "BAD_MESSAGE" | "WRONG_DIRECTION"
   /** A hello claiming an HSM address the connection's certificate does not prove. */
-  | "PEER_NOT_PROVEN";
+  | "PEER_NOT_PROVEN"
+  /** A client's hello past the connection limits (per remote IP, in all). */
+  | "TOO_MANY_CONNECTIONS";
 
 /** A frame refused: the connection it came on is closed with this reason. */
 export class FrameError extends CodedError<FrameErrorCode> {

@@ -1,5 +1,6 @@
 // An HSM's Transport over TLS 1.3: it listens on its own cluster address. An inbound socket is
-// limited at accept (per remote IP and in all), must finish its handshake and say hello in
+// limited (clients per remote IP and in all, counted at their hello; sockets that have not said
+// hello are bounded too, the oldest closed to make room), must finish its handshake and say hello in
 // time, and is then a client (known by a per-socket id, `client/<ip>:<port>`, so a reconnect is
 // a new connection) or a peer HSM (known by its cluster address, accepted only if its
 // certificate from the cluster CA proves that address). Answers to a client go back on its
@@ -28,10 +29,18 @@ export interface HsmTls {
 }
 
 export interface HsmTransportLimits {
-  /** Connections from one IP address (CloudHSM-like: 64, as src/cluster/connections.ts). */
+  /** Client connections from one IP address, counted at the client's hello (CloudHSM-like: 64, as src/cluster/connections.ts). */
   maxConnectionsPerAddress: number;
-  /** Connections in all (CloudHSM serves 900 client connections per cluster). */
+  /** Client connections in all (CloudHSM serves 900 client connections per cluster). Proven peer HSMs count in neither. */
   maxConnections: number;
+  /**
+   * Connections not yet past TLS and hello, from one IP address and in all. Past either, the
+   * oldest such connection is closed to make room rather than the new one refused: no one holds
+   * the slots of connections that have not said who they are (an honest handshake takes
+   * milliseconds, a squatter's up to the handshake timeout).
+   */
+  maxPendingPerAddress: number;
+  maxPending: number;
   handshakeTimeoutMs: number;
   /** After the handshake, the hello must come within this. */
   helloTimeoutMs: number;
@@ -46,7 +55,7 @@ export interface HsmTransportLimits {
 }
 
 export const DEFAULT_HSM_LIMITS: HsmTransportLimits = {
-  maxConnectionsPerAddress: 64, maxConnections: 900, handshakeTimeoutMs: 10_000, helloTimeoutMs: 10_000, idleTimeoutMs: 120_000, frameTimeoutMs: 30_000,
+  maxConnectionsPerAddress: 64, maxConnections: 900, maxPendingPerAddress: 64, maxPending: 256, handshakeTimeoutMs: 10_000, helloTimeoutMs: 10_000, idleTimeoutMs: 120_000, frameTimeoutMs: 30_000,
   maxWriteQueueBytes: 4 * 1024 * 1024, maxBufferedBytes: 256 * 1024 * 1024,
 };
 
@@ -71,7 +80,11 @@ export class HsmTransport implements Transport {
   private readonly limits: HsmTransportLimits;
   private readonly netServer: net.Server;
   private readonly tlsServer: tls.Server;
-  private readonly perAddress = new Map<string, number>();
+  /** Client connections per remote IP (counted at their hello). */
+  private readonly clientsPerAddress = new Map<string, number>();
+  /** Connections not yet past TLS and hello ("ip:port" → socket, oldest first), and their keys per IP. */
+  private readonly pending = new Map<string, net.Socket>();
+  private readonly pendingPerAddress = new Map<string, Set<string>>();
   private open = 0;
   private buffered = 0;
   private readonly clients = new Map<string, FramedSocket>();
@@ -155,32 +168,59 @@ export class HsmTransport implements Transport {
 
   // ---- inbound ----
   private accept(raw: net.Socket): void {
-    const ip = raw.remoteAddress ?? "?";
-    const fromIp = this.perAddress.get(ip) ?? 0;
-    if (this.closed || fromIp >= this.limits.maxConnectionsPerAddress || this.open >= this.limits.maxConnections) {
-      if (fromIp >= this.limits.maxConnectionsPerAddress) this.stats.refusedPerAddress++;
-      else this.stats.refusedTotal++;
-      this.logger.warn({ remote: ip, fromAddress: fromIp, open: this.open }, "connection refused at accept: too many connections");
+    if (this.closed) {
       raw.destroy();
       return;
     }
+    const ip = raw.remoteAddress ?? "?";
+    const key = `${ip}:${raw.remotePort}`;
+    const fromIp = this.pendingPerAddress.get(ip) ?? new Set<string>();
+    if (fromIp.size >= this.limits.maxPendingPerAddress) this.evictPending(fromIp.values().next().value!, "per address");
+    if (this.pending.size >= this.limits.maxPending) this.evictPending(this.pending.keys().next().value!, "in all");
     this.stats.accepted++;
     this.open++;
-    this.perAddress.set(ip, fromIp + 1);
+    this.pending.set(key, raw);
+    fromIp.add(key);
+    this.pendingPerAddress.set(ip, fromIp);
     this.rawSockets.add(raw);
     raw.on("error", () => {}); // the TLS socket reports it
     raw.once("close", () => {
       this.rawSockets.delete(raw);
       this.open--;
-      const left = (this.perAddress.get(ip) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(ip);
-      else this.perAddress.set(ip, left);
+      this.endPending(key);
     });
     this.tlsServer.emit("connection", raw);
   }
 
+  /** A connection no longer waiting for TLS and its hello (it said hello, or it closed). */
+  private endPending(key: string): void {
+    const raw = this.pending.get(key);
+    if (raw === undefined) return;
+    this.pending.delete(key);
+    const ip = raw.remoteAddress ?? "?";
+    const fromIp = this.pendingPerAddress.get(ip);
+    fromIp?.delete(key);
+    if (fromIp?.size === 0) this.pendingPerAddress.delete(ip);
+  }
+
+  private evictPending(key: string, scope: "per address" | "in all"): void {
+    const raw = this.pending.get(key);
+    this.endPending(key);
+    if (scope === "per address") this.stats.refusedPerAddress++;
+    else this.stats.refusedTotal++;
+    this.logger.warn({ remote: key, scope }, "closed a connection that had not said hello, to make room for a new one");
+    raw?.destroy();
+  }
+
+  private countClient(ip: string, delta: 1 | -1): void {
+    const next = (this.clientsPerAddress.get(ip) ?? 0) + delta;
+    if (next <= 0) this.clientsPerAddress.delete(ip);
+    else this.clientsPerAddress.set(ip, next);
+  }
+
   private secured(socket: tls.TLSSocket): void {
-    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const ip = socket.remoteAddress ?? "?";
+    const remote = `${ip}:${socket.remotePort}`;
     let identity: InboundIdentity;
     try {
       identity = this.options.tls.classify(socket);
@@ -207,6 +247,7 @@ export class HsmTransport implements Transport {
       frameTimeoutMs: this.limits.frameTimeoutMs,
       onHello: (hello) => {
         clearTimeout(helloTimer);
+        this.endPending(remote);
         if (hello.role === "hsm") {
           if (identity.kind !== "hsm" || identity.address !== hello.address) {
             this.stats.peerRefused++;
@@ -218,16 +259,26 @@ export class HsmTransport implements Transport {
           this.peersInbound.add(link);
           return "peer";
         }
-        from = clientId;
-        role = "client";
         const previous = this.clients.get(clientId);
         if (previous !== undefined) {
           // The same remote port again while the old socket's close is still on its way: the old one is gone.
           this.clients.delete(clientId);
+          this.countClient(ip, -1);
           previous.close("REPLACED", "a new connection from the same address and port", "info");
           this.clientGone(clientId);
         }
+        if ((this.clientsPerAddress.get(ip) ?? 0) >= this.limits.maxConnectionsPerAddress) {
+          this.stats.refusedPerAddress++;
+          throw new FrameError("TOO_MANY_CONNECTIONS", `${this.limits.maxConnectionsPerAddress} client connections from ${ip} already`);
+        }
+        if (this.clients.size >= this.limits.maxConnections) {
+          this.stats.refusedTotal++;
+          throw new FrameError("TOO_MANY_CONNECTIONS", `${this.limits.maxConnections} client connections already`);
+        }
+        from = clientId;
+        role = "client";
         this.clients.set(clientId, link);
+        this.countClient(ip, 1);
         return "req";
       },
       onMessage: (message) => {
@@ -239,6 +290,7 @@ export class HsmTransport implements Transport {
         // A reused remote port is a new socket under the same id: only the socket the id names now may end it.
         if (role === "client" && this.clients.get(clientId) === link) {
           this.clients.delete(clientId);
+          this.countClient(ip, -1);
           this.clientGone(clientId);
         }
       },

@@ -151,7 +151,7 @@ describe("two HSMs and a client over TLS", () => {
 });
 
 describe("limits at accept", () => {
-  it("connections per remote address and in all; a socket that never says hello is closed", async () => {
+  it("client connections per remote address and in all, counted at hello; a socket that never says hello is closed", async () => {
     const ca = await sharedCa();
     const host = "127.0.0.2";
     const port = await freePort(host);
@@ -167,14 +167,22 @@ describe("limits at accept", () => {
     try {
       open.push(await rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.1" }));
       open.push(await rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.1" }));
-      await expect(rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.1" })).rejects.toThrow(/closed during the handshake/);
+      await until(() => transport.connections.clients === 2, "two clients to say hello");
+      // A third client from the same address completes TLS, says hello, and is closed there.
+      const third = await rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.1" });
+      await third.closed;
       expect(transport.stats.refusedPerAddress).toBe(1);
       open.push(await rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.7" }));
-      await expect(rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.8" })).rejects.toThrow(/closed during the handshake/);
+      await until(() => transport.connections.clients === 3, "the third client to say hello");
+      const fourth = await rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.8" });
+      await fourth.closed;
       expect(transport.stats.refusedTotal).toBe(1);
+      expect(logger.lines.some((l) => (l.context as { code?: string }).code === "TOO_MANY_CONNECTIONS")).toBe(true);
       // Room again once one closes.
       open.shift()!.socket.destroy();
-      await until(() => transport.connections.tcp === 2, "the closed connection to be counted out");
+      await until(() => transport.connections.clients === 2, "the closed connection to be counted out");
+      open.push(await rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.1" }));
+      await until(() => transport.connections.clients === 3, "a client in the freed slot");
       const silent = await rawConnection(`${host}:${port}`, ca.certPem, { localAddress: "127.0.0.1", hello: null });
       await silent.closed;
       expect(transport.stats.helloTimeouts).toBe(1);
