@@ -203,7 +203,7 @@ export class ClusterNode {
     const missing = request.after.find(([origin, seq]) => internalsOf(this.hsm).state.head(origin) < seq);
     if (missing) {
       this.stats.stale++;
-      this.replication.sendHeads(); // ask the peers for what is missing now rather than at the next round
+      this.replication.requestCatchUp(); // ask the peers for what is missing now rather than at the next round (coalesced)
       this.reply(from, request, { kind: "stale", message: `HSM ${this.hsm.id} does not yet hold change ${missing[1]} of origin ${missing[0]}` });
       return;
     }

@@ -18,6 +18,9 @@ import { type ReceivedPeerMessage, decodePeerMessage, encodePeerMessage, encodeP
 import { regressions } from "./regressions.js";
 import { MAX_SNAPSHOT_CHUNK_CHARS, SnapshotTransfers } from "./snapshot-transfer.js";
 
+/** Catch-up heads rounds asked by stale requests: at most one per 10 ms. */
+const CATCH_UP_INTERVAL_US = 10_000;
+
 /** Journal entries one push carries at most. */
 export const MAX_PUSH = 256;
 const PRUNE_EVERY_ROUNDS = 5;
@@ -100,6 +103,8 @@ export class Replication {
   private readonly compaction: CompactionConfig;
   private readonly snapshots: SnapshotTransfers;
 
+  private lastCatchUpUs: number | null = null;
+
   constructor(private readonly host: ReplicationHost) {
     this.startedUs = host.clock.nowUs();
     this.compaction = { ...DEFAULT_COMPACTION };
@@ -143,6 +148,18 @@ export class Replication {
   sendHeads(): void {
     const peers = this.peerAddresses();
     if (peers.length > 0) this.send(peers, { t: "heads", heads: this.headList(), reply: true });
+  }
+
+  /**
+   * Heads to every peer because a request needs changes this HSM lacks — at most once per
+   * CATCH_UP_INTERVAL_US, however many stale requests arrive: a client (or anyone who can send a
+   * request) must not turn each request into a round of messages to every peer.
+   */
+  requestCatchUp(): void {
+    const now = this.host.clock.nowUs();
+    if (this.lastCatchUpUs !== null && now - this.lastCatchUpUs < CATCH_UP_INTERVAL_US) return;
+    this.lastCatchUpUs = now;
+    this.sendHeads();
   }
 
   /** The periodic round: heads to every peer, and now and then a journal prune. */
