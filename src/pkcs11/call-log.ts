@@ -7,7 +7,7 @@
 // Never secrets: PINs print as ***, data buffers (plaintext, ciphertext, signatures, wrapped
 // keys, random bytes) as their length, templates by attribute name with key material and any
 // attribute not known to be public redacted to its length.
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
 
 import * as C from "./constants.js";
 import { Pkcs11Error, ckrName } from "./errors.js";
@@ -261,7 +261,13 @@ function openSink(sink: CallLogSink): Sink {
   if (typeof sink !== "string" || sink === "") throw new TypeError(`the PKCS#11 log goes to 'stderr', a file path or a function, not ${JSON.stringify(sink)}`);
   // Appended with one write per line (atomic for lines this short), so several modules or
   // processes can share one file; 0600: handles and labels are the logging user's business.
-  const fd = openSync(sink, "a", 0o600);
+  // Never through a planted symlink, and only into a regular file this user owns, kept 0600.
+  const fd = openSync(sink, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  const stat = fstatSync(fd);
+  if (!stat.isFile() || (typeof process.getuid === "function" && stat.uid !== process.getuid()) || (stat.mode & 0o077) !== 0) {
+    closeSync(fd);
+    throw new TypeError(`the PKCS#11 log ${sink} must be a regular file of this user's that no one else may read or write (0600)`);
+  }
   let open = true;
   return {
     write: (line) => {

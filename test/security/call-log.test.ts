@@ -3,7 +3,7 @@
 // PIN, key material, plaintext or ciphertext, with logging on; the log is searched for each secret
 // in every encoding a careless logger would use.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -203,5 +203,27 @@ describe("PKCS#11 call log", () => {
     } finally {
       await link.terminate();
     }
+  });
+});
+
+describe("the log file is never someone else's", () => {
+  const folder = mkdtempSync(join(tmpdir(), "hsmsim-calllog-planted-"));
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  it("a symlink planted at the log's path is not followed", () => {
+    const victim = join(folder, "victim");
+    writeFileSync(victim, "untouched\n");
+    const path = join(folder, "pkcs11.log");
+    symlinkSync(victim, path);
+    expect(() => new PKCS11().load("memory:", { log: path })).toThrow(/ELOOP|symbolic|symlink/i);
+    expect(readFileSync(victim, "utf8")).toBe("untouched\n");
+  });
+
+  it("an existing log file others may read is refused, not written", () => {
+    const path = join(folder, "open.log");
+    writeFileSync(path, "");
+    chmodSync(path, 0o644);
+    expect(() => new PKCS11().load("memory:", { log: path })).toThrow(/0600/);
+    expect(readFileSync(path, "utf8")).toBe("");
   });
 });
