@@ -179,24 +179,37 @@ export class ClusterNode {
   }
 
   private next(): void {
-    const item = this.queue[0];
-    if (!item) {
-      this.working = false;
-      return;
-    }
-    this.working = true;
-    this.later(this.config.serviceTimeUs(item.request.op), () => {
-      this.queue.shift();
-      try {
-        this.serve(item.from, item.request);
-      } catch (e) {
-        // Whatever one request does, the HSM keeps serving the others.
-        this.stats.internalErrors++;
-        this.reply(item.from, item.request, { kind: "hsm", code: "INTERNAL_ERROR", message: `HSM ${this.hsm.id} failed to serve the request: ${String(e)}` });
-      } finally {
-        this.next();
+    // A request with no service time (real time: the HSM takes as long as its chip does) is served
+    // at once, not an event-loop turn later; one with a service time (the simulator) waits for it.
+    for (;;) {
+      const item = this.queue[0];
+      if (!item) {
+        this.working = false;
+        return;
       }
-    });
+      this.working = true;
+      const serviceUs = this.config.serviceTimeUs(item.request.op);
+      if (serviceUs > 0) {
+        this.later(serviceUs, () => {
+          this.queue.shift();
+          this.serveSafely(item);
+          this.next();
+        });
+        return;
+      }
+      this.queue.shift();
+      this.serveSafely(item);
+    }
+  }
+
+  private serveSafely(item: { from: string; request: Request }): void {
+    try {
+      this.serve(item.from, item.request);
+    } catch (e) {
+      // Whatever one request does, the HSM keeps serving the others.
+      this.stats.internalErrors++;
+      this.reply(item.from, item.request, { kind: "hsm", code: "INTERNAL_ERROR", message: `HSM ${this.hsm.id} failed to serve the request: ${String(e)}` });
+    }
   }
 
   private serve(from: string, request: Request): void {

@@ -60,6 +60,9 @@ async function run(config: HsmProcessConfig, log: Logger): Promise<void> {
     ...DEFAULT_NODE,
     // Real time: the HSM takes as long as the chip does; no simulated service time.
     serviceTimeUs: () => 0,
+    // Requests are served as they arrive, so the queue only holds a burst read in one go: an
+    // application with many calls in flight must not see busy; busy stays for genuine overload.
+    queueCapacity: 1024,
     clusterId: config.clusterId, address: config.address, availabilityZone: config.availabilityZone,
   }, transport, clock, () => send({ t: "activated" }));
   log.info({ hsmId: hsm.id, address: config.address, reboot: hsm.reboot }, "HSM started");
