@@ -195,3 +195,7 @@ if (withSplit) {
 function describe(e: unknown): string {
   return errorText(e);
 }
+
+// Every cluster and peer this run started is stopped above; end here rather than wait on a
+// handle a library keeps (seen: the run printed everything, then did not exit).
+process.exit(process.exitCode ?? 0);
