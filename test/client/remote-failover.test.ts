@@ -51,6 +51,45 @@ describe("remote client from a second process", () => {
   }, 120_000);
 });
 
+describe("remote client: a program that never finalizes still exits", () => {
+  // The worker's port was referenced again when the link added its "message" listener after
+  // unref(): a program ending without C_Finalize (the README's one-liner) never exited.
+  function runNode(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+      child.on("error", reject);
+      child.on("exit", (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code: signal === "SIGKILL" ? -9 : code, stdout, stderr });
+      });
+    });
+  }
+  const body = (target: string) => `const p = load(${JSON.stringify(target)}); p.C_Initialize(); console.log(p.C_GetTokenInfo(p.C_GetSlotList(true)[0]).manufacturerID.trim());`;
+
+  it("from the built package (require), ending with nothing after a call that reached an HSM", async () => {
+    const target = `cloudhsm://${cluster.addresses[0]}?ca=${encodeURIComponent(cluster.trustAnchorPath)}`;
+    const script = `const { load } = require(${JSON.stringify(join(ROOT, "dist/cjs/index.cjs"))}); ${body(target)}`;
+    const { code, stdout, stderr } = await runNode(["-e", script]);
+    expect(stderr).toBe("");
+    expect(stdout.trim()).toBe("hsmsim");
+    expect(code, "the process did not exit by itself within 60 s").toBe(0);
+  }, 90_000);
+
+  it("from source (import), ending with nothing", async () => {
+    const target = `cloudhsm://${cluster.addresses[1]}?ca=${encodeURIComponent(cluster.trustAnchorPath)}`;
+    const script = `import { load } from ${JSON.stringify(join(ROOT, "src/index.ts"))}; ${body(target)}`;
+    const { code, stdout, stderr } = await runNode(["--import", "tsx", "--input-type=module", "-e", script]);
+    expect(stderr).toBe("");
+    expect(stdout.trim()).toBe("hsmsim");
+    expect(code, "the process did not exit by itself within 60 s").toBe(0);
+  }, 90_000);
+});
+
 describe("remote client: HSMs lost under an application", () => {
   it("encryptions with a token key carry on, with no error, while one of three HSMs stops (the others hold the key)", async () => {
     const connection = connect({ address: cluster.addresses[0], trustAnchor: cluster.trustAnchorPath });

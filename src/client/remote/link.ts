@@ -61,10 +61,9 @@ export class RemoteLink {
     this.#state = new Int32Array(shared);
     const channel = new MessageChannel();
     this.#syncPort = channel.port1; // never started: read only with receiveMessageOnPort
+    this.#syncPort.unref(); // nor does it keep the process alive
     const { script, eval: isEval } = workerScript();
     this.#worker = new Worker(script, { eval: isEval, workerData: { spec, syncPort: channel.port2, state: shared }, transferList: [channel.port2] });
-    // The worker never keeps the process alive by itself: only while callback calls wait for answers.
-    this.#worker.unref();
     this.#worker.on("message", (answer: BridgeAnswer) => {
       const callback = this.#pending.get(answer.id);
       if (callback === undefined) return;
@@ -74,6 +73,9 @@ export class RemoteLink {
     });
     this.#worker.on("error", (e) => this.#break(`the remote client's worker failed: ${e.message}`));
     this.#worker.on("exit", (code) => this.#break(`the remote client's worker exited (code ${code})`));
+    // The worker never keeps the process alive by itself: only while callback calls wait for answers.
+    // After the listeners: adding a "message" listener refs the worker's port again.
+    this.#worker.unref();
   }
 
   /** Whether calls can still reach the worker. */
