@@ -113,7 +113,8 @@ function report(io: CommandIo, json: boolean, value: unknown, text: string): voi
   io.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (EPERM: it does, another user's). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -13,7 +13,7 @@ import { ClusterFolder } from "../net/cluster-folder.js";
 import { entryPoint } from "../net/entry-points.js";
 import { SUPERVISOR_PID } from "../net/process-errors.js";
 import type { ClusterView } from "../net/supervisor.js";
-import { downCommand, hsmCommand } from "./cluster-commands.js";
+import { alive, downCommand, hsmCommand } from "./cluster-commands.js";
 import { upCommand } from "./cluster-up.js";
 import { statusOf } from "./cluster-view.js";
 import { type Command, runEntry } from "./command.js";
@@ -77,15 +77,6 @@ export interface LiveDemoReport {
   result?: AppResult;
   /** Processes still alive after the clean-up (none expected). */
   leftovers: number[];
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
