@@ -65,5 +65,5 @@ describe("hsmsim demo, the real-time part", () => {
     } finally {
       await new Promise((r) => squatter.close(r));
     }
-  }, 120_000);
+  }, 240_000);
 });

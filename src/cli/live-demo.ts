@@ -286,7 +286,11 @@ async function cleanUp(out: Output, app: App | null, folder: ClusterFolder, root
     const view = await Promise.race([statusOf(folder).catch(() => null), sleep(5_000).then(() => null)]);
     if (view) for (const h of view.hsms) if (h.pid !== null) pids.add(h.pid);
     try {
-      await hsmsim(downCommand, "hsmsim down", ["--data", folder.dir]);
+      // Bounded: a supervisor still busy with a failed start must not hold the demo; what is left is killed below.
+      await Promise.race([
+        hsmsim(downCommand, "hsmsim down", ["--data", folder.dir]),
+        sleep(20_000).then(() => { throw new Error("hsmsim down did not finish within 20 s (what still runs is stopped by signal)"); }),
+      ]);
     } catch (e) {
       problems.push(e instanceof Error ? e.message : String(e));
     }
