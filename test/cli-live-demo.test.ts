@@ -50,7 +50,13 @@ describe("hsmsim demo, the real-time part", () => {
   it("a cluster that does not come up in time fails the part with the reason, and still leaves nothing behind", async () => {
     // The first HSM's address is taken: that HSM cannot listen, so `up` waits in vain.
     const base = randomBase(), port = randomPort();
-    const squatter: Server = createServer();
+    // The other HSMs dial the squatter as their peer: its connections are ended with it, or close() would wait on them.
+    const dialled = new Set<import("node:net").Socket>();
+    const squatter: Server = createServer((socket) => {
+      dialled.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => dialled.delete(socket));
+    });
     await new Promise<void>((resolve, reject) => squatter.once("error", reject).listen(port, base, resolve));
     try {
       const { out, text } = capture();
@@ -63,6 +69,7 @@ describe("hsmsim demo, the real-time part", () => {
       expect(report.pids.filter(alive)).toEqual([]);
       expect(existsSync(report.root)).toBe(false);
     } finally {
+      for (const socket of dialled) socket.destroy();
       await new Promise((r) => squatter.close(r));
     }
   }, 240_000);
