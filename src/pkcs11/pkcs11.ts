@@ -5,11 +5,11 @@ import { Buffer } from "node:buffer";
 
 import type { NativeChip } from "./addon.js";
 import * as C from "./constants.js";
-import { Pkcs11Error, notLoadedError } from "./errors.js";
+import { Pkcs11Error } from "./errors.js";
 import { type Handle, handleToNumber as h, numberToHandle } from "./handles.js";
 import { type Mechanism, MechanismEncoder } from "./mechanism.js";
-import { chipForTarget } from "./target.js";
-import { type CallLog, type CallLogOptions, callLogSettings, startCallLog } from "./call-log.js";
+import type { CallLogOptions } from "./call-log.js";
+import { LoadedModule } from "./loaded-module.js";
 import { type Template, type TemplateResult, checkAttributeType, checkTemplateLength, encodeTemplate } from "./template.js";
 import * as info from "./info.js";
 import { freezeClass } from "../primordials.js";
@@ -19,19 +19,13 @@ import { type InOutMethod, type OutMethod, answerNotSupported, callInOut, callOu
 export class PKCS11 {
   libPath = "";
   // #private: an application must not reach its backend, swap it, or call past the state checks.
-  #backend: NativeChip | null = null;
-  #initialized = false;
+  readonly #module = new LoadedModule(this, PKCS11.prototype);
   readonly #mechanism = new MechanismEncoder();
-  #callLog: CallLog | null = null;
 
   /** `options`: as load()'s (call logging); HSMSIM_PKCS11_LOG applies to every form, a backend given directly too. */
   constructor(target?: string | NativeChip, options?: CallLogOptions) {
     if (typeof target === "string") this.load(target, options);
-    else if (target !== undefined) {
-      const logging = callLogSettings(options);
-      this.#backend = target;
-      if (logging !== null) this.#callLog = startCallLog(this, PKCS11.prototype, "backend:", logging);
-    }
+    else if (target !== undefined) this.#module.adopt(target, options);
   }
 
   /**
@@ -40,14 +34,8 @@ export class PKCS11 {
    * secrets), as HSMSIM_PKCS11_LOG does.
    */
   load(target: string, options?: CallLogOptions): void {
-    const logging = callLogSettings(options);
-    const backend = chipForTarget(target);
-    if (this.#backend !== null) unload(this.#backend);
-    this.#backend = backend;
+    this.#module.load(target, options);
     this.libPath = target;
-    this.#initialized = false;
-    this.#callLog?.stop();
-    this.#callLog = logging === null ? null : startCallLog(this, PKCS11.prototype, target, logging);
   }
 
   /**
@@ -57,38 +45,22 @@ export class PKCS11 {
    * unloading a real library would end them.
    */
   close(): void {
-    const backend = this.#backend;
-    if (backend === null) return;
-    const wasInitialized = this.#initialized;
-    this.#callLog?.stop();
-    this.#callLog = null;
-    this.#backend = null;
-    this.#initialized = false;
-    this.libPath = "";
-    try {
-      if (wasInitialized) closeSessions(backend);
-    } finally {
-      unload(backend);
-    }
+    if (this.#module.close()) this.libPath = "";
   }
 
   /** The backend, once C_Initialize has run; `method` names the call in the error. */
   #use(method: string): NativeChip {
-    if (this.#backend === null) throw notLoadedError(method);
-    if (!this.#initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_NOT_INITIALIZED, method);
-    return this.#backend;
+    return this.#module.use(method);
   }
 
   // ---- General ----
   C_Initialize(options?: { libraryParameters?: string; flags?: number }): void {
-    if (this.#backend === null) throw notLoadedError("C_Initialize");
+    this.#module.requireLoaded("C_Initialize");
     if (options !== undefined && options !== null && typeof options !== "object") throw new TypeError("options must be an object");
-    if (this.#initialized) throw new Pkcs11Error(C.CKR_CRYPTOKI_ALREADY_INITIALIZED, "C_Initialize");
-    this.#initialized = true;
+    this.#module.initialize();
   }
   C_Finalize(): void {
-    closeSessions(this.#use("C_Finalize"));
-    this.#initialized = false;
+    this.#module.finalize();
   }
   C_GetInfo(): info.ModuleInfo {
     void this.#use("C_GetInfo");
@@ -497,16 +469,6 @@ export class PKCS11 {
     this.#use(method);
     return answerNotSupported(method, done);
   }
-}
-
-/** Releases what a backend holds beyond its sessions (a remote backend's worker thread), if it holds anything. */
-function unload(backend: NativeChip): void {
-  (backend as { unload?: () => void }).unload?.();
-}
-
-/** Closes every session this application holds, on every slot. */
-function closeSessions(backend: NativeChip): void {
-  for (const slot of backend.getSlotList()) backend.closeAllSessions(slot);
 }
 
 // Shared by every application: no one patches a method (C_Login would see every PIN).
