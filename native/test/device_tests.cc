@@ -46,11 +46,8 @@ CK_ULONG createReadableKey(Module& m, CK_ULONG session) {
                                                    {CKA_SENSITIVE, encodeBool(false)},
                                                    {CKA_EXTRACTABLE, encodeBool(true)},
                                                    {CKA_ENCRYPT, encodeBool(true)}};
-  Bytes tmpl = hsmtest::encodeTemplate(attrs);
-  Template t;
-  CHECK(decodeTemplate(tmpl, t) == CKR_OK);
   CK_ULONG handle = 0;
-  CHECK(m.createObject(session, t, handle) == CKR_OK);
+  CHECK(hsmtest::createObject(m, session, attrs, handle) == CKR_OK);
   return handle;
 }
 

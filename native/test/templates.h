@@ -22,4 +22,13 @@ inline hsm::Bytes encodeTemplate(const std::vector<std::pair<hsm::CK_ULONG, hsm:
   return out;
 }
 
+// Creates an object from `attrs` in `session` as C_CreateObject would; `handle` receives it.
+inline hsm::CK_RV createObject(hsm::Module& m, hsm::CK_ULONG session, const std::vector<std::pair<hsm::CK_ULONG, hsm::Bytes>>& attrs,
+                               hsm::CK_ULONG& handle) {
+  hsm::Bytes encoded = encodeTemplate(attrs);
+  hsm::Template t;
+  hsm::CK_RV rv = hsm::decodeTemplate(encoded, t);
+  return rv != hsm::CKR_OK ? rv : m.createObject(session, t, handle);
+}
+
 }  // namespace hsmtest

@@ -20,11 +20,8 @@ CK_ULONG createKey(Module& m, CK_ULONG session, bool tokenObject, uint8_t fill) 
                                                    {CKA_VALUE, Bytes(32, fill)},
                                                    {CKA_TOKEN, encodeBool(tokenObject)},
                                                    {CKA_ENCRYPT, encodeBool(true)}};
-  Bytes tmpl = hsmtest::encodeTemplate(attrs);
-  Template t;
-  CHECK(decodeTemplate(tmpl, t) == CKR_OK);
   CK_ULONG handle = 0;
-  CHECK(m.createObject(session, t, handle) == CKR_OK);
+  CHECK(hsmtest::createObject(m, session, attrs, handle) == CKR_OK);
   return handle;
 }
 

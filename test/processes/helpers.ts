@@ -76,12 +76,5 @@ export async function createKey(c: TestClient, pinned?: string): Promise<number>
   return (await c.send({ kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) }, { pinned })) as number;
 }
 
-/** Whether a process exists. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+/** Whether a process exists (the CLI's own check). */
+export { alive } from "../../src/cli/cluster-commands.js";
