@@ -16,6 +16,7 @@ import {
 } from "./calls.js";
 import { OperationLedger } from "./operations.js";
 import { regressions } from "./regressions.js";
+import { ownMechanism } from "./service-profile.js";
 import { type Failure, MAX_CALL_BUFFER_BYTES, type RequestOp, type SessionContext } from "./protocol.js";
 import { internalsOf } from "../hsm/internals.js";
 import { BufferToString, MapGet, MapSet } from "../primordials.js";
@@ -75,6 +76,15 @@ export class Connections {
     this.perAddress.delete(sender);
   }
 
+  /** The mechanism of the operation a call continues (its Init's), if this HSM holds that operation open. */
+  continuedMechanism(conn: string, op: Extract<RequestOp, { kind: "call" }>): number | undefined {
+    const family = OPERATION_FAMILY[op.method];
+    if (family === undefined || op.session === undefined) return undefined;
+    const sessions = MapGet(this.table, conn)?.sessions;
+    const session = sessions === undefined ? undefined : MapGet(sessions, op.session.id);
+    return session?.operations.mechanismOf(family);
+  }
+
   /** Runs a client's chip call on this HSM, in the client's own application. */
   call(conn: string, op: Extract<RequestOp, { kind: "call" }>): unknown {
     const { method, args } = op;
@@ -104,7 +114,7 @@ export class Connections {
         const family = OPERATION_FAMILY[method];
         if (family !== undefined && !regressions.wedgingOperations) {
           const run = () => this.run(connection!, method, args, local);
-          return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run);
+          return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run, ownMechanism(op));
         }
         return this.run(connection, method, args, local);
       } catch (e) {

@@ -19,6 +19,7 @@ import { Connections, NodeFailure } from "./connections.js";
 import type { Failure, HelloValue, MemberAddress, PeerEnvelope, Request, RequestOp, Response, WritePosition } from "./protocol.js";
 import { type CompactionConfig, MAX_PUSH, Replication } from "./replication.js";
 import { failureOf, isWellFormedRequest, scopeToSender } from "./requests.js";
+import { type ServiceTimeFn, inputBytesOf, ownMechanism } from "./service-profile.js";
 
 /** An HSM's settings; compaction and snapshot transfer ones are optional (DEFAULT_COMPACTION, replication.ts). */
 export interface NodeConfig extends Partial<CompactionConfig> {
@@ -31,12 +32,25 @@ export interface NodeConfig extends Partial<CompactionConfig> {
   replicationTimeoutUs: number;
   /** How often the HSM compares journal heads with each peer. */
   gossipIntervalUs: number;
-  /** Simulated time the HSM spends on a request. */
-  serviceTimeUs: (op: RequestOp) => number;
+  /**
+   * Engine time the HSM spends on a request (0: its control path serves it at once). The
+   * simulator's rough default, or a performance profile's (service-profile.ts); real time
+   * without a profile: 0, the HSM takes as long as its chip does.
+   */
+  serviceTimeUs: ServiceTimeFn;
+  /** Parallel crypto engines: requests with a service time run on at most this many at once (default 1). */
+  engines?: number;
 }
 
 export interface Member extends MemberAddress {
   origin: number;
+}
+
+interface QueuedRequest {
+  from: string;
+  request: Request;
+  serviceUs: number;
+  arrivedUs: number;
 }
 
 interface Waiter {
@@ -56,8 +70,10 @@ export class ClusterNode {
   private membershipEpoch = 0;
   private keyAvailabilityMin = 1;
   private readonly connections: Connections;
-  private readonly queue: { from: string; request: Request }[] = [];
-  private working = false;
+  /** Requests waiting for an engine, with their service time (drawn once, on arrival) and arrival time. */
+  private readonly queue: QueuedRequest[] = [];
+  /** Engines serving a request now. */
+  private busyEngines = 0;
   private readonly replication: Replication;
   private readonly startedUs: number;
   private waiters: Waiter[] = [];
@@ -169,46 +185,58 @@ export class ClusterNode {
     if (this.recentRequests.has(key)) return;
     this.recentRequests.add(key);
     if (this.recentRequests.size > RECENT_REQUESTS) this.recentRequests.delete(this.recentRequests.values().next().value!);
-    if (this.queue.length >= this.config.queueCapacity) {
+    const held = this.queue.length + this.busyEngines;
+    if (held >= this.config.queueCapacity) {
       this.stats.busy++;
-      this.reply(from, request, { kind: "busy", message: `HSM ${this.hsm.id} is busy (${this.queue.length} requests queued)` });
+      this.reply(from, request, { kind: "busy", message: `HSM ${this.hsm.id} is busy (${held} requests queued or in service)` });
       return;
     }
-    this.queue.push({ from, request });
-    if (!this.working) this.next();
+    const serviceUs = this.serviceTimeOf(request);
+    if (serviceUs <= 0) {
+      // No engine time (real time without a profile; a profile's control path: Inits, sessions,
+      // reads): served at once, never behind the engines' queue.
+      this.serveSafely(from, request);
+      return;
+    }
+    this.queue.push({ from, request, serviceUs, arrivedUs: this.clock.nowUs() });
+    this.startEngines(undefined);
   }
 
-  private next(): void {
-    // A request with no service time (real time: the HSM takes as long as its chip does) is served
-    // at once, not an event-loop turn later; one with a service time (the simulator) waits for it.
-    for (;;) {
-      const item = this.queue[0];
-      if (!item) {
-        this.working = false;
-        return;
-      }
-      this.working = true;
-      const serviceUs = this.config.serviceTimeUs(item.request.op);
-      if (serviceUs > 0) {
-        this.later(serviceUs, () => {
-          this.queue.shift();
-          this.serveSafely(item);
-          this.next();
-        });
-        return;
-      }
-      this.queue.shift();
-      this.serveSafely(item);
+  private serviceTimeOf(request: Request): number {
+    const { op } = request;
+    const mechanism = op.kind === "call" ? ownMechanism(op) ?? this.connections.continuedMechanism(request.conn, op) : undefined;
+    return this.config.serviceTimeUs(op, { mechanism, inputBytes: inputBytesOf(op), memberCount: Math.max(1, this.members.length) });
+  }
+
+  /**
+   * Puts waiting requests on free engines. `freedAtUs` is when the engine that just finished was
+   * due to finish: in real time a timer fires late, and the next request starts from that due
+   * time rather than from now, so late timers do not add up to a lower rate than the profile's.
+   */
+  private startEngines(freedAtUs: number | undefined): void {
+    const engines = this.config.engines ?? 1;
+    while (this.busyEngines < engines && this.queue.length > 0) {
+      const item = this.queue.shift()!;
+      const now = this.clock.nowUs();
+      const startUs = freedAtUs === undefined ? now : Math.max(item.arrivedUs, freedAtUs);
+      freedAtUs = undefined; // one engine was freed: the others start now
+      const dueUs = startUs + item.serviceUs;
+      this.busyEngines++;
+      this.later(Math.max(0, dueUs - now), () => {
+        this.busyEngines--;
+        this.serveSafely(item.from, item.request);
+        this.startEngines(dueUs);
+      });
     }
   }
 
-  private serveSafely(item: { from: string; request: Request }): void {
+  private serveSafely(from: string, request: Request): void {
     try {
-      this.serve(item.from, item.request);
+      this.serve(from, request);
     } catch (e) {
       // Whatever one request does, the HSM keeps serving the others.
       this.stats.internalErrors++;
-      this.reply(item.from, item.request, { kind: "hsm", code: "INTERNAL_ERROR", message: `HSM ${this.hsm.id} failed to serve the request: ${String(e)}` });
+      this.reply(from, request, { kind: "hsm", code: "INTERNAL_ERROR", message: `HSM ${this.hsm.id} failed to serve the request: ${String(e)}` });
     }
   }
 
@@ -298,7 +326,7 @@ export class ClusterNode {
   private reply(to: string, request: Request, error?: Failure, value?: unknown, wrote?: WritePosition): void {
     const response: Response = {
       t: "res", id: request.id, ok: error === undefined, hsmId: this.hsm.id, membershipEpoch: this.membershipEpoch,
-      spareCapacity: Math.max(0, this.config.queueCapacity - this.queue.length),
+      spareCapacity: Math.max(0, this.config.queueCapacity - this.queue.length - this.busyEngines),
     };
     if (error) response.error = error;
     else if (value !== undefined) response.value = copyValue(value);

@@ -21,6 +21,8 @@ interface OperationRecord {
   open: boolean;
   /** The answer of the last step, for a repeat of it. */
   answer?: { value: unknown } | { error: unknown };
+  /** The mechanism the Init named (an HSM's profile prices the operation's later calls by it). */
+  mechanism: number | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -28,16 +30,22 @@ const EMPTY = Buffer.alloc(0);
 export class OperationLedger {
   private readonly families = new Map<string, OperationRecord>();
 
+  /** The mechanism of the operation of `family` this ledger holds open, if any. */
+  mechanismOf(family: string): number | undefined {
+    const record = this.families.get(family);
+    return record?.open ? record.mechanism : undefined;
+  }
+
   /** Runs `method` of `family` under the ledger's rules; `run` performs it on the chip. */
   call(chip: NativeChip, session: number, family: string, method: string, position: { n: number; step: number } | undefined,
-    run: () => unknown): unknown {
+    run: () => unknown, mechanism?: number): unknown {
     const record = this.families.get(family);
     if (OPERATION_INIT.has(method)) {
       if (position === undefined) return run();
       if (record && (position.n < record.n || (position.n === record.n && record.step > 0))) throw superseded(method);
       if (record && position.n === record.n && record.open) return null; // a repeat of the Init: it stands
       if (record?.open) abort(chip, session, family);
-      const next: OperationRecord = { n: position.n, step: 0, open: false };
+      const next: OperationRecord = { n: position.n, step: 0, open: false, mechanism };
       this.families.set(family, next);
       let value: unknown;
       try {
