@@ -123,6 +123,8 @@ export class Cluster {
       const value = options.node?.[name];
       if (value !== undefined && !(Number.isInteger(value) && value >= 1)) throw new ClusterError("INVALID_ARGUMENT", `node.${name} must be a positive integer`);
     }
+    const engines = options.node?.engines;
+    if (engines !== undefined && !(Number.isInteger(engines) && engines >= 1 && engines <= 1024)) throw new ClusterError("INVALID_ARGUMENT", "node.engines must be an integer from 1 to 1024");
     const badSetting = badCompactionSetting(options.node ?? {});
     if (badSetting) {
       throw new ClusterError("INVALID_ARGUMENT", `node.${badSetting} must be an integer: journalRetainEntries ≥ 0, memberSilentAfterUs and `
