@@ -11,7 +11,8 @@ import { compile, type TopLevelSpec } from "vega-lite";
 import { CodedError } from "../coded-error.js";
 import { freezeClass } from "../primordials.js";
 
-export type ChartErrorCode = "INVALID_ARGUMENT";
+/** INVALID_ARGUMENT: bad data; RENDER_FAILED: Vega-Lite or Vega refused the spec (a bug in a spec, not in the data). */
+export type ChartErrorCode = "INVALID_ARGUMENT" | "RENDER_FAILED";
 
 /** Bad chart data (a non-finite number, an empty series, an unknown source): the message names the field. */
 export class ChartError extends CodedError<ChartErrorCode> {
@@ -90,6 +91,7 @@ const PERCENTILES = [
 const KILL_COLOR = "#D55E00";
 const RECOVERED_COLOR = "#009E73";
 const RULE_COLOR = "#444444";
+const LINE_COLOR = "#0072B2";
 
 const CONFIG = {
   font: FONT,
@@ -250,7 +252,7 @@ export function throughputChartSpec(input: ThroughputChartInput): TopLevelSpec {
     width: WIDTH,
     height: 320,
     layer: [
-      { data: { values: lineRows }, mark: { type: "line", strokeWidth: 2.5, interpolate: "monotone" }, encoding: { x, y, color, description: { field: "description" } } },
+      { data: { values: lineRows }, mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y, color, description: { value: `${SOURCE_STYLE.model.label}: ${data.operation} throughput against HSM count` } } },
       { data: { values: pointRows }, mark: { type: "point", filled: true, size: 110, opacity: 1, stroke: "white", strokeWidth: 0.8 }, encoding: { x, y, color, shape, description: { field: "description" } } },
     ],
     resolve: { scale: { color: "shared", shape: "shared" } },
@@ -266,6 +268,7 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
     latencyMs: p[`${key}Ms`],
     source: SOURCE_STYLE[p.source].label,
     model: p.source === "model",
+    lineDescription: `${SOURCE_STYLE[p.source].label}: ${key} latency against offered load`,
     description: `${SOURCE_STYLE[p.source].label}: ${key} ${ms(p[`${key}Ms`])} ms at ${count(p.offeredPerSec)} ops/s offered`,
   })));
   const latencies = rows.map((r) => r.latencyMs).concat(data.targetP99Ms === undefined ? [] : [data.targetP99Ms]);
@@ -280,7 +283,7 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
   const sources = CHART_SOURCES.filter((s) => data.series.some((p) => p.source === s));
   const shape = { field: "source", type: "nominal", title: "source", scale: { domain: sources.map((s) => SOURCE_STYLE[s].label), range: sources.map((s) => SOURCE_STYLE[s].shape) }, legend: { symbolFillColor: "#444444", symbolStrokeColor: "#444444" } };
   const layers: unknown[] = [
-    { data: { values: rows.filter((r) => r.model).sort((a, b) => a.offeredPerSec - b.offeredPerSec) }, mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y, color, description: { field: "description" } } },
+    { data: { values: rows.filter((r) => r.model).sort((a, b) => a.offeredPerSec - b.offeredPerSec) }, mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y, color, description: { field: "lineDescription" } } },
     { data: { values: rows.filter((r) => !r.model) }, mark: { type: "point", filled: true, size: 90, opacity: 1, stroke: "white", strokeWidth: 0.8 }, encoding: { x, y, color, shape, description: { field: "description" } } },
   ];
   if (data.targetP99Ms !== undefined) {
@@ -320,13 +323,15 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
   if (data.recoveredAtSec !== undefined) events.push({ atSec: data.recoveredAtSec, label: `recovered at ${seconds(data.recoveredAtSec)} s`, color: RECOVERED_COLOR, align: "left", dx: 4 });
   const x = (title: string | null) => ({ field: "atSec", type: "quantitative", title, scale: { domain: xDomain }, axis: { labels: title !== null, format: "~r" } });
   const eventColor = { field: "color", type: "nominal", scale: null, legend: null };
-  const panel = (y: unknown, lineRows: unknown[], description: string, withLabels: boolean, xTitle: string | null, withPoints: boolean) => ({
+  const panel = (y: unknown, lineRows: unknown[], lineDescription: string, description: string, withLabels: boolean, xTitle: string | null, withPoints: boolean) => ({
     width: WIDTH,
     height: 170,
     layer: [
       { data: { values: events }, mark: { type: "rule", strokeDash: [6, 4], strokeWidth: 2 }, encoding: { x: x(xTitle), color: eventColor, description: { field: "label" } } },
       ...(withLabels ? events.map((e) => ({ data: { values: [e] }, mark: { type: "text", align: e.align, dx: e.dx, baseline: "bottom", y: "height", dy: -4, fontWeight: "bold" }, encoding: { x: x(xTitle), color: eventColor, text: { field: "label" } } })) : []),
-      { data: { values: lineRows }, mark: { type: "line", color: SOURCE_STYLE.model.color, strokeWidth: 2.5, point: withPoints ? { filled: true, size: 30, color: SOURCE_STYLE.model.color } : false }, encoding: { x: x(xTitle), y, description: { field: description } } },
+      { data: { values: lineRows }, mark: { type: "line", color: LINE_COLOR, strokeWidth: 2.5 }, encoding: { x: x(xTitle), y, description: { value: lineDescription } } },
+      // Points too where the line breaks (an interval with no completed request): a lone value between gaps stays visible.
+      ...(withPoints ? [{ data: { values: lineRows }, mark: { type: "point", filled: true, size: 30, color: LINE_COLOR, opacity: 1 }, encoding: { x: x(xTitle), y, description: { field: description } } }] : []),
     ],
   });
   const withText = rows.map((r) => ({ ...r, throughputText: `${seconds(r.atSec)} s: ${count(r.opsPerSec)} ops/s`, p99Text: r.p99Ms === null ? `${seconds(r.atSec)} s: no request completed` : `${seconds(r.atSec)} s: p99 ${ms(r.p99Ms)} ms` }));
@@ -336,8 +341,8 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
     title: { text: data.title, subtitle: `an HSM killed at peak load (${SOURCE_STYLE[data.source].label})` },
     spacing: 18,
     vconcat: [
-      panel({ field: "opsPerSec", type: "quantitative", title: "throughput (ops/s)", scale: { zero: true }, axis: { format: ",.0f" } }, withText, "throughputText", true, null, false),
-      panel({ field: "p99Ms", type: "quantitative", title: "p99 latency (ms)", scale: { zero: true } }, withText, "p99Text", false, "time (s)", true),
+      panel({ field: "opsPerSec", type: "quantitative", title: "throughput (ops/s)", scale: { zero: true }, axis: { format: ",.0f" } }, withText, `throughput over time (${SOURCE_STYLE[data.source].label})`, "throughputText", true, null, false),
+      panel({ field: "p99Ms", type: "quantitative", title: "p99 latency (ms)", scale: { zero: true } }, withText, `p99 latency over time (${SOURCE_STYLE[data.source].label})`, "p99Text", false, "time (s)", true),
     ],
   } as unknown as TopLevelSpec;
 }
@@ -352,14 +357,23 @@ export interface RenderOptions {
 
 /** Compiles a Vega-Lite spec and renders it to an SVG string, headless. */
 export async function renderSvg(spec: TopLevelSpec, options: RenderOptions = {}): Promise<string> {
-  const warn = (...args: unknown[]) => options.onWarning?.(args.map(String).join(" "));
-  const logger = { level: () => logger, error: (...args: unknown[]) => { throw new ChartError("INVALID_ARGUMENT", `chart: ${args.map(String).join(" ")}`); }, warn: (...args: unknown[]) => (warn(...args), logger), info: () => logger, debug: () => logger } as never;
-  const compiled = compile(spec, { logger }).spec;
-  const view = new vega.View(vega.parse(compiled), { renderer: "none", logLevel: vega.Error });
+  const joined = (args: unknown[]) => args.map(String).join(" ");
+  const logger = {
+    level: () => logger,
+    error: (...args: unknown[]) => { throw new ChartError("RENDER_FAILED", `chart: ${joined(args)}`); },
+    warn: (...args: unknown[]) => (options.onWarning?.(joined(args)), logger),
+    info: () => logger,
+    debug: () => logger,
+  };
+  let view: vega.View | undefined;
   try {
+    view = new vega.View(vega.parse(compile(spec, { logger: logger as never }).spec), { renderer: "none", logLevel: vega.Error });
     return await view.toSVG();
+  } catch (error) {
+    if (error instanceof ChartError) throw error;
+    throw new ChartError("RENDER_FAILED", `chart: the spec could not be rendered: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
-    view.finalize();
+    view?.finalize();
   }
 }
 
