@@ -8,19 +8,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
-import { CodedError } from "../coded-error.js";
-import { freezeClass } from "../primordials.js";
-
-/** INVALID_ARGUMENT: bad data; RENDER_FAILED: Vega-Lite or Vega refused the spec (a bug in a spec, not in the data). */
-export type ChartErrorCode = "INVALID_ARGUMENT" | "RENDER_FAILED";
-
-/** Bad chart data (a non-finite number, an empty series, an unknown source): the message names the field. */
-export class ChartError extends CodedError<ChartErrorCode> {
-  constructor(code: ChartErrorCode, message: string) {
-    super("ChartError", code, message);
-  }
-}
-freezeClass(ChartError);
+// Bad data (a non-finite number, an empty series, an unknown source) is a SizingError INVALID_ARGUMENT
+// whose message names the field; so is a spec Vega-Lite or Vega refuses.
+import { SizingError } from "./errors.js";
 
 /** Where a number comes from: AWS's table, the queueing model, a discrete-event run, a measured run. */
 export const CHART_SOURCES = ["published", "model", "discrete-event", "measured"] as const;
@@ -110,7 +100,7 @@ const CONFIG = {
 
 function fail(field: string, rule: string, got?: unknown): never {
   const shown = got === undefined ? "" : ` (got ${describe(got)})`;
-  throw new ChartError("INVALID_ARGUMENT", `chart: ${field} must be ${rule}${shown}`);
+  throw new SizingError("INVALID_ARGUMENT", `chart: ${field} must be ${rule}${shown}`);
 }
 
 function describe(value: unknown): string {
@@ -360,7 +350,7 @@ export async function renderSvg(spec: TopLevelSpec, options: RenderOptions = {})
   const joined = (args: unknown[]) => args.map(String).join(" ");
   const logger = {
     level: () => logger,
-    error: (...args: unknown[]) => { throw new ChartError("RENDER_FAILED", `chart: ${joined(args)}`); },
+    error: (...args: unknown[]) => { throw new SizingError("INVALID_ARGUMENT", `chart: the spec could not be compiled: ${joined(args)}`); },
     warn: (...args: unknown[]) => (options.onWarning?.(joined(args)), logger),
     info: () => logger,
     debug: () => logger,
@@ -370,8 +360,8 @@ export async function renderSvg(spec: TopLevelSpec, options: RenderOptions = {})
     view = new vega.View(vega.parse(compile(spec, { logger: logger as never }).spec), { renderer: "none", logLevel: vega.Error });
     return await view.toSVG();
   } catch (error) {
-    if (error instanceof ChartError) throw error;
-    throw new ChartError("RENDER_FAILED", `chart: the spec could not be rendered: ${error instanceof Error ? error.message : String(error)}`);
+    if (error instanceof SizingError) throw error;
+    throw new SizingError("INVALID_ARGUMENT", `chart: the spec could not be rendered: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
     view?.finalize();
   }

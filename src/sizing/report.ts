@@ -2,7 +2,7 @@
 // charts as inline SVG. No script, no external URL, nothing fetched when it is opened: it can be
 // mailed, attached to a ticket or printed. Every text is escaped; a chart's SVG is markup and is
 // checked instead (it must be an SVG with nothing active in it, as the chart functions make).
-import { ChartError } from "./charts.js";
+import { SizingError } from "./errors.js";
 
 export interface ReportRow {
   label: string;
@@ -26,7 +26,7 @@ const MAX_SVG_CHARS = 20_000_000;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 
 function fail(field: string, rule: string): never {
-  throw new ChartError("INVALID_ARGUMENT", `report: ${field} must be ${rule}`);
+  throw new SizingError("INVALID_ARGUMENT", `report: ${field} must be ${rule}`);
 }
 
 /** Escapes text for an HTML element's content or a quoted attribute. */

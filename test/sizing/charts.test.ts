@@ -6,9 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  ChartError, failoverChartSpec, failoverChartSvg, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, writeChart,
+  failoverChartSpec, failoverChartSvg, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, writeChart,
   type FailoverChartInput, type LatencyChartInput, type ThroughputChartInput,
 } from "../../src/sizing/charts.js";
+import { SizingError } from "../../src/sizing/errors.js";
 import { escapeHtml, htmlReport, type ReportInput } from "../../src/sizing/report.js";
 
 /** A small XML well-formedness check: balanced tags, quoted attributes, no stray '<' or bare '&'. */
@@ -221,21 +222,21 @@ describe("bad chart data", () => {
     ["too many points", () => throughputChartSvg({ ...throughputInput(), series: Array.from({ length: 10_001 }, () => ({ hsmCount: 1, opsPerSec: 1, source: "model" as const })) }), "series"],
   ];
   for (const [what, run, field] of cases) {
-    it(`refuses ${what} with a ChartError naming ${field}`, async () => {
+    it(`refuses ${what} with a SizingError naming ${field}`, async () => {
       const error = await run().then(() => undefined, (e: unknown) => e);
-      expect(error).toBeInstanceOf(ChartError);
-      expect(error).toMatchObject({ name: "ChartError", code: "INVALID_ARGUMENT" });
+      expect(error).toBeInstanceOf(SizingError);
+      expect(error).toMatchObject({ name: "SizingError", code: "INVALID_ARGUMENT" });
       expect((error as Error).message).toContain(field);
     });
   }
 
-  it("turns a spec Vega-Lite cannot compile into a ChartError (RENDER_FAILED) rather than a crash", async () => {
-    await expect(renderSvg({ mark: "nonsense" } as never)).rejects.toMatchObject({ name: "ChartError", code: "RENDER_FAILED" });
-    await expect(renderSvg({ data: { values: [] }, mark: "point", encoding: { x: { field: "a", type: "nope" } } } as never)).rejects.toMatchObject({ name: "ChartError", code: "RENDER_FAILED" });
+  it("turns a spec Vega-Lite cannot compile into a SizingError rather than a crash", async () => {
+    await expect(renderSvg({ mark: "nonsense" } as never)).rejects.toMatchObject({ name: "SizingError", code: "INVALID_ARGUMENT" });
+    await expect(renderSvg({ data: { values: [] }, mark: "point", encoding: { x: { field: "a", type: "nope" } } } as never)).rejects.toMatchObject({ name: "SizingError", code: "INVALID_ARGUMENT" });
   });
 
   it("the spec builders validate too (no spec is made from bad data)", () => {
-    expect(() => throughputChartSpec({ ...throughputInput(), operation: "" })).toThrow(ChartError);
+    expect(() => throughputChartSpec({ ...throughputInput(), operation: "" })).toThrow(SizingError);
   });
 });
 
@@ -248,8 +249,8 @@ describe("writeChart", () => {
     const path = join(dir, "a", "b", "throughput.svg");
     writeChart(path, svg);
     expect(readFileSync(path, "utf8")).toBe(svg);
-    expect(() => writeChart(join(dir, "x.svg"), "not a chart")).toThrow(ChartError);
-    expect(() => writeChart("", svg)).toThrow(ChartError);
+    expect(() => writeChart(join(dir, "x.svg"), "not a chart")).toThrow(SizingError);
+    expect(() => writeChart("", svg)).toThrow(SizingError);
   });
 });
 
@@ -327,14 +328,14 @@ describe("HTML report", () => {
   ];
   for (const [what, svg] of badSvgs) {
     it(`refuses a chart with ${what}`, () => {
-      expect(() => report({ charts: [{ title: "t", svg }] })).toThrow(expect.objectContaining({ name: "ChartError", code: "INVALID_ARGUMENT", message: expect.stringContaining("charts[0].svg") }));
+      expect(() => report({ charts: [{ title: "t", svg }] })).toThrow(expect.objectContaining({ name: "SizingError", code: "INVALID_ARGUMENT", message: expect.stringContaining("charts[0].svg") }));
     });
   }
 
-  it("refuses a bad date, a NaN value and a missing title with a ChartError", () => {
+  it("refuses a bad date, a NaN value and a missing title with a SizingError", () => {
     for (const over of [{ generatedAt: "yesterday" }, { generatedAt: "2026-13-45T99:00:00Z" }, { answer: [{ label: "x", value: NaN }] }, { title: "" }, { inputs: "x" as never }, { notes: [1 as never] }]) {
-      expect(() => report(over)).toThrow(ChartError);
+      expect(() => report(over)).toThrow(SizingError);
     }
-    expect(() => htmlReport(null as never)).toThrow(ChartError);
+    expect(() => htmlReport(null as never)).toThrow(SizingError);
   });
 });
