@@ -3,6 +3,7 @@ import { SizingError } from "../sizing/errors.js";
 import { SIZE_EXAMPLES, parseOperation } from "../sizing/operations.js";
 import { PROFILE_TYPES } from "../sizing/profiles.js";
 import { type SizeAnswer, DEFAULT_NETWORK_RTT_US, size } from "../sizing/size.js";
+import { sizeCharts, sizeReportHtml, writeOutput, writeSizeCharts } from "../sizing/size-report.js";
 import { type ValueParser, UsageError, decimalNumber, defineCommand, oneOf, shared, wholeNumber } from "./command.js";
 import { textOutput } from "./format.js";
 
@@ -55,20 +56,34 @@ with a size: aes-gcm-4k, aes-cbc-1k, hmac-64b, digest-1m, random-64b (sizes such
     "price-per-hour": { type: "string", valueName: "USD", parse: decimalNumber(0, 1_000_000), description: "price of one HSM-hour (default: the type's, see the output)" },
     "network-rtt-us": { type: "string", valueName: "US", parse: wholeNumber(0, 60_000_000), description: `client-HSM round trip in µs (default ${DEFAULT_NETWORK_RTT_US}); an operation makes 2` },
     spreading: { type: "string", valueName: "HOW", parse: spreading, description: "model of the client's load spreading: pooled (default) or independent" },
+    report: { type: "string", valueName: "FILE.html", description: "also write one self-contained HTML report (inputs, answer, charts)" },
+    charts: { type: "string", valueName: "DIR", description: "also write the charts as SVG files in DIR (throughput.svg, latency.svg)" },
   },
   examples: [
     "hsmsim size --op ecdsa-p256-sign=5000 --op aes-gcm-4k=20000 --p99-ms 50 --spare 1 --type hsm2m.medium",
     "hsmsim size --op rsa-2048-sign=3000 --json",
   ],
-  run({ values, io }) {
+  async run({ values, io }) {
     const ops = values.op ?? [];
     if (ops.length === 0) throw new UsageError("give at least one --op NAME=RATE (e.g. --op ecdsa-p256-sign=5000)");
     const answer = size({
       ops, p99Ms: values["p99-ms"], spare: values.spare, type: values.type, pricePerHour: values["price-per-hour"],
       networkRttUs: values["network-rtt-us"], spreading: values.spreading,
     });
+    const written: string[] = [];
+    if (values.report !== undefined || values.charts !== undefined) {
+      const charts = await sizeCharts(answer);
+      if (values.charts !== undefined) written.push(...writeSizeCharts(values.charts, charts));
+      if (values.report !== undefined) {
+        writeOutput(values.report, await sizeReportHtml(answer, new Date().toISOString(), charts));
+        written.push(values.report);
+      }
+    }
     if (values.json) io.stdout.write(`${JSON.stringify(answer, jsonNumbers, 2)}\n`);
-    else printAnswer(answer, (t) => io.stdout.write(t));
+    else {
+      printAnswer(answer, (t) => io.stdout.write(t));
+      for (const path of written) io.stdout.write(`   wrote ${path}\n`);
+    }
     return 0;
   },
 });

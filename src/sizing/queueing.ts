@@ -117,11 +117,18 @@ interface Wait {
   waitRatePerUs: number;
 }
 
-/** P(E_θ + E_μ > t) for independent exponentials of rates θ, μ, without cancellation when θ ≈ μ. */
-function hypoexponentialTail(theta: number, mu: number, t: number): number {
+/**
+ * P(E_θ + E_μ > t) for independent exponentials of rates θ, μ: (μe^{−θt} − θe^{−μt}) / (μ − θ).
+ * Where (μ − θ)t is small that difference cancels, so it is written e^{−θt}(1 + θ(1 − e^{−(μ−θ)t})/(μ−θ))
+ * with expm1; elsewhere that form would overflow (e^{−(μ−θ)t} for θ ≫ μ), so the direct one is used.
+ */
+export function hypoexponentialTail(theta: number, mu: number, t: number): number {
   const d = mu - theta;
-  const ratio = d === 0 ? t : -Math.expm1(-d * t) / d;
-  return Math.exp(-theta * t) * (1 + theta * ratio);
+  if (Math.abs(d * t) < 1) {
+    const ratio = d === 0 ? t : -Math.expm1(-d * t) / d;
+    return Math.exp(-theta * t) * (1 + theta * ratio);
+  }
+  return (mu * Math.exp(-theta * t) - theta * Math.exp(-mu * t)) / d;
 }
 
 /** P(T > t) for one class: T = W + S, S ~ Exp(1/serviceUs); serviceUs 0 means T = 0 (served at once). */

@@ -7,7 +7,7 @@ import { SizingError } from "../../src/sizing/errors.js";
 import { parseOperation } from "../../src/sizing/operations.js";
 import { CALIBRATED, ESTIMATES, PUBLISHED, profileFor, publishedFit } from "../../src/sizing/profiles.js";
 import { hourlyPrice } from "../../src/sizing/prices.js";
-import { type LoadItem, erlangC, kneePerSec, latencyCurve, modelCluster, saturationPerSec } from "../../src/sizing/queueing.js";
+import { type LoadItem, erlangC, hypoexponentialTail, kneePerSec, latencyCurve, modelCluster, saturationPerSec } from "../../src/sizing/queueing.js";
 import { size } from "../../src/sizing/size.js";
 import { fitUsl, uslThroughput } from "../../src/sizing/usl.js";
 
@@ -291,5 +291,27 @@ describe("size", () => {
     sizingError(() => size({ ...example, p99Ms: 0 }), "INVALID_ARGUMENT", /p99/);
     sizingError(() => size({ ...example, type: "hsm9" }), "INVALID_ARGUMENT", /valid types/);
     sizingError(() => size({ ...example, pricePerHour: -2 }), "INVALID_ARGUMENT", /price/);
+  });
+});
+
+describe("numerical range", () => {
+  it("the hypoexponential tail is finite and right where one rate dwarfs the other, and where they meet", () => {
+    // θ ≫ μ: E_θ is negligible, the tail is E_μ's (the expm1 form overflowed here).
+    expect(hypoexponentialTail(1e6, 1, 3)).toBeCloseTo(Math.exp(-3), 5);
+    expect(hypoexponentialTail(1, 1e6, 3)).toBeCloseTo(Math.exp(-3), 5);
+    // θ = μ: Erlang-2, (1 + μt)e^{−μt}; near it, continuous.
+    expect(hypoexponentialTail(2, 2, 1.5)).toBeCloseTo(4 * Math.exp(-3), 12);
+    expect(hypoexponentialTail(2, 2 + 1e-9, 1.5)).toBeCloseTo(4 * Math.exp(-3), 8);
+    expect(hypoexponentialTail(2, 2.7, 1.5)).toBeCloseTo((2.7 * Math.exp(-3) - 2 * Math.exp(-2.7 * 1.5)) / 0.7, 12);
+  });
+
+  it("a big pool's p99 stays flat and finite at low load, then rises (no overflow spikes)", () => {
+    const profile = profileFor("hsm2m.medium");
+    const load = ["ecdsa-p256-sign", "aes-gcm-4k"].map((name, i) => ({ ...parseOperation(name), operation: name, ratePerSec: [5000, 20000][i] }));
+    const curve = latencyCurve({ profile, hsmCount: 9, memberCount: 10, load, networkRttUs: 500 }, { points: 60, toUtilisation: 0.99 });
+    for (let i = 1; i < curve.length; i++) {
+      expect(Number.isFinite(curve[i].p99Ms)).toBe(true);
+      expect(curve[i].p99Ms).toBeGreaterThanOrEqual(curve[i - 1].p99Ms * (1 - 1e-9));
+    }
   });
 });
