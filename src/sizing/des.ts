@@ -8,6 +8,7 @@ import { type OperationClass, type ServiceProfile, checkServiceProfile, meanServ
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { clockView } from "../sim/clock.js";
 import { Rng } from "../sim/random.js";
+import { stratifiedServiceTime, stratifiedUniforms } from "./stratified.js";
 import { World } from "../sim/world.js";
 import { type LatencySummary, LoadGeneratorError, type LoadMode, type LoadOperation, type LoadResult, type TimelineWindow, prepareLoad, startLoad } from "./load.js";
 
@@ -45,6 +46,8 @@ export interface DiscreteEventOptions {
   windowUs?: number;
   /** One-way network latency between the client and each HSM (default 250 µs, no jitter). */
   networkLatencyUs?: number;
+  /** Service times and arrival gaps from stratified uniforms (default, stratified.ts) or independent ones (profileServiceTime's). */
+  sampling?: "stratified" | "independent";
   /** Kills one HSM at this time after the load starts (the cluster's crash path) and keeps measuring. */
   killHsmAtUs?: number;
 }
@@ -68,6 +71,8 @@ export interface DiscreteEventResult {
   killedHsm: string | null;
   /** Cost of the run: requests the HSMs served, and wall time (not deterministic: speed reports only). */
   servedRequests: number;
+  /** Requests each live HSM served during the load (by HSM id): how evenly the client spread it. */
+  servedByHsm: Record<string, number>;
   wallMs: number;
 }
 
@@ -124,10 +129,12 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
     mode = { kind: "closed", concurrency };
   }
 
+  const stratified = (options.sampling ?? "stratified") === "stratified";
   const world = new World({
     seed: options.seed,
     faults: { latencyUs: networkLatencyUs, jitterUs: 0, lossRate: 0, duplicateRate: 0 },
-    cluster: { hsmCount, node: { serviceTimeUs: profileServiceTime(profile, new Rng(options.seed).fork("sizing/service")), engines: profile.engines, queueCapacity: profile.queueCapacity } },
+    cluster: { hsmCount, node: { serviceTimeUs: stratified
+      ? stratifiedServiceTime(profile, new Rng(options.seed).fork("sizing/service")) : profileServiceTime(profile, new Rng(options.seed).fork("sizing/service")), engines: profile.engines, queueCapacity: profile.queueCapacity } },
   });
   try {
     world.cluster.initialize();
@@ -145,10 +152,11 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
     const prepared = prepareLoad(pkcs11, { ...CROSS_CHECK_USER, sessions, operations });
     world.run(1_000_000); // token keys reach every HSM
 
-    const servedBefore = served(world);
+    const servedBefore = servedByHsm(world);
     let result: LoadResult | null = null;
     const startUs = world.clock.nowUs();
     const run = startLoad({ chip, clock: world.clock, random: world.rng.fork("load"), prepared, operations, mode, durationUs, warmUpUs,
+      arrivalUniforms: stratified ? stratifiedUniforms(world.rng.fork("load/arrivals")) : undefined,
       windowUs: options.windowUs ?? Math.max(1, Math.floor((warmUpUs + durationUs) / 20)), drainUs: 30_000_000 }, (r) => (result = r));
     let killedHsm: string | null = null;
     if (options.killHsmAtUs !== undefined) {
@@ -167,16 +175,25 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
     return {
       hsmCount, throughputPerSec: r.throughputPerSec, offeredPerSec: r.offeredPerSec, latency: r.latency, completed: r.completed, failed: r.failed,
       failedByReason: r.failedByReason, unfinished: r.unfinished, timeline: r.timeline, byOperation: r.byOperation,
-      concurrency: mode.kind === "closed" ? mode.concurrency : null, killedHsm, servedRequests: served(world) - servedBefore, wallMs: performance.now() - wallStartMs,
+      concurrency: mode.kind === "closed" ? mode.concurrency : null, killedHsm, ...servedSince(world, servedBefore), wallMs: performance.now() - wallStartMs,
     };
   } finally {
     world.dispose();
   }
 }
 
-/** Requests the live HSMs served (their stats). */
-function served(world: World): number {
-  let n = 0;
-  for (const node of world.cluster.liveNodes()) n += node.stats.served;
-  return n;
+/** Requests each live HSM has served (its stats). */
+function servedByHsm(world: World): Map<string, number> {
+  return new Map(world.cluster.liveNodes().map((node) => [node.hsm.id, node.stats.served]));
+}
+
+/** Requests served since `before` (a killed HSM's count ends with it). */
+function servedSince(world: World, before: Map<string, number>): { servedRequests: number; servedByHsm: Record<string, number> } {
+  const byHsm: Record<string, number> = {};
+  let total = 0;
+  for (const [id, n] of servedByHsm(world)) {
+    byHsm[id] = n - (before.get(id) ?? 0);
+    total += byHsm[id];
+  }
+  return { servedRequests: total, servedByHsm: byHsm };
 }

@@ -194,6 +194,8 @@ export interface LoadOptions {
   windowUs?: number;
   /** After the load stops, how long operations still in flight may finish (default 30 s); the rest count as unfinished. */
   drainUs?: number;
+  /** Uniforms on (0, 1) for the open loop's exponential gaps (default: from `random`; the discrete-event runs pass stratified ones). */
+  arrivalUniforms?: () => number;
   /** Called at every timeline window's end (live displays). */
   onProgress?: (progress: LoadProgress) => void;
 }
@@ -392,6 +394,7 @@ export function startLoad(options: LoadOptions, onDone?: (result: LoadResult) =>
   const startUs = clock.nowUs();
   const measureFromUs = startUs + warmUpUs;
   const measureToUs = startUs + totalUs;
+  const arrivalUniform = options.arrivalUniforms ?? (() => uniform(random));
   const totalWeight = operations.reduce((s, o) => s + (o.weight ?? 1), 0);
 
   const freeSessions = [...prepared.sessions];
@@ -521,7 +524,7 @@ export function startLoad(options: LoadOptions, onDone?: (result: LoadResult) =>
 
   const scheduleArrival = () => {
     if (mode.kind !== "open" || stopped) return;
-    const gapUs = (-Math.log(uniform(random)) * 1e6) / mode.ratePerSec;
+    const gapUs = (-Math.log(arrivalUniform()) * 1e6) / mode.ratePerSec;
     arrivalTimer = clock.schedule(gapUs, arrive);
   };
 
