@@ -3,7 +3,7 @@
 import { type ThroughputPoint, latencyChartSvg, throughputChartSvg, writeChart } from "./charts.js";
 import { SizingError } from "./errors.js";
 import { parseOperation } from "./operations.js";
-import { PUBLISHED, PUBLISHED_SOURCE, profileFor } from "./profiles.js";
+import { PUBLISHED, PUBLISHED_SOURCE, calibrationTable, profileFor } from "./profiles.js";
 import { htmlReport } from "./report.js";
 import { type LoadItem, kneePerSec, latencyCurve, modelCluster } from "./queueing.js";
 import { MAX_HSMS, type SizeAnswer } from "./size.js";
@@ -89,6 +89,8 @@ export async function sizeReportHtml(answer: SizeAnswer, generatedAt: string, ch
     ],
     notes: [
       `Calibrated to ${PUBLISHED_SOURCE.title} (${PUBLISHED_SOURCE.url}, read ${PUBLISHED_SOURCE.readOn}): RSA-2048 and EC P-256 sign at 2, 3 and 6 HSMs, fitted with the Universal Scalability Law.`,
+      `AWS publishes 2, 3 and 6 HSMs only: beyond 6 the curves are the fitted law's extrapolation. ${calibrationTable().filter((r) => r.type === answer.type)
+        .map((r) => `${r.operation}: λ ${fmt(r.lambdaPerSec)}/s per HSM, σ ${r.contention.toFixed(4)}, κ ${r.coherency.toFixed(5)}, ${Number.isFinite(r.peakHsmCount) ? `peaks at ${r.peakHsmCount.toFixed(1)} HSMs` : "never peaks"}`).join("; ")}.`,
       ...answer.operations.filter((o) => o.estimate).map((o) => `${o.operation} is an ESTIMATE (no published figure): ${o.reasoning}.`),
       `Price: ${answer.cost.source}.`,
       `Model: each HSM's engines an M/M/c queue (exponential service); the client's load spreading modelled as ${answer.spreading === "pooled" ? "one pooled queue over every HSM's engines" : "independent queues, one per HSM"}; the p99 target holds for every operation; HSMs that are down still count as members for the USL factor.`,

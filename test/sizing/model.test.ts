@@ -5,11 +5,11 @@ import { describe, expect, it } from "vitest";
 import { OPERATION_CLASSES, type ServiceProfile, checkServiceProfile, meanServiceUs } from "../../src/cluster/service-profile.js";
 import { SizingError } from "../../src/sizing/errors.js";
 import { parseOperation } from "../../src/sizing/operations.js";
-import { CALIBRATED, ESTIMATES, PUBLISHED, profileFor, publishedFit } from "../../src/sizing/profiles.js";
+import { CALIBRATED, ESTIMATES, PUBLISHED, calibrationTable, profileFor, publishedFit } from "../../src/sizing/profiles.js";
 import { hourlyPrice } from "../../src/sizing/prices.js";
 import { type LoadItem, erlangC, hypoexponentialTail, kneePerSec, latencyCurve, modelCluster, saturationPerSec } from "../../src/sizing/queueing.js";
 import { size } from "../../src/sizing/size.js";
-import { fitUsl, uslThroughput } from "../../src/sizing/usl.js";
+import { fitUsl, peakHsmCount, uslThroughput } from "../../src/sizing/usl.js";
 
 function sizingError(fn: () => unknown, code: string, text?: RegExp): void {
   let caught: unknown;
@@ -68,6 +68,19 @@ describe("the USL fit of AWS's table", () => {
     expect(fit.contention).toBe(0);
     expect(fit.coherency).toBe(0);
     expect(fit.maxRelativeError).toBeGreaterThan(0.05);
+  });
+
+  it("the peak of the law is where adding an HSM stops adding throughput", () => {
+    const p = { lambdaPerSec: 1000, contention: 0.02, coherency: 0.01 };
+    const peak = peakHsmCount(p);
+    expect(peak).toBeCloseTo(Math.sqrt(0.98 / 0.01), 12);
+    const n = Math.floor(peak);
+    expect(uslThroughput(p, n)).toBeGreaterThan(uslThroughput(p, n - 1));
+    expect(uslThroughput(p, n + 2)).toBeLessThan(uslThroughput(p, n + 1));
+    expect(peakHsmCount({ contention: 0.1, coherency: 0 })).toBe(Infinity);
+    const table = calibrationTable();
+    expect(table).toHaveLength(4);
+    for (const row of table) expect(row.serviceUs * row.lambdaPerSec).toBeCloseTo(8e6, 3);
   });
 
   it("refuses bad points", () => {
