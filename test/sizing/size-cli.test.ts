@@ -1,5 +1,9 @@
 // `hsmsim size` through the command table, with captured streams.
-import { describe, expect, it } from "vitest";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { afterAll, describe, expect, it } from "vitest";
 
 import { main } from "../../src/cli/main.js";
 
@@ -90,6 +94,39 @@ describe("hsmsim size", () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(message);
     expect(r.out).toBe("");
+  });
+
+  describe("--report and --charts", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hsmsim-size-"));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it("write one self-contained HTML report and the SVG charts", async () => {
+      const report = join(dir, "out", "sizing.html");
+      const r = await cli(...EXAMPLE, "--report", report, "--charts", join(dir, "charts"));
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toContain(`wrote ${report}`);
+      const html = readFileSync(report, "utf8");
+      expect(html).toMatch(/^<!doctype html>/i);
+      expect(html.match(/<svg[\s>]/g)).toHaveLength(2);
+      expect(html).not.toMatch(/<script|https?:\/\/(?!docs\.aws\.amazon\.com|aws\.amazon\.com|www\.w3\.org)/i);
+      for (const text of ["HSMs needed", "aes-gcm-4k (estimate)", "ESTIMATE", "extrapolation", "p99 target"]) expect(html).toContain(text);
+      for (const name of ["throughput.svg", "latency.svg"]) {
+        const svg = readFileSync(join(dir, "charts", name), "utf8");
+        expect(svg).toMatch(/^<svg[\s>]/);
+        expect(svg).toMatch(/<\/svg>\s*$/);
+      }
+      expect(readFileSync(join(dir, "charts", "latency.svg"), "utf8")).toContain("p99 target 50 ms");
+    }, 60_000);
+
+    it("a path that cannot be written is a typed error naming it, nothing half-done on stdout", async () => {
+      const file = join(dir, "a-file");
+      writeFileSync(file, "x");
+      const r = await cli("--op", "rsa-2048-sign=1000", "--report", join(file, "r.html"));
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/cannot write .*a-file\/r\.html.*\(OUTPUT_FAILED\)/);
+      expect(r.out).toBe("");
+      expect(existsSync(join(file, "r.html"))).toBe(false);
+    }, 60_000);
   });
 
   it("is listed in the help", async () => {
