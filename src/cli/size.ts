@@ -101,18 +101,22 @@ const usd = (x: number) => `$${x.toLocaleString("en-US", { minimumFractionDigits
 export function printAnswer(a: SizeAnswer, write: (text: string) => void): void {
   const out = textOutput(write);
   const target = a.p99TargetMs === null ? "no p99 target (stability only)" : `p99 ≤ ${a.p99TargetMs} ms for every operation`;
-  write(`${a.type}: ${a.hsmCount} HSMs for ${rate(a.offeredPerSec)} ops/s at peak, ${target}, with ${a.spare} HSM(s) down\n`);
+  const down = (n: number) => (n === 1 ? "1 HSM down" : `${n} HSMs down`);
+  write(`${a.type}: ${a.hsmCount} HSMs for ${rate(a.offeredPerSec)} ops/s at peak, ${target}, with ${down(a.spare)}\n`);
   const state = (label: string, s: SizeAnswer["allUp"]) => [label, s.liveHsms, s.stable ? pct(s.utilisation) : `${pct(s.utilisation)} (saturated)`,
     ms(s.latency?.p50Ms), ms(s.latency?.p95Ms), ms(s.latency?.p99Ms)];
   out.table(["cluster", "HSMs up", "utilisation", "p50 ms", "p95 ms", "p99 ms"], [
-    state("all up", a.allUp),
-    state(`${a.spare} down (sized for)`, a.withSpareDown),
-    ...(a.spare === 1 ? [] : [state("1 down at peak", a.oneDown)]),
+    state(a.spare === 0 ? "all up (sized for)" : "all up", a.allUp),
+    ...(a.spare === 0 ? [] : [state(`${down(a.spare)} (sized for)`, a.withSpareDown)]),
+    ...(a.spare === 1 ? [] : [state("1 HSM down at peak", a.oneDown)]),
   ]);
   const estimateMark = (o: SizeAnswer["operations"][number]) => (o.estimate ? `${o.operation} *` : o.operation);
-  out.table(["operation", "rate/s", "service ms", "capacity/s all up", `capacity/s ${a.spare} down`, `p99 ms ${a.spare} down`],
-    a.operations.map((o) => [estimateMark(o), rate(o.ratePerSec), ms(o.serviceMs), rate(o.capacityAllUpPerSec), rate(o.capacityWithSpareDownPerSec), ms(o.p99WithSpareDownMs ?? undefined)]));
-  write(`   headroom: +${a.headroom.percent.toFixed(1)}% (${rate(a.headroom.opsPerSec)} ops/s more) before the target breaks with ${a.spare} down\n`);
+  const sized = a.spare === 0 ? "all up" : `${a.spare} down`;
+  const capacityDown = a.spare === 0 ? [] : [`capacity/s ${sized}`];
+  out.table(["operation", "rate/s", "service ms", "capacity/s all up", ...capacityDown, `p99 ms ${sized}`],
+    a.operations.map((o) => [estimateMark(o), rate(o.ratePerSec), ms(o.serviceMs), rate(o.capacityAllUpPerSec),
+      ...(a.spare === 0 ? [] : [rate(o.capacityWithSpareDownPerSec)]), ms(o.p99WithSpareDownMs ?? undefined)]));
+  write(`   headroom: +${a.headroom.percent.toFixed(1)}% (${rate(a.headroom.opsPerSec)} ops/s more) before the target breaks with ${down(a.spare)}\n`);
   write(`   knee: ${rate(a.kneePerSec)} ops/s of this mix, all up (the p99 at the HSMs doubles there)\n`);
   write(`   latency includes 2 network round trips of ${a.networkRttUs} µs per operation\n`);
   write(`   monthly cost: ${usd(a.cost.monthlyUsd)} (${a.cost.hoursPerMonth} h × ${a.hsmCount} HSMs × ${usd(a.cost.usdPerHour)}/h; ${a.cost.confirmed ? a.cost.source : `price ${a.cost.source}`})\n`);

@@ -21,10 +21,10 @@ describe("hsmsim size", () => {
   it("answers the issue's example: HSMs, utilisation, percentiles, one down, headroom, cost, estimates marked", async () => {
     const r = await cli(...EXAMPLE);
     expect(r.code, r.err).toBe(0);
-    const n = Number(/^hsm2m\.medium: (\d+) HSMs for 25,000 ops\/s at peak, p99 ≤ 50 ms for every operation, with 1 HSM\(s\) down/m.exec(r.out)![1]);
+    const n = Number(/^hsm2m\.medium: (\d+) HSMs for 25,000 ops\/s at peak, p99 ≤ 50 ms for every operation, with 1 HSM down/m.exec(r.out)![1]);
     expect(n).toBeGreaterThanOrEqual(2);
     expect(r.out).toMatch(new RegExp(`all up\\s+${n}\\s+\\d+\\.\\d%`));
-    expect(r.out).toMatch(new RegExp(`1 down \\(sized for\\)\\s+${n - 1}\\s+\\d+\\.\\d%`));
+    expect(r.out).toMatch(new RegExp(`1 HSM down \\(sized for\\)\\s+${n - 1}\\s+\\d+\\.\\d%`));
     for (const header of ["p50 ms", "p95 ms", "p99 ms", "headroom: +", "knee:", "monthly cost: $", "not confirmed"]) expect(r.out).toContain(header);
     expect(r.out).toContain(`730 h × ${n} HSMs × $1.45/h`);
     expect(r.out).toMatch(/aes-gcm-4k \*/);
