@@ -87,7 +87,7 @@ function checkInput(input: ModelInput): void {
   for (const item of load) {
     if (typeof item.ratePerSec !== "number" || !Number.isFinite(item.ratePerSec) || item.ratePerSec <= 0)
       throw new SizingError("INVALID_RATE", `rate of ${String(item.operation)} must be a finite number of ops/s > 0 (got ${String(item.ratePerSec)})`);
-    if (!(item.opClass in input.profile.costs)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(item.opClass)}`);
+    if (!Object.hasOwn(input.profile.costs, item.opClass)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(item.opClass)}`);
     if (!Number.isFinite(item.inputBytes) || item.inputBytes < 0) throw new SizingError("INVALID_ARGUMENT", `inputBytes of ${String(item.operation)} must be ≥ 0`);
     if (names.has(item.operation)) throw new SizingError("DUPLICATE_OPERATION", `operation ${item.operation} appears twice in the load`);
     names.add(item.operation);
@@ -230,7 +230,7 @@ export function modelCluster(input: ModelInput): ModelResult {
 /** The rate at which `hsmCount` HSMs serving only `opClass` calls of `inputBytes` are fully busy (Infinity when it takes no engine time). */
 export function saturationPerSec(profile: ServiceProfile, hsmCount: number, opClass: OperationClass, inputBytes = 0, memberCount = hsmCount): number {
   if (!Number.isInteger(hsmCount) || hsmCount < 1 || hsmCount > MAX_HSMS) throw new SizingError("INVALID_ARGUMENT", `hsmCount must be an integer from 1 to ${MAX_HSMS} (got ${String(hsmCount)})`);
-  if (!(opClass in profile.costs)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(opClass)}`);
+  if (!Object.hasOwn(profile.costs, opClass)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(opClass)}`);
   const serviceUs = meanServiceUs(profile, opClass, inputBytes, memberCount);
   return serviceUs === 0 ? Infinity : (hsmCount * profile.engines * 1e6) / serviceUs;
 }

@@ -228,6 +228,9 @@ describe("the queueing model against textbook values", () => {
     sizingError(() => modelCluster({ profile, hsmCount: 0, load: [sign(1)] }), "INVALID_ARGUMENT", /hsmCount/);
     sizingError(() => modelCluster({ profile, hsmCount: 2, load: [] }), "INVALID_ARGUMENT", /at least one/);
     sizingError(() => modelCluster({ profile, hsmCount: 2, load: [sign(1)], networkRttUs: -1 }), "INVALID_ARGUMENT", /networkRttUs/);
+    const inherited = { ...sign(1), opClass: "constructor" } as unknown as LoadItem;
+    sizingError(() => modelCluster({ profile, hsmCount: 2, load: [inherited] }), "INVALID_OPERATION", /constructor/);
+    sizingError(() => saturationPerSec(profile, 2, "toString" as never), "INVALID_OPERATION", /toString/);
   });
 });
 
@@ -247,6 +250,7 @@ describe("operations", () => {
       sizingError(() => parseOperation(bad), "INVALID_OPERATION", new RegExp(bad));
     sizingError(() => parseOperation(""), "INVALID_OPERATION");
     sizingError(() => parseOperation("control"), "INVALID_OPERATION");
+    for (const inherited of ["constructor", "__proto__", "toString", "hasOwnProperty"]) sizingError(() => parseOperation(inherited), "INVALID_OPERATION", new RegExp(inherited));
     sizingError(() => parseOperation("x".repeat(10_000)), "INVALID_OPERATION");
   });
 });

@@ -66,6 +66,8 @@ describe("hsmsim size", () => {
     [["--op", "ecdsa-p256-sign=1e999"], /above 0/],
     [["--op", "ecdsa-p256-sign"], /NAME=RATE/],
     [["--op", "=5"], /NAME=RATE/],
+    [["--op", "constructor=5"], /unknown operation "constructor"/],
+    [["--op", "__proto__=5"], /unknown operation "__proto__"/],
     [[], /give at least one --op/],
     [["--op", "hmac-1k=5", "--p99-ms", "0"], /--p99-ms takes a number of ms above 0/],
     [["--op", "hmac-1k=5", "--p99-ms", "-3"], /--p99-ms/],
