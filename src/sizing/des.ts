@@ -4,7 +4,7 @@
 // numbers: every draw (service times, arrivals, the mix, the client's choices) comes from the
 // world's seeded streams.
 import { ClusterChip } from "../client/cluster-chip.js";
-import { type OperationClass, type ServiceProfile, checkServiceProfile, meanServiceUs, profileServiceTime } from "../cluster/service-profile.js";
+import { type OperationClass, type ServiceProfile, checkServiceProfile, classifyRequest, meanServiceUs, profileServiceTime } from "../cluster/service-profile.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { clockView } from "../sim/clock.js";
 import { Rng } from "../sim/random.js";
@@ -71,6 +71,10 @@ export interface DiscreteEventResult {
   killedHsm: string | null;
   /** Cost of the run: requests the HSMs served, and wall time (not deterministic: speed reports only). */
   servedRequests: number;
+  /** Busy answers the HSMs gave during the run (queue full): the client retries each elsewhere, up to 3 times. */
+  busyAnswers: number;
+  /** Mean engine time the measured window's requests drew, by class (µs): the run's realized service times, beside the profile's means. */
+  drawnServiceUs: Partial<Record<OperationClass, number>>;
   /** Requests each live HSM served during the load (by HSM id): how evenly the client spread it. */
   servedByHsm: Record<string, number>;
   wallMs: number;
@@ -130,11 +134,25 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
   }
 
   const stratified = (options.sampling ?? "stratified") === "stratified";
+  const serviceRandom = new Rng(options.seed).fork("sizing/service");
+  const drawService = stratified ? stratifiedServiceTime(profile, serviceRandom) : profileServiceTime(profile, serviceRandom);
+  // The engine time the measured window's requests actually drew, by class: what the run's utilisation really was.
+  const drawn = new Map<OperationClass, { sumUs: number; count: number }>();
+  let measuring = false;
   const world = new World({
     seed: options.seed,
     faults: { latencyUs: networkLatencyUs, jitterUs: 0, lossRate: 0, duplicateRate: 0 },
-    cluster: { hsmCount, node: { serviceTimeUs: stratified
-      ? stratifiedServiceTime(profile, new Rng(options.seed).fork("sizing/service")) : profileServiceTime(profile, new Rng(options.seed).fork("sizing/service")), engines: profile.engines, queueCapacity: profile.queueCapacity } },
+    cluster: { hsmCount, node: { serviceTimeUs: (op, demand) => {
+      const us = drawService(op, demand);
+      if (measuring && us > 0) {
+        const opClass = classifyRequest(op, demand.mechanism);
+        const seen = drawn.get(opClass) ?? { sumUs: 0, count: 0 };
+        seen.sumUs += us;
+        seen.count++;
+        drawn.set(opClass, seen);
+      }
+      return us;
+    }, engines: profile.engines, queueCapacity: profile.queueCapacity } },
   });
   try {
     world.cluster.initialize();
@@ -153,11 +171,14 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
     world.run(1_000_000); // token keys reach every HSM
 
     const servedBefore = servedByHsm(world);
+    const busyBefore = busyAnswers(world);
     let result: LoadResult | null = null;
     const startUs = world.clock.nowUs();
     const run = startLoad({ chip, clock: world.clock, random: world.rng.fork("load"), prepared, operations, mode, durationUs, warmUpUs,
       arrivalUniforms: stratified ? stratifiedUniforms(world.rng.fork("load/arrivals")) : undefined,
       windowUs: options.windowUs ?? Math.max(1, Math.floor((warmUpUs + durationUs) / 20)), drainUs: 30_000_000 }, (r) => (result = r));
+    world.clock.schedule(warmUpUs, () => (measuring = true));
+    world.clock.schedule(warmUpUs + durationUs, () => (measuring = false));
     let killedHsm: string | null = null;
     if (options.killHsmAtUs !== undefined) {
       world.clock.schedule(options.killHsmAtUs, () => {
@@ -175,7 +196,8 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
     return {
       hsmCount, throughputPerSec: r.throughputPerSec, offeredPerSec: r.offeredPerSec, latency: r.latency, completed: r.completed, failed: r.failed,
       failedByReason: r.failedByReason, unfinished: r.unfinished, timeline: r.timeline, byOperation: r.byOperation,
-      concurrency: mode.kind === "closed" ? mode.concurrency : null, killedHsm, ...servedSince(world, servedBefore), wallMs: performance.now() - wallStartMs,
+      concurrency: mode.kind === "closed" ? mode.concurrency : null, killedHsm, ...servedSince(world, servedBefore), busyAnswers: busyAnswers(world) - busyBefore,
+      drawnServiceUs: Object.fromEntries([...drawn].map(([opClass, d]) => [opClass, d.sumUs / d.count])), wallMs: performance.now() - wallStartMs,
     };
   } finally {
     world.dispose();
@@ -185,6 +207,13 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
 /** Requests each live HSM has served (its stats). */
 function servedByHsm(world: World): Map<string, number> {
   return new Map(world.cluster.liveNodes().map((node) => [node.hsm.id, node.stats.served]));
+}
+
+/** Busy answers the live HSMs gave so far (a killed HSM's count ends with it). */
+function busyAnswers(world: World): number {
+  let n = 0;
+  for (const node of world.cluster.liveNodes()) n += node.stats.busy;
+  return n;
 }
 
 /** Requests served since `before` (a killed HSM's count ends with it). */

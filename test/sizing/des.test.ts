@@ -1,0 +1,110 @@
+// The discrete-event runs (the real cluster and client code in virtual time, HSMs serving at a
+// profile's rates) against AWS's published table and against the queueing model; liveness
+// below and above saturation; the failover dip. Virtual time: results are deterministic per
+// seed, so they are asserted within tolerances, never against the wall clock.
+import { describe, expect, it } from "vitest";
+
+import { type DiscreteEventResult, runDiscreteEvent } from "../../src/sizing/des.js";
+import { PUBLISHED, profileFor } from "../../src/sizing/profiles.js";
+import { saturationPerSec } from "../../src/sizing/queueing.js";
+import { LoadGeneratorError } from "../../src/sizing/load.js";
+
+const EC = "ecdsa-p256-sign" as const;
+const RSA = "rsa-2048-sign" as const;
+const item = (op: typeof EC | typeof RSA) => ({ operation: op, opClass: op, inputBytes: 32 });
+
+function saturate(type: string, op: typeof EC | typeof RSA, hsmCount: number, operations: number, seed: number | string = 1): DiscreteEventResult {
+  const expected = saturationPerSec(profileFor(type), hsmCount, op, 32);
+  return runDiscreteEvent({ profile: profileFor(type), hsmCount, saturate: [item(op)], seed, durationUs: Math.round((operations / expected) * 1e6), warmUpUs: 100_000 });
+}
+
+describe("discrete-event runs: deterministic per seed", () => {
+  it("the same seed replays the same numbers; another seed draws others", () => {
+    const profile = profileFor("hsm2m.medium");
+    const run = (seed: number) => runDiscreteEvent({ profile, hsmCount: 2, load: [{ ...item(EC), ratePerSec: 2000 }], seed, durationUs: 300_000, warmUpUs: 50_000 });
+    const strip = (r: DiscreteEventResult) => ({ ...r, wallMs: 0 });
+    const a = run(11);
+    expect(a.completed).toBeGreaterThan(400);
+    expect(strip(run(11))).toEqual(strip(a));
+    expect(run(12).latency).not.toEqual(a.latency);
+  });
+
+  it("bad input gets a typed error naming the field", () => {
+    const profile = profileFor("hsm2m.medium");
+    const base = { profile, hsmCount: 2, seed: 1, durationUs: 100_000 };
+    const cases: [object, RegExp][] = [
+      [{ ...base, hsmCount: 0, saturate: [item(EC)] }, /hsmCount/],
+      [{ ...base, durationUs: -5, saturate: [item(EC)] }, /durationUs/],
+      [{ ...base }, /either load .* or saturate/],
+      [{ ...base, load: [{ ...item(EC), ratePerSec: -1 }] }, /ratePerSec/],
+      [{ ...base, load: [{ ...item(EC), ratePerSec: Number.NaN }] }, /ratePerSec/],
+      [{ ...base, saturate: [{ ...item(EC), opClass: "aes-keygen" }] }, /cannot run class aes-keygen/],
+      [{ ...base, hsmCount: 1, killHsmAtUs: 10, saturate: [item(EC)] }, /at least 2 HSMs/],
+      [{ ...base, killHsmAtUs: 10_000_000, saturate: [item(EC)] }, /killHsmAtUs/],
+    ];
+    for (const [options, message] of cases) {
+      let error: unknown;
+      try {
+        runDiscreteEvent(options as Parameters<typeof runDiscreteEvent>[0]);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, String(message)).toBeInstanceOf(LoadGeneratorError);
+      expect((error as LoadGeneratorError).code).toBe("INVALID_ARGUMENT");
+      expect((error as Error).message).toMatch(message);
+    }
+  });
+});
+
+describe("discrete-event saturation reproduces AWS's published table", () => {
+  // hsm1.medium's RSA row is hsm2m.medium's (the same published numbers, the same fit): run once.
+  const rows = PUBLISHED.filter((p) => !(p.type === "hsm1.medium" && p.operation === RSA));
+  for (const point of rows) {
+    it(`${point.type} ${point.operation} × ${point.hsmCount}: within 10% of ${point.opsPerSec} ops/s, within 5% of the model`, () => {
+      // RSA signs cost real CPU in the chip: fewer of them (the stratified draws keep the capacity exact).
+      const r = saturate(point.type, point.operation, point.hsmCount, point.operation === RSA ? 1200 : 2500);
+      expect(r.failed).toBe(0);
+      expect(r.busyAnswers).toBe(0); // enough in flight to keep every engine busy, below the queues' capacity
+      expect(Math.abs(r.throughputPerSec / point.opsPerSec - 1)).toBeLessThan(0.1);
+      const model = saturationPerSec(profileFor(point.type), point.hsmCount, point.operation, 32);
+      expect(Math.abs(r.throughputPerSec / model - 1)).toBeLessThan(0.05);
+    });
+  }
+});
+
+describe("discrete-event liveness", () => {
+  it("above saturation: HSMs answer busy, the client retries each elsewhere 3 times, and the only failure is CKR_FUNCTION_FAILED", () => {
+    const profile = profileFor("hsm2m.medium");
+    const capacity = saturationPerSec(profile, 2, EC, 32);
+    const r = runDiscreteEvent({ profile, hsmCount: 2, load: [{ ...item(EC), ratePerSec: 1.5 * capacity }], seed: 5, durationUs: 1_000_000, warmUpUs: 100_000 });
+    expect(r.failed).toBeGreaterThan(0);
+    expect(Object.keys(r.failedByReason)).toEqual(["CKR_FUNCTION_FAILED"]);
+    // A call fails only after its first try and 3 retries were all answered busy.
+    expect(r.busyAnswers).toBeGreaterThanOrEqual(4 * r.failed);
+    expect(r.unfinished).toBe(0);
+    // The cluster still serves at its capacity while refusing the excess.
+    expect(r.throughputPerSec / capacity).toBeGreaterThan(0.9);
+    expect(r.throughputPerSec / capacity).toBeLessThan(1.05);
+  });
+
+  it("one HSM killed at peak: no call fails, throughput recovers to the survivors' capacity, p99 spikes while pinned calls time out", () => {
+    const profile = profileFor("hsm2m.medium");
+    const killAtUs = 600_000;
+    const windowUs = 100_000;
+    const r = runDiscreteEvent({ profile, hsmCount: 3, saturate: [item(EC)], seed: 3, durationUs: 1_500_000, warmUpUs: 100_000, windowUs, killHsmAtUs: killAtUs });
+    expect(r.killedHsm).not.toBeNull();
+    // Crypto repeats elsewhere (the retry table): nothing fails, nothing is left hanging.
+    expect(r.failed).toBe(0);
+    expect(r.unfinished).toBe(0);
+    const before = r.timeline.filter((w) => w.endMs * 1000 <= killAtUs && w.startMs >= 100);
+    const after = r.timeline.filter((w) => w.startMs * 1000 >= killAtUs + 600_000);
+    const mean = (ws: typeof before) => ws.reduce((s, w) => s + w.opsPerSec, 0) / ws.length;
+    expect(Math.abs(mean(before) / saturationPerSec(profile, 3, EC, 32) - 1)).toBeLessThan(0.05);
+    // The survivors still count 3 members (a crashed HSM stays in the cluster): their USL factor is the 3-HSM one.
+    expect(Math.abs(mean(after) / saturationPerSec(profile, 2, EC, 32, 3) - 1)).toBeLessThan(0.05);
+    // The dip: calls pinned to the dead HSM wait for its timeout, then repeat elsewhere.
+    const worstP99 = Math.max(...r.timeline.map((w) => w.p99Ms ?? 0));
+    const calmP99 = Math.max(...before.map((w) => w.p99Ms ?? 0));
+    expect(worstP99).toBeGreaterThan(5 * calmP99);
+  });
+});
