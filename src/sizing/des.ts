@@ -8,6 +8,7 @@ import { type OperationClass, type ServiceProfile, checkServiceProfile, classify
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { clockView } from "../sim/clock.js";
 import { Rng } from "../sim/random.js";
+import { type EngineRequest, referenceLatency } from "./reference-queue.js";
 import { stratifiedServiceTime, stratifiedUniforms } from "./stratified.js";
 import { World } from "../sim/world.js";
 import { type LatencySummary, LoadGeneratorError, type LoadMode, type LoadOperation, type LoadResult, type TimelineWindow, prepareLoad, startLoad } from "./load.js";
@@ -71,10 +72,16 @@ export interface DiscreteEventResult {
   killedHsm: string | null;
   /** Cost of the run: requests the HSMs served, and wall time (not deterministic: speed reports only). */
   servedRequests: number;
-  /** Busy answers the HSMs gave during the run (queue full): the client retries each elsewhere, up to 3 times. */
-  busyAnswers: number;
   /** Mean engine time the measured window's requests drew, by class (µs): the run's realized service times, beside the profile's means. */
   drawnServiceUs: Partial<Record<OperationClass, number>>;
+  /**
+   * The same engine requests (arrival times at the HSMs, service times drawn) through one ideal
+   * pooled M/M/(N·c) FCFS queue, plus the two network round trips (reference-queue.ts): the
+   * model's assumption on this run's own draws, a control variate for its latency.
+   */
+  reference: LatencySummary | null;
+  /** Busy answers the HSMs gave during the run (queue full): the client retries each elsewhere, up to 3 times. */
+  busyAnswers: number;
   /** Requests each live HSM served during the load (by HSM id): how evenly the client spread it. */
   servedByHsm: Record<string, number>;
   wallMs: number;
@@ -136,21 +143,15 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
   const stratified = (options.sampling ?? "stratified") === "stratified";
   const serviceRandom = new Rng(options.seed).fork("sizing/service");
   const drawService = stratified ? stratifiedServiceTime(profile, serviceRandom) : profileServiceTime(profile, serviceRandom);
-  // The engine time the measured window's requests actually drew, by class: what the run's utilisation really was.
-  const drawn = new Map<OperationClass, { sumUs: number; count: number }>();
-  let measuring = false;
+  // Every engine request of the load, in arrival order: the realized service times, and the reference queue's input.
+  const requests: (EngineRequest & { opClass: OperationClass })[] = [];
+  let loading = false;
   const world = new World({
     seed: options.seed,
     faults: { latencyUs: networkLatencyUs, jitterUs: 0, lossRate: 0, duplicateRate: 0 },
     cluster: { hsmCount, node: { serviceTimeUs: (op, demand) => {
       const us = drawService(op, demand);
-      if (measuring && us > 0) {
-        const opClass = classifyRequest(op, demand.mechanism);
-        const seen = drawn.get(opClass) ?? { sumUs: 0, count: 0 };
-        seen.sumUs += us;
-        seen.count++;
-        drawn.set(opClass, seen);
-      }
+      if (loading && us > 0) requests.push({ arrivedUs: world.clock.nowUs(), serviceUs: us, opClass: classifyRequest(op, demand.mechanism) });
       return us;
     }, engines: profile.engines, queueCapacity: profile.queueCapacity } },
   });
@@ -177,8 +178,7 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
     const run = startLoad({ chip, clock: world.clock, random: world.rng.fork("load"), prepared, operations, mode, durationUs, warmUpUs,
       arrivalUniforms: stratified ? stratifiedUniforms(world.rng.fork("load/arrivals")) : undefined,
       windowUs: options.windowUs ?? Math.max(1, Math.floor((warmUpUs + durationUs) / 20)), drainUs: 30_000_000 }, (r) => (result = r));
-    world.clock.schedule(warmUpUs, () => (measuring = true));
-    world.clock.schedule(warmUpUs + durationUs, () => (measuring = false));
+    loading = true;
     let killedHsm: string | null = null;
     if (options.killHsmAtUs !== undefined) {
       world.clock.schedule(options.killHsmAtUs, () => {
@@ -197,7 +197,11 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
       hsmCount, throughputPerSec: r.throughputPerSec, offeredPerSec: r.offeredPerSec, latency: r.latency, completed: r.completed, failed: r.failed,
       failedByReason: r.failedByReason, unfinished: r.unfinished, timeline: r.timeline, byOperation: r.byOperation,
       concurrency: mode.kind === "closed" ? mode.concurrency : null, killedHsm, ...servedSince(world, servedBefore), busyAnswers: busyAnswers(world) - busyBefore,
-      drawnServiceUs: Object.fromEntries([...drawn].map(([opClass, d]) => [opClass, d.sumUs / d.count])), wallMs: performance.now() - wallStartMs,
+      drawnServiceUs: drawnMeans(requests, startUs + warmUpUs, startUs + warmUpUs + durationUs),
+      // An operation's engine call reaches its HSM 3 one-way trips after the operation starts (Init there and back, the call there).
+      reference: referenceLatency(requests, hsmCount * profile.engines, startUs + warmUpUs + 3 * networkLatencyUs, startUs + warmUpUs + durationUs + 3 * networkLatencyUs,
+        4 * networkLatencyUs),
+      wallMs: performance.now() - wallStartMs,
     };
   } finally {
     world.dispose();
@@ -214,6 +218,19 @@ function busyAnswers(world: World): number {
   let n = 0;
   for (const node of world.cluster.liveNodes()) n += node.stats.busy;
   return n;
+}
+
+/** Mean service time drawn per class by the requests that arrived in [fromUs, toUs). */
+function drawnMeans(requests: readonly (EngineRequest & { opClass: OperationClass })[], fromUs: number, toUs: number): Partial<Record<OperationClass, number>> {
+  const sums = new Map<OperationClass, { sumUs: number; count: number }>();
+  for (const r of requests) {
+    if (r.arrivedUs < fromUs || r.arrivedUs >= toUs) continue;
+    const s = sums.get(r.opClass) ?? { sumUs: 0, count: 0 };
+    s.sumUs += r.serviceUs;
+    s.count++;
+    sums.set(r.opClass, s);
+  }
+  return Object.fromEntries([...sums].map(([opClass, s]) => [opClass, s.sumUs / s.count]));
 }
 
 /** Requests served since `before` (a killed HSM's count ends with it). */
