@@ -9,7 +9,8 @@
 //   the sibling .ts file when running from source (tsx, vitest), the built .js from dist/.
 //   A .ts module is loaded in each worker through tsx's loader; a .js one as it is.
 // - Tasks and results cross threads by structured clone: plain data only (no class instances,
-//   functions, native handles). An error a task throws arrives as its message (and code, if any).
+//   functions, native handles). An error a task throws arrives as its message and stack only
+//   (structured clone drops other fields such as `code`): put what the caller needs in the message.
 // - Each worker thread loads its own copy of the module (its own globals, native chips, temp
 //   folders) and tasks land on any worker in any order: a task must depend on its data alone
 //   (seeds in the task, not in module state), so that it replays wherever it runs.
