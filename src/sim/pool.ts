@@ -66,6 +66,8 @@ export function defaultWorkers(): number {
  * caller whose `import.meta.url` is `base`: .ts when the caller runs from source, .js when built.
  */
 export function workerModuleUrl(relative: string, base: string | URL): URL {
+  // A CommonJS bundle has no import.meta.url: its caller must name the module's file itself.
+  if (base === undefined || base === null || base === "") throw new PoolError("INVALID_ARGUMENT", `no base URL to find the worker module ${relative} from`);
   const extension = /\.[cm]?ts$/.test(new URL(base).pathname) ? ".ts" : ".js";
   return new URL(`${relative}${extension}`, base);
 }
