@@ -8,6 +8,8 @@ import { type DiscreteEventResult, runDiscreteEvent } from "../../src/sizing/des
 import { PUBLISHED, profileFor } from "../../src/sizing/profiles.js";
 import { saturationPerSec } from "../../src/sizing/queueing.js";
 import { LoadGeneratorError } from "../../src/sizing/load.js";
+import { type AgreementRow, type AgreementTask, runAgreementGrid } from "../../src/sizing/agreement.js";
+import { modelCluster } from "../../src/sizing/queueing.js";
 
 const EC = "ecdsa-p256-sign" as const;
 const RSA = "rsa-2048-sign" as const;
@@ -106,5 +108,43 @@ describe("discrete-event liveness", () => {
     const worstP99 = Math.max(...r.timeline.map((w) => w.p99Ms ?? 0));
     const calmP99 = Math.max(...before.map((w) => w.p99Ms ?? 0));
     expect(worstP99).toBeGreaterThan(5 * calmP99);
+  });
+});
+
+describe("queueing model versus discrete-event runs", () => {
+  const grid = (networkLatencyUs: number, points: [number, number][], operations: number): AgreementTask[] =>
+    points.map(([hsmCount, utilisation]) => ({ type: "hsm2m.medium", ...item(EC), hsmCount, utilisation, operations, networkLatencyUs, seed: 7 }));
+  const describeRow = (r: AgreementRow) => `${r.task.hsmCount} HSMs at ${r.task.utilisation * 100}%: ${JSON.stringify(r.estimateError)}`;
+
+  it("agree within 5% (throughput, mean, p50, p95, p99) at 30/60/85% of capacity on 2, 3 and 6 HSMs, in-AZ network (100 µs round trip)", async () => {
+    const points: [number, number][] = [];
+    for (const hsmCount of [2, 3, 6]) for (const u of [0.3, 0.6, 0.85]) points.push([hsmCount, u]);
+    // 85% points run longer: their latency has the most to settle (6 000 operations there, 3 000 elsewhere).
+    const tasks = grid(50, points, 3000).map((t) => (t.utilisation === 0.85 ? { ...t, operations: 6000 } : t));
+    const rows = await runAgreementGrid(tasks, { workers: 2 });
+    for (const r of rows) {
+      expect(r.failed, describeRow(r)).toBe(0);
+      expect(r.unfinished).toBe(0);
+      expect(Math.abs(r.throughputError), describeRow(r)).toBeLessThan(0.05);
+      for (const [stat, error] of Object.entries(r.estimateError)) expect(Math.abs(error), `${stat} of ${describeRow(r)}`).toBeLessThan(0.05);
+    }
+    // The control variate is not decoration: at 30% nothing waits, so the run and its reference queue agree to the microsecond.
+    for (const r of rows.filter((row) => row.task.utilisation === 0.3)) expect(r.des.p99Ms).toBeCloseTo(r.reference.p99Ms, 3);
+  });
+
+  it("with a 500 µs round trip the client's spreading herds at high rates: between the pooled and the independent model", async () => {
+    // The client sends each Init to the HSM that last reported the most spare capacity; the
+    // operation's engine call follows a round trip later, so Inits sent within one round trip
+    // pile onto the same HSM. At 6 HSMs and 85% (≈ 6 000 ops/s, 3 Inits per round trip) latency
+    // grows past the pooled model (the model's default), though far from the random split's.
+    const [row] = await runAgreementGrid(grid(250, [[6, 0.85]], 3000), { workers: 1 });
+    const profile = profileFor("hsm2m.medium");
+    const load = [{ ...item(EC), ratePerSec: row.offeredPerSec }];
+    const independent = modelCluster({ profile, hsmCount: 6, load, networkRttUs: 500, spreading: "independent" }).latency!;
+    expect(row.failed).toBe(0);
+    for (const stat of ["meanMs", "p50Ms", "p99Ms"] as const) {
+      expect(row.estimate[stat], stat).toBeGreaterThan(row.model[stat] * 1.05);
+      expect(row.estimate[stat], stat).toBeLessThan(independent[stat]);
+    }
   });
 });
