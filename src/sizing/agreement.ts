@@ -82,6 +82,43 @@ export function agreementPoint(task: AgreementTask): AgreementRow {
   };
 }
 
+export interface SaturationTask {
+  type: string;
+  opClass: OperationClass;
+  hsmCount: number;
+  /** Operations in the measured window (sets the run's length from the model's capacity). */
+  operations: number;
+  seed: number;
+}
+
+export interface SaturationRow {
+  task: SaturationTask;
+  /** The model's capacity and the discrete-event run's throughput when kept saturated (ops/s). */
+  modelPerSec: number;
+  desPerSec: number;
+  failed: number;
+  busyAnswers: number;
+  completed: number;
+  wallMs: number;
+}
+
+/** A saturating (closed-loop) run beside the model's capacity (a worker-pool task). */
+export function saturationPoint(task: SaturationTask): SaturationRow {
+  const profile = profileFor(task.type);
+  const modelPerSec = saturationPerSec(profile, task.hsmCount, task.opClass, 32);
+  const run = runDiscreteEvent({ profile, hsmCount: task.hsmCount, saturate: [{ operation: task.opClass, opClass: task.opClass, inputBytes: 32 }], seed: task.seed,
+    durationUs: Math.round((task.operations / modelPerSec) * 1e6), warmUpUs: 100_000 });
+  return { task, modelPerSec, desPerSec: run.throughputPerSec, failed: run.failed, busyAnswers: run.busyAnswers, completed: run.completed, wallMs: run.wallMs };
+}
+
+/** Saturating runs over a worker pool (results in task order). */
+export function runSaturations(tasks: readonly SaturationTask[], options: { workers?: number } = {}): Promise<SaturationRow[]> {
+  return runInPool<SaturationTask, SaturationRow>({
+    module: workerModuleUrl("./agreement", import.meta.url), exportName: "saturationPoint", tasks, workers: options.workers,
+    describeTask: (t) => `${t.type} ${t.opClass} × ${t.hsmCount} saturated`,
+  });
+}
+
 /** The grid over a worker pool (results in task order; deterministic per task, wherever it runs). */
 export function runAgreementGrid(tasks: readonly AgreementTask[], options: { workers?: number; onResult?: (row: AgreementRow, index: number) => void } = {}): Promise<AgreementRow[]> {
   return runInPool<AgreementTask, AgreementRow>({
