@@ -137,15 +137,15 @@ describe("queueing model versus discrete-event runs", () => {
     // The client sends each Init to the HSM that last reported the most spare capacity; the
     // operation's engine call follows a round trip later, so Inits sent within one round trip
     // pile onto the same HSM. At 6 HSMs and 85% (≈ 6 000 ops/s, 3 Inits per round trip) latency
-    // grows past the pooled model (the model's default), though far from the random split's.
+    // grows past the pooled model (the model's default), though far below the random split's.
     const [row] = await runAgreementGrid(grid(250, [[6, 0.85]], 3000), { workers: 1 });
     const profile = profileFor("hsm2m.medium");
     const load = [{ ...item(EC), ratePerSec: row.offeredPerSec }];
     const independent = modelCluster({ profile, hsmCount: 6, load, networkRttUs: 500, spreading: "independent" }).latency!;
     expect(row.failed).toBe(0);
-    for (const stat of ["meanMs", "p50Ms", "p99Ms"] as const) {
-      expect(row.estimate[stat], stat).toBeGreaterThan(row.model[stat] * 1.05);
-      expect(row.estimate[stat], stat).toBeLessThan(independent[stat]);
-    }
+    // The mean and median grow past the pooled model by more than the 5% agreement allows (the
+    // tail by less: 4–8% over this seed's runs of 3 000–6 000 operations, so it is not asserted).
+    for (const stat of ["meanMs", "p50Ms"] as const) expect(row.estimate[stat], stat).toBeGreaterThan(row.model[stat] * 1.05);
+    for (const stat of ["meanMs", "p50Ms", "p95Ms", "p99Ms"] as const) expect(row.estimate[stat], stat).toBeLessThan(independent[stat]);
   });
 });
