@@ -90,6 +90,8 @@ export interface DiscreteEventResult {
 const CROSS_CHECK_USER = { username: "sizing", password: "sizing-pass-1" };
 const OFFICER = { username: "admin", password: "officer-pass-1" };
 const MAX_HSMS = 32;
+/** The client's session limit is 1024; the load keeps one for its own. */
+const MAX_CONCURRENCY = 1000;
 const MAX_DURATION_US = 3_600_000_000;
 
 function bad(message: string): never {
@@ -115,6 +117,8 @@ export function saturatingConcurrency(profile: ServiceProfile, hsmCount: number,
 /** Runs the load on a simulated cluster with `profile`'s service times; deterministic per seed. */
 export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventResult {
   const wallStartMs = performance.now();
+  if (options === null || typeof options !== "object") bad("options must be { profile, hsmCount, load | saturate, seed, durationUs }");
+  if (typeof options.seed !== "number" && typeof options.seed !== "string") bad("seed must be a number or a string");
   const profile = checkServiceProfile(options.profile);
   const { hsmCount, durationUs } = options;
   if (!Number.isInteger(hsmCount) || hsmCount < 1 || hsmCount > MAX_HSMS) bad(`hsmCount must be an integer from 1 to ${MAX_HSMS}`);
@@ -135,8 +139,12 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
     mode = { kind: "open", ratePerSec: options.load.reduce((s, l) => s + l.ratePerSec, 0) };
   } else {
     if (!Array.isArray(options.saturate) || options.saturate.length === 0) bad("saturate must list at least one operation");
+    for (const s of options.saturate) if (s === null || typeof s !== "object") bad("saturate: each operation must be { operation, opClass, inputBytes, weight? }");
     operations = options.saturate.map((s) => ({ name: s.operation, opClass: s.opClass, inputBytes: s.inputBytes, weight: s.weight ?? 1 }));
-    const concurrency = options.concurrency ?? saturatingConcurrency(profile, hsmCount, options.saturate, networkLatencyUs);
+    if (options.concurrency !== undefined && !(Number.isInteger(options.concurrency) && options.concurrency >= 1 && options.concurrency <= MAX_CONCURRENCY)) {
+      bad(`concurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
+    }
+    const concurrency = Math.min(MAX_CONCURRENCY, options.concurrency ?? saturatingConcurrency(profile, hsmCount, options.saturate, networkLatencyUs));
     mode = { kind: "closed", concurrency };
   }
 

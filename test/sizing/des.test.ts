@@ -8,7 +8,7 @@ import { type DiscreteEventResult, runDiscreteEvent } from "../../src/sizing/des
 import { PUBLISHED, profileFor } from "../../src/sizing/profiles.js";
 import { saturationPerSec } from "../../src/sizing/queueing.js";
 import { LoadGeneratorError } from "../../src/sizing/load.js";
-import { type AgreementRow, type AgreementTask, type SaturationRow, runAgreementGrid, runSaturations } from "../../src/sizing/agreement.js";
+import { type AgreementRow, type AgreementTask, type SaturationRow, agreementPoint, runAgreementGrid, runSaturations } from "../../src/sizing/agreement.js";
 import { modelCluster } from "../../src/sizing/queueing.js";
 
 const EC = "ecdsa-p256-sign" as const;
@@ -39,8 +39,14 @@ describe("discrete-event runs: deterministic per seed", () => {
       [{ ...base, saturate: [{ ...item(EC), opClass: "aes-keygen" }] }, /cannot run class aes-keygen/],
       [{ ...base, hsmCount: 1, killHsmAtUs: 10, saturate: [item(EC)] }, /at least 2 HSMs/],
       [{ ...base, killHsmAtUs: 10_000_000, saturate: [item(EC)] }, /killHsmAtUs/],
+      [{ ...base, concurrency: 0, saturate: [item(EC)] }, /concurrency/],
+      [{ ...base, concurrency: 5000, saturate: [item(EC)] }, /concurrency/],
+      [{ ...base, saturate: [null] }, /each operation/],
+      [{ ...base, saturate: [{ ...item(EC), inputBytes: -1 }] }, /inputBytes/],
+      [{ ...base, seed: {} as never, saturate: [item(EC)] }, /seed/],
+      [{ ...base, windowUs: 0.001, saturate: [item(EC)] }, /windowUs/],
     ];
-    for (const [options, message] of cases) {
+    for (const [options, message] of [...cases, [null, /options must be/] as [object, RegExp]]) {
       let error: unknown;
       try {
         runDiscreteEvent(options as Parameters<typeof runDiscreteEvent>[0]);
@@ -131,6 +137,12 @@ describe("queueing model versus discrete-event runs", () => {
     }
     // The control variate is not decoration: at 30% nothing waits, so the run and its reference queue agree to the microsecond.
     for (const r of rows.filter((row) => row.task.utilisation === 0.3)) expect(r.des.p99Ms).toBeCloseTo(r.reference.p99Ms, 3);
+  });
+
+  it("a grid point replays identically in a pool worker and in process", async () => {
+    const [task] = grid(250, [[2, 0.6]], 400);
+    const [pooled] = await runAgreementGrid([task], { workers: 1 });
+    expect({ ...pooled, wallMs: 0 }).toEqual({ ...agreementPoint(task), wallMs: 0 });
   });
 
   it("with a 500 µs round trip the client's spreading herds at high rates: between the pooled and the independent model", async () => {

@@ -159,6 +159,11 @@ describe("load generator", () => {
       [() => startLoad({ ...base, mode: { kind: "closed", concurrency: 65 } }), /65.*sessions/],
       [() => startLoad({ ...base, mode: { kind: "burst" } as never }), /mode must be/],
       [() => startLoad({ ...base, operations: [] }), /at least one/],
+      [() => startLoad({ ...base, prepared: null as never }), /prepared.sessions/],
+      [() => startLoad({ ...base, prepared: { ...PREPARED, sessions: [0] } }), /prepared.sessions/],
+      [() => startLoad({ ...base, chip: {} as never }), /chip must have start/],
+      [() => startLoad({ ...base, windowUs: 0.0001 }), /windowUs/],
+      [() => startLoad(null as never), /options must be/],
       [() => startLoad({ ...base, operations: [{ name: "x", opClass: "login", inputBytes: 1 }] }), /cannot run class login/],
     ];
     for (const [call, message] of bad) {
