@@ -331,6 +331,24 @@ function checkLoadOptions(options: LoadOptions): void {
   }
 }
 
+/** The prepared key (and signature) each class needs. */
+const KEY_OF: Partial<Record<LoadClass, keyof PreparedLoad["keys"]>> = {
+  "ecdsa-p256-sign": "ec", "ecdsa-p256-verify": "ecPublic", "rsa-2048-sign": "rsa", "rsa-2048-verify": "rsaPublic", "aes-gcm": "aes", "aes-cbc": "aes", hmac: "hmac",
+};
+
+/** Fails now, not from inside a timer later, when the preparation lacks what an operation needs. */
+function checkPrepared(operations: readonly LoadOperation[], prepared: PreparedLoad): void {
+  for (const op of operations) {
+    const key = KEY_OF[op.opClass as LoadClass];
+    if (key !== undefined && !Number.isSafeInteger(prepared.keys?.[key])) {
+      throw new LoadGeneratorError(`operation "${op.name}" needs a key prepareLoad did not make (prepare with the same operations)`);
+    }
+    if ((op.opClass === "ecdsa-p256-verify" || op.opClass === "rsa-2048-verify") && !Buffer.isBuffer(prepared.signatures?.[op.name])) {
+      throw new LoadGeneratorError(`operation "${op.name}" needs a signature prepareLoad did not make (prepare with the same operations)`);
+    }
+  }
+}
+
 /** One operation's calls on the chip: its Init (none for random) and its data call. */
 interface Step {
   method: string;
@@ -396,6 +414,7 @@ export function startLoad(options: LoadOptions, onDone?: (result: LoadResult) =>
   checkLoadOptions(options);
   const operations = options.operations.map(checkOperation);
   const { chip, clock, random, prepared, mode } = options;
+  checkPrepared(operations, prepared);
   const warmUpUs = options.warmUpUs ?? 0;
   const totalUs = warmUpUs + options.durationUs;
   const windowUs = options.windowUs ?? Math.min(1_000_000, Math.max(1, Math.floor(totalUs / 20)));

@@ -164,6 +164,8 @@ describe("load generator", () => {
       [() => startLoad({ ...base, chip: {} as never }), /chip must have start/],
       [() => startLoad({ ...base, windowUs: 0.0001 }), /windowUs/],
       [() => startLoad(null as never), /options must be/],
+      [() => startLoad({ ...base, prepared: { ...PREPARED, keys: {} } }), /needs a key/],
+      [() => startLoad({ ...base, prepared: { ...PREPARED, keys: { ecPublic: 9 } }, operations: [loadOperation("ecdsa-p256-verify")] }), /needs a signature/],
       [() => startLoad({ ...base, operations: [{ name: "x", opClass: "login", inputBytes: 1 }] }), /cannot run class login/],
     ];
     for (const [call, message] of bad) {
