@@ -30,7 +30,7 @@ describe("discrete-event runs: deterministic per seed", () => {
   it("bad input gets a typed error naming the field", () => {
     const profile = profileFor("hsm2m.medium");
     const base = { profile, hsmCount: 2, seed: 1, durationUs: 100_000 };
-    const cases: [object, RegExp][] = [
+    const cases: [object | null, RegExp][] = [
       [{ ...base, hsmCount: 0, saturate: [item(EC)] }, /hsmCount/],
       [{ ...base, durationUs: -5, saturate: [item(EC)] }, /durationUs/],
       [{ ...base }, /either load .* or saturate/],
@@ -46,7 +46,7 @@ describe("discrete-event runs: deterministic per seed", () => {
       [{ ...base, seed: {} as never, saturate: [item(EC)] }, /seed/],
       [{ ...base, windowUs: 0.001, saturate: [item(EC)] }, /windowUs/],
     ];
-    for (const [options, message] of [...cases, [null, /options must be/] as [object, RegExp]]) {
+    for (const [options, message] of [...cases, [null, /options must be/] as [object | null, RegExp]]) {
       let error: unknown;
       try {
         runDiscreteEvent(options as Parameters<typeof runDiscreteEvent>[0]);
