@@ -140,6 +140,10 @@ export function runDiscreteEvent(options: DiscreteEventOptions): DiscreteEventRe
   } else {
     if (!Array.isArray(options.saturate) || options.saturate.length === 0) bad("saturate must list at least one operation");
     for (const s of options.saturate) if (s === null || typeof s !== "object") bad("saturate: each operation must be { operation, opClass, inputBytes, weight? }");
+    // Nothing to saturate: the model's capacity is infinite and a closed loop would only measure the network.
+    if (options.saturate.every((s) => s.opClass in profile.costs && meanServiceUs(profile, s.opClass, s.inputBytes, hsmCount) === 0)) {
+      bad(`saturate: on profile ${profile.type} these operations take no engine time, so the cluster has no saturation rate (give a load instead)`);
+    }
     operations = options.saturate.map((s) => ({ name: s.operation, opClass: s.opClass, inputBytes: s.inputBytes, weight: s.weight ?? 1 }));
     if (options.concurrency !== undefined && !(Number.isInteger(options.concurrency) && options.concurrency >= 1 && options.concurrency <= MAX_CONCURRENCY)) {
       bad(`concurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);

@@ -45,6 +45,7 @@ describe("discrete-event runs: deterministic per seed", () => {
       [{ ...base, saturate: [{ ...item(EC), inputBytes: -1 }] }, /inputBytes/],
       [{ ...base, seed: {} as never, saturate: [item(EC)] }, /seed/],
       [{ ...base, windowUs: 0.001, saturate: [item(EC)] }, /windowUs/],
+      [{ ...base, profile: profileFor("unlimited"), saturate: [item(EC)] }, /no saturation rate/],
     ];
     for (const [options, message] of [...cases, [null, /options must be/] as [object | null, RegExp]]) {
       let error: unknown;
