@@ -28,6 +28,8 @@ export interface ThroughputChartInput {
   /** The operation, e.g. "ecdsa-p256-sign": the y axis says what is counted. */
   operation: string;
   series: ThroughputPoint[];
+  /** Under the title (default: what the chart shows), e.g. "hsm2m.medium; measured time-dilated ×20". */
+  subtitle?: string;
 }
 
 export interface LatencyPoint {
@@ -36,6 +38,8 @@ export interface LatencyPoint {
   p95Ms: number;
   p99Ms: number;
   source: ChartSource;
+  /** Names the curve a point belongs to when there are several of one source (e.g. "4 HSMs", "3 HSMs, one down"): each is its own line, dashed differently. */
+  label?: string;
 }
 export interface LatencyChartInput {
   title: string;
@@ -44,6 +48,7 @@ export interface LatencyChartInput {
   kneePerSec?: number;
   /** The p99 the user asked for: a horizontal rule. */
   targetP99Ms?: number;
+  subtitle?: string;
 }
 
 export interface FailoverPoint {
@@ -58,6 +63,9 @@ export interface FailoverChartInput {
   killAtSec: number;
   recoveredAtSec?: number;
   source: ChartSource;
+  /** The load offered throughout: a horizontal rule in the throughput panel, so the dip shows against the demand. */
+  offeredPerSec?: number;
+  subtitle?: string;
 }
 
 const MAX_POINTS = 10_000;
@@ -81,6 +89,7 @@ const PERCENTILES = [
 const KILL_COLOR = "#D55E00";
 const RECOVERED_COLOR = "#009E73";
 const RULE_COLOR = "#444444";
+const DASHES = [[1, 0], [8, 4], [2, 3], [12, 3, 2, 3]];
 const LINE_COLOR = "#0072B2";
 
 const CONFIG = {
@@ -149,6 +158,7 @@ function checkThroughput(input: unknown): ThroughputChartInput {
   return {
     title: text(o.title, "title"),
     operation: text(o.operation, "operation"),
+    subtitle: optionalText(o.subtitle, "subtitle"),
     series: points(o.series, "series").map((item, i) => {
       const p = record(item, `series[${i}]`);
       const hsmCount = p.hsmCount;
@@ -170,8 +180,10 @@ function checkLatency(input: unknown): LatencyChartInput {
         p95Ms: nonNegative(p.p95Ms, `series[${i}].p95Ms`),
         p99Ms: nonNegative(p.p99Ms, `series[${i}].p99Ms`),
         source: source(p.source, `series[${i}].source`),
+        label: optionalText(p.label, `series[${i}].label`),
       };
     }),
+    subtitle: optionalText(o.subtitle, "subtitle"),
     kneePerSec: o.kneePerSec === undefined ? undefined : nonNegative(o.kneePerSec, "kneePerSec"),
     targetP99Ms: o.targetP99Ms === undefined ? undefined : positive(o.targetP99Ms, "targetP99Ms"),
   };
@@ -195,6 +207,8 @@ function checkFailover(input: unknown): FailoverChartInput {
     killAtSec,
     recoveredAtSec,
     source: source(o.source, "source"),
+    offeredPerSec: o.offeredPerSec === undefined ? undefined : nonNegative(o.offeredPerSec, "offeredPerSec"),
+    subtitle: optionalText(o.subtitle, "subtitle"),
   };
 }
 
@@ -238,7 +252,7 @@ export function throughputChartSpec(input: ThroughputChartInput): TopLevelSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: `${data.operation}: operations per second the whole cluster completes` },
+    title: { text: data.title, subtitle: data.subtitle ?? `${data.operation}: operations per second the whole cluster completes` },
     width: WIDTH,
     height: 320,
     layer: [
@@ -258,8 +272,9 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
     latencyMs: p[`${key}Ms`],
     source: SOURCE_STYLE[p.source].label,
     model: p.source === "model",
-    lineDescription: `${SOURCE_STYLE[p.source].label}: ${key} latency against offered load`,
-    description: `${SOURCE_STYLE[p.source].label}: ${key} ${ms(p[`${key}Ms`])} ms at ${count(p.offeredPerSec)} ops/s offered`,
+    curve: p.label ?? SOURCE_STYLE[p.source].label,
+    lineDescription: `${p.label ?? SOURCE_STYLE[p.source].label}: ${key} latency against offered load`,
+    description: `${p.label === undefined ? SOURCE_STYLE[p.source].label : `${SOURCE_STYLE[p.source].label}, ${p.label}`}: ${key} ${ms(p[`${key}Ms`])} ms at ${count(p.offeredPerSec)} ops/s offered`,
   })));
   const latencies = rows.map((r) => r.latencyMs).concat(data.targetP99Ms === undefined ? [] : [data.targetP99Ms]);
   const minMs = Math.min(...latencies);
@@ -272,8 +287,14 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
   const color = { field: "percentile", type: "nominal", title: "percentile", scale: { domain: PERCENTILES.map((p) => p.key), range: PERCENTILES.map((p) => p.color) } };
   const sources = CHART_SOURCES.filter((s) => data.series.some((p) => p.source === s));
   const shape = { field: "source", type: "nominal", title: "source", scale: { domain: sources.map((s) => SOURCE_STYLE[s].label), range: sources.map((s) => SOURCE_STYLE[s].shape) }, legend: { symbolFillColor: "#444444", symbolStrokeColor: "#444444" } };
+  // Several model curves (all up, one HSM down…): one line per curve and percentile, the curves told apart by their dash.
+  const modelRows = rows.filter((r) => r.model).sort((a, b) => a.offeredPerSec - b.offeredPerSec);
+  const curves = [...new Set(modelRows.map((r) => r.curve))];
+  const dash = curves.length > 1
+    ? { strokeDash: { field: "curve", type: "nominal", title: "model curve", scale: { domain: curves, range: curves.map((_, i) => DASHES[i % DASHES.length]) }, legend: { symbolStrokeColor: "#444444", symbolType: "stroke", symbolSize: 400 } } }
+    : { detail: { field: "curve", type: "nominal" } };
   const layers: unknown[] = [
-    { data: { values: rows.filter((r) => r.model).sort((a, b) => a.offeredPerSec - b.offeredPerSec) }, mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y, color, description: { field: "lineDescription" } } },
+    { data: { values: modelRows }, mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y, color, ...dash, description: { field: "lineDescription" } } },
     { data: { values: rows.filter((r) => !r.model) }, mark: { type: "point", filled: true, size: 90, opacity: 1, stroke: "white", strokeWidth: 0.8 }, encoding: { x, y, color, shape, description: { field: "description" } } },
   ];
   if (data.targetP99Ms !== undefined) {
@@ -287,13 +308,14 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
     const at = [{ offeredPerSec: data.kneePerSec, label: `knee ≈ ${count(data.kneePerSec)} ops/s` }];
     layers.push(
       { data: { values: at }, mark: { type: "rule", color: RULE_COLOR, strokeDash: [4, 4], strokeWidth: 1.5 }, encoding: { x: { field: "offeredPerSec", type: "quantitative" }, description: { field: "label" } } },
-      { data: { values: at }, mark: { type: "text", align: "right", baseline: "top", dx: -4, y: 4, color: RULE_COLOR, fontWeight: "bold" }, encoding: { x: { field: "offeredPerSec", type: "quantitative" }, text: { field: "label" } } },
+      // Left of the rule, unless the knee is so near the origin that the label would leave the chart.
+      { data: { values: at }, mark: { type: "text", ...(data.kneePerSec < 0.35 * maxOffered ? { align: "left", dx: 4 } : { align: "right", dx: -4 }), baseline: "top", y: 4, color: RULE_COLOR, fontWeight: "bold" }, encoding: { x: { field: "offeredPerSec", type: "quantitative" }, text: { field: "label" } } },
     );
   }
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: "latency percentiles against the offered load" },
+    title: { text: data.title, subtitle: data.subtitle ?? "latency percentiles against the offered load" },
     width: WIDTH,
     height: 320,
     layer: layers,
@@ -305,6 +327,7 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
 export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
   const data = checkFailover(input);
   const rows = data.series.slice().sort((a, b) => a.atSec - b.atSec);
+  const offered = data.offeredPerSec === undefined ? [] : [{ opsPerSec: data.offeredPerSec, label: `offered ${count(data.offeredPerSec)} ops/s` }];
   const times = rows.map((r) => r.atSec).concat(data.killAtSec, data.recoveredAtSec ?? data.killAtSec);
   const xDomain = [Math.min(...times), Math.max(...times)];
   // The kill's label sits left of its rule and the recovery's right of its own, both at the foot of
@@ -317,6 +340,10 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
     width: WIDTH,
     height: 170,
     layer: [
+      ...(withLabels && offered.length > 0 ? [
+        { data: { values: offered }, mark: { type: "rule", color: RULE_COLOR, strokeDash: [2, 3], strokeWidth: 1.5 }, encoding: { y, description: { field: "label" } } },
+        { data: { values: offered }, mark: { type: "text", align: "left", baseline: "bottom", x: 4, dy: -3, color: RULE_COLOR }, encoding: { y, text: { field: "label" } } },
+      ] : []),
       { data: { values: events }, mark: { type: "rule", strokeDash: [6, 4], strokeWidth: 2 }, encoding: { x: x(xTitle), color: eventColor, description: { field: "label" } } },
       ...(withLabels ? events.map((e) => ({ data: { values: [e] }, mark: { type: "text", align: e.align, dx: e.dx, baseline: "bottom", y: "height", dy: -4, fontWeight: "bold" }, encoding: { x: x(xTitle), color: eventColor, text: { field: "label" } } })) : []),
       { data: { values: lineRows }, mark: { type: "line", color: LINE_COLOR, strokeWidth: 2.5 }, encoding: { x: x(xTitle), y, description: { value: lineDescription } } },
@@ -328,7 +355,7 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: `an HSM killed at peak load (${SOURCE_STYLE[data.source].label})` },
+    title: { text: data.title, subtitle: data.subtitle ?? `an HSM killed at peak load (${SOURCE_STYLE[data.source].label})` },
     spacing: 18,
     vconcat: [
       panel({ field: "opsPerSec", type: "quantitative", title: "throughput (ops/s)", scale: { zero: true }, axis: { format: ",.0f" } }, withText, `throughput over time (${SOURCE_STYLE[data.source].label})`, "throughputText", true, null, false),

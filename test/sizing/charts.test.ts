@@ -163,6 +163,21 @@ describe("latency chart", () => {
     expect(count(svg, /aria-roledescription="line mark"/)).toBe(0);
     expect(ariaLabels(svg, "point")).toHaveLength(6);
   });
+  it("draws one line per curve and percentile when model points are labelled (all up, one down), dashed apart", async () => {
+    const { onWarning, warnings } = collectWarnings();
+    const curve = (label: string, capacity: number) => [1000, 3000, 5000].map((r) => ({ offeredPerSec: r, p50Ms: 1 / (1 - r / capacity), p95Ms: 3 / (1 - r / capacity), p99Ms: 5 / (1 - r / capacity), source: "model" as const, label }));
+    const svg = await latencyChartSvg({ title: "two curves", subtitle: "4 × hsm2m.medium, one down", series: [...curve("4 HSMs", 8000), ...curve("3 HSMs, one down", 6000)], kneePerSec: 100 }, { onWarning });
+    expect(warnings).toEqual([]);
+    expectWellFormed(svg);
+    const lines = ariaLabels(svg, "line mark");
+    expect(lines).toHaveLength(6);
+    expect(lines).toContain("3 HSMs, one down: p99 latency against offered load");
+    for (const line of [...svg.matchAll(/aria-roledescription="line mark" d="([^"]*)"/g)]) expect(count(line[1], /L/)).toBe(2); // 3 points each, not a zigzag through both curves
+    expect(count(svg, /stroke-dasharray="8,4"/)).toBe(3 + 1); // the second curve's 3 lines and its legend symbol
+    expect(svg).toContain("Subtitle text '4 × hsm2m.medium, one down'");
+    // A knee near the origin is labelled to the right of its rule, inside the chart.
+    expect(svg).toMatch(/<text [^>]*text-anchor="start"[^>]*>knee ≈ 100 ops\/s<\/text>/);
+  });
 });
 
 describe("failover chart", () => {
@@ -184,10 +199,18 @@ describe("failover chart", () => {
     const points = ariaLabels(svg, "point");
     expect(points).toHaveLength(20);
     expect(points).toContain("11 s: p99 150 ms");
+    expect(svg).not.toContain("offered "); // no offered load given, no rule for it
     // Both panels share the x scale: the kill rule sits at the same x in each.
     const ruleXs = [...svg.matchAll(/aria-label="HSM killed at 10 s" role="graphics-symbol" aria-roledescription="rule mark" transform="translate\(([-\d.]+),/g)].map((m) => m[1]);
     expect(ruleXs).toHaveLength(2);
     expect(ruleXs[0]).toBe(ruleXs[1]);
+  });
+
+  it("draws the offered load as a rule in the throughput panel when given", async () => {
+    const svg = await failoverChartSvg({ ...failoverInput(), offeredPerSec: 5000, subtitle: "3 × hsm2m.medium" });
+    expect(svg).toContain(">offered 5,000 ops/s</text>");
+    expect(count(svg, /aria-roledescription="rule mark"/)).toBe(5);
+    expect(svg).toContain("Subtitle text '3 × hsm2m.medium'");
   });
 
   it("sorts the series by time (callers may pass intervals in any order)", () => {
@@ -216,6 +239,10 @@ describe("bad chart data", () => {
     ["a null point", () => failoverChartSvg({ ...failoverInput(), series: [null as never] }), "series[0]"],
     ["a null input", () => failoverChartSvg(null as never), "failover chart's input"],
     ["a zero p99 target", () => latencyChartSvg({ ...latencyInput(), targetP99Ms: 0 }), "targetP99Ms"],
+    ["an infinite knee (omit it instead)", () => latencyChartSvg({ ...latencyInput(), kneePerSec: Infinity }), "kneePerSec"],
+    ["a NaN offered load", () => failoverChartSvg({ ...failoverInput(), offeredPerSec: NaN }), "offeredPerSec"],
+    ["an empty curve label", () => latencyChartSvg({ ...latencyInput(), series: [{ offeredPerSec: 1, p50Ms: 1, p95Ms: 2, p99Ms: 3, source: "model", label: "" }] }), "series[0].label"],
+    ["a subtitle that is not a string", () => throughputChartSvg({ ...throughputInput(), subtitle: 5 as never }), "subtitle"],
     ["a NaN knee", () => latencyChartSvg({ ...latencyInput(), kneePerSec: NaN }), "kneePerSec"],
     ["a recovery before the kill", () => failoverChartSvg({ ...failoverInput(), recoveredAtSec: 5 }), "recoveredAtSec"],
     ["a NaN p99 (null is the way to say none)", () => failoverChartSvg({ ...failoverInput(), series: [{ atSec: 0, opsPerSec: 1, p99Ms: NaN }] }), "series[0].p99Ms"],
