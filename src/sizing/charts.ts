@@ -73,7 +73,7 @@ const MAX_TEXT = 200;
 const MAX_HSMS = 1_000;
 
 const FONT = "Helvetica, Arial, sans-serif";
-const WIDTH = 560;
+const WIDTH = 520;
 // Okabe–Ito: distinguishable with the common colour-vision deficiencies and in greyscale print.
 const SOURCE_STYLE: Record<ChartSource, { label: string; color: string; shape: string }> = {
   published: { label: "published (AWS)", color: "#000000", shape: "diamond" },
@@ -97,10 +97,10 @@ const CONFIG = {
   background: "white",
   padding: 12,
   view: { stroke: null },
-  title: { fontSize: 17, anchor: "start", offset: 12, subtitleFontSize: 12, subtitleColor: "#555555", subtitlePadding: 4 },
-  axis: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: "normal", titleColor: "#222222", labelColor: "#333333", gridColor: "#e6e6e6", domainColor: "#888888", tickColor: "#888888" },
-  legend: { labelFontSize: 12, titleFontSize: 12, titleFontWeight: "normal", symbolSize: 110, symbolStrokeWidth: 2.5, labelLimit: 360, orient: "bottom", direction: "vertical" },
-  text: { fontSize: 12 },
+  title: { fontSize: 18, anchor: "start", offset: 12, subtitleFontSize: 13, subtitleColor: "#555555", subtitlePadding: 4 },
+  axis: { labelFontSize: 13, titleFontSize: 14, titleFontWeight: "normal", titleColor: "#222222", labelColor: "#333333", gridColor: "#e6e6e6", domainColor: "#888888", tickColor: "#888888" },
+  legend: { labelFontSize: 13, titleFontSize: 13, titleFontWeight: "normal", symbolSize: 110, symbolStrokeWidth: 2.5, labelLimit: 360, orient: "bottom", direction: "vertical" },
+  text: { fontSize: 13 },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -242,7 +242,8 @@ export function throughputChartSpec(input: ThroughputChartInput): TopLevelSpec {
     description: `${seriesLabel(p)}: ${p.hsmCount} HSM${p.hsmCount === 1 ? "" : "s"}, ${count(p.opsPerSec)} ops/s`,
   }));
   const lineRows = rows.filter((_, i) => data.series[i].source === "model").sort((a, b) => a.hsmCount - b.hsmCount);
-  const pointRows = rows.filter((_, i) => data.series[i].source !== "model");
+  // The published points last, so drawn on top: they are the reference the others are judged against.
+  const pointRows = [...rows.filter((_, i) => !["model", "published"].includes(data.series[i].source)), ...rows.filter((_, i) => data.series[i].source === "published")];
   const { domain, colors, shapes } = orderedLabels(data.series);
   const maxHsms = Math.max(...data.series.map((p) => p.hsmCount));
   const x = { field: "hsmCount", type: "quantitative", title: "HSMs in the cluster", scale: { domain: [0, maxHsms] }, axis: { tickMinStep: 1, format: "d" } };
