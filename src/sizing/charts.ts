@@ -56,6 +56,8 @@ export interface FailoverPoint {
   opsPerSec: number;
   /** null where no request completed in the interval (the p99 line breaks there). */
   p99Ms: number | null;
+  /** Requests that failed (after the client's retries) per second in the interval: bars under the throughput line. */
+  failedPerSec?: number;
 }
 export interface FailoverChartInput {
   title: string;
@@ -202,6 +204,7 @@ function checkFailover(input: unknown): FailoverChartInput {
         atSec: nonNegative(p.atSec, `series[${i}].atSec`),
         opsPerSec: nonNegative(p.opsPerSec, `series[${i}].opsPerSec`),
         p99Ms: p.p99Ms === null ? null : nonNegative(p.p99Ms, `series[${i}].p99Ms`),
+        failedPerSec: p.failedPerSec === undefined ? undefined : nonNegative(p.failedPerSec, `series[${i}].failedPerSec`),
       };
     }),
     killAtSec,
@@ -347,11 +350,23 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
       ] : []),
       { data: { values: events }, mark: { type: "rule", strokeDash: [6, 4], strokeWidth: 2 }, encoding: { x: x(xTitle), color: eventColor, description: { field: "label" } } },
       ...(withLabels ? events.map((e) => ({ data: { values: [e] }, mark: { type: "text", align: e.align, dx: e.dx, baseline: "bottom", y: "height", dy: -4, fontWeight: "bold" }, encoding: { x: x(xTitle), color: eventColor, text: { field: "label" } } })) : []),
+      ...(withLabels && failedRows.length > 0 ? [
+        { data: { values: failedRows }, mark: { type: "bar", width: barWidth, color: KILL_COLOR }, encoding: { x: x(xTitle), y: { ...(y as object), field: "failedPerSec" }, description: { field: "failedText" } } },
+        // The tallest bar says what the bars are (a legend for one bar would be heavier than the bar).
+        { data: { values: [worstFailed] }, mark: { type: "text", align: "left", baseline: "bottom", dx: barWidth / 2 + 3, dy: -2, color: KILL_COLOR }, encoding: { x: x(xTitle), y: { ...(y as object), field: "failedPerSec" }, text: { field: "failedLabel" } } },
+      ] : []),
       { data: { values: lineRows }, mark: { type: "line", color: LINE_COLOR, strokeWidth: 2.5 }, encoding: { x: x(xTitle), y, description: { value: lineDescription } } },
       // Points too where the line breaks (an interval with no completed request): a lone value between gaps stays visible.
       ...(withPoints ? [{ data: { values: lineRows }, mark: { type: "point", filled: true, size: 30, color: LINE_COLOR, opacity: 1 }, encoding: { x: x(xTitle), y, description: { field: description } } }] : []),
     ],
   });
+  // Failures as bars, each as wide as most of its interval (the series is sorted; the narrowest gap decides).
+  const gaps = rows.slice(1).map((r, i) => r.atSec - rows[i].atSec).filter((g) => g > 0);
+  const span = xDomain[1] - xDomain[0];
+  const barWidth = gaps.length === 0 || span === 0 ? 4 : Math.max(2, Math.min(40, (0.8 * Math.min(...gaps) * WIDTH) / span));
+  const failedRows = rows.filter((r) => (r.failedPerSec ?? 0) > 0).map((r) => ({ ...r, failedText: `${seconds(r.atSec)} s: ${count(r.failedPerSec!)} failed ops/s` }));
+  const worstFailed = failedRows.reduce((a, b) => (b.failedPerSec! > a.failedPerSec! ? b : a), failedRows[0] ?? {});
+  if (failedRows.length > 0) Object.assign(worstFailed, { failedLabel: `${count(worstFailed.failedPerSec!)} failed/s` });
   const withText = rows.map((r) => ({ ...r, throughputText: `${seconds(r.atSec)} s: ${count(r.opsPerSec)} ops/s`, p99Text: r.p99Ms === null ? `${seconds(r.atSec)} s: no request completed` : `${seconds(r.atSec)} s: p99 ${ms(r.p99Ms)} ms` }));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
@@ -363,6 +378,31 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
       panel({ field: "p99Ms", type: "quantitative", title: "p99 latency (ms)", scale: { zero: true } }, withText, `p99 latency over time (${SOURCE_STYLE[data.source].label})`, "p99Text", false, "time (s)", true),
     ],
   } as unknown as TopLevelSpec;
+}
+
+/** A load generator's timeline window (src/sizing/load.ts's TimelineWindow, structurally). */
+export interface TimelineWindowLike {
+  startMs: number;
+  endMs: number;
+  opsPerSec: number;
+  failed: number;
+  p99Ms: number | null;
+}
+
+/** The failover chart's series from a load run's timeline: each window plotted at its middle, its failures per second. */
+export function failoverSeriesFromTimeline(windows: readonly TimelineWindowLike[]): FailoverPoint[] {
+  return points(windows, "timeline").map((item, i) => {
+    const w = record(item, `timeline[${i}]`);
+    const startMs = nonNegative(w.startMs, `timeline[${i}].startMs`);
+    const endMs = nonNegative(w.endMs, `timeline[${i}].endMs`);
+    if (endMs <= startMs) fail(`timeline[${i}].endMs`, `after startMs (${startMs})`, endMs);
+    return {
+      atSec: (startMs + endMs) / 2000,
+      opsPerSec: nonNegative(w.opsPerSec, `timeline[${i}].opsPerSec`),
+      p99Ms: w.p99Ms === null ? null : nonNegative(w.p99Ms, `timeline[${i}].p99Ms`),
+      failedPerSec: nonNegative(w.failed, `timeline[${i}].failed`) / ((endMs - startMs) / 1000),
+    };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  failoverChartSpec, failoverChartSvg, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, writeChart,
+  failoverChartSpec, failoverChartSvg, failoverSeriesFromTimeline, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, writeChart,
   type FailoverChartInput, type LatencyChartInput, type ThroughputChartInput,
 } from "../../src/sizing/charts.js";
 import { SizingError } from "../../src/sizing/errors.js";
@@ -213,6 +213,31 @@ describe("failover chart", () => {
     expect(svg).toContain("Subtitle text '3 × hsm2m.medium'");
   });
 
+  it("draws requests that failed after retries as bars under the throughput line, the worst labelled", async () => {
+    const input = failoverInput();
+    input.series[10].failedPerSec = 600;
+    input.series[11].failedPerSec = 40;
+    input.series[12].failedPerSec = 0;
+    const svg = await failoverChartSvg(input);
+    expectWellFormed(svg);
+    expect(ariaLabels(svg, "bar")).toEqual(["10 s: 600 failed ops/s", "11 s: 40 failed ops/s"]);
+    expect(svg).toContain(">600 failed/s</text>");
+    expect(await failoverChartSvg(failoverInput())).not.toContain("failed");
+  });
+
+  it("turns a load run's timeline into the failover series: windows at their middle, failures per second", () => {
+    const series = failoverSeriesFromTimeline([
+      { startMs: 0, endMs: 500, opsPerSec: 4000, failed: 0, p99Ms: 20 },
+      { startMs: 500, endMs: 1000, opsPerSec: 1000, failed: 30, p99Ms: null },
+    ]);
+    expect(series).toEqual([
+      { atSec: 0.25, opsPerSec: 4000, p99Ms: 20, failedPerSec: 0 },
+      { atSec: 0.75, opsPerSec: 1000, p99Ms: null, failedPerSec: 60 },
+    ]);
+    expect(() => failoverSeriesFromTimeline([{ startMs: 5, endMs: 5, opsPerSec: 1, failed: 0, p99Ms: 1 }])).toThrow(/timeline\[0\]\.endMs/);
+    expect(() => failoverSeriesFromTimeline([])).toThrow(SizingError);
+  });
+
   it("sorts the series by time (callers may pass intervals in any order)", () => {
     const input = failoverInput();
     input.series.reverse();
@@ -240,6 +265,7 @@ describe("bad chart data", () => {
     ["a null input", () => failoverChartSvg(null as never), "failover chart's input"],
     ["a zero p99 target", () => latencyChartSvg({ ...latencyInput(), targetP99Ms: 0 }), "targetP99Ms"],
     ["an infinite knee (omit it instead)", () => latencyChartSvg({ ...latencyInput(), kneePerSec: Infinity }), "kneePerSec"],
+    ["a negative failure rate", () => failoverChartSvg({ ...failoverInput(), series: [{ atSec: 0, opsPerSec: 1, p99Ms: 1, failedPerSec: -1 }] }), "series[0].failedPerSec"],
     ["a NaN offered load", () => failoverChartSvg({ ...failoverInput(), offeredPerSec: NaN }), "offeredPerSec"],
     ["an empty curve label", () => latencyChartSvg({ ...latencyInput(), series: [{ offeredPerSec: 1, p50Ms: 1, p95Ms: 2, p99Ms: 3, source: "model", label: "" }] }), "series[0].label"],
     ["a subtitle that is not a string", () => throughputChartSvg({ ...throughputInput(), subtitle: 5 as never }), "subtitle"],
