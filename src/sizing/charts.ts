@@ -76,6 +76,9 @@ const MAX_HSMS = 1_000;
 
 const FONT = "Helvetica, Arial, sans-serif";
 const WIDTH = 520;
+// Characters per line that fit the plot's width at the title's and subtitle's font sizes (Vega estimates ~0.55 em a character).
+const TITLE_CHARS = 52;
+const SUBTITLE_CHARS = 72;
 // Okabe–Ito: distinguishable with the common colour-vision deficiencies and in greyscale print.
 const SOURCE_STYLE: Record<ChartSource, { label: string; color: string; shape: string }> = {
   published: { label: "published (AWS)", color: "#000000", shape: "diamond" },
@@ -101,7 +104,7 @@ const CONFIG = {
   view: { stroke: null },
   title: { fontSize: 18, anchor: "start", offset: 12, subtitleFontSize: 13, subtitleColor: "#555555", subtitlePadding: 4 },
   axis: { labelFontSize: 13, titleFontSize: 14, titleFontWeight: "normal", titleColor: "#222222", labelColor: "#333333", gridColor: "#e6e6e6", domainColor: "#888888", tickColor: "#888888" },
-  legend: { labelFontSize: 13, titleFontSize: 13, titleFontWeight: "normal", symbolSize: 110, symbolStrokeWidth: 2.5, labelLimit: 360, orient: "bottom", direction: "vertical" },
+  legend: { labelFontSize: 13, titleFontSize: 13, titleFontWeight: "normal", symbolSize: 110, symbolStrokeWidth: 2.5, labelLimit: WIDTH - 40, orient: "bottom", direction: "vertical" },
   text: { fontSize: 13 },
 };
 
@@ -222,6 +225,34 @@ const count = (n: number): string => Math.round(n).toLocaleString("en-US");
 const ms = (n: number): string => (n >= 100 ? count(n) : String(Number(n.toPrecision(3))));
 const seconds = (n: number): string => String(Number(n.toFixed(2)));
 
+/** Text broken into lines of at most `width` characters (at spaces where it can): a long title wraps instead of widening the chart. */
+export function wrapText(value: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of value.split(/\s+/).filter((w) => w !== "")) {
+    for (let rest = word; rest !== ""; ) {
+      const room = line === "" ? width : width - line.length - 1;
+      if (rest.length <= room) {
+        line = line === "" ? rest : `${line} ${rest}`;
+        rest = "";
+      } else if (line !== "") {
+        lines.push(line);
+        line = "";
+      } else {
+        lines.push(rest.slice(0, width));
+        rest = rest.slice(width);
+      }
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
+}
+
+/** The chart's title block: title and subtitle wrapped to the plot's width. */
+function titleBlock(title: string, subtitle: string) {
+  return { text: wrapText(title, TITLE_CHARS), subtitle: wrapText(subtitle, SUBTITLE_CHARS) };
+}
+
 /** A label per distinct (source, note), in source order: the legend's entries. */
 function seriesLabel(p: { source: ChartSource; note?: string }): string {
   const label = SOURCE_STYLE[p.source].label;
@@ -256,7 +287,7 @@ export function throughputChartSpec(input: ThroughputChartInput): TopLevelSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: data.subtitle ?? `${data.operation}: operations per second the whole cluster completes` },
+    title: titleBlock(data.title, data.subtitle ?? `${data.operation}: operations per second the whole cluster completes`),
     width: WIDTH,
     height: 320,
     layer: [
@@ -319,7 +350,7 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: data.subtitle ?? "latency percentiles against the offered load" },
+    title: titleBlock(data.title, data.subtitle ?? "latency percentiles against the offered load"),
     width: WIDTH,
     height: 320,
     layer: layers,
@@ -371,7 +402,7 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: data.subtitle ?? `an HSM killed at peak load (${SOURCE_STYLE[data.source].label})` },
+    title: titleBlock(data.title, data.subtitle ?? `an HSM killed at peak load (${SOURCE_STYLE[data.source].label})`),
     spacing: 18,
     vconcat: [
       panel({ field: "opsPerSec", type: "quantitative", title: "throughput (ops/s)", scale: { zero: true }, axis: { format: ",.0f" } }, withText, `throughput over time (${SOURCE_STYLE[data.source].label})`, "throughputText", true, null, false),

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  failoverChartSpec, failoverChartSvg, failoverSeriesFromTimeline, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, writeChart,
+  failoverChartSpec, failoverChartSvg, failoverSeriesFromTimeline, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, wrapText, writeChart,
   type FailoverChartInput, type LatencyChartInput, type ThroughputChartInput,
 } from "../../src/sizing/charts.js";
 import { SizingError } from "../../src/sizing/errors.js";
@@ -120,6 +120,15 @@ describe("throughput chart", () => {
 
   it("renders the same SVG for the same data (a committed chart only changes when its numbers do)", async () => {
     expect(await throughputChartSvg(throughputInput())).toBe(await throughputChartSvg(throughputInput()));
+  });
+
+  it("wraps a long title rather than widening the chart, and cuts an overlong legend label", async () => {
+    const svg = await throughputChartSvg({ title: "A very long title ".repeat(11), operation: "aes-gcm-4k", series: [{ hsmCount: 1, opsPerSec: 10, source: "measured", note: "a long note ".repeat(16) }] });
+    const width = Number(svg.match(/^<svg[^>]* width="(\d+)"/)![1]);
+    expect(width).toBeLessThan(900);
+    expect(count(svg, /role-title-text/)).toBe(1);
+    expect(count(svg, /<tspan/)).toBeGreaterThanOrEqual(4); // the title's lines
+    expect(svg).toContain("…</text>");
   });
 
   it("keeps hostile text inert in the SVG", async () => {
@@ -290,6 +299,16 @@ describe("bad chart data", () => {
 
   it("the spec builders validate too (no spec is made from bad data)", () => {
     expect(() => throughputChartSpec({ ...throughputInput(), operation: "" })).toThrow(SizingError);
+  });
+});
+
+describe("wrapText", () => {
+  it("breaks at spaces within the width, splits a word longer than the width, drops extra spaces", () => {
+    expect(wrapText("one two three four", 9)).toEqual(["one two", "three", "four"]);
+    expect(wrapText("abcdefghij kl", 4)).toEqual(["abcd", "efgh", "ij", "kl"]);
+    expect(wrapText("  a   b  ", 10)).toEqual(["a b"]);
+    expect(wrapText("", 10)).toEqual([]);
+    for (const line of wrapText("The quick brown fox jumps over the lazy dog ".repeat(5), 12)) expect(line.length).toBeLessThanOrEqual(12);
   });
 });
 
