@@ -324,7 +324,7 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
   const shape = { field: "source", type: "nominal", title: "source", scale: { domain: sources.map((s) => SOURCE_STYLE[s].label), range: sources.map((s) => SOURCE_STYLE[s].shape) }, legend: { symbolFillColor: "#444444", symbolStrokeColor: "#444444" } };
   // Several model curves (all up, one HSM down…): one line per curve and percentile, the curves told apart by their dash.
   const modelRows = rows.filter((r) => r.model).sort((a, b) => a.offeredPerSec - b.offeredPerSec);
-  const curves = [...new Set(modelRows.map((r) => r.curve))];
+  const curves = [...new Set(rows.filter((r) => r.model).map((r) => r.curve))]; // in the caller's order: the first is solid
   const dash = curves.length > 1
     ? { strokeDash: { field: "curve", type: "nominal", title: "model curve", scale: { domain: curves, range: curves.map((_, i) => DASHES[i % DASHES.length]) }, legend: { symbolStrokeColor: "#444444", symbolType: "stroke", symbolSize: 400 } } }
     : { detail: { field: "curve", type: "nominal" } };

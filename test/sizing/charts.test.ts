@@ -10,6 +10,8 @@ import {
   type FailoverChartInput, type LatencyChartInput, type ThroughputChartInput,
 } from "../../src/sizing/charts.js";
 import { SizingError } from "../../src/sizing/errors.js";
+import { PUBLISHED, profileFor } from "../../src/sizing/profiles.js";
+import { kneePerSec, latencyCurve, saturationPerSec } from "../../src/sizing/queueing.js";
 import { escapeHtml, htmlReport, type ReportInput } from "../../src/sizing/report.js";
 
 /** A small XML well-formedness check: balanced tags, quoted attributes, no stray '<' or bare '&'. */
@@ -299,6 +301,23 @@ describe("bad chart data", () => {
 
   it("the spec builders validate too (no spec is made from bad data)", () => {
     expect(() => throughputChartSpec({ ...throughputInput(), operation: "" })).toThrow(SizingError);
+  });
+});
+
+describe("the charts take the model's outputs as they come", () => {
+  it("draws AWS's table against the model's curve, and the model's latency curve with its knee", async () => {
+    const profile = profileFor("hsm2m.medium");
+    const published = PUBLISHED.filter((p) => p.type === "hsm2m.medium" && p.operation === "ecdsa-p256-sign");
+    const model = Array.from({ length: 12 }, (_, i) => ({ hsmCount: i + 1, opsPerSec: saturationPerSec(profile, i + 1, "ecdsa-p256-sign"), source: "model" as const }));
+    const { onWarning, warnings } = collectWarnings();
+    const throughput = await throughputChartSvg({ title: "EC P-256 sign", operation: "ecdsa-p256-sign", series: [...model, ...published.map((p) => ({ ...p, source: "published" as const }))] }, { onWarning });
+    expect(ariaLabels(throughput, "point")).toHaveLength(3);
+    const input = { profile, hsmCount: 3, load: [{ operation: "ecdsa-p256-sign", opClass: "ecdsa-p256-sign" as const, inputBytes: 0, ratePerSec: 1000 }] };
+    const curve = latencyCurve(input, { points: 20 });
+    const latency = await latencyChartSvg({ title: "3 HSMs", series: curve.map((p) => ({ ...p, source: "model" as const })), kneePerSec: kneePerSec(input), targetP99Ms: 50 }, { onWarning });
+    expect(ariaLabels(latency, "line mark")).toHaveLength(3);
+    expect(latency).toMatch(/>knee ≈ [\d,]+ ops\/s<\/text>/);
+    expect(warnings).toEqual([]);
   });
 });
 
