@@ -86,7 +86,14 @@ export function tokenSign(pkcs11: P.PKCS11, session: Buffer, mechanism: P.Mechan
   return Buffer.from(pkcs11.C_Sign(session, data, Buffer.alloc(RSA_BITS / 8)));
 }
 
+/** True when the signature verifies; false on CKR_SIGNATURE_INVALID, which pkcs11js (and so hsmsim) throws. */
 export function tokenVerify(pkcs11: P.PKCS11, session: Buffer, mechanism: P.Mechanism, key: Buffer, data: Buffer, signature: Buffer): boolean {
   pkcs11.C_VerifyInit(session, mechanism, key);
-  return pkcs11.C_Verify(session, data, signature);
+  try {
+    return pkcs11.C_Verify(session, data, signature);
+  } catch (e) {
+    const error = e as { code?: number; message?: string };
+    if (error.code === P.CKR_SIGNATURE_INVALID || error.message === "CKR_SIGNATURE_INVALID") return false;
+    throw e;
+  }
 }
