@@ -91,8 +91,8 @@ EVP_PKEY_CTX* operationContext(Pkey& key, const RsaParams& params, int (*init)(E
 }
 
 // Signing and verifying contexts are kept on the key for the parameters last used: setting one up
-// (signature provider fetch, padding, digest fetches) costs about a fifth of an RSA-2048
-// verification. Blinding belongs to the key, not the context, so it stays on; PSS draws a new
+// (signature provider fetch, padding, digest fetches) took a fifth to a quarter of an RSA-2048
+// verify call. Blinding belongs to the key, not the context, so it stays on; PSS draws a new
 // salt on every call. Encryption is not cached: an OAEP label differs from call to call.
 uint64_t contextTag(const RsaParams& p) {
   if ((p.padding != RsaPadding::Pkcs1 && p.padding != RsaPadding::Pss) || p.saltLength > 0xffffffffu) return 0;
