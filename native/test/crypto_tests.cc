@@ -141,3 +141,60 @@ TEST(ecdsa_and_ecdh_round_trips) {
   CHECK(curveFromParams(unhex("06082a8648ce3d030107")) == Curve::P256);
   CHECK(curveFromParams(unhex("06052b8104000a")) == Curve::None);
 }
+
+TEST(rsa_cached_contexts_follow_the_parameters) {
+  // The key keeps the context of the parameters last used: switching padding, hash or salt
+  // length must give a new one, and a failed call must not leave a broken one behind.
+  RsaComponents parts;
+  CHECK(rsaGenerate(1024, ByteView(), parts) == CryptoStatus::Ok);
+  Pkey priv, pub;
+  CHECK(rsaPrivateKey(parts, priv) == CryptoStatus::Ok);
+  CHECK(rsaPublicKey(parts.modulus, parts.publicExponent, pub) == CryptoStatus::Ok);
+  uint8_t digest[32] = {7, 7, 7};
+  ByteView d(digest, sizeof digest);
+  RsaParams pkcs1;
+  pkcs1.hashSet = true;
+  RsaParams pss;
+  pss.padding = RsaPadding::Pss;
+  pss.saltLength = 32;
+  RsaParams pss20 = pss;
+  pss20.saltLength = 20;
+  RsaParams sha384 = pkcs1;
+  sha384.hash = HashAlg::Sha384;
+
+  uint8_t first[128], again[128], pssSig[128];
+  size_t length = sizeof first;
+  CHECK(rsaSign(priv, pkcs1, d, first, &length) == CryptoStatus::Ok && length == 128);
+  CHECK(rsaVerify(pub, pkcs1, d, ByteView(first, 128)) == CryptoStatus::Ok);
+  CHECK(rsaVerify(pub, pss, d, ByteView(first, 128)) == CryptoStatus::AuthFailed);
+  CHECK(rsaVerify(pub, sha384, d, ByteView(first, 128)) == CryptoStatus::AuthFailed);
+  CHECK(rsaVerify(pub, pkcs1, d, ByteView(first, 128)) == CryptoStatus::Ok);
+
+  length = sizeof pssSig;
+  CHECK(rsaSign(priv, pss, d, pssSig, &length) == CryptoStatus::Ok && length == 128);
+  CHECK(rsaVerify(pub, pss, d, ByteView(pssSig, 128)) == CryptoStatus::Ok);
+  CHECK(rsaVerify(pub, pss20, d, ByteView(pssSig, 128)) == CryptoStatus::AuthFailed);
+  CHECK(rsaVerify(pub, pss, d, ByteView(pssSig, 128)) == CryptoStatus::Ok);
+  CHECK(rsaVerify(pub, pkcs1, d, ByteView(pssSig, 128)) == CryptoStatus::AuthFailed);
+
+  // Back to PKCS#1 v1.5 (deterministic): the same bytes as the first time, not a PSS signature.
+  length = sizeof again;
+  CHECK(rsaSign(priv, pkcs1, d, again, &length) == CryptoStatus::Ok);
+  CHECK(std::memcmp(first, again, 128) == 0);
+
+  // A failed sign (digest of the wrong length for SHA-256) drops the context; the next call works.
+  CHECK(rsaSign(priv, pkcs1, ByteView(digest, 20), again, &length) != CryptoStatus::Ok);
+  length = sizeof again;
+  CHECK(rsaSign(priv, pkcs1, d, again, &length) == CryptoStatus::Ok);
+  CHECK(std::memcmp(first, again, 128) == 0);
+
+  // The cached contexts move with the key.
+  Pkey moved(std::move(priv));
+  CHECK(priv.empty());
+  length = sizeof again;
+  CHECK(rsaSign(moved, pkcs1, d, again, &length) == CryptoStatus::Ok);
+  CHECK(std::memcmp(first, again, 128) == 0);
+  Pkey movedPublic;
+  movedPublic = std::move(pub);
+  CHECK(rsaVerify(movedPublic, pkcs1, d, ByteView(first, 128)) == CryptoStatus::Ok);
+}

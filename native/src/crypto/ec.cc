@@ -19,7 +19,10 @@ Pkey& Pkey::operator=(Pkey&& other) noexcept {
     key_ = other.key_;
     signCtx_ = other.signCtx_;
     verifyCtx_ = other.verifyCtx_;
+    signTag_ = other.signTag_;
+    verifyTag_ = other.verifyTag_;
     other.key_ = other.signCtx_ = other.verifyCtx_ = nullptr;
+    other.signTag_ = other.verifyTag_ = 0;
   }
   return *this;
 }
@@ -28,6 +31,7 @@ void Pkey::reset(void* evpPkey) {
   EVP_PKEY_CTX_free(static_cast<EVP_PKEY_CTX*>(verifyCtx_));
   EVP_PKEY_free(static_cast<EVP_PKEY*>(key_));
   signCtx_ = verifyCtx_ = nullptr;
+  signTag_ = verifyTag_ = 0;
   key_ = evpPkey;
 }
 void* Pkey::ecdsaContext(bool sign) {

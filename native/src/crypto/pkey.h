@@ -23,11 +23,16 @@ class Pkey {
   void* raw() const { return key_; }
   // Cached signing context (EC keys only: ECDSA takes no per-call parameters).
   void* ecdsaContext(bool sign);
+  // RSA keys: the signing (or verifying) context of the last parameters used, named by `tag`
+  // (never 0), or null when the tag differs. storeContext takes ownership and frees the old one.
+  void* cachedContext(bool sign, uint64_t tag) const;
+  void storeContext(bool sign, uint64_t tag, void* ctx);
 
  private:
   void* key_ = nullptr;        // EVP_PKEY*
   void* signCtx_ = nullptr;    // EVP_PKEY_CTX*
   void* verifyCtx_ = nullptr;  // EVP_PKEY_CTX*
+  uint64_t signTag_ = 0, verifyTag_ = 0;  // RSA parameters the cached contexts were set up for
 };
 
 // ---- Elliptic curves ----
