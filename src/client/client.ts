@@ -81,6 +81,8 @@ export class ClusterClient {
   private clusterId: string | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** Requests this client sent to each HSM and has no answer to yet (see pick()). */
+  private readonly inFlight = new Map<string, number>();
   /** Journal positions of the writes acknowledged to this client. */
   private readonly acked = new Map<number, number>();
   private readonly requestTimeoutUs: number;
@@ -202,6 +204,7 @@ export class ClusterClient {
     for (const member of this.members.values()) this.exchange(member.address, { kind: "close" }, this.requestTimeoutUs, () => {});
     for (const p of this.pending.values()) this.options.clock.cancel(p.timer);
     this.pending.clear();
+    this.inFlight.clear();
     this.options.transport.detach(this.options.address);
   }
 
@@ -213,6 +216,7 @@ export class ClusterClient {
   unreachable(address: string): void {
     for (const [id, p] of [...this.pending]) {
       if (p.target !== address || !this.pending.delete(id)) continue;
+      this.landed(p.target);
       this.options.clock.cancel(p.timer);
       this.stats.timeouts++;
       const member = this.members.get(address);
@@ -271,13 +275,22 @@ export class ClusterClient {
     const request: Request = { t: "req", id: this.nextId++, conn: this.conn, op: copyValue(op), after: anyState ? [] : this.after() };
     const timer = this.options.clock.schedule(timeoutUs, () => {
       if (!this.pending.delete(request.id)) return;
+      this.landed(target);
       this.stats.timeouts++;
       const member = this.members.get(target);
       if (member) member.missed++;
       done(null);
     });
     this.pending.set(request.id, { request, target, timer, done });
+    this.inFlight.set(target, (this.inFlight.get(target) ?? 0) + 1);
     this.options.transport.send(this.options.address, target, request);
+  }
+
+  /** A request to `target` was answered or given up. */
+  private landed(target: string): void {
+    const left = (this.inFlight.get(target) ?? 1) - 1;
+    if (left > 0) this.inFlight.set(target, left);
+    else this.inFlight.delete(target);
   }
 
   private receive(from: string, message: unknown): void {
@@ -286,6 +299,7 @@ export class ClusterClient {
     const pending = this.pending.get(response.id);
     if (!pending || pending.target !== from) return; // late, duplicated, or not ours
     this.pending.delete(response.id);
+    this.landed(from);
     this.options.clock.cancel(pending.timer);
     const member = this.members.get(from);
     if (member) {
@@ -334,6 +348,9 @@ export class ClusterClient {
   /**
    * The HSM with the most spare capacity among those not yet tried for this request, preferring
    * ones that answer; the bootstrap address when no listed HSM has ever answered (a gateway).
+   * Spare capacity is the HSM's last report less this client's requests to it still unanswered:
+   * an Init is answered at once but its operation's work arrives a round trip later, so without
+   * that every Init sent within one round trip would herd onto the same HSM.
    */
   private pick(tried: Set<string>): string | null {
     const all = [...this.members.values()];
@@ -345,8 +362,9 @@ export class ClusterClient {
     const pools = [fresh.filter((m) => m.missed === 0), fresh, all.filter((m) => m.missed === 0)];
     const pool = pools.find((p) => p.length > 0) ?? [];
     if (pool.length > 0) {
-      const best = Math.max(...pool.map((m) => m.spareCapacity));
-      const top = pool.filter((m) => m.spareCapacity === best);
+      const spare = (m: MemberState) => m.spareCapacity - (this.inFlight.get(m.address) ?? 0);
+      const best = Math.max(...pool.map(spare));
+      const top = pool.filter((m) => spare(m) === best);
       return top[this.options.rng.int(top.length)].address;
     }
     return all.length === 0 && !tried.has(this.options.bootstrap) ? this.options.bootstrap : null;

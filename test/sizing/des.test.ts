@@ -96,7 +96,7 @@ describe("discrete-event liveness", () => {
     expect(r.throughputPerSec / capacity).toBeLessThan(1.05);
   });
 
-  it("one HSM killed at peak: no call fails, throughput recovers to the survivors' capacity, p99 spikes while pinned calls time out", () => {
+  it("one HSM killed at peak: no call fails, throughput recovers to the survivors' capacity, calls pinned to it repeat elsewhere after the timeout", () => {
     const profile = profileFor("hsm2m.medium");
     const killAtUs = 600_000;
     const windowUs = 100_000;
@@ -111,10 +111,9 @@ describe("discrete-event liveness", () => {
     expect(Math.abs(mean(before) / saturationPerSec(profile, 3, EC, 32) - 1)).toBeLessThan(0.05);
     // The survivors still count 3 members (a crashed HSM stays in the cluster): their USL factor is the 3-HSM one.
     expect(Math.abs(mean(after) / saturationPerSec(profile, 2, EC, 32, 3) - 1)).toBeLessThan(0.05);
-    // The dip: calls pinned to the dead HSM wait for its timeout, then repeat elsewhere.
-    const worstP99 = Math.max(...r.timeline.map((w) => w.p99Ms ?? 0));
-    const calmP99 = Math.max(...before.map((w) => w.p99Ms ?? 0));
-    expect(worstP99).toBeGreaterThan(5 * calmP99);
+    // The dip: signs pinned to the dead HSM wait for the client's 500 ms request timeout, then their
+    // operation starts again elsewhere and succeeds (nothing failed above).
+    expect(r.latency?.maxMs).toBeGreaterThanOrEqual(500);
   });
 });
 
@@ -146,19 +145,15 @@ describe("queueing model versus discrete-event runs", () => {
     expect({ ...pooled, wallMs: 0 }).toEqual({ ...agreementPoint(task), wallMs: 0 });
   });
 
-  it("with a 500 µs round trip the client's spreading herds at high rates: between the pooled and the independent model", async () => {
-    // The client sends each Init to the HSM that last reported the most spare capacity; the
-    // operation's engine call follows a round trip later, so Inits sent within one round trip
-    // pile onto the same HSM. At 6 HSMs and 85% (≈ 6 000 ops/s, 3 Inits per round trip) latency
-    // grows past the pooled model (the model's default), though far below the random split's.
-    const [row] = await runAgreementGrid(grid(250, [[6, 0.85]], 3000), { workers: 1 });
-    const profile = profileFor("hsm2m.medium");
-    const load = [{ ...item(EC), ratePerSec: row.offeredPerSec }];
-    const independent = modelCluster({ profile, hsmCount: 6, load, networkRttUs: 500, spreading: "independent" }).latency!;
-    expect(row.failed).toBe(0);
-    // The mean and median grow past the pooled model by more than the 5% agreement allows (the
-    // tail by less: 4–8% over this seed's runs of 3 000–6 000 operations, so it is not asserted).
-    for (const stat of ["meanMs", "p50Ms"] as const) expect(row.estimate[stat], stat).toBeGreaterThan(row.model[stat] * 1.05);
-    for (const stat of ["meanMs", "p50Ms", "p95Ms", "p99Ms"] as const) expect(row.estimate[stat], stat).toBeLessThan(independent[stat]);
+  it("agree within 5% with a cross-AZ 500 µs round trip at 85% on 3 and 6 HSMs (the client counts its own unanswered requests)", async () => {
+    // The client sends each Init to the HSM with the most spare capacity less its own requests still
+    // unanswered there; without that, Inits sent within one round trip herded onto one HSM and the
+    // mean drifted 12% above the pooled model at 6 HSMs (src/client/client.ts, pick()).
+    const rows = await runAgreementGrid(grid(250, [[3, 0.85], [6, 0.85]], 6000), { workers: 2 });
+    for (const r of rows) {
+      expect(r.failed, describeRow(r)).toBe(0);
+      expect(Math.abs(r.throughputError), describeRow(r)).toBeLessThan(0.05);
+      for (const [stat, error] of Object.entries(r.estimateError)) expect(Math.abs(error), `${stat} of ${describeRow(r)}`).toBeLessThan(0.05);
+    }
   });
 });
