@@ -12,8 +12,9 @@
 //
 // Latency: Erlang C gives the probability C of waiting; the wait W is 0 with probability 1 − C,
 // else Exp(cμ − λ); the response is T = W + S with S ~ Exp(μ_i) for the operation's own class.
-// For a mix, μ (and so the wait) comes from the mix's mean service time; each operation then
-// keeps its own service time, and the cluster's latency is the mixture of the operations'.
+// For a mix, μ (and so the wait) comes from the mix's mean service time, the wait corrected for the
+// mix's variability (Allen–Cunneen, below); each operation then keeps its own service time, and the
+// cluster's latency is the mixture of the operations'.
 import { type OperationClass, type ServiceProfile, meanServiceUs } from "../cluster/service-profile.js";
 import { SizingError } from "./errors.js";
 
@@ -188,6 +189,20 @@ function waitOf(servers: number, ratePerUs: number, meanUs: number): Wait {
   return { waitProbability: erlangC(servers, offered), waitRatePerUs: servers * mu - ratePerUs };
 }
 
+/**
+ * Allen–Cunneen's correction of the M/M/c wait for a mix: the engines' service time is then a
+ * mixture of exponentials (hyperexponential), more variable than one exponential of the mix's mean,
+ * and the mean wait grows by (1 + cs²)/2, cs² the squared coefficient of variation of the service
+ * (Poisson arrivals: ca² = 1). One class gives cs² = 1, a factor of 1: the M/M/c result exactly.
+ */
+function variabilityFactor(load: readonly LoadItem[], services: readonly number[], engineRatePerSec: number, engineMeanUs: number): number {
+  if (engineRatePerSec === 0 || engineMeanUs === 0) return 1;
+  let secondMoment = 0; // E[S²] of the mixture: Σ wᵢ · 2sᵢ² (an exponential's second moment is twice its mean squared)
+  for (const [i, item] of load.entries()) if (services[i] > 0) secondMoment += (item.ratePerSec / engineRatePerSec) * 2 * services[i] ** 2;
+  const cs2 = secondMoment / engineMeanUs ** 2 - 1;
+  return (1 + cs2) / 2;
+}
+
 /** The model of a cluster of `hsmCount` HSMs serving `load` (see the file's comment). */
 export function modelCluster(input: ModelInput): ModelResult {
   checkInput(input);
@@ -218,9 +233,10 @@ export function modelCluster(input: ModelInput): ModelResult {
   // Only engine work queues: the rate and mean service of the operations that take engine time.
   const engineRatePerSec = load.reduce((s, item, i) => s + (services[i] > 0 ? item.ratePerSec : 0), 0);
   const engineMeanUs = engineRatePerSec === 0 ? 0 : workUsPerSec / engineRatePerSec;
-  const wait = spreading === "pooled"
+  const exponentialWait = spreading === "pooled"
     ? waitOf(hsmCount * engines, engineRatePerSec / 1e6, engineMeanUs)
     : waitOf(engines, engineRatePerSec / hsmCount / 1e6, engineMeanUs);
+  const wait = { ...exponentialWait, waitRatePerUs: exponentialWait.waitRatePerUs / variabilityFactor(load, services, engineRatePerSec, engineMeanUs) };
 
   const parts = load.map((item, i) => ({ weight: item.ratePerSec / offeredPerSec, serviceUs: services[i] }));
   for (const [i, op] of operations.entries()) op.latency = toMs(mixtureLatencyUs(wait, [{ weight: 1, serviceUs: services[i] }]), networkUs);
