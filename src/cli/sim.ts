@@ -100,7 +100,7 @@ export async function runSimCommand(command: SimCommand, out: Output, write: (te
 function sweepLine(r: SweepRecord): string {
   const seeds = `seeds ${r.from}–${r.from + r.count - 1}`;
   const what = r.shard.total === 1 ? seeds : `shard ${r.shard.index}/${r.shard.total} of ${seeds}`;
-  return `${r.runs} runs (${what}): ${r.failures.length} failed; ${r.wallSeconds} s, ${r.runsPerSecond} runs/s`;
+  return `${r.runs} runs (${what}): ${r.failures.length} failed; ${r.wallSeconds} s (${r.cpuSeconds} s of CPU), ${r.runsPerSecond} runs/s`;
 }
 
 /** `hsmsim sim merge FILE...`: the shards' records, checked to be one whole sweep, summed. */
@@ -139,7 +139,7 @@ function asUsage<T>(fn: () => T): T {
 function describeMerged(m: MergedSweep, write: (text: string) => void): void {
   for (const f of m.failures) write(replayLine(f.seed, f.invariant, f.detail));
   write(`${m.runs} runs (seeds ${m.from}–${m.from + m.count - 1}, ${m.shards} shard${m.shards === 1 ? "" : "s"}): ${m.failures.length} failed; ` +
-    `slowest shard ${m.wallSeconds} s, all shards ${m.shardSeconds} s; ${m.runsPerSecond} runs/s\n`);
+    `slowest shard ${m.wallSeconds} s, all shards ${m.shardSeconds} s (${m.cpuSeconds} s of CPU); ${m.runsPerSecond} runs/s\n`);
 }
 
 function describe(r: SimReport, out: Output): void {

@@ -74,6 +74,8 @@ export interface SweepRecord {
   failures: SweepFailure[];
   workers: number;
   wallSeconds: number;
+  /** CPU time of the whole process, worker threads included (cpuSeconds / wallSeconds: the cores the sweep got). */
+  cpuSeconds: number;
   runsPerSecond: number;
 }
 
@@ -91,6 +93,8 @@ export interface MergedSweep {
   wallSeconds: number;
   /** Every shard's wall time added up (the work, whatever the parallelism). */
   shardSeconds: number;
+  /** Every shard's CPU time added up. */
+  cpuSeconds: number;
   /** runs / wallSeconds. */
   runsPerSecond: number;
 }
@@ -125,6 +129,7 @@ export function checkSweepRecord(value: unknown, source: string): SweepRecord {
   if (!isWhole(r.runs, 0)) throw bad("runs");
   if (!Array.isArray(r.failures) || r.failures.some((f) => typeof f !== "object" || f === null || !isWhole(f.seed, 0) || typeof f.invariant !== "string")) throw bad("failures");
   if (typeof r.wallSeconds !== "number" || !(r.wallSeconds >= 0)) throw bad("wallSeconds");
+  if (typeof r.cpuSeconds !== "number" || !(r.cpuSeconds >= 0)) throw bad("cpuSeconds");
   return r as SweepRecord;
 }
 
@@ -164,8 +169,9 @@ export function mergeSweeps(records: readonly { source: string; record: SweepRec
   const runs = records.reduce((sum, { record }) => sum + record.runs, 0);
   const wallSeconds = Math.max(...records.map(({ record }) => record.wallSeconds));
   const shardSeconds = +records.reduce((sum, { record }) => sum + record.wallSeconds, 0).toFixed(1);
+  const cpuSeconds = +records.reduce((sum, { record }) => sum + record.cpuSeconds, 0).toFixed(1);
   return {
     format: SWEEP_FORMAT, from: first.record.from, count: first.record.count, shards: total, options: first.record.options, runs,
-    failedSeeds: failures.map((f) => f.seed), failures, wallSeconds, shardSeconds, runsPerSecond: wallSeconds > 0 ? +(runs / wallSeconds).toFixed(2) : 0,
+    failedSeeds: failures.map((f) => f.seed), failures, wallSeconds, shardSeconds, cpuSeconds, runsPerSecond: wallSeconds > 0 ? +(runs / wallSeconds).toFixed(2) : 0,
   };
 }

@@ -119,7 +119,7 @@ describe("sweeps in a pool and in shards", () => {
     const bySeed = (list: SimReport[]) => [...list].sort((a, b) => a.seed - b.seed).map(withoutWallTime);
     expect(bySeed(pooled)).toEqual(bySeed(inProcess));
     expect(inProcess.some((r) => r.counts.attempted > 0)).toBe(true); // the runs did work: the comparison is not of empty reports
-    const { wallSeconds: _a, runsPerSecond: _b, workers: _c, ...sameRecord } = local.record;
+    const { wallSeconds: _a, runsPerSecond: _b, workers: _c, cpuSeconds: _d, ...sameRecord } = local.record;
     expect(pool.record).toMatchObject(sameRecord);
   });
 
@@ -137,7 +137,7 @@ describe("merging shard records", () => {
     const seeds = shardSeeds(1, 10, { index, total });
     return {
       format: "hsmsim-sim-sweep/1", from: 1, count: 10, shard: { index, total }, seeds: "", options: {}, runs: seeds.length, failedSeeds: [],
-      failures: [], workers: 2, wallSeconds: index, runsPerSecond: 1, ...changes,
+      failures: [], workers: 2, wallSeconds: index, cpuSeconds: 2 * index, runsPerSecond: 1, ...changes,
     };
   };
   const named = (...records: SweepRecord[]) => records.map((r, i) => ({ source: `f${i}.json`, record: r }));
@@ -145,7 +145,7 @@ describe("merging shard records", () => {
 
   it("sums the shards: runs, failures in seed order, the slowest shard's wall time", () => {
     const merged = mergeSweeps(named(record(3, 3, { failures: [failure(6)] }), record(1, 3, { failures: [failure(7), failure(1)] }), record(2, 3)));
-    expect(merged).toMatchObject({ runs: 10, shards: 3, failedSeeds: [1, 6, 7], wallSeconds: 3, shardSeconds: 6, runsPerSecond: 3.33 });
+    expect(merged).toMatchObject({ runs: 10, shards: 3, failedSeeds: [1, 6, 7], wallSeconds: 3, shardSeconds: 6, cpuSeconds: 12, runsPerSecond: 3.33 });
   });
 
   it("refuses a missing shard, a shard twice, another sweep's shard, an incomplete shard, a stray seed", () => {
@@ -197,7 +197,7 @@ describe("hsmsim sim: workers, shards, merge", () => {
   });
 
   it("merge: exit 0 for a whole clean sweep, 1 when a seed failed (with its replay), 2 for files that are not one sweep", async () => {
-    const base = { format: "hsmsim-sim-sweep/1", from: 1, count: 3, seeds: "", options: {}, failedSeeds: [], workers: 1, wallSeconds: 1, runsPerSecond: 1 };
+    const base = { format: "hsmsim-sim-sweep/1", from: 1, count: 3, seeds: "", options: {}, failedSeeds: [], workers: 1, wallSeconds: 1, cpuSeconds: 1, runsPerSecond: 1 };
     const one = file("one.json", { ...base, shard: { index: 1, total: 2 }, runs: 2, failures: [] });
     const two = file("two.json", { ...base, shard: { index: 2, total: 2 }, runs: 1, failures: [] });
     const twoFailed = file("two-failed.json", { ...base, shard: { index: 2, total: 2 }, runs: 1, failedSeeds: [2],
@@ -217,7 +217,8 @@ describe("hsmsim sim: workers, shards, merge", () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("shard 2/2 missing");
     for (const bad of [file("garbage.json", "{not json"), file("array.json", [1, 2]), file("other.json", { format: "something-else/1" }),
-      file("broken.json", { ...base, shard: { index: 3, total: 2 }, runs: 1, failures: [] }), join(dir, "absent.json")]) {
+      file("broken.json", { ...base, shard: { index: 3, total: 2 }, runs: 1, failures: [] }),
+      file("no-cpu.json", { ...base, cpuSeconds: undefined, shard: { index: 2, total: 2 }, runs: 1, failures: [] }), join(dir, "absent.json")]) {
       const result = await run("sim", "merge", one, bad);
       expect(result.code, bad).toBe(2);
       expect(result.stderr).toContain(bad);
