@@ -54,9 +54,14 @@ describe("runInPool", () => {
     expect(exited).toMatchObject({ name: "PoolError", code: "WORKER_EXITED", taskIndex: 3 });
     expect((exited as Error).message).toMatch(/^number 3: its worker thread died \(.*code: 7/);
 
-    const missing = await failure("noSuchExport");
-    expect(missing).toMatchObject({ name: "PoolError", code: "INVALID_ARGUMENT" });
-    expect((missing as Error).message).toContain("has no function export 'noSuchExport'");
+    for (const exportName of ["noSuchExport", "notAFunction"]) {
+      const missing = await failure(exportName);
+      expect(missing).toMatchObject({ name: "PoolError", code: "INVALID_ARGUMENT" });
+      expect((missing as Error).message).toMatch(new RegExp(`pool-task\\.ts has no function export '${exportName}'$`));
+    }
+    const broken = await runInPool({ module: workerModuleUrl("./fixtures/pool-broken-task", import.meta.url), exportName: "never", tasks: [{}] }).catch((e: unknown) => e);
+    expect(broken).toMatchObject({ name: "PoolError", code: "INVALID_ARGUMENT" });
+    expect((broken as Error).message).toMatch(/pool-broken-task\.ts does not load: this module refuses to load$/);
     expect(activeResources()).toEqual(before);
   });
 
