@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 
 import { type SimReport, runSimulation } from "../sim/run.js";
 import { defaultWorkers } from "../sim/pool.js";
-import { type MergedSweep, type Shard, type SweepRecord, ShardError, checkSweepRecord, mergeSweeps, parseShard } from "../sim/shard.js";
+import { type MergedSweep, type Shard, type SweepRecord, ShardError, checkSweepRecord, mergeSweeps, parseShard, shardSize } from "../sim/shard.js";
 import { runSweep } from "../sim/sweep.js";
 import { type TextStream, UsageError, type ValueParser, defineCommand, shared, wholeNumber } from "./command.js";
 import { type Output, textOutput } from "./format.js";
@@ -81,9 +81,8 @@ export async function runSimCommand(command: SimCommand, out: Output, write: (te
   }
   const from = command.from ?? 1;
   const shard = command.shard ?? { index: 1, total: 1 };
-  const share = Math.ceil(Math.max(0, command.seeds - (shard.index - 1)) / shard.total);
   // Live only on a terminal and without --json; piped output holds the results alone.
-  const progress = progressLine({ total: share, unit: "runs", label: "sweep", stream: progressTo, quiet: command.json });
+  const progress = progressLine({ total: shardSize(command.seeds, shard), unit: "runs", label: "sweep", stream: progressTo, quiet: command.json });
   const { record } = await runSweep({
     from, count: command.seeds, shard, workers: command.workers, options,
     onRun: (report: SimReport) => {

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { PoolError, runInPool, workerModuleUrl } from "../../src/sim/pool.js";
 import type { SimReport } from "../../src/sim/run.js";
-import { type SweepRecord, ShardError, mergeSweeps, parseShard, shardOf, shardSeeds } from "../../src/sim/shard.js";
+import { type SweepRecord, ShardError, inShard, mergeSweeps, parseShard, shardOf, shardSeeds, shardSize } from "../../src/sim/shard.js";
 import { runSweep } from "../../src/sim/sweep.js";
 
 const fixture = workerModuleUrl("./fixtures/pool-task", import.meta.url);
@@ -101,6 +101,8 @@ describe("shards", () => {
         for (let index = 1; index <= total; index++) {
           const seeds = shardSeeds(40, count, { index, total });
           expect(seeds).toEqual(shardOf(Array.from({ length: count }, (_, i) => 40 + i), { index, total }));
+          expect(shardSize(count, { index, total })).toBe(seeds.length);
+          for (let seed = 38; seed < 40 + count + 2; seed++) expect(inShard(seed, 40, count, { index, total })).toBe(seeds.includes(seed));
           for (const seed of seeds) seen.set(seed, (seen.get(seed) ?? 0) + 1);
         }
         expect([...seen.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => 40 + i));
@@ -171,6 +173,9 @@ describe("merging shard records", () => {
     expect(refusal(record(1, 2), record(2, 2, { runs: 4 })).code).toBe("INCOMPLETE_SHARD");
     expect(refusal(record(1, 2, { failures: [failure(2)] }), record(2, 2)).code).toBe("NOT_A_SWEEP");
     expect(() => mergeSweeps([])).toThrow(ShardError);
+    // A record of an absurdly big sweep is judged by counting, not by listing its seeds.
+    const huge = Number.MAX_SAFE_INTEGER - 1;
+    expect(refusal(record(1, 2, { count: huge, runs: 3 }), record(2, 2, { count: huge })).code).toBe("INCOMPLETE_SHARD");
   });
 });
 
