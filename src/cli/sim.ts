@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 
 import { type SimReport, runSimulation } from "../sim/run.js";
 import { defaultWorkers } from "../sim/pool.js";
-import { type MergedSweep, type Shard, type SweepRecord, ShardError, checkSweepRecord, mergeSweeps, parseShard } from "../sim/shard.js";
+import { type MergedSweep, type Shard, type SweepRecord, ShardError, checkSweepRecord, mergeSweeps, parseShard, shardSize } from "../sim/shard.js";
 import { runSweep } from "../sim/sweep.js";
 import { type TextStream, UsageError, type ValueParser, defineCommand, shared, wholeNumber } from "./command.js";
 import { type Output, textOutput } from "./format.js";
@@ -81,9 +81,8 @@ export async function runSimCommand(command: SimCommand, out: Output, write: (te
   }
   const from = command.from ?? 1;
   const shard = command.shard ?? { index: 1, total: 1 };
-  const share = Math.ceil(Math.max(0, command.seeds - (shard.index - 1)) / shard.total);
   // Live only on a terminal and without --json; piped output holds the results alone.
-  const progress = progressLine({ total: share, unit: "runs", label: "sweep", stream: progressTo, quiet: command.json });
+  const progress = progressLine({ total: shardSize(command.seeds, shard), unit: "runs", label: "sweep", stream: progressTo, quiet: command.json });
   const { record } = await runSweep({
     from, count: command.seeds, shard, workers: command.workers, options,
     onRun: (report: SimReport) => {
@@ -100,7 +99,7 @@ export async function runSimCommand(command: SimCommand, out: Output, write: (te
 function sweepLine(r: SweepRecord): string {
   const seeds = `seeds ${r.from}–${r.from + r.count - 1}`;
   const what = r.shard.total === 1 ? seeds : `shard ${r.shard.index}/${r.shard.total} of ${seeds}`;
-  return `${r.runs} runs (${what}): ${r.failures.length} failed; ${r.wallSeconds} s, ${r.runsPerSecond} runs/s`;
+  return `${r.runs} runs (${what}): ${r.failures.length} failed; ${r.wallSeconds} s (${r.cpuSeconds} s of CPU), ${r.runsPerSecond} runs/s`;
 }
 
 /** `hsmsim sim merge FILE...`: the shards' records, checked to be one whole sweep, summed. */
@@ -139,7 +138,7 @@ function asUsage<T>(fn: () => T): T {
 function describeMerged(m: MergedSweep, write: (text: string) => void): void {
   for (const f of m.failures) write(replayLine(f.seed, f.invariant, f.detail));
   write(`${m.runs} runs (seeds ${m.from}–${m.from + m.count - 1}, ${m.shards} shard${m.shards === 1 ? "" : "s"}): ${m.failures.length} failed; ` +
-    `slowest shard ${m.wallSeconds} s, all shards ${m.shardSeconds} s; ${m.runsPerSecond} runs/s\n`);
+    `slowest shard ${m.wallSeconds} s, all shards ${m.shardSeconds} s (${m.cpuSeconds} s of CPU); ${m.runsPerSecond} runs/s\n`);
 }
 
 function describe(r: SimReport, out: Output): void {

@@ -92,12 +92,26 @@ function checkOptions<Task, Result>(options: PoolOptions<Task, Result>): { file:
   return { file, workers: Math.min(workers ?? defaultWorkers(), tasks.length) };
 }
 
+/**
+ * Loads the module here first, so that one that does not load or lacks the export is refused
+ * with its own error before any worker starts (a worker would only say that it did not load).
+ */
+async function checkExport(module: URL, exportName: string): Promise<void> {
+  let loaded: Record<string, unknown>;
+  try {
+    loaded = (await import(module.href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new PoolError("INVALID_ARGUMENT", `the worker module ${fileURLToPath(module)} does not load: ${error instanceof Error ? error.message : String(error)}`, undefined, { cause: error });
+  }
+  if (typeof loaded[exportName] !== "function") throw new PoolError("INVALID_ARGUMENT", `${fileURLToPath(module)} has no function export '${exportName}'`);
+}
+
 /** Why a task failed, said plainly: the worker died, or the task threw (its message and code). */
 function taskFailure(error: unknown, name: string, index: number, file: string, exportName: string): PoolError {
   const message = error instanceof Error ? error.message : String(error);
   // piscina finds no such function export (in a .ts module its fallback import then fails on the extension).
   if (/No handler function exported/.test(message) || (error as { code?: string })?.code === "ERR_UNKNOWN_FILE_EXTENSION") {
-    return new PoolError("INVALID_ARGUMENT", `${name} failed: ${file} has no function export '${exportName}' (${message})`, index, { cause: error });
+    return new PoolError("INVALID_ARGUMENT", `${name} failed: ${file} did not load in the worker, or has no function export '${exportName}' (${message})`, index, { cause: error });
   }
   // piscina rejects a task whose worker exited with "Terminating worker thread" or the exit code.
   if (/worker (thread )?exited|Terminating worker thread|ERR_WORKER_OUT_OF_MEMORY/i.test(message) || (error as { code?: string })?.code === "ERR_WORKER_OUT_OF_MEMORY") {
@@ -117,6 +131,7 @@ export async function runInPool<Task, Result>(options: PoolOptions<Task, Result>
   const { file, workers } = checkOptions(options);
   const { tasks, onResult, keepResults = true } = options;
   if (tasks.length === 0) return [];
+  await checkExport(options.module, options.exportName);
   const name = (index: number) => options.describeTask?.(tasks[index], index) ?? `task ${index}`;
   const pool = new Piscina({
     filename: file,

@@ -36,6 +36,7 @@ export async function runSweep(plan: SweepPlan): Promise<SweepOutcome> {
     plan.onRun?.(report);
   };
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   if (workers === 1) {
     for (const seed of seeds) {
       onRun(runSimulation(seed, options));
@@ -50,6 +51,8 @@ export async function runSweep(plan: SweepPlan): Promise<SweepOutcome> {
     });
   }
   const wallMs = performance.now() - started;
+  // The whole process's CPU time, worker threads included: cpuSeconds / wallSeconds is the cores the sweep actually got.
+  const cpu = process.cpuUsage(cpuBefore);
   failed.sort((a, b) => a.seed - b.seed);
   const failures = failed.map(sweepFailure);
   return {
@@ -57,7 +60,7 @@ export async function runSweep(plan: SweepPlan): Promise<SweepOutcome> {
     record: {
       format: SWEEP_FORMAT, from: plan.from, count: plan.count, shard: { ...shard }, seeds: seedRule(shard), options: { ...options },
       runs: seeds.length, failedSeeds: failures.map((f) => f.seed), failures, workers,
-      wallSeconds: +(wallMs / 1000).toFixed(1), runsPerSecond: seeds.length === 0 ? 0 : +(seeds.length / (wallMs / 1000)).toFixed(2),
+      wallSeconds: +(wallMs / 1000).toFixed(1), cpuSeconds: +((cpu.user + cpu.system) / 1e6).toFixed(1), runsPerSecond: seeds.length === 0 ? 0 : +(seeds.length / (wallMs / 1000)).toFixed(2),
     },
   };
 }

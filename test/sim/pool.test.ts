@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { PoolError, runInPool, workerModuleUrl } from "../../src/sim/pool.js";
 import type { SimReport } from "../../src/sim/run.js";
-import { type SweepRecord, ShardError, mergeSweeps, parseShard, shardOf, shardSeeds } from "../../src/sim/shard.js";
+import { type SweepRecord, ShardError, inShard, mergeSweeps, parseShard, shardOf, shardSeeds, shardSize } from "../../src/sim/shard.js";
 import { runSweep } from "../../src/sim/sweep.js";
 
 const fixture = workerModuleUrl("./fixtures/pool-task", import.meta.url);
@@ -54,9 +54,14 @@ describe("runInPool", () => {
     expect(exited).toMatchObject({ name: "PoolError", code: "WORKER_EXITED", taskIndex: 3 });
     expect((exited as Error).message).toMatch(/^number 3: its worker thread died \(.*code: 7/);
 
-    const missing = await failure("noSuchExport");
-    expect(missing).toMatchObject({ name: "PoolError", code: "INVALID_ARGUMENT" });
-    expect((missing as Error).message).toContain("has no function export 'noSuchExport'");
+    for (const exportName of ["noSuchExport", "notAFunction"]) {
+      const missing = await failure(exportName);
+      expect(missing).toMatchObject({ name: "PoolError", code: "INVALID_ARGUMENT" });
+      expect((missing as Error).message).toMatch(new RegExp(`pool-task\\.ts has no function export '${exportName}'$`));
+    }
+    const broken = await runInPool({ module: workerModuleUrl("./fixtures/pool-broken-task", import.meta.url), exportName: "never", tasks: [{}] }).catch((e: unknown) => e);
+    expect(broken).toMatchObject({ name: "PoolError", code: "INVALID_ARGUMENT" });
+    expect((broken as Error).message).toMatch(/pool-broken-task\.ts does not load: this module refuses to load$/);
     expect(activeResources()).toEqual(before);
   });
 
@@ -96,6 +101,8 @@ describe("shards", () => {
         for (let index = 1; index <= total; index++) {
           const seeds = shardSeeds(40, count, { index, total });
           expect(seeds).toEqual(shardOf(Array.from({ length: count }, (_, i) => 40 + i), { index, total }));
+          expect(shardSize(count, { index, total })).toBe(seeds.length);
+          for (let seed = 38; seed < 40 + count + 2; seed++) expect(inShard(seed, 40, count, { index, total })).toBe(seeds.includes(seed));
           for (const seed of seeds) seen.set(seed, (seen.get(seed) ?? 0) + 1);
         }
         expect([...seen.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => 40 + i));
@@ -119,7 +126,7 @@ describe("sweeps in a pool and in shards", () => {
     const bySeed = (list: SimReport[]) => [...list].sort((a, b) => a.seed - b.seed).map(withoutWallTime);
     expect(bySeed(pooled)).toEqual(bySeed(inProcess));
     expect(inProcess.some((r) => r.counts.attempted > 0)).toBe(true); // the runs did work: the comparison is not of empty reports
-    const { wallSeconds: _a, runsPerSecond: _b, workers: _c, ...sameRecord } = local.record;
+    const { wallSeconds: _a, runsPerSecond: _b, workers: _c, cpuSeconds: _d, ...sameRecord } = local.record;
     expect(pool.record).toMatchObject(sameRecord);
   });
 
@@ -137,7 +144,7 @@ describe("merging shard records", () => {
     const seeds = shardSeeds(1, 10, { index, total });
     return {
       format: "hsmsim-sim-sweep/1", from: 1, count: 10, shard: { index, total }, seeds: "", options: {}, runs: seeds.length, failedSeeds: [],
-      failures: [], workers: 2, wallSeconds: index, runsPerSecond: 1, ...changes,
+      failures: [], workers: 2, wallSeconds: index, cpuSeconds: 2 * index, runsPerSecond: 1, ...changes,
     };
   };
   const named = (...records: SweepRecord[]) => records.map((r, i) => ({ source: `f${i}.json`, record: r }));
@@ -145,7 +152,7 @@ describe("merging shard records", () => {
 
   it("sums the shards: runs, failures in seed order, the slowest shard's wall time", () => {
     const merged = mergeSweeps(named(record(3, 3, { failures: [failure(6)] }), record(1, 3, { failures: [failure(7), failure(1)] }), record(2, 3)));
-    expect(merged).toMatchObject({ runs: 10, shards: 3, failedSeeds: [1, 6, 7], wallSeconds: 3, shardSeconds: 6, runsPerSecond: 3.33 });
+    expect(merged).toMatchObject({ runs: 10, shards: 3, failedSeeds: [1, 6, 7], wallSeconds: 3, shardSeconds: 6, cpuSeconds: 12, runsPerSecond: 3.33 });
   });
 
   it("refuses a missing shard, a shard twice, another sweep's shard, an incomplete shard, a stray seed", () => {
@@ -166,6 +173,9 @@ describe("merging shard records", () => {
     expect(refusal(record(1, 2), record(2, 2, { runs: 4 })).code).toBe("INCOMPLETE_SHARD");
     expect(refusal(record(1, 2, { failures: [failure(2)] }), record(2, 2)).code).toBe("NOT_A_SWEEP");
     expect(() => mergeSweeps([])).toThrow(ShardError);
+    // A record of an absurdly big sweep is judged by counting, not by listing its seeds.
+    const huge = Number.MAX_SAFE_INTEGER - 1;
+    expect(refusal(record(1, 2, { count: huge, runs: 3 }), record(2, 2, { count: huge })).code).toBe("INCOMPLETE_SHARD");
   });
 });
 
@@ -197,7 +207,7 @@ describe("hsmsim sim: workers, shards, merge", () => {
   });
 
   it("merge: exit 0 for a whole clean sweep, 1 when a seed failed (with its replay), 2 for files that are not one sweep", async () => {
-    const base = { format: "hsmsim-sim-sweep/1", from: 1, count: 3, seeds: "", options: {}, failedSeeds: [], workers: 1, wallSeconds: 1, runsPerSecond: 1 };
+    const base = { format: "hsmsim-sim-sweep/1", from: 1, count: 3, seeds: "", options: {}, failedSeeds: [], workers: 1, wallSeconds: 1, cpuSeconds: 1, runsPerSecond: 1 };
     const one = file("one.json", { ...base, shard: { index: 1, total: 2 }, runs: 2, failures: [] });
     const two = file("two.json", { ...base, shard: { index: 2, total: 2 }, runs: 1, failures: [] });
     const twoFailed = file("two-failed.json", { ...base, shard: { index: 2, total: 2 }, runs: 1, failedSeeds: [2],
@@ -217,7 +227,8 @@ describe("hsmsim sim: workers, shards, merge", () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("shard 2/2 missing");
     for (const bad of [file("garbage.json", "{not json"), file("array.json", [1, 2]), file("other.json", { format: "something-else/1" }),
-      file("broken.json", { ...base, shard: { index: 3, total: 2 }, runs: 1, failures: [] }), join(dir, "absent.json")]) {
+      file("broken.json", { ...base, shard: { index: 3, total: 2 }, runs: 1, failures: [] }),
+      file("no-cpu.json", { ...base, cpuSeconds: undefined, shard: { index: 2, total: 2 }, runs: 1, failures: [] }), join(dir, "absent.json")]) {
       const result = await run("sim", "merge", one, bad);
       expect(result.code, bad).toBe(2);
       expect(result.stderr).toContain(bad);
