@@ -31,6 +31,17 @@ describe("hsmsim command", () => {
     expect(existsSync(root)).toBe(false);
   }, 240_000);
 
+  it("the demo sizes a cluster for the SaaS provider's peak and checks it with one HSM killed at peak", () => {
+    const result = run("demo", "--simulated-only");
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/model: 3 hsm2m\.medium HSMs, \$3,176 a month/);
+    const run1 = /discrete-event run \(3 HSMs, seed 1, 1 s at peak, HSM \S+ killed at 0\.5 s\): ([\d,]+) operations, (\d+) failed; ([\d,]+) ops\/s served after the kill/.exec(result.stdout);
+    expect(run1, result.stdout).not.toBeNull();
+    expect(Number(run1![2])).toBe(0);
+    // The survivors carry the whole 12,500 ops/s peak (the one spare's promise), within 5%.
+    expect(Math.abs(Number(run1![3].replace(/,/g, "")) / 12_500 - 1)).toBeLessThan(0.05);
+  }, 120_000);
+
   it("audit prints, filters and verifies a data folder's log, and refuses a missing folder", () => {
     const demo = run("demo", "--simulated-only");
     expect(demo.stdout).not.toContain("The cluster in real time");

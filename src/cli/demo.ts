@@ -8,6 +8,7 @@ import { runClusterDemo } from "./cluster-demo.js";
 import { runDeviceDemo } from "./device-demo.js";
 import { type Output, hexPreview, textOutput } from "./format.js";
 import { runLiveClusterDemo } from "./live-demo.js";
+import { runSizingDemo } from "./sizing-demo.js";
 import { throughput } from "./throughput.js";
 
 const SO_PIN = "demo-so-pin";
@@ -133,6 +134,7 @@ kill -9s an HSM mid-run; it stops everything and removes the folder, also on fai
     runDemo(out);
     runDeviceDemo(out);
     runClusterDemo(out);
+    runSizingDemo(out);
     if (values["simulated-only"]) return 0;
     const live = await runLiveClusterDemo(out);
     if (!live.ok) {
