@@ -28,6 +28,11 @@ export interface ClientOptions {
    * timeout, so a write that waits for its quorum is not mistaken for a lost HSM.
    */
   writeTimeoutUs?: number;
+  /**
+   * How long it waits for a key generation (default 30 s): an HSM's RSA key generation searches
+   * for primes, about a second on a profiled hsm2m.medium with a long tail, well past writeTimeoutUs.
+   */
+  keyGenerationTimeoutUs?: number;
   /** Retries after a busy or lagging answer, or a failover (default 3). */
   maxRetries?: number;
   /** First backoff; each retry doubles it (default 20 ms). */
@@ -87,6 +92,7 @@ export class ClusterClient {
   private readonly acked = new Map<number, number>();
   private readonly requestTimeoutUs: number;
   private readonly writeTimeoutUs: number;
+  private readonly keyGenerationTimeoutUs: number;
   private readonly maxRetries: number;
   private readonly backoffUs: number;
   private refreshing = false;
@@ -102,7 +108,7 @@ export class ClusterClient {
     for (const name of ["address", "bootstrap"] as const) {
       if (typeof options[name] !== "string" || options[name].length === 0) throw new ClientError("INVALID_ARGUMENT", `${name} must be a non-empty address`);
     }
-    for (const name of ["requestTimeoutUs", "writeTimeoutUs", "backoffUs", "heartbeatIntervalUs"] as const) {
+    for (const name of ["requestTimeoutUs", "writeTimeoutUs", "keyGenerationTimeoutUs", "backoffUs", "heartbeatIntervalUs"] as const) {
       const value = options[name];
       if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new ClientError("INVALID_ARGUMENT", `${name} must be a positive number of microseconds`);
     }
@@ -112,6 +118,7 @@ export class ClusterClient {
     this.conn = `${options.address}#${options.rng.int(1 << 30)}`;
     this.requestTimeoutUs = options.requestTimeoutUs ?? 500_000;
     this.writeTimeoutUs = options.writeTimeoutUs ?? 3_000_000;
+    this.keyGenerationTimeoutUs = Math.max(this.writeTimeoutUs, options.keyGenerationTimeoutUs ?? 30_000_000);
     this.maxRetries = options.maxRetries ?? 3;
     this.backoffUs = options.backoffUs ?? 20_000;
     options.transport.attach(options.address, (from, message) => this.receive(from, message));
@@ -232,7 +239,7 @@ export class ClusterClient {
       return;
     }
     tried.add(target);
-    this.exchange(target, op, options.rule === "fail" ? this.writeTimeoutUs : this.requestTimeoutUs, (response) => {
+    this.exchange(target, op, this.timeoutFor(op, options.rule), (response) => {
       const again = (why: "busy" | "stale" | "failover", message: string) => {
         // A pinned request waits for its HSM when busy, but cannot fail over; it is resent to it when that is safe.
         if (retry >= this.maxRetries || (options.pinned !== undefined && why === "failover" && !options.repeatPinned)) {
@@ -268,6 +275,11 @@ export class ClusterClient {
       }
       cb(failureError(failure), undefined, target);
     }, options.anyState);
+  }
+
+  private timeoutFor(op: RequestOp, rule: RetryRule): number {
+    if (op.kind === "call" && (op.method === "generateKeyPair" || op.method === "generateKey")) return this.keyGenerationTimeoutUs;
+    return rule === "fail" ? this.writeTimeoutUs : this.requestTimeoutUs;
   }
 
   /** One request to one HSM: the answer, or null after the timeout. */

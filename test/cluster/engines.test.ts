@@ -122,6 +122,22 @@ describe("an HSM with a performance profile", () => {
   });
 });
 
+describe("slow writes on a profiled HSM", () => {
+  it("a key generation that takes longer than the client's write timeout still succeeds (it has a timeout of its own)", () => {
+    // RSA key generation on a profiled HSM takes about a second with an exponential tail: 5 s here, past the 3 s write timeout.
+    const world = profiledWorld(profile({ "rsa-2048-keygen": 5_000_000 }));
+    const pkcs11 = world.connect("app").pkcs11();
+    const session = pkcs11.C_OpenSession(Buffer.alloc(8), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    pkcs11.C_Login(session, P.CKU_USER, `${ALICE.username}:${ALICE.password}`);
+    const before = world.clock.nowUs();
+    const pair = pkcs11.C_GenerateKeyPair(session, { mechanism: P.CKM_RSA_PKCS_KEY_PAIR_GEN },
+      [{ type: P.CKA_MODULUS_BITS, value: 2048 }, { type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: P.CKA_TOKEN, value: true }],
+      [{ type: P.CKA_TOKEN, value: true }, { type: P.CKA_SIGN, value: true }]);
+    expect(pair.privateKey).toBeInstanceOf(Buffer);
+    expect(world.clock.nowUs() - before).toBeGreaterThanOrEqual(5_000_000);
+  });
+});
+
 describe("pricing requests", () => {
   const call = (method: string, args: unknown[]): RequestOp => ({ kind: "call", method, args });
   const mech = (type: number) => new Float64Array([type, 0, 0, 0, 0]);
