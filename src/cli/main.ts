@@ -15,6 +15,7 @@ import { tokenCommand } from "./token.js";
 import { packageVersion } from "./version.js";
 import { backupCommand, downCommand, hsmCommand, statusCommand } from "./cluster-commands.js";
 import { upCommand } from "./cluster-up.js";
+import { sizeCommand } from "./size.js";
 
 /** Every command, in the order `hsmsim help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -23,6 +24,7 @@ export const COMMANDS: readonly Command[] = [
   auditCommand,
   mechanismsCommand,
   benchCommand,
+  sizeCommand,
   upCommand,
   statusCommand,
   downCommand,
