@@ -123,7 +123,8 @@ export async function benchAgainst(options: RemoteBenchOptions): Promise<RemoteB
   const facades: PKCS11[] = [];
   try {
     for (let i = 0; i < connections; i++) {
-      const link = new RemoteLink({ kind: "cluster", bootstrap, trustAnchorPem, ...client }, { callTimeoutMs: LINK_TIMEOUT_MS });
+      // The client's timeouts dilated as the cluster's service times are.
+      const link = new RemoteLink({ kind: "cluster", bootstrap, trustAnchorPem, ...client, timeScale: k }, { callTimeoutMs: LINK_TIMEOUT_MS * k });
       links.push(link);
       const chip: NativeChip = link.chip();
       const facade = new PKCS11(chip);
