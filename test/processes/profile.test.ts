@@ -109,6 +109,24 @@ describe("hsmsim up with a performance profile", () => {
     for (const session of lanes) pkcs11.C_CloseSession(session);
   });
 
+  it("hsmsim bench --against drives it: no failure within the queue, the dilation correction exact, the charts written", async () => {
+    const s = await status(dir);
+    const chartsDir = join(dir, "..", "charts");
+    const servedBefore = members(s).reduce((sum, h) => sum + h.served!, 0);
+    type Bench = { measured: { completed: number; failed: number; throughputPerSec: number }; dilated: { throughputPerSec: number }; timeDilation: number; charts: string[] };
+    const ran = await cliJson<Bench>("bench", "--against", members(s)[0].address, "--ca", s.connect.trustAnchor, "--user", `${CU.username}:${CU.password}`,
+      "--op", "ecdsa-p256-sign", "--saturate", "--concurrency", String(QUEUE), "--duration-s", "1", "--warmup-s", "0.2", "--time-dilation", "2", "--charts", chartsDir);
+    expect(ran.timeDilation).toBe(2);
+    expect(ran.measured.completed).toBeGreaterThan(0);
+    expect(ran.measured.failed).toBe(0); // never more in flight than one HSM's queue holds
+    expect(ran.dilated.throughputPerSec).toBeCloseTo(ran.measured.throughputPerSec * 2, 9);
+    // Every completed sign was an engine's work at an HSM (its Init too, on the control path).
+    const servedAfter = members(await status(dir)).reduce((sum, h) => sum + h.served!, 0);
+    expect(servedAfter - servedBefore).toBeGreaterThanOrEqual(2 * ran.measured.completed);
+    expect(ran.charts.map((f) => f.slice(chartsDir.length + 1)).sort()).toEqual(["latency.svg", "report.html", "timeline.svg"]);
+    for (const f of ran.charts) expect(readFileSync(f, "utf8")).toMatch(f.endsWith(".svg") ? /^<svg/ : /^<!doctype html>/i);
+  }, 120_000);
+
   it("a burst beyond the queue: busy answers, retried by the client, CKR_FUNCTION_FAILED once the retries run out", async () => {
     const before = busyOf(await status(dir));
     const burst = 40;
