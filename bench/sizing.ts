@@ -67,6 +67,8 @@ interface Row {
   model: number;
   des: number | null;
   measured: Measured | null;
+  /** Why the measured run failed, when it did. */
+  measuredError?: string;
 }
 
 /** The machine's jiffies: busy and total, from /proc/stat (all cores). */
@@ -124,9 +126,15 @@ for (const type of types) {
       const row: Row = { type, operation, hsmCount, published: published.opsPerSec, model, des, measured: null };
       process.stderr.write(`${type} ${operation} ×${hsmCount}: published ${fmt(row.published)}, model ${fmt(model)}${des === null ? "" : `, DES ${fmt(des)}`}`);
       if (withMeasured) {
-        row.measured = await measure(type, operation, hsmCount, dilationFor(published.opsPerSec));
-        const m = row.measured;
-        process.stderr.write(`, measured ${fmt(m.opsPerSec)} (${fmt(m.rawOpsPerSec)} ops/s × ${m.timeDilation}; HSM CPU ${m.hsmCpuPercent.join("/")}%, client ${m.clientCpuPercent}%, machine ${m.machineBusyPercent}% busy)`);
+        try {
+          row.measured = await measure(type, operation, hsmCount, dilationFor(published.opsPerSec));
+          const m = row.measured;
+          process.stderr.write(`, measured ${fmt(m.opsPerSec)} (${fmt(m.rawOpsPerSec)} ops/s × ${m.timeDilation}; HSM CPU ${m.hsmCpuPercent.join("/")}%, client ${m.clientCpuPercent}%, machine ${m.machineBusyPercent}% busy)`);
+        } catch (e) {
+          // One failed run is reported and fails the check; the others still run.
+          row.measuredError = (e as Error).message.split("\n").slice(-3).join(" ").trim();
+          process.stderr.write(`, measured run FAILED: ${row.measuredError}`);
+        }
       }
       process.stderr.write("\n");
       rows.push(row);
@@ -139,7 +147,7 @@ const header = ["type", "operation", "HSMs", "published", "model", "err", "DES",
 const lines = rows.map((r) => [
   r.type, r.operation, String(r.hsmCount), fmt(r.published), fmt(r.model), fmtPct(pct(r.model, r.published)),
   r.des === null ? "-" : fmt(r.des), r.des === null ? "-" : fmtPct(pct(r.des, r.published)),
-  r.measured === null ? "-" : fmt(r.measured.opsPerSec), r.measured === null ? "-" : `×${r.measured.timeDilation}`, r.measured === null ? "-" : fmtPct(pct(r.measured.opsPerSec, r.published)),
+  r.measured === null ? (r.measuredError === undefined ? "-" : "FAILED") : fmt(r.measured.opsPerSec), r.measured === null ? "-" : `×${r.measured.timeDilation}`, r.measured === null ? "-" : fmtPct(pct(r.measured.opsPerSec, r.published)),
   r.measured === null ? "-" : r.measured.hsmCpuPercent.join("/"), r.measured === null ? "-" : String(r.measured.clientCpuPercent),
   r.measured === null ? "-" : String(r.measured.machineBusyPercent),
 ]);
@@ -160,6 +168,7 @@ for (const r of rows) {
   check("model", r.model);
   check("DES", r.des);
   check("measured", r.measured?.opsPerSec ?? null);
+  if (r.measuredError !== undefined) failures.push(`${r.type} ${r.operation} ×${r.hsmCount}: the measured run failed: ${r.measuredError}`);
   // A machine with no CPU to spare can limit the measured rate itself: a run below the model on a busy machine is suspect.
   const m = r.measured;
   if (m !== null && m.machineBusyPercent >= 90 && pct(m.opsPerSec, r.model) < -0.05) {

@@ -3,7 +3,9 @@
 // callback forms, so no Init blocks the main thread; with --connections N the load is spread
 // over N remote clients (N worker threads, N TLS connections per HSM) in this one process.
 // Rates are multiplied by the time dilation and latencies divided by it (see timeDilation).
+import { CodedError } from "../coded-error.js";
 import { type NativeChip } from "../pkcs11/addon.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import * as C from "../pkcs11/constants.js";
 import { handleToNumber } from "../pkcs11/handles.js";
@@ -105,6 +107,15 @@ export function spreadChip(chips: AsyncChip[], sessionsPerChip: number[]): Async
 }
 
 const LINK_TIMEOUT_MS = 120_000;
+/** Attempts at making the keys: a key generation is a write, and one whose answer comes too late has an unknown outcome. */
+const PREPARE_ATTEMPTS = 3;
+
+/** The bench could not make its sessions and keys on the cluster (the reason is the cluster's). */
+export class BenchError extends CodedError<"PREPARE_FAILED"> {
+  constructor(message: string) {
+    super("BenchError", "PREPARE_FAILED", message);
+  }
+}
 
 /** Runs the load against the cluster; resolves once the measured window is over and the operations in flight have drained. */
 export async function benchAgainst(options: RemoteBenchOptions): Promise<RemoteBenchResult> {
@@ -132,9 +143,9 @@ export async function benchAgainst(options: RemoteBenchOptions): Promise<RemoteB
       facades.push(facade);
     }
     // The first client makes the (token) keys; the others open their sessions and log in.
-    const first = prepareLoad(facades[0], { username: options.username, password: options.password, sessions: sessionsOf(0), operations: options.operations });
+    const first = prepare(() => prepareLoad(facades[0], { username: options.username, password: options.password, sessions: sessionsOf(0), operations: options.operations }));
     const sessions: number[][] = [first.sessions];
-    for (let i = 1; i < connections; i++) sessions.push(openSessions(facades[i], options.username, options.password, sessionsOf(i)));
+    for (let i = 1; i < connections; i++) sessions.push(prepare(() => openSessions(facades[i], options.username, options.password, sessionsOf(i))));
     const chips = links.map((l) => asyncChipOf(l.chip()));
     const prepared: PreparedLoad = connections === 1 ? first
       : { ...first, sessions: sessions.flatMap((list, i) => list.map((s) => s * connections + i)) };
@@ -181,4 +192,23 @@ function openSessions(pkcs11: PKCS11, username: string, password: string, count:
   pkcs11.C_Login(handles[0], C.CKU_USER, `${username}:${password}`);
   while (handles.length < count) handles.push(pkcs11.C_OpenSession(Buffer.alloc(8), flags));
   return handles.map((h) => handleToNumber(h, "handle"));
+}
+
+/**
+ * Runs a preparation step, again when the cluster failed it with CKR_FUNCTION_FAILED (a key
+ * generation whose answer came after the client's write timeout: on a slow or dilated profile an
+ * RSA key generation's engine time is long and random). Every failure ends as a BenchError.
+ */
+function prepare<T>(step: () => T): T {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return step();
+    } catch (e) {
+      const retry = e instanceof Pkcs11Error && e.code === C.CKR_FUNCTION_FAILED && attempt < PREPARE_ATTEMPTS;
+      if (retry) continue;
+      const why = e instanceof Pkcs11Error ? `${e.message}${e.detail ? ` (${e.detail})` : ""}` : e instanceof Error ? e.message : String(e);
+      if (e instanceof CodedError) throw e;
+      throw new BenchError(`making the load's sessions and keys failed${attempt > 1 ? ` ${attempt} times` : ""}: ${why}`);
+    }
+  }
 }

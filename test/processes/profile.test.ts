@@ -160,6 +160,21 @@ describe("hsmsim up with a performance profile", () => {
     for (const line of starts) expect(JSON.parse(line)).toMatchObject({ profile: "slow-test", timeDilation: 1 });
   });
 
+  it("bench --against --kill-at-s kills an HSM at peak through the supervisor and draws the failover chart", async () => {
+    const s = await status(dir);
+    const chartsDir = join(dir, "..", "failover");
+    type Bench = { killed: { hsmId: string; atSec: number } | null; charts: string[]; measured: { completed: number } };
+    const ran = await cliJson<Bench>("bench", "--against", members(s)[0].address, "--ca", s.connect.trustAnchor, "--user", `${CU.username}:${CU.password}`,
+      "--saturate", "--concurrency", "2", "--duration-s", "2", "--warmup-s", "0.2", "--kill-at-s", "0.5", "--data", dir, "--charts", chartsDir);
+    expect(members(s).map((h) => h.hsmId)).toContain(ran.killed?.hsmId);
+    expect(ran.killed?.atSec).toBeCloseTo(0.7, 9);
+    expect(ran.charts.map((f) => f.slice(chartsDir.length + 1)).sort()).toEqual(["failover.svg", "latency.svg", "report.html"]);
+    expect(readFileSync(join(chartsDir, "failover.svg"), "utf8")).toMatch(/HSM killed at 0\.7 s/);
+    // The supervisor brings it back, at the same profile.
+    await until(dir, (x) => members(x).every((h) => h.state === "ACTIVE" && h.busy !== undefined) && x.hsms.find((h) => h.hsmId === ran.killed!.hsmId)!.pid !== null
+      && x.hsms.find((h) => h.hsmId === ran.killed!.hsmId)!.pid !== s.hsms.find((h) => h.hsmId === ran.killed!.hsmId)!.pid, "the killed HSM back");
+  }, 120_000);
+
   it("the speed is not state: a running cluster refuses a new one; a stopped one takes it at up and keeps it after", async () => {
     const onRunning = await cli("up", "--data", dir, "--time-dilation", "3");
     expect(onRunning.code).toBe(2);
