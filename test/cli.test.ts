@@ -66,7 +66,7 @@ describe("hsmsim command", () => {
     expect(typo.status).toBe(2);
     expect(typo.stdout).toBe("");
     expect(typo.stderr).toContain("hsmsim sim: unknown option '--sed' (did you mean '--seed'?)");
-    expect(typo.stderr).toContain("usage: hsmsim sim [options]");
+    expect(typo.stderr).toContain("usage: hsmsim sim [<merge FILE>...] [options]");
     const both = run("sim", "--seed", "1", "--seeds", "2");
     expect(both.status).toBe(2);
     expect(both.stderr).toContain("--seed and --seeds cannot be given together");

@@ -3,6 +3,7 @@ import { SizingError } from "../sizing/errors.js";
 import { SIZE_EXAMPLES, parseOperation } from "../sizing/operations.js";
 import { PROFILE_TYPES } from "../sizing/profiles.js";
 import { type SizeAnswer, DEFAULT_NETWORK_RTT_US, size } from "../sizing/size.js";
+import { sizeCharts, sizeReportHtml, writeOutput, writeSizeCharts } from "../sizing/size-report.js";
 import { type ValueParser, UsageError, decimalNumber, defineCommand, oneOf, shared, wholeNumber } from "./command.js";
 import { textOutput } from "./format.js";
 
@@ -55,20 +56,34 @@ with a size: aes-gcm-4k, aes-cbc-1k, hmac-64b, digest-1m, random-64b (sizes such
     "price-per-hour": { type: "string", valueName: "USD", parse: decimalNumber(0, 1_000_000), description: "price of one HSM-hour (default: the type's, see the output)" },
     "network-rtt-us": { type: "string", valueName: "US", parse: wholeNumber(0, 60_000_000), description: `client-HSM round trip in µs (default ${DEFAULT_NETWORK_RTT_US}); an operation makes 2` },
     spreading: { type: "string", valueName: "HOW", parse: spreading, description: "model of the client's load spreading: pooled (default) or independent" },
+    report: { type: "string", valueName: "FILE.html", description: "also write one self-contained HTML report (inputs, answer, charts)" },
+    charts: { type: "string", valueName: "DIR", description: "also write the charts as SVG files in DIR (throughput.svg, latency.svg)" },
   },
   examples: [
     "hsmsim size --op ecdsa-p256-sign=5000 --op aes-gcm-4k=20000 --p99-ms 50 --spare 1 --type hsm2m.medium",
     "hsmsim size --op rsa-2048-sign=3000 --json",
   ],
-  run({ values, io }) {
+  async run({ values, io }) {
     const ops = values.op ?? [];
     if (ops.length === 0) throw new UsageError("give at least one --op NAME=RATE (e.g. --op ecdsa-p256-sign=5000)");
     const answer = size({
       ops, p99Ms: values["p99-ms"], spare: values.spare, type: values.type, pricePerHour: values["price-per-hour"],
       networkRttUs: values["network-rtt-us"], spreading: values.spreading,
     });
+    const written: string[] = [];
+    if (values.report !== undefined || values.charts !== undefined) {
+      const charts = await sizeCharts(answer);
+      if (values.charts !== undefined) written.push(...writeSizeCharts(values.charts, charts));
+      if (values.report !== undefined) {
+        writeOutput(values.report, await sizeReportHtml(answer, new Date().toISOString(), charts));
+        written.push(values.report);
+      }
+    }
     if (values.json) io.stdout.write(`${JSON.stringify(answer, jsonNumbers, 2)}\n`);
-    else printAnswer(answer, (t) => io.stdout.write(t));
+    else {
+      printAnswer(answer, (t) => io.stdout.write(t));
+      for (const path of written) io.stdout.write(`   wrote ${path}\n`);
+    }
     return 0;
   },
 });
@@ -86,18 +101,22 @@ const usd = (x: number) => `$${x.toLocaleString("en-US", { minimumFractionDigits
 export function printAnswer(a: SizeAnswer, write: (text: string) => void): void {
   const out = textOutput(write);
   const target = a.p99TargetMs === null ? "no p99 target (stability only)" : `p99 ≤ ${a.p99TargetMs} ms for every operation`;
-  write(`${a.type}: ${a.hsmCount} HSMs for ${rate(a.offeredPerSec)} ops/s at peak, ${target}, with ${a.spare} HSM(s) down\n`);
+  const down = (n: number) => (n === 1 ? "1 HSM down" : `${n} HSMs down`);
+  write(`${a.type}: ${a.hsmCount} HSMs for ${rate(a.offeredPerSec)} ops/s at peak, ${target}, with ${down(a.spare)}\n`);
   const state = (label: string, s: SizeAnswer["allUp"]) => [label, s.liveHsms, s.stable ? pct(s.utilisation) : `${pct(s.utilisation)} (saturated)`,
     ms(s.latency?.p50Ms), ms(s.latency?.p95Ms), ms(s.latency?.p99Ms)];
   out.table(["cluster", "HSMs up", "utilisation", "p50 ms", "p95 ms", "p99 ms"], [
-    state("all up", a.allUp),
-    state(`${a.spare} down (sized for)`, a.withSpareDown),
-    ...(a.spare === 1 ? [] : [state("1 down at peak", a.oneDown)]),
+    state(a.spare === 0 ? "all up (sized for)" : "all up", a.allUp),
+    ...(a.spare === 0 ? [] : [state(`${down(a.spare)} (sized for)`, a.withSpareDown)]),
+    ...(a.spare === 1 ? [] : [state("1 HSM down at peak", a.oneDown)]),
   ]);
   const estimateMark = (o: SizeAnswer["operations"][number]) => (o.estimate ? `${o.operation} *` : o.operation);
-  out.table(["operation", "rate/s", "service ms", "capacity/s all up", `capacity/s ${a.spare} down`, `p99 ms ${a.spare} down`],
-    a.operations.map((o) => [estimateMark(o), rate(o.ratePerSec), ms(o.serviceMs), rate(o.capacityAllUpPerSec), rate(o.capacityWithSpareDownPerSec), ms(o.p99WithSpareDownMs ?? undefined)]));
-  write(`   headroom: +${a.headroom.percent.toFixed(1)}% (${rate(a.headroom.opsPerSec)} ops/s more) before the target breaks with ${a.spare} down\n`);
+  const sized = a.spare === 0 ? "all up" : `${a.spare} down`;
+  const capacityDown = a.spare === 0 ? [] : [`capacity/s ${sized}`];
+  out.table(["operation", "rate/s", "service ms", "capacity/s all up", ...capacityDown, `p99 ms ${sized}`],
+    a.operations.map((o) => [estimateMark(o), rate(o.ratePerSec), ms(o.serviceMs), rate(o.capacityAllUpPerSec),
+      ...(a.spare === 0 ? [] : [rate(o.capacityWithSpareDownPerSec)]), ms(o.p99WithSpareDownMs ?? undefined)]));
+  write(`   headroom: +${a.headroom.percent.toFixed(1)}% (${rate(a.headroom.opsPerSec)} ops/s more) before the target breaks with ${down(a.spare)}\n`);
   write(`   knee: ${rate(a.kneePerSec)} ops/s of this mix, all up (the p99 at the HSMs doubles there)\n`);
   write(`   latency includes 2 network round trips of ${a.networkRttUs} µs per operation\n`);
   write(`   monthly cost: ${usd(a.cost.monthlyUsd)} (${a.cost.hoursPerMonth} h × ${a.hsmCount} HSMs × ${usd(a.cost.usdPerHour)}/h; ${a.cost.confirmed ? a.cost.source : `price ${a.cost.source}`})\n`);

@@ -185,17 +185,17 @@ export class ClusterNode {
     if (this.recentRequests.has(key)) return;
     this.recentRequests.add(key);
     if (this.recentRequests.size > RECENT_REQUESTS) this.recentRequests.delete(this.recentRequests.values().next().value!);
+    const serviceUs = this.serviceTimeOf(request);
+    if (serviceUs <= 0) {
+      // No engine time (real time without a profile; a profile's control path: Inits, sessions,
+      // reads, heartbeats): served at once, never behind the engines' queue nor refused by it.
+      this.serveSafely(from, request);
+      return;
+    }
     const held = this.queue.length + this.busyEngines;
     if (held >= this.config.queueCapacity) {
       this.stats.busy++;
       this.reply(from, request, { kind: "busy", message: `HSM ${this.hsm.id} is busy (${held} requests queued or in service)` });
-      return;
-    }
-    const serviceUs = this.serviceTimeOf(request);
-    if (serviceUs <= 0) {
-      // No engine time (real time without a profile; a profile's control path: Inits, sessions,
-      // reads): served at once, never behind the engines' queue.
-      this.serveSafely(from, request);
       return;
     }
     this.queue.push({ from, request, serviceUs, arrivedUs: this.clock.nowUs() });

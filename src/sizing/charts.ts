@@ -8,19 +8,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
-import { CodedError } from "../coded-error.js";
-import { freezeClass } from "../primordials.js";
-
-/** INVALID_ARGUMENT: bad data; RENDER_FAILED: Vega-Lite or Vega refused the spec (a bug in a spec, not in the data). */
-export type ChartErrorCode = "INVALID_ARGUMENT" | "RENDER_FAILED";
-
-/** Bad chart data (a non-finite number, an empty series, an unknown source): the message names the field. */
-export class ChartError extends CodedError<ChartErrorCode> {
-  constructor(code: ChartErrorCode, message: string) {
-    super("ChartError", code, message);
-  }
-}
-freezeClass(ChartError);
+// Bad data (a non-finite number, an empty series, an unknown source) is a SizingError INVALID_ARGUMENT
+// whose message names the field; so is a spec Vega-Lite or Vega refuses.
+import { SizingError } from "./errors.js";
 
 /** Where a number comes from: AWS's table, the queueing model, a discrete-event run, a measured run. */
 export const CHART_SOURCES = ["published", "model", "discrete-event", "measured"] as const;
@@ -38,6 +28,8 @@ export interface ThroughputChartInput {
   /** The operation, e.g. "ecdsa-p256-sign": the y axis says what is counted. */
   operation: string;
   series: ThroughputPoint[];
+  /** Under the title (default: what the chart shows), e.g. "hsm2m.medium; measured time-dilated ×20". */
+  subtitle?: string;
 }
 
 export interface LatencyPoint {
@@ -46,6 +38,8 @@ export interface LatencyPoint {
   p95Ms: number;
   p99Ms: number;
   source: ChartSource;
+  /** Names the curve a point belongs to when there are several of one source (e.g. "4 HSMs", "3 HSMs, one down"): each is its own line, dashed differently. */
+  label?: string;
 }
 export interface LatencyChartInput {
   title: string;
@@ -54,6 +48,7 @@ export interface LatencyChartInput {
   kneePerSec?: number;
   /** The p99 the user asked for: a horizontal rule. */
   targetP99Ms?: number;
+  subtitle?: string;
 }
 
 export interface FailoverPoint {
@@ -61,6 +56,8 @@ export interface FailoverPoint {
   opsPerSec: number;
   /** null where no request completed in the interval (the p99 line breaks there). */
   p99Ms: number | null;
+  /** Requests that failed (after the client's retries) per second in the interval: bars under the throughput line. */
+  failedPerSec?: number;
 }
 export interface FailoverChartInput {
   title: string;
@@ -68,6 +65,9 @@ export interface FailoverChartInput {
   killAtSec: number;
   recoveredAtSec?: number;
   source: ChartSource;
+  /** The load offered throughout: a horizontal rule in the throughput panel, so the dip shows against the demand. */
+  offeredPerSec?: number;
+  subtitle?: string;
 }
 
 const MAX_POINTS = 10_000;
@@ -75,7 +75,10 @@ const MAX_TEXT = 200;
 const MAX_HSMS = 1_000;
 
 const FONT = "Helvetica, Arial, sans-serif";
-const WIDTH = 560;
+const WIDTH = 520;
+// Characters per line that fit the plot's width at the title's and subtitle's font sizes (Vega estimates ~0.55 em a character).
+const TITLE_CHARS = 52;
+const SUBTITLE_CHARS = 72;
 // Okabe–Ito: distinguishable with the common colour-vision deficiencies and in greyscale print.
 const SOURCE_STYLE: Record<ChartSource, { label: string; color: string; shape: string }> = {
   published: { label: "published (AWS)", color: "#000000", shape: "diamond" },
@@ -91,6 +94,7 @@ const PERCENTILES = [
 const KILL_COLOR = "#D55E00";
 const RECOVERED_COLOR = "#009E73";
 const RULE_COLOR = "#444444";
+const DASHES = [[1, 0], [8, 4], [2, 3], [12, 3, 2, 3]];
 const LINE_COLOR = "#0072B2";
 
 const CONFIG = {
@@ -98,10 +102,10 @@ const CONFIG = {
   background: "white",
   padding: 12,
   view: { stroke: null },
-  title: { fontSize: 17, anchor: "start", offset: 12, subtitleFontSize: 12, subtitleColor: "#555555", subtitlePadding: 4 },
-  axis: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: "normal", titleColor: "#222222", labelColor: "#333333", gridColor: "#e6e6e6", domainColor: "#888888", tickColor: "#888888" },
-  legend: { labelFontSize: 12, titleFontSize: 12, titleFontWeight: "normal", symbolSize: 110, symbolStrokeWidth: 2.5, labelLimit: 360, orient: "bottom", direction: "vertical" },
-  text: { fontSize: 12 },
+  title: { fontSize: 18, anchor: "start", offset: 12, subtitleFontSize: 13, subtitleColor: "#555555", subtitlePadding: 4 },
+  axis: { labelFontSize: 13, titleFontSize: 14, titleFontWeight: "normal", titleColor: "#222222", labelColor: "#333333", gridColor: "#e6e6e6", domainColor: "#888888", tickColor: "#888888" },
+  legend: { labelFontSize: 13, titleFontSize: 13, titleFontWeight: "normal", symbolSize: 110, symbolStrokeWidth: 2.5, labelLimit: WIDTH - 40, orient: "bottom", direction: "vertical" },
+  text: { fontSize: 13 },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -110,7 +114,7 @@ const CONFIG = {
 
 function fail(field: string, rule: string, got?: unknown): never {
   const shown = got === undefined ? "" : ` (got ${describe(got)})`;
-  throw new ChartError("INVALID_ARGUMENT", `chart: ${field} must be ${rule}${shown}`);
+  throw new SizingError("INVALID_ARGUMENT", `chart: ${field} must be ${rule}${shown}`);
 }
 
 function describe(value: unknown): string {
@@ -159,6 +163,7 @@ function checkThroughput(input: unknown): ThroughputChartInput {
   return {
     title: text(o.title, "title"),
     operation: text(o.operation, "operation"),
+    subtitle: optionalText(o.subtitle, "subtitle"),
     series: points(o.series, "series").map((item, i) => {
       const p = record(item, `series[${i}]`);
       const hsmCount = p.hsmCount;
@@ -180,8 +185,10 @@ function checkLatency(input: unknown): LatencyChartInput {
         p95Ms: nonNegative(p.p95Ms, `series[${i}].p95Ms`),
         p99Ms: nonNegative(p.p99Ms, `series[${i}].p99Ms`),
         source: source(p.source, `series[${i}].source`),
+        label: optionalText(p.label, `series[${i}].label`),
       };
     }),
+    subtitle: optionalText(o.subtitle, "subtitle"),
     kneePerSec: o.kneePerSec === undefined ? undefined : nonNegative(o.kneePerSec, "kneePerSec"),
     targetP99Ms: o.targetP99Ms === undefined ? undefined : positive(o.targetP99Ms, "targetP99Ms"),
   };
@@ -200,11 +207,14 @@ function checkFailover(input: unknown): FailoverChartInput {
         atSec: nonNegative(p.atSec, `series[${i}].atSec`),
         opsPerSec: nonNegative(p.opsPerSec, `series[${i}].opsPerSec`),
         p99Ms: p.p99Ms === null ? null : nonNegative(p.p99Ms, `series[${i}].p99Ms`),
+        failedPerSec: p.failedPerSec === undefined ? undefined : nonNegative(p.failedPerSec, `series[${i}].failedPerSec`),
       };
     }),
     killAtSec,
     recoveredAtSec,
     source: source(o.source, "source"),
+    offeredPerSec: o.offeredPerSec === undefined ? undefined : nonNegative(o.offeredPerSec, "offeredPerSec"),
+    subtitle: optionalText(o.subtitle, "subtitle"),
   };
 }
 
@@ -214,6 +224,34 @@ function checkFailover(input: unknown): FailoverChartInput {
 const count = (n: number): string => Math.round(n).toLocaleString("en-US");
 const ms = (n: number): string => (n >= 100 ? count(n) : String(Number(n.toPrecision(3))));
 const seconds = (n: number): string => String(Number(n.toFixed(2)));
+
+/** Text broken into lines of at most `width` characters (at spaces where it can): a long title wraps instead of widening the chart. */
+export function wrapText(value: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of value.split(/\s+/).filter((w) => w !== "")) {
+    for (let rest = word; rest !== ""; ) {
+      const room = line === "" ? width : width - line.length - 1;
+      if (rest.length <= room) {
+        line = line === "" ? rest : `${line} ${rest}`;
+        rest = "";
+      } else if (line !== "") {
+        lines.push(line);
+        line = "";
+      } else {
+        lines.push(rest.slice(0, width));
+        rest = rest.slice(width);
+      }
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
+}
+
+/** The chart's title block: title and subtitle wrapped to the plot's width. */
+function titleBlock(title: string, subtitle: string) {
+  return { text: wrapText(title, TITLE_CHARS), subtitle: wrapText(subtitle, SUBTITLE_CHARS) };
+}
 
 /** A label per distinct (source, note), in source order: the legend's entries. */
 function seriesLabel(p: { source: ChartSource; note?: string }): string {
@@ -238,7 +276,8 @@ export function throughputChartSpec(input: ThroughputChartInput): TopLevelSpec {
     description: `${seriesLabel(p)}: ${p.hsmCount} HSM${p.hsmCount === 1 ? "" : "s"}, ${count(p.opsPerSec)} ops/s`,
   }));
   const lineRows = rows.filter((_, i) => data.series[i].source === "model").sort((a, b) => a.hsmCount - b.hsmCount);
-  const pointRows = rows.filter((_, i) => data.series[i].source !== "model");
+  // The published points last, so drawn on top: they are the reference the others are judged against.
+  const pointRows = [...rows.filter((_, i) => !["model", "published"].includes(data.series[i].source)), ...rows.filter((_, i) => data.series[i].source === "published")];
   const { domain, colors, shapes } = orderedLabels(data.series);
   const maxHsms = Math.max(...data.series.map((p) => p.hsmCount));
   const x = { field: "hsmCount", type: "quantitative", title: "HSMs in the cluster", scale: { domain: [0, maxHsms] }, axis: { tickMinStep: 1, format: "d" } };
@@ -248,7 +287,7 @@ export function throughputChartSpec(input: ThroughputChartInput): TopLevelSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: `${data.operation}: operations per second the whole cluster completes` },
+    title: titleBlock(data.title, data.subtitle ?? `${data.operation}: operations per second the whole cluster completes`),
     width: WIDTH,
     height: 320,
     layer: [
@@ -268,8 +307,9 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
     latencyMs: p[`${key}Ms`],
     source: SOURCE_STYLE[p.source].label,
     model: p.source === "model",
-    lineDescription: `${SOURCE_STYLE[p.source].label}: ${key} latency against offered load`,
-    description: `${SOURCE_STYLE[p.source].label}: ${key} ${ms(p[`${key}Ms`])} ms at ${count(p.offeredPerSec)} ops/s offered`,
+    curve: p.label ?? SOURCE_STYLE[p.source].label,
+    lineDescription: `${p.label ?? SOURCE_STYLE[p.source].label}: ${key} latency against offered load`,
+    description: `${p.label === undefined ? SOURCE_STYLE[p.source].label : `${SOURCE_STYLE[p.source].label}, ${p.label}`}: ${key} ${ms(p[`${key}Ms`])} ms at ${count(p.offeredPerSec)} ops/s offered`,
   })));
   const latencies = rows.map((r) => r.latencyMs).concat(data.targetP99Ms === undefined ? [] : [data.targetP99Ms]);
   const minMs = Math.min(...latencies);
@@ -282,8 +322,14 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
   const color = { field: "percentile", type: "nominal", title: "percentile", scale: { domain: PERCENTILES.map((p) => p.key), range: PERCENTILES.map((p) => p.color) } };
   const sources = CHART_SOURCES.filter((s) => data.series.some((p) => p.source === s));
   const shape = { field: "source", type: "nominal", title: "source", scale: { domain: sources.map((s) => SOURCE_STYLE[s].label), range: sources.map((s) => SOURCE_STYLE[s].shape) }, legend: { symbolFillColor: "#444444", symbolStrokeColor: "#444444" } };
+  // Several model curves (all up, one HSM down…): one line per curve and percentile, the curves told apart by their dash.
+  const modelRows = rows.filter((r) => r.model).sort((a, b) => a.offeredPerSec - b.offeredPerSec);
+  const curves = [...new Set(rows.filter((r) => r.model).map((r) => r.curve))]; // in the caller's order: the first is solid
+  const dash = curves.length > 1
+    ? { strokeDash: { field: "curve", type: "nominal", title: "model curve", scale: { domain: curves, range: curves.map((_, i) => DASHES[i % DASHES.length]) }, legend: { symbolStrokeColor: "#444444", symbolType: "stroke", symbolSize: 400 } } }
+    : { detail: { field: "curve", type: "nominal" } };
   const layers: unknown[] = [
-    { data: { values: rows.filter((r) => r.model).sort((a, b) => a.offeredPerSec - b.offeredPerSec) }, mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y, color, description: { field: "lineDescription" } } },
+    { data: { values: modelRows }, mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y, color, ...dash, description: { field: "lineDescription" } } },
     { data: { values: rows.filter((r) => !r.model) }, mark: { type: "point", filled: true, size: 90, opacity: 1, stroke: "white", strokeWidth: 0.8 }, encoding: { x, y, color, shape, description: { field: "description" } } },
   ];
   if (data.targetP99Ms !== undefined) {
@@ -297,13 +343,14 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
     const at = [{ offeredPerSec: data.kneePerSec, label: `knee ≈ ${count(data.kneePerSec)} ops/s` }];
     layers.push(
       { data: { values: at }, mark: { type: "rule", color: RULE_COLOR, strokeDash: [4, 4], strokeWidth: 1.5 }, encoding: { x: { field: "offeredPerSec", type: "quantitative" }, description: { field: "label" } } },
-      { data: { values: at }, mark: { type: "text", align: "right", baseline: "top", dx: -4, y: 4, color: RULE_COLOR, fontWeight: "bold" }, encoding: { x: { field: "offeredPerSec", type: "quantitative" }, text: { field: "label" } } },
+      // Left of the rule, unless the knee is so near the origin that the label would leave the chart.
+      { data: { values: at }, mark: { type: "text", ...(data.kneePerSec < 0.35 * maxOffered ? { align: "left", dx: 4 } : { align: "right", dx: -4 }), baseline: "top", y: 4, color: RULE_COLOR, fontWeight: "bold" }, encoding: { x: { field: "offeredPerSec", type: "quantitative" }, text: { field: "label" } } },
     );
   }
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: "latency percentiles against the offered load" },
+    title: titleBlock(data.title, data.subtitle ?? "latency percentiles against the offered load"),
     width: WIDTH,
     height: 320,
     layer: layers,
@@ -315,6 +362,7 @@ export function latencyChartSpec(input: LatencyChartInput): TopLevelSpec {
 export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
   const data = checkFailover(input);
   const rows = data.series.slice().sort((a, b) => a.atSec - b.atSec);
+  const offered = data.offeredPerSec === undefined ? [] : [{ opsPerSec: data.offeredPerSec, label: `offered ${count(data.offeredPerSec)} ops/s` }];
   const times = rows.map((r) => r.atSec).concat(data.killAtSec, data.recoveredAtSec ?? data.killAtSec);
   const xDomain = [Math.min(...times), Math.max(...times)];
   // The kill's label sits left of its rule and the recovery's right of its own, both at the foot of
@@ -327,24 +375,65 @@ export function failoverChartSpec(input: FailoverChartInput): TopLevelSpec {
     width: WIDTH,
     height: 170,
     layer: [
+      ...(withLabels && offered.length > 0 ? [
+        { data: { values: offered }, mark: { type: "rule", color: RULE_COLOR, strokeDash: [2, 3], strokeWidth: 1.5 }, encoding: { y, description: { field: "label" } } },
+        { data: { values: offered }, mark: { type: "text", align: "left", baseline: "bottom", x: 4, dy: -3, color: RULE_COLOR }, encoding: { y, text: { field: "label" } } },
+      ] : []),
       { data: { values: events }, mark: { type: "rule", strokeDash: [6, 4], strokeWidth: 2 }, encoding: { x: x(xTitle), color: eventColor, description: { field: "label" } } },
       ...(withLabels ? events.map((e) => ({ data: { values: [e] }, mark: { type: "text", align: e.align, dx: e.dx, baseline: "bottom", y: "height", dy: -4, fontWeight: "bold" }, encoding: { x: x(xTitle), color: eventColor, text: { field: "label" } } })) : []),
+      ...(withLabels && failedRows.length > 0 ? [
+        { data: { values: failedRows }, mark: { type: "bar", width: barWidth, color: KILL_COLOR }, encoding: { x: x(xTitle), y: { ...(y as object), field: "failedPerSec" }, description: { field: "failedText" } } },
+        // The tallest bar says what the bars are (a legend for one bar would be heavier than the bar).
+        { data: { values: [worstFailed] }, mark: { type: "text", align: "left", baseline: "bottom", dx: barWidth / 2 + 3, dy: -2, color: KILL_COLOR }, encoding: { x: x(xTitle), y: { ...(y as object), field: "failedPerSec" }, text: { field: "failedLabel" } } },
+      ] : []),
       { data: { values: lineRows }, mark: { type: "line", color: LINE_COLOR, strokeWidth: 2.5 }, encoding: { x: x(xTitle), y, description: { value: lineDescription } } },
       // Points too where the line breaks (an interval with no completed request): a lone value between gaps stays visible.
       ...(withPoints ? [{ data: { values: lineRows }, mark: { type: "point", filled: true, size: 30, color: LINE_COLOR, opacity: 1 }, encoding: { x: x(xTitle), y, description: { field: description } } }] : []),
     ],
   });
+  // Failures as bars, each as wide as most of its interval (the series is sorted; the narrowest gap decides).
+  const gaps = rows.slice(1).map((r, i) => r.atSec - rows[i].atSec).filter((g) => g > 0);
+  const span = xDomain[1] - xDomain[0];
+  const barWidth = gaps.length === 0 || span === 0 ? 4 : Math.max(2, Math.min(40, (0.8 * Math.min(...gaps) * WIDTH) / span));
+  const failedRows = rows.filter((r) => (r.failedPerSec ?? 0) > 0).map((r) => ({ ...r, failedText: `${seconds(r.atSec)} s: ${count(r.failedPerSec!)} failed ops/s` }));
+  const worstFailed = failedRows.reduce((a, b) => (b.failedPerSec! > a.failedPerSec! ? b : a), failedRows[0] ?? {});
+  if (failedRows.length > 0) Object.assign(worstFailed, { failedLabel: `${count(worstFailed.failedPerSec!)} failed/s` });
   const withText = rows.map((r) => ({ ...r, throughputText: `${seconds(r.atSec)} s: ${count(r.opsPerSec)} ops/s`, p99Text: r.p99Ms === null ? `${seconds(r.atSec)} s: no request completed` : `${seconds(r.atSec)} s: p99 ${ms(r.p99Ms)} ms` }));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     config: CONFIG,
-    title: { text: data.title, subtitle: `an HSM killed at peak load (${SOURCE_STYLE[data.source].label})` },
+    title: titleBlock(data.title, data.subtitle ?? `an HSM killed at peak load (${SOURCE_STYLE[data.source].label})`),
     spacing: 18,
     vconcat: [
       panel({ field: "opsPerSec", type: "quantitative", title: "throughput (ops/s)", scale: { zero: true }, axis: { format: ",.0f" } }, withText, `throughput over time (${SOURCE_STYLE[data.source].label})`, "throughputText", true, null, false),
       panel({ field: "p99Ms", type: "quantitative", title: "p99 latency (ms)", scale: { zero: true } }, withText, `p99 latency over time (${SOURCE_STYLE[data.source].label})`, "p99Text", false, "time (s)", true),
     ],
   } as unknown as TopLevelSpec;
+}
+
+/** A load generator's timeline window (src/sizing/load.ts's TimelineWindow, structurally). */
+export interface TimelineWindowLike {
+  startMs: number;
+  endMs: number;
+  opsPerSec: number;
+  failed: number;
+  p99Ms: number | null;
+}
+
+/** The failover chart's series from a load run's timeline: each window plotted at its middle, its failures per second. */
+export function failoverSeriesFromTimeline(windows: readonly TimelineWindowLike[]): FailoverPoint[] {
+  return points(windows, "timeline").map((item, i) => {
+    const w = record(item, `timeline[${i}]`);
+    const startMs = nonNegative(w.startMs, `timeline[${i}].startMs`);
+    const endMs = nonNegative(w.endMs, `timeline[${i}].endMs`);
+    if (endMs <= startMs) fail(`timeline[${i}].endMs`, `after startMs (${startMs})`, endMs);
+    return {
+      atSec: (startMs + endMs) / 2000,
+      opsPerSec: nonNegative(w.opsPerSec, `timeline[${i}].opsPerSec`),
+      p99Ms: w.p99Ms === null ? null : nonNegative(w.p99Ms, `timeline[${i}].p99Ms`),
+      failedPerSec: nonNegative(w.failed, `timeline[${i}].failed`) / ((endMs - startMs) / 1000),
+    };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,7 +449,7 @@ export async function renderSvg(spec: TopLevelSpec, options: RenderOptions = {})
   const joined = (args: unknown[]) => args.map(String).join(" ");
   const logger = {
     level: () => logger,
-    error: (...args: unknown[]) => { throw new ChartError("RENDER_FAILED", `chart: ${joined(args)}`); },
+    error: (...args: unknown[]) => { throw new SizingError("INVALID_ARGUMENT", `chart: the spec could not be compiled: ${joined(args)}`); },
     warn: (...args: unknown[]) => (options.onWarning?.(joined(args)), logger),
     info: () => logger,
     debug: () => logger,
@@ -370,8 +459,8 @@ export async function renderSvg(spec: TopLevelSpec, options: RenderOptions = {})
     view = new vega.View(vega.parse(compile(spec, { logger: logger as never }).spec), { renderer: "none", logLevel: vega.Error });
     return await view.toSVG();
   } catch (error) {
-    if (error instanceof ChartError) throw error;
-    throw new ChartError("RENDER_FAILED", `chart: the spec could not be rendered: ${error instanceof Error ? error.message : String(error)}`);
+    if (error instanceof SizingError) throw error;
+    throw new SizingError("INVALID_ARGUMENT", `chart: the spec could not be rendered: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
     view?.finalize();
   }

@@ -8,7 +8,8 @@ export type SizingErrorCode =
   | "INVALID_RATE" // a rate that is not a finite number > 0
   | "INVALID_ARGUMENT" // any other bad input (HSM count, spare, percentile, target, price, profile type)
   | "DUPLICATE_OPERATION" // the same operation twice in one load
-  | "IMPOSSIBLE_TARGET"; // no cluster of 2–28 HSMs meets the target
+  | "IMPOSSIBLE_TARGET" // no cluster of 2–28 HSMs meets the target
+  | "OUTPUT_FAILED"; // a chart or report file could not be written
 
 export class SizingError extends CodedError<SizingErrorCode> {
   constructor(code: SizingErrorCode, message: string) {

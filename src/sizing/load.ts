@@ -72,6 +72,7 @@ export interface LoadOperation {
 
 const MAX_INPUT_BYTES = 1 << 20;
 const MAX_SESSIONS = 1000;
+const MAX_WINDOWS = 100_000;
 
 /** Parses the generator's own operation names ("ecdsa-p256-sign", "aes-gcm-4k", "hmac-64b", "random-32b"). */
 export function loadOperation(name: string, weight = 1): LoadOperation {
@@ -194,6 +195,8 @@ export interface LoadOptions {
   windowUs?: number;
   /** After the load stops, how long operations still in flight may finish (default 30 s); the rest count as unfinished. */
   drainUs?: number;
+  /** Uniforms on (0, 1) for the open loop's exponential gaps (default: from `random`; the discrete-event runs pass stratified ones). */
+  arrivalUniforms?: () => number;
   /** Called at every timeline window's end (live displays). */
   onProgress?: (progress: LoadProgress) => void;
 }
@@ -301,10 +304,19 @@ function checkLoadOptions(options: LoadOptions): void {
     }
   };
   if (options === null || typeof options !== "object") throw new LoadGeneratorError("options must be an object");
+  if (typeof options.chip?.start !== "function") throw new LoadGeneratorError("chip must have start(method, args, callback)");
+  if (typeof options.clock?.schedule !== "function" || typeof options.clock.nowUs !== "function") throw new LoadGeneratorError("clock must be a Clock (nowUs, schedule, cancel)");
+  if (typeof options.random?.int !== "function") throw new LoadGeneratorError("random must be a Random");
+  const sessions = options.prepared?.sessions;
+  if (!Array.isArray(sessions) || sessions.length === 0 || !sessions.every((s) => Number.isSafeInteger(s) && s > 0)) {
+    throw new LoadGeneratorError("prepared.sessions must list the sessions prepareLoad opened");
+  }
   positive(options.durationUs, "durationUs");
   if (options.warmUpUs !== undefined) positive(options.warmUpUs, "warmUpUs", true);
   if (options.windowUs !== undefined) positive(options.windowUs, "windowUs");
   if (options.drainUs !== undefined) positive(options.drainUs, "drainUs", true);
+  const windowUs = options.windowUs ?? 1_000_000;
+  if ((options.durationUs + (options.warmUpUs ?? 0)) / windowUs > MAX_WINDOWS) throw new LoadGeneratorError(`windowUs is too small: at most ${MAX_WINDOWS} timeline windows a run`);
   if (!Array.isArray(options.operations) || options.operations.length === 0) throw new LoadGeneratorError("operations must list at least one operation");
   const mode = options.mode;
   if (mode?.kind === "open") {
@@ -317,7 +329,24 @@ function checkLoadOptions(options: LoadOptions): void {
   } else {
     throw new LoadGeneratorError('mode must be { kind: "open", ratePerSec } or { kind: "closed", concurrency }');
   }
-  if (options.prepared.sessions.length === 0) throw new LoadGeneratorError("prepared.sessions is empty");
+}
+
+/** The prepared key (and signature) each class needs. */
+const KEY_OF: Partial<Record<LoadClass, keyof PreparedLoad["keys"]>> = {
+  "ecdsa-p256-sign": "ec", "ecdsa-p256-verify": "ecPublic", "rsa-2048-sign": "rsa", "rsa-2048-verify": "rsaPublic", "aes-gcm": "aes", "aes-cbc": "aes", hmac: "hmac",
+};
+
+/** Fails now, not from inside a timer later, when the preparation lacks what an operation needs. */
+function checkPrepared(operations: readonly LoadOperation[], prepared: PreparedLoad): void {
+  for (const op of operations) {
+    const key = KEY_OF[op.opClass as LoadClass];
+    if (key !== undefined && !Number.isSafeInteger(prepared.keys?.[key])) {
+      throw new LoadGeneratorError(`operation "${op.name}" needs a key prepareLoad did not make (prepare with the same operations)`);
+    }
+    if ((op.opClass === "ecdsa-p256-verify" || op.opClass === "rsa-2048-verify") && !Buffer.isBuffer(prepared.signatures?.[op.name])) {
+      throw new LoadGeneratorError(`operation "${op.name}" needs a signature prepareLoad did not make (prepare with the same operations)`);
+    }
+  }
 }
 
 /** One operation's calls on the chip: its Init (none for random) and its data call. */
@@ -385,6 +414,7 @@ export function startLoad(options: LoadOptions, onDone?: (result: LoadResult) =>
   checkLoadOptions(options);
   const operations = options.operations.map(checkOperation);
   const { chip, clock, random, prepared, mode } = options;
+  checkPrepared(operations, prepared);
   const warmUpUs = options.warmUpUs ?? 0;
   const totalUs = warmUpUs + options.durationUs;
   const windowUs = options.windowUs ?? Math.min(1_000_000, Math.max(1, Math.floor(totalUs / 20)));
@@ -392,6 +422,7 @@ export function startLoad(options: LoadOptions, onDone?: (result: LoadResult) =>
   const startUs = clock.nowUs();
   const measureFromUs = startUs + warmUpUs;
   const measureToUs = startUs + totalUs;
+  const arrivalUniform = options.arrivalUniforms ?? (() => uniform(random));
   const totalWeight = operations.reduce((s, o) => s + (o.weight ?? 1), 0);
 
   const freeSessions = [...prepared.sessions];
@@ -521,7 +552,7 @@ export function startLoad(options: LoadOptions, onDone?: (result: LoadResult) =>
 
   const scheduleArrival = () => {
     if (mode.kind !== "open" || stopped) return;
-    const gapUs = (-Math.log(uniform(random)) * 1e6) / mode.ratePerSec;
+    const gapUs = (-Math.log(arrivalUniform()) * 1e6) / mode.ratePerSec;
     arrivalTimer = clock.schedule(gapUs, arrive);
   };
 

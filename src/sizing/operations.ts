@@ -51,7 +51,8 @@ function unknown(text: string): never {
 /** Parses an operation name; unknown names and bad sizes → SizingError INVALID_OPERATION naming the text. */
 export function parseOperation(text: string): Operation {
   if (typeof text !== "string" || text.length === 0 || text.length > 64) unknown(String(text).slice(0, 64));
-  const fixedBytes = FIXED[text as OperationClass];
+  // Own names only: "constructor" or "__proto__" are not operations.
+  const fixedBytes = Object.hasOwn(FIXED, text) ? FIXED[text as OperationClass] : undefined;
   if (fixedBytes !== undefined) return { name: text, opClass: text as OperationClass, inputBytes: fixedBytes };
   const bulk = BULK_CLASSES.find((c) => text.startsWith(`${c}-`));
   if (bulk === undefined) {

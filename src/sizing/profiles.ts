@@ -16,7 +16,7 @@ import {
   OPERATION_CLASSES, type OperationClass, type OperationCost, type ServiceProfile, checkServiceProfile,
 } from "../cluster/service-profile.js";
 import { SizingError } from "./errors.js";
-import { type UslFit, fitUsl } from "./usl.js";
+import { type UslFit, fitUsl, peakHsmCount } from "./usl.js";
 
 export const PROFILE_TYPES = ["hsm1.medium", "hsm2m.medium", "unlimited"] as const;
 export type ProfileType = (typeof PROFILE_TYPES)[number];
@@ -190,4 +190,31 @@ export function profileFor(type: string, options: { timeDilation?: number } = {}
     distribution: "exponential",
     costs: checked === "unlimited" ? unlimitedCosts() : calibratedCosts(checked),
   });
+}
+
+export interface CalibrationRow {
+  type: PublishedPoint["type"];
+  operation: PublishedOperation;
+  lambdaPerSec: number;
+  contention: number;
+  coherency: number;
+  /** Where the fitted law peaks (Infinity: it never does); beyond 6 HSMs an extrapolation. */
+  peakHsmCount: number;
+  /** One operation's engine time on a one-HSM cluster (µs): ENGINES / λ. */
+  serviceUs: number;
+  maxRelativeError: number;
+  points: UslFit["points"];
+}
+
+/** The fit of every published row, for the README and the published-table check. */
+export function calibrationTable(): CalibrationRow[] {
+  const rows: CalibrationRow[] = [];
+  for (const type of ["hsm1.medium", "hsm2m.medium"] as const) {
+    for (const operation of ["rsa-2048-sign", "ecdsa-p256-sign"] as const) {
+      const fit = publishedFit(type, operation);
+      rows.push({ type, operation, lambdaPerSec: fit.lambdaPerSec, contention: fit.contention, coherency: fit.coherency, peakHsmCount: peakHsmCount(fit),
+        serviceUs: (ENGINES * 1e6) / fit.lambdaPerSec, maxRelativeError: fit.maxRelativeError, points: fit.points });
+    }
+  }
+  return rows;
 }

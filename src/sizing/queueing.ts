@@ -87,7 +87,7 @@ function checkInput(input: ModelInput): void {
   for (const item of load) {
     if (typeof item.ratePerSec !== "number" || !Number.isFinite(item.ratePerSec) || item.ratePerSec <= 0)
       throw new SizingError("INVALID_RATE", `rate of ${String(item.operation)} must be a finite number of ops/s > 0 (got ${String(item.ratePerSec)})`);
-    if (!(item.opClass in input.profile.costs)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(item.opClass)}`);
+    if (!Object.hasOwn(input.profile.costs, item.opClass)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(item.opClass)}`);
     if (!Number.isFinite(item.inputBytes) || item.inputBytes < 0) throw new SizingError("INVALID_ARGUMENT", `inputBytes of ${String(item.operation)} must be ≥ 0`);
     if (names.has(item.operation)) throw new SizingError("DUPLICATE_OPERATION", `operation ${item.operation} appears twice in the load`);
     names.add(item.operation);
@@ -117,11 +117,18 @@ interface Wait {
   waitRatePerUs: number;
 }
 
-/** P(E_θ + E_μ > t) for independent exponentials of rates θ, μ, without cancellation when θ ≈ μ. */
-function hypoexponentialTail(theta: number, mu: number, t: number): number {
+/**
+ * P(E_θ + E_μ > t) for independent exponentials of rates θ, μ: (μe^{−θt} − θe^{−μt}) / (μ − θ).
+ * Where (μ − θ)t is small that difference cancels, so it is written e^{−θt}(1 + θ(1 − e^{−(μ−θ)t})/(μ−θ))
+ * with expm1; elsewhere that form would overflow (e^{−(μ−θ)t} for θ ≫ μ), so the direct one is used.
+ */
+export function hypoexponentialTail(theta: number, mu: number, t: number): number {
   const d = mu - theta;
-  const ratio = d === 0 ? t : -Math.expm1(-d * t) / d;
-  return Math.exp(-theta * t) * (1 + theta * ratio);
+  if (Math.abs(d * t) < 1) {
+    const ratio = d === 0 ? t : -Math.expm1(-d * t) / d;
+    return Math.exp(-theta * t) * (1 + theta * ratio);
+  }
+  return (mu * Math.exp(-theta * t) - theta * Math.exp(-mu * t)) / d;
 }
 
 /** P(T > t) for one class: T = W + S, S ~ Exp(1/serviceUs); serviceUs 0 means T = 0 (served at once). */
@@ -223,7 +230,7 @@ export function modelCluster(input: ModelInput): ModelResult {
 /** The rate at which `hsmCount` HSMs serving only `opClass` calls of `inputBytes` are fully busy (Infinity when it takes no engine time). */
 export function saturationPerSec(profile: ServiceProfile, hsmCount: number, opClass: OperationClass, inputBytes = 0, memberCount = hsmCount): number {
   if (!Number.isInteger(hsmCount) || hsmCount < 1 || hsmCount > MAX_HSMS) throw new SizingError("INVALID_ARGUMENT", `hsmCount must be an integer from 1 to ${MAX_HSMS} (got ${String(hsmCount)})`);
-  if (!(opClass in profile.costs)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(opClass)}`);
+  if (!Object.hasOwn(profile.costs, opClass)) throw new SizingError("INVALID_OPERATION", `unknown operation class ${String(opClass)}`);
   const serviceUs = meanServiceUs(profile, opClass, inputBytes, memberCount);
   return serviceUs === 0 ? Infinity : (hsmCount * profile.engines * 1e6) / serviceUs;
 }

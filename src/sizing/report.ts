@@ -2,7 +2,7 @@
 // charts as inline SVG. No script, no external URL, nothing fetched when it is opened: it can be
 // mailed, attached to a ticket or printed. Every text is escaped; a chart's SVG is markup and is
 // checked instead (it must be an SVG with nothing active in it, as the chart functions make).
-import { ChartError } from "./charts.js";
+import { SizingError } from "./errors.js";
 
 export interface ReportRow {
   label: string;
@@ -26,7 +26,7 @@ const MAX_SVG_CHARS = 20_000_000;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 
 function fail(field: string, rule: string): never {
-  throw new ChartError("INVALID_ARGUMENT", `report: ${field} must be ${rule}`);
+  throw new SizingError("INVALID_ARGUMENT", `report: ${field} must be ${rule}`);
 }
 
 /** Escapes text for an HTML element's content or a quoted attribute. */
@@ -69,7 +69,7 @@ function inlineSvg(svg: unknown, index: number): string {
     .replace(/\sxmlns(:\w+)?="[^"]*"/g, "")
     .replace(/\sid="([^"]*)"/g, (_, id: string) => ` id="${prefix}${id}"`)
     .replace(/url\(\s*(['"]?)#/g, (_, quote: string) => `url(${quote}#${prefix}`)
-    .replace(/^<svg/, `<svg role="img" aria-labelledby="${prefix}title"`);
+    .replace(/^<svg/, `<svg aria-labelledby="${prefix}title"`);
 }
 
 const STYLE = `
@@ -88,13 +88,17 @@ td { font-variant-numeric: tabular-nums; }
 ul.notes { padding-left: 1.25rem; color: #333; }
 ul.notes li { overflow-wrap: anywhere; }
 figure { margin: 1.5rem 0; }
-figure svg { display: block; max-width: 100%; height: auto; }
+/* A chart scales down with the page, but not below where its text stays legible: a phone scrolls it sideways. */
+.chart { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+.chart svg { display: block; max-width: 100%; min-width: 32rem; height: auto; }
 figcaption { color: #444; font-size: .95rem; margin-top: .25rem; overflow-wrap: anywhere; }
 @media (max-width: 30rem) { body { padding: .75rem; font-size: 15px; } th { width: 50%; } }
 @media print {
   body { max-width: none; padding: 0; font-size: 11pt; }
   h2 { break-after: avoid; }
   figure, table, tr { break-inside: avoid; }
+  .chart { overflow: visible; }
+  .chart svg { min-width: 0; }
 }
 `;
 
@@ -120,7 +124,7 @@ export function htmlReport(input: ReportInput): string {
   const figures = input.charts.map((chart, i) => {
     if (chart === null || typeof chart !== "object") fail(`charts[${i}]`, "an object { title, svg }");
     const caption = text(chart.title, `charts[${i}].title`);
-    return `<figure>\n${inlineSvg(chart.svg, i)}\n<figcaption id="chart${i}-title">${escapeHtml(caption)}</figcaption>\n</figure>`;
+    return `<figure>\n<div class="chart">${inlineSvg(chart.svg, i)}</div>\n<figcaption id="chart${i}-title">${escapeHtml(caption)}</figcaption>\n</figure>`;
   });
   return [
     "<!doctype html>",
@@ -129,7 +133,7 @@ export function htmlReport(input: ReportInput): string {
     '<meta charset="utf-8">',
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     // Belt and braces: even a browser given a hostile SVG would load and run nothing.
-    `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">`,
+    `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline';">`,
     `<title>${escapeHtml(title)}</title>`,
     `<style>${STYLE}</style>`,
     "</head>",

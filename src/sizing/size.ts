@@ -14,7 +14,7 @@ import { SizingError } from "./errors.js";
 import { parseOperation } from "./operations.js";
 import { ESTIMATES, PROFILE_TYPES, checkProfileType, isEstimate, profileFor } from "./profiles.js";
 import { HOURS_PER_MONTH, hourlyPrice, monthlyCostUsd } from "./prices.js";
-import { type LatencyMs, type LoadItem, type ModelResult, type Spreading, kneePerSec, modelCluster } from "./queueing.js";
+import { DEFAULT_SPREADING, type LatencyMs, type LoadItem, type ModelResult, type Spreading, kneePerSec, modelCluster } from "./queueing.js";
 
 export const MIN_HSMS = 2;
 export const MAX_HSMS = 28;
@@ -49,6 +49,7 @@ export interface SizeAnswer {
   p99TargetMs: number | null;
   offeredPerSec: number;
   networkRttUs: number;
+  spreading: Spreading;
   allUp: ClusterState;
   /** The condition the answer is sized for: `spare` HSMs down. */
   withSpareDown: ClusterState;
@@ -175,6 +176,7 @@ export function size(input: SizeInput): SizeAnswer {
     p99TargetMs: p99Ms ?? null,
     offeredPerSec,
     networkRttUs: rttUs,
+    spreading: spreading ?? DEFAULT_SPREADING,
     allUp: stateOf(allUp),
     withSpareDown: stateOf(withSpareDown),
     oneDown: stateOf(oneDown),

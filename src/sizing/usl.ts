@@ -111,3 +111,12 @@ export function fitUsl(points: readonly UslPoint[]): UslFit {
   });
   return { ...params, maxRelativeError: Math.max(...fitted.map((p) => Math.abs(p.relativeError))), points: fitted };
 }
+
+/**
+ * The HSM count where the law's throughput peaks, √((1 − σ)/κ) (Infinity when κ = 0: the curve
+ * only rises). Past it each added HSM costs more in coherency than it brings. For a fit to
+ * AWS's points (2, 3, 6 HSMs) anything beyond 6 is the law's extrapolation, not a measurement.
+ */
+export function peakHsmCount(p: Pick<UslParameters, "contention" | "coherency">): number {
+  return p.coherency === 0 ? Infinity : Math.sqrt(Math.max(0, 1 - p.contention) / p.coherency);
+}

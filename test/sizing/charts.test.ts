@@ -6,9 +6,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  ChartError, failoverChartSpec, failoverChartSvg, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, writeChart,
+  failoverChartSpec, failoverChartSvg, failoverSeriesFromTimeline, latencyChartSvg, renderSvg, throughputChartSpec, throughputChartSvg, wrapText, writeChart,
   type FailoverChartInput, type LatencyChartInput, type ThroughputChartInput,
 } from "../../src/sizing/charts.js";
+import { SizingError } from "../../src/sizing/errors.js";
+import { PUBLISHED, profileFor } from "../../src/sizing/profiles.js";
+import { kneePerSec, latencyCurve, saturationPerSec } from "../../src/sizing/queueing.js";
 import { escapeHtml, htmlReport, type ReportInput } from "../../src/sizing/report.js";
 
 /** A small XML well-formedness check: balanced tags, quoted attributes, no stray '<' or bare '&'. */
@@ -121,6 +124,15 @@ describe("throughput chart", () => {
     expect(await throughputChartSvg(throughputInput())).toBe(await throughputChartSvg(throughputInput()));
   });
 
+  it("wraps a long title rather than widening the chart, and cuts an overlong legend label", async () => {
+    const svg = await throughputChartSvg({ title: "A very long title ".repeat(11), operation: "aes-gcm-4k", series: [{ hsmCount: 1, opsPerSec: 10, source: "measured", note: "a long note ".repeat(16) }] });
+    const width = Number(svg.match(/^<svg[^>]* width="(\d+)"/)![1]);
+    expect(width).toBeLessThan(900);
+    expect(count(svg, /role-title-text/)).toBe(1);
+    expect(count(svg, /<tspan/)).toBeGreaterThanOrEqual(4); // the title's lines
+    expect(svg).toContain("…</text>");
+  });
+
   it("keeps hostile text inert in the SVG", async () => {
     const svg = await throughputChartSvg({ title: `<script>alert("t")</script>`, operation: `x"><script>alert(1)</script>`, series: [
       { hsmCount: 1, opsPerSec: 10, source: "measured", note: `</text><script>alert('n')</script>&` },
@@ -162,6 +174,21 @@ describe("latency chart", () => {
     expect(count(svg, /aria-roledescription="line mark"/)).toBe(0);
     expect(ariaLabels(svg, "point")).toHaveLength(6);
   });
+  it("draws one line per curve and percentile when model points are labelled (all up, one down), dashed apart", async () => {
+    const { onWarning, warnings } = collectWarnings();
+    const curve = (label: string, capacity: number) => [1000, 3000, 5000].map((r) => ({ offeredPerSec: r, p50Ms: 1 / (1 - r / capacity), p95Ms: 3 / (1 - r / capacity), p99Ms: 5 / (1 - r / capacity), source: "model" as const, label }));
+    const svg = await latencyChartSvg({ title: "two curves", subtitle: "4 × hsm2m.medium, one down", series: [...curve("4 HSMs", 8000), ...curve("3 HSMs, one down", 6000)], kneePerSec: 100 }, { onWarning });
+    expect(warnings).toEqual([]);
+    expectWellFormed(svg);
+    const lines = ariaLabels(svg, "line mark");
+    expect(lines).toHaveLength(6);
+    expect(lines).toContain("3 HSMs, one down: p99 latency against offered load");
+    for (const line of [...svg.matchAll(/aria-roledescription="line mark" d="([^"]*)"/g)]) expect(count(line[1], /L/)).toBe(2); // 3 points each, not a zigzag through both curves
+    expect(count(svg, /stroke-dasharray="8,4"/)).toBe(3 + 1); // the second curve's 3 lines and its legend symbol
+    expect(svg).toContain("Subtitle text '4 × hsm2m.medium, one down'");
+    // A knee near the origin is labelled to the right of its rule, inside the chart.
+    expect(svg).toMatch(/<text [^>]*text-anchor="start"[^>]*>knee ≈ 100 ops\/s<\/text>/);
+  });
 });
 
 describe("failover chart", () => {
@@ -183,10 +210,43 @@ describe("failover chart", () => {
     const points = ariaLabels(svg, "point");
     expect(points).toHaveLength(20);
     expect(points).toContain("11 s: p99 150 ms");
+    expect(svg).not.toContain("offered "); // no offered load given, no rule for it
     // Both panels share the x scale: the kill rule sits at the same x in each.
     const ruleXs = [...svg.matchAll(/aria-label="HSM killed at 10 s" role="graphics-symbol" aria-roledescription="rule mark" transform="translate\(([-\d.]+),/g)].map((m) => m[1]);
     expect(ruleXs).toHaveLength(2);
     expect(ruleXs[0]).toBe(ruleXs[1]);
+  });
+
+  it("draws the offered load as a rule in the throughput panel when given", async () => {
+    const svg = await failoverChartSvg({ ...failoverInput(), offeredPerSec: 5000, subtitle: "3 × hsm2m.medium" });
+    expect(svg).toContain(">offered 5,000 ops/s</text>");
+    expect(count(svg, /aria-roledescription="rule mark"/)).toBe(5);
+    expect(svg).toContain("Subtitle text '3 × hsm2m.medium'");
+  });
+
+  it("draws requests that failed after retries as bars under the throughput line, the worst labelled", async () => {
+    const input = failoverInput();
+    input.series[10].failedPerSec = 600;
+    input.series[11].failedPerSec = 40;
+    input.series[12].failedPerSec = 0;
+    const svg = await failoverChartSvg(input);
+    expectWellFormed(svg);
+    expect(ariaLabels(svg, "bar")).toEqual(["10 s: 600 failed ops/s", "11 s: 40 failed ops/s"]);
+    expect(svg).toContain(">600 failed/s</text>");
+    expect(await failoverChartSvg(failoverInput())).not.toContain("failed");
+  });
+
+  it("turns a load run's timeline into the failover series: windows at their middle, failures per second", () => {
+    const series = failoverSeriesFromTimeline([
+      { startMs: 0, endMs: 500, opsPerSec: 4000, failed: 0, p99Ms: 20 },
+      { startMs: 500, endMs: 1000, opsPerSec: 1000, failed: 30, p99Ms: null },
+    ]);
+    expect(series).toEqual([
+      { atSec: 0.25, opsPerSec: 4000, p99Ms: 20, failedPerSec: 0 },
+      { atSec: 0.75, opsPerSec: 1000, p99Ms: null, failedPerSec: 60 },
+    ]);
+    expect(() => failoverSeriesFromTimeline([{ startMs: 5, endMs: 5, opsPerSec: 1, failed: 0, p99Ms: 1 }])).toThrow(/timeline\[0\]\.endMs/);
+    expect(() => failoverSeriesFromTimeline([])).toThrow(SizingError);
   });
 
   it("sorts the series by time (callers may pass intervals in any order)", () => {
@@ -215,27 +275,59 @@ describe("bad chart data", () => {
     ["a null point", () => failoverChartSvg({ ...failoverInput(), series: [null as never] }), "series[0]"],
     ["a null input", () => failoverChartSvg(null as never), "failover chart's input"],
     ["a zero p99 target", () => latencyChartSvg({ ...latencyInput(), targetP99Ms: 0 }), "targetP99Ms"],
+    ["an infinite knee (omit it instead)", () => latencyChartSvg({ ...latencyInput(), kneePerSec: Infinity }), "kneePerSec"],
+    ["a negative failure rate", () => failoverChartSvg({ ...failoverInput(), series: [{ atSec: 0, opsPerSec: 1, p99Ms: 1, failedPerSec: -1 }] }), "series[0].failedPerSec"],
+    ["a NaN offered load", () => failoverChartSvg({ ...failoverInput(), offeredPerSec: NaN }), "offeredPerSec"],
+    ["an empty curve label", () => latencyChartSvg({ ...latencyInput(), series: [{ offeredPerSec: 1, p50Ms: 1, p95Ms: 2, p99Ms: 3, source: "model", label: "" }] }), "series[0].label"],
+    ["a subtitle that is not a string", () => throughputChartSvg({ ...throughputInput(), subtitle: 5 as never }), "subtitle"],
     ["a NaN knee", () => latencyChartSvg({ ...latencyInput(), kneePerSec: NaN }), "kneePerSec"],
     ["a recovery before the kill", () => failoverChartSvg({ ...failoverInput(), recoveredAtSec: 5 }), "recoveredAtSec"],
     ["a NaN p99 (null is the way to say none)", () => failoverChartSvg({ ...failoverInput(), series: [{ atSec: 0, opsPerSec: 1, p99Ms: NaN }] }), "series[0].p99Ms"],
     ["too many points", () => throughputChartSvg({ ...throughputInput(), series: Array.from({ length: 10_001 }, () => ({ hsmCount: 1, opsPerSec: 1, source: "model" as const })) }), "series"],
   ];
   for (const [what, run, field] of cases) {
-    it(`refuses ${what} with a ChartError naming ${field}`, async () => {
+    it(`refuses ${what} with a SizingError naming ${field}`, async () => {
       const error = await run().then(() => undefined, (e: unknown) => e);
-      expect(error).toBeInstanceOf(ChartError);
-      expect(error).toMatchObject({ name: "ChartError", code: "INVALID_ARGUMENT" });
+      expect(error).toBeInstanceOf(SizingError);
+      expect(error).toMatchObject({ name: "SizingError", code: "INVALID_ARGUMENT" });
       expect((error as Error).message).toContain(field);
     });
   }
 
-  it("turns a spec Vega-Lite cannot compile into a ChartError (RENDER_FAILED) rather than a crash", async () => {
-    await expect(renderSvg({ mark: "nonsense" } as never)).rejects.toMatchObject({ name: "ChartError", code: "RENDER_FAILED" });
-    await expect(renderSvg({ data: { values: [] }, mark: "point", encoding: { x: { field: "a", type: "nope" } } } as never)).rejects.toMatchObject({ name: "ChartError", code: "RENDER_FAILED" });
+  it("turns a spec Vega-Lite cannot compile into a SizingError rather than a crash", async () => {
+    await expect(renderSvg({ mark: "nonsense" } as never)).rejects.toMatchObject({ name: "SizingError", code: "INVALID_ARGUMENT" });
+    await expect(renderSvg({ data: { values: [] }, mark: "point", encoding: { x: { field: "a", type: "nope" } } } as never)).rejects.toMatchObject({ name: "SizingError", code: "INVALID_ARGUMENT" });
   });
 
   it("the spec builders validate too (no spec is made from bad data)", () => {
-    expect(() => throughputChartSpec({ ...throughputInput(), operation: "" })).toThrow(ChartError);
+    expect(() => throughputChartSpec({ ...throughputInput(), operation: "" })).toThrow(SizingError);
+  });
+});
+
+describe("the charts take the model's outputs as they come", () => {
+  it("draws AWS's table against the model's curve, and the model's latency curve with its knee", async () => {
+    const profile = profileFor("hsm2m.medium");
+    const published = PUBLISHED.filter((p) => p.type === "hsm2m.medium" && p.operation === "ecdsa-p256-sign");
+    const model = Array.from({ length: 12 }, (_, i) => ({ hsmCount: i + 1, opsPerSec: saturationPerSec(profile, i + 1, "ecdsa-p256-sign"), source: "model" as const }));
+    const { onWarning, warnings } = collectWarnings();
+    const throughput = await throughputChartSvg({ title: "EC P-256 sign", operation: "ecdsa-p256-sign", series: [...model, ...published.map((p) => ({ ...p, source: "published" as const }))] }, { onWarning });
+    expect(ariaLabels(throughput, "point")).toHaveLength(3);
+    const input = { profile, hsmCount: 3, load: [{ operation: "ecdsa-p256-sign", opClass: "ecdsa-p256-sign" as const, inputBytes: 0, ratePerSec: 1000 }] };
+    const curve = latencyCurve(input, { points: 20 });
+    const latency = await latencyChartSvg({ title: "3 HSMs", series: curve.map((p) => ({ ...p, source: "model" as const })), kneePerSec: kneePerSec(input), targetP99Ms: 50 }, { onWarning });
+    expect(ariaLabels(latency, "line mark")).toHaveLength(3);
+    expect(latency).toMatch(/>knee ≈ [\d,]+ ops\/s<\/text>/);
+    expect(warnings).toEqual([]);
+  });
+});
+
+describe("wrapText", () => {
+  it("breaks at spaces within the width, splits a word longer than the width, drops extra spaces", () => {
+    expect(wrapText("one two three four", 9)).toEqual(["one two", "three", "four"]);
+    expect(wrapText("abcdefghij kl", 4)).toEqual(["abcd", "efgh", "ij", "kl"]);
+    expect(wrapText("  a   b  ", 10)).toEqual(["a b"]);
+    expect(wrapText("", 10)).toEqual([]);
+    for (const line of wrapText("The quick brown fox jumps over the lazy dog ".repeat(5), 12)) expect(line.length).toBeLessThanOrEqual(12);
   });
 });
 
@@ -248,8 +340,8 @@ describe("writeChart", () => {
     const path = join(dir, "a", "b", "throughput.svg");
     writeChart(path, svg);
     expect(readFileSync(path, "utf8")).toBe(svg);
-    expect(() => writeChart(join(dir, "x.svg"), "not a chart")).toThrow(ChartError);
-    expect(() => writeChart("", svg)).toThrow(ChartError);
+    expect(() => writeChart(join(dir, "x.svg"), "not a chart")).toThrow(SizingError);
+    expect(() => writeChart("", svg)).toThrow(SizingError);
   });
 });
 
@@ -327,14 +419,14 @@ describe("HTML report", () => {
   ];
   for (const [what, svg] of badSvgs) {
     it(`refuses a chart with ${what}`, () => {
-      expect(() => report({ charts: [{ title: "t", svg }] })).toThrow(expect.objectContaining({ name: "ChartError", code: "INVALID_ARGUMENT", message: expect.stringContaining("charts[0].svg") }));
+      expect(() => report({ charts: [{ title: "t", svg }] })).toThrow(expect.objectContaining({ name: "SizingError", code: "INVALID_ARGUMENT", message: expect.stringContaining("charts[0].svg") }));
     });
   }
 
-  it("refuses a bad date, a NaN value and a missing title with a ChartError", () => {
+  it("refuses a bad date, a NaN value and a missing title with a SizingError", () => {
     for (const over of [{ generatedAt: "yesterday" }, { generatedAt: "2026-13-45T99:00:00Z" }, { answer: [{ label: "x", value: NaN }] }, { title: "" }, { inputs: "x" as never }, { notes: [1 as never] }]) {
-      expect(() => report(over)).toThrow(ChartError);
+      expect(() => report(over)).toThrow(SizingError);
     }
-    expect(() => htmlReport(null as never)).toThrow(ChartError);
+    expect(() => htmlReport(null as never)).toThrow(SizingError);
   });
 });
