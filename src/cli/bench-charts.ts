@@ -3,7 +3,7 @@
 // over time (with the kill marked when --kill-at-s killed an HSM at peak), and one HTML report.
 import { join } from "node:path";
 
-import { failoverChartSvg, latencyChartSvg, writeChart } from "../sizing/charts.js";
+import { failoverChartSvg, failoverSeriesFromTimeline, latencyChartSvg, writeChart } from "../sizing/charts.js";
 import type { LoadMode } from "../sizing/load.js";
 import { htmlReport } from "../sizing/report.js";
 import type { RemoteBenchResult } from "./bench-against.js";
@@ -33,12 +33,16 @@ export async function benchChartFiles(r: RemoteBenchResult, dir: string, context
     charts.push({ title, svg });
   }
   // Profile time: the timeline's windows are already divided by K.
-  const timeline = r.dilated.timeline.map((w) => ({ atSec: w.endMs / 1000, opsPerSec: w.opsPerSec, p99Ms: w.p99Ms }));
+  const timeline = failoverSeriesFromTimeline(r.dilated.timeline);
   if (timeline.length > 0) {
     const title = context.killAtSec === undefined ? `Throughput and p99 over time${dilation}` : `An HSM killed at peak${dilation}`;
     // The failover chart marks a kill; without one, its marker sits at the start of the measured window.
     const killAtSec = context.killAtSec ?? r.measured.warmUpMs / 1000 / k;
-    const svg = await failoverChartSvg({ title, series: timeline, killAtSec: Math.min(killAtSec, timeline[timeline.length - 1].atSec), source: "measured" });
+    const svg = await failoverChartSvg({
+      title, series: timeline, killAtSec: Math.min(killAtSec, timeline[timeline.length - 1].atSec), source: "measured",
+      offeredPerSec: context.mode.kind === "open" ? r.dilated.offeredPerSec : undefined,
+      subtitle: context.killAtSec === undefined ? "no HSM killed: the marker is the start of the measured window" : undefined,
+    });
     const path = join(dir, context.killAtSec === undefined ? "timeline.svg" : "failover.svg");
     writeChart(path, svg);
     written.push(path);
