@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import * as P from "../../src/index.js";
+import { main } from "../../src/cli/main.js";
 import { OPERATION_CLASSES, type OperationCost } from "../../src/cluster/service-profile.js";
 import { type Status, cli, cliJson, members, placement, status, until } from "./helpers.js";
 
@@ -125,6 +126,19 @@ describe("hsmsim up with a performance profile", () => {
     expect(servedAfter - servedBefore).toBeGreaterThanOrEqual(2 * ran.measured.completed);
     expect(ran.charts.map((f) => f.slice(chartsDir.length + 1)).sort()).toEqual(["latency.svg", "report.html", "timeline.svg"]);
     for (const f of ran.charts) expect(readFileSync(f, "utf8")).toMatch(f.endsWith(".svg") ? /^<svg/ : /^<!doctype html>/i);
+  }, 120_000);
+
+  it("hsmsim bench --against shows a live line on a terminal and prints the table with the dilation beside every figure", async () => {
+    const s = await status(dir);
+    let stdout = "", stderr = "";
+    const code = await main(["bench", "--against", members(s)[0].address, "--ca", s.connect.trustAnchor, "--user", `${CU.username}:${CU.password}`,
+      "--saturate", "--concurrency", "2", "--duration-s", "1.5", "--warmup-s", "0", "--time-dilation", "3"],
+    { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t), isTTY: true, columns: 200 }, env: process.env });
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/bench {2}.*measuring: \d+ ops\/s, p99 [\d.-]+ ms \(×3 dilation corrected\), \d+ in flight/);
+    expect(stdout).toMatch(/ops\/s ×3 +p50 ms ÷3 +p95 ms ÷3 +p99 ms ÷3/);
+    expect(stdout).toMatch(/throughput \d+ ops\/s \(×3: time-dilated cluster, rates × 3, latencies ÷ 3\)/);
+    expect(stdout).toMatch(/client CPU: \d+% of one core/);
   }, 120_000);
 
   it("a burst beyond the queue: busy answers, retried by the client, CKR_FUNCTION_FAILED once the retries run out", async () => {
