@@ -58,7 +58,9 @@ remote client with a load generator: --rate R (open loop) or --saturate (closed 
 by --op, for --duration-s seconds after --warmup-s. It prints throughput, latency percentiles and
 failures by reason (CKR_FUNCTION_FAILED: busy after the client's retries); a live line on a terminal.
 A time-dilated cluster (up --time-dilation K) runs K times slower than the profile: pass the same K
-and every rate is × K and every latency ÷ K (the network's share of a latency is divided too).
+and every rate is × K and every latency ÷ K (the network's share of a latency is divided too); the
+client's timeouts and busy backoff are × K as well, so a queue the profile serves in time is not
+mistaken for a lost HSM.
 
 Creating a crypto user: with the management console of the typed API (connect() from "hsmsim"):
   const c = connect({ address: "127.0.0.2:2223", trustAnchor: ".hsmsim/pki/customerCA.crt" });
