@@ -138,7 +138,7 @@ for (const type of types) {
       }
       const row: Row = { type, operation, hsmCount, published: published.opsPerSec, model, des, desSeed, measured: null };
       if (des === null && desError !== undefined) row.desError = desError;
-      process.stderr.write(`${type} ${operation} ×${hsmCount}: published ${fmt(row.published)}, model ${fmt(model)}${des === null ? (row.desError ? `, DES FAILED (${row.desError})` : "") : `, DES ${fmt(des)}${desSeed?.endsWith(String(hsmCount)) ? "" : ` (seed ${desSeed})`}`}`);
+      process.stderr.write(`${type} ${operation} ×${hsmCount}: published ${fmt(row.published)}, model ${fmt(model)}${des === null ? (row.desError ? `, DES FAILED (${row.desError})` : "") : `, DES ${fmt(des)}${desSeed === `bench-sizing/${type}/${operation}/${hsmCount}` ? "" : ` (seed ${desSeed})`}`}`);
       if (withMeasured) {
         try {
           row.measured = await measure(type, operation, hsmCount, dilationFor(published.opsPerSec));
