@@ -189,6 +189,14 @@ describe("hsmsim up with a performance profile", () => {
       && x.hsms.find((h) => h.hsmId === ran.killed!.hsmId)!.pid !== s.hsms.find((h) => h.hsmId === ran.killed!.hsmId)!.pid, "the killed HSM back");
   }, 120_000);
 
+  it("an added HSM serves at the cluster's profile", async () => {
+    const added = await cliJson<{ hsmId: string }>("hsm", "add", "--data", dir);
+    await until(dir, (x) => x.hsms.some((h) => h.hsmId === added.hsmId && h.state === "ACTIVE" && h.busy !== undefined), "the added HSM answering");
+    const starts = readFileSync(join(dir, "logs", `${added.hsmId}.log`), "utf8").split("\n").filter((l) => l.includes('"HSM started"'));
+    expect(starts.length).toBe(1);
+    expect(JSON.parse(starts[0])).toMatchObject({ profile: "slow-test", timeDilation: 1 });
+  }, 120_000);
+
   it("the speed is not state: a running cluster refuses a new one; a stopped one takes it at up and keeps it after", async () => {
     const onRunning = await cli("up", "--data", dir, "--time-dilation", "3");
     expect(onRunning.code).toBe(2);
