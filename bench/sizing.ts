@@ -125,20 +125,16 @@ for (const type of types) {
       let desSeed: string | undefined;
       let desError: string | undefined;
       if (withDes) {
-        // The run's preparation makes an RSA key pair, a write whose engine time is long and random:
-        // a seed whose draw outlasts the client's write timeout fails there, so the next seed is tried (and recorded).
-        for (let attempt = 1; attempt <= 3 && des === null; attempt++) {
-          desSeed = `bench-sizing/${type}/${operation}/${hsmCount}${attempt === 1 ? "" : `/${attempt}`}`;
-          try {
-            des = runDiscreteEvent({ profile, hsmCount, saturate: [{ operation, opClass: operation, inputBytes: 32 }], seed: desSeed, durationUs: DES_DURATION_US }).throughputPerSec;
-          } catch (e) {
-            desError = `seed ${desSeed}: ${(e as Error).message}`;
-          }
+        desSeed = `bench-sizing/${type}/${operation}/${hsmCount}`;
+        try {
+          des = runDiscreteEvent({ profile, hsmCount, saturate: [{ operation, opClass: operation, inputBytes: 32 }], seed: desSeed, durationUs: DES_DURATION_US }).throughputPerSec;
+        } catch (e) {
+          desError = `seed ${desSeed}: ${(e as Error).message}`;
         }
       }
       const row: Row = { type, operation, hsmCount, published: published.opsPerSec, model, des, desSeed, measured: null };
       if (des === null && desError !== undefined) row.desError = desError;
-      process.stderr.write(`${type} ${operation} ×${hsmCount}: published ${fmt(row.published)}, model ${fmt(model)}${des === null ? (row.desError ? `, DES FAILED (${row.desError})` : "") : `, DES ${fmt(des)}${desSeed === `bench-sizing/${type}/${operation}/${hsmCount}` ? "" : ` (seed ${desSeed})`}`}`);
+      process.stderr.write(`${type} ${operation} ×${hsmCount}: published ${fmt(row.published)}, model ${fmt(model)}${des === null ? (row.desError ? `, DES FAILED (${row.desError})` : "") : `, DES ${fmt(des)}`}`);
       if (withMeasured) {
         try {
           row.measured = await measure(type, operation, hsmCount, dilationFor(published.opsPerSec));

@@ -107,8 +107,6 @@ export function spreadChip(chips: AsyncChip[], sessionsPerChip: number[]): Async
 }
 
 const LINK_TIMEOUT_MS = 120_000;
-/** Attempts at making the keys: a key generation is a write, and one whose answer comes too late has an unknown outcome. */
-const PREPARE_ATTEMPTS = 3;
 
 /** The bench could not make its sessions and keys on the cluster (the reason is the cluster's). */
 export class BenchError extends CodedError<"PREPARE_FAILED"> {
@@ -195,20 +193,15 @@ function openSessions(pkcs11: PKCS11, username: string, password: string, count:
 }
 
 /**
- * Runs a preparation step, again when the cluster failed it with CKR_FUNCTION_FAILED (a key
- * generation whose answer came after the client's write timeout: on a slow or dilated profile an
- * RSA key generation's engine time is long and random). Every failure ends as a BenchError.
+ * Runs a preparation step; a failure ends as a BenchError naming it. (A key generation on a slow or
+ * dilated profile takes long: the client gives key generations their own, dilated, timeout.)
  */
 function prepare<T>(step: () => T): T {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return step();
-    } catch (e) {
-      const retry = e instanceof Pkcs11Error && e.code === C.CKR_FUNCTION_FAILED && attempt < PREPARE_ATTEMPTS;
-      if (retry) continue;
-      const why = e instanceof Pkcs11Error ? `${e.message}${e.detail ? ` (${e.detail})` : ""}` : e instanceof Error ? e.message : String(e);
-      if (e instanceof CodedError) throw e;
-      throw new BenchError(`making the load's sessions and keys failed${attempt > 1 ? ` ${attempt} times` : ""}: ${why}`);
-    }
+  try {
+    return step();
+  } catch (e) {
+    if (e instanceof CodedError) throw e;
+    const why = e instanceof Pkcs11Error ? `${e.message}${e.detail ? ` (${e.detail})` : ""}` : e instanceof Error ? e.message : String(e);
+    throw new BenchError(`making the load's sessions and keys failed: ${why}`);
   }
 }

@@ -48,6 +48,23 @@ export interface ClientOptions {
  */
 export type RetryRule = "repeat" | "fail";
 
+/** The client's default timings (µs). */
+export const CLIENT_TIMINGS = Object.freeze({
+  requestTimeoutUs: 500_000, writeTimeoutUs: 3_000_000, keyGenerationTimeoutUs: 30_000_000, backoffUs: 20_000,
+});
+
+/**
+ * The client's timings for a cluster whose HSMs run `scale` times slower than life (a time-dilated
+ * profile): a dilated queue would otherwise look like a lost HSM, and resends would duplicate work.
+ */
+export function dilatedTimings(scale: number): Partial<ClientOptions> {
+  if (!(Number.isFinite(scale) && scale > 1)) return {};
+  return {
+    requestTimeoutUs: CLIENT_TIMINGS.requestTimeoutUs * scale, writeTimeoutUs: CLIENT_TIMINGS.writeTimeoutUs * scale,
+    keyGenerationTimeoutUs: CLIENT_TIMINGS.keyGenerationTimeoutUs * scale, backoffUs: CLIENT_TIMINGS.backoffUs * scale,
+  };
+}
+
 export interface SendOptions {
   /** Only this HSM (a session's operation or session object lives there). */
   pinned?: string;
@@ -116,11 +133,11 @@ export class ClusterClient {
       throw new ClientError("INVALID_ARGUMENT", "maxRetries must be an integer from 0 to 10");
     }
     this.conn = `${options.address}#${options.rng.int(1 << 30)}`;
-    this.requestTimeoutUs = options.requestTimeoutUs ?? 500_000;
-    this.writeTimeoutUs = options.writeTimeoutUs ?? 3_000_000;
-    this.keyGenerationTimeoutUs = Math.max(this.writeTimeoutUs, options.keyGenerationTimeoutUs ?? 30_000_000);
+    this.requestTimeoutUs = options.requestTimeoutUs ?? CLIENT_TIMINGS.requestTimeoutUs;
+    this.writeTimeoutUs = options.writeTimeoutUs ?? CLIENT_TIMINGS.writeTimeoutUs;
+    this.keyGenerationTimeoutUs = Math.max(this.writeTimeoutUs, options.keyGenerationTimeoutUs ?? CLIENT_TIMINGS.keyGenerationTimeoutUs);
     this.maxRetries = options.maxRetries ?? 3;
-    this.backoffUs = options.backoffUs ?? 20_000;
+    this.backoffUs = options.backoffUs ?? CLIENT_TIMINGS.backoffUs;
     options.transport.attach(options.address, (from, message) => this.receive(from, message));
     const interval = options.heartbeatIntervalUs ?? 1_000_000;
     const heartbeat = () => {

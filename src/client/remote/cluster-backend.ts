@@ -6,7 +6,7 @@ import type { ManageMethod } from "../../cluster/protocol.js";
 import { CKR_DEVICE_ERROR } from "../../pkcs11/constants.js";
 import { Pkcs11Error } from "../../pkcs11/errors.js";
 import { startManage } from "../api.js";
-import { ClusterClient } from "../client.js";
+import { ClusterClient, dilatedTimings } from "../client.js";
 import { ClusterChip } from "../cluster-chip.js";
 import { ClientError } from "../errors.js";
 import type { BackendSpec } from "./messages.js";
@@ -20,8 +20,7 @@ const LOCAL_CALLS = new Set(["getSlotList", "openSession", "closeSession", "clos
 
 export function clusterBackend(spec: ClusterSpec): WorkerBackend {
   const runtime = realTimeRuntime(spec);
-  const scale = spec.timeScale !== undefined && Number.isFinite(spec.timeScale) && spec.timeScale >= 1 ? spec.timeScale : 1;
-  const scaled = scale === 1 ? {} : { requestTimeoutUs: 500_000 * scale, writeTimeoutUs: 3_000_000 * scale, backoffUs: 20_000 * scale };
+  const scaled = dilatedTimings(spec.timeScale ?? 1);
   const client = new ClusterClient({ transport: runtime.transport, clock: runtime.clock, rng: runtime.rng, address: runtime.address, bootstrap: spec.bootstrap, ...scaled });
   const chip = new ClusterChip(client);
   // A refused connection or failed handshake fails over now, not at the request's timeout (500 ms for a read).
