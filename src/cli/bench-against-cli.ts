@@ -11,7 +11,6 @@ import { textOutput } from "./format.js";
 import { progressLine } from "./progress.js";
 import { timeDilationParser } from "./profile-option.js";
 import { type RemoteBenchResult, benchAgainst } from "./bench-against.js";
-import { benchChartFiles } from "./bench-charts.js";
 import { statusOf } from "./cluster-view.js";
 
 const opParser: ValueParser<LoadOperation> = (text, name) => {
@@ -133,6 +132,7 @@ export async function runBenchAgainst(values: AgainstValues, io: CommandIo): Pro
   let charts: string[] = [];
   if (values.charts !== undefined) {
     mkdirSync(values.charts, { recursive: true });
+    const { benchChartFiles } = await import("./bench-charts.js"); // vega loads only when charts are asked for
     charts = await benchChartFiles(result, values.charts, { operations: operations.map((o) => o.name), mode, killAtSec: kill === null ? undefined : kill.atSec / k });
   }
   if (json) {

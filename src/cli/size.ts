@@ -3,7 +3,6 @@ import { SizingError } from "../sizing/errors.js";
 import { SIZE_EXAMPLES, parseOperation } from "../sizing/operations.js";
 import { PROFILE_TYPES } from "../sizing/profiles.js";
 import { type SizeAnswer, DEFAULT_NETWORK_RTT_US, size } from "../sizing/size.js";
-import { sizeCharts, sizeReportHtml, writeOutput, writeSizeCharts } from "../sizing/size-report.js";
 import { type ValueParser, UsageError, decimalNumber, defineCommand, oneOf, shared, wholeNumber } from "./command.js";
 import { textOutput } from "./format.js";
 
@@ -72,6 +71,8 @@ with a size: aes-gcm-4k, aes-cbc-1k, hmac-64b, digest-1m, random-64b (sizes such
     });
     const written: string[] = [];
     if (values.report !== undefined || values.charts !== undefined) {
+      // Charts load vega (about a second): only when asked for, so the rest of the CLI starts fast.
+      const { sizeCharts, sizeReportHtml, writeOutput, writeSizeCharts } = await import("../sizing/size-report.js");
       const charts = await sizeCharts(answer);
       if (values.charts !== undefined) written.push(...writeSizeCharts(values.charts, charts));
       if (values.report !== undefined) {
