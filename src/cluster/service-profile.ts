@@ -14,7 +14,7 @@ import {
 import type { Random } from "../runtime/random.js";
 import { ClusterError } from "./errors.js";
 import { OPERATION_FAMILY, OPERATION_INIT } from "./calls.js";
-import type { RequestOp } from "./protocol.js";
+import { MAX_CALL_BUFFER_BYTES, type RequestOp } from "./protocol.js";
 
 /** What a profile prices. Key sizes are the classes' own: an RSA operation is priced as RSA-2048, an EC one as P-256. */
 export const OPERATION_CLASSES = [
@@ -145,7 +145,30 @@ export function inputBytesOf(op: RequestOp): number {
   if (op.kind !== "call") return 0;
   let bytes = 0;
   for (const a of op.args) if (a instanceof Uint8Array) bytes += a.length;
+  // Random's work is its output, asked for by length: 16 MiB of it is not priced as 16 bytes.
+  if (op.method === "generateRandom") {
+    const length = op.args[1];
+    if (typeof length === "number" && Number.isFinite(length) && length > 0) bytes += Math.min(length, MAX_CALL_BUFFER_BYTES);
+  }
   return bytes;
+}
+
+/** Sign and verify mechanisms that hash their input on the HSM (the caller passes the message, not its digest). */
+const HASHING_SIGNATURES = new Set([CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_SHA256_RSA_PKCS, CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS,
+  CKM_SHA1_RSA_PKCS_PSS, CKM_SHA224_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS,
+  CKM_ECDSA_SHA1, CKM_ECDSA_SHA224, CKM_ECDSA_SHA256, CKM_ECDSA_SHA384, CKM_ECDSA_SHA512]);
+
+/**
+ * Engine time a hashing signature spends on its input (µs), priced at the profile's digest rate
+ * per KiB: the RSA and ECDSA classes price one signature of a digest, and a message of 16 MiB
+ * signed with SHA256-RSA-PKCS is 16 MiB of hashing first.
+ */
+export function hashingUs(profile: ServiceProfile, op: RequestOp, demand: ServiceDemand): number {
+  if (op.kind !== "call" || demand.mechanism === undefined || !SetHas(HASHING_SIGNATURES, demand.mechanism)) return 0;
+  const family = OPERATION_FAMILY[op.method];
+  if ((family !== "sign" && family !== "verify") || OPERATION_INIT.has(op.method)) return 0;
+  const digest = profile.costs.digest;
+  return ((digest.perKiBUs * demand.inputBytes) / 1024) * scalingFactor(digest, demand.memberCount) * profile.timeDilation;
 }
 
 /**
@@ -158,7 +181,7 @@ export function classifyRequest(op: RequestOp, mechanism: number | undefined): O
   if (op.kind !== "call") return "control";
   const { method } = op;
   if (method === "login") return "login";
-  if (method === "generateRandom") return "random";
+  if (method === "generateRandom" || method === "seedRandom") return "random";
   if (KEY_WRITES.has(method)) return "key-write";
   if (method === "generateKey") return "aes-keygen";
   if (method === "generateKeyPair") return mechanism === CKM_RSA_PKCS_KEY_PAIR_GEN ? "rsa-2048-keygen" : "ec-p256-keygen";
@@ -193,8 +216,9 @@ export function profileServiceTime(profile: ServiceProfile, random: Random): Ser
   const checked = checkServiceProfile(profile);
   return (op, demand) => {
     const opClass = classifyRequest(op, demand.mechanism);
-    const mean = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount);
-    if (mean === 0) return 0;
+    const base = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount);
+    if (base === 0) return 0;
+    const mean = base + hashingUs(checked, op, demand);
     return checked.distribution === "fixed" ? mean : -mean * Math.log(uniform(random));
   };
 }
