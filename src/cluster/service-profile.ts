@@ -185,7 +185,9 @@ export function classifyRequest(op: RequestOp, mechanism: number | undefined): O
   if (KEY_WRITES.has(method)) return "key-write";
   if (method === "generateKey") return "aes-keygen";
   if (method === "generateKeyPair") return mechanism === CKM_RSA_PKCS_KEY_PAIR_GEN ? "rsa-2048-keygen" : "ec-p256-keygen";
-  if (method === "wrapKey" || method === "unwrapKey") return mechanism === CKM_RSA_PKCS_OAEP ? "rsa-2048-encrypt" : "aes-wrap";
+  // RSA-OAEP wraps with the public key (an encrypt) and unwraps with the private key (a decrypt, ~13× dearer).
+  if (method === "wrapKey") return mechanism === CKM_RSA_PKCS_OAEP ? "rsa-2048-encrypt" : "aes-wrap";
+  if (method === "unwrapKey") return mechanism === CKM_RSA_PKCS_OAEP ? "rsa-2048-decrypt" : "aes-wrap";
   if (method === "deriveKey") return mechanism === CKM_ECDH1_DERIVE || mechanism === CKM_ECDH1_COFACTOR_DERIVE ? "ecdh-p256-derive" : "key-write";
   const family = OPERATION_FAMILY[method];
   if (family === undefined || OPERATION_INIT.has(method) || family === "findObjects") return "control";

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { type ServiceProfile, classifyRequest, inputBytesOf, ownMechanism, profileServiceTime } from "../../src/cluster/service-profile.js";
 import type { RequestOp } from "../../src/cluster/protocol.js";
-import { CKM_ECDSA_SHA256, CKM_RSA_PKCS, CKM_SHA256_RSA_PKCS, CKM_SHA256_RSA_PKCS_PSS } from "../../src/pkcs11/constants.js";
+import { CKM_ECDSA_SHA256, CKM_RSA_PKCS_OAEP, CKM_RSA_PKCS, CKM_SHA256_RSA_PKCS, CKM_SHA256_RSA_PKCS_PSS } from "../../src/pkcs11/constants.js";
 import { profileFor } from "../../src/sizing/profiles.js";
 
 
@@ -39,5 +39,10 @@ describe("profile pricing: work a hostile client gets for free", () => {
 
   it("seeding the DRBG with 16 MiB is engine work, not the control path", () => {
     expect(priced(call("seedRandom", [1, Buffer.alloc(16 * MiB)]))).toBeGreaterThan(0);
+  });
+
+  it("unwrapping with RSA-OAEP is a private-key operation, priced as an RSA decrypt, not as the public-key wrap", () => {
+    expect(classifyRequest(call("wrapKey", [1, 2, 3, 512, [CKM_RSA_PKCS_OAEP]]), CKM_RSA_PKCS_OAEP)).toBe("rsa-2048-encrypt");
+    expect(classifyRequest(call("unwrapKey", [1, 2, Buffer.alloc(256), [], [CKM_RSA_PKCS_OAEP]]), CKM_RSA_PKCS_OAEP)).toBe("rsa-2048-decrypt");
   });
 });
