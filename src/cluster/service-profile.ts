@@ -140,11 +140,18 @@ export function ownMechanism(op: RequestOp): number | undefined {
   return typeof type === "number" && Number.isSafeInteger(type) ? type : undefined;
 }
 
-/** Bytes of input a request carries (its Buffer and typed-array arguments). */
-export function inputBytesOf(op: RequestOp): number {
+/** Bytes of buffers a request carries (its Buffer and typed-array arguments): what an HSM holds while it waits. */
+export function heldBytesOf(op: RequestOp): number {
   if (op.kind !== "call") return 0;
   let bytes = 0;
   for (const a of op.args) if (a instanceof Uint8Array) bytes += a.length;
+  return bytes;
+}
+
+/** Bytes of input a request carries (its Buffer and typed-array arguments; random's requested output). */
+export function inputBytesOf(op: RequestOp): number {
+  if (op.kind !== "call") return 0;
+  let bytes = heldBytesOf(op);
   // Random's work is its output, asked for by length: 16 MiB of it is not priced as 16 bytes.
   if (op.method === "generateRandom") {
     const length = op.args[1];
