@@ -142,6 +142,7 @@ export function checkSweepRecord(value: unknown, source: string): SweepRecord {
   const bad = (field: string) => new ShardError("NOT_A_SWEEP", `${source}: the field '${field}' is missing or malformed`);
   if (!isWhole(r.from, 0)) throw bad("from");
   if (!isWhole(r.count, 1)) throw bad("count");
+  if (!Number.isSafeInteger(r.from + r.count - 1)) throw bad("from' and 'count"); // the last seed must be exact
   if (typeof r.shard !== "object" || r.shard === null || !isWhole(r.shard.total, 1) || !isWhole(r.shard.index, 1) || r.shard.index > r.shard.total) throw bad("shard");
   if (typeof r.options !== "object" || r.options === null || Array.isArray(r.options)) throw bad("options");
   if (!isWhole(r.runs, 0)) throw bad("runs");

@@ -36,3 +36,16 @@ describe("sim merge: crafted records", () => {
     expect(() => mergeSweeps([{ source: "a.json", record: r }])).toThrow(/twice/);
   });
 });
+
+describe("sweeps past 2^53", () => {
+  it("a record whose seeds run past 2^53 − 1 is refused (its seeds would round onto each other)", () => {
+    expect(() => checkSweepRecord(record({ from: Number.MAX_SAFE_INTEGER - 1, count: 4, runs: 4 }), "a.json")).toThrow(/from|count/);
+  });
+
+  it("a sweep whose seeds run past 2^53 − 1 is refused before any run (a seed would run twice, another never)", async () => {
+    const { runSweep } = await import("../../src/sim/sweep.js");
+    let runs = 0;
+    await expect(runSweep({ from: Number.MAX_SAFE_INTEGER - 1, count: 4, workers: 1, onRun: () => runs++ })).rejects.toThrow(/seed/);
+    expect(runs).toBe(0);
+  });
+});
