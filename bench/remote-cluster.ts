@@ -41,7 +41,8 @@ export function hsmsim(args: string[], timeoutMs = 180_000): Promise<string> {
 
 interface View { hsms: { hsmId: string; address: string; pid: number | null; state: string }[] }
 
-export async function startCluster(hsms: number): Promise<BenchCluster> {
+/** `extraArgs`: more options of `hsmsim up` (--type, --profile, --time-dilation). */
+export async function startCluster(hsms: number, extraArgs: string[] = []): Promise<BenchCluster> {
   const dir = mkdtempSync(join(tmpdir(), "hsmsim-bench-cluster-"));
   // 127.0.<x>.2, .3, … and a high port: distinct from the default 127.0.0.2:2223 and from other runs.
   const base = `127.0.${100 + Math.floor(Math.random() * 150)}.2`;
@@ -49,7 +50,7 @@ export async function startCluster(hsms: number): Promise<BenchCluster> {
   const data = ["--data", dir];
   let up = false;
   try {
-    const view = JSON.parse(await hsmsim(["up", "--hsms", String(hsms), "--base-address", base, "--port", String(port), "--json", ...data])) as View;
+    const view = JSON.parse(await hsmsim(["up", "--hsms", String(hsms), "--base-address", base, "--port", String(port), "--json", ...extraArgs, ...data])) as View;
     up = true;
     const trustAnchorPath = join(dir, "pki", "customerCA.crt");
     const trustAnchorPem = readFileSync(trustAnchorPath, "utf8");

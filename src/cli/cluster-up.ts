@@ -16,6 +16,7 @@ import { DEFAULT_DATA_DIR, type OptionSpec, type ValueParser, UsageError, commaL
 import { printCluster, statusOf } from "./cluster-view.js";
 import type { ClusterView } from "../net/supervisor.js";
 import { progressLine } from "./progress.js";
+import { PROFILE_TYPES, resolveProfile, timeDilationParser, withTimeDilation } from "./profile-option.js";
 
 const ipv4: ValueParser<string> = (text, name) => {
   if (!isIpv4(text)) throw new UsageError(`${name} takes an IPv4 address such as 127.0.0.2, not '${text}'`);
@@ -42,7 +43,9 @@ const UP_OPTIONS = {
     ...shared.json,
     hsms: { type: "string", valueName: "N", parse: wholeNumber(1, 28), description: "HSMs of a new cluster (default 3)" },
     zones: { type: "string", valueName: "A,B,C", parse: commaList(zoneName), description: "availability zones, HSMs round-robin over them (default az-a,az-b,az-c)" },
-    type: { type: "string", valueName: "TYPE", parse: oneOf(Object.keys(HSM_TYPES) as (keyof typeof HSM_TYPES)[]), description: "HSM type (default hsm2m.medium)" },
+    type: { type: "string", valueName: "TYPE", parse: oneOf(Object.keys(HSM_TYPES) as (keyof typeof HSM_TYPES)[]), description: "HSM type: its quotas and its performance profile (default hsm2m.medium's quotas at the unlimited profile)" },
+    profile: { type: "string", valueName: "NAME|FILE", description: `how fast the HSMs serve: ${PROFILE_TYPES.join(", ")} or a JSON ServiceProfile file (default: --type's, else unlimited)` },
+    "time-dilation": { type: "string", valueName: "K", parse: timeDilationParser, description: "every service time × K (≥ 1), for a machine that cannot reach the profile's rate: measured rates × K are the profile's" },
     mtls: { type: "boolean", description: "enforce mutual TLS: clients need a certificate from the cluster's client CA" },
     "base-address": { type: "string", valueName: "IP", parse: ipv4, description: `the first HSM's address; the next ones follow (default ${DEFAULT_BASE_ADDRESS})` },
     port: { type: "string", valueName: "N", parse: wholeNumber(1, 65535), description: `the HSMs' port (default ${DEFAULT_PORT}, CloudHSM's)` },
@@ -61,10 +64,21 @@ creating it when the folder holds none. A supervisor process runs the control pl
 restarts, add/remove/replace, backups) and outlives this command; hsmsim down stops it. Up on an
 existing folder brings back the same cluster, users and keys (also after kill -9 of everything).
 --hsms, --zones, --type, --mtls, --base-address, --port, --addresses and --password-cost apply only
-when creating. With --mtls applications need a certificate from pki/clientCA.crt (pki/client.crt is one).`,
+when creating. With --mtls applications need a certificate from pki/clientCA.crt (pki/client.crt is one).
+
+Speed: an explicit --type T gives T's quotas and T's performance profile (engines, queue and service
+times calibrated to AWS's published throughput: a full HSM answers busy, which clients retry). Without
+--type the cluster is hsm2m.medium at the unlimited profile: as fast as this machine's chip, for
+development. --profile overrides the speed (a name or a JSON ServiceProfile file); --time-dilation K
+runs every service time K times slower, so a machine that cannot reach the real rate still shows the
+profile's behaviour (multiply measured rates by K, divide latencies by K). The profile is kept in
+cluster.json: restarts, replaced and added HSMs serve at the same rate. Speed is not state: up on an
+existing, stopped cluster may change it with --profile or --time-dilation (given alone, it keeps the
+recorded profile and sets its dilation); a running cluster must be brought down first.`,
   options: UP_OPTIONS,
   conflicts: [["addresses", "base-address"], ["addresses", "port"], ["addresses", "hsms"]],
-  examples: ["hsmsim up", "hsmsim up --hsms 2 --data /tmp/c1 --base-address 127.0.5.2 --port 3223"],
+  examples: ["hsmsim up", "hsmsim up --hsms 2 --data /tmp/c1 --base-address 127.0.5.2 --port 3223",
+    "hsmsim up --type hsm2m.medium --time-dilation 10 --hsms 2 --data /tmp/c2 --base-address 127.0.6.2"],
   async run({ values, io }) {
     const folder = new ClusterFolder(values.data ?? DEFAULT_DATA_DIR);
     const json = values.json ?? false;
@@ -73,7 +87,13 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
+    const speedGiven = values.profile !== undefined || values["time-dilation"] !== undefined;
+    // Resolved before anything is created or started: a bad profile file changes nothing.
+    const chosenProfile = values.profile !== undefined ? resolveProfile(values.profile, values["time-dilation"]) : undefined;
     const running = await statusOf(folder).catch(() => null);
+    if (running && speedGiven) {
+      throw new UsageError(`the cluster in ${folder.dir} is running: its speed changes at the next start (hsmsim down, then up with --profile/--time-dilation)`);
+    }
     if (running) {
       if (!json && io.stderr.isTTY) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);
       printCluster(running, folder, json, io.stdout);
@@ -83,6 +103,17 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
       folder.checkOwnership();
       const given = CREATION_ONLY.filter((k) => values[k] !== undefined);
       if (given.length > 0) throw new UsageError(`the cluster in ${folder.dir} exists: --${given.join(", --")} apply only when creating one (see hsm add/remove)`);
+      if (speedGiven) {
+        const lock = FolderLock.acquire(folder.dir, SUPERVISOR_LOCK); // no supervisor runs: the file is ours to change
+        try {
+          const file = folder.read();
+          const dilation = values["time-dilation"];
+          file.profile = chosenProfile ?? withTimeDilation(file.profile ?? resolveProfile("unlimited"), dilation!);
+          folder.write(file);
+        } finally {
+          lock.release();
+        }
+      }
     } else {
       const addresses = values.addresses;
       const hsmCount = addresses?.length ?? values.hsms ?? 3;
@@ -94,6 +125,8 @@ when creating. With --mtls applications need a certificate from pki/clientCA.crt
         if (!folder.exists()) await createCluster(folder, {
           hsmCount, zones: values.zones, hsmType: values.type, baseAddress: values["base-address"] ?? DEFAULT_BASE_ADDRESS,
           port: values.port ?? DEFAULT_PORT, addresses, mtls: values.mtls ?? false, passwordCost: values["password-cost"],
+          // --profile, else --type's own profile, else the development speed.
+          profile: chosenProfile ?? resolveProfile(values.type ?? "unlimited", values["time-dilation"]),
         });
       } finally {
         lock.release();

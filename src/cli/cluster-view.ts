@@ -2,7 +2,7 @@
 // the control socket, or cluster.json when no supervisor runs.
 import { join } from "node:path";
 
-import type { ClusterFolder } from "../net/cluster-folder.js";
+import { type ClusterFolder, type ProfileView, profileView } from "../net/cluster-folder.js";
 import { controlRequest } from "../net/control-socket.js";
 import type { ClusterView } from "../net/supervisor.js";
 import type { TextStream } from "./command.js";
@@ -17,6 +17,7 @@ export function recordedView(folder: ClusterFolder): ClusterView {
   const file = folder.read();
   return {
     clusterId: file.clusterId, lineageId: file.lineageId, state: file.state, running: false, supervisorPid: null, mtls: file.mtls,
+    profile: profileView(file.profile),
     hsms: file.hsms.map((h) => ({ hsmId: h.hsmId, origin: h.origin, address: h.address, availabilityZone: h.availabilityZone, state: h.state, pid: null, restarts: 0 })),
     backups: [], events: [],
   };
@@ -50,11 +51,19 @@ export function printCluster(v: ClusterView, folder: ClusterFolder, json: boolea
     return;
   }
   out.write(`cluster ${v.clusterId} ${v.state}${v.running ? ` (supervisor pid ${v.supervisorPid})` : " (down: no supervisor runs; states as last recorded; hsmsim up starts it)"}\n`);
-  textOutput((t) => void out.write(t)).table(["HSM", "state", "address", "zone", "pid", "keys", "users"], v.hsms.map((h) => [
-    h.hsmId, h.state, h.address, h.availabilityZone, h.pid === null ? "-" : String(h.pid), h.keyCount ?? "-", h.userCount ?? "-",
+  out.write(`profile ${describeProfile(v.profile)}\n`);
+  textOutput((t) => void out.write(t)).table(["HSM", "state", "address", "zone", "pid", "keys", "users", "served", "busy"], v.hsms.map((h) => [
+    h.hsmId, h.state, h.address, h.availabilityZone, h.pid === null ? "-" : String(h.pid), h.keyCount ?? "-", h.userCount ?? "-", h.served ?? "-", h.busy ?? "-",
   ]));
   if (howTo && connect) {
     out.write(`\ntrust anchor: ${connect.trustAnchor}\nconnect:      ${connect.api}\npkcs11:       ${connect.pkcs11}\n(connect and load come from "hsmsim"; any HSM's address works: the client learns the others)\n`);
     if (v.mtls) out.write(`client cert:  ${join(folder.pkiDir, "client.crt")} (key ${join(folder.pkiDir, "client.key")})\n`);
   }
+}
+
+/** "hsm2m.medium, time dilation ×10 (every service time ×10: measured rates ×10 are the profile's), 1 engine, queue 32". */
+export function describeProfile(p: ProfileView | undefined): string {
+  if (p === undefined) return "none (as fast as the chip)";
+  const dilation = p.timeDilation === 1 ? "no time dilation" : `time dilation ×${p.timeDilation} (every service time ×${p.timeDilation}: multiply measured rates by ${p.timeDilation})`;
+  return `${p.type}, ${dilation}, ${p.engines} engine${p.engines === 1 ? "" : "s"} and a queue of ${p.queueCapacity} per HSM`;
 }

@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 
 import * as P from "../pkcs11/index.js";
+import { AGAINST_HELP, AGAINST_OPTIONS, checkAgainstOptions, runBenchAgainst } from "./bench-against-cli.js";
 import { defineCommand, shared, wholeNumber } from "./command.js";
 import { textOutput } from "./format.js";
 
@@ -55,12 +56,24 @@ export function throughput(pkcs11: P.PKCS11, session: Buffer, durationMs = 250):
 
 export const benchCommand = defineCommand({
   name: "bench",
-  summary: "quick throughput of the chip through the PKCS#11 API (side by side with SoftHSMv2: npm run bench)",
+  summary: "throughput of the chip through the PKCS#11 API, or (--against) of a running cluster under a load generator",
+  description: `Without --against: a quick in-process table of the chip's throughput (side by side with SoftHSMv2: npm run bench).
+
+${AGAINST_HELP}`,
   options: {
     ...shared.json,
-    ms: { type: "string", valueName: "N", parse: wholeNumber(10, 600_000), description: "milliseconds per operation (default 500)" },
+    ms: { type: "string", valueName: "N", parse: wholeNumber(10, 600_000), description: "milliseconds per operation of the in-process table (default 500)" },
+    ...AGAINST_OPTIONS,
   },
-  run({ values, io }) {
+  conflicts: [["rate", "saturate"], ["ms", "against"]],
+  examples: [
+    "hsmsim bench",
+    "hsmsim bench --against 127.0.0.2:2223 --ca .hsmsim/pki/customerCA.crt --user bench:bench-password-1 --saturate --op ecdsa-p256-sign",
+    "hsmsim bench --against 127.0.0.2 --ca .hsmsim/pki/customerCA.crt --user bench:bench-password-1 --rate 2000 --op ecdsa-p256-sign=3 --op aes-gcm-4k --charts out/",
+  ],
+  async run({ values, io }) {
+    checkAgainstOptions(values);
+    if (values.against !== undefined) return runBenchAgainst(values, io);
     const pkcs11 = new P.PKCS11("memory:");
     pkcs11.C_Initialize();
     const { session } = P.openUserSession(pkcs11, { soPin: "cli-so-pin", userPin: "cli-user-pin" });

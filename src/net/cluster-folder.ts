@@ -11,6 +11,7 @@ import { closeSync, constants, existsSync, fsyncSync, lstatSync, mkdirSync, open
 import { join, resolve } from "node:path";
 
 import type { ClusterState, HsmState } from "../cluster/cluster.js";
+import { type ServiceProfile, checkServiceProfile } from "../cluster/service-profile.js";
 import { ProcessError } from "./process-errors.js";
 
 export const CLUSTER_FILE_VERSION = 1;
@@ -44,7 +45,25 @@ export interface ClusterFile {
   mtls: boolean;
   /** scrypt cost of password hashes, fixed at creation (tests use less than the default 15). */
   passwordCost?: number;
+  /**
+   * How fast every HSM serves (its performance profile, time dilation included), as plain data:
+   * kept here so a restart, a supervisor's restart of a killed HSM and hsm add/replace serve at
+   * the same rate. Absent (a folder made before profiles): as fast as the chip.
+   */
+  profile?: ServiceProfile;
   hsms: HsmEntry[];
+}
+
+/** The cluster's speed as status shows it (the whole profile is in cluster.json). */
+export interface ProfileView {
+  type: string;
+  timeDilation: number;
+  engines: number;
+  queueCapacity: number;
+}
+
+export function profileView(profile: ServiceProfile | undefined): ProfileView | undefined {
+  return profile && { type: profile.type, timeDilation: profile.timeDilation, engines: profile.engines, queueCapacity: profile.queueCapacity };
 }
 
 /** The paths of one cluster folder. */
@@ -184,6 +203,13 @@ function checkClusterFile(value: unknown, path: string): ClusterFile {
   if (!Number.isInteger(f.port) || f.port! < 1 || f.port! > 65535) fail(path, "bad port");
   if (typeof f.mtls !== "boolean") fail(path, "bad mtls");
   if (f.passwordCost !== undefined && !(Number.isInteger(f.passwordCost) && f.passwordCost >= 1 && f.passwordCost <= 20)) fail(path, "bad passwordCost");
+  if (f.profile !== undefined) {
+    try {
+      f.profile = checkServiceProfile(f.profile);
+    } catch (e) {
+      fail(path, `bad profile (${(e as Error).message})`);
+    }
+  }
   if (!Array.isArray(f.hsms)) fail(path, "bad hsms");
   const seen = new Set<string>();
   for (const h of f.hsms) {

@@ -2,6 +2,7 @@
 // "advanced" serialization, so Buffers stay Buffers). Commands carry an id; the child answers
 // each with a reply of that id. Both sides check every message's shape before using it.
 import type { Member } from "../cluster/node.js";
+import type { ServiceProfile } from "../cluster/service-profile.js";
 import type { HsmSnapshot } from "../hsm/snapshot.js";
 
 /** The command line of an HSM process: one JSON argument. */
@@ -19,6 +20,8 @@ export interface HsmProcessConfig {
   /** Client trust anchor for mutual TLS, when enforced. */
   clientCaFile?: string;
   logFile: string;
+  /** How fast it serves (cluster.json's profile, dilation included); absent: as fast as the chip. */
+  profile?: ServiceProfile;
 }
 
 export type SupervisorCommand =
@@ -37,6 +40,8 @@ export interface HsmStatus {
   keyCount: number;
   userCount: number;
   served: number;
+  /** Requests answered busy (its queue full) since the process started. */
+  busy: number;
 }
 
 export type ChildMessage =

@@ -8,12 +8,14 @@ import { readFileSync } from "node:fs";
 
 import { DEFAULT_NODE } from "../cluster/cluster.js";
 import { ClusterNode } from "../cluster/node.js";
+import { checkServiceProfile, profileServiceTime } from "../cluster/service-profile.js";
 import { Hsm, restoreHsm } from "../hsm/hsm.js";
 import { internalsOf } from "../hsm/internals.js";
 import { type HsmProcessConfig, type SupervisorCommand, isSupervisorCommand } from "./hsm-ipc.js";
 import { EXIT_BAD_CONFIG, EXIT_FATAL } from "./process-errors.js";
 import { type Logger, openLog } from "./process-log.js";
 import { startHsmTransport } from "./hsm-transport-setup.js";
+import { OsRandom } from "./os-random.js";
 import { RealClock } from "./real-clock.js";
 
 
@@ -31,6 +33,7 @@ function parseConfig(argument: string | undefined): HsmProcessConfig {
     if (typeof c[key] !== "string" || c[key].length === 0) throw new Error(`config.${key} must be a non-empty string`);
   }
   if (c.clientCaFile !== undefined && typeof c.clientCaFile !== "string") throw new Error("config.clientCaFile must be a string");
+  if (c.profile !== undefined) c.profile = checkServiceProfile(c.profile);
   return c;
 }
 
@@ -56,16 +59,20 @@ async function run(config: HsmProcessConfig, log: Logger): Promise<void> {
     hsm.close();
     fatal(log, `cannot listen on ${config.address}: ${describe(e)}`);
   }
+  const { profile } = config;
   const node = new ClusterNode(hsm, {
     ...DEFAULT_NODE,
-    // Real time: the HSM takes as long as the chip does; no simulated service time.
-    serviceTimeUs: () => 0,
-    // Requests are served as they arrive, so the queue only holds a burst read in one go: an
-    // application with many calls in flight must not see busy; busy stays for genuine overload.
-    queueCapacity: 1024,
+    ...(profile === undefined ? {
+      // No profile: the HSM takes as long as the chip does; requests are served as they arrive,
+      // so the queue only holds a burst read in one go and busy stays for genuine overload.
+      serviceTimeUs: () => 0, queueCapacity: 1024,
+    } : {
+      // The profile's engines and queue; its service times drawn from the OS (real time never replays a seed).
+      serviceTimeUs: profileServiceTime(profile, new OsRandom()), engines: profile.engines, queueCapacity: profile.queueCapacity,
+    }),
     clusterId: config.clusterId, address: config.address, availabilityZone: config.availabilityZone,
   }, transport, clock, () => send({ t: "activated" }));
-  log.info({ hsmId: hsm.id, address: config.address, reboot: hsm.reboot }, "HSM started");
+  log.info({ hsmId: hsm.id, address: config.address, reboot: hsm.reboot, profile: profile?.type ?? "none", timeDilation: profile?.timeDilation ?? 1 }, "HSM started");
 
   let stopping = false;
   const stop = (code: number, why: string) => {
@@ -116,7 +123,7 @@ function obey(command: SupervisorCommand, hsm: Hsm, node: ClusterNode, log: Logg
       const internals = internalsOf(hsm);
       return {
         hsmId: hsm.id, running: node.running, activated: hsm.activated, keyCount: internals.keyIds.size,
-        userCount: internals.store.users().filter((u) => u.role !== "AU").length, served: node.stats.served,
+        userCount: internals.store.users().filter((u) => u.role !== "AU").length, served: node.stats.served, busy: node.stats.busy,
       };
     }
     case "clone": {

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 
 import { checkHsmCount, checkZones } from "../cluster/control-plane.js";
+import { type ServiceProfile, checkServiceProfile } from "../cluster/service-profile.js";
 import { Hsm, restoreHsm } from "../hsm/hsm.js";
 import { internalsOf } from "../hsm/internals.js";
 import { HSM_TYPES, type HsmType } from "../hsm/types.js";
@@ -25,6 +26,8 @@ export interface NewClusterOptions {
   addresses?: string[];
   mtls: boolean;
   passwordCost?: number;
+  /** How fast the HSMs serve (plain data, dilation included); absent: as fast as the chip. */
+  profile?: ServiceProfile;
 }
 
 function hostOf(address: string): string {
@@ -36,6 +39,7 @@ export async function createCluster(folder: ClusterFolder, options: NewClusterOp
   const zones = checkZones(options.zones);
   const hsmType = options.hsmType ?? "hsm2m.medium";
   if (!Object.hasOwn(HSM_TYPES, hsmType)) throw new ProcessError("INVALID_ARGUMENT", `--type must be one of ${Object.keys(HSM_TYPES).join(", ")}`);
+  const profile = options.profile === undefined ? undefined : checkServiceProfile(options.profile);
   if (!isIpv4(options.baseAddress)) throw new ProcessError("INVALID_ARGUMENT", "the base address must be an IPv4 address like 127.0.0.2");
   if (options.addresses && (options.addresses.length !== options.hsmCount || !options.addresses.every(isAddress) || new Set(options.addresses).size !== options.addresses.length)) {
     throw new ProcessError("INVALID_ARGUMENT", "give one distinct ip:port per HSM");
@@ -86,7 +90,7 @@ export async function createCluster(folder: ClusterFolder, options: NewClusterOp
   for (const h of hsms) await issueHsmFiles(folder, ca, h);
   const file: ClusterFile = {
     version: CLUSTER_FILE_VERSION, clusterId, lineageId, state: "INITIALIZED", hsmType, zones, nextOrigin: options.hsmCount + 1,
-    baseAddress: options.baseAddress, port: options.port, mtls: options.mtls, passwordCost: options.passwordCost, hsms,
+    baseAddress: options.baseAddress, port: options.port, mtls: options.mtls, passwordCost: options.passwordCost, profile, hsms,
   };
   folder.write(file);
   return file;

@@ -11,7 +11,7 @@ import {
   type ClusterState, type HsmState, MAX_HSMS, clusterStateAfterHealth, isInitialized, keyAvailabilityMinOf, leastUsedZone, requireManageable,
 } from "../cluster/control-plane.js";
 import { MAX_ORIGIN } from "../hsm/journal.js";
-import { type ClusterFile, type ClusterFolder, type HsmEntry, nthAddress } from "./cluster-folder.js";
+import { type ClusterFile, type ClusterFolder, type HsmEntry, type ProfileView, nthAddress, profileView } from "./cluster-folder.js";
 import { HsmChild } from "./hsm-child.js";
 import type { BackupResult, CloneResult, HsmStatus } from "./hsm-ipc.js";
 import { issueHsmFiles } from "./new-cluster.js";
@@ -51,6 +51,9 @@ export interface HsmView {
   activated?: boolean;
   keyCount?: number;
   userCount?: number;
+  /** Requests its process served, and answered busy (queue full), since it started. */
+  served?: number;
+  busy?: number;
 }
 
 export interface ClusterView {
@@ -60,6 +63,8 @@ export interface ClusterView {
   running: boolean;
   supervisorPid: number | null;
   mtls: boolean;
+  /** Absent: no profile recorded (as fast as the chip). */
+  profile?: ProfileView;
   hsms: HsmView[];
   backups: { backupId: string; trigger: string; createdMs: number; sourceHsmId: string }[];
   events: { atMs: number; event: string }[];
@@ -188,6 +193,7 @@ export class Supervisor {
       dir: this.folder.abs(entry.folder), clusterId: this.file.clusterId, address: entry.address, availabilityZone: entry.availabilityZone,
       certFile: this.folder.hsmCert(entry.origin), keyFile: this.folder.hsmKey(entry.origin), caFile: this.folder.trustAnchor,
       clientCaFile: this.file.mtls ? this.folder.clientCaCert : undefined, logFile: `${this.folder.logsDir}/${entry.hsmId}.log`,
+      profile: this.file.profile,
     }, {
       ready: (info) => {
         live.readyAtMs = Date.now();
@@ -420,7 +426,7 @@ export class Supervisor {
       if (live?.child?.ready) {
         try {
           const s = await live.child.command<HsmStatus>({ t: "status" }, 5_000);
-          Object.assign(view, { activated: s.activated, keyCount: s.keyCount, userCount: s.userCount });
+          Object.assign(view, { activated: s.activated, keyCount: s.keyCount, userCount: s.userCount, served: s.served, busy: s.busy });
         } catch {
           // not answering: the view says so by leaving the counts out
         }
@@ -428,7 +434,8 @@ export class Supervisor {
       return view;
     }));
     return {
-      clusterId: this.file.clusterId, lineageId: this.file.lineageId, state: this.file.state, running: true, supervisorPid: process.pid, mtls: this.file.mtls, hsms,
+      clusterId: this.file.clusterId, lineageId: this.file.lineageId, state: this.file.state, running: true, supervisorPid: process.pid, mtls: this.file.mtls,
+      profile: profileView(this.file.profile), hsms,
       backups: this.vault.list(this.file.clusterId).map((b) => ({ backupId: b.backupId, trigger: b.trigger, createdMs: Math.round(b.createdUs / 1000), sourceHsmId: b.sourceHsmId })),
       events: [...this.events],
     };

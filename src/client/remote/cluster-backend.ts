@@ -20,7 +20,9 @@ const LOCAL_CALLS = new Set(["getSlotList", "openSession", "closeSession", "clos
 
 export function clusterBackend(spec: ClusterSpec): WorkerBackend {
   const runtime = realTimeRuntime(spec);
-  const client = new ClusterClient({ transport: runtime.transport, clock: runtime.clock, rng: runtime.rng, address: runtime.address, bootstrap: spec.bootstrap });
+  const scale = spec.timeScale !== undefined && Number.isFinite(spec.timeScale) && spec.timeScale >= 1 ? spec.timeScale : 1;
+  const scaled = scale === 1 ? {} : { requestTimeoutUs: 500_000 * scale, writeTimeoutUs: 3_000_000 * scale, backoffUs: 20_000 * scale };
+  const client = new ClusterClient({ transport: runtime.transport, clock: runtime.clock, rng: runtime.rng, address: runtime.address, bootstrap: spec.bootstrap, ...scaled });
   const chip = new ClusterChip(client);
   // A refused connection or failed handshake fails over now, not at the request's timeout (500 ms for a read).
   runtime.onUnreachable((address) => setImmediate(() => client.unreachable(address)));

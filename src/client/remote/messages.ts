@@ -13,7 +13,13 @@ export type BackendSpec =
   /** A fresh in-process chip (tests and measurements of the bridge itself). */
   | { kind: "memory"; target: string; faults?: BridgeFaults }
   /** The real client: ClusterClient + ClusterChip over TLS to a cluster. */
-  | { kind: "cluster"; bootstrap: string; trustAnchorPem: string; clientCertificatePem?: string; clientKeyPem?: string; faults?: BridgeFaults };
+  | { kind: "cluster"; bootstrap: string; trustAnchorPem: string; clientCertificatePem?: string; clientKeyPem?: string; faults?: BridgeFaults;
+    /**
+     * The client's timeouts and busy backoff × this (default 1): against a time-dilated cluster
+     * (every service time × K) the client must wait K times longer too, or a queue the profile
+     * serves in time looks like a lost HSM (hsmsim bench --against --time-dilation K).
+     */
+    timeScale?: number };
 
 /**
  * Fault injection for the bridge's own tests: the worker exits, or stops answering (its event
