@@ -217,7 +217,8 @@ export class ClusterNode {
   private serviceTimeOf(request: Request): number {
     const { op } = request;
     const mechanism = op.kind === "call" ? ownMechanism(op) ?? this.connections.continuedMechanism(request.conn, op) : undefined;
-    return this.config.serviceTimeUs(op, { mechanism, inputBytes: inputBytesOf(op), memberCount: Math.max(1, this.members.length) });
+    const keyBits = op.kind === "call" ? this.connections.continuedKeyBits(request.conn, op) : undefined;
+    return this.config.serviceTimeUs(op, { mechanism, inputBytes: inputBytesOf(op), memberCount: Math.max(1, this.members.length), keyBits });
   }
 
   /**

@@ -59,6 +59,8 @@ export interface ServiceDemand {
   inputBytes: number;
   /** HSMs in the cluster, as the HSM knows it. */
   memberCount: number;
+  /** The RSA modulus bits of the operation's key, when the HSM knows it (undefined: priced as RSA-2048). */
+  keyBits?: number;
 }
 
 export type ServiceTimeFn = (op: RequestOp, demand: ServiceDemand) => number;
@@ -215,6 +217,21 @@ export function classifyRequest(op: RequestOp, mechanism: number | undefined): O
   return "aes-cbc"; // the other block modes (ECB, CTR): priced as CBC
 }
 
+/**
+ * How much dearer an RSA operation is with a `keyBits` key than with RSA-2048 (the classes'
+ * size): a private-key operation (sign, decrypt) grows as the cube of the modulus size, a
+ * public-key one (verify, encrypt, exponent 65537) as its square (OpenSSL's speed: RSA-4096 signs
+ * ~7× slower than RSA-2048, verifies ~4×). Without it a client signing with RSA-8192 keys got
+ * about 64× the engine work a profile charged.
+ */
+export function rsaKeyScale(opClass: OperationClass, keyBits: number | undefined): number {
+  if (keyBits === undefined || !Number.isFinite(keyBits) || keyBits <= 0) return 1;
+  const ratio = Math.min(keyBits, 16_384) / 2048;
+  if (opClass === "rsa-2048-sign" || opClass === "rsa-2048-decrypt") return ratio ** 3;
+  if (opClass === "rsa-2048-verify" || opClass === "rsa-2048-encrypt") return ratio ** 2;
+  return 1;
+}
+
 /** A uniform draw in (0, 1) with 52 bits, from the injected randomness (a seed replays it). */
 function uniform(random: Random): number {
   return (random.int(2 ** 26) * 2 ** 26 + random.int(2 ** 26) + 0.5) / 2 ** 52;
@@ -225,7 +242,7 @@ export function profileServiceTime(profile: ServiceProfile, random: Random): Ser
   const checked = checkServiceProfile(profile);
   return (op, demand) => {
     const opClass = classifyRequest(op, demand.mechanism);
-    const base = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount);
+    const base = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount) * rsaKeyScale(opClass, demand.keyBits);
     if (base === 0) return 0;
     const mean = base + hashingUs(checked, op, demand);
     return checked.distribution === "fixed" ? mean : -mean * Math.log(uniform(random));

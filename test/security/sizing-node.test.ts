@@ -34,4 +34,25 @@ describe("a profiled HSM's queue against large requests", () => {
     // Six 16 MiB calls on a queue of 256: the HSM takes at most four calls' worth of bytes.
     expect(node.stats.busy).toBeGreaterThan(0);
   });
+
+  it("prices a sign with an RSA-3072 key dearer than one with an RSA-2048 key (not both as RSA-2048)", () => {
+    const signUs = 10_000;
+    const world = profiledWorld(profile({ "rsa-2048-sign": { serviceUs: signUs } }));
+    const pkcs11 = world.connect("app").pkcs11();
+    const session = pkcs11.C_OpenSession(Buffer.alloc(8), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    pkcs11.C_Login(session, P.CKU_USER, `${ALICE.username}:${ALICE.password}`);
+    const keyOf = (bits: number) => pkcs11.C_GenerateKeyPair(session, { mechanism: P.CKM_RSA_PKCS_KEY_PAIR_GEN },
+      [{ type: P.CKA_MODULUS_BITS, value: bits }, { type: P.CKA_VERIFY, value: true }],
+      [{ type: P.CKA_SIGN, value: true }]).privateKey;
+    const k2048 = keyOf(2048), k3072 = keyOf(3072);
+    const signTime = (key: typeof k2048, bytes: number) => {
+      pkcs11.C_SignInit(session, { mechanism: P.CKM_SHA256_RSA_PKCS }, key);
+      const before = world.clock.nowUs();
+      pkcs11.C_Sign(session, Buffer.alloc(32, 1), Buffer.alloc(bytes));
+      return world.clock.nowUs() - before;
+    };
+    const t2048 = signTime(k2048, 256), t3072 = signTime(k3072, 384);
+    // (3072/2048)^3 = 3.375 signs' worth of engine time, less a margin for the network's jitter.
+    expect(t3072 - t2048).toBeGreaterThan(2 * signUs);
+  });
 });
