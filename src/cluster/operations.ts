@@ -23,7 +23,7 @@ interface OperationRecord {
   answer?: { value: unknown } | { error: unknown };
   /** The mechanism the Init named (an HSM's profile prices the operation's later calls by it). */
   mechanism: number | undefined;
-  /** The RSA modulus size of the Init's key, in bits (a profile prices RSA-4096 dearer than RSA-2048). */
+  /** The size of the Init's key in bits, RSA modulus or EC curve (a profile prices RSA-4096 and P-384 dearer). */
   keyBits?: number;
 }
 

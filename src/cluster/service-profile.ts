@@ -16,7 +16,7 @@ import { ClusterError } from "./errors.js";
 import { OPERATION_FAMILY, OPERATION_INIT } from "./calls.js";
 import { MAX_CALL_BUFFER_BYTES, type RequestOp } from "./protocol.js";
 
-/** What a profile prices. Key sizes are the classes' own: an RSA operation is priced as RSA-2048, an EC one as P-256. */
+/** What a profile prices. An RSA operation is priced as RSA-2048 scaled to its key's size (rsaKeyScale); an EC one as P-256 whatever its curve. */
 export const OPERATION_CLASSES = [
   "rsa-2048-sign", "rsa-2048-verify", "rsa-2048-encrypt", "rsa-2048-decrypt",
   "ecdsa-p256-sign", "ecdsa-p256-verify", "ecdh-p256-derive",
@@ -59,7 +59,7 @@ export interface ServiceDemand {
   inputBytes: number;
   /** HSMs in the cluster, as the HSM knows it. */
   memberCount: number;
-  /** The RSA modulus bits of the operation's key, when the HSM knows it (undefined: priced as RSA-2048). */
+  /** The operation key's size in bits (RSA modulus, EC curve), when the HSM knows it (undefined: priced as the class's RSA-2048 or P-256). */
   keyBits?: number;
 }
 
@@ -218,17 +218,19 @@ export function classifyRequest(op: RequestOp, mechanism: number | undefined): O
 }
 
 /**
- * How much dearer an RSA operation is with a `keyBits` key than with RSA-2048 (the classes'
- * size): a private-key operation (sign, decrypt) grows as the cube of the modulus size, a
+ * How much dearer an operation is with a `keyBits` key than with its class's size (RSA-2048,
+ * P-256): an RSA private-key operation (sign, decrypt) grows as the cube of the modulus size, a
  * public-key one (verify, encrypt, exponent 65537) as its square (OpenSSL's speed: RSA-4096 signs
- * ~7× slower than RSA-2048, verifies ~4×). Without it a client signing with RSA-8192 keys got
- * about 64× the engine work a profile charged.
+ * ~7× slower than RSA-2048, verifies ~4×); an EC scalar multiplication as the cube of the curve
+ * size (field products quadratic, the scalar's length linear). Without it a client signing with
+ * RSA-8192 keys got about 64× the engine work a profile charged.
  */
 export function rsaKeyScale(opClass: OperationClass, keyBits: number | undefined): number {
   if (keyBits === undefined || !Number.isFinite(keyBits) || keyBits <= 0) return 1;
-  const ratio = Math.min(keyBits, 16_384) / 2048;
-  if (opClass === "rsa-2048-sign" || opClass === "rsa-2048-decrypt") return ratio ** 3;
-  if (opClass === "rsa-2048-verify" || opClass === "rsa-2048-encrypt") return ratio ** 2;
+  const rsa = Math.min(keyBits, 16_384) / 2048;
+  if (opClass === "rsa-2048-sign" || opClass === "rsa-2048-decrypt") return rsa ** 3;
+  if (opClass === "rsa-2048-verify" || opClass === "rsa-2048-encrypt") return rsa ** 2;
+  if (opClass === "ecdsa-p256-sign" || opClass === "ecdsa-p256-verify") return (Math.min(keyBits, 1024) / 256) ** 3;
   return 1;
 }
 

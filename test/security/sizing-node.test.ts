@@ -55,4 +55,25 @@ describe("a profiled HSM's queue against large requests", () => {
     // (3072/2048)^3 = 3.375 signs' worth of engine time, less a margin for the network's jitter.
     expect(t3072 - t2048).toBeGreaterThan(2 * signUs);
   });
+
+  it("prices an ECDSA sign with a P-384 key dearer than one with a P-256 key", () => {
+    const signUs = 10_000;
+    const world = profiledWorld(profile({ "ecdsa-p256-sign": { serviceUs: signUs } }));
+    const pkcs11 = world.connect("app").pkcs11();
+    const session = pkcs11.C_OpenSession(Buffer.alloc(8), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    pkcs11.C_Login(session, P.CKU_USER, `${ALICE.username}:${ALICE.password}`);
+    const keyOf = (oid: string) => pkcs11.C_GenerateKeyPair(session, { mechanism: P.CKM_EC_KEY_PAIR_GEN },
+      [{ type: P.CKA_EC_PARAMS, value: Buffer.from(oid, "hex") }, { type: P.CKA_VERIFY, value: true }],
+      [{ type: P.CKA_SIGN, value: true }]).privateKey;
+    const p256 = keyOf("06082a8648ce3d030107"), p384 = keyOf("06052b81040022");
+    const signTime = (key: typeof p256) => {
+      pkcs11.C_SignInit(session, { mechanism: P.CKM_ECDSA }, key);
+      const before = world.clock.nowUs();
+      pkcs11.C_Sign(session, Buffer.alloc(32, 1), Buffer.alloc(96));
+      return world.clock.nowUs() - before;
+    };
+    const t256 = signTime(p256), t384 = signTime(p384);
+    // (384/256)^3 = 3.375 signs' worth of engine time, less a margin for the network's jitter.
+    expect(t384 - t256).toBeGreaterThan(2 * signUs);
+  });
 });
