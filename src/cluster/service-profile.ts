@@ -230,8 +230,36 @@ export function rsaKeyScale(opClass: OperationClass, keyBits: number | undefined
   const rsa = Math.min(keyBits, 16_384) / 2048;
   if (opClass === "rsa-2048-sign" || opClass === "rsa-2048-decrypt") return rsa ** 3;
   if (opClass === "rsa-2048-verify" || opClass === "rsa-2048-encrypt") return rsa ** 2;
-  if (opClass === "ecdsa-p256-sign" || opClass === "ecdsa-p256-verify") return (Math.min(keyBits, 1024) / 256) ** 3;
+  if (opClass === "ecdsa-p256-sign" || opClass === "ecdsa-p256-verify" || opClass === "ec-p256-keygen") return (Math.min(keyBits, 1024) / 256) ** 3;
+  // The prime search: candidates to test grow with the size, each test as its cube.
+  if (opClass === "rsa-2048-keygen") return rsa ** 4;
   return 1;
+}
+
+const CKA_MODULUS_BITS = 0x121;
+const CKA_EC_PARAMS = 0x180;
+const CURVE_BITS: Record<string, number> = { "06082a8648ce3d030107": 256, "06052b81040022": 384 };
+
+/**
+ * The key size a key-pair generation asks for, from its public template (the wire's encoding: u32
+ * count, then u32 type, u32 length and the bytes): CKA_MODULUS_BITS, or CKA_EC_PARAMS' curve.
+ */
+export function requestedKeyBits(op: RequestOp): number | undefined {
+  if (op.kind !== "call" || op.method !== "generateKeyPair") return undefined;
+  const template = op.args[1];
+  if (!(template instanceof Uint8Array) || template.length < 4) return undefined;
+  const view = new DataView(template.buffer, template.byteOffset, template.byteLength);
+  const count = view.getUint32(0, true);
+  let offset = 4;
+  for (let i = 0; i < count && offset + 8 <= template.length; i++) {
+    const type = view.getUint32(offset, true), length = view.getUint32(offset + 4, true);
+    offset += 8;
+    if (length > template.length - offset) return undefined;
+    if (type === CKA_MODULUS_BITS && length >= 4) return view.getUint32(offset, true);
+    if (type === CKA_EC_PARAMS) return CURVE_BITS[Buffer.from(template.subarray(offset, offset + length)).toString("hex")];
+    offset += length;
+  }
+  return undefined;
 }
 
 /** A uniform draw in (0, 1) with 52 bits, from the injected randomness (a seed replays it). */
@@ -244,7 +272,7 @@ export function profileServiceTime(profile: ServiceProfile, random: Random): Ser
   const checked = checkServiceProfile(profile);
   return (op, demand) => {
     const opClass = classifyRequest(op, demand.mechanism);
-    const base = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount) * rsaKeyScale(opClass, demand.keyBits);
+    const base = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount) * rsaKeyScale(opClass, demand.keyBits ?? requestedKeyBits(op));
     if (base === 0) return 0;
     const mean = base + hashingUs(checked, op, demand);
     return checked.distribution === "fixed" ? mean : -mean * Math.log(uniform(random));

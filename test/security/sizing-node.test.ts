@@ -76,4 +76,23 @@ describe("a profiled HSM's queue against large requests", () => {
     // (384/256)^3 = 3.375 signs' worth of engine time, less a margin for the network's jitter.
     expect(t384 - t256).toBeGreaterThan(2 * signUs);
   });
+
+  it("prices an RSA-3072 key-pair generation dearer than an RSA-2048 one, and a P-384 one dearer than P-256", () => {
+    const genUs = 10_000;
+    const world = profiledWorld(profile({ "rsa-2048-keygen": { serviceUs: genUs }, "ec-p256-keygen": { serviceUs: genUs } }));
+    const pkcs11 = world.connect("app").pkcs11();
+    const session = pkcs11.C_OpenSession(Buffer.alloc(8), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    pkcs11.C_Login(session, P.CKU_USER, `${ALICE.username}:${ALICE.password}`);
+    const time = (mechanism: number, attribute: { type: number; value: number | Buffer }) => {
+      const before = world.clock.nowUs();
+      pkcs11.C_GenerateKeyPair(session, { mechanism }, [attribute, { type: P.CKA_VERIFY, value: true }], [{ type: P.CKA_SIGN, value: true }]);
+      return world.clock.nowUs() - before;
+    };
+    const r2048 = time(P.CKM_RSA_PKCS_KEY_PAIR_GEN, { type: P.CKA_MODULUS_BITS, value: 2048 });
+    const r3072 = time(P.CKM_RSA_PKCS_KEY_PAIR_GEN, { type: P.CKA_MODULUS_BITS, value: 3072 });
+    expect(r3072 - r2048).toBeGreaterThan(2 * genUs); // (1.5)^4 ≈ 5 generations' worth
+    const e256 = time(P.CKM_EC_KEY_PAIR_GEN, { type: P.CKA_EC_PARAMS, value: Buffer.from("06082a8648ce3d030107", "hex") });
+    const e384 = time(P.CKM_EC_KEY_PAIR_GEN, { type: P.CKA_EC_PARAMS, value: Buffer.from("06052b81040022", "hex") });
+    expect(e384 - e256).toBeGreaterThan(2 * genUs); // (1.5)^3 ≈ 3.4
+  });
 });
