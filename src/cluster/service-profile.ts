@@ -245,7 +245,10 @@ const CURVE_BITS: Record<string, number> = { "06082a8648ce3d030107": 256, "06052
  * count, then u32 type, u32 length and the bytes): CKA_MODULUS_BITS, or CKA_EC_PARAMS' curve.
  */
 export function requestedKeyBits(op: RequestOp): number | undefined {
-  if (op.kind !== "call" || op.method !== "generateKeyPair") return undefined;
+  if (op.kind !== "call") return undefined;
+  // An RSA-OAEP unwrap's input is exactly one modulus long (the chip refuses any other length).
+  if (op.method === "unwrapKey") return op.args[2] instanceof Uint8Array && op.args[2].length > 0 ? op.args[2].length * 8 : undefined;
+  if (op.method !== "generateKeyPair") return undefined;
   const template = op.args[1];
   if (!(template instanceof Uint8Array) || template.length < 4) return undefined;
   const view = new DataView(template.buffer, template.byteOffset, template.byteLength);

@@ -45,4 +45,9 @@ describe("profile pricing: work a hostile client gets for free", () => {
     expect(classifyRequest(call("wrapKey", [1, 2, 3, 512, [CKM_RSA_PKCS_OAEP]]), CKM_RSA_PKCS_OAEP)).toBe("rsa-2048-encrypt");
     expect(classifyRequest(call("unwrapKey", [1, 2, Buffer.alloc(256), [], [CKM_RSA_PKCS_OAEP]]), CKM_RSA_PKCS_OAEP)).toBe("rsa-2048-decrypt");
   });
+
+  it("an RSA-OAEP unwrap with a 4096-bit key costs more than with a 2048-bit one (its input is one modulus long)", () => {
+    const unwrap = (bytes: number) => priced(call("unwrapKey", [1, 2, Buffer.alloc(bytes), Buffer.alloc(4), new Float64Array([CKM_RSA_PKCS_OAEP, 0, 0, 0, 0])]), CKM_RSA_PKCS_OAEP);
+    expect(unwrap(512)).toBeGreaterThan(7 * unwrap(256));
+  });
 });
