@@ -167,17 +167,23 @@ const HASHING_SIGNATURES = new Set([CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_
   CKM_SHA1_RSA_PKCS_PSS, CKM_SHA224_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS,
   CKM_ECDSA_SHA1, CKM_ECDSA_SHA224, CKM_ECDSA_SHA256, CKM_ECDSA_SHA384, CKM_ECDSA_SHA512]);
 
+/** Message bytes a signature class's own cost includes hashing (one SHA-512 block; AWS's figures sign short messages). */
+const HASHED_IN_CLASS_BYTES = 128;
+/** The calls that carry a message to sign or verify, in their argument 1 (C_VerifyFinal's is the signature). */
+const MESSAGE_CALLS = new Set(["sign", "signUpdate", "verify", "verifyUpdate"]);
+
 /**
- * Engine time a hashing signature spends on its input (µs), priced at the profile's digest rate
- * per KiB: the RSA and ECDSA classes price one signature of a digest, and a message of 16 MiB
- * signed with SHA256-RSA-PKCS is 16 MiB of hashing first.
+ * Engine time a hashing signature spends on its message beyond what its class's cost includes
+ * (µs), at the profile's digest rate per KiB: the RSA and ECDSA classes price one signature of a
+ * short message, and a message of 16 MiB signed with SHA256-RSA-PKCS is 16 MiB of hashing first.
  */
 export function hashingUs(profile: ServiceProfile, op: RequestOp, demand: ServiceDemand): number {
-  if (op.kind !== "call" || demand.mechanism === undefined || !SetHas(HASHING_SIGNATURES, demand.mechanism)) return 0;
-  const family = OPERATION_FAMILY[op.method];
-  if ((family !== "sign" && family !== "verify") || OPERATION_INIT.has(op.method)) return 0;
+  if (op.kind !== "call" || demand.mechanism === undefined || !SetHas(HASHING_SIGNATURES, demand.mechanism) || !SetHas(MESSAGE_CALLS, op.method)) return 0;
+  const message = op.args[1];
+  const beyond = message instanceof Uint8Array ? message.length - HASHED_IN_CLASS_BYTES : 0;
+  if (beyond <= 0) return 0;
   const digest = profile.costs.digest;
-  return ((digest.perKiBUs * demand.inputBytes) / 1024) * scalingFactor(digest, demand.memberCount) * profile.timeDilation;
+  return ((digest.perKiBUs * beyond) / 1024) * scalingFactor(digest, demand.memberCount) * profile.timeDilation;
 }
 
 /**

@@ -50,4 +50,10 @@ describe("profile pricing: work a hostile client gets for free", () => {
     const unwrap = (bytes: number) => priced(call("unwrapKey", [1, 2, Buffer.alloc(bytes), Buffer.alloc(4), new Float64Array([CKM_RSA_PKCS_OAEP, 0, 0, 0, 0])]), CKM_RSA_PKCS_OAEP);
     expect(unwrap(512)).toBeGreaterThan(7 * unwrap(256));
   });
+
+  it("a short message's hashing is the class's own cost: a SHA256-RSA verify of 32 bytes with its 256-byte signature is priced as the model prices it", () => {
+    const hashed = priced(call("verify", [1, Buffer.alloc(32), Buffer.alloc(256)]), CKM_SHA256_RSA_PKCS);
+    const bare = priced(call("verify", [1, Buffer.alloc(32), Buffer.alloc(256)]), CKM_RSA_PKCS);
+    expect(hashed).toBe(bare);
+  });
 });
