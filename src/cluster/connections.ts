@@ -7,7 +7,7 @@ import type { Hsm } from "../hsm/hsm.js";
 import { HsmPkcs11Backend } from "../hsm/pkcs11-backend.js";
 import type { NativeChip } from "../pkcs11/addon.js";
 import {
-  CKA_CLASS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKS_RO_USER_FUNCTIONS,
+  CKA_CLASS, CKA_EC_PARAMS, CKA_MODULUS, CKR_ARGUMENTS_BAD, CKR_FUNCTION_NOT_SUPPORTED, CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKS_RO_USER_FUNCTIONS,
   CKS_RW_USER_FUNCTIONS, CKU_USER,
 } from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
@@ -54,6 +54,11 @@ const MAX_CONNECTIONS_PER_ADDRESS = 64;
 /** The sender address a connection name was scoped to (requests.ts scopeToSender). */
 const senderOf = (conn: string) => conn.slice(0, Math.max(0, conn.indexOf("|")));
 
+/** The Inits that name a key (its size prices the operation's later calls on a profiled HSM). */
+const KEY_INITS = new Set(["signInit", "verifyInit", "encryptInit", "decryptInit"]);
+/** The curves the chip supports, by their DER OID (CKA_EC_PARAMS), and their sizes. */
+const CURVE_BITS = new Map([["06082a8648ce3d030107", 256], ["06052b81040022", 384]]);
+
 export class Connections {
   private readonly table = new Map<string, Connection>();
   private readonly perAddress = new Map<string, number>();
@@ -85,6 +90,28 @@ export class Connections {
     return session?.operations.mechanismOf(family);
   }
 
+  /** The key size (RSA modulus or EC curve bits) of the operation a call continues, if this HSM holds that operation open. */
+  continuedKeyBits(conn: string, op: Extract<RequestOp, { kind: "call" }>): number | undefined {
+    const family = OPERATION_FAMILY[op.method];
+    if (family === undefined || op.session === undefined) return undefined;
+    const sessions = MapGet(this.table, conn)?.sessions;
+    const session = sessions === undefined ? undefined : MapGet(sessions, op.session.id);
+    return session?.operations.keyBitsOf(family);
+  }
+
+  /** An RSA key's modulus size or an EC key's curve size, in bits (undefined for any other key, or one this session cannot read). */
+  private keyBits(connection: Connection, physical: number, wire: unknown): number | undefined {
+    try {
+      const { values } = connection.chip.getAttributeValue(physical, this.toLocal(connection, wire), [CKA_MODULUS, CKA_EC_PARAMS]);
+      const [modulus, ecParams] = values;
+      if (modulus !== null && modulus !== undefined && modulus.length > 0) return modulus.length * 8;
+      if (ecParams !== null && ecParams !== undefined) return MapGet(CURVE_BITS, BufferToString(ecParams, "hex"));
+      return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Runs a client's chip call on this HSM, in the client's own application. */
   call(conn: string, op: Extract<RequestOp, { kind: "call" }>): unknown {
     const { method, args } = op;
@@ -114,7 +141,8 @@ export class Connections {
         const family = OPERATION_FAMILY[method];
         if (family !== undefined && !regressions.wedgingOperations) {
           const run = () => this.run(connection!, method, args, local);
-          return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run, ownMechanism(op));
+          const keyBits = KEY_INITS.has(method) ? () => this.keyBits(connection!, session.physical, args[1]) : undefined;
+          return session.operations.call(connection.chip, session.physical, family, method, op.session.operation, run, ownMechanism(op), keyBits);
         }
         return this.run(connection, method, args, local);
       } catch (e) {

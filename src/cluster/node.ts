@@ -16,10 +16,10 @@ import type { Clock } from "../runtime/clock.js";
 import type { Transport } from "../runtime/transport.js";
 import { CREATING_CALLS, SESSION_OBJECT_BASE, copyValue } from "./calls.js";
 import { Connections, NodeFailure } from "./connections.js";
-import type { Failure, HelloValue, MemberAddress, PeerEnvelope, Request, RequestOp, Response, WritePosition } from "./protocol.js";
+import { type Failure, type HelloValue, MAX_CALL_BUFFER_BYTES, type MemberAddress, type PeerEnvelope, type Request, type RequestOp, type Response, type WritePosition } from "./protocol.js";
 import { type CompactionConfig, MAX_PUSH, Replication } from "./replication.js";
 import { failureOf, isWellFormedRequest, scopeToSender } from "./requests.js";
-import { type ServiceTimeFn, inputBytesOf, ownMechanism } from "./service-profile.js";
+import { type ServiceTimeFn, heldBytesOf, inputBytesOf, ownMechanism } from "./service-profile.js";
 
 /** An HSM's settings; compaction and snapshot transfer ones are optional (DEFAULT_COMPACTION, replication.ts). */
 export interface NodeConfig extends Partial<CompactionConfig> {
@@ -51,6 +51,8 @@ interface QueuedRequest {
   request: Request;
   serviceUs: number;
   arrivedUs: number;
+  /** Bytes of buffers the request carries, held until it is served. */
+  bytes: number;
 }
 
 interface Waiter {
@@ -63,6 +65,12 @@ interface Waiter {
 }
 
 const RECENT_REQUESTS = 4096;
+/**
+ * Bytes of request buffers an HSM holds for requests waiting for or on an engine: four calls of
+ * the largest size. Without it a full queue of 16 MiB calls (256 on a calibrated profile, slow
+ * to drain when dilated) held 4 GiB; past it the HSM answers busy, which the client retries.
+ */
+export const MAX_QUEUED_BYTES = 4 * MAX_CALL_BUFFER_BYTES;
 const MANAGE_METHODS = new Set<string>(["createUser", "deleteUser", "changePassword", "listUsers", "shareKey", "unshareKey", "describeKey", "setKeyTrusted"]);
 
 export class ClusterNode {
@@ -74,6 +82,8 @@ export class ClusterNode {
   private readonly queue: QueuedRequest[] = [];
   /** Engines serving a request now. */
   private busyEngines = 0;
+  /** Bytes held by the queued and in-service requests (bounded by MAX_QUEUED_BYTES). */
+  private queuedBytes = 0;
   private readonly replication: Replication;
   private readonly startedUs: number;
   private waiters: Waiter[] = [];
@@ -193,19 +203,22 @@ export class ClusterNode {
       return;
     }
     const held = this.queue.length + this.busyEngines;
-    if (held >= this.config.queueCapacity) {
+    const bytes = heldBytesOf(request.op);
+    if (held >= this.config.queueCapacity || (this.queuedBytes > 0 && this.queuedBytes + bytes > MAX_QUEUED_BYTES)) {
       this.stats.busy++;
       this.reply(from, request, { kind: "busy", message: `HSM ${this.hsm.id} is busy (${held} requests queued or in service)` });
       return;
     }
-    this.queue.push({ from, request, serviceUs, arrivedUs: this.clock.nowUs() });
+    this.queuedBytes += bytes;
+    this.queue.push({ from, request, serviceUs, arrivedUs: this.clock.nowUs(), bytes });
     this.startEngines(undefined);
   }
 
   private serviceTimeOf(request: Request): number {
     const { op } = request;
     const mechanism = op.kind === "call" ? ownMechanism(op) ?? this.connections.continuedMechanism(request.conn, op) : undefined;
-    return this.config.serviceTimeUs(op, { mechanism, inputBytes: inputBytesOf(op), memberCount: Math.max(1, this.members.length) });
+    const keyBits = op.kind === "call" ? this.connections.continuedKeyBits(request.conn, op) : undefined;
+    return this.config.serviceTimeUs(op, { mechanism, inputBytes: inputBytesOf(op), memberCount: Math.max(1, this.members.length), keyBits });
   }
 
   /**
@@ -224,6 +237,7 @@ export class ClusterNode {
       this.busyEngines++;
       this.later(Math.max(0, dueUs - now), () => {
         this.busyEngines--;
+        this.queuedBytes -= item.bytes;
         this.serveSafely(item.from, item.request);
         this.startEngines(dueUs);
       });

@@ -23,6 +23,8 @@ interface OperationRecord {
   answer?: { value: unknown } | { error: unknown };
   /** The mechanism the Init named (an HSM's profile prices the operation's later calls by it). */
   mechanism: number | undefined;
+  /** The size of the Init's key in bits, RSA modulus or EC curve (a profile prices RSA-4096 and P-384 dearer). */
+  keyBits?: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -36,9 +38,15 @@ export class OperationLedger {
     return record?.open ? record.mechanism : undefined;
   }
 
+  /** The RSA modulus bits of the key of the operation of `family` this ledger holds open, if known. */
+  keyBitsOf(family: string): number | undefined {
+    const record = this.families.get(family);
+    return record?.open ? record.keyBits : undefined;
+  }
+
   /** Runs `method` of `family` under the ledger's rules; `run` performs it on the chip. */
   call(chip: NativeChip, session: number, family: string, method: string, position: { n: number; step: number } | undefined,
-    run: () => unknown, mechanism?: number): unknown {
+    run: () => unknown, mechanism?: number, keyBits?: () => number | undefined): unknown {
     const record = this.families.get(family);
     if (OPERATION_INIT.has(method)) {
       if (position === undefined) return run();
@@ -57,6 +65,7 @@ export class OperationLedger {
         value = run();
       }
       next.open = true;
+      next.keyBits = keyBits?.();
       return value;
     }
     // A call continuing an operation: only the open one's next step runs; its last step is answered again.

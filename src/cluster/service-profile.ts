@@ -14,9 +14,9 @@ import {
 import type { Random } from "../runtime/random.js";
 import { ClusterError } from "./errors.js";
 import { OPERATION_FAMILY, OPERATION_INIT } from "./calls.js";
-import type { RequestOp } from "./protocol.js";
+import { MAX_CALL_BUFFER_BYTES, type RequestOp } from "./protocol.js";
 
-/** What a profile prices. Key sizes are the classes' own: an RSA operation is priced as RSA-2048, an EC one as P-256. */
+/** What a profile prices. An RSA operation is priced as RSA-2048 scaled to its key's size (rsaKeyScale); an EC one as P-256 whatever its curve. */
 export const OPERATION_CLASSES = [
   "rsa-2048-sign", "rsa-2048-verify", "rsa-2048-encrypt", "rsa-2048-decrypt",
   "ecdsa-p256-sign", "ecdsa-p256-verify", "ecdh-p256-derive",
@@ -59,6 +59,8 @@ export interface ServiceDemand {
   inputBytes: number;
   /** HSMs in the cluster, as the HSM knows it. */
   memberCount: number;
+  /** The operation key's size in bits (RSA modulus, EC curve), when the HSM knows it (undefined: priced as the class's RSA-2048 or P-256). */
+  keyBits?: number;
 }
 
 export type ServiceTimeFn = (op: RequestOp, demand: ServiceDemand) => number;
@@ -140,12 +142,48 @@ export function ownMechanism(op: RequestOp): number | undefined {
   return typeof type === "number" && Number.isSafeInteger(type) ? type : undefined;
 }
 
-/** Bytes of input a request carries (its Buffer and typed-array arguments). */
-export function inputBytesOf(op: RequestOp): number {
+/** Bytes of buffers a request carries (its Buffer and typed-array arguments): what an HSM holds while it waits. */
+export function heldBytesOf(op: RequestOp): number {
   if (op.kind !== "call") return 0;
   let bytes = 0;
   for (const a of op.args) if (a instanceof Uint8Array) bytes += a.length;
   return bytes;
+}
+
+/** Bytes of input a request carries (its Buffer and typed-array arguments; random's requested output). */
+export function inputBytesOf(op: RequestOp): number {
+  if (op.kind !== "call") return 0;
+  let bytes = heldBytesOf(op);
+  // Random's work is its output, asked for by length: 16 MiB of it is not priced as 16 bytes.
+  if (op.method === "generateRandom") {
+    const length = op.args[1];
+    if (typeof length === "number" && Number.isFinite(length) && length > 0) bytes += Math.min(length, MAX_CALL_BUFFER_BYTES);
+  }
+  return bytes;
+}
+
+/** Sign and verify mechanisms that hash their input on the HSM (the caller passes the message, not its digest). */
+const HASHING_SIGNATURES = new Set([CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_SHA256_RSA_PKCS, CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS,
+  CKM_SHA1_RSA_PKCS_PSS, CKM_SHA224_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS,
+  CKM_ECDSA_SHA1, CKM_ECDSA_SHA224, CKM_ECDSA_SHA256, CKM_ECDSA_SHA384, CKM_ECDSA_SHA512]);
+
+/** Message bytes a signature class's own cost includes hashing (one SHA-512 block; AWS's figures sign short messages). */
+const HASHED_IN_CLASS_BYTES = 128;
+/** The calls that carry a message to sign or verify, in their argument 1 (C_VerifyFinal's is the signature). */
+const MESSAGE_CALLS = new Set(["sign", "signUpdate", "verify", "verifyUpdate"]);
+
+/**
+ * Engine time a hashing signature spends on its message beyond what its class's cost includes
+ * (µs), at the profile's digest rate per KiB: the RSA and ECDSA classes price one signature of a
+ * short message, and a message of 16 MiB signed with SHA256-RSA-PKCS is 16 MiB of hashing first.
+ */
+export function hashingUs(profile: ServiceProfile, op: RequestOp, demand: ServiceDemand): number {
+  if (op.kind !== "call" || demand.mechanism === undefined || !SetHas(HASHING_SIGNATURES, demand.mechanism) || !SetHas(MESSAGE_CALLS, op.method)) return 0;
+  const message = op.args[1];
+  const beyond = message instanceof Uint8Array ? message.length - HASHED_IN_CLASS_BYTES : 0;
+  if (beyond <= 0) return 0;
+  const digest = profile.costs.digest;
+  return ((digest.perKiBUs * beyond) / 1024) * scalingFactor(digest, demand.memberCount) * profile.timeDilation;
 }
 
 /**
@@ -158,11 +196,13 @@ export function classifyRequest(op: RequestOp, mechanism: number | undefined): O
   if (op.kind !== "call") return "control";
   const { method } = op;
   if (method === "login") return "login";
-  if (method === "generateRandom") return "random";
+  if (method === "generateRandom" || method === "seedRandom") return "random";
   if (KEY_WRITES.has(method)) return "key-write";
   if (method === "generateKey") return "aes-keygen";
   if (method === "generateKeyPair") return mechanism === CKM_RSA_PKCS_KEY_PAIR_GEN ? "rsa-2048-keygen" : "ec-p256-keygen";
-  if (method === "wrapKey" || method === "unwrapKey") return mechanism === CKM_RSA_PKCS_OAEP ? "rsa-2048-encrypt" : "aes-wrap";
+  // RSA-OAEP wraps with the public key (an encrypt) and unwraps with the private key (a decrypt, ~13× dearer).
+  if (method === "wrapKey") return mechanism === CKM_RSA_PKCS_OAEP ? "rsa-2048-encrypt" : "aes-wrap";
+  if (method === "unwrapKey") return mechanism === CKM_RSA_PKCS_OAEP ? "rsa-2048-decrypt" : "aes-wrap";
   if (method === "deriveKey") return mechanism === CKM_ECDH1_DERIVE || mechanism === CKM_ECDH1_COFACTOR_DERIVE ? "ecdh-p256-derive" : "key-write";
   const family = OPERATION_FAMILY[method];
   if (family === undefined || OPERATION_INIT.has(method) || family === "findObjects") return "control";
@@ -183,6 +223,54 @@ export function classifyRequest(op: RequestOp, mechanism: number | undefined): O
   return "aes-cbc"; // the other block modes (ECB, CTR): priced as CBC
 }
 
+/**
+ * How much dearer an operation is with a `keyBits` key than with its class's size (RSA-2048,
+ * P-256): an RSA private-key operation (sign, decrypt) grows as the cube of the modulus size, a
+ * public-key one (verify, encrypt, exponent 65537) as its square (OpenSSL's speed: RSA-4096 signs
+ * ~7× slower than RSA-2048, verifies ~4×); an EC scalar multiplication as the cube of the curve
+ * size (field products quadratic, the scalar's length linear). Without it a client signing with
+ * RSA-8192 keys got about 64× the engine work a profile charged.
+ */
+export function rsaKeyScale(opClass: OperationClass, keyBits: number | undefined): number {
+  if (keyBits === undefined || !Number.isFinite(keyBits) || keyBits <= 0) return 1;
+  const rsa = Math.min(keyBits, 16_384) / 2048;
+  if (opClass === "rsa-2048-sign" || opClass === "rsa-2048-decrypt") return rsa ** 3;
+  if (opClass === "rsa-2048-verify" || opClass === "rsa-2048-encrypt") return rsa ** 2;
+  if (opClass === "ecdsa-p256-sign" || opClass === "ecdsa-p256-verify" || opClass === "ec-p256-keygen") return (Math.min(keyBits, 1024) / 256) ** 3;
+  // The prime search: candidates to test grow with the size, each test as its cube.
+  if (opClass === "rsa-2048-keygen") return rsa ** 4;
+  return 1;
+}
+
+const CKA_MODULUS_BITS = 0x121;
+const CKA_EC_PARAMS = 0x180;
+const CURVE_BITS: Record<string, number> = { "06082a8648ce3d030107": 256, "06052b81040022": 384 };
+
+/**
+ * The key size a key-pair generation asks for, from its public template (the wire's encoding: u32
+ * count, then u32 type, u32 length and the bytes): CKA_MODULUS_BITS, or CKA_EC_PARAMS' curve.
+ */
+export function requestedKeyBits(op: RequestOp): number | undefined {
+  if (op.kind !== "call") return undefined;
+  // An RSA-OAEP unwrap's input is exactly one modulus long (the chip refuses any other length).
+  if (op.method === "unwrapKey") return op.args[2] instanceof Uint8Array && op.args[2].length > 0 ? op.args[2].length * 8 : undefined;
+  if (op.method !== "generateKeyPair") return undefined;
+  const template = op.args[1];
+  if (!(template instanceof Uint8Array) || template.length < 4) return undefined;
+  const view = new DataView(template.buffer, template.byteOffset, template.byteLength);
+  const count = view.getUint32(0, true);
+  let offset = 4;
+  for (let i = 0; i < count && offset + 8 <= template.length; i++) {
+    const type = view.getUint32(offset, true), length = view.getUint32(offset + 4, true);
+    offset += 8;
+    if (length > template.length - offset) return undefined;
+    if (type === CKA_MODULUS_BITS && length >= 4) return view.getUint32(offset, true);
+    if (type === CKA_EC_PARAMS) return CURVE_BITS[Buffer.from(template.subarray(offset, offset + length)).toString("hex")];
+    offset += length;
+  }
+  return undefined;
+}
+
 /** A uniform draw in (0, 1) with 52 bits, from the injected randomness (a seed replays it). */
 function uniform(random: Random): number {
   return (random.int(2 ** 26) * 2 ** 26 + random.int(2 ** 26) + 0.5) / 2 ** 52;
@@ -193,8 +281,9 @@ export function profileServiceTime(profile: ServiceProfile, random: Random): Ser
   const checked = checkServiceProfile(profile);
   return (op, demand) => {
     const opClass = classifyRequest(op, demand.mechanism);
-    const mean = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount);
-    if (mean === 0) return 0;
+    const base = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount) * rsaKeyScale(opClass, demand.keyBits ?? requestedKeyBits(op));
+    if (base === 0) return 0;
+    const mean = base + hashingUs(checked, op, demand);
     return checked.distribution === "fixed" ? mean : -mean * Math.log(uniform(random));
   };
 }

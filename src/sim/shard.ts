@@ -112,6 +112,13 @@ export interface MergedSweep {
 
 const MAX_DETAIL_CHARS = 2_000;
 
+/** Text from a file, without control characters (C0, DEL, C1), at most MAX_DETAIL_CHARS long. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\t\n\r]/g, " ").replace(/[\u0000-\u001f\u007f-\u009f]/g, "\uFFFD");
+  return clean.length > MAX_DETAIL_CHARS ? `${clean.slice(0, MAX_DETAIL_CHARS)}…` : clean;
+}
+
 export function sweepFailure(report: SimReport): SweepFailure {
   const first = report.violations[0] ?? { invariant: "unknown", detail: "the run failed without a violation" };
   const detail = first.detail.length > MAX_DETAIL_CHARS ? `${first.detail.slice(0, MAX_DETAIL_CHARS)}…` : first.detail;
@@ -135,6 +142,7 @@ export function checkSweepRecord(value: unknown, source: string): SweepRecord {
   const bad = (field: string) => new ShardError("NOT_A_SWEEP", `${source}: the field '${field}' is missing or malformed`);
   if (!isWhole(r.from, 0)) throw bad("from");
   if (!isWhole(r.count, 1)) throw bad("count");
+  if (!Number.isSafeInteger(r.from + r.count - 1)) throw bad("from' and 'count"); // the last seed must be exact
   if (typeof r.shard !== "object" || r.shard === null || !isWhole(r.shard.total, 1) || !isWhole(r.shard.index, 1) || r.shard.index > r.shard.total) throw bad("shard");
   if (typeof r.options !== "object" || r.options === null || Array.isArray(r.options)) throw bad("options");
   if (!isWhole(r.runs, 0)) throw bad("runs");
@@ -168,15 +176,27 @@ export function mergeSweeps(records: readonly { source: string; record: SweepRec
     if (record.runs !== expected) throw new ShardError("INCOMPLETE_SHARD", `${source}: ${name} ran ${record.runs} seeds of its ${expected}`);
     const stray = record.failures.find((f) => !inShard(f.seed, record.from, record.count, record.shard));
     if (stray) throw new ShardError("NOT_A_SWEEP", `${source}: ${name} reports seed ${stray.seed}, which is not one of its seeds`);
+    const seen = new Set<number>();
+    for (const f of record.failures) {
+      if (seen.has(f.seed)) throw new ShardError("NOT_A_SWEEP", `${source}: ${name} reports seed ${f.seed} twice`);
+      seen.add(f.seed);
+    }
   }
   const total = first.record.shard.total;
-  const missing: string[] = [];
-  for (let i = 1; i <= total; i++) if (!byIndex.has(i)) missing.push(`${i}/${total}`);
-  if (missing.length > 0) {
-    const shown = missing.length > 20 ? `${missing.slice(0, 20).join(", ")} and ${missing.length - 20} more` : missing.join(", ");
-    throw new ShardError("MISSING_SHARD", `the sweep (${range(first.record)}) is incomplete: shard${missing.length > 1 ? "s" : ""} ${shown} missing`);
+  // Counted, not listed: a crafted record may claim 2^53 − 1 shards. The first 20 missing are
+  // found among the first byIndex.size + 20 indices.
+  const missingCount = total - byIndex.size;
+  if (missingCount > 0) {
+    const missing: string[] = [];
+    for (let i = 1; i <= total && missing.length < 20; i++) if (!byIndex.has(i)) missing.push(`${i}/${total}`);
+    const shown = missingCount > 20 ? `${missing.join(", ")} and ${missingCount - 20} more` : missing.join(", ");
+    throw new ShardError("MISSING_SHARD", `the sweep (${range(first.record)}) is incomplete: shard${missingCount > 1 ? "s" : ""} ${shown} missing`);
   }
-  const failures = records.flatMap(({ record }) => record.failures).sort((a, b) => a.seed - b.seed);
+  // A failure is rebuilt from its checked fields: the replay command is ours, and the file's text
+  // loses its control characters (a terminal escape in a shard file must not reach the terminal).
+  const failures = records.flatMap(({ record }) => record.failures)
+    .map((f) => ({ seed: f.seed, invariant: printable(f.invariant), detail: printable(f.detail), replay: `hsmsim sim --seed ${f.seed}` }))
+    .sort((a, b) => a.seed - b.seed);
   const runs = records.reduce((sum, { record }) => sum + record.runs, 0);
   const wallSeconds = Math.max(...records.map(({ record }) => record.wallSeconds));
   const shardSeconds = +records.reduce((sum, { record }) => sum + record.wallSeconds, 0).toFixed(1);

@@ -3,7 +3,7 @@
 // alone, so a seed's report is the same wherever and in whatever order it runs.
 import { defaultWorkers, runInPool, workerModuleUrl } from "./pool.js";
 import { type RunOptions, type SimReport, runSimulation } from "./run.js";
-import { type Shard, type SweepRecord, SWEEP_FORMAT, WHOLE, seedRule, shardSeeds, sweepFailure } from "./shard.js";
+import { type Shard, ShardError, type SweepRecord, SWEEP_FORMAT, WHOLE, seedRule, shardSeeds, sweepFailure } from "./shard.js";
 import type { SeedTask } from "./sweep-task.js";
 
 export interface SweepPlan {
@@ -28,6 +28,10 @@ export interface SweepOutcome {
 export async function runSweep(plan: SweepPlan): Promise<SweepOutcome> {
   const shard = plan.shard ?? WHOLE;
   const options = plan.options ?? {};
+  // Seeds are exact integers: past 2^53 − 1, from + i rounds, and a seed would run twice and another never.
+  if (!Number.isSafeInteger(plan.from) || plan.from < 0 || !Number.isSafeInteger(plan.count) || plan.count < 1 || !Number.isSafeInteger(plan.from + plan.count - 1)) {
+    throw new ShardError("INVALID_ARGUMENT", `a sweep's seeds must be whole numbers from 0 to ${Number.MAX_SAFE_INTEGER} (from ${plan.from}, ${plan.count} seeds)`);
+  }
   const seeds = shardSeeds(plan.from, plan.count, shard);
   const workers = Math.max(1, Math.min(plan.workers ?? defaultWorkers(), seeds.length));
   const failed: SimReport[] = [];

@@ -56,6 +56,12 @@ const ACTIVE_SVG = [
   /\son[a-z]+\s*=/i, /javascript:/i, /href\s*=/i, /url\(\s*(?!['"]?#)/i, /@import/i, /<!doctype/i, /<!entity/i, /<\?/,
 ];
 
+/** SVG elements that draw and nothing else (Vega's SVG renderer uses a subset of them). */
+const PASSIVE_SVG_ELEMENTS = new Set([
+  "svg", "g", "path", "rect", "line", "circle", "ellipse", "polyline", "polygon", "text", "tspan", "title", "desc", "defs",
+  "clipPath", "linearGradient", "radialGradient", "stop", "mask", "pattern", "marker", "symbol",
+]);
+
 /** An SVG made inline: its namespace declarations dropped (HTML needs none) and its ids made unique to the chart. */
 function inlineSvg(svg: unknown, index: number): string {
   const field = `charts[${index}].svg`;
@@ -63,6 +69,14 @@ function inlineSvg(svg: unknown, index: number): string {
   const trimmed = svg.trim();
   if (!/^<svg[\s>]/.test(trimmed) || !trimmed.endsWith("</svg>") || trimmed.indexOf("<svg", 1) !== -1) fail(field, "one <svg> element");
   for (const pattern of ACTIVE_SVG) if (pattern.test(trimmed)) fail(field, `an SVG with no script, event handler, link or external reference (found ${pattern.source})`);
+  // Allowed, not only refused: an element outside SVG's passive drawing set (an HTML <meta>
+  // refresh or <form> breaks out of the <svg> and navigates, which the CSP does not govern), a
+  // comment or a declaration is refused, as is a handler attribute after a '/' (<rect/onclick=…>).
+  for (const [, name] of trimmed.matchAll(/<\/?([^\s/>]*)/g)) {
+    if (!PASSIVE_SVG_ELEMENTS.has(name)) fail(field, `an SVG made of drawing elements only (found <${name.slice(0, 40)}>)`);
+  }
+  if (/[^\w-]on[a-z]+\s*=/i.test(trimmed)) fail(field, "an SVG with no event handler");
+  if (trimmed.indexOf("</svg>") !== trimmed.length - "</svg>".length) fail(field, "one <svg> element");
   // Vega numbers its clip paths per process: two charts in one page could both say id="clip1".
   const prefix = `chart${index}-`;
   return trimmed

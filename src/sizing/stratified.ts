@@ -6,7 +6,7 @@
 // run of 2 000 signs reads the capacity a few percent off by chance alone (measured: a seed's
 // first 2 100 draws averaged 6.7% above the mean); with it, short runs measure the profile.
 import type { Random } from "../runtime/random.js";
-import { type OperationClass, type ServiceProfile, type ServiceTimeFn, checkServiceProfile, classifyRequest, meanServiceUs } from "../cluster/service-profile.js";
+import { type OperationClass, type ServiceProfile, type ServiceTimeFn, checkServiceProfile, classifyRequest, hashingUs, meanServiceUs, requestedKeyBits, rsaKeyScale } from "../cluster/service-profile.js";
 
 export const STRATA = 64;
 
@@ -40,8 +40,9 @@ export function stratifiedServiceTime(profile: ServiceProfile, random: Random): 
   const streams = new Map<OperationClass, () => number>();
   return (op, demand) => {
     const opClass = classifyRequest(op, demand.mechanism);
-    const mean = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount);
-    if (mean === 0) return 0;
+    const base = meanServiceUs(checked, opClass, demand.inputBytes, demand.memberCount) * rsaKeyScale(opClass, demand.keyBits ?? requestedKeyBits(op));
+    if (base === 0) return 0;
+    const mean = base + hashingUs(checked, op, demand);
     if (checked.distribution === "fixed") return mean;
     let draw = streams.get(opClass);
     if (draw === undefined) streams.set(opClass, (draw = stratifiedUniforms(random.fork(opClass))));
