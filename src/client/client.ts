@@ -29,7 +29,7 @@ export interface ClientOptions {
    */
   writeTimeoutUs?: number;
   /**
-   * How long it waits for a key generation (default 30 s): an HSM's RSA key generation searches
+   * How long it waits for a key-pair generation (default 30 s): an HSM's RSA key generation searches
    * for primes, about a second on a profiled hsm2m.medium with a long tail, well past writeTimeoutUs.
    */
   keyGenerationTimeoutUs?: number;
@@ -295,7 +295,8 @@ export class ClusterClient {
   }
 
   private timeoutFor(op: RequestOp, rule: RetryRule): number {
-    if (op.kind === "call" && (op.method === "generateKeyPair" || op.method === "generateKey")) return this.keyGenerationTimeoutUs;
+    // Key-pair generation only: an RSA prime search is slow; a symmetric key generation is not, and keeps the write timeout.
+    if (op.kind === "call" && op.method === "generateKeyPair") return this.keyGenerationTimeoutUs;
     return rule === "fail" ? this.writeTimeoutUs : this.requestTimeoutUs;
   }
 
