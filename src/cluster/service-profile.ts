@@ -169,8 +169,11 @@ const HASHING_SIGNATURES = new Set([CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_
 
 /** Message bytes a signature class's own cost includes hashing (one SHA-512 block; AWS's figures sign short messages). */
 const HASHED_IN_CLASS_BYTES = 128;
-/** The calls that carry a message to sign or verify, in their argument 1 (C_VerifyFinal's is the signature). */
-const MESSAGE_CALLS = new Set(["sign", "signUpdate", "verify", "verifyUpdate"]);
+/**
+ * The single-part calls that carry a message to sign or verify, in their argument 1 (an Update is
+ * priced as a digest of its bytes by classifyRequest; C_VerifyFinal's argument is the signature).
+ */
+const MESSAGE_CALLS = new Set(["sign", "verify"]);
 
 /**
  * Engine time a hashing signature spends on its message beyond what its class's cost includes
@@ -210,6 +213,8 @@ export function classifyRequest(op: RequestOp, mechanism: number | undefined): O
   if (mechanism === undefined) return "control";
   if (family === "sign" || family === "verify") {
     const verify = family === "verify";
+    // A multi-part signature's Updates only hash their bytes; the Final makes (or checks) the signature.
+    if ((method === "signUpdate" || method === "verifyUpdate") && (ECDSA.has(mechanism) || RSA_SIGN.has(mechanism))) return "digest";
     if (ECDSA.has(mechanism)) return verify ? "ecdsa-p256-verify" : "ecdsa-p256-sign";
     if (RSA_SIGN.has(mechanism)) return verify ? "rsa-2048-verify" : "rsa-2048-sign";
     return "hmac"; // HMAC, and CMAC and the other MACs priced as one

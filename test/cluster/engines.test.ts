@@ -176,3 +176,16 @@ describe("pricing requests", () => {
     for (const [value, message] of bad) expect(() => checkServiceProfile(value), String(message)).toThrow(message);
   });
 });
+
+describe("multi-part signatures", () => {
+  it("price their Updates as hashing and their Final as the signature, not a signature per Update", () => {
+    const call = (method: string, args: unknown[]): RequestOp => ({ kind: "call", method, args, session: { id: 1 } } as unknown as RequestOp);
+    for (const mechanism of [P.CKM_SHA256_RSA_PKCS, P.CKM_ECDSA_SHA256]) {
+      expect(classifyRequest(call("signUpdate", [1, Buffer.alloc(4096)]), mechanism)).toBe("digest");
+      expect(classifyRequest(call("verifyUpdate", [1, Buffer.alloc(4096)]), mechanism)).toBe("digest");
+    }
+    expect(classifyRequest(call("signFinal", [1, 256]), P.CKM_SHA256_RSA_PKCS)).toBe("rsa-2048-sign");
+    expect(classifyRequest(call("verifyFinal", [1, Buffer.alloc(64)]), P.CKM_ECDSA_SHA256)).toBe("ecdsa-p256-verify");
+    expect(classifyRequest(call("signUpdate", [1, Buffer.alloc(64)]), P.CKM_SHA256_HMAC)).toBe("hmac"); // a MAC's Update is the MAC's own work
+  });
+});
