@@ -81,22 +81,13 @@ export class Connections {
     this.perAddress.delete(sender);
   }
 
-  /** The mechanism of the operation a call continues (its Init's), if this HSM holds that operation open. */
-  continuedMechanism(conn: string, op: Extract<RequestOp, { kind: "call" }>): number | undefined {
+  /** The mechanism and key size of the operation a call continues (its Init's), if this HSM holds that operation open. */
+  continuedOperation(conn: string, op: Extract<RequestOp, { kind: "call" }>): { mechanism: number | undefined; keyBits: number | undefined } | undefined {
     const family = OPERATION_FAMILY[op.method];
     if (family === undefined || op.session === undefined) return undefined;
     const sessions = MapGet(this.table, conn)?.sessions;
     const session = sessions === undefined ? undefined : MapGet(sessions, op.session.id);
-    return session?.operations.mechanismOf(family);
-  }
-
-  /** The key size (RSA modulus or EC curve bits) of the operation a call continues, if this HSM holds that operation open. */
-  continuedKeyBits(conn: string, op: Extract<RequestOp, { kind: "call" }>): number | undefined {
-    const family = OPERATION_FAMILY[op.method];
-    if (family === undefined || op.session === undefined) return undefined;
-    const sessions = MapGet(this.table, conn)?.sessions;
-    const session = sessions === undefined ? undefined : MapGet(sessions, op.session.id);
-    return session?.operations.keyBitsOf(family);
+    return session?.operations.openOperation(family);
   }
 
   /** An RSA key's modulus size or an EC key's curve size, in bits (undefined for any other key, or one this session cannot read). */

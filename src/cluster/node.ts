@@ -216,8 +216,9 @@ export class ClusterNode {
 
   private serviceTimeOf(request: Request): number {
     const { op } = request;
-    const mechanism = op.kind === "call" ? ownMechanism(op) ?? this.connections.continuedMechanism(request.conn, op) : undefined;
-    const keyBits = op.kind === "call" ? this.connections.continuedKeyBits(request.conn, op) : undefined;
+    const continued = op.kind === "call" ? this.connections.continuedOperation(request.conn, op) : undefined;
+    const mechanism = op.kind === "call" ? ownMechanism(op) ?? continued?.mechanism : undefined;
+    const keyBits = continued?.keyBits;
     return this.config.serviceTimeUs(op, { mechanism, inputBytes: inputBytesOf(op), memberCount: Math.max(1, this.members.length), keyBits });
   }
 

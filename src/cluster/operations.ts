@@ -32,16 +32,10 @@ const EMPTY = Buffer.alloc(0);
 export class OperationLedger {
   private readonly families = new Map<string, OperationRecord>();
 
-  /** The mechanism of the operation of `family` this ledger holds open, if any. */
-  mechanismOf(family: string): number | undefined {
+  /** The mechanism and key size the Init of the open operation of `family` named, if one is open (an HSM's profile prices its later calls by them). */
+  openOperation(family: string): { mechanism: number | undefined; keyBits: number | undefined } | undefined {
     const record = this.families.get(family);
-    return record?.open ? record.mechanism : undefined;
-  }
-
-  /** The RSA modulus bits of the key of the operation of `family` this ledger holds open, if known. */
-  keyBitsOf(family: string): number | undefined {
-    const record = this.families.get(family);
-    return record?.open ? record.keyBits : undefined;
+    return record?.open ? { mechanism: record.mechanism, keyBits: record.keyBits } : undefined;
   }
 
   /** Runs `method` of `family` under the ledger's rules; `run` performs it on the chip. */
