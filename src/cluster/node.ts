@@ -70,7 +70,7 @@ const RECENT_REQUESTS = 4096;
  * the largest size. Without it a full queue of 16 MiB calls (256 on a calibrated profile, slow
  * to drain when dilated) held 4 GiB; past it the HSM answers busy, which the client retries.
  */
-export const MAX_QUEUED_BYTES = 4 * MAX_CALL_BUFFER_BYTES;
+export const MAX_QUEUED_BYTES = 4 * (MAX_CALL_BUFFER_BYTES + 64 * 1024); // + a call's other arguments (heldBytesOf counts them)
 const MANAGE_METHODS = new Set<string>(["createUser", "deleteUser", "changePassword", "listUsers", "shareKey", "unshareKey", "describeKey", "setKeyTrusted"]);
 
 export class ClusterNode {

@@ -142,18 +142,38 @@ export function ownMechanism(op: RequestOp): number | undefined {
   return typeof type === "number" && Number.isSafeInteger(type) ? type : undefined;
 }
 
-/** Bytes of buffers a request carries (its Buffer and typed-array arguments): what an HSM holds while it waits. */
+/**
+ * Bytes a request holds while it waits (what MAX_QUEUED_BYTES bounds): every typed array's bytes
+ * (a Float64Array of mechanism numbers too), strings, and arrays' slots, nested ones included (the
+ * codec bounds the depth). Counting only top-level byte buffers let a client queue 16 MiB
+ * Float64Arrays, or Buffers inside an array, uncounted.
+ */
 export function heldBytesOf(op: RequestOp): number {
   if (op.kind !== "call") return 0;
   let bytes = 0;
-  for (const a of op.args) if (a instanceof Uint8Array) bytes += a.length;
+  const values: unknown[] = [op.args];
+  while (values.length > 0) {
+    const value = values.pop();
+    if (typeof value === "string") bytes += value.length * 2;
+    else if (ArrayBuffer.isView(value)) bytes += value.byteLength;
+    else if (Array.isArray(value)) {
+      bytes += 8 * value.length;
+      for (const item of value) if (item !== null && typeof item === "object") values.push(item); else if (typeof item === "string") bytes += item.length * 2;
+    } else if (value !== null && typeof value === "object") {
+      for (const item of Object.values(value)) {
+        bytes += 8;
+        if (item !== null && typeof item === "object") values.push(item); else if (typeof item === "string") bytes += item.length * 2;
+      }
+    }
+  }
   return bytes;
 }
 
-/** Bytes of input a request carries (its Buffer and typed-array arguments; random's requested output). */
+/** Bytes of input a request carries (its top-level Buffer and byte-array arguments; random's requested output). */
 export function inputBytesOf(op: RequestOp): number {
   if (op.kind !== "call") return 0;
-  let bytes = heldBytesOf(op);
+  let bytes = 0;
+  for (const a of op.args) if (a instanceof Uint8Array) bytes += a.length;
   // Random's work is its output, asked for by length: 16 MiB of it is not priced as 16 bytes.
   if (op.method === "generateRandom") {
     const length = op.args[1];
