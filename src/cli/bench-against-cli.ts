@@ -1,7 +1,9 @@
 // The command line of `hsmsim bench --against`: its options, the live line while it runs, and
 // the table (or JSON, or charts) of what it measured. The engine is bench-against.ts.
-import { mkdirSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
 
+import { pemOrFile } from "../client/remote/target.js";
 import { ClusterFolder } from "../net/cluster-folder.js";
 import { controlRequest } from "../net/control-socket.js";
 
@@ -95,6 +97,8 @@ export async function runBenchAgainst(values: AgainstValues, io: CommandIo): Pro
   if (values.data !== undefined && killAtS === undefined) throw new UsageError("--data applies only with --kill-at-s");
   if (killAtS !== undefined && killAtS >= durationS) throw new UsageError("--kill-at-s must fall within --duration-s");
   const folder = values.data === undefined ? undefined : new ClusterFolder(values.data);
+  // --data must be the cluster --against measures: a foreign folder's HSM was killed, the measured cluster never failed over.
+  if (folder !== undefined) checkSameCluster(folder, values.ca);
   if (folder !== undefined) await statusOf(folder).catch((e: Error) => {
     throw new UsageError(`--data ${values.data}: no running cluster there (${e.message})`);
   });
@@ -164,6 +168,23 @@ function printResult(r: RemoteBenchResult, io: CommandIo): void {
   if (m.failed > 0) io.stdout.write(`failures: ${reasons}\n`);
   if (m.unfinished > 0) io.stdout.write(`unfinished when the drain ran out: ${m.unfinished}\n`);
   io.stdout.write(`client CPU: ${r.clientCpuPercent}% of one core over the measured window (main thread and the remote clients' workers)\n`);
+}
+
+/**
+ * Refuses a --data folder whose cluster is not the one --ca trusts (each cluster has its own
+ * customer CA): --kill-at-s would kill -9 an HSM of another cluster, which the run never sees.
+ */
+function checkSameCluster(folder: ClusterFolder, ca: string): void {
+  const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
+  let theirs: string;
+  try {
+    theirs = fingerprint(readFileSync(folder.trustAnchor, "utf8"));
+  } catch (e) {
+    throw new UsageError(`--data ${folder.dir}: no cluster's trust anchor there (${(e as Error).message})`);
+  }
+  if (fingerprint(pemOrFile(ca, "--ca", "certificate")) !== theirs) {
+    throw new UsageError(`--data ${folder.dir} is another cluster than the one --ca trusts (its pki/customerCA.crt differs): --kill-at-s would kill an HSM the run does not measure`);
+  }
 }
 
 /** Kills (-9) the first running HSM of the cluster in `folder`, through its supervisor; resolves with its id. */
