@@ -4,7 +4,7 @@
 // from validated data to a spec (exported, so a caller may also save it for an interactive
 // viewer) and an async function to the SVG string. Colours are Okabe–Ito (colour-blind safe),
 // and every source also has its own point shape, so nothing relies on colour alone.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { closeSync, constants, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
@@ -483,5 +483,17 @@ export function writeChart(path: string, content: string): void {
   if (typeof path !== "string" || path === "") fail("the chart's path", "a non-empty string", path);
   if (typeof content !== "string" || !/^\s*(<svg[\s>]|<!doctype html>)/i.test(content)) fail("the chart's content", "an SVG or an HTML document", content);
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, content);
+  // Never through a symlink: in a shared folder (/tmp/charts) another user's report.html → ~/.bashrc would be overwritten.
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new SizingError("INVALID_ARGUMENT", `chart: cannot write ${path}${code === "ELOOP" ? " (a symlink: charts are not written through one)" : ` (${code ?? String(e)})`}`);
+  }
+  try {
+    writeFileSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -1,5 +1,5 @@
 // Second red team, issue 10: hsmsim bench --against --kill-at-s with a --data folder of another cluster.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -31,5 +31,23 @@ describe("bench --against --kill-at-s --data", () => {
       "--kill-at-s", "1", "--data", folder);
     expect(ran.code).toBe(2);
     expect(ran.stderr).toMatch(/another cluster than the one --ca trusts/);
+  });
+});
+
+describe("charts written into a folder (bench --charts DIR, size --chart)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "red2-charts-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("are never written through a symlink planted at a chart's name (another user's link in a shared folder)", async () => {
+    const { writeChart } = await import("../../src/sizing/charts.js");
+    const victim = join(dir, "victim.rc");
+    writeFileSync(victim, "export PATH=/usr/bin\n");
+    symlinkSync(victim, join(dir, "report.html"));
+    expect(() => writeChart(join(dir, "report.html"), "<!doctype html><p>report</p>")).toThrow(/symlink/);
+    expect(readFileSync(victim, "utf8")).toBe("export PATH=/usr/bin\n");
+    // An ordinary file is still written (and replaced).
+    writeChart(join(dir, "latency.svg"), "<svg></svg>");
+    writeChart(join(dir, "latency.svg"), "<svg>2</svg>");
+    expect(readFileSync(join(dir, "latency.svg"), "utf8")).toBe("<svg>2</svg>");
   });
 });
