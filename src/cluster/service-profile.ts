@@ -16,7 +16,7 @@ import { ClusterError } from "./errors.js";
 import { OPERATION_FAMILY, OPERATION_INIT } from "./calls.js";
 import { MAX_CALL_BUFFER_BYTES, type RequestOp } from "./protocol.js";
 
-/** What a profile prices. An RSA operation is priced as RSA-2048 scaled to its key's size (rsaKeyScale); an EC one as P-256 whatever its curve. */
+/** What a profile prices. An RSA operation is priced as RSA-2048 scaled to its key's size, an EC one (ECDSA, ECDH, key generation) as P-256 scaled to its curve (rsaKeyScale). */
 export const OPERATION_CLASSES = [
   "rsa-2048-sign", "rsa-2048-verify", "rsa-2048-encrypt", "rsa-2048-decrypt",
   "ecdsa-p256-sign", "ecdsa-p256-verify", "ecdh-p256-derive",
@@ -261,7 +261,7 @@ export function rsaKeyScale(opClass: OperationClass, keyBits: number | undefined
   const rsa = Math.min(keyBits, 16_384) / 2048;
   if (opClass === "rsa-2048-sign" || opClass === "rsa-2048-decrypt") return rsa ** 3;
   if (opClass === "rsa-2048-verify" || opClass === "rsa-2048-encrypt") return rsa ** 2;
-  if (opClass === "ecdsa-p256-sign" || opClass === "ecdsa-p256-verify" || opClass === "ec-p256-keygen") return (Math.min(keyBits, 1024) / 256) ** 3;
+  if (opClass === "ecdsa-p256-sign" || opClass === "ecdsa-p256-verify" || opClass === "ec-p256-keygen" || opClass === "ecdh-p256-derive") return (Math.min(keyBits, 1024) / 256) ** 3;
   // The prime search: candidates to test grow with the size, each test as its cube.
   if (opClass === "rsa-2048-keygen") return rsa ** 4;
   return 1;
@@ -269,6 +269,7 @@ export function rsaKeyScale(opClass: OperationClass, keyBits: number | undefined
 
 const CKA_MODULUS_BITS = 0x121;
 const CKA_EC_PARAMS = 0x180;
+const ECDH_PEER_BITS: Record<number, number> = { 33: 256, 35: 256, 65: 256, 67: 256, 59: 256, 91: 256, 49: 384, 51: 384, 97: 384, 99: 384, 72: 384, 120: 384 };
 const CURVE_BITS: Record<string, number> = { "06082a8648ce3d030107": 256, "06052b81040022": 384 };
 
 /**
@@ -279,6 +280,9 @@ export function requestedKeyBits(op: RequestOp): number | undefined {
   if (op.kind !== "call") return undefined;
   // An RSA-OAEP unwrap's input is exactly one modulus long (the chip refuses any other length).
   if (op.method === "unwrapKey") return op.args[2] instanceof Uint8Array && op.args[2].length > 0 ? op.args[2].length * 8 : undefined;
+  // An ECDH derive's peer public key is on the base key's curve (the chip refuses any other): its length, in any
+  // of the forms the chip takes (point compressed or not, in an OCTET STRING or not, SubjectPublicKeyInfo), sizes it.
+  if (op.method === "deriveKey") return op.args[4] instanceof Uint8Array ? ECDH_PEER_BITS[op.args[4].length] : undefined;
   if (op.method !== "generateKeyPair") return undefined;
   const template = op.args[1];
   if (!(template instanceof Uint8Array) || template.length < 4) return undefined;
