@@ -90,6 +90,17 @@ export class Connections {
     return session?.operations.openOperation(family);
   }
 
+  /**
+   * The size of the key a wrap names (its wrapping key, argument 1), when this HSM already holds the
+   * call's session (a session is opened on an HSM at its first call there; before, undefined).
+   */
+  wrappingKeyBits(conn: string, op: Extract<RequestOp, { kind: "call" }>): number | undefined {
+    if (op.method !== "wrapKey" || op.session === undefined) return undefined;
+    const connection = MapGet(this.table, conn);
+    const session = connection === undefined ? undefined : MapGet(connection.sessions, op.session.id);
+    return session === undefined ? undefined : this.keyBits(connection!, session.physical, op.args[1]);
+  }
+
   /** An RSA key's modulus size or an EC key's curve size, in bits (undefined for any other key, or one this session cannot read). */
   private keyBits(connection: Connection, physical: number, wire: unknown): number | undefined {
     try {

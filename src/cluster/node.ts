@@ -218,7 +218,8 @@ export class ClusterNode {
     const { op } = request;
     const continued = op.kind === "call" ? this.connections.continuedOperation(request.conn, op) : undefined;
     const mechanism = op.kind === "call" ? ownMechanism(op) ?? continued?.mechanism : undefined;
-    const keyBits = continued?.keyBits;
+    // An Init's key size for the operation it started; a wrap's wrapping key (an RSA-OAEP wrap is a public-key encrypt with it).
+    const keyBits = continued?.keyBits ?? (op.kind === "call" ? this.connections.wrappingKeyBits(request.conn, op) : undefined);
     return this.config.serviceTimeUs(op, { mechanism, inputBytes: inputBytesOf(op), memberCount: Math.max(1, this.members.length), keyBits });
   }
 
