@@ -91,14 +91,17 @@ export class Connections {
   }
 
   /**
-   * The size of the key a wrap names (its wrapping key, argument 1), when this HSM already holds the
-   * call's session (a session is opened on an HSM at its first call there; before, undefined).
+   * The size of the key a wrap names (its wrapping key, argument 1), read through the call's session
+   * on this HSM or, before that session is opened here (at its first call), any other session of the
+   * same application (its keys are visible to all of them). Only an application's very first call on
+   * an HSM finds none (undefined: priced at the class's size), at most once per connection.
    */
   wrappingKeyBits(conn: string, op: Extract<RequestOp, { kind: "call" }>): number | undefined {
     if (op.method !== "wrapKey" || op.session === undefined) return undefined;
     const connection = MapGet(this.table, conn);
-    const session = connection === undefined ? undefined : MapGet(connection.sessions, op.session.id);
-    return session === undefined ? undefined : this.keyBits(connection!, session.physical, op.args[1]);
+    if (connection === undefined) return undefined;
+    const session = MapGet(connection.sessions, op.session.id) ?? connection.sessions.values().next().value;
+    return session === undefined ? undefined : this.keyBits(connection, session.physical, op.args[1]);
   }
 
   /** An RSA key's modulus size or an EC key's curve size, in bits (undefined for any other key, or one this session cannot read). */

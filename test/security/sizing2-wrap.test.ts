@@ -27,5 +27,12 @@ describe("RSA-OAEP wrap pricing by key size", () => {
     const t2048 = wrapTime(2048), t4096 = wrapTime(4096);
     // (4096/2048)^2 = 4 encrypts' worth of engine time, less a margin for the network's jitter.
     expect(t4096 - t2048).toBeGreaterThan(2 * encryptUs);
+    // A fresh session whose first call on the HSM is the wrap: priced by the key all the same.
+    const { publicKey } = pkcs11.C_GenerateKeyPair(session, { mechanism: P.CKM_RSA_PKCS_KEY_PAIR_GEN },
+      [{ type: P.CKA_MODULUS_BITS, value: 4096 }, { type: P.CKA_WRAP, value: true }, { type: P.CKA_TOKEN, value: true }], [{ type: P.CKA_UNWRAP, value: true }]);
+    const fresh = pkcs11.C_OpenSession(Buffer.alloc(8), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+    const before = world.clock.nowUs();
+    pkcs11.C_WrapKey(fresh, oaep, publicKey, secret, Buffer.alloc(1024));
+    expect(world.clock.nowUs() - before - t2048).toBeGreaterThan(2 * encryptUs);
   });
 });
