@@ -71,6 +71,8 @@ const RECENT_REQUESTS = 4096;
  * to drain when dilated) held 4 GiB; past it the HSM answers busy, which the client retries.
  */
 export const MAX_QUEUED_BYTES = 4 * (MAX_CALL_BUFFER_BYTES + 64 * 1024); // + a call's other arguments (heldBytesOf counts them)
+/** What a queued request holds besides its buffers and heads (its objects), counted against MAX_QUEUED_BYTES. */
+const REQUEST_OVERHEAD_BYTES = 1024;
 const MANAGE_METHODS = new Set<string>(["createUser", "deleteUser", "changePassword", "listUsers", "shareKey", "unshareKey", "describeKey", "setKeyTrusted"]);
 
 export class ClusterNode {
@@ -203,7 +205,9 @@ export class ClusterNode {
       return;
     }
     const held = this.queue.length + this.busyEngines;
-    const bytes = heldBytesOf(request.op);
+    // Its buffers, its causality heads (up to 4,096 pairs) and the request itself: with a large queue
+    // (a profile's queueCapacity may be 1,000,000) small requests alone would otherwise fill the heap.
+    const bytes = heldBytesOf(request.op) + 64 * request.after.length + REQUEST_OVERHEAD_BYTES;
     if (held >= this.config.queueCapacity || (this.queuedBytes > 0 && this.queuedBytes + bytes > MAX_QUEUED_BYTES)) {
       this.stats.busy++;
       this.reply(from, request, { kind: "busy", message: `HSM ${this.hsm.id} is busy (${held} requests queued or in service)` });

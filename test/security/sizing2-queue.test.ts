@@ -44,4 +44,19 @@ describe("the queued-bytes bound counts every buffer a request carries", () => {
     // Six 16 MiB requests: the HSM holds at most four calls' worth of bytes and answers the rest busy.
     expect(node.stats.busy).toBeGreaterThan(0);
   });
+
+  it("bounds a huge queue (a profile's queueCapacity of 1,000,000) of small requests each carrying 4,096 causality heads", () => {
+    const p = { ...profile({ "aes-keygen": 1_000_000 }), queueCapacity: 1_000_000 };
+    const world = activeWorld({ seed: "red2-heads", cluster: { hsmCount: 1, node: { serviceTimeUs: profileServiceTime(p, new Rng("red2-heads/s")), engines: 1, queueCapacity: p.queueCapacity } } });
+    const node = world.cluster.liveNodes()[0];
+    const hostile = world.network.endpoint("10.9.9.8:1");
+    hostile.attach("10.9.9.8:1", () => {});
+    const after = Array.from({ length: 4096 }, (_, i) => [i + 1, 0]);
+    // 300 × 4,096 heads: about 80 MB of small arrays in the queue, none of it a buffer.
+    for (let i = 1; i <= 300; i++) {
+      hostile.send("10.9.9.8:1", node.address, { t: "req", id: i, conn: "heads", after, op: { kind: "call", method: "generateKey", args: [1, Buffer.alloc(8), new Float64Array([0x1080])], session } });
+    }
+    world.run(100_000);
+    expect(node.stats.busy).toBeGreaterThan(0);
+  });
 });
