@@ -7,6 +7,8 @@
 // leaves the rotation until it answers again.
 import { freezeClass } from "../primordials.js";
 import { copyValue } from "../cluster/calls.js";
+import { ownMechanism, requestedKeyBits, rsaKeyScale } from "../cluster/service-profile.js";
+import { CKM_RSA_PKCS_KEY_PAIR_GEN } from "../pkcs11/constants.js";
 import type { Failure, HeadList, HelloValue, MemberAddress, Request, RequestOp, Response, WritePosition } from "../cluster/protocol.js";
 import type { Clock } from "../runtime/clock.js";
 import type { Random } from "../runtime/random.js";
@@ -296,7 +298,12 @@ export class ClusterClient {
 
   private timeoutFor(op: RequestOp, rule: RetryRule): number {
     // Key-pair generation only: an RSA prime search is slow; a symmetric key generation is not, and keeps the write timeout.
-    if (op.kind === "call" && op.method === "generateKeyPair") return this.keyGenerationTimeoutUs;
+    // Scaled as an HSM prices it by the size asked (RSA as its fourth power, EC as its cube), or an
+    // RSA-3072 generation a profile prices past the timeout always failed while the HSM made the pair.
+    if (op.kind === "call" && op.method === "generateKeyPair") {
+      const opClass = ownMechanism(op) === CKM_RSA_PKCS_KEY_PAIR_GEN ? "rsa-2048-keygen" : "ec-p256-keygen";
+      return this.keyGenerationTimeoutUs * Math.max(1, rsaKeyScale(opClass, requestedKeyBits(op)));
+    }
     return rule === "fail" ? this.writeTimeoutUs : this.requestTimeoutUs;
   }
 
