@@ -7,7 +7,6 @@ import { CodedError } from "../coded-error.js";
 import { type NativeChip } from "../pkcs11/addon.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
-import * as C from "../pkcs11/constants.js";
 import { handleToNumber } from "../pkcs11/handles.js";
 import { RemoteLink } from "../client/remote/link.js";
 import { checkAddress, pemOrFile } from "../client/remote/target.js";
@@ -15,7 +14,7 @@ import { OsRandom } from "../net/os-random.js";
 import { RealClock } from "../net/real-clock.js";
 import {
   type AsyncChip, type ChipCallback, type LatencySummary, type LoadMode, type LoadOperation, type LoadProgress, type LoadResult, type PreparedLoad,
-  type TimelineWindow, asyncChipOf, prepareLoad, startLoad,
+  type TimelineWindow, asyncChipOf, openLoadSessions, prepareLoad, startLoad,
 } from "../sizing/load.js";
 
 export interface RemoteBenchOptions {
@@ -185,11 +184,7 @@ export async function benchAgainst(options: RemoteBenchOptions): Promise<RemoteB
 }
 
 function openSessions(pkcs11: PKCS11, username: string, password: string, count: number): number[] {
-  const flags = C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION;
-  const handles = [pkcs11.C_OpenSession(Buffer.alloc(8), flags)];
-  pkcs11.C_Login(handles[0], C.CKU_USER, `${username}:${password}`);
-  while (handles.length < count) handles.push(pkcs11.C_OpenSession(Buffer.alloc(8), flags));
-  return handles.map((h) => handleToNumber(h, "handle"));
+  return openLoadSessions(pkcs11, username, password, count).map((h) => handleToNumber(h, "handle"));
 }
 
 /**

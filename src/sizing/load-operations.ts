@@ -76,15 +76,21 @@ const P256 = Buffer.from("06082a8648ce3d030107", "hex");
  * picks: token keys would replicate to every HSM before the load, which costs nothing but
  * time). Synchronous: call it before the load, never from a clock callback.
  */
+/** `count` sessions of one application, the first logged in as the crypto user (the login is the application's: every session shares it). */
+export function openLoadSessions(pkcs11: PKCS11, username: string, password: string, count: number): Buffer[] {
+  const flags = C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION;
+  const handles = [pkcs11.C_OpenSession(Buffer.alloc(8), flags)];
+  pkcs11.C_Login(handles[0], C.CKU_USER, `${username}:${password}`);
+  while (handles.length < count) handles.push(pkcs11.C_OpenSession(Buffer.alloc(8), flags));
+  return handles;
+}
+
 export function prepareLoad(pkcs11: PKCS11, options: { username: string; password: string; sessions: number; operations: LoadOperation[]; tokenKeys?: boolean }): PreparedLoad {
   const count = options.sessions;
   if (!Number.isInteger(count) || count < 1 || count > MAX_SESSIONS) throw new LoadGeneratorError(`sessions must be an integer from 1 to ${MAX_SESSIONS}`);
   const operations = options.operations.map(checkOperation);
-  const flags = C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION;
-  const first = pkcs11.C_OpenSession(Buffer.alloc(8), flags);
-  pkcs11.C_Login(first, C.CKU_USER, `${options.username}:${options.password}`);
-  const handles = [first];
-  while (handles.length < count) handles.push(pkcs11.C_OpenSession(Buffer.alloc(8), flags));
+  const handles = openLoadSessions(pkcs11, options.username, options.password, count);
+  const first = handles[0];
   const token = options.tokenKeys ?? true; // token keys: every HSM holds them, so any HSM serves any operation
   const classes = new Set(operations.map((o) => o.opClass));
   const keys: PreparedLoad["keys"] = {};

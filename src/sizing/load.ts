@@ -20,7 +20,7 @@ import { LoadGeneratorError } from "./load-error.js";
 import { type LoadClass, type LoadOperation, MAX_WINDOWS, type PreparedLoad, checkOperation, inputFor } from "./load-operations.js";
 
 export { LoadGeneratorError };
-export { LOAD_CLASSES, type LoadClass, type LoadOperation, type PreparedLoad, loadOperation, prepareLoad } from "./load-operations.js";
+export { LOAD_CLASSES, type LoadClass, type LoadOperation, type PreparedLoad, loadOperation, openLoadSessions, prepareLoad } from "./load-operations.js";
 
 export type ChipCallback = (error: Error | null, value?: unknown) => void;
 
