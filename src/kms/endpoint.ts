@@ -1,6 +1,21 @@
-// startKms: the whole KMS endpoint wired together (the fleet, the store, the trail, the custom
-// key stores, the operations and the HTTP server). [lead]
+// startKms: the whole KMS endpoint wired together — KMS's fleet (where AWS_KMS key material
+// lives), the store (keys, aliases, grants, custom key stores), the trail, the custom key stores
+// over their clusters, the operations and the HTTP server. [lead]
+import { randomBytes as osRandomBytes } from "node:crypto";
+import { lstatSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+
 import type { ClusterDirectory } from "./cluster-directory.js";
+import { CustomKeyStores } from "./custom-key-stores.js";
+import { KmsError, asKmsError } from "./errors.js";
+import { Fleet } from "./fleet.js";
+import { CredentialSet } from "./identity.js";
+import { type KmsParts, uuidFrom } from "./kms-context.js";
+import { startKmsServer } from "./server.js";
+import { handleOperation } from "./service.js";
+import { KmsStore } from "./store.js";
+import { RateLimiter } from "./throttle.js";
+import { KmsTrail } from "./trail.js";
 import type { KmsCredential } from "./types.js";
 
 export interface KmsOptions {
@@ -33,7 +48,99 @@ export interface KmsEndpoint {
   close(): Promise<void>;
 }
 
+/** AWS's default quota of cryptographic requests per second for an account in us-east-1 (symmetric keys). */
+export const DEFAULT_ACCOUNT_CRYPTO_PER_SECOND = 50_000;
+export const DEFAULT_CUSTOM_KEY_STORE_PER_SECOND = 1_800;
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
+
+const NO_CLUSTERS: ClusterDirectory = {
+  describe: () => null,
+  open: (clusterId) => Promise.reject(new KmsError("CloudHsmClusterNotFoundException", `Cluster ${clusterId} is not known to this endpoint.`)),
+};
+
+function positiveRate(value: number | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!(Number.isFinite(value) && value > 0)) throw new TypeError(`limits.${name} must be a positive number of requests per second`);
+  return value;
+}
+
+/** The data folder: created 0700, or an existing folder that is ours and no one else may write into. */
+function ensureDataDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory()) throw new KmsError("KMSInternalException", `${dir} is not a folder`);
+  if (typeof process.getuid === "function" && stat.uid !== process.getuid()) throw new KmsError("KMSInternalException", `${dir} belongs to another user`);
+  if ((stat.mode & 0o022) !== 0) throw new KmsError("KMSInternalException", `${dir} may be written by others (mode ${(stat.mode & 0o777).toString(8)}): refused`);
+}
+
+/** Starts the endpoint; close() stops it and releases the data folder. */
 export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
-  void options;
-  throw new Error("not built yet");
+  if (options === null || typeof options !== "object") throw new TypeError("options must be { dataDir, credentials, … }");
+  if (options.dataDir !== null && (typeof options.dataDir !== "string" || options.dataDir.length === 0)) throw new TypeError("dataDir must be a folder path, or null");
+  const region = options.region ?? "us-east-1";
+  if (!REGION.test(region)) throw new TypeError(`region must look like us-east-1, not ${String(region)}`);
+  const credentials = new CredentialSet(options.credentials);
+  const nowMs = options.nowMs ?? Date.now;
+  const randomBytes = options.randomBytes ?? osRandomBytes;
+  const accountRate = positiveRate(options.limits?.accountCryptoPerSecond, "accountCryptoPerSecond", DEFAULT_ACCOUNT_CRYPTO_PER_SECOND);
+  const storeRate = positiveRate(options.limits?.customKeyStorePerSecond, "customKeyStorePerSecond", DEFAULT_CUSTOM_KEY_STORE_PER_SECOND);
+
+  const dir = options.dataDir;
+  if (dir !== null) ensureDataDir(dir);
+  const fleetTarget = dir !== null ? `file:${join(dir, "fleet")}` : options.fleetSeed !== undefined ? `memory:?seed=${options.fleetSeed}` : "memory:";
+  const fleet = await Fleet.open({ target: fleetTarget });
+  const opened: { close(): unknown }[] = [fleet];
+  const closeOpened = async () => {
+    for (const part of opened.reverse()) {
+      try {
+        await part.close();
+      } catch {
+        // closing what we could
+      }
+    }
+  };
+  try {
+    const store = KmsStore.open({ path: dir === null ? null : join(dir, "kms.db"), mac: (data) => fleet.recordMac(data) });
+    opened.push(store);
+    const trail = KmsTrail.open({ path: dir === null ? null : join(dir, "trail.jsonl"), fleet, region, nowMs, newEventId: () => uuidFrom(randomBytes) });
+    opened.push(trail);
+    const customKeyStores = new CustomKeyStores({ store, fleet, directory: options.clusters ?? NO_CLUSTERS, nowMs, randomBytes, requestsPerSecond: storeRate });
+    opened.push(customKeyStores);
+    const limiters = new Map<string, RateLimiter>();
+    const parts: KmsParts = {
+      store, fleet, customKeyStores, region, nowMs, randomBytes,
+      accountLimiter: (accountId) => {
+        let limiter = limiters.get(accountId);
+        if (!limiter) limiters.set(accountId, (limiter = new RateLimiter(accountRate, nowMs)));
+        return limiter;
+      },
+    };
+    const server = await startKmsServer({
+      host: options.host, port: options.port, region, credentials, nowMs, newRequestId: () => uuidFrom(randomBytes),
+      handle: (operation, input, context) => handleOperation(parts, operation, input, context).catch((e) => {
+        throw asKmsError(e);
+      }),
+      onFinished: (request) => {
+        try {
+          trail.record(request);
+        } catch {
+          // A record that cannot be written must not take the endpoint down; the chain shows the gap at verification.
+        }
+      },
+    });
+    customKeyStores.resume();
+    let closing: Promise<void> | null = null;
+    return {
+      url: server.url,
+      region,
+      settled: (id) => customKeyStores.settled(id),
+      close: () => (closing ??= (async () => {
+        await server.close();
+        await closeOpened();
+      })()),
+    };
+  } catch (e) {
+    await closeOpened();
+    throw e;
+  }
 }
