@@ -44,10 +44,12 @@ export function simTrustAnchorPem(world: World): string {
   return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
 }
 
+/** Client names in a world must differ (each is an address on its network), across directories too. */
+let simLinksOpened = 0;
+
 /** The world's cluster (its id as the world's cluster gives it). */
 export function simClusterDirectory(world: World, options: { trustAnchorPem?: string } = {}): ClusterDirectory {
   const trustAnchorPem = options.trustAnchorPem ?? simTrustAnchorPem(world);
-  let opened = 0;
   return Object.freeze({
     describe(clusterId: string): ClusterView | null {
       const cluster = world.cluster;
@@ -58,7 +60,7 @@ export function simClusterDirectory(world: World, options: { trustAnchorPem?: st
     },
     async open(clusterId: string): Promise<ClusterLink> {
       if (clusterId !== world.cluster.clusterId) throw new Error(`no cluster ${clusterId} in this world`);
-      const connection = world.connect(`kms-${++opened}`);
+      const connection = world.connect(`kms-${++simLinksOpened}`);
       return new CksLink(connection, { blocking: true });
     },
   });
