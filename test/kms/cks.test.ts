@@ -295,6 +295,9 @@ describe("keys in the cluster", () => {
     expect(backing).toMatch(/^[0-9]+$/);
     expect(n.additionalEventData).toEqual({ customKeyStoreId: id, clusterId: s.world.cluster.clusterId, backingKeyId: backing, hsmKeyIds: [Number(backing)] });
     expect(s.world.connect("co2").console(CO.username, CO.password).describeKey(Number(backing)).owner).toBe("kmsuser");
+    // The HSMs' audit logs name kmsuser as the user who made it (the others log its replication, by no user).
+    const made = s.world.cluster.liveNodes().flatMap((node) => node.hsm.auditLog()).filter((e) => e.keys.includes(Number(backing)));
+    expect(new Set(made.map((e) => e.actor).filter((a) => a !== null))).toEqual(new Set(["kmsuser"]));
     const session = s.world.connect("inspect").login("kmsuser", s.currentPassword(id));
     const [label, extractable, token, valueLen] = session.pkcs11.C_GetAttributeValue(session.session, keyHandle(Number(backing)),
       [{ type: C.CKA_LABEL }, { type: C.CKA_EXTRACTABLE }, { type: C.CKA_TOKEN }, { type: C.CKA_VALUE_LEN }]);
