@@ -67,7 +67,12 @@ export function simClusterDirectory(world: World, options: { trustAnchorPem?: st
 }
 
 /** Real-time clusters in these cluster folders (`hsmsim up --data DIR`); read afresh on each describe. */
-export function folderClusterDirectory(folders: readonly string[], options: { callTimeoutMs?: number } = {}): ClusterDirectory {
+export function folderClusterDirectory(folders: readonly string[], options: {
+  /** The longest one blocking call to the cluster waits (default 15 000 ms). */
+  callTimeoutMs?: number;
+  /** For clusters that enforce mutual TLS (cluster.json mtls): KMS's client certificate from their client trust anchor, and its key (PEM text or paths). */
+  clientCertificate?: { certificate: string; key: string };
+} = {}): ClusterDirectory {
   const list = [...folders];
   const find = (clusterId: string): { view: ClusterView; addresses: string[] } | null => {
     for (const dir of list) {
@@ -105,7 +110,7 @@ export function folderClusterDirectory(folders: readonly string[], options: { ca
       let last: unknown = new Error(`cluster ${clusterId} has no HSM`);
       for (const address of found.addresses) {
         try {
-          const connection = connect({ address, trustAnchor: found.view.trustAnchorPem, callTimeoutMs: options.callTimeoutMs ?? 15_000 });
+          const connection = connect({ address, trustAnchor: found.view.trustAnchorPem, callTimeoutMs: options.callTimeoutMs ?? 15_000, clientCertificate: options.clientCertificate });
           return new CksLink(connection, { blocking: false });
         } catch (e) {
           last = e; // this HSM does not answer: the next one may
