@@ -2,7 +2,13 @@
 // cluster is (state, HSMs and their zones, trust anchor) and a new client connection to it.
 // Two kinds: the simulator's world (virtual time, in process) and real-time clusters started
 // with `hsmsim up` (their folders). [helper: cks]
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+import { connect } from "../client/remote/connect.js";
+import { ClusterFolder } from "../net/cluster-folder.js";
 import type { World } from "../sim/world.js";
+import { CksLink } from "./cks-link.js";
 
 export interface ClusterView {
   clusterId: string;
@@ -10,6 +16,11 @@ export interface ClusterView {
   state: string;
   trustAnchorPem: string;
   hsms: { hsmId: string; availabilityZone: string; state: string }[];
+  /**
+   * The cluster's backup lineage: a cluster restored from another's backup shares it (what AWS
+   * calls a related cluster, UpdateCustomKeyStore's condition). Absent: related only to itself.
+   */
+  lineageId?: string;
 }
 
 /** One client connection to a cluster, as KMS uses it (opaque outside custom-key-stores.ts). */
@@ -23,14 +34,90 @@ export interface ClusterDirectory {
   open(clusterId: string): Promise<ClusterLink>;
 }
 
+/**
+ * A trust anchor for a simulated world, which has no TLS and so no certificate: a PEM block
+ * derived from the cluster's id and lineage, the same for the world's whole life. Not a real
+ * certificate: CreateCustomKeyStore compares it byte for byte, as it does a real one.
+ */
+export function simTrustAnchorPem(world: World): string {
+  const body = createHash("sha512").update(`hsmsim simulated customer CA\0${world.cluster.clusterId}\0${world.cluster.lineageId}`).digest("base64");
+  return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+}
+
+/** Client names in a world must differ (each is an address on its network), across directories too. */
+let simLinksOpened = 0;
+
 /** The world's cluster (its id as the world's cluster gives it). */
-export function simClusterDirectory(world: World): ClusterDirectory {
-  void world;
-  throw new Error("not built yet");
+export function simClusterDirectory(world: World, options: { trustAnchorPem?: string } = {}): ClusterDirectory {
+  const trustAnchorPem = options.trustAnchorPem ?? simTrustAnchorPem(world);
+  return Object.freeze({
+    describe(clusterId: string): ClusterView | null {
+      const cluster = world.cluster;
+      if (clusterId !== cluster.clusterId || cluster.state === "DELETED") return null;
+      // What the control plane says of its HSMs (an HSM that died shows DEGRADED after its health check).
+      const hsms = cluster.describe().filter((h) => h.state !== "DELETED").map((h) => ({ hsmId: h.hsmId, availabilityZone: h.availabilityZone, state: h.state }));
+      return { clusterId, state: cluster.state, trustAnchorPem, hsms, lineageId: cluster.lineageId };
+    },
+    async open(clusterId: string): Promise<ClusterLink> {
+      if (clusterId !== world.cluster.clusterId) throw new Error(`no cluster ${clusterId} in this world`);
+      const connection = world.connect(`kms-${++simLinksOpened}`);
+      return new CksLink(connection, { blocking: true });
+    },
+  });
 }
 
 /** Real-time clusters in these cluster folders (`hsmsim up --data DIR`); read afresh on each describe. */
-export function folderClusterDirectory(folders: readonly string[]): ClusterDirectory {
-  void folders;
-  throw new Error("not built yet");
+export function folderClusterDirectory(folders: readonly string[], options: {
+  /** The longest one blocking call to the cluster waits (default 15 000 ms). */
+  callTimeoutMs?: number;
+  /** For clusters that enforce mutual TLS (cluster.json mtls): KMS's client certificate from their client trust anchor, and its key (PEM text or paths). */
+  clientCertificate?: { certificate: string; key: string };
+} = {}): ClusterDirectory {
+  const list = [...folders];
+  const find = (clusterId: string): { view: ClusterView; addresses: string[] } | null => {
+    for (const dir of list) {
+      const folder = new ClusterFolder(dir);
+      let file;
+      try {
+        file = folder.read();
+      } catch {
+        continue; // not a cluster folder (yet), or damaged: not this cluster
+      }
+      if (file.clusterId !== clusterId) continue;
+      let trustAnchorPem = "";
+      try {
+        trustAnchorPem = readFileSync(folder.trustAnchor, "utf8");
+      } catch {
+        // no trust anchor: no store can match it (IncorrectTrustAnchorException) and no TLS connection can be made
+      }
+      const live = file.hsms.filter((h) => h.state !== "DELETED");
+      return {
+        view: { clusterId, state: file.state, trustAnchorPem, lineageId: file.lineageId,
+          hsms: live.map((h) => ({ hsmId: h.hsmId, availabilityZone: h.availabilityZone, state: h.state })) },
+        // Active HSMs first: the client bootstraps from the first that answers and learns the others.
+        addresses: [...live.filter((h) => h.state === "ACTIVE"), ...live.filter((h) => h.state !== "ACTIVE")].map((h) => h.address),
+      };
+    }
+    return null;
+  };
+  return Object.freeze({
+    describe(clusterId: string): ClusterView | null {
+      return find(clusterId)?.view ?? null;
+    },
+    async open(clusterId: string): Promise<ClusterLink> {
+      const found = find(clusterId);
+      if (found === null) throw new Error(`no cluster ${clusterId} in the configured folders`);
+      let last: unknown = new Error(`cluster ${clusterId} has no HSM`);
+      for (const address of found.addresses) {
+        try {
+          const connection = connect({ address, trustAnchor: found.view.trustAnchorPem, callTimeoutMs: options.callTimeoutMs ?? 15_000, clientCertificate: options.clientCertificate });
+          return new CksLink(connection, { blocking: false });
+        } catch (e) {
+          last = e; // this HSM does not answer: the next one may
+        }
+      }
+      throw last;
+    },
+  });
 }
+

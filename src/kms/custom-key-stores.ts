@@ -3,10 +3,17 @@
 // (states DISCONNECTED → CONNECTING → CONNECTED | FAILED, DISCONNECTING) and its error codes
 // come from the real cluster: kmsuser's login (a wrong password counts toward its lockout), the
 // HSMs that answer and their zones. Each store is limited to 1,800 requests a second. [helper: cks]
-import type { ClusterDirectory } from "./cluster-directory.js";
+import { timingSafeEqual } from "node:crypto";
+
+import { freezeClass } from "../primordials.js";
+import { CksLink } from "./cks-link.js";
+import { keyOperationError, loginFailureCode } from "./cks-errors.js";
+import type { ClusterDirectory, ClusterView } from "./cluster-directory.js";
+import { KmsError } from "./errors.js";
 import type { Fleet } from "./fleet.js";
 import type { KmsStore } from "./store.js";
-import type { ConnectionState, TrailNotes } from "./types.js";
+import { RateLimiter } from "./throttle.js";
+import type { ConnectionErrorCode, ConnectionState, CustomKeyStoreRecord, TrailNotes } from "./types.js";
 
 export interface CustomKeyStoresOptions {
   store: KmsStore;
@@ -19,43 +26,510 @@ export interface CustomKeyStoresOptions {
   requestsPerSecond?: number;
 }
 
+export const KMSUSER = "kmsuser";
+export const DEFAULT_STORE_REQUESTS_PER_SECOND = 1_800;
+const MAX_STORES_LISTED = 1_000;
+/** Cluster states in which the cluster exists and serves (DEGRADED and UPDATE_IN_PROGRESS are about its HSMs). */
+const SERVING_CLUSTER_STATES = new Set(["ACTIVE", "DEGRADED", "UPDATE_IN_PROGRESS"]);
+
+/** The fleet seals each store's kmsuser password for that store alone: a sealed blob moved to another row does not open. */
+function passwordPurpose(customKeyStoreId: string): string {
+  return `kms/custom-key-store/${customKeyStoreId}/kmsuser-password`;
+}
+
+function invalid(member: string, constraint: string): KmsError {
+  return new KmsError("ValidationException", `1 validation error detected: Value at '${member}' failed to satisfy constraint: ${constraint}`);
+}
+
+/** A string member: undefined when absent and optional; ValidationException naming the member otherwise. Never echoes the value (it may be a password). */
+function stringMember(input: Record<string, unknown>, name: string, min: number, max: number, required: boolean): string | undefined {
+  const value = input[name];
+  if (value === undefined || value === null) {
+    if (required) throw invalid(name, "Member must not be null");
+    return undefined;
+  }
+  if (typeof value !== "string") throw new KmsError("SerializationException", `${name} must be a string`);
+  if (value.length < min) throw invalid(name, `Member must have length greater than or equal to ${min}`);
+  if (value.length > max) throw invalid(name, `Member must have length less than or equal to ${max}`);
+  return value;
+}
+
+function inputObject(input: unknown): Record<string, unknown> {
+  if (input === null || typeof input !== "object" || Array.isArray(input)) throw new KmsError("SerializationException", "the request body must be a JSON object");
+  return input as Record<string, unknown>;
+}
+
+/** The DER of a PEM's first certificate (so line breaks and surrounding text do not matter), or null when there is none. */
+function certificateDer(pem: string): Buffer | null {
+  const match = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(pem);
+  if (match === null) return null;
+  const der = Buffer.from(match[1].replace(/\s+/g, ""), "base64");
+  return der.length > 0 ? der : null;
+}
+
+function sameCertificate(a: string, b: string): boolean {
+  const da = certificateDer(a), db = certificateDer(b);
+  return da !== null && db !== null && da.length === db.length && timingSafeEqual(da, db);
+}
+
+/** Active HSMs in at least two zones: what AWS asks of a cluster for CreateCustomKeyStore and CreateKey. */
+function hasTwoZones(view: ClusterView): boolean {
+  return new Set(view.hsms.filter((h) => h.state === "ACTIVE").map((h) => h.availabilityZone)).size >= 2;
+}
+
+function activeHsmCount(view: ClusterView): number {
+  return view.hsms.filter((h) => h.state === "ACTIVE").length;
+}
+
+const INVALID_CONFIGURATION = "The associated AWS CloudHSM cluster does not meet the configuration requirements for an AWS CloudHSM key store: it must contain at least two active HSMs, each in a different Availability Zone";
+
+interface Live {
+  link: CksLink | null;
+  /** The connection attempt in progress (CONNECTING), or the disconnection (DISCONNECTING). */
+  pending: Promise<void> | null;
+  /** A disconnection asked while connecting: the attempt ends by closing what it opened. */
+  cancelled: boolean;
+  limiter: RateLimiter;
+}
+
 export class CustomKeyStores {
+  readonly #store: KmsStore;
+  readonly #fleet: Fleet;
+  readonly #directory: ClusterDirectory;
+  readonly #nowMs: () => number;
+  readonly #randomBytes: (n: number) => Buffer;
+  readonly #requestsPerSecond: number;
+  readonly #live = new Map<string, Live>();
+
   constructor(options: CustomKeyStoresOptions) {
-    void options;
-    throw new Error("not built yet");
+    this.#store = options.store;
+    this.#fleet = options.fleet;
+    this.#directory = options.directory;
+    this.#nowMs = options.nowMs;
+    this.#randomBytes = options.randomBytes;
+    const rate = options.requestsPerSecond ?? DEFAULT_STORE_REQUESTS_PER_SECOND;
+    if (!(Number.isFinite(rate) && rate > 0)) throw new RangeError("requestsPerSecond must be a positive number");
+    this.#requestsPerSecond = rate;
   }
 
   /** CreateCustomKeyStore (CloudHSM type): checks the cluster (found, ACTIVE, 2 HSMs in 2 zones, trust anchor, not in use) and the name; returns the id. */
-  create(accountId: string, input: Record<string, unknown>): { CustomKeyStoreId: string } { void accountId, input; throw new Error("not built yet"); }
+  create(accountId: string, input: Record<string, unknown>): { CustomKeyStoreId: string } {
+    const body = inputObject(input);
+    const name = stringMember(body, "CustomKeyStoreName", 1, 256, true)!;
+    const type = body.CustomKeyStoreType ?? "AWS_CLOUDHSM";
+    if (type === "EXTERNAL_KEY_STORE") throw new KmsError("UnsupportedOperationException", "External key stores (CustomKeyStoreType EXTERNAL_KEY_STORE) are not offered here; use AWS_CLOUDHSM");
+    if (type !== "AWS_CLOUDHSM") throw invalid("customKeyStoreType", "Member must satisfy enum value set: [AWS_CLOUDHSM, EXTERNAL_KEY_STORE]");
+    const clusterId = stringMember(body, "CloudHsmClusterId", 19, 24, true)!;
+    const trustAnchor = stringMember(body, "TrustAnchorCertificate", 1, 5000, true)!;
+    const password = stringMember(body, "KeyStorePassword", 7, 32, true)!;
+
+    const sameName = this.#store.listCustomKeyStores(accountId).find((s) => s.name === name);
+    if (sameName) {
+      // AWS treats an identical request for a disconnected store as a retry and answers its id.
+      if (sameName.connectionState === "DISCONNECTED" && sameName.cloudHsmClusterId === clusterId && sameCertificate(sameName.trustAnchorPem, trustAnchor)
+        && this.#passwordIs(sameName, password)) return { CustomKeyStoreId: sameName.customKeyStoreId };
+      throw new KmsError("CustomKeyStoreNameInUseException", `The custom key store name ${JSON.stringify(name)} is already in use in this account and Region`);
+    }
+    const view = this.#directory.describe(clusterId);
+    if (view === null) throw new KmsError("CloudHsmClusterNotFoundException", `AWS CloudHSM cluster ${clusterId} was not found`);
+    this.#requireClusterFree(view, null);
+    if (!SERVING_CLUSTER_STATES.has(view.state)) throw new KmsError("CloudHsmClusterNotActiveException", `AWS CloudHSM cluster ${clusterId} is not active (its state is ${view.state}): initialize and activate it first`);
+    if (!hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
+    if (!sameCertificate(view.trustAnchorPem, trustAnchor)) {
+      throw new KmsError("IncorrectTrustAnchorException", `The TrustAnchorCertificate is not the trust anchor certificate of AWS CloudHSM cluster ${clusterId} (its customerCA.crt)`);
+    }
+
+    const customKeyStoreId = `cks-${this.#randomBytes(9).toString("hex").slice(0, 17)}`;
+    this.#store.putCustomKeyStore({
+      customKeyStoreId, accountId, name, cloudHsmClusterId: clusterId, trustAnchorPem: trustAnchor,
+      sealedPassword: this.#fleet.seal(Buffer.from(password, "utf8"), passwordPurpose(customKeyStoreId)),
+      connectionState: "DISCONNECTED", connectionErrorCode: null, creationDateMs: this.#nowMs(),
+    });
+    return { CustomKeyStoreId: customKeyStoreId };
+  }
+
   /** DescribeCustomKeyStores, AWS's output shape. */
-  describe(accountId: string, input: Record<string, unknown>): Record<string, unknown> { void accountId, input; throw new Error("not built yet"); }
+  describe(accountId: string, input: Record<string, unknown>): Record<string, unknown> {
+    const body = inputObject(input ?? {});
+    const id = stringMember(body, "CustomKeyStoreId", 1, 64, false);
+    const name = stringMember(body, "CustomKeyStoreName", 1, 256, false);
+    const marker = stringMember(body, "Marker", 1, 1024, false);
+    let limit = 100;
+    if (body.Limit !== undefined && body.Limit !== null) {
+      if (typeof body.Limit !== "number" || !Number.isInteger(body.Limit)) throw new KmsError("SerializationException", "Limit must be an integer");
+      if (body.Limit < 1 || body.Limit > MAX_STORES_LISTED) throw invalid("limit", `Member must have value between 1 and ${MAX_STORES_LISTED}`);
+      limit = body.Limit;
+    }
+    let stores = this.#store.listCustomKeyStores(accountId);
+    if (id !== undefined) stores = stores.filter((s) => s.customKeyStoreId === id);
+    if (name !== undefined) stores = stores.filter((s) => s.name === name);
+    if ((id !== undefined || name !== undefined) && stores.length === 0) {
+      throw new KmsError("CustomKeyStoreNotFoundException", `Custom key store ${id ?? name} does not exist in this account and Region`);
+    }
+    let start = 0;
+    if (marker !== undefined) {
+      start = stores.findIndex((s) => s.customKeyStoreId === marker);
+      if (start < 0) throw new KmsError("InvalidMarkerException", "The Marker is not one this operation returned");
+    }
+    const page = stores.slice(start, start + limit);
+    const next = stores[start + limit];
+    return { CustomKeyStores: page.map((s) => this.#entry(s)), Truncated: next !== undefined, ...(next !== undefined ? { NextMarker: next.customKeyStoreId } : {}) };
+  }
+
   /** ConnectCustomKeyStore: CONNECTING at once; the connection proceeds in the background (settled() waits for it). */
-  connect(accountId: string, customKeyStoreId: string): void { void accountId, customKeyStoreId; throw new Error("not built yet"); }
-  disconnect(accountId: string, customKeyStoreId: string): Promise<void> { void accountId, customKeyStoreId; throw new Error("not built yet"); }
-  update(accountId: string, input: Record<string, unknown>): void { void accountId, input; throw new Error("not built yet"); }
+  connect(accountId: string, customKeyStoreId: string): void {
+    const record = this.#owned(accountId, customKeyStoreId);
+    const state = record.connectionState;
+    if (state === "CONNECTED" || state === "CONNECTING") return; // already there, or on its way
+    if (state === "FAILED") throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is FAILED (${record.connectionErrorCode ?? "no code"}): disconnect it, fix the cause, then connect it`);
+    if (state === "DISCONNECTING") throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is DISCONNECTING; connect it once it is DISCONNECTED`);
+    const view = this.#directory.describe(record.cloudHsmClusterId);
+    if (view === null) throw new KmsError("CloudHsmClusterNotFoundException", `AWS CloudHSM cluster ${record.cloudHsmClusterId} was not found`);
+    if (!SERVING_CLUSTER_STATES.has(view.state)) throw new KmsError("CloudHsmClusterNotActiveException", `AWS CloudHSM cluster ${record.cloudHsmClusterId} is not active (its state is ${view.state})`);
+    this.#startConnecting(record);
+  }
+
+  async disconnect(accountId: string, customKeyStoreId: string): Promise<void> {
+    const record = this.#owned(accountId, customKeyStoreId);
+    if (record.connectionState === "DISCONNECTED" || record.connectionState === "DISCONNECTING") {
+      throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is ${record.connectionState} already`);
+    }
+    const live = this.#liveOf(customKeyStoreId);
+    const connecting = live.pending;
+    live.cancelled = true;
+    this.#setState(customKeyStoreId, "DISCONNECTING", null);
+    const work = (async () => {
+      await connecting?.catch(() => undefined);
+      live.link?.close();
+      live.link = null;
+      live.cancelled = false;
+      this.#setState(customKeyStoreId, "DISCONNECTED", null);
+    })();
+    live.pending = work.finally(() => {
+      if (live.pending === tracked) live.pending = null;
+    });
+    const tracked = live.pending;
+    await tracked;
+  }
+
+  update(accountId: string, input: Record<string, unknown>): void {
+    const body = inputObject(input);
+    const id = stringMember(body, "CustomKeyStoreId", 1, 64, true)!;
+    const newName = stringMember(body, "NewCustomKeyStoreName", 1, 256, false);
+    const password = stringMember(body, "KeyStorePassword", 7, 32, false);
+    const clusterId = stringMember(body, "CloudHsmClusterId", 19, 24, false);
+    for (const member of ["XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyVpcEndpointServiceName", "XksProxyAuthenticationCredential", "XksProxyConnectivity"]) {
+      if (body[member] !== undefined) throw new KmsError("UnsupportedOperationException", `${member} applies to external key stores, which are not offered here`);
+    }
+    const record = this.#owned(accountId, id);
+    // The name may change in any state; the password and the cluster only while disconnected.
+    if ((password !== undefined || clusterId !== undefined) && record.connectionState !== "DISCONNECTED") {
+      throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${id} is ${record.connectionState}: disconnect it to change its KeyStorePassword or CloudHsmClusterId`);
+    }
+    const next: CustomKeyStoreRecord = { ...record };
+    if (newName !== undefined && newName !== record.name) {
+      if (this.#store.listCustomKeyStores(accountId).some((s) => s.name === newName)) {
+        throw new KmsError("CustomKeyStoreNameInUseException", `The custom key store name ${JSON.stringify(newName)} is already in use in this account and Region`);
+      }
+      next.name = newName;
+    }
+    if (clusterId !== undefined && clusterId !== record.cloudHsmClusterId) {
+      const view = this.#directory.describe(clusterId);
+      if (view === null) throw new KmsError("CloudHsmClusterNotFoundException", `AWS CloudHSM cluster ${clusterId} was not found`);
+      const current = this.#directory.describe(record.cloudHsmClusterId);
+      const related = current !== null && current.lineageId !== undefined && current.lineageId === view.lineageId;
+      if (!related) {
+        throw new KmsError("CloudHsmClusterNotRelatedException", `AWS CloudHSM cluster ${clusterId} is not related to ${record.cloudHsmClusterId}: it must share its backup history (be restored from its backups, or the reverse)`);
+      }
+      this.#requireClusterFree(view, id);
+      if (!SERVING_CLUSTER_STATES.has(view.state)) throw new KmsError("CloudHsmClusterNotActiveException", `AWS CloudHSM cluster ${clusterId} is not active (its state is ${view.state})`);
+      if (!hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
+      next.cloudHsmClusterId = clusterId;
+    }
+    if (password !== undefined) next.sealedPassword = this.#fleet.seal(Buffer.from(password, "utf8"), passwordPurpose(id));
+    this.#store.putCustomKeyStore(next);
+  }
+
   /** DeleteCustomKeyStore: `keyCount` is how many KMS keys the store still has (CustomKeyStoreHasCMKsException when > 0). */
-  delete(accountId: string, customKeyStoreId: string, keyCount: number): void { void accountId, customKeyStoreId, keyCount; throw new Error("not built yet"); }
+  delete(accountId: string, customKeyStoreId: string, keyCount: number): void {
+    const record = this.#owned(accountId, customKeyStoreId);
+    if (record.connectionState !== "DISCONNECTED") {
+      throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is ${record.connectionState}: disconnect it before deleting it`);
+    }
+    if (keyCount > 0) throw new KmsError("CustomKeyStoreHasCMKsException", `Custom key store ${customKeyStoreId} still has ${keyCount} KMS key(s): schedule their deletion and wait until they are deleted`);
+    this.#store.deleteCustomKeyStore(customKeyStoreId);
+    this.#live.delete(customKeyStoreId);
+  }
+
   /** Resolves when the store is not CONNECTING or DISCONNECTING. */
-  settled(customKeyStoreId: string): Promise<void> { void customKeyStoreId; throw new Error("not built yet"); }
-  connectionState(customKeyStoreId: string): ConnectionState { void customKeyStoreId; throw new Error("not built yet"); }
+  async settled(customKeyStoreId: string): Promise<void> {
+    for (;;) {
+      const pending = this.#live.get(customKeyStoreId)?.pending;
+      if (!pending) return;
+      await pending.catch(() => undefined);
+    }
+  }
+
+  connectionState(customKeyStoreId: string): ConnectionState {
+    const record = this.#store.getCustomKeyStore(customKeyStoreId);
+    if (record === null) throw new KmsError("CustomKeyStoreNotFoundException", `Custom key store ${customKeyStoreId} does not exist`);
+    return record.connectionState;
+  }
+
   /** The store's account (NotFound-style checks by the caller), or null. */
-  accountOf(customKeyStoreId: string): string | null { void customKeyStoreId; throw new Error("not built yet"); }
+  accountOf(customKeyStoreId: string): string | null {
+    return this.#store.getCustomKeyStore(customKeyStoreId)?.accountId ?? null;
+  }
 
   /**
    * CreateKey's backing key: AES-256, token, non-extractable, owned by kmsuser, labelled `keyArn`.
    * CustomKeyStoreInvalidStateException when not CONNECTED; CloudHsmClusterInvalidConfigurationException
    * with fewer than 2 active HSMs in 2 zones. Returns the backing key's cluster-wide id (decimal).
    */
-  createBackingKey(customKeyStoreId: string, keyArn: string, notes: TrailNotes): Promise<string> { void customKeyStoreId, keyArn, notes; throw new Error("not built yet"); }
+  async createBackingKey(customKeyStoreId: string, keyArn: string, notes: TrailNotes): Promise<string> {
+    const { record, link } = this.#connected(customKeyStoreId, "CustomKeyStoreInvalidStateException");
+    const view = this.#directory.describe(record.cloudHsmClusterId);
+    if (view === null || !hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
+    let keyId: number;
+    try {
+      keyId = await link.generateAesKey(keyArn);
+    } catch (e) {
+      throw keyOperationError(e, "generate");
+    }
+    this.#note(notes, record, String(keyId));
+    return String(keyId);
+  }
+
   /** AES-256-GCM in the HSMs (IV from the HSM); ThrottlingException past the store's rate; KMSInvalidStateException when the cluster cannot serve it. */
-  encrypt(customKeyStoreId: string, backingKeyId: string, plaintext: Buffer, aad: Buffer, notes: TrailNotes): Promise<{ iv: Buffer; ciphertext: Buffer }> { void customKeyStoreId, backingKeyId, plaintext, aad, notes; throw new Error("not built yet"); }
+  async encrypt(customKeyStoreId: string, backingKeyId: string, plaintext: Buffer, aad: Buffer, notes: TrailNotes): Promise<{ iv: Buffer; ciphertext: Buffer }> {
+    const { record, link } = this.#connected(customKeyStoreId, "KMSInvalidStateException");
+    const keyId = backingKeyNumber(backingKeyId);
+    this.#note(notes, record, backingKeyId);
+    try {
+      return await link.encrypt(keyId, plaintext, aad);
+    } catch (e) {
+      throw keyOperationError(e, "encrypt");
+    }
+  }
+
   /** InvalidCiphertextException when the tag does not verify. */
-  decrypt(customKeyStoreId: string, backingKeyId: string, iv: Buffer, ciphertext: Buffer, aad: Buffer, notes: TrailNotes): Promise<Buffer> { void customKeyStoreId, backingKeyId, iv, ciphertext, aad, notes; throw new Error("not built yet"); }
+  async decrypt(customKeyStoreId: string, backingKeyId: string, iv: Buffer, ciphertext: Buffer, aad: Buffer, notes: TrailNotes): Promise<Buffer> {
+    const { record, link } = this.#connected(customKeyStoreId, "KMSInvalidStateException");
+    const keyId = backingKeyNumber(backingKeyId);
+    if (!Buffer.isBuffer(iv) || iv.length !== 12 || !Buffer.isBuffer(ciphertext) || ciphertext.length < 16) {
+      throw new KmsError("InvalidCiphertextException", "The ciphertext is not one this key store made");
+    }
+    this.#note(notes, record, backingKeyId);
+    try {
+      return await link.decrypt(keyId, iv, ciphertext, aad);
+    } catch (e) {
+      throw keyOperationError(e, "decrypt");
+    }
+  }
+
   /** GenerateRandom with CustomKeyStoreId: from the cluster's HSMs. */
-  random(customKeyStoreId: string, length: number): Promise<Buffer> { void customKeyStoreId, length; throw new Error("not built yet"); }
+  async random(customKeyStoreId: string, length: number): Promise<Buffer> {
+    const { link } = this.#connected(customKeyStoreId, "CustomKeyStoreInvalidStateException");
+    if (!Number.isInteger(length) || length < 1 || length > 1024) throw invalid("numberOfBytes", "Member must have value between 1 and 1024");
+    try {
+      return await link.random(length);
+    } catch (e) {
+      throw keyOperationError(e, "random");
+    }
+  }
+
   /** At the end of a key's waiting period: deletes the backing key if the store is connected (else it stays, orphaned, as AWS's does); true when deleted. */
-  destroyBackingKey(customKeyStoreId: string, backingKeyId: string): Promise<boolean> { void customKeyStoreId, backingKeyId; throw new Error("not built yet"); }
+  async destroyBackingKey(customKeyStoreId: string, backingKeyId: string): Promise<boolean> {
+    const record = this.#store.getCustomKeyStore(customKeyStoreId);
+    const link = this.#live.get(customKeyStoreId)?.link;
+    if (record === null || record.connectionState !== "CONNECTED" || !link) return false;
+    try {
+      await link.destroy(backingKeyNumber(backingKeyId));
+      return true;
+    } catch {
+      return false; // gone already, or the cluster did not answer: orphaned, as AWS leaves it
+    }
+  }
+
   /** At start: reconnects the stores that were CONNECTED when KMS stopped. */
-  resume(): void { throw new Error("not built yet"); }
-  close(): Promise<void> { throw new Error("not built yet"); }
+  resume(): void {
+    for (const record of this.#store.allCustomKeyStores()) {
+      if (record.connectionState === "CONNECTED" || record.connectionState === "CONNECTING") this.#startConnecting(record);
+      else if (record.connectionState === "DISCONNECTING") this.#setState(record.customKeyStoreId, "DISCONNECTED", null);
+    }
+  }
+
+  /** Closes every connection; the stores' recorded states stay (resume() reconnects the CONNECTED ones). */
+  async close(): Promise<void> {
+    for (const [id] of this.#live) await this.settled(id);
+    for (const live of this.#live.values()) {
+      live.link?.close();
+      live.link = null;
+    }
+    this.#live.clear();
+  }
+
+  // ---- internals ----
+
+  #entry(s: CustomKeyStoreRecord): Record<string, unknown> {
+    return {
+      CustomKeyStoreId: s.customKeyStoreId, CustomKeyStoreName: s.name, CloudHsmClusterId: s.cloudHsmClusterId, TrustAnchorCertificate: s.trustAnchorPem,
+      ConnectionState: s.connectionState, ...(s.connectionState === "FAILED" && s.connectionErrorCode ? { ConnectionErrorCode: s.connectionErrorCode } : {}),
+      CreationDate: new Date(s.creationDateMs), CustomKeyStoreType: "AWS_CLOUDHSM",
+    };
+  }
+
+  #owned(accountId: string, customKeyStoreId: unknown): CustomKeyStoreRecord {
+    if (typeof customKeyStoreId !== "string" || customKeyStoreId.length < 1 || customKeyStoreId.length > 64) throw invalid("customKeyStoreId", "Member must have length between 1 and 64");
+    const record = this.#store.getCustomKeyStore(customKeyStoreId);
+    // Another account's store is answered exactly as a missing one.
+    if (record === null || record.accountId !== accountId) throw new KmsError("CustomKeyStoreNotFoundException", `Custom key store ${customKeyStoreId} does not exist in this account and Region`);
+    return record;
+  }
+
+  #passwordIs(record: CustomKeyStoreRecord, password: string): boolean {
+    const stored = this.#fleet.unseal(record.sealedPassword, passwordPurpose(record.customKeyStoreId));
+    const given = Buffer.from(password, "utf8");
+    const same = stored.length === given.length && timingSafeEqual(stored, given);
+    stored.fill(0);
+    return same;
+  }
+
+  /** No other store may use this cluster or one of its lineage (AWS: a cluster sharing its backup history). */
+  #requireClusterFree(view: ClusterView, exceptStoreId: string | null): void {
+    for (const other of this.#store.allCustomKeyStores()) {
+      if (other.customKeyStoreId === exceptStoreId) continue;
+      const sameCluster = other.cloudHsmClusterId === view.clusterId;
+      const otherView = sameCluster ? null : this.#directory.describe(other.cloudHsmClusterId);
+      if (sameCluster || (otherView?.lineageId !== undefined && otherView.lineageId === view.lineageId)) {
+        throw new KmsError("CloudHsmClusterInUseException", `AWS CloudHSM cluster ${view.clusterId} (or one sharing its backup history) is already associated with a custom key store`);
+      }
+    }
+  }
+
+  #liveOf(customKeyStoreId: string): Live {
+    let live = this.#live.get(customKeyStoreId);
+    if (!live) {
+      live = { link: null, pending: null, cancelled: false, limiter: new RateLimiter(this.#requestsPerSecond, this.#nowMs) };
+      this.#live.set(customKeyStoreId, live);
+    }
+    return live;
+  }
+
+  #setState(customKeyStoreId: string, state: ConnectionState, code: ConnectionErrorCode | null, sealedPassword?: Buffer): void {
+    const record = this.#store.getCustomKeyStore(customKeyStoreId);
+    if (record === null) return; // deleted meanwhile
+    this.#store.putCustomKeyStore({ ...record, connectionState: state, connectionErrorCode: code, ...(sealedPassword ? { sealedPassword } : {}) });
+  }
+
+  #startConnecting(record: CustomKeyStoreRecord): void {
+    const id = record.customKeyStoreId;
+    const live = this.#liveOf(id);
+    live.cancelled = false;
+    this.#setState(id, "CONNECTING", null);
+    // Starts on a later turn: ConnectCustomKeyStore answers CONNECTING before any cluster work.
+    const attempt = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#connectNow(id, live));
+    const tracked: Promise<void> = attempt.catch(() => {
+      if (!live.cancelled) this.#setState(id, "FAILED", "INTERNAL_ERROR");
+    }).finally(() => {
+      if (live.pending === tracked) live.pending = null;
+    });
+    live.pending = tracked;
+  }
+
+  async #connectNow(id: string, live: Live): Promise<void> {
+    const record = this.#store.getCustomKeyStore(id);
+    if (record === null || live.cancelled) return;
+    const fail = (code: ConnectionErrorCode) => {
+      if (!live.cancelled) this.#setState(id, "FAILED", code);
+    };
+    const view = this.#directory.describe(record.cloudHsmClusterId);
+    if (view === null) return fail("CLUSTER_NOT_FOUND");
+    if (activeHsmCount(view) === 0) return fail("INSUFFICIENT_CLOUDHSM_HSMS");
+    let link: CksLink;
+    try {
+      const opened = await this.#directory.open(record.cloudHsmClusterId);
+      if (!(opened instanceof CksLink)) {
+        opened.close();
+        return fail("INTERNAL_ERROR");
+      }
+      link = opened;
+    } catch {
+      return fail("NETWORK_ERRORS");
+    }
+    if (live.cancelled) return link.close();
+    const password = this.#fleet.unseal(record.sealedPassword, passwordPurpose(id)).toString("utf8");
+    try {
+      link.login(KMSUSER, password);
+    } catch (e) {
+      link.close();
+      return fail(loginFailureCode(e));
+    }
+    // As AWS KMS does on connecting: kmsuser's password is rotated to one only KMS knows (from
+    // the HSMs' generator), sealed by the fleet and stored before the connection is used.
+    let rotated: string;
+    try {
+      rotated = (await link.random(24)).toString("base64url");
+    } catch (e) {
+      link.close();
+      return fail(loginFailureCode(e));
+    }
+    let current = password;
+    try {
+      link.changeOwnPassword(KMSUSER, password, rotated);
+      current = rotated;
+    } catch (e) {
+      // The change may have happened with its answer lost: whichever password logs in is kmsuser's.
+      current = this.#whicheverLogsIn(link, [rotated, password]) ?? "";
+      if (current === "") {
+        link.close();
+        return fail(loginFailureCode(e));
+      }
+    }
+    if (live.cancelled) return link.close();
+    live.link = link;
+    this.#setState(id, "CONNECTED", null, current === password ? undefined : this.#fleet.seal(Buffer.from(current, "utf8"), passwordPurpose(id)));
+  }
+
+  #whicheverLogsIn(link: CksLink, passwords: string[]): string | null {
+    for (const candidate of passwords) {
+      try {
+        link.relogin(KMSUSER, candidate);
+        return candidate;
+      } catch {
+        // not this one
+      }
+    }
+    return null;
+  }
+
+  /** The store's record and link when CONNECTED (else `notConnected`), after taking a token of its rate (ThrottlingException before any cluster work). */
+  #connected(customKeyStoreId: string, notConnected: "CustomKeyStoreInvalidStateException" | "KMSInvalidStateException"): { record: CustomKeyStoreRecord; link: CksLink } {
+    const record = this.#store.getCustomKeyStore(customKeyStoreId);
+    if (record === null) throw new KmsError("CustomKeyStoreNotFoundException", `Custom key store ${customKeyStoreId} does not exist`);
+    const live = this.#liveOf(customKeyStoreId);
+    if (!live.limiter.tryTake()) throw new KmsError("ThrottlingException", `Rate exceeded: custom key store ${customKeyStoreId} serves at most ${this.#requestsPerSecond} requests a second`);
+    if (record.connectionState !== "CONNECTED" || live.link === null) {
+      throw new KmsError(notConnected, notConnected === "KMSInvalidStateException"
+        ? `The KMS key is Unavailable: its custom key store ${customKeyStoreId} is ${record.connectionState}, not CONNECTED`
+        : `Custom key store ${customKeyStoreId} is ${record.connectionState}; this operation needs it CONNECTED`);
+    }
+    return { record, link: live.link };
+  }
+
+  #note(notes: TrailNotes, record: CustomKeyStoreRecord, backingKeyId: string): void {
+    Object.assign(notes.additionalEventData, {
+      customKeyStoreId: record.customKeyStoreId, clusterId: record.cloudHsmClusterId, backingKeyId, hsmKeyIds: [Number(backingKeyId)],
+    });
+  }
 }
+
+function backingKeyNumber(backingKeyId: string): number {
+  const n = Number(backingKeyId);
+  if (typeof backingKeyId !== "string" || !/^[0-9]{1,16}$/.test(backingKeyId) || !Number.isSafeInteger(n)) {
+    throw new KmsError("KMSInternalException", "the KMS key's record names no backing key");
+  }
+  return n;
+}
+
+freezeClass(CustomKeyStores);
