@@ -51,7 +51,9 @@ export type KmsStoreErrorCode =
   | "STORE_IN_USE"
   | "STORE_CLOSED"
   /** A record that does not fit its table (a caller's bug): names the member. */
-  | "INVALID_RECORD";
+  | "INVALID_RECORD"
+  /** A transaction() given something other than a synchronous function (a caller's bug). */
+  | "INVALID_ARGUMENT";
 
 /** Every failure of the store. `table` and `rowKey` name the first bad row when there is one. */
 export class KmsStoreError extends CodedError<KmsStoreErrorCode> {
@@ -77,6 +79,9 @@ function mapError(where: string, e: unknown): unknown {
   if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") return new KmsStoreError("STORE_IN_USE", `${where}: the database is locked by another process`);
   if (typeof code === "string" && code.startsWith("SQLITE_")) return new KmsStoreError("STORE_INVALID", `${where}: ${code}: ${(e as Error).message}`);
   if (e instanceof TypeError && /database connection is not open/.test(e.message)) return new KmsStoreError("STORE_CLOSED", "the KMS store was closed");
+  if (e instanceof TypeError && /cannot return a promise/.test(e.message)) {
+    return new KmsStoreError("INVALID_ARGUMENT", "transaction(fn): fn must be synchronous (its writes were rolled back)");
+  }
   return e;
 }
 
@@ -402,6 +407,7 @@ export class KmsStore {
   /** Runs `fn` in one transaction (all its writes land, or none). */
   transaction<T>(fn: () => T): T {
     this.#checkOpen();
+    if (typeof fn !== "function") throw new KmsStoreError("INVALID_ARGUMENT", "transaction(fn): fn must be a function");
     const mark = this.#undo.length, changeCount = this.#changeCount, outermost = this.#depth === 0;
     this.#depth++;
     try {

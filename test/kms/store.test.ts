@@ -184,6 +184,17 @@ describe.each([["file", true], ["memory", false]] as const)("KmsStore (%s)", (_k
     }
   });
 
+  it("refuses an asynchronous transaction function, and keeps none of its writes", () => {
+    const store = storeFor();
+    expectStoreError(() => store.transaction((async () => {
+      store.putKey(keyRecord(1));
+      await Promise.resolve();
+    }) as never), "INVALID_ARGUMENT", /synchronous/);
+    expect(store.getKey(keyRecord(1).keyId)).toBeNull();
+    expect(store.head()).toEqual({ changeCount: 0, rowCount: 0 });
+    expectStoreError(() => store.transaction("not a function" as never), "INVALID_ARGUMENT");
+  });
+
   it("refuses a record that does not fit, naming the member, and changes nothing", () => {
     const store = storeFor();
     expectStoreError(() => store.putKey(keyRecord(1, { creationDateMs: 1.5 })), "INVALID_RECORD", /creationDateMs/);
