@@ -225,29 +225,46 @@ export const CUSTOM_KEY_STORES: TableSpec<CustomKeyStoreRecord> = {
 
 export const TABLES = [KEYS, ALIASES, GRANTS, CUSTOM_KEY_STORES] as const;
 
-function lengthPrefixed(bytes: Buffer): Buffer[] {
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(bytes.length);
-  return [length, bytes];
-}
+const ROW_TAG = Buffer.from("hsmsim-kms-row\u0000v1\u0000", "latin1");
 
 /**
  * What a row's MAC covers: a domain tag, the table's name, then every column (primary key
- * first) as a type tag and its length-prefixed bytes. Binding the table and the primary key
- * makes a row's body valid only under its own key in its own table.
+ * first) as a type tag and its bytes (length-prefixed where they vary). Binding the table and
+ * the primary key makes a row's body valid only under its own key in its own table. Written
+ * into one buffer: this runs for every row at open and for every write.
  */
 export function canonicalRow(table: string, values: readonly SqlValue[]): Buffer {
-  const parts: Buffer[] = [Buffer.from("hsmsim-kms-row\u0000v1\u0000", "latin1"), ...lengthPrefixed(Buffer.from(table, "utf8"))];
+  let size = ROW_TAG.length + 4 + Buffer.byteLength(table, "utf8");
   for (const value of values) {
-    if (value === null) parts.push(Buffer.of(0));
-    else if (typeof value === "bigint") {
-      const n = Buffer.alloc(8);
-      n.writeBigInt64BE(value);
-      parts.push(Buffer.of(1), n);
-    } else if (typeof value === "string") parts.push(Buffer.of(2), ...lengthPrefixed(Buffer.from(value, "utf8")));
-    else parts.push(Buffer.of(3), ...lengthPrefixed(value));
+    if (value === null) size += 1;
+    else if (typeof value === "bigint") size += 9;
+    else if (typeof value === "string") size += 5 + Buffer.byteLength(value, "utf8");
+    else size += 5 + value.length;
   }
-  return Buffer.concat(parts);
+  const out = Buffer.allocUnsafe(size);
+  let at = ROW_TAG.copy(out, 0);
+  const tableLength = out.write(table, at + 4, "utf8");
+  out.writeUInt32BE(tableLength, at);
+  at += 4 + tableLength;
+  for (const value of values) {
+    if (value === null) out[at++] = 0;
+    else if (typeof value === "bigint") {
+      out[at] = 1;
+      out.writeBigInt64BE(value, at + 1);
+      at += 9;
+    } else if (typeof value === "string") {
+      out[at] = 2;
+      const length = out.write(value, at + 5, "utf8");
+      out.writeUInt32BE(length, at + 1);
+      at += 5 + length;
+    } else {
+      out[at] = 3;
+      out.writeUInt32BE(value.length, at + 1);
+      value.copy(out, at + 5);
+      at += 5 + value.length;
+    }
+  }
+  return out;
 }
 
 interface SchemaEntry {

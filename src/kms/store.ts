@@ -279,9 +279,9 @@ export class KmsStore {
     const head = db.prepare("SELECT change_count AS changeCount, row_count AS rowCount, mac FROM head WHERE id = 1").get() as
       { changeCount: bigint; rowCount: bigint; mac: Buffer } | undefined;
     if (!head) throw new KmsStoreError("STORE_TAMPERED", `${this.#where}: the head row is missing (it was deleted)`, { table: "head" });
-    const changeCount = Number(head.changeCount);
-    if (!Number.isSafeInteger(changeCount) || changeCount < 0 || !this.#macMatches(head.mac, this.#headMac(changeCount, this.#rowCount))) {
-      const sealed = Number(head.rowCount);
+    const changeCount = Number(head.changeCount), sealed = Number(head.rowCount);
+    if (!Number.isSafeInteger(changeCount) || changeCount < 0 || sealed !== this.#rowCount || !Buffer.isBuffer(head.mac)
+      || !this.#macMatches(head.mac, this.#headMac(changeCount, this.#rowCount))) {
       const why = sealed > this.#rowCount ? `${sealed - this.#rowCount} row(s) were dropped`
         : sealed < this.#rowCount ? `${this.#rowCount - sealed} row(s) were planted`
         : "a row was replayed from an older version of the store, or the head was edited or taken from another copy, or it was written under another record key";

@@ -30,7 +30,7 @@ export function aliasRecord(name: string, targetKeyId: string, overrides: Partia
 
 export function grantRecord(n: number, key: KeyRecord, overrides: Partial<GrantRecord> = {}): GrantRecord {
   return {
-    grantId: n.toString(16).padStart(64, "a"), keyId: key.keyId, keyArn: key.arn, accountId: key.accountId, name: `grant-${n}`,
+    grantId: n.toString(16).padStart(64, "0"), keyId: key.keyId, keyArn: key.arn, accountId: key.accountId, name: `grant-${n}`,
     granteePrincipal: `arn:aws:iam::${OTHER_ACCOUNT}:user/app`, retiringPrincipal: `arn:aws:iam::${ACCOUNT}:user/admin`,
     operations: ["Decrypt", "Encrypt"], constraints: { EncryptionContextSubset: { tenant: "t1" } },
     issuingAccount: `arn:aws:iam::${ACCOUNT}:root`, creationDateMs: 1_700_000_200_000 + n, grantToken: `token-${n}`,

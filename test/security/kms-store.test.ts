@@ -167,6 +167,9 @@ describe("the KMS store's file, edited", () => {
     edit((db) => db.prepare("UPDATE head SET change_count = change_count + 1").run());
     expect(openFails().table).toBe("head");
     restore();
+    edit((db) => db.prepare("UPDATE head SET row_count = row_count + 1").run());
+    expect(openFails().table).toBe("head");
+    restore();
     edit((db) => db.prepare("DELETE FROM head").run());
     expect(openFails().message).toMatch(/head row is missing/);
     restore();
