@@ -317,9 +317,9 @@ export class KmsStore {
   }
 
   #macOf(data: Buffer): Buffer {
-    const mac = this.#mac(data);
-    if (!Buffer.isBuffer(mac) || mac.length !== MAC_LENGTH) throw new KmsStoreError("STORE_INVALID", `options.mac must return ${MAC_LENGTH} bytes`);
-    return mac;
+    const mac: unknown = this.#mac(data);
+    if (!(mac instanceof Uint8Array) || mac.length !== MAC_LENGTH) throw new KmsStoreError("STORE_INVALID", `options.mac must return ${MAC_LENGTH} bytes`);
+    return Buffer.isBuffer(mac) ? mac : Buffer.from(mac.buffer, mac.byteOffset, mac.length);
   }
   #macMatches(stored: Buffer, expected: Buffer): boolean {
     return stored.length === expected.length && timingSafeEqual(stored, expected);

@@ -252,6 +252,18 @@ describe("KmsStore on disk", () => {
     }
   });
 
+  it("refuses options it cannot work with, and a mac that is not 32 bytes", () => {
+    expectStoreError(() => KmsStore.open({ path, mac: undefined as never }), "STORE_INVALID", /options\.mac/);
+    expectStoreError(() => KmsStore.open({ path: "", mac }), "STORE_INVALID", /options\.path/);
+    expectStoreError(() => KmsStore.open({ path, mac: (d) => mac(d).subarray(0, 16) }), "STORE_INVALID", /32 bytes/);
+    // Nothing was left half made: a proper open afterwards works.
+    openStore().putKey(keyRecord(1));
+    const plainArrays = KmsStore.open({ path: null, mac: (d) => new Uint8Array(mac(d)) as Buffer }); // a Uint8Array is fine
+    open.push(plainArrays);
+    plainArrays.putKey(keyRecord(2));
+    expect(plainArrays.head().rowCount).toBe(1);
+  });
+
   it("refuses a second opener while the first holds the file", () => {
     openStore();
     expectStoreError(() => KmsStore.open({ path, mac }), "STORE_IN_USE");
