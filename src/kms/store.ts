@@ -20,20 +20,21 @@
 // change counter so a caller can anchor it elsewhere. Also outside the MACs: the meta rows
 // (a wrong format is refused, not trusted) and the schema (checked to be exactly ours).
 import { freezeClass } from "../primordials.js";
-import { chmodSync, lstatSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
 import { timingSafeEqual } from "node:crypto";
 
 import type BetterSqlite3 from "better-sqlite3";
 
-import { CodedError } from "../coded-error.js";
-import { createOwnerOnly, FolderLock } from "../hsm/folder-lock.js";
-import { HsmError } from "../hsm/errors.js";
+import type { FolderLock } from "../hsm/folder-lock.js";
+import { Cache, Index, aliasesByName, grantsOldestFirst, keysOldestFirst, storesOldestFirst } from "./store-cache.js";
+import { KmsStoreError, mapError } from "./store-errors.js";
+import { prepareFile } from "./store-file.js";
 import {
-  ALIASES, CUSTOM_KEY_STORES, Database, FORMAT, FORMAT_VERSION, GRANTS, KEYS, RecordShapeError, SCHEMA, type SqlValue, TABLES,
+  ALIASES, CUSTOM_KEY_STORES, Database, FORMAT, FORMAT_VERSION, GRANTS, KEYS, SCHEMA, type SqlValue, TABLES,
   type TableSpec, canonicalRow, joinKey, schemaProblem,
 } from "./store-schema.js";
 import type { AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyRecord } from "./types.js";
+
+export { KmsStoreError, type KmsStoreErrorCode } from "./store-errors.js";
 
 export interface KmsStoreOptions {
   /** The database file, or null for a store that lives in memory only. */
@@ -42,143 +43,12 @@ export interface KmsStoreOptions {
   mac: (data: Buffer) => Buffer;
 }
 
-export type KmsStoreErrorCode =
-  /** A row or the head does not verify (see the top of store.ts for what is detected). */
-  | "STORE_TAMPERED"
-  /** Not a usable store file: not ours, damaged, a symlink, in a folder others can reach, or unwritable. */
-  | "STORE_INVALID"
-  /** Another KmsStore (this process or another) has the file open. */
-  | "STORE_IN_USE"
-  | "STORE_CLOSED"
-  /** A record that does not fit its table (a caller's bug): names the member. */
-  | "INVALID_RECORD"
-  /** A transaction() given something other than a synchronous function (a caller's bug). */
-  | "INVALID_ARGUMENT";
-
-/** Every failure of the store. `table` and `rowKey` name the first bad row when there is one. */
-export class KmsStoreError extends CodedError<KmsStoreErrorCode> {
-  readonly table: string | null;
-  readonly rowKey: string | null;
-  constructor(code: KmsStoreErrorCode, message: string, where: { table?: string; rowKey?: string } = {}) {
-    super("KmsStoreError", code, message);
-    this.table = where.table ?? null;
-    this.rowKey = where.rowKey ?? null;
-  }
-}
-
 const MAC_LENGTH = 32;
 const HEAD_TAG = Buffer.from("hsmsim-kms-head\u0000v1\u0000", "latin1");
 const HEAD_ITEM_TAG = Buffer.from("hsmsim-kms-head-item\u0000v1\u0000", "latin1");
-const SIDE_FILES = ["-wal", "-shm", "-journal"];
-
-/** better-sqlite3's errors as KmsStoreErrors; anything else (a caller's own error in transaction()) as it is. */
-function mapError(where: string, e: unknown): unknown {
-  if (e instanceof KmsStoreError) return e;
-  if (e instanceof RecordShapeError) return new KmsStoreError("INVALID_RECORD", `the record is not valid: ${e.message}`);
-  const code = (e as { code?: unknown })?.code;
-  if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") return new KmsStoreError("STORE_IN_USE", `${where}: the database is locked by another process`);
-  if (typeof code === "string" && code.startsWith("SQLITE_")) return new KmsStoreError("STORE_INVALID", `${where}: ${code}: ${(e as Error).message}`);
-  if (e instanceof TypeError && /database connection is not open/.test(e.message)) return new KmsStoreError("STORE_CLOSED", "the KMS store was closed");
-  if (e instanceof TypeError && /cannot return a promise/.test(e.message)) {
-    return new KmsStoreError("INVALID_ARGUMENT", "transaction(fn): fn must be synchronous (its writes were rolled back)");
-  }
-  return e;
-}
-
-/** A secondary index: one value (an account, a key id, a principal) to the cache keys of its rows. */
-class Index {
-  readonly #sets = new Map<string, Set<string>>();
-  add(value: string | null, id: string): void {
-    if (value === null) return;
-    let set = this.#sets.get(value);
-    if (!set) this.#sets.set(value, (set = new Set()));
-    set.add(id);
-  }
-  remove(value: string | null, id: string): void {
-    if (value === null) return;
-    const set = this.#sets.get(value);
-    if (set?.delete(id) && set.size === 0) this.#sets.delete(value);
-  }
-  get(value: string): ReadonlySet<string> {
-    return this.#sets.get(value) ?? new Set();
-  }
-}
-
-/** One table's verified rows in memory, with its secondary indexes. */
-class Cache<R> {
-  readonly rows = new Map<string, { record: R; item: Buffer }>();
-  constructor(readonly spec: TableSpec<R>, readonly indexes: readonly { of: (r: R) => string | null; index: Index }[]) {}
-  set(id: string, entry: { record: R; item: Buffer }): void {
-    this.remove(id);
-    this.rows.set(id, entry);
-    for (const { of, index } of this.indexes) index.add(of(entry.record), id);
-  }
-  remove(id: string): void {
-    const old = this.rows.get(id);
-    if (!old) return;
-    this.rows.delete(id);
-    for (const { of, index } of this.indexes) index.remove(of(old.record), id);
-  }
-  records(ids: ReadonlySet<string>): R[] {
-    const out: R[] = [];
-    for (const id of ids) out.push(this.rows.get(id)!.record);
-    return out;
-  }
-}
-
-const byCreation = <R extends { creationDateMs: number }>(id: (r: R) => string) => (a: R, b: R): number =>
-  a.creationDateMs - b.creationDateMs || (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0);
-const keysOldestFirst = byCreation<KeyRecord>((r) => r.keyId);
-const grantsOldestFirst = byCreation<GrantRecord>((r) => r.grantId);
-const storesOldestFirst = byCreation<CustomKeyStoreRecord>((r) => r.customKeyStoreId);
-const aliasesByName = (a: AliasRecord, b: AliasRecord): number => (a.aliasName < b.aliasName ? -1 : a.aliasName > b.aliasName ? 1 : 0);
 
 function xorInto(target: Buffer, item: Buffer): void {
   for (let i = 0; i < MAC_LENGTH; i++) target[i] ^= item[i];
-}
-
-/** The folder and file checks of a durable store; returns the lock, which the store holds until close. */
-function prepareFile(path: string): FolderLock {
-  const dir = dirname(path);
-  let folder: ReturnType<typeof statSync>;
-  try {
-    folder = statSync(dir);
-  } catch {
-    throw new KmsStoreError("STORE_INVALID", `${dir}: the KMS store's folder does not exist`);
-  }
-  if (!folder.isDirectory()) throw new KmsStoreError("STORE_INVALID", `${dir}: the KMS store's folder is not a folder`);
-  // The folder is the owner's alone: anyone else able to enter it could swap the files under us.
-  if ((folder.mode & 0o077) !== 0) throw new KmsStoreError("STORE_INVALID", `${dir}: the KMS store's folder must be 0700 (it is ${(folder.mode & 0o777).toString(8)})`);
-  for (const suffix of SIDE_FILES) {
-    try {
-      if (!lstatSync(path + suffix).isFile()) throw new KmsStoreError("STORE_INVALID", `${path + suffix} is not a regular file (a symlink?)`);
-    } catch (e) {
-      if (e instanceof KmsStoreError) throw e; // missing: fine
-    }
-  }
-  let lock: FolderLock;
-  try {
-    lock = FolderLock.acquire(dir, `${basename(path)}.lock`);
-  } catch (e) {
-    if (e instanceof HsmError && e.code === "DATA_FOLDER_IN_USE") throw new KmsStoreError("STORE_IN_USE", `${path} is open in another KMS store (this process or another): close it first`);
-    throw new KmsStoreError("STORE_INVALID", `${path}: cannot lock the KMS store (${e instanceof Error ? e.message : String(e)})`);
-  }
-  try {
-    // Never through a planted symlink (SQLite would follow it out of the folder); 0600 before SQLite opens it.
-    createOwnerOnly(path, false);
-    chmodSync(path, 0o600);
-    for (const suffix of SIDE_FILES) {
-      try {
-        chmodSync(path + suffix, 0o600);
-      } catch {
-        // missing
-      }
-    }
-  } catch (e) {
-    lock.release();
-    throw new KmsStoreError("STORE_INVALID", `${path}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  return lock;
 }
 
 export class KmsStore {
@@ -549,4 +419,3 @@ export class KmsStore {
 
 // Exported classes are frozen: no code in the process patches a method every instance shares.
 freezeClass(KmsStore);
-freezeClass(KmsStoreError);
