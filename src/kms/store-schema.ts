@@ -64,9 +64,8 @@ function oneOf<T extends string>(value: unknown, allowed: readonly T[], member: 
 }
 function stringMap(value: unknown, member: string): Record<string, string> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw new RecordShapeError(`${member} must be an object of strings`);
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = text(v, `${member}.${k}`);
-  return out;
+  // fromEntries defines each member as data: a context key "__proto__" stays a key, not a prototype.
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, text(v, `${member}.${k}`)]));
 }
 function tags(value: unknown): Tag[] {
   if (!Array.isArray(value)) throw new RecordShapeError("tags must be an array");

@@ -202,4 +202,21 @@ describe("the KMS store's file, edited", () => {
       expect(store.head().changeCount).toBeLessThan(later); // what an outside anchor would compare
     });
   });
+
+  it("keeps a grant constraint whose context keys are __proto__ or constructor, across a reopen (never widened to {})", () => {
+    const context = JSON.parse('{"__proto__": "tenant-a", "constructor": "x", "toString": "y"}') as Record<string, string>;
+    const grant = grantRecord(3, k1, { constraints: { EncryptionContextEquals: context, EncryptionContextSubset: context } });
+    withStore((store) => {
+      store.putGrant(grant);
+      expect(Object.keys(store.getGrant(grant.grantId)!.constraints!.EncryptionContextEquals!)).toEqual(["__proto__", "constructor", "toString"]);
+    });
+    withStore((store) => {
+      const constraints = store.getGrant(grant.grantId)!.constraints!;
+      for (const c of [constraints.EncryptionContextEquals!, constraints.EncryptionContextSubset!]) {
+        expect(Object.getOwnPropertyDescriptor(c, "__proto__")?.value).toBe("tenant-a");
+        expect(Object.getPrototypeOf(c)).toBe(Object.prototype);
+        expect(Object.keys(c)).toHaveLength(3);
+      }
+    });
+  });
 });
