@@ -48,6 +48,12 @@ function text(value: unknown, member: string): string {
   if (typeof value !== "string") throw new RecordShapeError(`${member} must be a string`);
   return value;
 }
+/** A primary-key member: non-empty, and without NUL (the cache joins key parts with it). */
+function keyText(value: unknown, member: string): string {
+  const t = text(value, member);
+  if (t === "" || t.includes("\u0000")) throw new RecordShapeError(`${member} must be non-empty and without NUL`);
+  return t;
+}
 function optionalText(value: unknown, member: string): string | null {
   return value === null ? null : text(value, member);
 }
@@ -139,7 +145,7 @@ export const KEYS: TableSpec<KeyRecord> = {
   columns: ["key_id", "arn", "account_id", "key_spec", "key_usage", "origin", "custom_key_store_id", "material_ref", "description",
     "creation_date_ms", "state", "deletion_date_ms", "pending_window_in_days", "policy", "tags"],
   primaryKeyColumns: 1,
-  encode: (r) => [text(r.keyId, "keyId"), text(r.arn, "arn"), text(r.accountId, "accountId"), oneOf(r.keySpec, KEY_SPECS, "keySpec"),
+  encode: (r) => [keyText(r.keyId, "keyId"), text(r.arn, "arn"), text(r.accountId, "accountId"), oneOf(r.keySpec, KEY_SPECS, "keySpec"),
     oneOf(r.keyUsage, KEY_USAGES, "keyUsage"), oneOf(r.origin, ORIGINS, "origin"), optionalText(r.customKeyStoreId, "customKeyStoreId"),
     text(r.materialRef, "materialRef"), text(r.description, "description"), integer(r.creationDateMs, "creationDateMs"),
     oneOf(r.state, STORED_KEY_STATES, "state"), optionalInteger(r.deletionDateMs, "deletionDateMs"),
@@ -159,7 +165,7 @@ export const ALIASES: TableSpec<AliasRecord> = {
   name: "aliases",
   columns: ["account_id", "alias_name", "target_key_id", "creation_date_ms", "last_updated_date_ms"],
   primaryKeyColumns: 2,
-  encode: (r) => [text(r.accountId, "accountId"), text(r.aliasName, "aliasName"), text(r.targetKeyId, "targetKeyId"),
+  encode: (r) => [keyText(r.accountId, "accountId"), keyText(r.aliasName, "aliasName"), text(r.targetKeyId, "targetKeyId"),
     integer(r.creationDateMs, "creationDateMs"), integer(r.lastUpdatedDateMs, "lastUpdatedDateMs")],
   decode: (v) => ({ accountId: readText(v[0]), aliasName: readText(v[1]), targetKeyId: readText(v[2]), creationDateMs: readInteger(v[3]),
     lastUpdatedDateMs: readInteger(v[4]) }),
@@ -182,7 +188,7 @@ export const GRANTS: TableSpec<GrantRecord> = {
   primaryKeyColumns: 1,
   encode: (r) => {
     const c = constraints(r.constraints);
-    return [text(r.grantId, "grantId"), text(r.keyId, "keyId"), text(r.keyArn, "keyArn"), text(r.accountId, "accountId"),
+    return [keyText(r.grantId, "grantId"), text(r.keyId, "keyId"), text(r.keyArn, "keyArn"), text(r.accountId, "accountId"),
       optionalText(r.name, "name"), text(r.granteePrincipal, "granteePrincipal"), optionalText(r.retiringPrincipal, "retiringPrincipal"),
       JSON.stringify(operations(r.operations)), c === null ? null : JSON.stringify(c), text(r.issuingAccount, "issuingAccount"),
       integer(r.creationDateMs, "creationDateMs"), text(r.grantToken, "grantToken")];
@@ -207,7 +213,7 @@ export const CUSTOM_KEY_STORES: TableSpec<CustomKeyStoreRecord> = {
   primaryKeyColumns: 1,
   encode: (r) => {
     if (!Buffer.isBuffer(r.sealedPassword)) throw new RecordShapeError("sealedPassword must be a Buffer");
-    return [text(r.customKeyStoreId, "customKeyStoreId"), text(r.accountId, "accountId"), text(r.name, "name"),
+    return [keyText(r.customKeyStoreId, "customKeyStoreId"), text(r.accountId, "accountId"), text(r.name, "name"),
       text(r.cloudHsmClusterId, "cloudHsmClusterId"), text(r.trustAnchorPem, "trustAnchorPem"), Buffer.from(r.sealedPassword),
       oneOf(r.connectionState, CONNECTION_STATES, "connectionState"),
       r.connectionErrorCode === null ? null : oneOf(r.connectionErrorCode, CONNECTION_ERROR_CODES, "connectionErrorCode"),

@@ -228,6 +228,7 @@ export class KmsStore {
   #put<R>(spec: TableSpec<R>, record: R): void {
     this.#checkOpen();
     let values: SqlValue[], decoded: R;
+    if (typeof record !== "object" || record === null) throw new KmsStoreError("INVALID_RECORD", `the record is not valid: ${spec.name} takes an object`);
     try {
       values = spec.encode(record);
       decoded = spec.decode(values); // the cache holds exactly what a reopen would read
@@ -373,7 +374,7 @@ export class KmsStore {
   /** Inserts or replaces; a grant token already naming another grant is INVALID_RECORD. */
   putGrant(record: GrantRecord): void {
     this.#checkOpen();
-    for (const id of this.#grantsByToken.get(record?.grantToken)) {
+    for (const id of this.#grantsByToken.get(typeof record?.grantToken === "string" ? record.grantToken : "")) {
       if (id !== record.grantId) throw new KmsStoreError("INVALID_RECORD", "the record is not valid: grantToken already names another grant");
     }
     this.#put(GRANTS, record);

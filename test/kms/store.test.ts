@@ -203,6 +203,10 @@ describe.each([["file", true], ["memory", false]] as const)("KmsStore (%s)", (_k
     expectStoreError(() => store.putKey(keyRecord(1, { tags: [{ TagKey: "k", TagValue: 3 as never }] })), "INVALID_RECORD", /tags\[0\]\.TagValue/);
     expectStoreError(() => store.putCustomKeyStore(customKeyStoreRecord(1, { sealedPassword: "secret" as never })), "INVALID_RECORD", /sealedPassword/);
     expectStoreError(() => store.putGrant(grantRecord(1, keyRecord(1), { operations: "Decrypt" as never })), "INVALID_RECORD", /operations/);
+    expectStoreError(() => store.putKey(null as never), "INVALID_RECORD", /object/);
+    expectStoreError(() => store.putGrant(undefined as never), "INVALID_RECORD", /object/);
+    expectStoreError(() => store.putAlias(aliasRecord("a\u0000b", keyRecord(1).keyId)), "INVALID_RECORD", /aliasName/);
+    expectStoreError(() => store.putKey(keyRecord(1, { keyId: "" })), "INVALID_RECORD", /keyId/);
     store.putGrant(grantRecord(1, keyRecord(1)));
     expectStoreError(() => store.putGrant(grantRecord(2, keyRecord(1), { grantToken: "token-1" })), "INVALID_RECORD", /grantToken/);
     expect(store.listKeys(ACCOUNT)).toEqual([]);
