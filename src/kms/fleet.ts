@@ -474,7 +474,8 @@ export class Fleet {
     return this.#run("decrypt", (p, s) => {
       p.C_DecryptInit(s, { mechanism: C.CKM_AES_GCM, parameter: { type: C.CK_PARAMS_GCM, iv, aad, tagBits: 128 } }, handle);
       try {
-        return p.C_Decrypt(s, ciphertext, Buffer.alloc(ciphertext.length - TAG_BYTES));
+        // Never a 0-byte output buffer: the chip would take it as a length query and leave the operation active.
+        return p.C_Decrypt(s, ciphertext, Buffer.alloc(Math.max(1, ciphertext.length - TAG_BYTES)));
       } catch (e) {
         if (isCkr(e, C.CKR_ENCRYPTED_DATA_INVALID, C.CKR_ENCRYPTED_DATA_LEN_RANGE)) throw failure;
         throw e;
