@@ -11,8 +11,6 @@
 // back to back, so calls from concurrent requests never interleave on it); createKey, which is
 // asynchronous, runs on a session of its own.
 import { Buffer } from "node:buffer";
-import { randomBytes } from "node:crypto";
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync, fsyncSync } from "node:fs";
 import { join } from "node:path";
 
 import * as C from "../pkcs11/constants.js";
@@ -21,11 +19,11 @@ import type { Handle } from "../pkcs11/handles.js";
 import type { Mechanism } from "../pkcs11/mechanism.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { parseFileTarget } from "../pkcs11/target.js";
-import type { Template } from "../pkcs11/template.js";
 import { TokenFolderError } from "../pkcs11/token-folder.js";
 import { freezeClass } from "../primordials.js";
 import { KmsError } from "./errors.js";
 import { DIGEST_INFO_PREFIX, derToRaw, ecPointOf, ecPublicKey, rawToDer, rsaPublicKey } from "./fleet-codec.js";
+import { HMAC_KEY_BYTES, type Pins, newPins, pairTemplates, readPinFile, secretTemplate, writePinFile } from "./fleet-setup.js";
 import type { KeySpec, KeyUsage } from "./types.js";
 
 export interface FleetOptions {
@@ -61,12 +59,6 @@ const MAX_LABEL_BYTES = 512;
 const KEY_SPECS: readonly KeySpec[] = [
   "SYMMETRIC_DEFAULT", "ECC_NIST_P256", "ECC_NIST_P384", "RSA_2048", "RSA_3072", "RSA_4096", "HMAC_256", "HMAC_384", "HMAC_512",
 ];
-const EC_PARAMS = {
-  ECC_NIST_P256: Buffer.from("06082a8648ce3d030107", "hex"),
-  ECC_NIST_P384: Buffer.from("06052b81040022", "hex"),
-} as const;
-const HMAC_KEY_BYTES = { HMAC_256: 32, HMAC_384: 48, HMAC_512: 64 } as const;
-const RSA_BITS = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 } as const;
 
 type Hash = "sha1" | "sha256" | "sha384" | "sha512";
 const HASH_BYTES: Record<Hash, number> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
@@ -137,113 +129,6 @@ function internal(error: unknown, what: string): KmsError {
 }
 
 const isCkr = (error: unknown, ...codes: number[]) => error instanceof Pkcs11Error && codes.includes(error.code);
-
-interface Pins {
-  soPin: string;
-  userPin: string;
-}
-const newPins = (): Pins => ({ soPin: randomBytes(24).toString("base64url"), userPin: randomBytes(24).toString("base64url") });
-
-/** Reads DIR/fleet.pin: a regular file of this user, 0600 or stricter, never followed through a symlink. */
-function readPinFile(path: string): Pins | null {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw fail("KMSInternalException", `${path} cannot be opened (${(e as NodeJS.ErrnoException).code ?? "error"}); it must be a regular file, not a symlink`);
-  }
-  try {
-    const stat = fstatSync(fd);
-    const uid = process.getuid?.();
-    if (!stat.isFile()) throw fail("KMSInternalException", `${path} is not a regular file`);
-    if (uid !== undefined && stat.uid !== uid) throw fail("KMSInternalException", `${path} belongs to user ${stat.uid}, not to this user`);
-    if ((stat.mode & 0o077) !== 0) throw fail("KMSInternalException", `${path} is readable or writable by others (mode ${(stat.mode & 0o777).toString(8)}): it must be 0600`);
-    if (stat.size > 4096) throw fail("KMSInternalException", `${path} is not a fleet PIN file`);
-    const bytes = Buffer.alloc(stat.size);
-    for (let at = 0; at < bytes.length;) {
-      const n = readSync(fd, bytes, at, bytes.length - at, at);
-      if (n === 0) break;
-      at += n;
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(bytes.toString("utf8"));
-    } catch {
-      parsed = null;
-    }
-    const p = parsed as Partial<Pins & { format: number }> | null;
-    if (p === null || typeof p !== "object" || p.format !== 1 || typeof p.soPin !== "string" || typeof p.userPin !== "string") {
-      throw fail("KMSInternalException", `${path} is not a fleet PIN file`);
-    }
-    return { soPin: p.soPin, userPin: p.userPin };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Creates DIR/fleet.pin exclusively (0600, O_EXCL and O_NOFOLLOW: a planted file or symlink is refused) and syncs it. */
-function writePinFile(path: string, pins: Pins): void {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    throw fail("KMSInternalException", `${path} cannot be created (${(e as NodeJS.ErrnoException).code ?? "error"})`);
-  }
-  try {
-    const bytes = Buffer.from(JSON.stringify({ format: 1, ...pins }), "utf8");
-    for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function secretTemplate(label: string, spec: string, keyType: number, bytes: number, usage: { encrypt: boolean; sign: boolean }): Template {
-  return [
-    { type: C.CKA_CLASS, value: C.CKO_SECRET_KEY },
-    { type: C.CKA_KEY_TYPE, value: keyType },
-    { type: C.CKA_VALUE_LEN, value: bytes },
-    { type: C.CKA_TOKEN, value: true },
-    { type: C.CKA_PRIVATE, value: true },
-    { type: C.CKA_SENSITIVE, value: true },
-    { type: C.CKA_EXTRACTABLE, value: false },
-    { type: C.CKA_LABEL, value: label },
-    { type: C.CKA_ID, value: Buffer.from(spec, "utf8") },
-    { type: C.CKA_ENCRYPT, value: usage.encrypt },
-    { type: C.CKA_DECRYPT, value: usage.encrypt },
-    { type: C.CKA_SIGN, value: usage.sign },
-    { type: C.CKA_VERIFY, value: usage.sign },
-    { type: C.CKA_WRAP, value: false },
-    { type: C.CKA_UNWRAP, value: false },
-    { type: C.CKA_DERIVE, value: false },
-  ];
-}
-
-function pairTemplates(label: string, spec: KeySpec, usage: KeyUsage | undefined): { mechanism: number; pub: Template; priv: Template } {
-  const id = Buffer.from(spec, "utf8");
-  const sign = usage === undefined || usage === "SIGN_VERIFY";
-  const encrypt = spec.startsWith("RSA_") && (usage === undefined || usage === "ENCRYPT_DECRYPT");
-  const common = [{ type: C.CKA_TOKEN, value: true }, { type: C.CKA_LABEL, value: label }, { type: C.CKA_ID, value: id }];
-  const priv: Template = [
-    ...common,
-    { type: C.CKA_PRIVATE, value: true },
-    { type: C.CKA_SENSITIVE, value: true },
-    { type: C.CKA_EXTRACTABLE, value: false },
-    { type: C.CKA_SIGN, value: sign },
-    { type: C.CKA_DERIVE, value: false },
-  ];
-  const pub: Template = [...common, { type: C.CKA_PRIVATE, value: false }, { type: C.CKA_VERIFY, value: sign }];
-  if (spec === "ECC_NIST_P256" || spec === "ECC_NIST_P384") {
-    return { mechanism: C.CKM_EC_KEY_PAIR_GEN, pub: [...pub, { type: C.CKA_EC_PARAMS, value: EC_PARAMS[spec] }], priv };
-  }
-  const bits = RSA_BITS[spec as keyof typeof RSA_BITS];
-  return {
-    mechanism: C.CKM_RSA_PKCS_KEY_PAIR_GEN,
-    pub: [...pub, { type: C.CKA_MODULUS_BITS, value: bits }, { type: C.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: C.CKA_ENCRYPT, value: encrypt }],
-    priv: [...priv, { type: C.CKA_DECRYPT, value: encrypt }],
-  };
-}
 
 export class Fleet {
   readonly #pkcs11: PKCS11;
@@ -432,12 +317,12 @@ export class Fleet {
     this.#creating.add(label);
     try {
       const key = await this.#generate(label, spec, usage);
-      if (this.#closed) return; // made on the token; found by label at the next open
-      this.#keys.set(label, key);
+      if (!this.#closed) this.#keys.set(label, key); // else made on the token: found by label at the next open
     } catch (e) {
       throw internal(e, `create key '${label}'`);
     } finally {
       this.#creating.delete(label);
+      if (this.#closed && this.#creating.size === 0) this.#shutdown();
     }
   }
 
@@ -465,7 +350,7 @@ export class Fleet {
   #gcmEncrypt(handle: Handle, plaintext: Buffer, aad: Buffer): Buffer {
     return this.#run("encrypt", (p, s) => {
       p.C_EncryptInit(s, { mechanism: C.CKM_CLOUDHSM_AES_GCM, parameter: { type: C.CK_PARAMS_GCM, iv: this.#unusedIv, aad, tagBits: 128 } }, handle);
-      return p.C_Encrypt(s, plaintext, Buffer.allocUnsafe(IV_BYTES + plaintext.length + TAG_BYTES));
+      return p.C_Encrypt(s, plaintext, Buffer.alloc(IV_BYTES + plaintext.length + TAG_BYTES));
     });
   }
 
@@ -707,10 +592,18 @@ export class Fleet {
     return `-----BEGIN PUBLIC KEY-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`;
   }
 
-  /** Logs out, finalizes and frees the token folder for another process. A second close does nothing. */
+  /**
+   * Logs out, finalizes and frees the token folder for another process; later calls fail with
+   * KMSInternalException, and a second close does nothing. A createKey under way finishes first
+   * (its key is written to the folder while the folder is still locked), then the fleet shuts.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#creating.size === 0) this.#shutdown();
+  }
+
+  #shutdown(): void {
     const p = this.#pkcs11;
     try {
       p.C_Logout(this.#session);

@@ -384,4 +384,20 @@ describe("a file: fleet", () => {
     expect(third.hasKey("kept-ec")).toBe(true);
     third.close();
   }, 30_000);
+
+  it("a close during createKey lets the key reach the folder under the lock, then frees the folder", async () => {
+    const target = `file:${join(dir, "closing")}?pinHashIterations=16`;
+    const fleet = await Fleet.open({ target });
+    const making = fleet.createKey("late", "RSA_2048");
+    fleet.close();
+    expect(await kmsCode(() => fleet.random(8))).toBe("KMSInternalException");
+    await making;
+    const again = await Fleet.open({ target });
+    try {
+      expect(again.hasKey("late")).toBe(true);
+      expect(again.sign("late", "RSASSA_PKCS1_V1_5_SHA_256", Buffer.from("m"), "RAW").length).toBe(256);
+    } finally {
+      again.close();
+    }
+  }, 30_000);
 });
