@@ -354,15 +354,16 @@ export class Fleet {
     });
   }
 
-  #gcmDecrypt(handle: Handle, iv: Buffer, ciphertext: Buffer, aad: Buffer, failure: KmsError): Buffer {
-    if (iv.length !== IV_BYTES || ciphertext.length < TAG_BYTES) throw failure;
+  #gcmDecrypt(handle: Handle, iv: Buffer, ciphertext: Buffer, aad: Buffer, failure: () => KmsError): Buffer {
+    // `failure` makes the error only when needed: an Error's stack costs more than the decryption.
+    if (iv.length !== IV_BYTES || ciphertext.length < TAG_BYTES) throw failure();
     return this.#run("decrypt", (p, s) => {
       p.C_DecryptInit(s, { mechanism: C.CKM_AES_GCM, parameter: { type: C.CK_PARAMS_GCM, iv, aad, tagBits: 128 } }, handle);
       try {
         // Never a 0-byte output buffer: the chip would take it as a length query and leave the operation active.
         return p.C_Decrypt(s, ciphertext, Buffer.alloc(Math.max(1, ciphertext.length - TAG_BYTES)));
       } catch (e) {
-        if (isCkr(e, C.CKR_ENCRYPTED_DATA_INVALID, C.CKR_ENCRYPTED_DATA_LEN_RANGE)) throw failure;
+        if (isCkr(e, C.CKR_ENCRYPTED_DATA_INVALID, C.CKR_ENCRYPTED_DATA_LEN_RANGE)) throw failure();
         throw e;
       }
     });
@@ -378,7 +379,7 @@ export class Fleet {
   /** KmsError InvalidCiphertextException when the tag does not verify. */
   decrypt(label: string, iv: Buffer, ciphertext: Buffer, aad: Buffer): Buffer {
     const handle = this.#symmetric(label);
-    const failure = fail("InvalidCiphertextException", "the ciphertext does not decrypt under this key and encryption context");
+    const failure = () => fail("InvalidCiphertextException", "the ciphertext does not decrypt under this key and encryption context");
     return this.#gcmDecrypt(handle, buffer(iv, "iv"), buffer(ciphertext, "CiphertextBlob"), buffer(aad, "aad"), failure);
   }
 
@@ -568,8 +569,8 @@ export class Fleet {
     this.#open();
     const aad = Fleet.#sealAad(purpose);
     buffer(sealed, "sealed");
-    const failure = fail("KMSInternalException", `a sealed secret (${purpose}) does not open: it is altered, truncated, for another purpose or from another fleet`);
-    if (sealed.length < 1 + IV_BYTES + TAG_BYTES || sealed[0] !== SEAL_VERSION) throw failure;
+    const failure = () => fail("KMSInternalException", `a sealed secret (${purpose}) does not open: it is altered, truncated, for another purpose or from another fleet`);
+    if (sealed.length < 1 + IV_BYTES + TAG_BYTES || sealed[0] !== SEAL_VERSION) throw failure();
     return this.#gcmDecrypt(this.#sealingKey as Handle, sealed.subarray(1, 1 + IV_BYTES), sealed.subarray(1 + IV_BYTES), aad, failure);
   }
 
