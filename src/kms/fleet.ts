@@ -110,9 +110,12 @@ function buffer(value: unknown, name: string): Buffer {
   return value;
 }
 
+// A lone surrogate has no UTF-8 form: the label would come back from the token as another string.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 function checkLabel(label: unknown): string {
-  if (typeof label !== "string" || label === "" || Buffer.byteLength(label) > MAX_LABEL_BYTES) {
-    throw fail("KMSInternalException", `a fleet key label is a non-empty string of at most ${MAX_LABEL_BYTES} bytes`);
+  if (typeof label !== "string" || label === "" || Buffer.byteLength(label) > MAX_LABEL_BYTES || LONE_SURROGATE.test(label)) {
+    throw fail("KMSInternalException", `a fleet key label is a non-empty, well-formed string of at most ${MAX_LABEL_BYTES} bytes`);
   }
   return label;
 }
@@ -224,11 +227,22 @@ export class Fleet {
     const publicOf = new Map<string, Handle>();
     const found: { label: string; spec: KeySpec; handle: Handle }[] = [];
     for (const handle of handles) {
-      const [cls, label, id] = p.C_GetAttributeValue(s, handle, [{ type: C.CKA_CLASS }, { type: C.CKA_LABEL }, { type: C.CKA_ID }]).map((a) => a.value as Buffer);
+      // The non-throwing read: a public key has no CKA_NEVER_EXTRACTABLE (its value comes back null).
+      const [cls, label, id, local, neverExtractable] = p.getAttributeValues(s, handle, [
+        { type: C.CKA_CLASS }, { type: C.CKA_LABEL }, { type: C.CKA_ID }, { type: C.CKA_LOCAL }, { type: C.CKA_NEVER_EXTRACTABLE },
+      ]).attributes.map((a) => a.value ?? Buffer.alloc(0));
+      if (cls.length < 4) continue;
       const objectClass = cls.readUInt32LE(0);
       const labelText = label.toString("utf8");
       const spec = id.toString("utf8") as KeySpec;
       if (!KEY_SPECS.includes(spec)) continue; // not a key the fleet made
+      // Whoever holds fleet.pin could import a key whose value they know under a fleet label: the
+      // fleet uses only keys the chip generated and that were never extractable.
+      const madeHere = local[0] === 1 && (objectClass === C.CKO_PUBLIC_KEY || neverExtractable[0] === 1);
+      const seen = objectClass === C.CKO_PUBLIC_KEY ? publicOf.has(labelText) : found.some((f) => f.label === labelText);
+      if (!madeHere || seen) {
+        throw fail("KMSInternalException", `the fleet's token holds a key labelled '${labelText}' the fleet did not make (${seen ? "a second one" : "imported or once extractable"}): refusing to open`);
+      }
       if (objectClass === C.CKO_PUBLIC_KEY) publicOf.set(labelText, handle);
       else found.push({ label: labelText, spec, handle });
     }

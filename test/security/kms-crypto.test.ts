@@ -85,6 +85,44 @@ describe("key material stays in the chip", () => {
     }
   }, 30_000);
 
+  it("a key imported under a fleet label by a holder of fleet.pin (its value known to them) makes the open fail", async () => {
+    const { dir, target } = freshFolder();
+    const fleet = await Fleet.open({ target });
+    await fleet.createKey("victim", "SYMMETRIC_DEFAULT");
+    fleet.close();
+    const pins = JSON.parse(readFileSync(join(dir, FLEET_PIN_FILE), "utf8")) as { userPin: string };
+    const plant = (label: string) => {
+      const p = new P.PKCS11(`file:${dir}`);
+      p.C_Initialize();
+      try {
+        const slot = p.C_GetSlotList(true).find((s) => p.C_GetTokenInfo(s).label.trim() === FLEET_TOKEN_LABEL)!;
+        const session = p.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+        p.C_Login(session, P.CKU_USER, pins.userPin);
+        return p.C_CreateObject(session, [
+          { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_KEY_TYPE, value: P.CKK_AES }, { type: P.CKA_VALUE, value: Buffer.alloc(32, 0x41) },
+          { type: P.CKA_TOKEN, value: true }, { type: P.CKA_PRIVATE, value: true }, { type: P.CKA_SENSITIVE, value: true },
+          { type: P.CKA_EXTRACTABLE, value: false }, { type: P.CKA_ENCRYPT, value: true }, { type: P.CKA_DECRYPT, value: true },
+          { type: P.CKA_LABEL, value: label }, { type: P.CKA_ID, value: Buffer.from("SYMMETRIC_DEFAULT") },
+        ]);
+      } finally {
+        p.C_Finalize();
+        p.close();
+      }
+    };
+    plant("not-yet-made"); // a label KMS may give a key later: the attacker would know that key's value
+    const e = await refusal(() => Fleet.open({ target }));
+    expect(e.code).toBe("KMSInternalException");
+    expect(e.message).toMatch(/did not make/);
+  });
+
+  it("the fleet never reads a key's value: no CKA_VALUE in its source but CKA_VALUE_LEN", () => {
+    for (const file of ["fleet.ts", "fleet-setup.ts", "fleet-codec.ts", "ciphertext.ts"]) {
+      const text = readFileSync(join(__dirname, "..", "..", "src", "kms", file), "utf8");
+      expect(text.match(/CKA_VALUE(?!_LEN)\b/g) ?? [], file).toEqual([]);
+      expect(text.match(/CKA_PRIVATE_EXPONENT|CKA_PRIME_|exportToken|C_WrapKey/g) ?? [], file).toEqual([]);
+    }
+  });
+
   it("the Fleet object shows nothing of its module, session or handles", async () => {
     const fleet = await Fleet.open({ target: "memory:?pinHashIterations=16" });
     try {
