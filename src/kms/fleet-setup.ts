@@ -29,7 +29,8 @@ export const newPins = (): Pins => ({ soPin: randomBytes(24).toString("base64url
 export function readPinFile(path: string): Pins | null {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO planted in the folder would otherwise hang the open (it is then refused as not a file).
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw fail(`${path} cannot be opened (${(e as NodeJS.ErrnoException).code ?? "error"}); it must be a regular file, not a symlink`);

@@ -1,6 +1,7 @@
 // Attacks on KMS's fleet and ciphertext blobs: a reader of the data folder who takes the PIN
 // file and logs in to the token, an editor of that folder, a caller handing the fleet hostile
 // values, and a verifier fed malformed signatures (Wycheproof's DER cases).
+import { execFileSync } from "node:child_process";
 import { createPublicKey, randomBytes, verify as nodeVerify } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -174,6 +175,11 @@ describe("the PIN file and the token folder", () => {
     expect((await refusal(() => Fleet.open({ target }))).code).toBe("KMSInternalException");
     writeFileSync(pinPath, "not json", { mode: 0o600 });
     expect((await refusal(() => Fleet.open({ target }))).message).toMatch(/not a fleet PIN file/);
+
+    unlinkSync(pinPath);
+    execFileSync("mkfifo", ["-m", "600", pinPath]); // would block a plain open for ever
+    expect((await refusal(() => Fleet.open({ target }))).message).toMatch(/not a regular file/);
+    unlinkSync(pinPath);
 
     writeFileSync(pinPath, original, { mode: 0o600 });
     (await Fleet.open({ target })).close(); // whole again
