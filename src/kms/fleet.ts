@@ -4,7 +4,27 @@
 // plaintext never enters the JavaScript heap. The fleet also holds KMS's own keys: the record
 // key (HMAC-SHA-256 over store rows and grant tokens), the sealing key (AES-256-GCM for secrets
 // at rest, e.g. kmsuser passwords) and the trail's signing key. [helper: crypto]
-import type { KeySpec } from "./types.js";
+//
+// The token's PINs are random. For `file:DIR` they are kept in DIR/fleet.pin (0600, created
+// exclusively, never through a symlink), beside the token they open; for `memory:` only in this
+// object. One logged-in session serves every synchronous call (each runs Init and the call
+// back to back, so calls from concurrent requests never interleave on it); createKey, which is
+// asynchronous, runs on a session of its own.
+import { Buffer } from "node:buffer";
+import { join } from "node:path";
+
+import * as C from "../pkcs11/constants.js";
+import { Pkcs11Error } from "../pkcs11/errors.js";
+import type { Handle } from "../pkcs11/handles.js";
+import type { Mechanism } from "../pkcs11/mechanism.js";
+import { PKCS11 } from "../pkcs11/pkcs11.js";
+import { parseFileTarget } from "../pkcs11/target.js";
+import { TokenFolderError } from "../pkcs11/token-folder.js";
+import { freezeClass } from "../primordials.js";
+import { KmsError } from "./errors.js";
+import { DIGEST_INFO_PREFIX, derToRaw, ecPointOf, ecPublicKey, rawToDer, rsaPublicKey } from "./fleet-codec.js";
+import { HMAC_KEY_BYTES, type Pins, newPins, pairTemplates, readPinFile, secretTemplate, writePinFile } from "./fleet-setup.js";
+import type { KeySpec, KeyUsage } from "./types.js";
 
 export interface FleetOptions {
   /** "file:DIR" (durable; created 0700 if absent) or "memory:?seed=HEX" (deterministic, nothing durable). */
@@ -19,46 +39,596 @@ export type SigningAlgorithm =
 export type MacAlgorithm = "HMAC_SHA_256" | "HMAC_SHA_384" | "HMAC_SHA_512";
 export type AsymmetricEncryptionAlgorithm = "RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256";
 
+/** The label prefix of KMS's own keys: createKey refuses it, and no public method reaches them. */
+export const RESERVED_LABEL_PREFIX = "kms-internal/";
+/** The fleet token's label (C_GetTokenInfo pads it to 32 characters). */
+export const FLEET_TOKEN_LABEL = "hsmsim-kms-fleet";
+/** The file, in a `file:` fleet's folder, that keeps the token's PINs. */
+export const FLEET_PIN_FILE = "fleet.pin";
+/** Largest input of one fleet call (KMS's own limits are far lower; this bounds a careless caller). */
+export const MAX_FLEET_INPUT_BYTES = 1 << 20;
+
+const RECORD_LABEL = `${RESERVED_LABEL_PREFIX}record-hmac`;
+const SEALING_LABEL = `${RESERVED_LABEL_PREFIX}sealing-aes`;
+const TRAIL_LABEL = `${RESERVED_LABEL_PREFIX}trail-ecdsa`;
+const SEAL_VERSION = 1;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const MAX_LABEL_BYTES = 512;
+
+const KEY_SPECS: readonly KeySpec[] = [
+  "SYMMETRIC_DEFAULT", "ECC_NIST_P256", "ECC_NIST_P384", "RSA_2048", "RSA_3072", "RSA_4096", "HMAC_256", "HMAC_384", "HMAC_512",
+];
+
+type Hash = "sha1" | "sha256" | "sha384" | "sha512";
+const HASH_BYTES: Record<Hash, number> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
+const HASH_MECHANISM: Record<Hash, number> = { sha1: C.CKM_SHA_1, sha256: C.CKM_SHA256, sha384: C.CKM_SHA384, sha512: C.CKM_SHA512 };
+const MGF: Record<Hash, number> = { sha1: C.CKG_MGF1_SHA1, sha256: C.CKG_MGF1_SHA256, sha384: C.CKG_MGF1_SHA384, sha512: C.CKG_MGF1_SHA512 };
+
+interface SigningScheme {
+  family: "ecdsa" | "pss" | "pkcs1";
+  hash: "sha256" | "sha384" | "sha512";
+  /** The chip's hash-then-sign mechanism (MessageType RAW). */
+  hashing: number;
+  /** The key specs it serves. */
+  specs: readonly KeySpec[];
+}
+const RSA_SPECS: readonly KeySpec[] = ["RSA_2048", "RSA_3072", "RSA_4096"];
+const SIGNING: Record<SigningAlgorithm, SigningScheme> = {
+  ECDSA_SHA_256: { family: "ecdsa", hash: "sha256", hashing: C.CKM_ECDSA_SHA256, specs: ["ECC_NIST_P256"] },
+  ECDSA_SHA_384: { family: "ecdsa", hash: "sha384", hashing: C.CKM_ECDSA_SHA384, specs: ["ECC_NIST_P384"] },
+  RSASSA_PSS_SHA_256: { family: "pss", hash: "sha256", hashing: C.CKM_SHA256_RSA_PKCS_PSS, specs: RSA_SPECS },
+  RSASSA_PSS_SHA_384: { family: "pss", hash: "sha384", hashing: C.CKM_SHA384_RSA_PKCS_PSS, specs: RSA_SPECS },
+  RSASSA_PSS_SHA_512: { family: "pss", hash: "sha512", hashing: C.CKM_SHA512_RSA_PKCS_PSS, specs: RSA_SPECS },
+  RSASSA_PKCS1_V1_5_SHA_256: { family: "pkcs1", hash: "sha256", hashing: C.CKM_SHA256_RSA_PKCS, specs: RSA_SPECS },
+  RSASSA_PKCS1_V1_5_SHA_384: { family: "pkcs1", hash: "sha384", hashing: C.CKM_SHA384_RSA_PKCS, specs: RSA_SPECS },
+  RSASSA_PKCS1_V1_5_SHA_512: { family: "pkcs1", hash: "sha512", hashing: C.CKM_SHA512_RSA_PKCS, specs: RSA_SPECS },
+};
+const MACS: Record<MacAlgorithm, { mechanism: number; spec: KeySpec; bytes: number }> = {
+  HMAC_SHA_256: { mechanism: C.CKM_SHA256_HMAC, spec: "HMAC_256", bytes: 32 },
+  HMAC_SHA_384: { mechanism: C.CKM_SHA384_HMAC, spec: "HMAC_384", bytes: 48 },
+  HMAC_SHA_512: { mechanism: C.CKM_SHA512_HMAC, spec: "HMAC_512", bytes: 64 },
+};
+const OAEP: Record<AsymmetricEncryptionAlgorithm, Hash> = { RSAES_OAEP_SHA_1: "sha1", RSAES_OAEP_SHA_256: "sha256" };
+
+/** One key of the fleet: its handles (a secret key, or a key pair) and what it is. */
+interface FleetKey {
+  spec: KeySpec;
+  /** The secret key or the private key. */
+  handle: Handle;
+  /** The public key of a pair. */
+  publicHandle: Handle | null;
+  /** The SPKI DER, made once (public, so it may be cached). */
+  spki: Buffer | null;
+}
+
+const fail = (code: ConstructorParameters<typeof KmsError>[0], message: string) => new KmsError(code, message);
+
+function buffer(value: unknown, name: string): Buffer {
+  if (!Buffer.isBuffer(value)) throw fail("ValidationException", `${name} must be a Buffer`);
+  if (value.length > MAX_FLEET_INPUT_BYTES) throw fail("ValidationException", `${name} is longer than ${MAX_FLEET_INPUT_BYTES} bytes`);
+  return value;
+}
+
+// A lone surrogate has no UTF-8 form: the label would come back from the token as another string.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkLabel(label: unknown): string {
+  if (typeof label !== "string" || label === "" || Buffer.byteLength(label) > MAX_LABEL_BYTES || LONE_SURROGATE.test(label)) {
+    throw fail("KMSInternalException", `a fleet key label is a non-empty, well-formed string of at most ${MAX_LABEL_BYTES} bytes`);
+  }
+  return label;
+}
+
+/** A failure of the chip or the folder as a KmsError; the detail stays a CKR name, never a secret. */
+function internal(error: unknown, what: string): KmsError {
+  if (error instanceof KmsError) return error;
+  if (error instanceof TokenFolderError) {
+    if (error.code === "TOKEN_FOLDER_IN_USE") return fail("KMSInternalException", `KMS's fleet: ${error.message}`);
+    return fail("KMSInternalException", `KMS's fleet folder cannot be opened: ${error.message}`);
+  }
+  const detail = error instanceof Pkcs11Error ? `${error.message} from ${error.method}` : error instanceof Error ? error.message : String(error);
+  return fail("KMSInternalException", `KMS's fleet could not ${what} (${detail})`);
+}
+
+const isCkr = (error: unknown, ...codes: number[]) => error instanceof Pkcs11Error && codes.includes(error.code);
+
 export class Fleet {
-  /** Opens the fleet's token (initializing it on first use). */
-  static async open(options: FleetOptions): Promise<Fleet> {
-    void options;
-    throw new Error("not built yet");
+  readonly #pkcs11: PKCS11;
+  readonly #slot: Handle;
+  #session: Handle;
+  /** label → key; KMS's own keys are not in it. */
+  readonly #keys = new Map<string, FleetKey>();
+  /** Labels whose createKey is under way. */
+  readonly #creating = new Set<string>();
+  #recordKey: Handle | null = null;
+  #sealingKey: Handle | null = null;
+  #trailKey: FleetKey | null = null;
+  #closed = false;
+  /** Ignored by CKM_CLOUDHSM_AES_GCM (the chip draws the IV) but required by the parameter's shape. */
+  readonly #unusedIv = Buffer.alloc(IV_BYTES);
+
+  private constructor(pkcs11: PKCS11, slot: Handle, session: Handle) {
+    this.#pkcs11 = pkcs11;
+    this.#slot = slot;
+    this.#session = session;
   }
 
-  /** Generates key material for `spec` under `label` (RSA key generation is slow: asynchronous). */
-  async createKey(label: string, spec: KeySpec): Promise<void> { void label, spec; throw new Error("not built yet"); }
-  hasKey(label: string): boolean { void label; throw new Error("not built yet"); }
-  destroyKey(label: string): void { void label; throw new Error("not built yet"); }
+  /** Opens the fleet's token (initializing it on first use). */
+  static async open(options: FleetOptions): Promise<Fleet> {
+    const target = options?.target;
+    if (typeof target !== "string" || !/^(file|memory):/.test(target)) {
+      throw fail("KMSInternalException", "the fleet's target is 'file:DIR' or 'memory:[?seed=HEX]'");
+    }
+    let pinPath: string | null = null;
+    let pkcs11: PKCS11;
+    try {
+      if (target.startsWith("file:")) pinPath = join(parseFileTarget(target).folder, FLEET_PIN_FILE);
+      pkcs11 = new PKCS11(target);
+    } catch (e) {
+      throw internal(e, "open its token folder");
+    }
+    try {
+      pkcs11.C_Initialize();
+      const slot = Fleet.#initializeToken(pkcs11, pinPath);
+      const session = pkcs11.C_OpenSession(slot.slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
+      pkcs11.C_Login(session, C.CKU_USER, slot.pins.userPin);
+      const fleet = new Fleet(pkcs11, slot.slot, session);
+      await fleet.#loadKeys();
+      return fleet;
+    } catch (e) {
+      try {
+        pkcs11.C_Finalize();
+      } catch { /* not initialized */ }
+      pkcs11.close();
+      throw internal(e, "open its token");
+    }
+  }
+
+  /** The fleet's slot, its token initialized (with new PINs on first use) and its PINs. */
+  static #initializeToken(pkcs11: PKCS11, pinPath: string | null): { slot: Handle; pins: Pins } {
+    const slots = pkcs11.C_GetSlotList(true);
+    const infos = slots.map((slot) => pkcs11.C_GetTokenInfo(slot));
+    const ours = infos.findIndex((info) => (info.flags & C.CKF_TOKEN_INITIALIZED) !== 0 && info.label.trim() === FLEET_TOKEN_LABEL);
+    if (ours >= 0) {
+      const pins = pinPath === null ? null : readPinFile(pinPath);
+      if (pins === null) throw fail("KMSInternalException", `the fleet's token exists but ${pinPath ?? "its PIN"} is missing: the token cannot be opened`);
+      return { slot: slots[ours], pins };
+    }
+    const free = infos.findIndex((info) => (info.flags & C.CKF_TOKEN_INITIALIZED) === 0);
+    if (free < 0) throw fail("KMSInternalException", "the fleet's target has no free slot for KMS's token");
+    // A PIN file without its token (a first open that stopped half-way) is used again.
+    let pins = pinPath === null ? null : readPinFile(pinPath);
+    if (pins === null) {
+      pins = newPins();
+      if (pinPath !== null) writePinFile(pinPath, pins);
+    }
+    const slot = slots[free];
+    pkcs11.C_InitToken(slot, pins.soPin, FLEET_TOKEN_LABEL);
+    const session = pkcs11.C_OpenSession(slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
+    try {
+      pkcs11.C_Login(session, C.CKU_SO, pins.soPin);
+      pkcs11.C_InitPIN(session, pins.userPin);
+      pkcs11.C_Logout(session);
+    } finally {
+      pkcs11.C_CloseSession(session);
+    }
+    return { slot, pins };
+  }
+
+  /** Finds every token key by label; makes KMS's own keys if missing. */
+  async #loadKeys(): Promise<void> {
+    const p = this.#pkcs11;
+    const s = this.#session;
+    p.C_FindObjectsInit(s, [{ type: C.CKA_TOKEN, value: true }]);
+    const handles: Handle[] = [];
+    for (let batch = p.C_FindObjects(s, 256); batch.length > 0; batch = p.C_FindObjects(s, 256)) handles.push(...batch);
+    p.C_FindObjectsFinal(s);
+    const publicOf = new Map<string, Handle>();
+    const found: { label: string; spec: KeySpec; handle: Handle }[] = [];
+    for (const handle of handles) {
+      // The non-throwing read: a public key has no CKA_NEVER_EXTRACTABLE (its value comes back null).
+      const [cls, label, id, local, neverExtractable] = p.getAttributeValues(s, handle, [
+        { type: C.CKA_CLASS }, { type: C.CKA_LABEL }, { type: C.CKA_ID }, { type: C.CKA_LOCAL }, { type: C.CKA_NEVER_EXTRACTABLE },
+      ]).attributes.map((a) => a.value ?? Buffer.alloc(0));
+      if (cls.length < 4) continue;
+      const objectClass = cls.readUInt32LE(0);
+      const labelText = label.toString("utf8");
+      const spec = id.toString("utf8") as KeySpec;
+      if (!KEY_SPECS.includes(spec)) continue; // not a key the fleet made
+      // Whoever holds fleet.pin could import a key whose value they know under a fleet label: the
+      // fleet uses only keys the chip generated and that were never extractable.
+      const madeHere = local[0] === 1 && (objectClass === C.CKO_PUBLIC_KEY || neverExtractable[0] === 1);
+      const seen = objectClass === C.CKO_PUBLIC_KEY ? publicOf.has(labelText) : found.some((f) => f.label === labelText);
+      if (!madeHere || seen) {
+        throw fail("KMSInternalException", `the fleet's token holds a key labelled '${labelText}' the fleet did not make (${seen ? "a second one" : "imported or once extractable"}): refusing to open`);
+      }
+      if (objectClass === C.CKO_PUBLIC_KEY) publicOf.set(labelText, handle);
+      else found.push({ label: labelText, spec, handle });
+    }
+    for (const { label, spec, handle } of found) {
+      const isPair = !spec.startsWith("SYMMETRIC") && !spec.startsWith("HMAC");
+      const publicHandle = isPair ? publicOf.get(label) ?? null : null;
+      if (isPair && publicHandle === null) throw fail("KMSInternalException", `the fleet's key '${label}' has lost its public half`);
+      const key: FleetKey = { spec, handle, publicHandle, spki: null };
+      if (label === RECORD_LABEL) this.#recordKey = handle;
+      else if (label === SEALING_LABEL) this.#sealingKey = handle;
+      else if (label === TRAIL_LABEL) this.#trailKey = key;
+      else this.#keys.set(label, key);
+    }
+    if (this.#recordKey === null) this.#recordKey = (await this.#generate(RECORD_LABEL, "HMAC_256")).handle;
+    if (this.#sealingKey === null) this.#sealingKey = (await this.#generate(SEALING_LABEL, "SYMMETRIC_DEFAULT")).handle;
+    if (this.#trailKey === null) this.#trailKey = await this.#generate(TRAIL_LABEL, "ECC_NIST_P256", "SIGN_VERIFY");
+  }
+
+  /** Makes one key on a session of its own (the shared one stays free for synchronous calls meanwhile). */
+  async #generate(label: string, spec: KeySpec, usage?: KeyUsage): Promise<FleetKey> {
+    const p = this.#pkcs11;
+    const session = p.C_OpenSession(this.#slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
+    try {
+      if (spec === "SYMMETRIC_DEFAULT") {
+        const handle = await p.C_GenerateKeyAsync(session, { mechanism: C.CKM_AES_KEY_GEN }, secretTemplate(label, spec, C.CKK_AES, 32, { encrypt: true, sign: false }));
+        return { spec, handle, publicHandle: null, spki: null };
+      }
+      if (spec === "HMAC_256" || spec === "HMAC_384" || spec === "HMAC_512") {
+        const template = secretTemplate(label, spec, C.CKK_GENERIC_SECRET, HMAC_KEY_BYTES[spec], { encrypt: false, sign: true });
+        const handle = await p.C_GenerateKeyAsync(session, { mechanism: C.CKM_GENERIC_SECRET_KEY_GEN }, template);
+        return { spec, handle, publicHandle: null, spki: null };
+      }
+      const { mechanism, pub, priv } = pairTemplates(label, spec, usage);
+      const pair = await p.C_GenerateKeyPairAsync(session, { mechanism }, pub, priv);
+      return { spec, handle: pair.privateKey, publicHandle: pair.publicKey, spki: null };
+    } finally {
+      try {
+        p.C_CloseSession(session);
+      } catch { /* the fleet was closed meanwhile */ }
+    }
+  }
+
+  #open(): void {
+    if (this.#closed) throw fail("KMSInternalException", "KMS's fleet is closed");
+  }
+
+  /** A key of the application's (never one of KMS's own); KMSInternalException when no key has the label. */
+  #key(label: string): FleetKey {
+    this.#open();
+    const key = typeof label === "string" ? this.#keys.get(label) : undefined;
+    if (key === undefined) throw fail("KMSInternalException", `the fleet has no key labelled '${String(label).slice(0, 200)}'`);
+    return key;
+  }
+
+  /**
+   * Runs one synchronous chip operation on the shared session. A chip error that may have left an
+   * operation active there replaces the session, so the next request starts clean.
+   */
+  #run<T>(what: string, operation: (p: PKCS11, s: Handle) => T): T {
+    try {
+      return operation(this.#pkcs11, this.#session);
+    } catch (e) {
+      if (e instanceof KmsError) throw e;
+      if (e instanceof Pkcs11Error) this.#renewSession();
+      throw internal(e, what);
+    }
+  }
+
+  #renewSession(): void {
+    try {
+      // Opened before the old one closes: closing an application's last session would log it out.
+      const fresh = this.#pkcs11.C_OpenSession(this.#slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
+      const old = this.#session;
+      this.#session = fresh;
+      this.#pkcs11.C_CloseSession(old);
+    } catch { /* the module is gone: later calls fail on their own */ }
+  }
+
+  /** Generates key material for `spec` under `label` (RSA key generation is slow: asynchronous). `usage` narrows an RSA pair to one use. */
+  async createKey(label: string, spec: KeySpec, usage?: KeyUsage): Promise<void> {
+    this.#open();
+    checkLabel(label);
+    if (label.startsWith(RESERVED_LABEL_PREFIX)) throw fail("KMSInternalException", `fleet labels starting '${RESERVED_LABEL_PREFIX}' are KMS's own`);
+    if (!KEY_SPECS.includes(spec)) throw fail("ValidationException", `KeySpec '${String(spec)}' is not one the fleet makes`);
+    if (this.#keys.has(label) || this.#creating.has(label)) throw fail("KMSInternalException", `the fleet already has a key labelled '${label}'`);
+    this.#creating.add(label);
+    try {
+      const key = await this.#generate(label, spec, usage);
+      if (!this.#closed) this.#keys.set(label, key); // else made on the token: found by label at the next open
+    } catch (e) {
+      throw internal(e, `create key '${label}'`);
+    } finally {
+      this.#creating.delete(label);
+      if (this.#closed && this.#creating.size === 0) this.#shutdown();
+    }
+  }
+
+  hasKey(label: string): boolean {
+    this.#open();
+    return typeof label === "string" && this.#keys.has(label);
+  }
+
+  destroyKey(label: string): void {
+    const key = this.#key(label);
+    this.#run(`destroy key '${label}'`, (p, s) => {
+      p.C_DestroyObject(s, key.handle);
+      if (key.publicHandle !== null) p.C_DestroyObject(s, key.publicHandle);
+    });
+    this.#keys.delete(label);
+  }
+
+  #symmetric(label: string): Handle {
+    const key = this.#key(label);
+    if (key.spec !== "SYMMETRIC_DEFAULT") throw fail("InvalidKeyUsageException", `the key is ${key.spec}: symmetric encryption needs SYMMETRIC_DEFAULT`);
+    return key.handle;
+  }
+
+  /** iv ‖ ciphertext ‖ tag under an AES key: the chip draws the IV (CKM_CLOUDHSM_AES_GCM), one Init and one call. */
+  #gcmEncrypt(handle: Handle, plaintext: Buffer, aad: Buffer): Buffer {
+    return this.#run("encrypt", (p, s) => {
+      p.C_EncryptInit(s, { mechanism: C.CKM_CLOUDHSM_AES_GCM, parameter: { type: C.CK_PARAMS_GCM, iv: this.#unusedIv, aad, tagBits: 128 } }, handle);
+      return p.C_Encrypt(s, plaintext, Buffer.alloc(IV_BYTES + plaintext.length + TAG_BYTES));
+    });
+  }
+
+  #gcmDecrypt(handle: Handle, iv: Buffer, ciphertext: Buffer, aad: Buffer, failure: () => KmsError): Buffer {
+    // `failure` makes the error only when needed: an Error's stack costs more than the decryption.
+    if (iv.length !== IV_BYTES || ciphertext.length < TAG_BYTES) throw failure();
+    return this.#run("decrypt", (p, s) => {
+      p.C_DecryptInit(s, { mechanism: C.CKM_AES_GCM, parameter: { type: C.CK_PARAMS_GCM, iv, aad, tagBits: 128 } }, handle);
+      try {
+        // Never a 0-byte output buffer: the chip would take it as a length query and leave the operation active.
+        return p.C_Decrypt(s, ciphertext, Buffer.alloc(Math.max(1, ciphertext.length - TAG_BYTES)));
+      } catch (e) {
+        if (isCkr(e, C.CKR_ENCRYPTED_DATA_INVALID, C.CKR_ENCRYPTED_DATA_LEN_RANGE)) throw failure();
+        throw e;
+      }
+    });
+  }
 
   /** AES-256-GCM under a SYMMETRIC_DEFAULT key: a fresh 12-byte IV from the chip; ciphertext ends with the 16-byte tag. */
-  encrypt(label: string, plaintext: Buffer, aad: Buffer): { iv: Buffer; ciphertext: Buffer } { void label, plaintext, aad; throw new Error("not built yet"); }
-  /** KmsError InvalidCiphertextException when the tag does not verify. */
-  decrypt(label: string, iv: Buffer, ciphertext: Buffer, aad: Buffer): Buffer { void label, iv, ciphertext, aad; throw new Error("not built yet"); }
+  encrypt(label: string, plaintext: Buffer, aad: Buffer): { iv: Buffer; ciphertext: Buffer } {
+    const handle = this.#symmetric(label);
+    const out = this.#gcmEncrypt(handle, buffer(plaintext, "Plaintext"), buffer(aad, "aad"));
+    return { iv: out.subarray(0, IV_BYTES), ciphertext: out.subarray(IV_BYTES) };
+  }
 
-  random(length: number): Buffer { void length; throw new Error("not built yet"); }
+  /** KmsError InvalidCiphertextException when the tag does not verify. */
+  decrypt(label: string, iv: Buffer, ciphertext: Buffer, aad: Buffer): Buffer {
+    const handle = this.#symmetric(label);
+    const failure = () => fail("InvalidCiphertextException", "the ciphertext does not decrypt under this key and encryption context");
+    return this.#gcmDecrypt(handle, buffer(iv, "iv"), buffer(ciphertext, "CiphertextBlob"), buffer(aad, "aad"), failure);
+  }
+
+  random(length: number): Buffer {
+    this.#open();
+    if (!Number.isSafeInteger(length) || length < 1 || length > MAX_FLEET_INPUT_BYTES) {
+      throw fail("ValidationException", `NumberOfBytes must be an integer from 1 to ${MAX_FLEET_INPUT_BYTES}`);
+    }
+    return this.#run("generate random bytes", (p, s) => p.C_GenerateRandom(s, Buffer.alloc(length)));
+  }
+
+  #signingKey(label: string, algorithm: SigningAlgorithm): { key: FleetKey; scheme: SigningScheme } {
+    const key = this.#key(label);
+    const scheme = Object.hasOwn(SIGNING, algorithm) ? SIGNING[algorithm] : undefined;
+    if (scheme === undefined) throw fail("ValidationException", `SigningAlgorithm '${String(algorithm)}' is not one the fleet serves`);
+    if (!scheme.specs.includes(key.spec)) throw fail("InvalidKeyUsageException", `SigningAlgorithm ${algorithm} is not valid for a ${key.spec} key`);
+    return { key, scheme };
+  }
+
+  /** The mechanism and the input the chip signs: hash-then-sign for RAW, the raw mechanism over the digest for DIGEST. */
+  static #signingInput(scheme: SigningScheme, message: Buffer, messageType: unknown): { mechanism: Mechanism; input: Buffer } {
+    const pss = { type: C.CK_PARAMS_RSA_PSS, hashAlg: HASH_MECHANISM[scheme.hash], mgf: MGF[scheme.hash], saltLen: HASH_BYTES[scheme.hash] };
+    if (messageType === "RAW") {
+      return { mechanism: { mechanism: scheme.hashing, parameter: scheme.family === "pss" ? pss : null }, input: message };
+    }
+    if (messageType !== "DIGEST") throw fail("ValidationException", "MessageType must be RAW or DIGEST");
+    if (message.length !== HASH_BYTES[scheme.hash]) {
+      throw fail("ValidationException", `Message: a DIGEST for ${scheme.hash.toUpperCase()} is ${HASH_BYTES[scheme.hash]} bytes, not ${message.length}`);
+    }
+    switch (scheme.family) {
+      case "ecdsa": return { mechanism: { mechanism: C.CKM_ECDSA }, input: message };
+      case "pss": return { mechanism: { mechanism: C.CKM_RSA_PKCS_PSS, parameter: pss }, input: message };
+      default: return { mechanism: { mechanism: C.CKM_RSA_PKCS }, input: Buffer.concat([DIGEST_INFO_PREFIX[scheme.hash], message]) };
+    }
+  }
 
   /** MessageType RAW hashes `message`; DIGEST takes it as the digest (its length must fit the algorithm: ValidationException). ECDSA signatures are DER, as AWS's. */
-  sign(label: string, algorithm: SigningAlgorithm, message: Buffer, messageType: "RAW" | "DIGEST"): Buffer { void label, algorithm, message, messageType; throw new Error("not built yet"); }
-  verify(label: string, algorithm: SigningAlgorithm, message: Buffer, messageType: "RAW" | "DIGEST", signature: Buffer): boolean { void label, algorithm, message, messageType, signature; throw new Error("not built yet"); }
+  sign(label: string, algorithm: SigningAlgorithm, message: Buffer, messageType: "RAW" | "DIGEST"): Buffer {
+    const { key, scheme } = this.#signingKey(label, algorithm);
+    const { mechanism, input } = Fleet.#signingInput(scheme, buffer(message, "Message"), messageType);
+    const signature = this.#run("sign", (p, s) => {
+      p.C_SignInit(s, mechanism, key.handle);
+      return p.C_Sign(s, input, Buffer.alloc(512));
+    });
+    return scheme.family === "ecdsa" ? rawToDer(signature) : Buffer.from(signature);
+  }
+
+  /** False for a signature that does not verify, malformed DER included (the caller raises KMSInvalidSignatureException). */
+  verify(label: string, algorithm: SigningAlgorithm, message: Buffer, messageType: "RAW" | "DIGEST", signature: Buffer): boolean {
+    const { key, scheme } = this.#signingKey(label, algorithm);
+    const { mechanism, input } = Fleet.#signingInput(scheme, buffer(message, "Message"), messageType);
+    buffer(signature, "Signature");
+    let checked: Buffer | null = signature;
+    if (scheme.family === "ecdsa") checked = derToRaw(signature, key.spec === "ECC_NIST_P256" ? 32 : 48);
+    if (checked === null || key.publicHandle === null) return false;
+    const publicHandle = key.publicHandle;
+    return this.#run("verify", (p, s) => {
+      p.C_VerifyInit(s, mechanism, publicHandle);
+      try {
+        return p.C_Verify(s, input, checked);
+      } catch (e) {
+        if (isCkr(e, C.CKR_SIGNATURE_INVALID, C.CKR_SIGNATURE_LEN_RANGE)) return false;
+        throw e;
+      }
+    });
+  }
+
   /** The public key as DER SubjectPublicKeyInfo. */
-  publicKey(label: string): Buffer { void label; throw new Error("not built yet"); }
-  asymmetricEncrypt(label: string, algorithm: AsymmetricEncryptionAlgorithm, plaintext: Buffer): Buffer { void label, algorithm, plaintext; throw new Error("not built yet"); }
+  publicKey(label: string): Buffer {
+    const key = this.#key(label);
+    if (key.publicHandle === null) throw fail("UnsupportedOperationException", `a ${key.spec} key has no public key`);
+    return Buffer.from(this.#spki(key));
+  }
+
+  #spki(key: FleetKey): Buffer {
+    if (key.spki !== null) return key.spki;
+    const publicHandle = key.publicHandle as Handle;
+    const keyObject = this.#run("read a public key", (p, s) => {
+      if (key.spec === "ECC_NIST_P256" || key.spec === "ECC_NIST_P384") {
+        const [point] = p.C_GetAttributeValue(s, publicHandle, [{ type: C.CKA_EC_POINT }]);
+        return ecPublicKey(ecPointOf(point.value), key.spec === "ECC_NIST_P256" ? "P-256" : "P-384");
+      }
+      const [modulus, exponent] = p.C_GetAttributeValue(s, publicHandle, [{ type: C.CKA_MODULUS }, { type: C.CKA_PUBLIC_EXPONENT }]);
+      return rsaPublicKey(modulus.value, exponent.value);
+    });
+    key.spki = keyObject.export({ type: "spki", format: "der" });
+    return key.spki;
+  }
+
+  #rsa(label: string, algorithm: AsymmetricEncryptionAlgorithm): { key: FleetKey; mechanism: Mechanism } {
+    const key = this.#key(label);
+    const hash = Object.hasOwn(OAEP, algorithm) ? OAEP[algorithm] : undefined;
+    if (hash === undefined) throw fail("ValidationException", `EncryptionAlgorithm '${String(algorithm)}' is not one the fleet serves`);
+    if (!RSA_SPECS.includes(key.spec)) throw fail("InvalidKeyUsageException", `EncryptionAlgorithm ${algorithm} is not valid for a ${key.spec} key`);
+    const parameter = { type: C.CK_PARAMS_RSA_OAEP, hashAlg: HASH_MECHANISM[hash], mgf: MGF[hash] };
+    return { key, mechanism: { mechanism: C.CKM_RSA_PKCS_OAEP, parameter } };
+  }
+
+  asymmetricEncrypt(label: string, algorithm: AsymmetricEncryptionAlgorithm, plaintext: Buffer): Buffer {
+    const { key, mechanism } = this.#rsa(label, algorithm);
+    buffer(plaintext, "Plaintext");
+    const publicHandle = key.publicHandle as Handle;
+    return this.#run("encrypt", (p, s) => {
+      p.C_EncryptInit(s, mechanism, publicHandle);
+      try {
+        return Buffer.from(p.C_Encrypt(s, plaintext, Buffer.alloc(512)));
+      } catch (e) {
+        if (isCkr(e, C.CKR_DATA_LEN_RANGE)) throw fail("ValidationException", `Plaintext is too long for a ${key.spec} key with ${algorithm}`);
+        throw e;
+      }
+    });
+  }
+
   /** KmsError InvalidCiphertextException when it does not decrypt. */
-  asymmetricDecrypt(label: string, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Buffer { void label, algorithm, ciphertext; throw new Error("not built yet"); }
-  generateMac(label: string, algorithm: MacAlgorithm, message: Buffer): Buffer { void label, algorithm, message; throw new Error("not built yet"); }
-  verifyMac(label: string, algorithm: MacAlgorithm, message: Buffer, mac: Buffer): boolean { void label, algorithm, message, mac; throw new Error("not built yet"); }
+  asymmetricDecrypt(label: string, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Buffer {
+    const { key, mechanism } = this.#rsa(label, algorithm);
+    buffer(ciphertext, "CiphertextBlob");
+    return this.#run("decrypt", (p, s) => {
+      p.C_DecryptInit(s, mechanism, key.handle);
+      try {
+        return Buffer.from(p.C_Decrypt(s, ciphertext, Buffer.alloc(512)));
+      } catch (e) {
+        if (isCkr(e, C.CKR_ENCRYPTED_DATA_INVALID, C.CKR_ENCRYPTED_DATA_LEN_RANGE)) {
+          throw fail("InvalidCiphertextException", "the ciphertext does not decrypt under this key and algorithm");
+        }
+        throw e;
+      }
+    });
+  }
+
+  #macKey(label: string, algorithm: MacAlgorithm): { handle: Handle; mechanism: number } {
+    const key = this.#key(label);
+    const mac = Object.hasOwn(MACS, algorithm) ? MACS[algorithm] : undefined;
+    if (mac === undefined) throw fail("ValidationException", `MacAlgorithm '${String(algorithm)}' is not one the fleet serves`);
+    if (mac.spec !== key.spec) throw fail("InvalidKeyUsageException", `MacAlgorithm ${algorithm} is not valid for a ${key.spec} key`);
+    return { handle: key.handle, mechanism: mac.mechanism };
+  }
+
+  #hmac(handle: Handle, mechanism: number, message: Buffer): Buffer {
+    return this.#run("compute a MAC", (p, s) => {
+      p.C_SignInit(s, { mechanism }, handle);
+      return Buffer.from(p.C_Sign(s, message, Buffer.alloc(64)));
+    });
+  }
+
+  generateMac(label: string, algorithm: MacAlgorithm, message: Buffer): Buffer {
+    const { handle, mechanism } = this.#macKey(label, algorithm);
+    return this.#hmac(handle, mechanism, buffer(message, "Message"));
+  }
+
+  verifyMac(label: string, algorithm: MacAlgorithm, message: Buffer, mac: Buffer): boolean {
+    const { handle, mechanism } = this.#macKey(label, algorithm);
+    buffer(message, "Message");
+    buffer(mac, "Mac");
+    return this.#run("verify a MAC", (p, s) => {
+      p.C_VerifyInit(s, { mechanism }, handle);
+      try {
+        return p.C_Verify(s, message, mac);
+      } catch (e) {
+        if (isCkr(e, C.CKR_SIGNATURE_INVALID, C.CKR_SIGNATURE_LEN_RANGE)) return false;
+        throw e;
+      }
+    });
+  }
 
   /** HMAC-SHA-256 under KMS's record key. */
-  recordMac(data: Buffer): Buffer { void data; throw new Error("not built yet"); }
-  /** AES-256-GCM under KMS's sealing key, `purpose` bound as AAD. */
-  seal(data: Buffer, purpose: string): Buffer { void data, purpose; throw new Error("not built yet"); }
-  /** KmsError KMSInternalException when the sealed blob is not the fleet's or not for `purpose`. */
-  unseal(sealed: Buffer, purpose: string): Buffer { void sealed, purpose; throw new Error("not built yet"); }
-  /** ECDSA P-256 over SHA-256 of `data` with the trail's signing key: DER. */
-  signTrail(data: Buffer): Buffer { void data; throw new Error("not built yet"); }
-  /** The trail signing key's public key, PEM (SPKI). */
-  trailPublicKeyPem(): string { throw new Error("not built yet"); }
+  recordMac(data: Buffer): Buffer {
+    this.#open();
+    return this.#hmac(this.#recordKey as Handle, C.CKM_SHA256_HMAC, buffer(data, "data"));
+  }
 
-  close(): void { throw new Error("not built yet"); }
+  static #sealAad(purpose: unknown): Buffer {
+    if (typeof purpose !== "string" || purpose === "") throw fail("KMSInternalException", "a sealing purpose is a non-empty string");
+    return Buffer.from(`hsmsim-kms-seal/v${SEAL_VERSION}\0${purpose}`, "utf8");
+  }
+
+  /** AES-256-GCM under KMS's sealing key, `purpose` bound as AAD: version ‖ iv ‖ ciphertext ‖ tag. */
+  seal(data: Buffer, purpose: string): Buffer {
+    this.#open();
+    const aad = Fleet.#sealAad(purpose);
+    const out = this.#gcmEncrypt(this.#sealingKey as Handle, buffer(data, "data"), aad);
+    return Buffer.concat([Buffer.from([SEAL_VERSION]), out]);
+  }
+
+  /** KmsError KMSInternalException when the sealed blob is not the fleet's or not for `purpose`. */
+  unseal(sealed: Buffer, purpose: string): Buffer {
+    this.#open();
+    const aad = Fleet.#sealAad(purpose);
+    buffer(sealed, "sealed");
+    const failure = () => fail("KMSInternalException", `a sealed secret (${purpose}) does not open: it is altered, truncated, for another purpose or from another fleet`);
+    if (sealed.length < 1 + IV_BYTES + TAG_BYTES || sealed[0] !== SEAL_VERSION) throw failure();
+    return this.#gcmDecrypt(this.#sealingKey as Handle, sealed.subarray(1, 1 + IV_BYTES), sealed.subarray(1 + IV_BYTES), aad, failure);
+  }
+
+  /** ECDSA P-256 over SHA-256 of `data` with the trail's signing key: DER. */
+  signTrail(data: Buffer): Buffer {
+    this.#open();
+    const key = this.#trailKey as FleetKey;
+    buffer(data, "data");
+    const raw = this.#run("sign a trail record", (p, s) => {
+      p.C_SignInit(s, { mechanism: C.CKM_ECDSA_SHA256 }, key.handle);
+      return p.C_Sign(s, data, Buffer.alloc(64));
+    });
+    return rawToDer(raw);
+  }
+
+  /** The trail signing key's public key, PEM (SPKI). */
+  trailPublicKeyPem(): string {
+    this.#open();
+    const der = this.#spki(this.#trailKey as FleetKey);
+    return `-----BEGIN PUBLIC KEY-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`;
+  }
+
+  /**
+   * Logs out, finalizes and frees the token folder for another process; later calls fail with
+   * KMSInternalException, and a second close does nothing. A createKey under way finishes first
+   * (its key is written to the folder while the folder is still locked), then the fleet shuts.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#creating.size === 0) this.#shutdown();
+  }
+
+  #shutdown(): void {
+    const p = this.#pkcs11;
+    try {
+      p.C_Logout(this.#session);
+    } catch { /* already logged out */ }
+    try {
+      p.C_Finalize();
+    } catch { /* already finalized */ }
+    p.close();
+    this.#keys.clear();
+  }
 }
+
+freezeClass(Fleet);
