@@ -1,6 +1,8 @@
 // The ciphertext blob of symmetric Encrypt, GenerateDataKey and ReEncrypt: opaque to callers,
-// self-identifying (it names its KMS key, so Decrypt needs no key id), authenticated (its header
-// and the canonical encryption context are the AES-GCM AAD). [helper: crypto]
+// self-identifying (it names its KMS key, so Decrypt needs no key id), authenticated (its version,
+// location and key id, then the canonical encryption context, are the AES-GCM AAD; the IV is
+// GCM's own input, and the chip or the HSM picks it during the encryption, so it cannot be in
+// the AAD, nor need it: a changed IV fails the tag).
 //
 //   byte 0      version (1)
 //   byte 1      where the material is: 0 KMS's fleet, 1 a custom key store
@@ -36,6 +38,7 @@ export const BLOB_MIN_BYTES = BLOB_HEADER_BYTES + BLOB_TAG_BYTES;
 const LOCATIONS: readonly CiphertextBlob["location"][] = ["fleet", "custom-key-store"];
 const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const NIL_UUID = Buffer.alloc(16);
+const ZERO_IV = Buffer.alloc(BLOB_IV_BYTES);
 // A lone surrogate has no UTF-8 form (Buffer.from makes it U+FFFD): two contexts would collide.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
@@ -55,7 +58,12 @@ function uuidText(bytes: Buffer): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-/** The header bytes (version … IV) of a blob about to be made: part of the AAD. */
+/** The AAD's fixed part of a blob about to be made: version, location and key id (the header without its IV). */
+export function blobAadPrefix(keyId: string, location: CiphertextBlob["location"]): Buffer {
+  return blobHeader(keyId, location, ZERO_IV).subarray(0, BLOB_HEADER_BYTES - BLOB_IV_BYTES);
+}
+
+/** The header bytes (version … IV) of a blob. */
 export function blobHeader(keyId: string, location: CiphertextBlob["location"], iv: Buffer): Buffer {
   const locationByte = LOCATIONS.indexOf(location);
   if (locationByte < 0) throw new KmsError("KMSInternalException", `unknown ciphertext location '${String(location)}'`);

@@ -3,7 +3,7 @@
 // (AWS_KMS) or in the custom key store's cluster (AWS_CLOUDHSM); either way it encrypts there,
 // under AES-256-GCM with the blob's header and the encryption context as AAD. Data keys'
 // plaintext is in the JavaScript heap only where the API returns it, and is wiped otherwise.
-import { blobAad, blobHeader, decodeBlob, encodeBlob } from "./ciphertext.js";
+import { blobAad, blobAadPrefix, decodeBlob, encodeBlob } from "./ciphertext.js";
 import { KmsError } from "./errors.js";
 import type { AsymmetricEncryptionAlgorithm } from "./fleet.js";
 import {
@@ -34,7 +34,7 @@ function checkSymmetricOnly(key: KeyRecord, operation: string): void {
 /** Encrypts `plaintext` under a symmetric key: the ciphertext blob. */
 async function sealSymmetric(parts: KmsParts, key: KeyRecord, plaintext: Buffer, encryptionContext: Record<string, string> | undefined, context: RequestContext): Promise<Buffer> {
   const location = key.origin === "AWS_KMS" ? "fleet" : "custom-key-store";
-  const aad = blobAad(blobHeader(key.keyId, location), encryptionContext);
+  const aad = blobAad(blobAadPrefix(key.keyId, location), encryptionContext);
   const { iv, ciphertext } = key.origin === "AWS_KMS"
     ? parts.fleet.encrypt(fleetLabel(key.keyId), plaintext, aad)
     : await parts.customKeyStores.encrypt(key.customKeyStoreId!, key.materialRef, plaintext, aad, context.notes);
@@ -57,7 +57,7 @@ async function blobKey(parts: KmsParts, context: RequestContext, blob: ReturnTyp
 }
 
 async function openSymmetric(parts: KmsParts, key: KeyRecord, blob: ReturnType<typeof decodeBlob>, encryptionContext: Record<string, string> | undefined, context: RequestContext): Promise<Buffer> {
-  const aad = blobAad(blobHeader(key.keyId, blob.location), encryptionContext);
+  const aad = blobAad(blobAadPrefix(key.keyId, blob.location), encryptionContext);
   return key.origin === "AWS_KMS"
     ? parts.fleet.decrypt(fleetLabel(key.keyId), blob.iv, blob.ciphertext, aad)
     : parts.customKeyStores.decrypt(key.customKeyStoreId!, key.materialRef, blob.iv, blob.ciphertext, aad, context.notes);

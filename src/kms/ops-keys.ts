@@ -92,7 +92,7 @@ const createKey: Handler = async (parts, input, context) => {
     context.notes.additionalEventData.customKeyStoreId = storeId;
     record.materialRef = await parts.customKeyStores.createBackingKey(storeId, arn, context.notes);
   } else {
-    await parts.fleet.createKey(record.materialRef, keySpec);
+    await parts.fleet.createKey(record.materialRef, keySpec, keyUsage);
   }
   try {
     parts.store.putKey(record);
