@@ -193,6 +193,15 @@ describe("grant tokens", () => {
     }
   });
 
+  it("refuse a token whose spare bits were changed (it decodes to the same bytes, but is not the token issued)", () => {
+    const token = makeGrantToken(grantId, mac);
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(token[token.length - 1]);
+    const respelled = token.slice(0, -1) + alphabet[last ^ 1];
+    expect(Buffer.from(respelled, "base64url").equals(Buffer.from(token, "base64url"))).toBe(true);
+    expectKmsError(() => readGrantToken(respelled, mac), "InvalidGrantTokenException");
+  });
+
   it("a token's MAC is not the record MAC of the bare id (domain-separated)", () => {
     const bytes = Buffer.from(makeGrantToken(grantId, mac), "base64url");
     expect(bytes.subarray(33).equals(mac(Buffer.from(grantId, "hex")))).toBe(false);
@@ -214,5 +223,6 @@ describe("mayRetire", () => {
     const crossIssued = grantRecord(key, { issuingAccount: `arn:aws:iam::${SAAS}:root`, operations: ["Decrypt"] });
     expect(mayRetire(crossIssued, saasOther.arn, SAAS)).toBe(true);
     expect(mayRetire(crossIssued, stranger.arn, stranger.accountId)).toBe(false);
+    expect(mayRetire(crossIssued, ownerAdmin.arn, OWNER)).toBe(true); // the key's account, though it did not issue it
   });
 });
