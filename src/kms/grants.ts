@@ -218,6 +218,33 @@ export function readGrantToken(token: string, mac: (data: Buffer) => Buffer): st
   return id.toString("hex");
 }
 
+/** AWS's limit on a request's GrantTokens. */
+export const MAX_GRANT_TOKENS = 10;
+
+/**
+ * The grants a request may use: the key's own, plus the live grants its tokens name. Every
+ * token is checked first (a forged or altered one fails the request with
+ * InvalidGrantTokenException, as AWS does); a token of a retired or revoked grant names
+ * nothing; a token of another key's grant is kept but allows nothing on this key.
+ */
+export function grantsForRequest(
+  keyGrants: readonly GrantRecord[],
+  grantTokens: readonly string[] | undefined,
+  mac: (data: Buffer) => Buffer,
+  getGrant: (grantId: string) => GrantRecord | null,
+): GrantRecord[] {
+  const grants = [...keyGrants];
+  if (grantTokens === undefined) return grants;
+  if (!Array.isArray(grantTokens) || grantTokens.length > MAX_GRANT_TOKENS) throw invalid(`GrantTokens must be a list of at most ${MAX_GRANT_TOKENS} grant tokens`);
+  const ids = grantTokens.map((token) => readGrantToken(token, mac));
+  for (const id of ids) {
+    if (grants.some((grant) => grant.grantId === id)) continue;
+    const grant = getGrant(id);
+    if (grant) grants.push(grant);
+  }
+  return grants;
+}
+
 /**
  * Whether the caller (`principalArn` of account `accountId`) may retire `grant` (AWS): its
  * retiring principal; its grantee when the grant has RetireGrant; the account the grant was

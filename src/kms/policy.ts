@@ -141,21 +141,33 @@ const ACCOUNT_ROOT = /^arn:aws:iam::(\d{12}):root$/;
 const IAM_PRINCIPAL = /^arn:aws:iam::\d{12}:(user|role)\/[\w+=,.@/-]{1,512}$/;
 const ASSUMED_ROLE = /^arn:aws:sts::\d{12}:assumed-role\/[\w+=,.@-]{1,64}\/[\w+=,.@-]{2,64}$/;
 
-function awsPrincipal(value: string, where: string): PrincipalEntry {
+export interface ParsePolicyOptions {
+  /**
+   * Whether an IAM user or role ARN names a principal that exists (AWS refuses a policy naming
+   * one that does not). Give it when a policy is put (CreateKey, PutKeyPolicy), not when a
+   * stored policy is read back: a principal removed since must not make the key unusable.
+   */
+  principalExists?: (arn: string) => boolean;
+}
+
+function awsPrincipal(value: string, where: string, options: ParsePolicyOptions): PrincipalEntry {
   if (value === "*") return { kind: "any" };
   if (ACCOUNT_ID.test(value)) return { kind: "account", accountId: value };
   const root = ACCOUNT_ROOT.exec(value);
   if (root) return { kind: "account", accountId: root[1] };
-  if (IAM_PRINCIPAL.test(value) || ASSUMED_ROLE.test(value)) return { kind: "arn", arn: value };
+  if (IAM_PRINCIPAL.test(value) || ASSUMED_ROLE.test(value)) {
+    if (options.principalExists && !options.principalExists(value)) throw malformed(`Policy contains a statement with one or more invalid principals: ${where} names ${JSON.stringify(value)}, which does not exist`);
+    return { kind: "arn", arn: value };
+  }
   throw malformed(`${where} has an invalid principal: ${JSON.stringify(value)} (use "*", an account id, arn:aws:iam::ACCOUNT:root, or an IAM user or role ARN)`);
 }
 
-function parsePrincipal(value: unknown, where: string): PrincipalEntry[] {
+function parsePrincipal(value: unknown, where: string, options: ParsePolicyOptions): PrincipalEntry[] {
   if (value === "*") return [{ kind: "any" }];
   if (!isObject(value) || Object.keys(value).length === 0) throw malformed(`${where} must be "*" or an object with "AWS" or "Service"`);
   const entries: PrincipalEntry[] = [];
   for (const [type, names] of Object.entries(value)) {
-    if (type === "AWS") for (const name of stringList(names, `${where}.AWS`)) entries.push(awsPrincipal(name, `${where}.AWS`));
+    if (type === "AWS") for (const name of stringList(names, `${where}.AWS`)) entries.push(awsPrincipal(name, `${where}.AWS`, options));
     else if (type === "Service") {
       for (const name of stringList(names, `${where}.Service`)) {
         if (!/^[a-z0-9.-]+\.amazonaws\.com(\.cn)?$/.test(name)) throw malformed(`${where}.Service has an invalid service principal: ${JSON.stringify(name)}`);
@@ -236,7 +248,7 @@ function oneOf(raw: Record<string, unknown>, name: string, where: string): { val
   return has ? { value: raw[name], negated: false } : { value: raw[`Not${name}`], negated: true };
 }
 
-function parseStatement(raw: unknown, where: string): Statement & { sid: string | null } {
+function parseStatement(raw: unknown, where: string, options: ParsePolicyOptions): Statement & { sid: string | null } {
   if (!isObject(raw)) throw malformed(`${where} must be an object`);
   for (const member of Object.keys(raw)) if (!STATEMENT_MEMBERS.has(member)) throw malformed(`${where} has an unknown member ${JSON.stringify(member)}`);
   let sid: string | null = null;
@@ -251,7 +263,7 @@ function parseStatement(raw: unknown, where: string): Statement & { sid: string 
   return {
     sid,
     effect: raw.Effect,
-    principals: parsePrincipal(principal.value, `${where}.${principal.negated ? "NotPrincipal" : "Principal"}`),
+    principals: parsePrincipal(principal.value, `${where}.${principal.negated ? "NotPrincipal" : "Principal"}`, options),
     principalNegated: principal.negated,
     actions: parseActions(action.value, `${where}.${action.negated ? "NotAction" : "Action"}`),
     actionNegated: action.negated,
@@ -266,7 +278,26 @@ function parseStatement(raw: unknown, where: string): Statement & { sid: string 
  * every element this endpoint evaluates. Unknown members, operators and condition keys are
  * refused rather than ignored, so a policy never silently means less than it says.
  */
-export function parsePolicy(text: string): ParsedPolicy {
+export function parsePolicy(text: string, options: ParsePolicyOptions = {}): ParsedPolicy {
+  // A stored policy is parsed again for every request on its key: keep the last few (the
+  // result is immutable, and a policy checked with principalExists is never cached).
+  const cacheable = options.principalExists === undefined;
+  if (cacheable && typeof text === "string") {
+    const hit = recent.get(text);
+    if (hit) return hit;
+  }
+  const parsed = parseUncached(text, options);
+  if (cacheable) {
+    if (recent.size >= RECENT_POLICIES) recent.delete(recent.keys().next().value as string);
+    recent.set(text, parsed);
+  }
+  return parsed;
+}
+
+const RECENT_POLICIES = 256;
+const recent = new Map<string, ParsedPolicy>();
+
+function parseUncached(text: string, options: ParsePolicyOptions): ParsedPolicy {
   if (typeof text !== "string" || text.length === 0) throw malformed("The policy document is empty");
   if (Buffer.byteLength(text, "utf8") > MAX_POLICY_BYTES) throw malformed(`The policy document is larger than the key policy quota of ${MAX_POLICY_BYTES} bytes`);
   // AWS's key policy character set: tab, line feed, carriage return and U+0020–U+00FF.
@@ -286,7 +317,7 @@ export function parsePolicy(text: string): ParsedPolicy {
   if (!list || list.length === 0) throw malformed("Statement must be an object or a non-empty array of statements");
   const sids = new Set<string>();
   const statements = list.map((item, index) => {
-    const { sid, ...statement } = parseStatement(item, `Statement[${index}]`);
+    const { sid, ...statement } = parseStatement(item, `Statement[${index}]`, options);
     if (sid !== null && sid !== "") {
       if (sids.has(sid)) throw malformed(`Statement ids must be unique: ${JSON.stringify(sid)} is used twice`);
       sids.add(sid);

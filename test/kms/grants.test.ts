@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 
 import {
-  authorize, checkGrantPrincipal, checkGrantShape, constraintsAtLeastAsStrict, contextSatisfies, grantAllows, grantOperationsFor,
+  MAX_GRANT_TOKENS, authorize, checkGrantPrincipal, grantsForRequest, checkGrantShape, constraintsAtLeastAsStrict, contextSatisfies, grantAllows, grantOperationsFor,
   makeGrantToken, mayRetire, readGrantToken,
 } from "../../src/kms/grants.js";
 import { type AccessRequest, defaultKeyPolicy, parsePolicy } from "../../src/kms/policy.js";
@@ -209,6 +209,28 @@ describe("grant tokens", () => {
 
   it("refuses to make a token for an id that is not 64 hex digits", () => {
     expectKmsError(() => makeGrantToken("xyz", mac), "KMSInternalException");
+  });
+});
+
+describe("grantsForRequest", () => {
+  const mac = testMac();
+  const own = grantRecord(key, { operations: ["Decrypt"] });
+  const elsewhere = grantRecord(keyRecord({ keyId: "other" }), { operations: ["Decrypt"] });
+  const table = new Map([own, elsewhere].map((g) => [g.grantId, g]));
+  const get = (id: string) => table.get(id) ?? null;
+
+  it("the key's grants, plus the live grants the tokens name, each once", () => {
+    expect(grantsForRequest([own], undefined, mac, get)).toEqual([own]);
+    expect(grantsForRequest([own], [makeGrantToken(own.grantId, mac)], mac, get)).toEqual([own]);
+    expect(grantsForRequest([own], [makeGrantToken(elsewhere.grantId, mac)], mac, get)).toEqual([own, elsewhere]);
+    expect(grantsForRequest([], [makeGrantToken("cd".repeat(32), mac)], mac, get)).toEqual([]); // retired: names nothing
+  });
+
+  it("one bad token fails the request; more than 10 tokens are refused", () => {
+    expectKmsError(() => grantsForRequest([own], [makeGrantToken(own.grantId, mac), "bogus"], mac, get), "InvalidGrantTokenException");
+    const many = Array.from({ length: MAX_GRANT_TOKENS + 1 }, () => makeGrantToken(own.grantId, mac));
+    expectKmsError(() => grantsForRequest([own], many, mac, get), "ValidationException");
+    expect(grantsForRequest([own], many.slice(1), mac, get)).toEqual([own]);
   });
 });
 

@@ -99,6 +99,32 @@ describe("parsePolicy refuses, naming what is wrong", () => {
   });
 });
 
+describe("principalExists (at CreateKey/PutKeyPolicy)", () => {
+  it("refuses a user or role ARN that does not exist; account roots and ids need no check", () => {
+    const known = new Set([saasUser.arn]);
+    const options = { principalExists: (arn: string) => known.has(arn) };
+    parsePolicy(policyText(allow({ Principal: { AWS: [saasUser.arn, SAAS, `arn:aws:iam::${OWNER}:root`] } })), options);
+    const error = expectKmsError(() => parsePolicy(policyText(allow({ Principal: { AWS: saasOther.arn } })), options), "MalformedPolicyDocumentException");
+    expect(error.message).toMatch(/invalid principals/);
+    expect(error.message).toContain(saasOther.arn);
+    // Read back without the check (a principal removed since does not break the key).
+    expect(() => parsePolicy(policyText(allow({ Principal: { AWS: saasOther.arn } })))).not.toThrow();
+  });
+
+  it("a policy accepted from the cache is still checked when principalExists is given", () => {
+    const text = policyText(allow({ Principal: { AWS: stranger.arn } }));
+    parsePolicy(text);
+    expectKmsError(() => parsePolicy(text, { principalExists: () => false }), "MalformedPolicyDocumentException");
+  });
+
+  it("the same text gives the same frozen result; a refused text is refused every time", () => {
+    const text = defaultKeyPolicy(SAAS);
+    expect(parsePolicy(text)).toBe(parsePolicy(text));
+    expectKmsError(() => parsePolicy("{}"), "MalformedPolicyDocumentException");
+    expectKmsError(() => parsePolicy("{}"), "MalformedPolicyDocumentException");
+  });
+});
+
 describe("evaluation", () => {
   it("an account id and an account root ARN both stand for every principal of that account", () => {
     for (const principal of [SAAS, `arn:aws:iam::${SAAS}:root`]) {

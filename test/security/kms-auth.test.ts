@@ -5,7 +5,7 @@
 // look-alike parsed policy, and a policy author's hostile wildcards.
 import { describe, expect, it } from "vitest";
 
-import { authorize, checkGrantShape, makeGrantToken, mayRetire, readGrantToken } from "../../src/kms/grants.js";
+import { authorize, checkGrantShape, grantsForRequest, makeGrantToken, mayRetire } from "../../src/kms/grants.js";
 import { type AccessRequest, type GrantRequest, defaultKeyPolicy, evaluatePolicy, parsePolicy } from "../../src/kms/policy.js";
 import type { GrantRecord } from "../../src/kms/types.js";
 import { OWNER, SAAS, caller, expectKmsError, grantRecord, keyRecord, ownerAdmin, policyText, saasOther, saasUser, stranger, testMac } from "../kms/auth-fixture.js";
@@ -24,8 +24,8 @@ class Grants {
   }
   /** The key's grants plus those the tokens name (the tokens are checked first: a bad one fails the request). */
   forRequest(keyId: string, tokens: string[] = []): GrantRecord[] {
-    const named = tokens.map((token) => this.byId.get(readGrantToken(token, mac))).filter((g): g is GrantRecord => g !== undefined);
-    return [...[...this.byId.values()].filter((g) => g.keyId === keyId), ...named];
+    const keyGrants = [...this.byId.values()].filter((g) => g.keyId === keyId);
+    return grantsForRequest(keyGrants, tokens, mac, (id) => this.byId.get(id) ?? null);
   }
   retire(grantId: string, who: { arn: string; accountId: string }): void {
     const grant = this.byId.get(grantId);
