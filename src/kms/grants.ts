@@ -3,7 +3,7 @@
 import { timingSafeEqual } from "node:crypto";
 
 import { KmsError } from "./errors.js";
-import { type AccessRequest, type GrantRequest, type ParsedPolicy, evaluatePolicy } from "./policy.js";
+import { type AccessRequest, type GrantRequest, type ParsedPolicy, checkedContext, evaluatePolicy } from "./policy.js";
 import type { Caller, GrantConstraints, GrantRecord, KeyRecord } from "./types.js";
 
 /** Every operation a grant can name (AWS's GrantOperation values). */
@@ -144,12 +144,13 @@ function noWider(grant: GrantRecord, request: GrantRequest | undefined): boolean
 
 /** Whether `grant` allows `request`. */
 function oneGrantAllows(grant: GrantRecord, request: AccessRequest): boolean {
+  if (typeof request.action !== "string") return false;
   if (grant.keyId !== request.key.keyId) return false; // a token for another key's grant allows nothing here
   if (!principalNames(grant.granteePrincipal, request.caller)) return false;
   if (!request.action.startsWith("kms:")) return false;
   const operation = request.action.slice("kms:".length);
   if (!grant.operations.includes(operation)) return false;
-  if (CONTEXT_OPERATIONS.has(operation) && !contextSatisfies(grant.constraints, request.encryptionContext)) return false;
+  if (CONTEXT_OPERATIONS.has(operation) && !contextSatisfies(grant.constraints, checkedContext(request.encryptionContext))) return false;
   if (operation === "CreateGrant" && !noWider(grant, request.grant)) return false;
   return true;
 }

@@ -358,6 +358,18 @@ export function globMatches(pattern: string, value: string, ignoreCase: boolean)
   return p === pattern.length;
 }
 
+/**
+ * The request's encryption context, if it is a map of strings to strings (the wire layer has
+ * checked it; this keeps a careless caller's mistake a KmsError rather than a TypeError).
+ */
+export function checkedContext(context: unknown): Record<string, string> | undefined {
+  if (context === undefined || context === null) return undefined;
+  if (typeof context !== "object" || Array.isArray(context) || !Object.values(context).every((value) => typeof value === "string")) {
+    throw new KmsError("ValidationException", "EncryptionContext must be a map of strings to strings");
+  }
+  return context as Record<string, string>;
+}
+
 /** The request's values of the condition keys (lower case); a key absent from the map is absent from the request. */
 function requestValues(request: AccessRequest): Map<string, string[]> {
   const { caller, key } = request;
@@ -371,8 +383,8 @@ function requestValues(request: AccessRequest): Map<string, string[]> {
     ["kms:keyusage", [key.keyUsage]],
     ["kms:keyorigin", [key.origin]],
   ]);
-  if (caller.userName !== null) values.set("aws:username", [caller.userName]);
-  const context = request.encryptionContext;
+  if (typeof caller.userName === "string") values.set("aws:username", [caller.userName]);
+  const context = checkedContext(request.encryptionContext);
   if (context) {
     const names = Object.keys(context);
     if (names.length > 0) values.set("kms:encryptioncontextkeys", names);
@@ -387,9 +399,9 @@ function requestValues(request: AccessRequest): Map<string, string[]> {
   }
   const grant = request.grant;
   if (grant && request.action === "kms:CreateGrant") {
-    values.set("kms:grantoperations", [...grant.operations]);
-    values.set("kms:granteeprincipal", [grant.granteePrincipal]);
-    if (grant.retiringPrincipal) values.set("kms:retiringprincipal", [grant.retiringPrincipal]);
+    if (Array.isArray(grant.operations)) values.set("kms:grantoperations", grant.operations.filter((op) => typeof op === "string"));
+    if (typeof grant.granteePrincipal === "string") values.set("kms:granteeprincipal", [grant.granteePrincipal]);
+    if (typeof grant.retiringPrincipal === "string") values.set("kms:retiringprincipal", [grant.retiringPrincipal]);
     const constraints = grant.constraints;
     const types = [
       ...(constraints?.EncryptionContextEquals && Object.keys(constraints.EncryptionContextEquals).length > 0 ? ["EncryptionContextEquals"] : []),

@@ -208,6 +208,15 @@ describe("hostile inputs to evaluation", () => {
     expect(evaluatePolicy(policy, { ...request({}), caller: stranger })).toBe("NONE");
   });
 
+  it("a careless caller's context of non-strings is a ValidationException, not a TypeError", () => {
+    const policy = allowIf({ StringEqualsIgnoreCase: { "kms:EncryptionContext:n": "1" } });
+    const bad = { n: 1 } as unknown as Record<string, string>;
+    expectKmsError(() => evaluatePolicy(policy, request(bad)), "ValidationException");
+    const grant = grantRecord(key, { operations: ["Decrypt"], constraints: { EncryptionContextSubset: { n: "1" } } });
+    expectKmsError(() => authorize(parsePolicy(defaultKeyPolicy(OWNER)), [grant], request(bad)), "ValidationException");
+    expectKmsError(() => evaluatePolicy(policy, request(["x"] as unknown as Record<string, string>)), "ValidationException");
+  });
+
   it("a grant whose grantee ARN merely starts like the caller's names no one else", () => {
     const grant = grantRecord(key, { granteePrincipal: `arn:aws:iam::${SAAS}:user/saas-admin`, operations: ["Decrypt"] });
     expect(attempt(defaultKeyPolicy(OWNER), [grant], {})).toBe("denied");
