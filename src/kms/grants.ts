@@ -3,7 +3,7 @@
 import { timingSafeEqual } from "node:crypto";
 
 import { KmsError } from "./errors.js";
-import { type AccessRequest, type GrantRequest, type ParsedPolicy, checkedContext, evaluatePolicy } from "./policy.js";
+import { type AccessRequest, type ParsedPolicy, checkedContext, evaluatePolicy } from "./policy.js";
 import type { Caller, GrantConstraints, GrantRecord, KeyRecord } from "./types.js";
 
 /** Every operation a grant can name (AWS's GrantOperation values). */
@@ -137,9 +137,10 @@ export function constraintsAtLeastAsStrict(parent: GrantConstraints | null | und
 }
 
 /** A new grant asked for through `grant` takes no operation and no context `grant` does not have. */
-function noWider(grant: GrantRecord, request: GrantRequest | undefined): boolean {
-  if (!request || !Array.isArray(request.operations)) return false;
-  return request.operations.every((operation) => grant.operations.includes(operation)) && constraintsAtLeastAsStrict(grant.constraints, request.constraints);
+function noWider(grant: GrantRecord, request: AccessRequest): boolean {
+  const operations = request.grantOperations;
+  if (!Array.isArray(operations) || operations.length === 0) return false;
+  return operations.every((operation) => grant.operations.includes(operation)) && constraintsAtLeastAsStrict(grant.constraints, request.grantConstraints);
 }
 
 /** Whether `grant` allows `request`. */
@@ -151,7 +152,7 @@ function oneGrantAllows(grant: GrantRecord, request: AccessRequest): boolean {
   const operation = request.action.slice("kms:".length);
   if (!grant.operations.includes(operation)) return false;
   if (CONTEXT_OPERATIONS.has(operation) && !contextSatisfies(grant.constraints, checkedContext(request.encryptionContext))) return false;
-  if (operation === "CreateGrant" && !noWider(grant, request.grant)) return false;
+  if (operation === "CreateGrant" && !noWider(grant, request)) return false;
   return true;
 }
 

@@ -47,18 +47,15 @@ export interface AccessRequest {
   /** The request's grant tokens. */
   grantTokens?: string[];
   /**
-   * For kms:CreateGrant: the grant asked for (kms:GrantOperations, kms:GranteePrincipal,
-   * kms:RetiringPrincipal, kms:GrantConstraintType; and, when a grant is what allows the
-   * request, the check that the new grant is no wider than it).
+   * For kms:CreateGrant, the grant asked for: its operations, grantee, retiring principal and
+   * constraints (the kms:GrantOperations, kms:GranteePrincipal, kms:RetiringPrincipal and
+   * kms:GrantConstraintType condition keys; and, when a grant is what allows the request, the
+   * check that the new grant is no wider than it).
    */
-  grant?: GrantRequest;
-}
-
-export interface GrantRequest {
-  operations: string[];
-  granteePrincipal: string;
+  grantOperations?: string[];
+  granteePrincipal?: string;
   retiringPrincipal?: string | null;
-  constraints?: GrantConstraints | null;
+  grantConstraints?: GrantConstraints | null;
 }
 
 export type PolicyVerdict = "ALLOW" | "DENY" | "NONE";
@@ -397,12 +394,11 @@ function requestValues(request: AccessRequest): Map<string, string[]> {
   if (request.action === "kms:CreateGrant" || request.action === "kms:ListGrants" || request.action === "kms:RevokeGrant") {
     values.set("kms:grantisforawsresource", ["false"]);
   }
-  const grant = request.grant;
-  if (grant && request.action === "kms:CreateGrant") {
-    if (Array.isArray(grant.operations)) values.set("kms:grantoperations", grant.operations.filter((op) => typeof op === "string"));
-    if (typeof grant.granteePrincipal === "string") values.set("kms:granteeprincipal", [grant.granteePrincipal]);
-    if (typeof grant.retiringPrincipal === "string") values.set("kms:retiringprincipal", [grant.retiringPrincipal]);
-    const constraints = grant.constraints;
+  if (request.action === "kms:CreateGrant") {
+    if (Array.isArray(request.grantOperations)) values.set("kms:grantoperations", request.grantOperations.filter((op) => typeof op === "string"));
+    if (typeof request.granteePrincipal === "string") values.set("kms:granteeprincipal", [request.granteePrincipal]);
+    if (typeof request.retiringPrincipal === "string") values.set("kms:retiringprincipal", [request.retiringPrincipal]);
+    const constraints = request.grantConstraints;
     const types = [
       ...(constraints?.EncryptionContextEquals && Object.keys(constraints.EncryptionContextEquals).length > 0 ? ["EncryptionContextEquals"] : []),
       ...(constraints?.EncryptionContextSubset && Object.keys(constraints.EncryptionContextSubset).length > 0 ? ["EncryptionContextSubset"] : []),

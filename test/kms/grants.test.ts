@@ -137,7 +137,7 @@ describe("grantAllows and authorize", () => {
   it("CreateGrant through a grant: only a subset of its operations, constraints at least as strict", () => {
     const parent = grantRecord(key, { operations: ["Decrypt", "CreateGrant"], constraints: { EncryptionContextSubset: { tenant: "acme" } } });
     const create = (operations: string[], constraints: object | null) =>
-      grantAllows([parent], req({ action: "kms:CreateGrant", grant: { operations, granteePrincipal: saasOther.arn, constraints } }));
+      grantAllows([parent], req({ action: "kms:CreateGrant", grantOperations: operations, granteePrincipal: saasOther.arn, grantConstraints: constraints }));
     expect(create(["Decrypt"], { EncryptionContextSubset: { tenant: "acme" } })).toBe(true);
     expect(create(["Decrypt", "CreateGrant"], { EncryptionContextEquals: { tenant: "acme", x: "1" } })).toBe(true);
     expect(create(["Decrypt", "Encrypt"], { EncryptionContextSubset: { tenant: "acme" } })).toBe(false);

@@ -255,9 +255,9 @@ describe("conditions", () => {
 
   it("kms:GrantIsForAWSResource is false, and only for the grant operations; kms:ViaService is never present", () => {
     const forAws = withCondition({ Bool: { "kms:GrantIsForAWSResource": "true" } });
-    expect(verdict(forAws, { action: "kms:CreateGrant", grant: { operations: ["Decrypt"], granteePrincipal: saasUser.arn } })).toBe("NONE");
+    expect(verdict(forAws, { action: "kms:CreateGrant", grantOperations: ["Decrypt"], granteePrincipal: saasUser.arn })).toBe("NONE");
     const notForAws = withCondition({ Bool: { "kms:GrantIsForAWSResource": false } });
-    expect(verdict(notForAws, { action: "kms:CreateGrant", grant: { operations: ["Decrypt"], granteePrincipal: saasUser.arn } })).toBe("ALLOW");
+    expect(verdict(notForAws, { action: "kms:CreateGrant", grantOperations: ["Decrypt"], granteePrincipal: saasUser.arn })).toBe("ALLOW");
     expect(verdict(notForAws, { action: "kms:Encrypt" })).toBe("NONE");
     expect(verdict(withCondition({ StringLike: { "kms:ViaService": "*" } }), {})).toBe("NONE");
   });
@@ -269,15 +269,15 @@ describe("conditions", () => {
       StringEqualsIfExists: { "kms:RetiringPrincipal": ownerAdmin.arn },
       Null: { "kms:GrantConstraintType": "false" },
     });
-    const grant = { operations: ["Decrypt"], granteePrincipal: saasUser.arn, constraints: { EncryptionContextSubset: { a: "b" } } };
-    expect(verdict(text, { action: "kms:CreateGrant", grant })).toBe("ALLOW");
-    expect(verdict(text, { action: "kms:CreateGrant", grant: { ...grant, operations: ["Decrypt", "CreateGrant"] } })).toBe("NONE");
-    expect(verdict(text, { action: "kms:CreateGrant", grant: { ...grant, granteePrincipal: saasOther.arn } })).toBe("NONE");
-    expect(verdict(text, { action: "kms:CreateGrant", grant: { ...grant, retiringPrincipal: saasUser.arn } })).toBe("NONE");
-    expect(verdict(text, { action: "kms:CreateGrant", grant: { ...grant, constraints: null } })).toBe("NONE");
+    const grant = { action: "kms:CreateGrant", grantOperations: ["Decrypt"], granteePrincipal: saasUser.arn, grantConstraints: { EncryptionContextSubset: { a: "b" } } };
+    expect(verdict(text, grant)).toBe("ALLOW");
+    expect(verdict(text, { ...grant, grantOperations: ["Decrypt", "CreateGrant"] })).toBe("NONE");
+    expect(verdict(text, { ...grant, granteePrincipal: saasOther.arn })).toBe("NONE");
+    expect(verdict(text, { ...grant, retiringPrincipal: saasUser.arn })).toBe("NONE");
+    expect(verdict(text, { ...grant, grantConstraints: null })).toBe("NONE");
     const typed = withCondition({ StringEquals: { "kms:GrantConstraintType": "EncryptionContextEquals" } });
-    expect(verdict(typed, { action: "kms:CreateGrant", grant: { ...grant, constraints: { EncryptionContextEquals: { a: "b" } } } })).toBe("ALLOW");
-    expect(verdict(typed, { action: "kms:CreateGrant", grant })).toBe("NONE");
+    expect(verdict(typed, { ...grant, grantConstraints: { EncryptionContextEquals: { a: "b" } } })).toBe("ALLOW");
+    expect(verdict(typed, grant)).toBe("NONE");
   });
 
   it("key keys: kms:KeySpec, kms:KeyOrigin; every operator and every key of a statement must hold", () => {

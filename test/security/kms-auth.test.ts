@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 
 import { authorize, checkGrantShape, grantsForRequest, makeGrantToken, mayRetire } from "../../src/kms/grants.js";
-import { type AccessRequest, type GrantRequest, defaultKeyPolicy, evaluatePolicy, parsePolicy } from "../../src/kms/policy.js";
+import { type AccessRequest, defaultKeyPolicy, evaluatePolicy, parsePolicy } from "../../src/kms/policy.js";
 import type { GrantRecord } from "../../src/kms/types.js";
 import { OWNER, SAAS, caller, expectKmsError, grantRecord, keyRecord, ownerAdmin, policyText, saasOther, saasUser, stranger, testMac } from "../kms/auth-fixture.js";
 
@@ -154,7 +154,8 @@ describe("grant tokens under attack", () => {
 
 describe("a grantee trying to widen its grant", () => {
   const parent = grantRecord(key, { operations: ["Decrypt", "CreateGrant"], constraints: { EncryptionContextSubset: { tenant: "acme" } } });
-  const create = (grant: GrantRequest) => attempt(defaultKeyPolicy(OWNER), [parent], { action: "kms:CreateGrant", grant });
+  const create = (grant: { operations: string[]; granteePrincipal: string; constraints: object | null }) =>
+    attempt(defaultKeyPolicy(OWNER), [parent], { action: "kms:CreateGrant", grantOperations: grant.operations, granteePrincipal: grant.granteePrincipal, grantConstraints: grant.constraints });
 
   it("may hand on what it has, to anyone", () => {
     expect(create({ operations: ["Decrypt"], granteePrincipal: stranger.arn, constraints: { EncryptionContextSubset: { tenant: "acme" } } })).toBe("allowed");
@@ -172,7 +173,7 @@ describe("a grantee trying to widen its grant", () => {
 
   it("may not use CreateGrant from a grant that lacks it", () => {
     const noCreate = grantRecord(key, { operations: ["Decrypt"] });
-    expect(attempt(defaultKeyPolicy(OWNER), [noCreate], { action: "kms:CreateGrant", grant: { operations: ["Decrypt"], granteePrincipal: saasUser.arn } })).toBe("denied");
+    expect(attempt(defaultKeyPolicy(OWNER), [noCreate], { action: "kms:CreateGrant", grantOperations: ["Decrypt"], granteePrincipal: saasUser.arn })).toBe("denied");
   });
 
   it("cannot smuggle a grant that checkGrantShape refuses (constraints on a signing key)", () => {
