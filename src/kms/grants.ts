@@ -7,7 +7,7 @@ import { type AccessRequest, type ParsedPolicy, checkedContext, evaluatePolicy }
 import type { Caller, GrantConstraints, GrantRecord, KeyRecord } from "./types.js";
 
 /** Every operation a grant can name (AWS's GrantOperation values). */
-export const GRANT_OPERATIONS: readonly string[] = Object.freeze([
+export const GRANTABLE_OPERATIONS: readonly string[] = Object.freeze([
   "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
   "GenerateDataKeyPairWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo", "CreateGrant", "RetireGrant",
   "DescribeKey", "Sign", "Verify", "GetPublicKey", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
@@ -60,8 +60,8 @@ export function checkGrantShape(key: KeyRecord, operations: string[], constraint
   if (!Array.isArray(operations) || operations.length === 0) throw invalid("Operations must name at least one grant operation");
   const supported = grantOperationsFor(key);
   for (const operation of operations) {
-    if (typeof operation !== "string" || !GRANT_OPERATIONS.includes(operation)) {
-      throw invalid(`Operations has ${JSON.stringify(operation)}, which is not a grant operation (${GRANT_OPERATIONS.join(", ")})`);
+    if (typeof operation !== "string" || !GRANTABLE_OPERATIONS.includes(operation)) {
+      throw invalid(`Operations has ${JSON.stringify(operation)}, which is not a grant operation (${GRANTABLE_OPERATIONS.join(", ")})`);
     }
     if (!supported.includes(operation)) {
       throw invalid(`Operations has ${operation}, which a ${key.keySpec} key with KeyUsage ${key.keyUsage} does not support (it supports ${supported.join(", ")})`);
