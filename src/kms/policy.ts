@@ -3,6 +3,11 @@
 // root, or the bare account id) allows every principal of that account, as an IAM policy that
 // allows everything would. Cross-account principals need a statement naming them (or their
 // account) or a grant. An explicit Deny always wins. [helper: auth]
+// Supported: Principal/NotPrincipal ("*", AWS account ids, account roots, IAM users and roles,
+// assumed roles; Service principals, which match no caller here), Action/NotAction and
+// Resource/NotResource with * and ? wildcards, and Condition with the String*, Arn*, Bool and
+// Null operators (ForAnyValue:/ForAllValues:, …IfExists) on the keys in CONDITION_KEYS and
+// kms:EncryptionContext:KEY. Anything else is refused when the policy is put.
 import { KmsError } from "./errors.js";
 import type { Caller, GrantConstraints, KeyRecord } from "./types.js";
 
