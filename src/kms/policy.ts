@@ -317,6 +317,9 @@ function parseUncached(text: string, options: ParsePolicyOptions): ParsedPolicy 
   const raw = document.Statement;
   const list = Array.isArray(raw) ? raw : isObject(raw) ? [raw] : null;
   if (!list || list.length === 0) throw malformed("Statement must be an object or a non-empty array of statements");
+  // Policy variables (${aws:username}, …) are not substituted here; under 2012-10-17 they would
+  // be taken literally, and a Deny that never matches fails open. Refuse them instead.
+  if (document.Version === "2012-10-17" && text.includes("${")) throw malformed("Policy variables (${…}) are not supported by this endpoint");
   const sids = new Set<string>();
   const statements = list.map((item, index) => {
     const { sid, ...statement } = parseStatement(item, `Statement[${index}]`, options);

@@ -71,6 +71,7 @@ describe("parsePolicy refuses, naming what is wrong", () => {
     ["a condition with no values", policyText(allow({ Condition: { StringEquals: { "kms:CallerAccount": [] } } })), /at least one value/],
     ["a condition value that is an object", policyText(allow({ Condition: { StringEquals: { "kms:CallerAccount": { a: 1 } } } })), /strings, booleans or numbers/],
     ["duplicate Sids", policyText(allow({ Sid: "a" }), allow({ Sid: "a" })), /"a" is used twice/],
+    ["a policy variable (it would be taken literally)", policyText(allow({ Effect: "Deny", Condition: { StringNotEquals: { "aws:PrincipalArn": "arn:aws:iam::111122223333:user/${aws:username}" } } })), /Policy variables/],
     ["characters outside Latin-1", policyText(allow({ Sid: "\u4e2d" })).replace("\\u4e2d", "\u4e2d"), /characters outside/],
   ];
   for (const [name, text, message] of cases) {
