@@ -8,6 +8,7 @@
 // Resource/NotResource with * and ? wildcards, and Condition with the String*, Arn*, Bool and
 // Null operators (ForAnyValue:/ForAllValues:, …IfExists) on the keys in policy-conditions.ts and
 // kms:EncryptionContext:KEY. Anything else is refused when the policy is put.
+import { WeakMapGet, WeakMapSet } from "../primordials.js";
 import { KmsError } from "./errors.js";
 import { type ConditionTest, conditionHolds, globMatches, parseConditions, requestValues } from "./policy-conditions.js";
 import type { Caller, GrantConstraints, KeyRecord } from "./types.js";
@@ -251,7 +252,7 @@ function parseUncached(text: string, options: ParsePolicyOptions): ParsedPolicy 
     return Object.freeze(statement);
   });
   const parsed: ParsedPolicy = Object.freeze({ text });
-  compiled.set(parsed, Object.freeze(statements));
+  WeakMapSet(compiled, parsed, Object.freeze(statements));
   return parsed;
 }
 
@@ -277,7 +278,7 @@ function statementApplies(statement: Statement, request: AccessRequest, values: 
 }
 
 function statementsOf(policy: ParsedPolicy): readonly Statement[] {
-  const statements = typeof policy === "object" && policy !== null ? compiled.get(policy) : undefined;
+  const statements = typeof policy === "object" && policy !== null ? WeakMapGet(compiled, policy) : undefined;
   if (!statements) throw new KmsError("KMSInternalException", "a key policy was evaluated without having been checked");
   return statements;
 }
