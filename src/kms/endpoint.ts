@@ -107,8 +107,9 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
     const customKeyStores = new CustomKeyStores({ store, fleet, directory: options.clusters ?? NO_CLUSTERS, nowMs, randomBytes, requestsPerSecond: storeRate });
     opened.push(customKeyStores);
     const limiters = new Map<string, RateLimiter>();
+    const principals = new Set(options.credentials.map((c) => c.arn));
     const parts: KmsParts = {
-      store, fleet, customKeyStores, region, nowMs, randomBytes,
+      store, fleet, customKeyStores, region, nowMs, randomBytes, principalExists: (arn) => principals.has(arn),
       accountLimiter: (accountId) => {
         let limiter = limiters.get(accountId);
         if (!limiter) limiters.set(accountId, (limiter = new RateLimiter(accountRate, nowMs)));

@@ -5,11 +5,11 @@
 import type { CustomKeyStores } from "./custom-key-stores.js";
 import { KmsError } from "./errors.js";
 import type { Fleet } from "./fleet.js";
-import { authorize, readGrantToken } from "./grants.js";
-import { type ParsedPolicy, parsePolicy } from "./policy.js";
+import { authorize, grantsForRequest } from "./grants.js";
+import { parsePolicy } from "./policy.js";
 import type { KmsStore } from "./store.js";
 import type { RateLimiter } from "./throttle.js";
-import type { GrantRecord, KeyRecord, KeyState, RequestContext } from "./types.js";
+import type { KeyRecord, KeyState, RequestContext } from "./types.js";
 
 export interface KmsParts {
   store: KmsStore;
@@ -20,6 +20,8 @@ export interface KmsParts {
   randomBytes: (n: number) => Buffer;
   /** The per-account limiter of cryptographic operations. */
   accountLimiter: (accountId: string) => RateLimiter;
+  /** Whether an IAM user ARN names a configured principal (a policy naming one that does not is refused when put). */
+  principalExists: (arn: string) => boolean;
 }
 
 export type Input = Record<string, unknown>;
@@ -166,34 +168,12 @@ export function checkNotPendingDeletion(key: KeyRecord): void {
   if (key.state === "PendingDeletion") throw new KmsError("KMSInvalidStateException", `${key.arn} is pending deletion.`);
 }
 
-const policyCache = new WeakMap<KmsParts, Map<string, { text: string; parsed: ParsedPolicy }>>();
-
-function parsedPolicyOf(parts: KmsParts, key: KeyRecord): ParsedPolicy {
-  let cache = policyCache.get(parts);
-  if (!cache) policyCache.set(parts, (cache = new Map()));
-  const hit = cache.get(key.keyId);
-  if (hit && hit.text === key.policy) return hit.parsed;
-  const parsed = parsePolicy(key.policy);
-  cache.set(key.keyId, { text: key.policy, parsed });
-  return parsed;
-}
-
-/** The grants a request may rely on: the key's, and those its grant tokens name (which must be this key's). */
-function grantsFor(parts: KmsParts, key: KeyRecord, grantTokens: readonly string[] | undefined): GrantRecord[] {
-  const grants = parts.store.listGrants(key.keyId);
-  for (const token of grantTokens ?? []) {
-    const grantId = readGrantToken(token, (data) => parts.fleet.recordMac(data));
-    const grant = parts.store.getGrant(grantId);
-    if (grant !== null && grant.keyId === key.keyId && !grants.some((g) => g.grantId === grantId)) grants.push(grant);
-  }
-  return grants;
-}
-
 /** Allows `action` on `key` for the caller (key policy, then grants), or throws AccessDeniedException. */
 export function authorizeKey(parts: KmsParts, context: RequestContext, key: KeyRecord, action: string,
   extra: { encryptionContext?: Record<string, string>; grantTokens?: string[] } & Record<string, unknown> = {}): void {
-  const grants = grantsFor(parts, key, extra.grantTokens);
-  authorize(parsedPolicyOf(parts, key), grants, { ...extra, caller: context.caller, action, key });
+  const grants = grantsForRequest(parts.store.listGrants(key.keyId), extra.grantTokens, (data) => parts.fleet.recordMac(data), (id) => parts.store.getGrant(id));
+  // parsePolicy keeps the policies it saw last: a key's stored policy is parsed once, not per request.
+  authorize(parsePolicy(key.policy), grants, { ...extra, caller: context.caller, action, key });
 }
 
 /** The account's quota of cryptographic operations (ThrottlingException past it). */

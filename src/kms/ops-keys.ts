@@ -6,7 +6,7 @@ import {
   type Handler, type Input, type KmsParts, authorizeKey, checkNotPendingDeletion, days, fleetLabel, keyArn, keyMetadata, keyState, newKeyId, page,
   resolveKey, sweepDueDeletions,
 } from "./kms-context.js";
-import { defaultKeyPolicy, evaluatePolicy, parsePolicy } from "./policy.js";
+import { defaultKeyPolicy, lockoutSafetyCheck, parsePolicy } from "./policy.js";
 import type { KeyRecord, KeySpec, KeyUsage, RequestContext, Tag } from "./types.js";
 
 const USAGES: Record<KeySpec, readonly KeyUsage[]> = {
@@ -46,17 +46,10 @@ function checkTags(tags: unknown): Tag[] {
   return list.map((t) => ({ TagKey: t.TagKey, TagValue: t.TagValue }));
 }
 
-/**
- * AWS's policy lockout safety check: a policy that would not let the caller put a policy again
- * is refused unless the caller bypasses the check.
- */
-function lockoutSafetyCheck(policyText: string, context: RequestContext, key: KeyRecord, bypass: unknown): void {
-  if (bypass === true) return;
-  const verdict = evaluatePolicy(parsePolicy(policyText), { caller: context.caller, action: "kms:PutKeyPolicy", key: { ...key, policy: policyText } });
-  if (verdict !== "ALLOW") {
-    throw new KmsError("MalformedPolicyDocumentException",
-      "The new key policy will not allow you to update the key policy in the future.");
-  }
+/** A policy being put (CreateKey, PutKeyPolicy): checked, with AWS's lockout safety check unless the caller bypasses it. */
+function checkNewPolicy(parts: KmsParts, policyText: string, context: RequestContext, key: KeyRecord, bypass: unknown): void {
+  const parsed = parsePolicy(policyText, { principalExists: parts.principalExists });
+  if (bypass !== true) lockoutSafetyCheck(parsed, context.caller, { ...key, policy: policyText });
 }
 
 const createKey: Handler = async (parts, input, context) => {
@@ -80,8 +73,7 @@ const createKey: Handler = async (parts, input, context) => {
     deletionDateMs: null, pendingWindowInDays: null, policy: defaultKeyPolicy(accountId), tags,
   };
   if (input.Policy !== undefined) {
-    parsePolicy(input.Policy as string);
-    lockoutSafetyCheck(input.Policy as string, context, record, input.BypassPolicyLockoutSafetyCheck);
+    checkNewPolicy(parts, input.Policy as string, context, record, input.BypassPolicyLockoutSafetyCheck);
     record.policy = input.Policy as string;
   }
   if (storeId !== undefined) {
@@ -186,8 +178,7 @@ const putKeyPolicy: Handler = async (parts, input, context) => {
   const key = await ownKey(parts, input, context, "kms:PutKeyPolicy");
   checkNotPendingDeletion(key);
   const text = input.Policy as string;
-  parsePolicy(text);
-  lockoutSafetyCheck(text, context, key, input.BypassPolicyLockoutSafetyCheck);
+  checkNewPolicy(parts, text, context, key, input.BypassPolicyLockoutSafetyCheck);
   save(parts, key, { policy: text });
   return {};
 };
