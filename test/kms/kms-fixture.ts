@@ -34,10 +34,20 @@ afterEach(async () => {
   while (fixtures.length) await fixtures.pop()!.close();
 });
 
-export async function startKmsFixture(options: { clusters?: ClusterDirectory; durable?: boolean; limits?: { accountCryptoPerSecond?: number; customKeyStorePerSecond?: number } } = {}): Promise<KmsFixture> {
+export interface KmsFixtureOptions {
+  clusters?: ClusterDirectory;
+  /** false: a memory-only endpoint. */
+  durable?: boolean;
+  limits?: { accountCryptoPerSecond?: number; customKeyStorePerSecond?: number };
+  /** The endpoint's clock stands still unless advance() moves it (rate limits without real time). */
+  frozenClock?: boolean;
+}
+
+export async function startKmsFixture(options: KmsFixtureOptions = {}): Promise<KmsFixture> {
   const dataDir = mkdtempSync(join(tmpdir(), "hsmsim-kms-"));
   let offsetMs = 0;
-  const nowMs = () => Date.now() + offsetMs;
+  const frozenAtMs = Date.now();
+  const nowMs = options.frozenClock ? () => frozenAtMs + offsetMs : () => Date.now() + offsetMs;
   const start = () => startKms({ dataDir: options.durable === false ? null : join(dataDir, "kms"), credentials: CREDENTIALS, nowMs, clusters: options.clusters, limits: options.limits });
   let endpoint = await start();
   const clients: KMSClient[] = [];
