@@ -216,7 +216,7 @@ class Checker {
         const out: Record<string, unknown> = Object.create(null);
         for (const [key, item] of Object.entries(value)) {
           this.check(shape.key, key, `${path}.key`);
-          if (item === null) throw typeError(`${path}.${key.length <= 64 ? key : "…"}`, "a string, not null");
+          if (item === null) throw typeError(`${path}.value`, "a string, not null");
           out[key] = this.check(shape.value, item, `${path}.value`);
         }
         return out;
