@@ -93,14 +93,18 @@ export async function startKmsServer(options: KmsServerOptions): Promise<KmsServ
   server.maxConnections = options.maxConnections ?? 256;
   server.maxHeadersCount = 100;
   server.maxRequestsPerSocket = 0;
-  // A malformed request line or header: answer in AWS's shape and close, never throw.
-  server.on("clientError", (_error: Error, socket: Socket) => {
-    if (socket.writable && !socket.writableEnded) {
-      const body = JSON.stringify({ __type: "SerializationException", message: "The request could not be read as HTTP" });
-      socket.end(
-        `HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    } else socket.destroy();
+  // A malformed request line or header, or one too slow to arrive: answer in AWS's shape and
+  // close, never throw.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || socket.writableEnded) return void socket.destroy();
+    const [status, reason, message] =
+      error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? [408, "Request Timeout", "The request did not arrive in time"]
+      : error.code === "HPE_HEADER_OVERFLOW" ? [431, "Request Header Fields Too Large", "The request's headers are too large"]
+      : [400, "Bad Request", "The request could not be read as HTTP"];
+    const body = JSON.stringify({ __type: "SerializationException", message });
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {

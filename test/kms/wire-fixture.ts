@@ -104,9 +104,9 @@ export async function signed(
   server: KmsServer,
   operation: string,
   body: string | Buffer,
-  { credential = ALICE, region = REGION, atMs = Date.now(), extraHeaders = {} }: { credential?: KmsCredential; region?: string; atMs?: number; extraHeaders?: Record<string, string> } = {},
+  { credential = ALICE, region = REGION, atMs = Date.now(), extraHeaders = {}, applyChecksum = true }: { credential?: KmsCredential; region?: string; atMs?: number; extraHeaders?: Record<string, string>; applyChecksum?: boolean } = {},
 ): Promise<RawRequest> {
-  const signer = new SignatureV4({ credentials: { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey }, region, service: "kms", sha256: Hash.bind(null, "sha256") });
+  const signer = new SignatureV4({ credentials: { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey }, region, service: "kms", sha256: Hash.bind(null, "sha256"), applyChecksum });
   const request = new HttpRequest({
     method: "POST",
     protocol: "http:",
