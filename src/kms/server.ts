@@ -141,8 +141,12 @@ export async function startKmsServer(options: KmsServerOptions): Promise<KmsServ
       answer(kmsError.httpStatus, Buffer.from(JSON.stringify({ __type: kmsError.code, message: kmsError.message })), closeAfter);
       finish(kmsError);
     };
-    // A peer that goes away mid-request still ends its record, once.
-    res.on("close", () => finish(new KmsError("SerializationException", "the client closed the connection before the answer")));
+    // A peer that goes away mid-request still ends its record, once. Once the handler runs, its
+    // own outcome is the record (an operation that happened must not be recorded as failed).
+    let handling = false;
+    res.on("close", () => {
+      if (!handling) finish(new KmsError("SerializationException", "the client closed the connection before the answer"));
+    });
 
     try {
       if (req.method !== "POST" || req.url !== "/") {
@@ -186,6 +190,7 @@ export async function startKmsServer(options: KmsServerOptions): Promise<KmsServ
       }
       input = validateInput(operation, parsed);
       context = { caller, requestId, region, notes: { resources: [], additionalEventData: {} } };
+      handling = true;
       const output = await handle(operation, input, context);
       answer(200, Buffer.from(JSON.stringify(encodeOutput(output ?? {}))), false);
       finish(null);
