@@ -313,6 +313,31 @@ describe("hostile HTTP", () => {
     client.destroy();
   });
 
+  it("a client that leaves while its operation runs: the record holds the operation's own outcome, once", async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    stub = await startStub(async () => {
+      started();
+      await released;
+      return { KeyId: "k" };
+    });
+    const request = await signed(stub.server, "ListKeys", "{}");
+    const socket = connect(stub.server.port, stub.server.host, () => {
+      socket.write(`POST / HTTP/1.1\r\n${Object.entries(request.headers).map(([n, v]) => `${n}: ${v}\r\n`).join("")}content-length: 2\r\n\r\n{}`);
+    });
+    socket.on("error", () => {});
+    await running;
+    socket.destroy();
+    await closed(socket);
+    release();
+    while (stub.finished.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(stub.finished).toHaveLength(1);
+    expect(stub.finished[0]).toMatchObject({ operation: "ListKeys", error: null, caller: { arn: ALICE.arn } });
+  });
+
   it("a throwing onFinished neither changes the answer nor crashes the server", async () => {
     stub = await startStub(undefined, {
       onFinished: () => {
