@@ -107,6 +107,24 @@ function splitPath(raw: string): { path: string; query: Record<string, string | 
   return { path, query };
 }
 
+// One signer per credential and region, made on first use (the credential objects of a
+// CredentialSet are frozen and live as long as it does).
+const signers = new WeakMap<KmsCredential, { region: string; signer: SignatureV4 }>();
+
+function signerFor(credential: KmsCredential, region: string): SignatureV4 {
+  const cached = signers.get(credential);
+  if (cached?.region === region) return cached.signer;
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey },
+    region,
+    service: SERVICE,
+    sha256: Hash.bind(null, "sha256"),
+    applyChecksum: false,
+  });
+  signers.set(credential, { region, signer });
+  return signer;
+}
+
 /**
  * The credential whose secret signed `request`, or a KmsError: MissingAuthenticationTokenException
  * (no Authorization), IncompleteSignatureException (malformed), UnrecognizedClientException
@@ -172,13 +190,7 @@ export async function verifyRequest(request: SignedRequest, credentials: Credent
   for (const name of signed) signedOnly[name] = headers[name];
   const { path, query } = splitPath(request.path);
   const hostHeader = headers["host"];
-  const resigned = await new SignatureV4({
-    credentials: { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey },
-    region,
-    service: SERVICE,
-    sha256: Hash.bind(null, "sha256"),
-    applyChecksum: false,
-  }).sign(
+  const resigned = await signerFor(credential, region).sign(
     new HttpRequest({ method: request.method, protocol: "http:", hostname: hostHeader.replace(/:\d+$/, ""), path, query, headers: signedOnly, body: request.body }),
     { signingDate: new Date(signedAtMs), signableHeaders: signed, signingRegion: region, signingService: SERVICE },
   );
