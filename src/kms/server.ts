@@ -88,7 +88,9 @@ export async function startKmsServer(options: KmsServerOptions): Promise<KmsServ
       connectionsCheckingInterval: Math.max(10, Math.min(options.headersTimeoutMs ?? 10_000, 1_000)),
       maxHeaderSize: 16 * 1024,
     },
-    (req, res) => void serve(req, res),
+    // serve answers every failure itself; this catch is for an injected nowMs or newRequestId
+    // that throws: the connection is dropped rather than the process.
+    (req, res) => void serve(req, res).catch(() => res.destroy()),
   );
   server.maxConnections = options.maxConnections ?? 256;
   server.maxHeadersCount = 100;

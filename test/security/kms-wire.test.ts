@@ -351,6 +351,20 @@ describe("hostile HTTP", () => {
     expect((await send(stub.server, await signed(stub.server, "ListKeys", "{"))).json.__type).toBe("SerializationException");
   });
 
+  it("survives injected services that throw (a broken clock or request id source drops the connection only)", async () => {
+    let broken = false;
+    stub = await startStub(undefined, {
+      newRequestId: () => {
+        if (broken) throw new Error("no ids today");
+        return "00000000-0000-4000-8000-000000000000";
+      },
+    });
+    broken = true;
+    await expect(send(stub.server, await signed(stub.server, "ListKeys", "{}"))).rejects.toThrow();
+    broken = false;
+    expect((await send(stub.server, await signed(stub.server, "ListKeys", "{}"))).status).toBe(200);
+  });
+
   it("listens on loopback only", async () => {
     const options = { region: REGION, credentials: new CredentialSet([ALICE]), nowMs: Date.now, newRequestId: () => "r", handle: async () => ({}) };
     for (const host of ["0.0.0.0", "::", "192.168.1.10", "localhost", "127.0.0.256", "example.com"]) {
