@@ -1,0 +1,108 @@
+// The KMS part of `hsmsim up --kms` and `hsmsim status`: check the port before anything starts,
+// write or read the endpoint's credentials, wait until the KMS process listens, probe whether it
+// answers, and print the endpoint with the environment the AWS CLI and SDKs read.
+import { request } from "node:http";
+import { createServer } from "node:net";
+import { join } from "node:path";
+
+import { loadOrCreateCredentials, readCredentials, CREDENTIALS_FILE } from "../kms/credentials-file.js";
+import type { KmsCredential } from "../kms/types.js";
+import type { ClusterFolder } from "../net/cluster-folder.js";
+import { ProcessError } from "../net/process-errors.js";
+import type { ClusterView } from "../net/supervisor.js";
+import type { KmsView } from "../net/supervisor-kms.js";
+import { type TextStream, UsageError } from "./command.js";
+
+export const DEFAULT_KMS_PORT = 4599;
+export const KMS_HOST = "127.0.0.1";
+export const KMS_REGION = "us-east-1";
+
+export const kmsDirOf = (folder: ClusterFolder) => join(folder.dir, "kms");
+
+/** Refuses a port another program holds, before the cluster starts (the KMS process would only fail and retry). */
+export async function checkKmsPort(port: number): Promise<void> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once("error", (e: NodeJS.ErrnoException) => {
+      reject(e.code === "EADDRINUSE"
+        ? new UsageError(`port ${port} on ${KMS_HOST} is in use (another hsmsim up --kms, or another program): choose another with --kms-port`)
+        : new UsageError(`cannot listen on ${KMS_HOST}:${port} for the KMS endpoint: ${e.message}`));
+    });
+    probe.listen(port, KMS_HOST, () => probe.close(() => resolve()));
+  });
+}
+
+/** Writes <data>/kms/credentials.json at the first start (0600, O_EXCL); reads it later. */
+export function prepareKmsCredentials(folder: ClusterFolder): KmsCredential[] {
+  return loadOrCreateCredentials(kmsDirOf(folder)).credentials;
+}
+
+/** Waits (bounded) until the supervisor's KMS process listens; fails with its reason when it cannot. */
+export async function waitForKms(status: () => Promise<ClusterView>, timeoutMs: number): Promise<ClusterView> {
+  const started = Date.now();
+  for (;;) {
+    const v = await status();
+    if (!v.kms) throw new ProcessError("INVALID_STATE", "the supervisor runs no KMS endpoint");
+    if (v.kms.state === "running") return v;
+    // A start that failed for a reason a restart will not cure: say so now, not at the timeout.
+    if (v.kms.lastError !== null && /in use/.test(v.kms.lastError)) throw new ProcessError("CHILD_FAILED", `the KMS endpoint did not start: ${v.kms.lastError}`);
+    if (Date.now() - started > timeoutMs) {
+      throw new ProcessError("TIMEOUT", `the KMS endpoint did not start within ${timeoutMs} ms${v.kms.lastError ? ` (${v.kms.lastError})` : ""}; see logs/kms.stderr`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Whether something answers HTTP at `url` (any status: an unsigned request gets KMS's error). */
+export function kmsAnswers(url: string, timeoutMs = 2_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(url, { method: "POST", headers: { "content-type": "application/x-amz-json-1.1", "x-amz-target": "TrentService.ListKeys" }, timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(false));
+    req.end("{}");
+  });
+}
+
+export type KmsStatus = KmsView & { answering: boolean; region: string; credentialsFile: string };
+
+/** The view with whether the endpoint answers now (for status and up, text and JSON alike). */
+export async function withKmsProbe(v: ClusterView, folder: ClusterFolder): Promise<ClusterView> {
+  if (!v.kms) return v;
+  const kms: KmsStatus = { ...v.kms, answering: v.kms.state === "running" && await kmsAnswers(v.kms.url), region: KMS_REGION,
+    credentialsFile: join(kmsDirOf(folder), CREDENTIALS_FILE) };
+  return { ...v, kms };
+}
+
+/** One line for status. */
+export function printKmsLine(v: ClusterView, out: TextStream): void {
+  const kms = v.kms as KmsStatus | undefined;
+  if (!kms) return;
+  out.write(`kms ${kms.url} ${kms.state}${kms.pid === null ? "" : ` (pid ${kms.pid})`}, ${kms.answering ? "answering" : "NOT answering"}` +
+    `${kms.restarts ? `, ${kms.restarts} restart(s)` : ""}${kms.lastError && kms.state !== "running" ? `: ${kms.lastError}` : ""}\n`);
+}
+
+/**
+ * How to point the AWS CLI and SDKs at the endpoint. The secret is printed only to a terminal (as
+ * `aws configure` shows it only while it is typed): piped or logged output names the file instead.
+ */
+export function printKmsHowTo(v: ClusterView, folder: ClusterFolder, out: TextStream): void {
+  const kms = v.kms as KmsStatus | undefined;
+  if (!kms) return;
+  let credentials: KmsCredential[] = [];
+  try {
+    credentials = readCredentials(kms.credentialsFile);
+  } catch (e) {
+    out.write(`kms credentials: ${(e as Error).message}\n`);
+    return;
+  }
+  const chosen = credentials.find((c) => c.accountId === "111122223333" && c.arn.includes(":user/")) ?? credentials[0]!;
+  const secret = out.isTTY ? chosen.secretAccessKey : `(in ${kms.credentialsFile}: shown only on a terminal)`;
+  out.write(`\nKMS endpoint ${kms.url} (region ${kms.region}), as ${chosen.arn}:\n`);
+  out.write(`  export AWS_ENDPOINT_URL_KMS=${kms.url}\n  export AWS_ACCESS_KEY_ID=${chosen.accessKeyId}\n  export AWS_SECRET_ACCESS_KEY=${secret}\n  export AWS_REGION=${kms.region}\n`);
+  out.write(`  aws kms list-keys        (or new KMSClient({ endpoint: "${kms.url}", region: "${kms.region}", credentials }))\n`);
+  const others = credentials.filter((c) => c !== chosen);
+  if (others.length > 0) out.write(`other principals in ${join(kmsDirOf(folder), CREDENTIALS_FILE)}: ${others.map((c) => `${c.arn} (${c.accessKeyId})`).join(", ")}\n`);
+}
