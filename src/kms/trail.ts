@@ -52,6 +52,8 @@ export class KmsTrail {
   /** Lines not yet written; in memory-only mode, every line. */
   #pending: string[] = [];
   #pendingBytes = 0;
+  /** Bytes a failed write left over (they go first at the next flush). */
+  #unwritten: Buffer | null = null;
   readonly #memory: string[] = [];
   #seq: number;
   #prevHash: string;
@@ -186,20 +188,28 @@ export class KmsTrail {
   }
 
   #flush(): void {
-    if (this.#fd === null || this.#pending.length === 0) return;
-    const text = `${this.#pending.join("\n")}\n`;
-    const written = this.#seq;
+    if (this.#fd === null || (this.#pending.length === 0 && this.#unwritten === null)) return;
+    const lines = this.#pending.length === 0 ? Buffer.alloc(0) : Buffer.from(`${this.#pending.join("\n")}\n`, "utf8");
+    const data = this.#unwritten === null ? lines : Buffer.concat([this.#unwritten, lines]);
+    const upTo = this.#seq;
     this.#pending = [];
     this.#pendingBytes = 0;
-    // One write per flush: a crash leaves whole lines, or one partial last line that the next open cuts off.
-    writeSync(this.#fd, text);
-    this.#writtenSeq = written;
+    this.#unwritten = data;
+    // Whole lines in one write; a crash may leave one partial last line, which the next open cuts off.
+    // A failed write (a full disk) keeps the rest for the next flush: records wait, the chain stays whole.
+    let offset = 0;
+    while (offset < data.length) {
+      offset += writeSync(this.#fd, data, offset);
+      this.#unwritten = data.subarray(offset);
+    }
+    this.#unwritten = null;
+    this.#writtenSeq = upTo;
   }
 
   #digest(): void {
     if (this.#digestsFd === null) return;
     this.#flush();
-    if (this.#writtenSeq === this.#digestedSeq) return;
+    if (this.#writtenSeq === this.#digestedSeq || this.#unwritten !== null) return;
     const lastSeq = this.#writtenSeq;
     const lastHash = this.#prevHash;
     const time = new Date(this.#options.nowMs()).toISOString();
@@ -218,9 +228,15 @@ export class KmsTrail {
   }
 }
 
-/** A stable, IAM-like unique id for a user ARN (AWS's are AIDA + 17 characters). */
+const principalIds = new Map<string, string>();
+/** A stable, IAM-like unique id for a user ARN (AWS's are AIDA + 17 characters); remembered (a few principals make every request). */
 function principalIdOf(arn: string): string {
-  return `AIDA${createHash("sha256").update(arn).digest("hex").slice(0, 17).toUpperCase()}`;
+  let id = principalIds.get(arn);
+  if (id === undefined) {
+    id = `AIDA${createHash("sha256").update(arn).digest("hex").slice(0, 17).toUpperCase()}`;
+    if (principalIds.size < 10_000) principalIds.set(arn, id);
+  }
+  return id;
 }
 
 /** CloudTrail's requestParameters: the input's members in camelCase, less secrets and binary data. */
