@@ -44,8 +44,9 @@ export async function waitForKms(status: () => Promise<ClusterView>, timeoutMs: 
     const v = await status();
     if (!v.kms) throw new ProcessError("INVALID_STATE", "the supervisor runs no KMS endpoint");
     if (v.kms.state === "running") return v;
-    // A start that failed for a reason a restart will not cure: say so now, not at the timeout.
-    if (v.kms.lastError !== null && /in use/.test(v.kms.lastError)) throw new ProcessError("CHILD_FAILED", `the KMS endpoint did not start: ${v.kms.lastError}`);
+    // A start that failed for a reason a restart will not cure (its port taken, or failing again and
+    // again: its folder held or damaged): say so now, not at the timeout. The supervisor keeps retrying.
+    if (v.kms.lastError !== null && (/in use/.test(v.kms.lastError) || v.kms.restarts >= 2)) throw new ProcessError("CHILD_FAILED", `the KMS endpoint did not start: ${v.kms.lastError}`);
     if (Date.now() - started > timeoutMs) {
       throw new ProcessError("TIMEOUT", `the KMS endpoint did not start within ${timeoutMs} ms${v.kms.lastError ? ` (${v.kms.lastError})` : ""}; see logs/kms.stderr`);
     }

@@ -49,7 +49,8 @@ export function forEachLine(path: string, each: (line: string, lineNumber: numbe
 /** Every record of the trail in `dir` (a KMS data folder), oldest first; a line that is not JSON is null. */
 export function readTrail(dir: string): { seq: number; record: Record<string, unknown> | null }[] {
   const out: { seq: number; record: Record<string, unknown> | null }[] = [];
-  forEachLine(join(dir, TRAIL_FILE), (line, seq) => {
+  forEachLine(join(dir, TRAIL_FILE), (line, seq, partial) => {
+    if (partial) return; // being written (a running KMS) or cut off by a crash: not a record yet
     let record: Record<string, unknown> | null = null;
     try {
       const value = JSON.parse(line) as unknown;

@@ -40,7 +40,8 @@ export function verifyTrail(dir: string, options: { publicKeyPem?: string } = {}
   const digests: Digest[] = [];
   const digestsPath = join(dir, TRAIL_DIGESTS_FILE);
   if (existsSync(digestsPath)) {
-    forEachLine(digestsPath, (line, n) => {
+    forEachLine(digestsPath, (line, n, partial) => {
+      if (partial) return; // a digest being written, or cut off by a crash: it signs nothing yet
       const d = parseDigest(line);
       if (d === null) return void failures.push({ digest: n, reason: "not a digest (edited or cut off)" });
       digests.push({ ...d, line: n });

@@ -100,6 +100,7 @@ export class KmsTrail {
         throw e;
       }
       const digestsFd = openSync(join(dir, TRAIL_DIGESTS_FILE), flags, 0o600);
+      cutPartialLine(digestsFd); // a digest half written by a crash signs nothing: dropped
       trail = new KmsTrail(options, fd, digestsFd, head.seq, head.hash, lastDigestedSeq(join(dir, TRAIL_DIGESTS_FILE)));
     }
     trail.#every(options.flushIntervalMs ?? 100, () => trail.#flush());
@@ -255,14 +256,9 @@ function requestParameters(input: Record<string, unknown>): Record<string, unkno
  * whole one.
  */
 function recoverHead(fd: number, path: string): { seq: number; hash: string } {
-  let size = fstatSync(fd).size;
+  cutPartialLine(fd);
+  const size = fstatSync(fd).size;
   if (size === 0) return { seq: 0, hash: GENESIS };
-  const lastNewline = lastNewlineBefore(fd, size);
-  if (lastNewline !== size - 1) {
-    size = lastNewline + 1;
-    ftruncateSync(fd, size);
-    if (size === 0) return { seq: 0, hash: GENESIS };
-  }
   const start = lastNewlineBefore(fd, size - 1) + 1;
   const bytes = Buffer.alloc(size - 1 - start);
   readSync(fd, bytes, 0, bytes.length, start);
@@ -277,6 +273,14 @@ function recoverHead(fd: number, path: string): { seq: number; hash: string } {
     throw new KmsError("KMSInternalException", `the last record of ${path} is not a trail record: the file was edited (hsmsim audit --kms shows where)`);
   }
   return { seq, hash: sha256Hex(line) };
+}
+
+function cutPartialLine(fd: number): void {
+  const size = fstatSync(fd).size;
+  if (size > 0) {
+    const lastNewline = lastNewlineBefore(fd, size);
+    if (lastNewline !== size - 1) ftruncateSync(fd, lastNewline + 1);
+  }
 }
 
 /** The offset of the last newline before `end`, or -1. */

@@ -206,3 +206,17 @@ describe("an editor of the data folder", () => {
     expect(verifyTrail(dir).chain).toMatchObject({ ok: false, brokenAt: 2, reason: "not JSON" });
   });
 });
+
+describe("a crash while a digest is written", () => {
+  it("leaves a partial digest line that signs nothing, and the next open drops it", () => {
+    const fleet = fakeTrailFleet();
+    const dir = written(2, fleet);
+    appendFileSync(join(dir, TRAIL_DIGESTS_FILE), '{"lastSeq":2,"lastHa');
+    expect(verifyTrail(dir)).toMatchObject({ ok: true, digests: 1, lastSignedSeq: 2 });
+    const t = trail(join(dir, TRAIL_FILE), fleet);
+    t.record(finished("Encrypt", {}));
+    t.close();
+    expect(lines(dir, TRAIL_DIGESTS_FILE)).toHaveLength(2);
+    expect(verifyTrail(dir)).toMatchObject({ ok: true, digests: 2, lastSignedSeq: 3, unsignedTail: 0 });
+  });
+});
