@@ -95,5 +95,11 @@ describe("up --kms with the AWS SDK", () => {
     expect(entries.length).toBeGreaterThan(0);
     expect(entries.every((e) => e.actor === "kmsuser")).toBe(true);
     expect(entries.some((e) => e.keys.length > 0)).toBe(true);
+    const text = await cli("audit", "--kms", where.dir, "--request", createInStoreRequestId);
+    expect(text.stdout).toContain(`KMS request ${createInStoreRequestId}`);
+    expect(text.stdout).toMatch(/"backingKeyId"/);
+    expect(text.stdout).toMatch(/HSM audit entries by kmsuser it caused/);
+    expect(text.stdout).toMatch(/\(its audit chain verifies\)/);
+    if (process.env.SHOW_AUDIT) process.stdout.write(`${all.stdout.slice(0, 0)}${text.stdout}\n${(await cli("audit", "--kms", where.dir)).stdout}`);
   }, 90_000);
 });
