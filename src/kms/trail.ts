@@ -4,9 +4,11 @@
 // trail key (ECDSA P-256) every second and at close, as CloudTrail's digest files, so a
 // verifier needs only the public key (kms/trail-public.pem). [helper: trail]
 //
-// Appends are buffered and written at most 100 ms later (and at close): CloudTrail itself
-// delivers minutes after the call. A crash may lose the last 100 ms of records; it never breaks
-// the chain (a partial last line is cut off at the next open, before anything is appended).
+// Appends are buffered and written together once the current turn of the event loop is over (one
+// write for every record of that turn, off the request's path; CloudTrail itself delivers minutes
+// after the call). A process crash (kill -9) loses only the records of the turn it interrupts;
+// the page cache keeps the rest (no fsync per record: an OS crash may lose more). Nothing ever
+// breaks the chain: a partial last line is cut off at the next open, before anything is appended.
 import { createHash } from "node:crypto";
 import { closeSync, constants, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -27,7 +29,7 @@ export interface TrailOptions {
   region: string;
   nowMs: () => number;
   newEventId: () => string;
-  /** How long a record may wait in memory before it is written (default 100 ms). */
+  /** A backstop: buffered records are written at least this often (default 100 ms); normally at the end of the event loop's turn. */
   flushIntervalMs?: number;
   /** How often a digest of new records is signed (default 1,000 ms). */
   digestIntervalMs?: number;
@@ -62,6 +64,7 @@ export class KmsTrail {
   #writtenSeq: number;
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
+  #flushScheduled = false;
 
   private constructor(options: TrailOptions, fd: number | null, digestsFd: number | null, seq: number, prevHash: string, digestedSeq: number) {
     this.#options = options;
@@ -121,6 +124,15 @@ export class KmsTrail {
       this.#pending.push(line);
       this.#pendingBytes += line.length;
       if (this.#pendingBytes > MAX_BUFFERED_BYTES) this.#flush();
+      else if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => {
+          this.#flushScheduled = false;
+          if (this.#closed) return;
+          // A full disk or a removed folder must not crash the endpoint: retried at the next flush.
+          try { this.#flush(); } catch { /* kept in #unwritten */ }
+        });
+      }
     }
     return record;
   }
