@@ -69,7 +69,7 @@ export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write:
     for (const h of hsm) {
       write(`\n   ${h.hsmId}${h.verified === null ? " (folder unreadable)" : h.verified.ok ? " (its audit chain verifies)" : ` (AUDIT CHAIN BROKEN: ${h.verified.problem})`}\n`);
       if (h.entries.length === 0) { write("      no entries\n"); continue; }
-      textOutput((t) => void write(`   ${t}`)).table(["seq", "time (UTC)", "operation", "actor", "session", "keys", "result", "detail"],
+      textOutput((t) => void write(t.replace(/^(?=.)/gm, "   "))).table(["seq", "time (UTC)", "operation", "actor", "session", "keys", "result", "detail"],
         h.entries.map((e) => [String(e.seq), formatTime(e.timeUs), e.operation, e.actor ?? "-", e.session === null ? "-" : String(e.session), e.keys.join(",") || "-", e.result, e.detail]));
     }
   }

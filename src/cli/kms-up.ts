@@ -1,8 +1,7 @@
 // The KMS part of `hsmsim up --kms` and `hsmsim status`: check the port before anything starts,
 // write or read the endpoint's credentials, wait until the KMS process listens, probe whether it
 // answers, and print the endpoint with the environment the AWS CLI and SDKs read.
-import { request } from "node:http";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { join } from "node:path";
 
 import { loadOrCreateCredentials, readCredentials, CREDENTIALS_FILE } from "../kms/credentials-file.js";
@@ -54,16 +53,22 @@ export async function waitForKms(status: () => Promise<ClusterView>, timeoutMs: 
   }
 }
 
-/** Whether something answers HTTP at `url` (any status: an unsigned request gets KMS's error). */
+/**
+ * Whether the endpoint at `url` accepts a connection. A TCP connect, not an HTTP request: every
+ * request the endpoint reads becomes a trail record, and a status probe is not a KMS call. (The
+ * supervisor's "running" already says the process listened and is alive.)
+ */
 export function kmsAnswers(url: string, timeoutMs = 2_000): Promise<boolean> {
+  const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
-    const req = request(url, { method: "POST", headers: { "content-type": "application/x-amz-json-1.1", "x-amz-target": "TrentService.ListKeys" }, timeout: timeoutMs }, (res) => {
-      res.resume();
-      resolve(true);
-    });
-    req.on("timeout", () => req.destroy());
-    req.on("error", () => resolve(false));
-    req.end("{}");
+    const socket = connect({ host: hostname, port: Number(port), timeout: timeoutMs });
+    const done = (answered: boolean) => {
+      socket.destroy();
+      resolve(answered);
+    };
+    socket.once("connect", () => done(true));
+    socket.once("timeout", () => done(false));
+    socket.once("error", () => done(false));
   });
 }
 

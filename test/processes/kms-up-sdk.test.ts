@@ -87,6 +87,7 @@ describe("up --kms with the AWS SDK", () => {
     const parsed = JSON.parse(all.stdout) as { verified: { ok: boolean; unsignedTail: number }; records: { eventName: string; errorCode?: string }[] };
     expect(parsed.verified).toMatchObject({ ok: true });
     expect(parsed.records.map((r) => r.eventName)).toEqual(expect.arrayContaining(["CreateCustomKeyStore", "ConnectCustomKeyStore", "CreateKey", "DescribeKey"]));
+    expect(parsed.records.filter((r) => r.errorCode !== undefined)).toEqual([]); // status and up probe without making KMS calls
     const one = await cli("audit", "--kms", where.dir, "--request", createInStoreRequestId, "--json");
     expect(one.code).toBe(0);
     const { hsm } = JSON.parse(one.stdout) as { hsm: { hsmId: string; verified: { ok: boolean }; entries: { actor: string; keys: number[] }[] }[] };
