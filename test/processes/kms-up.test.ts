@@ -83,4 +83,14 @@ describe("hsmsim up --kms", () => {
     const s = await cli("status", "--data", where.dir);
     expect(s.stdout).not.toMatch(/^kms /m); // down: no supervisor, no endpoint
   }, 90_000);
+
+  it("is not added to a cluster running without it: down first", async () => {
+    const plain = await cli("up", "--data", where.dir);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stdout).not.toContain("AWS_ENDPOINT_URL_KMS");
+    const added = await cli("up", "--kms", "--kms-port", String(kmsPort), "--data", where.dir);
+    expect(added.code).toBe(2);
+    expect(added.stderr).toMatch(/running without the KMS endpoint: hsmsim down, then up --kms/);
+    expect((await cli("down", "--data", where.dir)).code).toBe(0);
+  }, 90_000);
 });
