@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { KmsError } from "./errors.js";
 import type { Fleet } from "./fleet.js";
 import type { FinishedRequest } from "./server.js";
-import { TRAIL_DIGESTS_FILE, TRAIL_FILE, TRAIL_PUBLIC_KEY_FILE, digestPayload, forEachLine, sha256Hex } from "./trail-files.js";
+import { TRAIL_DIGESTS_FILE, TRAIL_PUBLIC_KEY_FILE, digestPayload, forEachLine, sha256Hex } from "./trail-files.js";
 
 export { TRAIL_DIGESTS_FILE, TRAIL_FILE, TRAIL_PUBLIC_KEY_FILE, readTrail } from "./trail-files.js";
 export { type TrailVerdict, verifyTrail } from "./trail-verify.js";
