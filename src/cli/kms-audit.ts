@@ -59,7 +59,7 @@ export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write:
   } else {
     textOutput((t) => void write(t)).table(["seq", "time (UTC)", "request id", "operation", "principal", "key", "result"],
       records.map((r) => [String(r.hsmsimSeq ?? "?"), String(r.eventTime ?? "-"), String(r.requestID ?? "-"), String(r.eventName ?? "-"),
-        principalOf(r), keyOf(r), typeof r.errorCode === "string" ? r.errorCode : "OK"]));
+        principalOf(r), keyOf(r), typeof r.errorCode === "string" ? r.errorCode : "OK"].map(printable)));
   }
   write(describeVerdict(verdict, unreadable));
   if (hsm) {
@@ -74,6 +74,12 @@ export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write:
     }
   }
   return verdict.ok && hsmOk ? 0 : 1;
+}
+
+/** A cell as it may reach a terminal: a caller chose some of these strings (a key id, an alias), so no control characters. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 200);
 }
 
 function describeVerdict(v: TrailVerdict, unreadable: number): string {

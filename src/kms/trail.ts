@@ -77,6 +77,16 @@ export class KmsTrail {
   }
 
   static open(options: TrailOptions): KmsTrail {
+    try {
+      return KmsTrail.#open(options);
+    } catch (e) {
+      if (e instanceof KmsError) throw e;
+      // A planted symlink (ELOOP, EEXIST), a file that is not ours (EACCES), a missing folder: named, never followed.
+      throw new KmsError("KMSInternalException", `the trail in ${options.path} cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  }
+
+  static #open(options: TrailOptions): KmsTrail {
     let trail: KmsTrail;
     if (options.path === null) {
       trail = new KmsTrail(options, null, null, 0, GENESIS, 0);

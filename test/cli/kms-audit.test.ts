@@ -123,3 +123,17 @@ describe("hsmsim audit --kms", () => {
     }
   });
 });
+
+describe("hostile strings in the trail", () => {
+  it("reach the terminal without control characters", async () => {
+    const hostile = mkdtempSync(join(tmpdir(), "kms-audit-hostile-"));
+    mkdirSync(join(hostile, "kms"));
+    const trail = KmsTrail.open({ path: join(hostile, "kms", TRAIL_FILE), fleet: fakeTrailFleet(), region: "us-east-1", nowMs: Date.now, newEventId: () => "e" });
+    trail.record(finished("DescribeKey", { KeyId: "alias/\u001b[2J\u001b]0;pwned\u0007x" }));
+    trail.close();
+    const r = await cli("audit", "--kms", hostile);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/); // eslint-disable-line no-control-regex
+    expect(r.stdout).toContain("alias/?[2J?]0;pwned?x");
+  });
+});

@@ -98,3 +98,21 @@ describe("an editor of the data folder", () => {
     expect(verifyTrail(dir).chain).toMatchObject({ ok: false, brokenAt: 2, reason: "not JSON" });
   });
 });
+
+describe("a planted file", () => {
+  it("in the trail's place is never followed: the trail refuses to open with KMS's error", async () => {
+    const { symlinkSync } = await import("node:fs");
+    const dir = mkdtempSync(join(tmpdir(), "kms-trail-plant-"));
+    writeFileSync(join(dir, "victim"), "");
+    symlinkSync(join(dir, "victim"), join(dir, TRAIL_FILE));
+    let thrown: unknown;
+    try {
+      trail(join(dir, TRAIL_FILE));
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(KmsError);
+    expect((thrown as KmsError).message).toMatch(/cannot be opened \(ELOOP\)/);
+    expect(readFileSync(join(dir, "victim"), "utf8")).toBe("");
+  });
+});
