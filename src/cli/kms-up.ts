@@ -45,7 +45,7 @@ export async function waitForKms(status: () => Promise<ClusterView>, timeoutMs: 
     if (v.kms.state === "running") return v;
     // A start that failed for a reason a restart will not cure (its port taken, or failing again and
     // again: its folder held or damaged): say so now, not at the timeout. The supervisor keeps retrying.
-    if (v.kms.lastError !== null && (/in use/.test(v.kms.lastError) || v.kms.restarts >= 2)) throw new ProcessError("CHILD_FAILED", `the KMS endpoint did not start: ${v.kms.lastError}`);
+    if (v.kms.lastError !== null && (/in use/.test(v.kms.lastError) || v.kms.restarts >= 2)) throw new ProcessError("CHILD_FAILED", `${v.kms.lastError} (the HSMs are up and the supervisor keeps retrying the KMS; hsmsim down stops everything; see logs/kms.stderr)`);
     if (Date.now() - started > timeoutMs) {
       throw new ProcessError("TIMEOUT", `the KMS endpoint did not start within ${timeoutMs} ms${v.kms.lastError ? ` (${v.kms.lastError})` : ""}; see logs/kms.stderr`);
     }

@@ -116,3 +116,11 @@ describe("a planted file", () => {
     expect(readFileSync(join(dir, "victim"), "utf8")).toBe("");
   });
 });
+
+describe("an editor who deletes the digests", () => {
+  it("leaves every record unsigned, which the verdict and audit --kms say", () => {
+    const dir = written(3);
+    writeFileSync(join(dir, TRAIL_DIGESTS_FILE), "");
+    expect(verifyTrail(dir)).toMatchObject({ chain: { ok: true }, digests: 0, lastSignedSeq: 0, unsignedTail: 3 });
+  });
+});
