@@ -57,7 +57,7 @@ audit entries it caused (actor kmsuser, within the request's time, on the keys t
     request: { type: "string", valueName: "ID", description: "with --kms: only this request (x-amzn-RequestId), with the HSM entries it caused" },
     key: { type: "string", valueName: "KEY", description: "with --kms: only records naming this key id, key ARN or alias" },
     principal: { type: "string", valueName: "ARN|NAME", description: "with --kms: only records by this principal (ARN, user name, account id or access key id)" },
-    op: { type: "string", valueName: "OPERATION", description: "only entries of this operation (LOGIN, CREATE_USER, …; any case)" },
+    op: { type: "string", valueName: "OPERATION", description: "only entries of this operation (LOGIN, CREATE_USER, …; with --kms Decrypt, CreateKey, …; any case)" },
     user: { type: "string", valueName: "NAME", description: "only entries by this user" },
     from: { type: "string", valueName: "SEQ", parse: wholeNumber(0), description: "only entries from this sequence number on" },
     tail: { type: "string", valueName: "N", parse: wholeNumber(0), description: "only the last N entries (after the other filters)" },

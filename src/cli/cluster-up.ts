@@ -77,7 +77,12 @@ runs every service time K times slower, so a machine that cannot reach the real 
 profile's behaviour (multiply measured rates by K, divide latencies by K). The profile is kept in
 cluster.json: restarts, replaced and added HSMs serve at the same rate. Speed is not state: up on an
 existing, stopped cluster may change it with --profile or --time-dilation (given alone, it keeps the
-recorded profile and sets its dilation); a running cluster must be brought down first.`,
+recorded profile and sets its dilation); a running cluster must be brought down first.
+
+--kms also runs the KMS endpoint (the AWS KMS API the SDK and the AWS CLI talk to, custom key stores
+over this cluster) as a process of the cluster: supervised and restarted like an HSM, stopped by down,
+state in DATA/kms/. Its access keys are written at the first start to DATA/kms/credentials.json (0600);
+up prints the AWS_* environment lines (the secret only to a terminal). hsmsim audit --kms DATA shows its trail.`,
   options: UP_OPTIONS,
   conflicts: [["addresses", "base-address"], ["addresses", "port"], ["addresses", "hsms"]],
   requires: { "kms-port": "kms" },
