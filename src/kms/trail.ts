@@ -33,6 +33,8 @@ export interface TrailOptions {
   flushIntervalMs?: number;
   /** How often a digest of new records is signed (default 1,000 ms). */
   digestIntervalMs?: number;
+  /** Without a file: the newest records kept (default 50,000; a long benchmark must not fill the heap). The chain goes on regardless. */
+  memoryRecordsMax?: number;
 }
 
 /** One record, CloudTrail's field names (eventVersion, userIdentity, eventTime, eventSource, eventName, …). */
@@ -130,6 +132,8 @@ export class KmsTrail {
     this.#prevHash = sha256Hex(line);
     if (this.#fd === null) {
       this.#memory.push(line);
+      const max = this.#options.memoryRecordsMax ?? 50_000;
+      if (this.#memory.length >= 2 * max) this.#memory.splice(0, this.#memory.length - max);
     } else {
       this.#pending.push(line);
       this.#pendingBytes += line.length;
@@ -147,7 +151,7 @@ export class KmsTrail {
     return record;
   }
 
-  /** Records so far (this process's and the file's), oldest first. */
+  /** Records so far (this process's and the file's; without a file, the newest memoryRecordsMax to 2× that), oldest first. */
   records(): TrailRecord[] {
     if (this.#fd === null) return this.#memory.map((l) => JSON.parse(l) as TrailRecord);
     this.#flush();

@@ -151,3 +151,13 @@ describe("a crash while a digest is written", () => {
     expect(verifyTrail(dir)).toMatchObject({ ok: true, digests: 2, lastSignedSeq: 3, unsignedTail: 0 });
   });
 });
+
+describe("a trail in memory", () => {
+  it("keeps only the newest records (a long benchmark), and the chain goes on", () => {
+    const t = trail(null, fakeTrailFleet(), { memoryRecordsMax: 3 });
+    for (let i = 0; i < 6; i++) t.record(finished("Encrypt", {}));
+    const kept = t.records().map((r) => r.hsmsimSeq);
+    expect(kept).toEqual([4, 5, 6]);
+    expect(t.record(finished("Encrypt", {})).hsmsimSeq).toBe(7);
+  });
+});
