@@ -24,6 +24,8 @@ export interface KmsAuditOptions {
   /** An operation (eventName), any case. */
   operation?: string;
   tail?: number;
+  /** The trail's public key to trust (PEM text), kept apart from the folder; default the folder's trail-public.pem. */
+  trailKeyPem?: string;
 }
 
 /** The user KMS acts as in a custom key store's cluster. */
@@ -42,7 +44,7 @@ export interface HsmEntriesOfRequest {
 export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write: (text: string) => unknown): number {
   const kmsDir = join(clusterDir, "kms");
   if (!existsSync(join(kmsDir, TRAIL_FILE))) throw new UsageError(`no KMS trail in ${kmsDir} (start the cluster with hsmsim up --kms, and make a request)`);
-  const verdict = verifyTrail(kmsDir);
+  const verdict = verifyTrail(kmsDir, options.trailKeyPem === undefined ? {} : { publicKeyPem: options.trailKeyPem });
   const all = readTrail(kmsDir);
   const unreadable = all.filter((r) => r.record === null).length;
   let records = all.flatMap((r) => (r.record === null ? [] : [r.record])).filter((r) => matches(r, options));

@@ -124,6 +124,25 @@ describe("hsmsim audit --kms", () => {
   });
 });
 
+describe("a trail re-signed by an editor", () => {
+  it("verifies with the folder's key but not with the key kept elsewhere (--trail-key)", async () => {
+    const dir2 = mkdtempSync(join(tmpdir(), "kms-audit-resigned-"));
+    mkdirSync(join(dir2, "kms"));
+    const honest = fakeTrailFleet();
+    const kept = join(dir2, "kept-trail-public.pem");
+    writeFileSync(kept, honest.trailPublicKeyPem());
+    const mallory = fakeTrailFleet(); // the editor rewrote the trail and its digests, and put their own public key in the folder
+    const trail = KmsTrail.open({ path: join(dir2, "kms", TRAIL_FILE), fleet: mallory, region: "us-east-1", nowMs: Date.now, newEventId: () => "e" });
+    trail.record(finished("ListKeys", {}));
+    trail.close();
+    expect((await cli("audit", "--kms", dir2)).code).toBe(0);
+    const pinned = await cli("audit", "--kms", dir2, "--trail-key", kept);
+    expect(pinned.code).toBe(1);
+    expect(pinned.stdout).toMatch(/DIGEST 1 FAILS: the signature does not verify/);
+    expect((await cli("audit", "--kms", dir2, "--trail-key", join(dir2, "none.pem"))).code).toBe(2);
+  });
+});
+
 describe("hostile strings in the trail", () => {
   it("reach the terminal without control characters", async () => {
     const hostile = mkdtempSync(join(tmpdir(), "kms-audit-hostile-"));
