@@ -24,7 +24,7 @@ export const statusCommand = defineCommand({
     });
     const shown = await withKmsProbe(v, folder);
     printCluster(shown, folder, values.json ?? false, io.stdout, false);
-    if (!values.json) printKmsLine(shown, io.stdout);
+    if (!values.json) printKmsLine(shown, folder, io.stdout);
     return 0;
   },
 });

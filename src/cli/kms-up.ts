@@ -1,6 +1,7 @@
 // The KMS part of `hsmsim up --kms` and `hsmsim status`: check the port before anything starts,
 // write or read the endpoint's credentials, wait until the KMS process listens, probe whether it
 // answers, and print the endpoint with the environment the AWS CLI and SDKs read.
+import { existsSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
 
@@ -82,10 +83,13 @@ export async function withKmsProbe(v: ClusterView, folder: ClusterFolder): Promi
   return { ...v, kms };
 }
 
-/** One line for status. */
-export function printKmsLine(v: ClusterView, out: TextStream): void {
+/** One line for status (a stopped cluster that has run one: where its state is). */
+export function printKmsLine(v: ClusterView, folder: ClusterFolder, out: TextStream): void {
   const kms = v.kms as KmsStatus | undefined;
-  if (!kms) return;
+  if (!kms) {
+    if (!v.running && existsSync(kmsDirOf(folder))) out.write(`kms down (its state is in ${kmsDirOf(folder)}; hsmsim up --kms starts it)\n`);
+    return;
+  }
   out.write(`kms ${kms.url} ${kms.state}${kms.pid === null ? "" : ` (pid ${kms.pid})`}, ${kms.answering ? "answering" : "NOT answering"}` +
     `${kms.restarts ? `, ${kms.restarts} restart(s)` : ""}${kms.lastError && kms.state !== "running" ? `: ${kms.lastError}` : ""}\n`);
 }
