@@ -92,6 +92,7 @@ function describeVerdict(v: TrailVerdict, unreadable: number): string {
   lines.push(`signed digests: ${v.digests}, the last good one covers record ${v.lastSignedSeq}`);
   for (const f of v.signatureFailures) lines.push(`DIGEST ${f.digest} FAILS: ${f.reason}`);
   if (v.unsignedTail > 0) lines.push(`${v.unsignedTail} record(s) after the last digest are not signed yet (a running KMS signs every second; a crash or an editor may have dropped some of them)`);
+  for (const u of v.unvouched) lines.push(`records ${u.from}–${u.to} were written before a crash and signed only at the next start: an editor could have changed them while the KMS was down`);
   if (v.partialLastLine) lines.push("the last line was cut off by a crash (the next start drops it)");
   return lines.map((l) => `   ${l}\n`).join("");
 }

@@ -13,9 +13,13 @@ export function sha256Hex(text: string): string {
   return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
-/** The bytes a digest's signature covers (a fixed prefix, so a trail signature signs nothing else). */
-export function digestPayload(lastSeq: number, lastHash: string, time: string): Buffer {
-  return Buffer.from(`hsmsim-kms-trail-digest\n${lastSeq}\n${lastHash}\n${time}`, "utf8");
+/**
+ * The bytes a digest's signature covers (a fixed prefix, so a trail signature signs nothing else).
+ * `unvouchedFrom`: a start's digest after a crash says records unvouchedFrom..lastSeq were found
+ * unsigned (written before the crash, open to an editor while the KMS was down).
+ */
+export function digestPayload(lastSeq: number, lastHash: string, time: string, unvouchedFrom?: number): Buffer {
+  return Buffer.from(`hsmsim-kms-trail-digest\n${lastSeq}\n${lastHash}\n${time}${unvouchedFrom === undefined ? "" : `\nunvouched-from ${unvouchedFrom}`}`, "utf8");
 }
 
 /**

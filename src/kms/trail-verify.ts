@@ -22,9 +22,14 @@ export interface TrailVerdict {
   unsignedTail: number;
   /** The file ends in a cut-off line (a crash while writing): the next start drops it. */
   partialLastLine: boolean;
+  /**
+   * Records a crash left unsigned, signed at the next start as found then: chained and signed since,
+   * but an editor of the folder could have changed them while the KMS was down.
+   */
+  unvouched: { from: number; to: number }[];
 }
 
-interface Digest { line: number; lastSeq: number; lastHash: string; time: string; signature: string }
+interface Digest { line: number; lastSeq: number; lastHash: string; time: string; signature: string; unvouchedFrom?: number }
 
 /** `publicKeyPem`: the key to trust (pinned out of band); default the folder's trail-public.pem. */
 export function verifyTrail(dir: string, options: { publicKeyPem?: string } = {}): TrailVerdict {
@@ -49,6 +54,7 @@ export function verifyTrail(dir: string, options: { publicKeyPem?: string } = {}
   }
   // Good signatures only count; their sequence numbers must grow (a replayed digest does not).
   const signed = new Map<number, Digest[]>();
+  const unvouched: { from: number; to: number }[] = [];
   let previousSeq = 0;
   for (const d of digests) {
     if (key === null) {
@@ -57,12 +63,13 @@ export function verifyTrail(dir: string, options: { publicKeyPem?: string } = {}
     }
     let good = false;
     try {
-      good = verify("sha256", digestPayload(d.lastSeq, d.lastHash, d.time), { key, dsaEncoding: "der" }, Buffer.from(d.signature, "base64"));
+      good = verify("sha256", digestPayload(d.lastSeq, d.lastHash, d.time, d.unvouchedFrom), { key, dsaEncoding: "der" }, Buffer.from(d.signature, "base64"));
     } catch {
       good = false;
     }
     if (!good) { failures.push({ digest: d.line, reason: "the signature does not verify" }); continue; }
     if (d.lastSeq <= previousSeq) { failures.push({ digest: d.line, reason: `signs record ${d.lastSeq}, not after the previous digest's ${previousSeq} (replayed or reordered)` }); continue; }
+    if (d.unvouchedFrom !== undefined) unvouched.push({ from: d.unvouchedFrom, to: d.lastSeq });
     previousSeq = d.lastSeq;
     signed.set(d.lastSeq, [...(signed.get(d.lastSeq) ?? []), d]);
   }
@@ -92,7 +99,7 @@ export function verifyTrail(dir: string, options: { publicKeyPem?: string } = {}
     if (seq > records) for (const d of ds) failures.push({ digest: d.line, reason: `signs record ${seq}, which the trail lacks (records removed)` });
   }
   failures.sort((a, b) => a.digest - b.digest);
-  return { ok: chain.ok && failures.length === 0, records, chain, digests: digests.length, signatureFailures: failures, lastSignedSeq, unsignedTail: records - lastSignedSeq, partialLastLine };
+  return { ok: chain.ok && failures.length === 0, records, chain, digests: digests.length, signatureFailures: failures, lastSignedSeq, unsignedTail: records - lastSignedSeq, partialLastLine, unvouched };
 }
 
 function linkProblem(line: string, n: number, prev: string): string | null {
@@ -115,7 +122,9 @@ function parseDigest(line: string): Omit<Digest, "line"> | null {
     if (typeof d.lastSeq !== "number" || !Number.isSafeInteger(d.lastSeq) || d.lastSeq < 1) return null;
     if (typeof d.lastHash !== "string" || !/^[0-9a-f]{64}$/.test(d.lastHash)) return null;
     if (typeof d.time !== "string" || typeof d.signature !== "string") return null;
-    return { lastSeq: d.lastSeq, lastHash: d.lastHash, time: d.time, signature: d.signature };
+    const from = d.unvouchedFrom;
+    if (from !== undefined && (typeof from !== "number" || !Number.isSafeInteger(from) || from < 1 || from > d.lastSeq)) return null;
+    return { lastSeq: d.lastSeq, lastHash: d.lastHash, time: d.time, signature: d.signature, ...(from === undefined ? {} : { unvouchedFrom: from }) };
   } catch {
     return null;
   }

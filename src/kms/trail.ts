@@ -9,7 +9,7 @@
 // after the call). A process crash (kill -9) loses only the records of the turn it interrupts;
 // the page cache keeps the rest (no fsync per record: an OS crash may lose more). Nothing ever
 // breaks the chain: a partial last line is cut off at the next open, before anything is appended.
-import { createHash } from "node:crypto";
+import { createHash, createPublicKey, verify } from "node:crypto";
 import { closeSync, constants, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
@@ -106,17 +106,23 @@ export class KmsTrail {
         try { writeSync(fd, pem.endsWith("\n") ? pem : `${pem}\n`); } finally { closeSync(fd); }
       }
       const flags = constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW;
-      const fd = openSync(options.path, flags, 0o600);
-      let head: { seq: number; hash: string };
+      const fds: number[] = [];
       try {
-        head = recoverHead(fd, options.path);
+        const fd = openSync(options.path, flags, 0o600);
+        fds.push(fd);
+        const head = recoverHead(fd, options.path);
+        const digestsFd = openSync(join(dir, TRAIL_DIGESTS_FILE), flags, 0o600);
+        fds.push(digestsFd);
+        cutPartialLine(digestsFd); // a digest half written by a crash signs nothing: dropped
+        const digestedSeq = lastDigestedSeq(join(dir, TRAIL_DIGESTS_FILE), pem);
+        trail = new KmsTrail(options, fd, digestsFd, head.seq, head.hash, digestedSeq);
+        // Records a crash left unsigned could have been edited since (the chain is a plain hash): they
+        // are signed now, but as found at this start, so a verifier can say they were never vouched for.
+        if (head.seq > digestedSeq) trail.#writeDigest(digestedSeq + 1);
       } catch (e) {
-        closeSync(fd);
+        for (const fd of fds) closeSync(fd);
         throw e;
       }
-      const digestsFd = openSync(join(dir, TRAIL_DIGESTS_FILE), flags, 0o600);
-      cutPartialLine(digestsFd); // a digest half written by a crash signs nothing: dropped
-      trail = new KmsTrail(options, fd, digestsFd, head.seq, head.hash, lastDigestedSeq(join(dir, TRAIL_DIGESTS_FILE)));
     }
     trail.#every(options.flushIntervalMs ?? 100, () => trail.#flush());
     trail.#every(options.digestIntervalMs ?? 1_000, () => trail.#digest());
@@ -237,11 +243,15 @@ export class KmsTrail {
     if (this.#digestsFd === null) return;
     this.#flush();
     if (this.#writtenSeq === this.#digestedSeq || this.#unwritten !== null) return;
+    this.#writeDigest();
+  }
+
+  #writeDigest(unvouchedFrom?: number): void {
     const lastSeq = this.#writtenSeq;
     const lastHash = this.#prevHash;
     const time = new Date(this.#options.nowMs()).toISOString();
-    const signature = this.#options.fleet.signTrail(digestPayload(lastSeq, lastHash, time)).toString("base64");
-    writeSync(this.#digestsFd, `${JSON.stringify({ lastSeq, lastHash, time, signature })}\n`);
+    const signature = this.#options.fleet.signTrail(digestPayload(lastSeq, lastHash, time, unvouchedFrom)).toString("base64");
+    writeSync(this.#digestsFd!, `${JSON.stringify({ lastSeq, lastHash, time, ...(unvouchedFrom === undefined ? {} : { unvouchedFrom }), signature })}\n`);
     this.#digestedSeq = lastSeq;
   }
 
@@ -322,15 +332,22 @@ function lastNewlineBefore(fd: number, end: number): number {
   return -1;
 }
 
-function lastDigestedSeq(path: string): number {
-  let last = 0;
-  try {
-    forEachLine(path, (line) => {
-      try {
-        const seq = (JSON.parse(line) as { lastSeq?: unknown }).lastSeq;
-        if (typeof seq === "number" && seq > last) last = seq;
-      } catch { /* the verifier reports it */ }
-    });
-  } catch { /* none yet */ }
-  return last;
+/** The last record a good digest (one this trail key signed) covers: a planted digest moves nothing. */
+function lastDigestedSeq(path: string, publicKeyPem: string): number {
+  const digests: { lastSeq: number; lastHash: string; time: string; signature: string; unvouchedFrom?: number }[] = [];
+  forEachLine(path, (line, _n, partial) => {
+    if (partial) return;
+    try {
+      const d = JSON.parse(line) as (typeof digests)[number];
+      if (typeof d.lastSeq === "number" && typeof d.lastHash === "string" && typeof d.time === "string" && typeof d.signature === "string") digests.push(d);
+    } catch { /* the verifier reports it */ }
+  });
+  const key = createPublicKey(publicKeyPem);
+  for (let i = digests.length - 1; i >= 0; i--) {
+    const d = digests[i]!;
+    try {
+      if (verify("sha256", digestPayload(d.lastSeq, d.lastHash, d.time, d.unvouchedFrom), { key, dsaEncoding: "der" }, Buffer.from(d.signature, "base64"))) return d.lastSeq;
+    } catch { /* not a signature */ }
+  }
+  return 0;
 }

@@ -103,7 +103,7 @@ describe("the trail file", () => {
     expect(readFileSync(join(dir, TRAIL_PUBLIC_KEY_FILE), "utf8")).toContain("BEGIN PUBLIC KEY");
     const digest = JSON.parse(lines(dir, TRAIL_DIGESTS_FILE)[0]!) as Record<string, unknown>;
     expect(digest).toMatchObject({ lastSeq: 1, time: "2025-12-02T00:00:01.000Z" });
-    expect(verifyTrail(dir)).toEqual({ ok: true, records: 1, chain: { ok: true }, digests: 1, signatureFailures: [], lastSignedSeq: 1, unsignedTail: 0, partialLastLine: false });
+    expect(verifyTrail(dir)).toEqual({ ok: true, records: 1, chain: { ok: true }, digests: 1, signatureFailures: [], lastSignedSeq: 1, unsignedTail: 0, partialLastLine: false, unvouched: [] });
   });
 
   it("goes on across a restart: the chain continues and records() reads the file's records too", () => {

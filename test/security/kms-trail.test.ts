@@ -124,3 +124,38 @@ describe("an editor who deletes the digests", () => {
     expect(verifyTrail(dir)).toMatchObject({ chain: { ok: true }, digests: 0, lastSignedSeq: 0, unsignedTail: 3 });
   });
 });
+
+describe("an editor who changes the records a crash left unsigned", () => {
+  it("is not vouched for: the next start signs them as found, and says they were unsigned", () => {
+    const fleet = fakeTrailFleet();
+    const dir = written(2, fleet);
+    // A KMS that dies (kill -9) after writing two more records and before its next digest.
+    const crashed = KmsTrail.open({ path: join(dir, TRAIL_FILE), fleet, region: "us-east-1", nowMs: () => 0, newEventId: () => "event", flushIntervalMs: 1e9, digestIntervalMs: 1e9 });
+    crashed.record(finished("Encrypt", {}));
+    crashed.record(finished("Encrypt", {}));
+    crashed.records(); // written, not signed
+    // While it is down, the editor rewrites the last record (the chain is a plain hash: still links).
+    const ls = lines(dir);
+    ls[3] = ls[3]!.replace('"sourceIPAddress":"127.0.0.1"', '"sourceIPAddress":"10.6.6.6"');
+    writeLines(dir, ls);
+    const restarted = trail(join(dir, TRAIL_FILE), fleet);
+    restarted.record(finished("Decrypt", {}));
+    restarted.close();
+    const v = verifyTrail(dir);
+    expect(v).toMatchObject({ ok: true, records: 5, unsignedTail: 0, unvouched: [{ from: 3, to: 4 }] });
+  });
+
+  it("cannot hide records behind a planted digest: only digests the trail key signed count", () => {
+    const fleet = fakeTrailFleet();
+    const dir = written(2, fleet);
+    const crashed = KmsTrail.open({ path: join(dir, TRAIL_FILE), fleet, region: "us-east-1", nowMs: () => 0, newEventId: () => "event", flushIntervalMs: 1e9, digestIntervalMs: 1e9 });
+    crashed.record(finished("Encrypt", {}));
+    crashed.records();
+    const mallory = fakeTrailFleet();
+    appendFileSync(join(dir, TRAIL_DIGESTS_FILE), `${JSON.stringify({ lastSeq: 3, lastHash: "a".repeat(64), time: "t", signature: mallory.signTrail(Buffer.from("x")).toString("base64") })}\n`);
+    trail(join(dir, TRAIL_FILE), fleet).close();
+    const v = verifyTrail(dir);
+    expect(v.unvouched).toEqual([{ from: 3, to: 3 }]);
+    expect(v.ok).toBe(false); // the planted digest itself fails
+  });
+});
