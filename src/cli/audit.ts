@@ -1,11 +1,14 @@
 // `hsmsim audit <data folder>`: print, filter and verify an HSM's audit log, read straight
 // from its database (the HSM is not started: no reboot is counted; a running HSM's folder
 // reads fine). Verification uses the folder's own masking key, loaded into a chip.
+import { readFileSync } from "node:fs";
+
 import type { AuditEntry } from "../hsm/audit.js";
 import { HsmError } from "../hsm/errors.js";
 import { verifyFolder } from "../hsm/verify-folder.js";
-import { defineCommand, shared, wholeNumber } from "./command.js";
+import { UsageError, defineCommand, shared, wholeNumber } from "./command.js";
 import { textOutput } from "./format.js";
+import { runKmsAudit } from "./kms-audit.js";
 
 export interface AuditOptions {
   json: boolean;
@@ -44,17 +47,41 @@ export function runAudit(dir: string, options: AuditOptions, write: (text: strin
 
 export const auditCommand = defineCommand({
   name: "audit",
-  summary: "print an HSM's audit log and verify its hash chain (exit 1 if broken)",
+  summary: "print an HSM's audit log (or with --kms the KMS trail of a cluster folder) and verify its chain (exit 1 if broken)",
+  description: `With --kms the folder is a cluster folder (hsmsim up --kms --data DIR): prints the KMS endpoint's
+CloudTrail-style records (DIR/kms/trail.jsonl) and verifies their hash chain and signed digests with the
+trail's public key alone. --request ID shows that request's record and, from every HSM of the cluster, the
+audit entries it caused (actor kmsuser, within the request's time, on the keys the record names).`,
   positionals: [{ name: "data folder" }],
   options: {
     ...shared.json,
-    op: { type: "string", valueName: "OPERATION", description: "only entries of this operation (LOGIN, CREATE_USER, …; any case)" },
+    kms: { type: "boolean", description: "the KMS trail of the cluster folder given (instead of one HSM's audit log)" },
+    request: { type: "string", valueName: "ID", description: "with --kms: only this request (x-amzn-RequestId), with the HSM entries it caused" },
+    key: { type: "string", valueName: "KEY", description: "with --kms: only records naming this key id, key ARN or alias" },
+    "trail-key": { type: "string", valueName: "PEM FILE", description: "with --kms: trust this public key (a copy of kms/trail-public.pem kept elsewhere), not the folder's" },
+    principal: { type: "string", valueName: "ARN|NAME", description: "with --kms: only records by this principal (ARN, user name, account id or access key id)" },
+    op: { type: "string", valueName: "OPERATION", description: "only entries of this operation (LOGIN, CREATE_USER, …; with --kms Decrypt, CreateKey, …; any case)" },
     user: { type: "string", valueName: "NAME", description: "only entries by this user" },
     from: { type: "string", valueName: "SEQ", parse: wholeNumber(0), description: "only entries from this sequence number on" },
     tail: { type: "string", valueName: "N", parse: wholeNumber(0), description: "only the last N entries (after the other filters)" },
   },
-  examples: ["hsmsim audit ./.hsmsim/hsm-1 --op login --user bob --tail 20"],
+  requires: { request: "kms", key: "kms", principal: "kms", "trail-key": "kms" },
+  conflicts: [["kms", "user"], ["kms", "from"]],
+  examples: ["hsmsim audit ./.hsmsim/hsm-1 --op login --user bob --tail 20", "hsmsim audit --kms .hsmsim --op decrypt --principal alice",
+    "hsmsim audit --kms .hsmsim --request 3f2c8c6e-0a55-4b1e-9d7e-1c2b3a4d5e6f"],
   run({ values, positionals, io }) {
+    if (values.kms) {
+      let trailKeyPem: string | undefined;
+      if (values["trail-key"] !== undefined) {
+        try {
+          trailKeyPem = readFileSync(values["trail-key"], "utf8");
+        } catch (e) {
+          throw new UsageError(`--trail-key: cannot read ${values["trail-key"]} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+        }
+      }
+      return runKmsAudit(positionals[0], { json: values.json ?? false, request: values.request, key: values.key, principal: values.principal,
+        operation: values.op, tail: values.tail, trailKeyPem }, (t) => void io.stdout.write(t));
+    }
     try {
       return runAudit(positionals[0], { json: values.json ?? false, operation: values.op, user: values.user, fromSeq: values.from, tail: values.tail },
         (t) => void io.stdout.write(t));

@@ -9,10 +9,11 @@ import { ProcessError, SUPERVISOR_PID } from "../net/process-errors.js";
 import type { HsmView } from "../net/supervisor.js";
 import { type Command, type CommandIo, DEFAULT_DATA_DIR, defineCommand, defineGroup, shared } from "./command.js";
 import { printCluster, recordedView, statusOf } from "./cluster-view.js";
+import { printKmsLine, withKmsProbe } from "./kms-up.js";
 
 export const statusCommand = defineCommand({
   name: "status",
-  summary: "the cluster's and each HSM's state, address, zone, pid, key and user counts",
+  summary: "the cluster's and each HSM's state, address, zone, pid, key and user counts (and the KMS endpoint's, if it runs one)",
   description: "Works when the cluster is down too: then it says so and shows the states last recorded in cluster.json.",
   options: { ...shared.data, ...shared.json },
   async run({ values, io }) {
@@ -21,7 +22,9 @@ export const statusCommand = defineCommand({
       if ((e as { code?: string }).code !== "NOT_RUNNING") throw e;
       return recordedView(folder);
     });
-    printCluster(v, folder, values.json ?? false, io.stdout, false);
+    const shown = await withKmsProbe(v, folder);
+    printCluster(shown, folder, values.json ?? false, io.stdout, false);
+    if (!values.json) printKmsLine(shown, folder, io.stdout);
     return 0;
   },
 });

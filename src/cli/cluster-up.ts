@@ -16,6 +16,7 @@ import { DEFAULT_DATA_DIR, type OptionSpec, type ValueParser, UsageError, commaL
 import { printCluster, statusOf } from "./cluster-view.js";
 import type { ClusterView } from "../net/supervisor.js";
 import { progressLine } from "./progress.js";
+import { DEFAULT_KMS_PORT, KMS_HOST, checkKmsPort, prepareKmsCredentials, printKmsHowTo, waitForKms, withKmsProbe } from "./kms-up.js";
 import { PROFILE_TYPES, resolveProfile, timeDilationParser, withTimeDilation } from "./profile-option.js";
 
 const ipv4: ValueParser<string> = (text, name) => {
@@ -53,6 +54,8 @@ const UP_OPTIONS = {
     "password-cost": { type: "string", valueName: "N", parse: wholeNumber(1, 20), description: "scrypt cost of password hashes (default 15; tests use less)" },
     "restart-delay-ms": { type: "string", valueName: "MS", parse: wholeNumber(1, 600_000), description: "first restart delay after an HSM crash (default 500; doubles while it keeps crashing)" },
     "timeout-ms": { type: "string", valueName: "MS", parse: wholeNumber(1000, 3_600_000), description: "how long to wait for the HSMs (default 120000)" },
+  kms: { type: "boolean", description: `also run the KMS endpoint (AWS's KMS API, SigV4) as a supervised process on ${KMS_HOST}, state in DATA/kms/` },
+  "kms-port": { type: "string", valueName: "N", parse: wholeNumber(1, 65535), description: `the KMS endpoint's port (default ${DEFAULT_KMS_PORT})` },
   only: { type: "string", valueName: "ID,...", parse: commaList(hsmIdParser), description: "run only these HSMs here; the others run on other machines from copies of this folder" },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -74,11 +77,17 @@ runs every service time K times slower, so a machine that cannot reach the real 
 profile's behaviour (multiply measured rates by K, divide latencies by K). The profile is kept in
 cluster.json: restarts, replaced and added HSMs serve at the same rate. Speed is not state: up on an
 existing, stopped cluster may change it with --profile or --time-dilation (given alone, it keeps the
-recorded profile and sets its dilation); a running cluster must be brought down first.`,
+recorded profile and sets its dilation); a running cluster must be brought down first.
+
+--kms also runs the KMS endpoint (the AWS KMS API the SDK and the AWS CLI talk to, custom key stores
+over this cluster) as a process of the cluster: supervised and restarted like an HSM, stopped by down,
+state in DATA/kms/. Its access keys are written at the first start to DATA/kms/credentials.json (0600);
+up prints the AWS_* environment lines (the secret only to a terminal). hsmsim audit --kms DATA shows its trail.`,
   options: UP_OPTIONS,
   conflicts: [["addresses", "base-address"], ["addresses", "port"], ["addresses", "hsms"]],
+  requires: { "kms-port": "kms" },
   examples: ["hsmsim up", "hsmsim up --hsms 2 --data /tmp/c1 --base-address 127.0.5.2 --port 3223",
-    "hsmsim up --type hsm2m.medium --time-dilation 10 --hsms 2 --data /tmp/c2 --base-address 127.0.6.2"],
+    "hsmsim up --type hsm2m.medium --time-dilation 10 --hsms 2 --data /tmp/c2 --base-address 127.0.6.2", "hsmsim up --kms --kms-port 4599"],
   async run({ values, io }) {
     const folder = new ClusterFolder(values.data ?? DEFAULT_DATA_DIR);
     const json = values.json ?? false;
@@ -94,11 +103,18 @@ recorded profile and sets its dilation); a running cluster must be brought down 
     if (running && speedGiven) {
       throw new UsageError(`the cluster in ${folder.dir} is running: its speed changes at the next start (hsmsim down, then up with --profile/--time-dilation)`);
     }
+    if (running && values.kms && !running.kms) {
+      throw new UsageError(`the cluster in ${folder.dir} is running without the KMS endpoint: hsmsim down, then up --kms`);
+    }
     if (running) {
       if (!json && io.stderr.isTTY) io.stderr.write(`the cluster in ${folder.dir} is up already\n`);
-      printCluster(running, folder, json, io.stdout);
+      const shown = await withKmsProbe(running, folder);
+      printCluster(shown, folder, json, io.stdout);
+      if (!json) printKmsHowTo(shown, folder, io.stdout);
       return 0;
     }
+    const kmsPort = values["kms-port"] ?? DEFAULT_KMS_PORT;
+    if (values.kms) await checkKmsPort(kmsPort); // before anything is created or started
     if (folder.exists()) {
       folder.checkOwnership();
       const given = CREATION_ONLY.filter((k) => values[k] !== undefined);
@@ -132,6 +148,7 @@ recorded profile and sets its dilation); a running cluster must be brought down 
         lock.release();
       }
     }
+    if (values.kms) prepareKmsCredentials(folder); // at the first start: written now, so up can print them
     const file = folder.read();
     for (const id of values.only ?? []) {
       if (!file.hsms.some((h) => h.hsmId === id && h.state !== "DELETED")) throw new UsageError(`--only names ${id}, which is no HSM of ${file.clusterId}`);
@@ -142,7 +159,8 @@ recorded profile and sets its dilation); a running cluster must be brought down 
     const { file: entry, execArgv } = entryPoint("supervisor-main");
     const errFile = join(folder.logsDir, "supervisor.stderr");
     const errFd = openSync(errFile, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
-    const child = spawn(process.execPath, [...execArgv, entry, JSON.stringify({ dir: folder.dir, restartDelayMs: values["restart-delay-ms"], only: values.only })], {
+    const child = spawn(process.execPath, [...execArgv, entry, JSON.stringify({ dir: folder.dir, restartDelayMs: values["restart-delay-ms"], only: values.only,
+      ...(values.kms ? { kms: { host: KMS_HOST, port: kmsPort } } : {}) })], {
       detached: true, stdio: ["ignore", "ignore", errFd],
     });
     closeSync(errFd);
@@ -165,8 +183,14 @@ recorded profile and sets its dilation); a running cluster must be brought down 
           if (answering > progress.done) progress.tick(true, answering - progress.done);
           progress.status(`${answering}/${members} HSMs answering`);
           if (answering === members) {
+            let shown = v;
+            if (values.kms) {
+              progress.status("starting the KMS endpoint");
+              shown = await withKmsProbe(await waitForKms(() => statusOf(folder), Math.max(10_000, timeoutMs - (Date.now() - started))), folder);
+            }
             progress.finish();
-            printCluster(v, folder, json, io.stdout);
+            printCluster(shown, folder, json, io.stdout);
+            if (!json) printKmsHowTo(shown, folder, io.stdout);
             return 0;
           }
         }

@@ -15,6 +15,7 @@ import { type ClusterFile, type ClusterFolder, type HsmEntry, type ProfileView, 
 import { HsmChild } from "./hsm-child.js";
 import type { BackupResult, CloneResult, HsmStatus } from "./hsm-ipc.js";
 import { issueHsmFiles } from "./new-cluster.js";
+import { KmsProcess, type KmsView } from "./supervisor-kms.js";
 import { ProcessError } from "./process-errors.js";
 import type { Logger } from "./process-log.js";
 import { deleteBackup, openVault, saveBackup } from "./vault-files.js";
@@ -35,6 +36,8 @@ export interface SupervisorOptions {
    * another machine, from a copy of the cluster folder). Absent: all of them.
    */
   only?: string[];
+  /** Also run the KMS endpoint as a process of this cluster (hsmsim up --kms), listening here. */
+  kms?: { host: string; port: number };
 }
 
 export interface HsmView {
@@ -68,6 +71,8 @@ export interface ClusterView {
   hsms: HsmView[];
   backups: { backupId: string; trigger: string; createdMs: number; sourceHsmId: string }[];
   events: { atMs: number; event: string }[];
+  /** The KMS endpoint's process, when the cluster runs one (hsmsim up --kms). */
+  kms?: KmsView;
 }
 
 interface Live {
@@ -97,6 +102,7 @@ export class Supervisor {
   private stopping = false;
   /** Changes (add, remove, replace, restart, backup) run one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly kms: KmsProcess | null;
 
   constructor(private readonly folder: ClusterFolder, private readonly log: Logger, private readonly options: SupervisorOptions = {}) {
     this.file = folder.read();
@@ -106,6 +112,10 @@ export class Supervisor {
     const { vault, skipped } = openVault(folder, this.file.lineageId);
     this.vault = vault;
     for (const name of skipped) this.event(`backup file ${name} skipped: it does not open under ${this.file.lineageId}`);
+    this.kms = options.kms ? new KmsProcess({
+      clusterDir: folder.dir, host: options.kms.host, port: options.kms.port, logFile: `${folder.logsDir}/kms.stderr`,
+      restartDelayMs: options.restartDelayMs ?? 500, event: (text) => this.event(text),
+    }) : null;
   }
 
   get clusterId(): string {
@@ -120,6 +130,7 @@ export class Supervisor {
       this.spawn(h);
     }
     this.healthCheck();
+    this.kms?.start(); // beside the HSMs: it needs them only for custom key stores, and connects when asked
     await Promise.all(this.local().map((h) => this.waitReady(h.hsmId)));
     const backupMs = this.options.backupIntervalMs ?? DEFAULT_BACKUP_INTERVAL_US / 1000;
     if (backupMs > 0) this.every(backupMs, () => void this.serial(() => this.backup("periodic")).catch(() => {}));
@@ -178,6 +189,8 @@ export class Supervisor {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     await this.queue.catch(() => {});
+    // The KMS first: it is a client of the HSMs (and its trail is flushed and signed as it stops).
+    await this.kms?.stop();
     await Promise.all(this.local().map(async (h) => this.stopChild(h, this.liveOf(h.hsmId))));
     this.event("supervisor stopped");
     this.save();
@@ -438,6 +451,7 @@ export class Supervisor {
       profile: profileView(this.file.profile), hsms,
       backups: this.vault.list(this.file.clusterId).map((b) => ({ backupId: b.backupId, trigger: b.trigger, createdMs: Math.round(b.createdUs / 1000), sourceHsmId: b.sourceHsmId })),
       events: [...this.events],
+      ...(this.kms ? { kms: this.kms.view() } : {}),
     };
   }
 

@@ -1,0 +1,97 @@
+// The KMS endpoint's process (`hsmsim up --kms`): the supervisor forks it with an IPC channel, as
+// it does an HSM, and restarts it if it dies. Its state is <cluster folder>/kms/ (0700): the
+// store, the fleet's token, the trail, credentials.json. It tells the supervisor when it
+// listens ({t:"ready", url}) or why it cannot ({t:"fatal", reason}, e.g. the port is taken),
+// stops cleanly on {t:"stop"} or SIGTERM (the trail is flushed and signed), and exits when the
+// supervisor goes away (an orphan must not keep the port).
+import { createServer } from "node:http";
+import { join } from "node:path";
+
+import { folderClusterDirectory } from "./cluster-directory.js";
+import { loadOrCreateCredentials } from "./credentials-file.js";
+import { type KmsEndpoint, startKms } from "./endpoint.js";
+
+/** What the supervisor passes (JSON, argv[2]). */
+export interface KmsProcessConfig {
+  clusterDir: string;
+  host: string;
+  port: number;
+  region?: string;
+}
+
+/** Exit codes: the port is in use; any other failure to start. */
+export const KMS_EXIT_PORT_IN_USE = 7;
+export const KMS_EXIT_FAILED = 8;
+
+type ToSupervisor = { t: "ready"; url: string } | { t: "fatal"; reason: string };
+
+function tell(message: ToSupervisor): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send || !process.connected) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
+}
+
+/**
+ * Process-plumbing tests only (HSMSIM_KMS_STAND_IN=1): a loopback HTTP server that answers every
+ * request with KMS's internal error, standing in for startKms while it is being built. It holds
+ * no key, reads no credential and serves nothing but that error.
+ */
+function standIn(host: string, port: number): Promise<KmsEndpoint> {
+  const server = createServer((_req, res) => {
+    res.writeHead(500, { "content-type": "application/x-amz-json-1.1" });
+    res.end(JSON.stringify({ __type: "KMSInternalException", message: "stand-in endpoint (HSMSIM_KMS_STAND_IN)" }));
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const address = server.address() as { port: number };
+      resolve({ url: `http://${host}:${address.port}`, region: "us-east-1", settled: async () => {}, close: () => new Promise((r) => server.close(() => r())) });
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  process.umask(0o077);
+  const config = JSON.parse(process.argv[2] ?? "{}") as KmsProcessConfig;
+  const kmsDir = join(config.clusterDir, "kms");
+  let endpoint: KmsEndpoint;
+  try {
+    if (process.env.HSMSIM_KMS_STAND_IN === "1") {
+      endpoint = await standIn(config.host, config.port);
+    } else {
+      const { credentials } = loadOrCreateCredentials(kmsDir);
+      endpoint = await startKms({
+        dataDir: kmsDir, host: config.host, port: config.port, region: config.region, credentials,
+        clusters: folderClusterDirectory([config.clusterDir]),
+      });
+    }
+  } catch (e) {
+    const inUse = (e as { code?: unknown }).code === "EADDRINUSE" || /EADDRINUSE/.test(String((e as Error).message));
+    const reason = inUse
+      ? `port ${config.port} on ${config.host} is in use (another hsmsim up --kms, or another program): choose another with --kms-port`
+      : `the KMS endpoint did not start: ${(e as Error).message ?? String(e)}`;
+    process.stderr.write(`${reason}\n`);
+    await tell({ t: "fatal", reason });
+    process.exit(inUse ? KMS_EXIT_PORT_IN_USE : KMS_EXIT_FAILED);
+  }
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await endpoint.close().catch(() => {});
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop());
+  process.on("disconnect", () => void stop());
+  process.on("message", (m: unknown) => {
+    if ((m as { t?: unknown } | null)?.t === "stop") void stop();
+  });
+  await tell({ t: "ready", url: endpoint.url });
+}
+
+void main().catch((e: unknown) => {
+  process.stderr.write(`kms: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(KMS_EXIT_FAILED);
+});
