@@ -32,6 +32,8 @@ export const BLOB_IV_BYTES = 12;
 export const BLOB_TAG_BYTES = 16;
 /** Version, location, key id and IV. */
 export const BLOB_HEADER_BYTES = 2 + 16 + BLOB_IV_BYTES;
+/** The AAD's fixed part: version, location and key id. */
+export const BLOB_AAD_PREFIX_BYTES = 2 + 16;
 /** The shortest blob: a header and the tag of an empty plaintext. */
 export const BLOB_MIN_BYTES = BLOB_HEADER_BYTES + BLOB_TAG_BYTES;
 
@@ -60,7 +62,7 @@ function uuidText(bytes: Buffer): string {
 
 /** The AAD's fixed part of a blob about to be made: version, location and key id (the header without its IV). */
 export function blobAadPrefix(keyId: string, location: CiphertextBlob["location"]): Buffer {
-  return blobHeader(keyId, location, ZERO_IV).subarray(0, BLOB_HEADER_BYTES - BLOB_IV_BYTES);
+  return blobHeader(keyId, location, ZERO_IV).subarray(0, BLOB_AAD_PREFIX_BYTES);
 }
 
 /** The header bytes (version … IV) of a blob. */
@@ -132,7 +134,7 @@ function u32(n: number): Buffer {
 
 /** The AAD: header ‖ the canonical encryption context (keys sorted by code point; case-sensitive). */
 export function blobAad(header: Buffer, encryptionContext: Record<string, string> | undefined): Buffer {
-  if (!Buffer.isBuffer(header) || header.length !== BLOB_HEADER_BYTES) throw new KmsError("KMSInternalException", `a blob header is ${BLOB_HEADER_BYTES} bytes`);
+  if (!Buffer.isBuffer(header) || header.length !== BLOB_AAD_PREFIX_BYTES) throw new KmsError("KMSInternalException", `a blob's AAD starts with its ${BLOB_AAD_PREFIX_BYTES}-byte prefix`);
   const context = canonicalContext(encryptionContext);
   return context.length === 0 ? Buffer.from(header) : Buffer.concat([header, context]);
 }

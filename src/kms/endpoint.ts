@@ -37,6 +37,11 @@ export interface KmsOptions {
   fleetSeed?: string;
   /** Requests per second: per account for cryptographic operations (default 50,000), per custom key store (default 1,800). */
   limits?: { accountCryptoPerSecond?: number; customKeyStorePerSecond?: number };
+  /**
+   * Told of every failure that reached a caller as KMSInternalException (a defect, or a part that
+   * failed), with its real cause, which the caller never sees (default: one line on stderr).
+   */
+  onInternalError?: (operation: string, error: unknown) => void;
 }
 
 export interface KmsEndpoint {
@@ -107,6 +112,9 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
     const customKeyStores = new CustomKeyStores({ store, fleet, directory: options.clusters ?? NO_CLUSTERS, nowMs, randomBytes, requestsPerSecond: storeRate });
     opened.push(customKeyStores);
     const limiters = new Map<string, RateLimiter>();
+    const reportInternal = options.onInternalError ?? ((operation: string, error: unknown) => {
+      process.stderr.write(`hsmsim kms: ${operation} failed inside the endpoint: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}\n`);
+    });
     const principals = new Set(options.credentials.map((c) => c.arn));
     const parts: KmsParts = {
       store, fleet, customKeyStores, region, nowMs, randomBytes, principalExists: (arn) => principals.has(arn),
@@ -119,7 +127,9 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
     const server = await startKmsServer({
       host: options.host, port: options.port, region, credentials, nowMs, newRequestId: () => uuidFrom(randomBytes),
       handle: (operation, input, context) => handleOperation(parts, operation, input, context).catch((e) => {
-        throw asKmsError(e);
+        const answer = asKmsError(e);
+        if (answer !== e) reportInternal(operation, e);
+        throw answer;
       }),
       onFinished: (request) => {
         try {

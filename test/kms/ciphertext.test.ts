@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 
 import {
-  BLOB_HEADER_BYTES, BLOB_MIN_BYTES, blobAad, blobHeader, canonicalContext, decodeBlob, encodeBlob,
+  BLOB_HEADER_BYTES, BLOB_MIN_BYTES, blobAad, blobAadPrefix, blobHeader, canonicalContext, decodeBlob, encodeBlob,
 } from "../../src/kms/ciphertext.js";
 import { KmsError } from "../../src/kms/errors.js";
 
@@ -77,7 +77,7 @@ describe("ciphertext blobs", () => {
 });
 
 describe("the canonical encryption context", () => {
-  const header = blobHeader(KEY_ID, "fleet", IV);
+  const header = blobAadPrefix(KEY_ID, "fleet");
 
   it("is order-free", () => {
     expect(blobAad(header, { a: "1", b: "2" })).toEqual(blobAad(header, { b: "2", a: "1" }));

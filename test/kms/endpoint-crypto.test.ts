@@ -31,7 +31,8 @@ describe("Encrypt and Decrypt through the SDK", () => {
   it("the encryption context must match exactly: case-sensitive, nothing missing or added", async () => {
     const { owner, keyId } = await ownerWithKey();
     const enc = await owner.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from("x"), EncryptionContext: { Tenant: "a" } }));
-    for (const EncryptionContext of [undefined, { tenant: "a" }, { Tenant: "A" }, { Tenant: "a", extra: "1" }, {}]) {
+    const contexts: (Record<string, string> | undefined)[] = [undefined, { tenant: "a" }, { Tenant: "A" }, { Tenant: "a", extra: "1" }, {}];
+    for (const EncryptionContext of contexts) {
       const f = await failure(owner.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, EncryptionContext })));
       expect(f.name).toBe("InvalidCiphertextException");
     }
@@ -70,7 +71,7 @@ describe("Encrypt and Decrypt through the SDK", () => {
     const enc = await owner.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from("moving"), EncryptionContext: { a: "1" } }));
     const re = await owner.send(new ReEncryptCommand({ CiphertextBlob: enc.CiphertextBlob, SourceEncryptionContext: { a: "1" }, DestinationKeyId: other.KeyId, DestinationEncryptionContext: { b: "2" } }));
     expect(re.KeyId).toBe(other.Arn);
-    expect((re as Record<string, unknown>).Plaintext).toBeUndefined();
+    expect((re as unknown as Record<string, unknown>).Plaintext).toBeUndefined();
     const dec = await owner.send(new DecryptCommand({ CiphertextBlob: re.CiphertextBlob, EncryptionContext: { b: "2" } }));
     expect(Buffer.from(dec.Plaintext!).toString()).toBe("moving");
     expect(dec.KeyId).toBe(other.Arn);
@@ -96,7 +97,7 @@ describe("data keys and random", () => {
   it("GenerateDataKeyWithoutPlaintext returns a blob that decrypts to a fresh key, and no plaintext", async () => {
     const { owner, keyId } = await ownerWithKey();
     const out = await owner.send(new GenerateDataKeyWithoutPlaintextCommand({ KeyId: keyId, KeySpec: "AES_256" }));
-    expect((out as Record<string, unknown>).Plaintext).toBeUndefined();
+    expect((out as unknown as Record<string, unknown>).Plaintext).toBeUndefined();
     const one = Buffer.from((await owner.send(new DecryptCommand({ CiphertextBlob: out.CiphertextBlob }))).Plaintext!);
     const two = await owner.send(new GenerateDataKeyWithoutPlaintextCommand({ KeyId: keyId, KeySpec: "AES_256" }));
     const other = Buffer.from((await owner.send(new DecryptCommand({ CiphertextBlob: two.CiphertextBlob }))).Plaintext!);
