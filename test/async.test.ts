@@ -7,6 +7,17 @@ import { describe, expect, it } from "vitest";
 import { P, aesKey, ecKeyPair, gcm, secretKey, userSession } from "./helpers.js";
 
 describe("async forms", () => {
+  it("hsmsim's C_EncryptInitAsync / C_DecryptInitAsync: on the chip they init at once; a bad key rejects with the CKR", async () => {
+    const f = userSession();
+    const key = aesKey(f, crypto.randomBytes(32));
+    await f.pkcs11.C_EncryptInitAsync(f.session, gcm(Buffer.alloc(12)), key);
+    const sealed = Buffer.from(await f.pkcs11.C_EncryptAsync(f.session, Buffer.from("init async"), Buffer.alloc(64)));
+    await f.pkcs11.C_DecryptInitAsync(f.session, gcm(Buffer.alloc(12)), key);
+    expect((await f.pkcs11.C_DecryptAsync(f.session, sealed, Buffer.alloc(64))).toString()).toBe("init async");
+    await expect(f.pkcs11.C_EncryptInitAsync(f.session, gcm(Buffer.alloc(12)), Buffer.from([0x77, 0x77, 0, 0, 0, 0, 0, 0]))).rejects.toMatchObject({ message: "CKR_KEY_HANDLE_INVALID" });
+    await expect(f.pkcs11.C_EncryptInitAsync(f.session, { mechanism: 0x7fff_ffff }, key)).rejects.toMatchObject({ message: "CKR_MECHANISM_INVALID" });
+  });
+
   it("C_EncryptAsync / C_DecryptAsync / C_DigestAsync / C_SignAsync / C_VerifyAsync and their Final forms", async () => {
     const f = userSession();
     const key = aesKey(f, crypto.randomBytes(32));

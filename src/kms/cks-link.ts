@@ -1,7 +1,7 @@
 // One client connection to a CloudHSM cluster as a custom key store uses it: kmsuser's login
 // and password rotation, AES-256 token keys, AES-GCM and random bytes in the HSMs. The same
 // adapter serves the simulator's ClusterConnection (calls block while the virtual clock runs)
-// and the real-time RemoteConnection (crypto through the PKCS11 facade's …Async forms, so the
+// and the real-time RemoteConnection (Inits and crypto through the PKCS11 facade's …Async forms, so the
 // HTTP server keeps serving while the HSMs work). Errors leave as they came (Pkcs11Error,
 // ClientError, HsmError): custom-key-stores.ts maps them to KMS's. [helper: cks]
 import type { ManagementConsole } from "../client/api.js";
@@ -91,7 +91,8 @@ export class CksLink implements ClusterLink {
   async encrypt(keyId: number, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertext: Buffer }> {
     const iv = await this.#nextIv();
     const ciphertext = await this.#withSession(async (p, session) => {
-      p.C_EncryptInit(session, gcm(iv, aad), numberToHandle(keyId));
+      if (this.#blocking) p.C_EncryptInit(session, gcm(iv, aad), numberToHandle(keyId));
+      else await p.C_EncryptInitAsync(session, gcm(iv, aad), numberToHandle(keyId));
       const out = Buffer.alloc(plaintext.length + GCM_TAG_BYTES);
       return this.#blocking ? p.C_Encrypt(session, plaintext, out) : await p.C_EncryptAsync(session, plaintext, out);
     });
@@ -101,7 +102,8 @@ export class CksLink implements ClusterLink {
   /** Pkcs11Error CKR_ENCRYPTED_DATA_INVALID when the tag does not verify. */
   async decrypt(keyId: number, iv: Buffer, ciphertext: Buffer, aad: Buffer): Promise<Buffer> {
     return this.#withSession(async (p, session) => {
-      p.C_DecryptInit(session, gcm(iv, aad), numberToHandle(keyId));
+      if (this.#blocking) p.C_DecryptInit(session, gcm(iv, aad), numberToHandle(keyId));
+      else await p.C_DecryptInitAsync(session, gcm(iv, aad), numberToHandle(keyId));
       const out = Buffer.alloc(Math.max(ciphertext.length, 1));
       return this.#blocking ? p.C_Decrypt(session, ciphertext, out) : await p.C_DecryptAsync(session, ciphertext, out);
     });

@@ -71,6 +71,11 @@ export interface NativeChip {
   exportToken(slot: number, binding: Buffer): Buffer;
   /** Replaces an initialized token's state and token objects with a sealed record's (no session open on the slot). */
   importToken(slot: number, record: Buffer, binding: Buffer): void;
+  /**
+   * True when the Inits (encryptInit, decryptInit) also take a trailing callback and answer
+   * through it: a cluster's, where each is a round trip to an HSM. The chip's are local.
+   */
+  readonly asyncInits?: boolean;
   encryptInit(session: number, key: number, ...m: Mech3): void;
   decryptInit(session: number, key: number, ...m: Mech3): void;
   signInit(session: number, key: number, ...m: Mech3): void;

@@ -197,6 +197,31 @@ export class PKCS11 {
   C_EncryptFinalAsync(session: Handle, outData: Buffer): Promise<Buffer> {
     return promise((cb) => this.C_EncryptFinal(session, outData, cb));
   }
+  /**
+   * hsmsim extension: C_EncryptInit answered through a promise. Over a real-time cluster the Init
+   * is a round trip to an HSM and this never blocks the caller's thread (the synchronous form
+   * does); on the chip the Init is local and done at once.
+   */
+  C_EncryptInitAsync(session: Handle, mechanism: Mechanism, key: Handle): Promise<void> {
+    return this.#initAsync("C_EncryptInit", "encryptInit", session, mechanism, key);
+  }
+  /** hsmsim extension: C_DecryptInit answered through a promise (see C_EncryptInitAsync). */
+  C_DecryptInitAsync(session: Handle, mechanism: Mechanism, key: Handle): Promise<void> {
+    return this.#initAsync("C_DecryptInit", "decryptInit", session, mechanism, key);
+  }
+  #initAsync(name: string, method: "encryptInit" | "decryptInit", session: Handle, mechanism: Mechanism, key: Handle): Promise<void> {
+    return promise<void>((cb) => {
+      const m = this.#mechanism.encode(mechanism, name);
+      const backend = this.#use(name);
+      const s = h(session, "session");
+      const k = h(key, "key");
+      if (backend.asyncInits !== true) {
+        backend[method](s, k, m.numbers, m.bytesA, m.bytesB);
+        return cb(null);
+      }
+      (backend[method] as (...args: unknown[]) => void)(s, k, m.numbers, m.bytesA, m.bytesB, (error: Error | null) => cb(error));
+    });
+  }
   C_DecryptInit(session: Handle, mechanism: Mechanism, key: Handle): void {
     const m = this.#mechanism.encode(mechanism, "C_DecryptInit");
     this.#use("C_DecryptInit").decryptInit(h(session, "session"), h(key, "key"), m.numbers, m.bytesA, m.bytesB);

@@ -139,7 +139,7 @@ export class RemoteLink {
    * forms with a callback never do. `unload()` (the facade's close()) ends the worker.
    */
   chip(): NativeChip {
-    const chip: Record<string, unknown> = { unload: () => this.close() };
+    const chip: Record<string, unknown> = { unload: () => this.close(), asyncInits: true };
     for (const method of APPLICATION_CALLS) {
       const output = OUTPUT_ARGS[method];
       chip[method] = (...args: unknown[]) => {
