@@ -22,6 +22,8 @@ export interface BenchCluster {
   trustAnchorPath: string;
   trustAnchorPem: string;
   addresses: string[];
+  /** The KMS endpoint's process (started with --kms). */
+  kms?: { url: string; pid: number | null };
   /** The HSMs as the supervisor reports them now. */
   status(): Promise<HsmInfo[]>;
   /** `hsmsim hsm kill ID`: kill -9 of that HSM's process (the supervisor restarts it). */
@@ -39,7 +41,7 @@ export function hsmsim(args: string[], timeoutMs = 180_000): Promise<string> {
   });
 }
 
-interface View { hsms: { hsmId: string; address: string; pid: number | null; state: string }[] }
+interface View { hsms: { hsmId: string; address: string; pid: number | null; state: string }[]; kms?: { url: string; pid: number | null } }
 
 /** `extraArgs`: more options of `hsmsim up` (--type, --profile, --time-dilation). */
 export async function startCluster(hsms: number, extraArgs: string[] = []): Promise<BenchCluster> {
@@ -57,7 +59,7 @@ export async function startCluster(hsms: number, extraArgs: string[] = []): Prom
     const addresses = view.hsms.map((h) => h.address);
     await activate(addresses[0], trustAnchorPem);
     return {
-      dir, trustAnchorPath, trustAnchorPem, addresses,
+      dir, trustAnchorPath, trustAnchorPem, addresses, kms: view.kms,
       status: async () => (JSON.parse(await hsmsim(["status", "--json", ...data])) as View).hsms,
       kill: async (hsmId) => void (await hsmsim(["hsm", "kill", hsmId, ...data])),
       down: async () => {
@@ -75,12 +77,14 @@ export async function startCluster(hsms: number, extraArgs: string[] = []): Prom
   }
 }
 
+export const CO = { username: "admin", password: "admin-password-1" };
+
 /** The cluster's first CO (admin's first password, as CloudHSM's PRECO) and the benchmark's crypto user. */
 async function activate(address: string, trustAnchor: string): Promise<void> {
   const connection = await P.connect({ address, trustAnchor });
   try {
-    await connection.console("admin", "password").changePassword("admin", "admin-password-1");
-    await connection.console("admin", "admin-password-1").createUser(CU.username, "CU", CU.password);
+    await connection.console("admin", "password").changePassword(CO.username, CO.password);
+    await connection.console(CO.username, CO.password).createUser(CU.username, "CU", CU.password);
   } finally {
     await connection.close();
   }
