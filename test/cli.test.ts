@@ -40,6 +40,12 @@ describe("hsmsim command", () => {
     expect(Number(run1![2])).toBe(0);
     // The survivors carry the whole 12,500 ops/s peak (the one spare's promise), within 5%.
     expect(Math.abs(Number(run1![3].replace(/,/g, "")) / 12_500 - 1)).toBeLessThan(0.05);
+    // KMS over the simulated cluster, through the real SDK: a key in the HSMs, a grant, its revocation, a disconnect.
+    expect(result.stdout).toMatch(/key store cks-[0-9a-f]{17} over cluster \S+ \(3 HSMs, 3 zones\): CONNECTED/);
+    expect(result.stdout).toContain(`with the grant: Encrypt and Decrypt in the HSMs → "a customer's record"`);
+    expect(result.stdout).toContain("without the grant's context: AccessDeniedException");
+    expect(result.stdout).toContain("the provider's next Decrypt: AccessDeniedException");
+    expect(result.stdout).toContain("key Unavailable; its own Decrypt: KMSInvalidStateException");
   }, 120_000);
 
   it("audit prints, filters and verifies a data folder's log, and refuses a missing folder", () => {

@@ -8,6 +8,7 @@ import { runClusterDemo } from "./cluster-demo.js";
 import { runDeviceDemo } from "./device-demo.js";
 import { type Output, hexPreview, textOutput } from "./format.js";
 import { runLiveClusterDemo } from "./live-demo.js";
+import { runKmsDemo } from "./kms-demo.js";
 import { runSizingDemo } from "./sizing-demo.js";
 import { throughput } from "./throughput.js";
 
@@ -122,7 +123,7 @@ export function runDemo(out: Output, options: { benchMs?: number } = {}): void {
 
 export const demoCommand = defineCommand({
   name: "demo",
-  summary: "guided run over a fresh token, an HSM, a simulated 3-HSM cluster and a real one (what `npm start` runs)",
+  summary: "guided run over a fresh token, an HSM, a simulated 3-HSM cluster, sizing, KMS over the cluster, and a real cluster (what `npm start` runs)",
   description: `The last part starts a real cluster (hsmsim up: a supervisor and 3 HSM processes on 127.x.y.2–4, a
 random high port, a temporary folder), runs an application in a second process against it and
 kill -9s an HSM mid-run; it stops everything and removes the folder, also on failure (exit code 1).`,
@@ -135,6 +136,7 @@ kill -9s an HSM mid-run; it stops everything and removes the folder, also on fai
     runDeviceDemo(out);
     runClusterDemo(out);
     runSizingDemo(out);
+    await runKmsDemo(out);
     if (values["simulated-only"]) return 0;
     const live = await runLiveClusterDemo(out);
     if (!live.ok) {
