@@ -1,14 +1,20 @@
 // Red team of the KMS endpoint (issue 11): each test is an attack that worked when it was
 // written, stated as what AWS KMS (and DESIGN.md) promise. A failing test here is a finding.
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import {
-  CreateAliasCommand, CreateCustomKeyStoreCommand, CreateGrantCommand, CreateKeyCommand, DescribeKeyCommand, EncryptCommand, type KMSClient,
-  ListGrantsCommand, PutKeyPolicyCommand, RetireGrantCommand, RevokeGrantCommand, UpdateAliasCommand,
+  ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateGrantCommand, CreateKeyCommand, DeleteCustomKeyStoreCommand,
+  DescribeKeyCommand, DisconnectCustomKeyStoreCommand, EncryptCommand, KMSClient, ListGrantsCommand, RetireGrantCommand, RevokeGrantCommand,
+  ScheduleKeyDeletionCommand, SignCommand, UpdateAliasCommand,
 } from "@aws-sdk/client-kms";
 import { describe, expect, it } from "vitest";
 
 import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
+import { type KmsEndpoint, startKms } from "../../src/kms/endpoint.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
-import { OWNER, OWNER_ADMIN, SAAS, STRANGER, failure, startKmsFixture } from "../kms/kms-fixture.js";
+import { CREDENTIALS, OWNER, OWNER_ADMIN, SAAS, STRANGER, startKmsFixture } from "../kms/kms-fixture.js";
 
 const X = Buffer.from("x");
 
@@ -92,6 +98,90 @@ describe("red team: custom key stores across accounts", () => {
   });
 });
 
-// keep imports used while the file grows
-void PutKeyPolicyCommand;
-void failure;
+describe("red team: the data folder", () => {
+  it("kms.db put back to an older copy (fleet and trail untouched) does not bring a revoked grant back to life", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hsmsim-kred-"));
+    const dataDir = join(dir, "kms");
+    const start = () => startKms({ dataDir, credentials: CREDENTIALS });
+    const clientOf = (endpoint: KmsEndpoint, who: typeof OWNER) => new KMSClient({
+      endpoint: endpoint.url, region: "us-east-1", maxAttempts: 1, credentials: { accessKeyId: who.accessKeyId, secretAccessKey: who.secretAccessKey },
+    });
+    const saasEncrypts = async (endpoint: KmsEndpoint, keyArn: string) => {
+      const saas = clientOf(endpoint, SAAS);
+      try {
+        return await saas.send(new EncryptCommand({ KeyId: keyArn, Plaintext: X })).then(() => "ok", (e: Error) => e.name);
+      } finally {
+        saas.destroy();
+      }
+    };
+    try {
+      // The owner grants the SaaS provider Encrypt; an editor of the data folder keeps a copy of kms.db.
+      let endpoint = await start();
+      let owner = clientOf(endpoint, OWNER);
+      const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!;
+      const grant = await owner.send(new CreateGrantCommand({ KeyId: key.KeyId, GranteePrincipal: SAAS.arn, Operations: ["Encrypt"] }));
+      expect(await saasEncrypts(endpoint, key.Arn!)).toBe("ok");
+      owner.destroy();
+      await endpoint.close();
+      const saved = new Map<string, Buffer>();
+      for (const name of readdirSync(dataDir)) if (name.startsWith("kms.db")) saved.set(name, readFileSync(join(dataDir, name)));
+
+      // The owner revokes the grant (and does more besides: the change counter moves on).
+      endpoint = await start();
+      owner = clientOf(endpoint, OWNER);
+      await owner.send(new RevokeGrantCommand({ KeyId: key.KeyId, GrantId: grant.GrantId }));
+      await owner.send(new CreateKeyCommand({ Description: "later" }));
+      expect(await saasEncrypts(endpoint, key.Arn!)).toBe("AccessDeniedException");
+      owner.destroy();
+      await endpoint.close();
+
+      // The editor puts the old kms.db back; nothing else in the folder is touched.
+      for (const name of readdirSync(dataDir)) if (name.startsWith("kms.db")) rmSync(join(dataDir, name));
+      for (const [name, bytes] of saved) writeFileSync(join(dataDir, name), bytes);
+      const outcome = await start().then(async (e) => {
+        try {
+          return await saasEncrypts(e, key.Arn!);
+        } finally {
+          await e.close();
+        }
+      }, () => "refused to start");
+      // Either the endpoint notices (the fleet token or the signed trail remembers the head) or the grant stays revoked.
+      expect(outcome).not.toBe("ok");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("red team: odd inputs", () => {
+  it("Sign with MessageType EXTERNAL_MU on an ECC key is refused (AWS: EXTERNAL_MU is for ML-DSA keys only), not signed as RAW", async () => {
+    const kms = await startKmsFixture();
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({ KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY" }))).KeyMetadata!;
+    const out = await owner.send(new SignCommand({ KeyId: key.KeyId, Message: Buffer.alloc(64, 1), MessageType: "EXTERNAL_MU", SigningAlgorithm: "ECDSA_SHA_256" }))
+      .then(() => "signed", (e: Error) => e.name);
+    expect(out).toBe("ValidationException");
+  });
+});
+
+describe("red team: key deletion and key stores", () => {
+  it("a custom key store whose keys' waiting periods are over can be deleted (the keys are gone, as ListKeys shows)", async () => {
+    const world = activeWorld();
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", "kmsuser-pass-1");
+    const kms = await startKmsFixture({ clusters: simClusterDirectory(world) });
+    const owner = kms.client(OWNER);
+    const { CustomKeyStoreId: storeId } = await owner.send(new CreateCustomKeyStoreCommand({
+      CustomKeyStoreName: "s", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "kmsuser-pass-1",
+    }));
+    await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    await kms.endpoint.settled(storeId!);
+    const key = (await owner.send(new CreateKeyCommand({ Origin: "AWS_CLOUDHSM", CustomKeyStoreId: storeId }))).KeyMetadata!;
+    await owner.send(new ScheduleKeyDeletionCommand({ KeyId: key.KeyId, PendingWindowInDays: 7 }));
+    await owner.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    kms.advance(8 * 86_400_000);
+    // The key's deletion date has passed: it no longer exists (DescribeKey would say NotFoundException).
+    const later = kms.client(OWNER); // signs on the moved clock
+    const deleted = await later.send(new DeleteCustomKeyStoreCommand({ CustomKeyStoreId: storeId })).then(() => "deleted", (e: Error) => e.name);
+    expect(deleted).toBe("deleted");
+  });
+});
