@@ -6,12 +6,14 @@ import { join } from "node:path";
 
 import {
   ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateGrantCommand, CreateKeyCommand, DeleteCustomKeyStoreCommand,
-  DescribeKeyCommand, DisconnectCustomKeyStoreCommand, EncryptCommand, KMSClient, ListGrantsCommand, RetireGrantCommand, RevokeGrantCommand,
+  DescribeCustomKeyStoresCommand, DescribeKeyCommand, DisconnectCustomKeyStoreCommand, EncryptCommand, KMSClient, ListGrantsCommand, RetireGrantCommand, RevokeGrantCommand,
   ScheduleKeyDeletionCommand, SignCommand, UpdateAliasCommand,
 } from "@aws-sdk/client-kms";
 import { describe, expect, it } from "vitest";
 
 import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
+import { CksLink, type LinkConnection } from "../../src/kms/cks-link.js";
+import type { ClusterDirectory } from "../../src/kms/cluster-directory.js";
 import { type KmsEndpoint, startKms } from "../../src/kms/endpoint.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
 import { CREDENTIALS, OWNER, OWNER_ADMIN, SAAS, STRANGER, startKmsFixture } from "../kms/kms-fixture.js";
@@ -95,6 +97,61 @@ describe("red team: custom key stores across accounts", () => {
       CustomKeyStoreName: "owners", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "kmsuser-pass-1",
     })).then(() => "created", (e: Error) => e.name);
     expect(mine).toBe("created");
+  });
+});
+
+/** The world's cluster, but kmsuser's first random-bytes call (the rotation's new password) waits for `release()`. */
+function slowRotationDirectory(world: ReturnType<typeof activeWorld>) {
+  const sim = simClusterDirectory(world);
+  let reachedResolve!: () => void;
+  let releaseResolve!: () => void;
+  const reached = new Promise<void>((r) => (reachedResolve = r));
+  const gate = new Promise<void>((r) => (releaseResolve = r));
+  let held = false;
+  let opened = 0;
+  class SlowLink extends CksLink {
+    override async random(length: number): Promise<Buffer> {
+      if (!held) {
+        held = true;
+        reachedResolve();
+        await gate;
+      }
+      return super.random(length);
+    }
+  }
+  const directory: ClusterDirectory = {
+    describe: (id) => sim.describe(id),
+    open: async () => new SlowLink(world.connect(`kred-kms-${++opened}`) as unknown as LinkConnection, { blocking: true }),
+  };
+  return { directory, reached, release: () => releaseResolve() };
+}
+
+describe("red team: custom key store connection races", () => {
+  it("a Disconnect that lands while Connect rotates kmsuser's password does not lose the password (the store connects again afterwards)", async () => {
+    const world = activeWorld();
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", "kmsuser-pass-1");
+    const slow = slowRotationDirectory(world);
+    const kms = await startKmsFixture({ clusters: slow.directory });
+    const owner = kms.client(OWNER);
+    const { CustomKeyStoreId: storeId } = await owner.send(new CreateCustomKeyStoreCommand({
+      CustomKeyStoreName: "s", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "kmsuser-pass-1",
+    }));
+    await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    await slow.reached; // logged in as kmsuser; fetching the new password from the HSMs (a network round trip on a real cluster)
+    const disconnecting = owner.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    // The disconnect is under way (DISCONNECTING) before the HSMs answer.
+    for (let i = 0; i < 100; i++) {
+      const state = (await owner.send(new DescribeCustomKeyStoresCommand({ CustomKeyStoreId: storeId }))).CustomKeyStores![0].ConnectionState;
+      if (state === "DISCONNECTING") break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    slow.release();
+    await disconnecting;
+    // The operator connects again: kmsuser's password must still be one KMS knows.
+    await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    await kms.endpoint.settled(storeId!);
+    const after = (await owner.send(new DescribeCustomKeyStoresCommand({ CustomKeyStoreId: storeId }))).CustomKeyStores![0];
+    expect({ state: after.ConnectionState, code: after.ConnectionErrorCode }).toEqual({ state: "CONNECTED", code: undefined });
   });
 });
 
