@@ -126,6 +126,36 @@ function slowRotationDirectory(world: ReturnType<typeof activeWorld>) {
   return { directory, reached, release: () => releaseResolve() };
 }
 
+describe("red team: custom key stores across accounts (2)", () => {
+  it("another account cannot lock kmsuser out of the owner's cluster by connecting a store of its own with made-up passwords", async () => {
+    const world = activeWorld();
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", "kmsuser-pass-1");
+    const kms = await startKmsFixture({ clusters: simClusterDirectory(world) });
+    const stranger = kms.client(STRANGER);
+    const { CustomKeyStoreId: squatId } = await stranger.send(new CreateCustomKeyStoreCommand({
+      CustomKeyStoreName: "mine", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "made-up-1",
+    })).catch(() => ({ CustomKeyStoreId: undefined }));
+    if (squatId !== undefined) {
+      // Lockout counters are per HSM (5 each): 15 failed logins spread over the cluster's HSMs lock every one.
+      for (let i = 0; i < 15; i++) {
+        await stranger.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: squatId }));
+        await kms.endpoint.settled(squatId);
+        await stranger.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: squatId }));
+      }
+      await stranger.send(new DeleteCustomKeyStoreCommand({ CustomKeyStoreId: squatId }));
+    }
+    // The owner, with kmsuser's real password, connects its own store.
+    const owner = kms.client(OWNER);
+    const { CustomKeyStoreId: storeId } = await owner.send(new CreateCustomKeyStoreCommand({
+      CustomKeyStoreName: "owners", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "kmsuser-pass-1",
+    }));
+    await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    await kms.endpoint.settled(storeId!);
+    const after = (await owner.send(new DescribeCustomKeyStoresCommand({ CustomKeyStoreId: storeId }))).CustomKeyStores![0];
+    expect({ state: after.ConnectionState, code: after.ConnectionErrorCode }).toEqual({ state: "CONNECTED", code: undefined });
+  });
+});
+
 describe("red team: custom key store connection races", () => {
   it("a Disconnect that lands while Connect rotates kmsuser's password does not lose the password (the store connects again afterwards)", async () => {
     const world = activeWorld();
