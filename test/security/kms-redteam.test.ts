@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import {
-  ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateGrantCommand, CreateKeyCommand, DeleteCustomKeyStoreCommand,
+  ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateGrantCommand, CreateKeyCommand, DecryptCommand, DeleteCustomKeyStoreCommand,
   DescribeCustomKeyStoresCommand, DescribeKeyCommand, DisconnectCustomKeyStoreCommand, EncryptCommand, KMSClient, ListGrantsCommand, RetireGrantCommand, RevokeGrantCommand,
   ScheduleKeyDeletionCommand, SignCommand, UpdateAliasCommand,
 } from "@aws-sdk/client-kms";
@@ -15,6 +15,7 @@ import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-di
 import { CksLink, type LinkConnection } from "../../src/kms/cks-link.js";
 import type { ClusterDirectory } from "../../src/kms/cluster-directory.js";
 import { type KmsEndpoint, startKms } from "../../src/kms/endpoint.js";
+import { verifyTrail } from "../../src/kms/trail.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
 import { CREDENTIALS, OWNER, OWNER_ADMIN, SAAS, STRANGER, startKmsFixture } from "../kms/kms-fixture.js";
 
@@ -234,6 +235,50 @@ describe("red team: the data folder", () => {
       }, () => "refused to start");
       // Either the endpoint notices (the fleet token or the signed trail remembers the head) or the grant stays revoked.
       expect(outcome).not.toBe("ok");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("red team: the trail", () => {
+  it("cutting the newest records and the digests that sign them (both files back to an earlier point) is caught", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hsmsim-kred-"));
+    const dataDir = join(dir, "kms");
+    const clientOf = (endpoint: KmsEndpoint, who: typeof OWNER) => new KMSClient({
+      endpoint: endpoint.url, region: "us-east-1", maxAttempts: 1, credentials: { accessKeyId: who.accessKeyId, secretAccessKey: who.secretAccessKey },
+    });
+    const linesOf = (file: string) => readFileSync(join(dataDir, file), "utf8").split("\n").filter((l) => l.length > 0);
+    try {
+      let endpoint = await startKms({ dataDir, credentials: CREDENTIALS });
+      const owner = clientOf(endpoint, OWNER);
+      const key = (await owner.send(new CreateKeyCommand({ Policy: policyAllowing([
+        { Sid: "saas", Effect: "Allow", Principal: { AWS: SAAS.arn }, Action: ["kms:Decrypt"], Resource: "*" },
+      ]) }))).KeyMetadata!;
+      const blob = (await owner.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: Buffer.from("payroll") }))).CiphertextBlob!;
+      owner.destroy();
+      await endpoint.close();
+      const kept = { records: linesOf("trail.jsonl").length, digests: linesOf("trail-digests.jsonl").length };
+
+      // Later: the SaaS provider decrypts the payroll. The records say so, and a digest signs them.
+      endpoint = await startKms({ dataDir, credentials: CREDENTIALS });
+      const saas = clientOf(endpoint, SAAS);
+      for (let i = 0; i < 3; i++) await saas.send(new DecryptCommand({ CiphertextBlob: blob }));
+      saas.destroy();
+      await endpoint.close();
+      expect(linesOf("trail.jsonl").length).toBeGreaterThan(kept.records);
+
+      // An editor of the folder cuts both files back to where they were before.
+      writeFileSync(join(dataDir, "trail.jsonl"), linesOf("trail.jsonl").slice(0, kept.records).map((l) => `${l}\n`).join(""));
+      writeFileSync(join(dataDir, "trail-digests.jsonl"), linesOf("trail-digests.jsonl").slice(0, kept.digests).map((l) => `${l}\n`).join(""));
+      const verdict = verifyTrail(dataDir);
+      const restarted = await startKms({ dataDir, credentials: CREDENTIALS }).then(async (e) => {
+        await e.close();
+        return "started";
+      }, () => "refused");
+      // The KMS knows how far its trail went (it could anchor the last sequence number in its fleet or store):
+      // either the verifier or the next start must notice the records are gone.
+      expect({ verified: verdict.ok, restarted }).not.toEqual({ verified: true, restarted: "started" });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
