@@ -6,7 +6,7 @@ import { join } from "node:path";
 
 import {
   ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateGrantCommand, CreateKeyCommand, DecryptCommand, DeleteCustomKeyStoreCommand,
-  DescribeCustomKeyStoresCommand, DescribeKeyCommand, DisconnectCustomKeyStoreCommand, EncryptCommand, KMSClient, ListGrantsCommand, RetireGrantCommand, RevokeGrantCommand,
+  DescribeCustomKeyStoresCommand, DescribeKeyCommand, DisconnectCustomKeyStoreCommand, EncryptCommand, KMSClient, ListGrantsCommand, ListKeysCommand, RetireGrantCommand, RevokeGrantCommand,
   ScheduleKeyDeletionCommand, SignCommand, UpdateAliasCommand,
 } from "@aws-sdk/client-kms";
 import { describe, expect, it } from "vitest";
@@ -183,6 +183,49 @@ describe("red team: custom key store connection races", () => {
     await kms.endpoint.settled(storeId!);
     const after = (await owner.send(new DescribeCustomKeyStoresCommand({ CustomKeyStoreId: storeId }))).CustomKeyStores![0];
     expect({ state: after.ConnectionState, code: after.ConnectionErrorCode }).toEqual({ state: "CONNECTED", code: undefined });
+  });
+});
+
+describe("red team: custom key store races (2)", () => {
+  it("a store disconnected and deleted while CreateKey waits for the cluster's answer leaves no key behind that cannot be described", async () => {
+    const world = activeWorld();
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", "kmsuser-pass-1");
+    const sim = simClusterDirectory(world);
+    let reachedResolve!: () => void;
+    let releaseResolve!: () => void;
+    const reached = new Promise<void>((r) => (reachedResolve = r));
+    const gate = new Promise<void>((r) => (releaseResolve = r));
+    let opened = 0;
+    // The HSMs make the key at once; their answer takes a while to come back (a real network).
+    class SlowAnswerLink extends CksLink {
+      override async generateAesKey(label: string): Promise<number> {
+        const id = await super.generateAesKey(label);
+        reachedResolve();
+        await gate;
+        return id;
+      }
+    }
+    const directory: ClusterDirectory = {
+      describe: (id) => sim.describe(id),
+      open: async () => new SlowAnswerLink(world.connect(`kred-kms2-${++opened}`) as unknown as LinkConnection, { blocking: true }),
+    };
+    const kms = await startKmsFixture({ clusters: directory });
+    const owner = kms.client(OWNER);
+    const { CustomKeyStoreId: storeId } = await owner.send(new CreateCustomKeyStoreCommand({
+      CustomKeyStoreName: "s", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "kmsuser-pass-1",
+    }));
+    await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    await kms.endpoint.settled(storeId!);
+    const creating = owner.send(new CreateKeyCommand({ Origin: "AWS_CLOUDHSM", CustomKeyStoreId: storeId })).then(() => "created", (e: Error) => e.name);
+    await reached;
+    await owner.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    const deleted = await owner.send(new DeleteCustomKeyStoreCommand({ CustomKeyStoreId: storeId })).then(() => "deleted", (e: Error) => e.name);
+    releaseResolve();
+    const created = await creating;
+    // Whatever the order, every key ListKeys shows can be described (no key points at a store that is gone).
+    const keys = (await owner.send(new ListKeysCommand({}))).Keys ?? [];
+    const described = await Promise.all(keys.map((k) => owner.send(new DescribeKeyCommand({ KeyId: k.KeyId })).then((d) => d.KeyMetadata!.KeyState!, (e: Error) => e.name)));
+    expect({ created, deleted, described }).toEqual({ created, deleted, described: described.filter((d) => !d.endsWith("Exception")) });
   });
 });
 
