@@ -328,6 +328,17 @@ describe("red team: the trail", () => {
   });
 });
 
+describe("red team: resource quotas", () => {
+  it("a key takes at most 50 aliases (AWS's resource quota: LimitExceededException); no quota at all bounds aliases, grants or keys", async () => {
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!;
+    for (let i = 0; i < 50; i++) await owner.send(new CreateAliasCommand({ AliasName: `alias/a${i}`, TargetKeyId: key.KeyId }));
+    const fiftyFirst = await owner.send(new CreateAliasCommand({ AliasName: "alias/a50", TargetKeyId: key.KeyId })).then(() => "created", (e: Error) => e.name);
+    expect(fiftyFirst).toBe("LimitExceededException");
+  });
+});
+
 describe("red team: odd inputs", () => {
   it("Sign with MessageType EXTERNAL_MU on an ECC key is refused (AWS: EXTERNAL_MU is for ML-DSA keys only), not signed as RAW", async () => {
     const kms = await startKmsFixture();
