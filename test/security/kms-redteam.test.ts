@@ -229,6 +229,47 @@ describe("red team: custom key store races (2)", () => {
   });
 });
 
+describe("red team: custom key store races (3)", () => {
+  it("an Encrypt in flight when the store is disconnected gets an AWS state error, not a 500 KMSInternalException", async () => {
+    const world = activeWorld();
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", "kmsuser-pass-1");
+    const sim = simClusterDirectory(world);
+    let reachedResolve!: () => void;
+    let releaseResolve!: () => void;
+    const reached = new Promise<void>((r) => (reachedResolve = r));
+    const gate = new Promise<void>((r) => (releaseResolve = r));
+    let opened = 0;
+    // The IVs Encrypt fetches from the HSMs take a network round trip.
+    class SlowIvLink extends CksLink {
+      override async random(length: number): Promise<Buffer> {
+        if (length !== 24) {
+          reachedResolve();
+          await gate;
+        }
+        return super.random(length);
+      }
+    }
+    const directory: ClusterDirectory = {
+      describe: (id) => sim.describe(id),
+      open: async () => new SlowIvLink(world.connect(`kred-kms3-${++opened}`) as unknown as LinkConnection, { blocking: true }),
+    };
+    const kms = await startKmsFixture({ clusters: directory });
+    const owner = kms.client(OWNER);
+    const { CustomKeyStoreId: storeId } = await owner.send(new CreateCustomKeyStoreCommand({
+      CustomKeyStoreName: "s", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "kmsuser-pass-1",
+    }));
+    await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    await kms.endpoint.settled(storeId!);
+    const key = (await owner.send(new CreateKeyCommand({ Origin: "AWS_CLOUDHSM", CustomKeyStoreId: storeId }))).KeyMetadata!;
+    const encrypting = owner.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: X })).then(() => ({ name: "ok", status: 200 }),
+      (e: { name: string; $metadata?: { httpStatusCode?: number } }) => ({ name: e.name, status: e.$metadata?.httpStatusCode }));
+    await reached;
+    await owner.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: storeId }));
+    releaseResolve();
+    expect(await encrypting).toEqual({ name: "KMSInvalidStateException", status: 400 });
+  });
+});
+
 describe("red team: the data folder", () => {
   it("kms.db put back to an older copy (fleet and trail untouched) does not bring a revoked grant back to life", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hsmsim-kred-"));
