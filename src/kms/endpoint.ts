@@ -118,6 +118,7 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
     const principals = new Set(options.credentials.map((c) => c.arn));
     const parts: KmsParts = {
       store, fleet, customKeyStores, region, nowMs, randomBytes, principalExists: (arn) => principals.has(arn),
+      creatingInStore: new Map(),
       accountLimiter: (accountId) => {
         let limiter = limiters.get(accountId);
         if (!limiter) limiters.set(accountId, (limiter = new RateLimiter(accountRate, nowMs)));

@@ -31,6 +31,7 @@ export const KMS_EXCEPTIONS = Object.freeze({
   CustomKeyStoreNotFoundException: 400,
   DependencyTimeoutException: 503,
   DisabledException: 400,
+  DryRunOperationException: 412,
   IncorrectKeyException: 400,
   IncorrectTrustAnchorException: 400,
   InvalidAliasNameException: 400,

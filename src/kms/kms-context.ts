@@ -22,6 +22,23 @@ export interface KmsParts {
   accountLimiter: (accountId: string) => RateLimiter;
   /** Whether an IAM user ARN names a configured principal (a policy naming one that does not is refused when put). */
   principalExists: (arn: string) => boolean;
+  /** Keys being created in each custom key store right now (a store with one on its way cannot be deleted). */
+  creatingInStore: Map<string, number>;
+}
+
+/** AWS's resource quotas that bound what one caller can pile up (LimitExceededException past them). */
+export const QUOTAS = Object.freeze({ keysPerAccount: 100_000, aliasesPerKey: 50, grantsPerKey: 50_000, customKeyStoresPerAccount: 10 });
+
+export function limitExceeded(what: string, quota: number): KmsError {
+  return new KmsError("LimitExceededException", `${what}: the quota is ${quota.toLocaleString("en-US")}.`);
+}
+
+/**
+ * DryRun: a request that would succeed stops here with DryRunOperationException and changes
+ * nothing; one that would fail has already failed with its own error (checks run first).
+ */
+export function stopIfDryRun(input: Input): void {
+  if (input.DryRun === true) throw new KmsError("DryRunOperationException", "The request would have succeeded, but the DryRun option is set.");
 }
 
 export type Input = Record<string, unknown>;

@@ -1,7 +1,9 @@
 // Aliases: CreateAlias, ListAliases, UpdateAlias, DeleteAlias. An alias belongs to an account
 // and points at one of that account's keys; alias/aws/ is AWS's own prefix.
 import { KmsError } from "./errors.js";
-import { type Handler, type KmsParts, aliasArn, authorizeKey, checkNotPendingDeletion, page, resolveKey, sweepDueDeletions } from "./kms-context.js";
+import {
+  type Handler, type KmsParts, QUOTAS, aliasArn, authorizeKey, checkNotPendingDeletion, limitExceeded, page, resolveKey, sweepDueDeletions,
+} from "./kms-context.js";
 import type { KeyRecord, RequestContext } from "./types.js";
 
 function checkAliasName(name: unknown): string {
@@ -34,6 +36,7 @@ const createAlias: Handler = async (parts, input, context) => {
   if (parts.store.getAlias(accountId, aliasName) !== null) {
     throw new KmsError("AlreadyExistsException", `An alias with the name ${aliasArn(parts.region, accountId, aliasName)} already exists`);
   }
+  if (parts.store.listAliases(accountId, key.keyId).length >= QUOTAS.aliasesPerKey) throw limitExceeded(`${key.arn} has as many aliases as a key may`, QUOTAS.aliasesPerKey);
   const now = parts.nowMs();
   parts.store.putAlias({ accountId, aliasName, targetKeyId: key.keyId, creationDateMs: now, lastUpdatedDateMs: now });
   return {};
@@ -46,6 +49,9 @@ const updateAlias: Handler = async (parts, input, context) => {
   if (alias === null) throw new KmsError("NotFoundException", `Alias ${aliasArn(parts.region, accountId, aliasName)} is not found.`);
   const key = await targetKey(parts, context, input.TargetKeyId, "kms:UpdateAlias");
   const current = parts.store.getKey(alias.targetKeyId);
+  // AWS asks kms:UpdateAlias of both keys: the one the alias leaves as well as the one it goes to.
+  if (current !== null) authorizeKey(parts, context, current, "kms:UpdateAlias");
+  if (parts.store.listAliases(accountId, key.keyId).length >= QUOTAS.aliasesPerKey) throw limitExceeded(`${key.arn} has as many aliases as a key may`, QUOTAS.aliasesPerKey);
   if (current !== null && !sameKind(current, key)) {
     throw new KmsError("ValidationException", `${key.arn} is not the same type or key usage as the alias's current key ${current.arn}.`);
   }

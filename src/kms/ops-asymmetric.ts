@@ -3,7 +3,7 @@ import { KmsError } from "./errors.js";
 import type { MacAlgorithm, SigningAlgorithm } from "./fleet.js";
 import {
   type Handler, type KmsParts, MAC_ALGORITHMS, SIGNING_ALGORITHMS, authorizeKey, checkUsable, encryptionAlgorithms, fleetLabel, resolveKey,
-  takeCryptoQuota,
+  stopIfDryRun, takeCryptoQuota,
 } from "./kms-context.js";
 import type { KeyRecord, KeyUsage, RequestContext } from "./types.js";
 
@@ -12,7 +12,6 @@ async function usableKey(parts: KmsParts, input: Record<string, unknown>, contex
   authorizeKey(parts, context, key, action, { grantTokens: input.GrantTokens as string[] | undefined });
   checkUsable(parts, key);
   if (key.keyUsage !== usage) throw new KmsError("InvalidKeyUsageException", `${key.arn} key usage is ${key.keyUsage} which is not valid for ${action.slice(4)}.`);
-  takeCryptoQuota(parts, context);
   return key;
 }
 
@@ -29,19 +28,32 @@ function macAlgorithm(key: KeyRecord, value: unknown): MacAlgorithm {
   return value as MacAlgorithm;
 }
 
-const messageType = (value: unknown): "RAW" | "DIGEST" => (value === "DIGEST" ? "DIGEST" : "RAW");
+function messageType(value: unknown): "RAW" | "DIGEST" {
+  if (value === undefined || value === "RAW" || value === "DIGEST") return value === "DIGEST" ? "DIGEST" : "RAW";
+  throw new KmsError("ValidationException", `MessageType ${String(value)} is not valid for ECC or RSA keys (RAW or DIGEST; EXTERNAL_MU is for ML-DSA keys).`);
+}
+
+/** The checks done: DryRun stops here, else the request counts against the account's quota. */
+function ready(parts: KmsParts, input: Record<string, unknown>, context: RequestContext): void {
+  stopIfDryRun(input);
+  takeCryptoQuota(parts, context);
+}
 
 const sign: Handler = async (parts, input, context) => {
   const key = await usableKey(parts, input, context, "kms:Sign", "SIGN_VERIFY");
   const algorithm = signingAlgorithm(key, input.SigningAlgorithm);
-  const signature = parts.fleet.sign(fleetLabel(key.keyId), algorithm, input.Message as Buffer, messageType(input.MessageType));
+  const type = messageType(input.MessageType);
+  ready(parts, input, context);
+  const signature = parts.fleet.sign(fleetLabel(key.keyId), algorithm, input.Message as Buffer, type);
   return { KeyId: key.arn, Signature: signature, SigningAlgorithm: algorithm };
 };
 
 const verify: Handler = async (parts, input, context) => {
   const key = await usableKey(parts, input, context, "kms:Verify", "SIGN_VERIFY");
   const algorithm = signingAlgorithm(key, input.SigningAlgorithm);
-  if (!parts.fleet.verify(fleetLabel(key.keyId), algorithm, input.Message as Buffer, messageType(input.MessageType), input.Signature as Buffer)) {
+  const type = messageType(input.MessageType);
+  ready(parts, input, context);
+  if (!parts.fleet.verify(fleetLabel(key.keyId), algorithm, input.Message as Buffer, type, input.Signature as Buffer)) {
     throw new KmsError("KMSInvalidSignatureException", "The signature is not valid for this message, key and signing algorithm.");
   }
   return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: algorithm };
@@ -64,12 +76,14 @@ const getPublicKey: Handler = async (parts, input, context) => {
 const generateMac: Handler = async (parts, input, context) => {
   const key = await usableKey(parts, input, context, "kms:GenerateMac", "GENERATE_VERIFY_MAC");
   const algorithm = macAlgorithm(key, input.MacAlgorithm);
+  ready(parts, input, context);
   return { Mac: parts.fleet.generateMac(fleetLabel(key.keyId), algorithm, input.Message as Buffer), MacAlgorithm: algorithm, KeyId: key.arn };
 };
 
 const verifyMac: Handler = async (parts, input, context) => {
   const key = await usableKey(parts, input, context, "kms:VerifyMac", "GENERATE_VERIFY_MAC");
   const algorithm = macAlgorithm(key, input.MacAlgorithm);
+  ready(parts, input, context);
   if (!parts.fleet.verifyMac(fleetLabel(key.keyId), algorithm, input.Message as Buffer, input.Mac as Buffer)) {
     throw new KmsError("KMSInvalidMacException", "The MAC is not valid for this message, key and MAC algorithm.");
   }

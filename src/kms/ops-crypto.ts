@@ -8,7 +8,7 @@ import { KmsError } from "./errors.js";
 import type { AsymmetricEncryptionAlgorithm } from "./fleet.js";
 import {
   type Handler, type Input, type KmsParts, authorizeKey, checkUsable, contextOf, encryptionAlgorithms, fleetLabel, keyById, resolveKey,
-  takeCryptoQuota, tokensOf,
+  stopIfDryRun, takeCryptoQuota, tokensOf,
 } from "./kms-context.js";
 import type { KeyRecord, RequestContext } from "./types.js";
 
@@ -74,6 +74,8 @@ const encrypt: Handler = async (parts, input, context) => {
   checkUsable(parts, key);
   checkEncryptDecrypt(key, "Encrypt");
   const algorithm = checkAlgorithm(key, input.EncryptionAlgorithm);
+  if (algorithm !== "SYMMETRIC_DEFAULT") refuseContextOnAsymmetric(key, input.EncryptionContext);
+  stopIfDryRun(input);
   takeCryptoQuota(parts, context);
   const plaintext = input.Plaintext as Buffer;
   let blob: Buffer;
@@ -102,6 +104,7 @@ async function decryptSource(parts: KmsParts, context: RequestContext, input: In
     checkEncryptDecrypt(key, "Decrypt");
     checkAlgorithm(key, algorithm);
     refuseContextOnAsymmetric(key, input[names.context]);
+    if (input.DestinationKeyId === undefined) stopIfDryRun(input); // ReEncrypt stops after checking its destination too
     takeCryptoQuota(parts, context);
     return { key, plaintext: parts.fleet.asymmetricDecrypt(fleetLabel(key.keyId), algorithm as AsymmetricEncryptionAlgorithm, data), algorithm };
   }
@@ -111,6 +114,7 @@ async function decryptSource(parts: KmsParts, context: RequestContext, input: In
   checkUsable(parts, key);
   checkEncryptDecrypt(key, "Decrypt");
   checkSymmetricOnly(key, "Decrypt");
+  if (input.DestinationKeyId === undefined) stopIfDryRun(input); // ReEncrypt stops after checking its destination too
   takeCryptoQuota(parts, context);
   return { key, plaintext: await openSymmetric(parts, key, blob, encryptionContext, context), algorithm };
 }
@@ -132,6 +136,7 @@ const reEncrypt: Handler = async (parts, input, context) => {
     checkUsable(parts, destination);
     checkEncryptDecrypt(destination, "ReEncrypt");
     const destinationAlgorithm = checkAlgorithm(destination, input.DestinationEncryptionAlgorithm);
+    stopIfDryRun(input);
     let blob: Buffer;
     if (destinationAlgorithm === "SYMMETRIC_DEFAULT") {
       blob = await sealSymmetric(parts, destination, plaintext, destinationContext, context);
@@ -156,6 +161,7 @@ async function generateDataKey(parts: KmsParts, input: Input, context: RequestCo
   checkUsable(parts, key);
   checkEncryptDecrypt(key, action.slice(4));
   checkSymmetricOnly(key, action.slice(4));
+  stopIfDryRun(input);
   takeCryptoQuota(parts, context);
   const length = hasBytes ? (input.NumberOfBytes as number) : DATA_KEY_BYTES[input.KeySpec as string];
   if (length === undefined) throw new KmsError("ValidationException", `1 validation error detected: Value '${String(input.KeySpec)}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]`);

@@ -3,7 +3,7 @@
 // encryption-context constraints; its token makes it usable at once.
 import { KmsError } from "./errors.js";
 import { checkGrantShape, makeGrantToken, mayRetire, readGrantToken } from "./grants.js";
-import { type Handler, type KmsParts, authorizeKey, checkNotPendingDeletion, page, resolveKey } from "./kms-context.js";
+import { type Handler, type KmsParts, QUOTAS, authorizeKey, checkNotPendingDeletion, limitExceeded, page, resolveKey, stopIfDryRun } from "./kms-context.js";
 import type { GrantConstraints, GrantRecord, RequestContext } from "./types.js";
 
 const PRINCIPAL = /^arn:aws:iam::\d{12}:(root|user\/[\w+=,.@/-]{1,512}|role\/[\w+=,.@/-]{1,512})$|^[a-z0-9.-]+\.amazonaws\.com$/;
@@ -55,8 +55,13 @@ const createGrant: Handler = async (parts, input, context) => {
     const same = parts.store.listGrants(key.keyId).find((g) => g.name === name && g.granteePrincipal === granteePrincipal &&
       g.retiringPrincipal === retiringPrincipal && JSON.stringify([...g.operations].sort()) === JSON.stringify([...operations].sort()) &&
       sameConstraints(g.constraints, constraints));
-    if (same) return { GrantToken: same.grantToken, GrantId: same.grantId };
+    if (same) {
+      stopIfDryRun(input);
+      return { GrantToken: same.grantToken, GrantId: same.grantId };
+    }
   }
+  if (parts.store.listGrants(key.keyId).length >= QUOTAS.grantsPerKey) throw limitExceeded(`${key.arn} has as many grants as a key may`, QUOTAS.grantsPerKey);
+  stopIfDryRun(input);
   const grantId = parts.randomBytes(32).toString("hex");
   const grant: GrantRecord = {
     grantId, keyId: key.keyId, keyArn: key.arn, accountId: key.accountId, name, granteePrincipal, retiringPrincipal, operations, constraints,
@@ -113,6 +118,7 @@ const retireGrant: Handler = async (parts, input, context) => {
   if (!mayRetire(grant, context.caller.arn, context.caller.accountId)) {
     throw new KmsError("AccessDeniedException", `User: ${context.caller.arn} is not authorized to retire grant ${grant.grantId}.`);
   }
+  stopIfDryRun(input);
   parts.store.deleteGrant(grant.grantId);
   return {};
 };
@@ -121,6 +127,7 @@ const revokeGrant: Handler = async (parts, input, context) => {
   const grant = await grantOfKey(parts, context, input.KeyId, input.GrantId);
   const key = parts.store.getKey(grant.keyId)!;
   authorizeKey(parts, context, key, "kms:RevokeGrant");
+  stopIfDryRun(input);
   parts.store.deleteGrant(grant.grantId);
   return {};
 };

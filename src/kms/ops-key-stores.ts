@@ -2,7 +2,7 @@
 // The connection work is custom-key-stores.ts's; this adds what needs the keys (a store with
 // keys cannot be deleted) and the trail's notes.
 import { KmsError } from "./errors.js";
-import type { Handler } from "./kms-context.js";
+import { type Handler, QUOTAS, limitExceeded, purgeIfDue } from "./kms-context.js";
 
 function storeId(input: Record<string, unknown>): string {
   return input.CustomKeyStoreId as string;
@@ -11,7 +11,13 @@ function storeId(input: Record<string, unknown>): string {
 const createCustomKeyStore: Handler = (parts, input, context) => {
   const type = input.CustomKeyStoreType ?? "AWS_CLOUDHSM";
   if (type !== "AWS_CLOUDHSM") throw new KmsError("UnsupportedOperationException", `CustomKeyStoreType ${String(type)} is not supported by this endpoint (AWS_CLOUDHSM).`);
-  const out = parts.customKeyStores.create(context.caller.accountId, input);
+  const accountId = context.caller.accountId;
+  const existing = parts.store.listCustomKeyStores(accountId);
+  // A repeat of an existing store's create is answered by the store itself (AWS's idempotence), not refused here.
+  if (existing.length >= QUOTAS.customKeyStoresPerAccount && !existing.some((s) => s.name === input.CustomKeyStoreName)) {
+    throw limitExceeded(`Account ${accountId} has as many custom key stores as an account may`, QUOTAS.customKeyStoresPerAccount);
+  }
+  const out = parts.customKeyStores.create(accountId, input);
   context.notes.additionalEventData.customKeyStoreId = out.CustomKeyStoreId;
   return out;
 };
@@ -36,10 +42,14 @@ const updateCustomKeyStore: Handler = (parts, input, context) => {
   return {};
 };
 
-const deleteCustomKeyStore: Handler = (parts, input, context) => {
+const deleteCustomKeyStore: Handler = async (parts, input, context) => {
   const id = storeId(input);
   context.notes.additionalEventData.customKeyStoreId = id;
-  const keyCount = parts.store.listKeys(context.caller.accountId).filter((k) => k.customKeyStoreId === id).length;
+  // Keys whose waiting period is over are deleted now (they no longer count), keys being created do count.
+  let keyCount = parts.creatingInStore.get(id) ?? 0;
+  for (const key of parts.store.listKeys(context.caller.accountId).filter((k) => k.customKeyStoreId === id)) {
+    if ((await purgeIfDue(parts, key)) !== null) keyCount++;
+  }
   parts.customKeyStores.delete(context.caller.accountId, id, keyCount);
   return {};
 };

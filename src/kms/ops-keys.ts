@@ -3,8 +3,8 @@
 // the key policy (GetKeyPolicy, PutKeyPolicy, ListKeyPolicies) and tags.
 import { KmsError } from "./errors.js";
 import {
-  type Handler, type Input, type KmsParts, authorizeKey, checkNotPendingDeletion, days, fleetLabel, keyArn, keyMetadata, keyState, newKeyId, page,
-  resolveKey, sweepDueDeletions,
+  type Handler, type Input, type KmsParts, QUOTAS, authorizeKey, checkNotPendingDeletion, days, fleetLabel, keyArn, keyMetadata, keyState, limitExceeded,
+  newKeyId, page, resolveKey, sweepDueDeletions,
 } from "./kms-context.js";
 import { defaultKeyPolicy, lockoutSafetyCheck, parsePolicy } from "./policy.js";
 import type { KeyRecord, KeySpec, KeyUsage, RequestContext, Tag } from "./types.js";
@@ -65,6 +65,7 @@ const createKey: Handler = async (parts, input, context) => {
   if (tags.length > MAX_TAGS) throw new KmsError("TagException", `A key can have at most ${MAX_TAGS} tags.`);
 
   const accountId = context.caller.accountId;
+  if (parts.store.listKeys(accountId).length >= QUOTAS.keysPerAccount) throw limitExceeded(`Account ${accountId} has as many KMS keys as an account may`, QUOTAS.keysPerAccount);
   const keyId = newKeyId(parts);
   const arn = keyArn(parts.region, accountId, keyId);
   const record: KeyRecord = {
@@ -82,7 +83,15 @@ const createKey: Handler = async (parts, input, context) => {
       throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${storeId} is not connected (its connection state is ${parts.customKeyStores.connectionState(storeId)}).`);
     }
     context.notes.additionalEventData.customKeyStoreId = storeId;
-    record.materialRef = await parts.customKeyStores.createBackingKey(storeId, arn, context.notes);
+    // A key on its way counts as the store's: DeleteCustomKeyStore refuses a store with one.
+    parts.creatingInStore.set(storeId, (parts.creatingInStore.get(storeId) ?? 0) + 1);
+    try {
+      record.materialRef = await parts.customKeyStores.createBackingKey(storeId, arn, context.notes);
+    } finally {
+      const left = (parts.creatingInStore.get(storeId) ?? 1) - 1;
+      if (left > 0) parts.creatingInStore.set(storeId, left);
+      else parts.creatingInStore.delete(storeId);
+    }
   } else {
     await parts.fleet.createKey(record.materialRef, keySpec, keyUsage);
   }
