@@ -1,0 +1,116 @@
+// Red team 2 of the KMS endpoint (issue 11): custom key stores over a simulated cluster, the data
+// folder, `hsmsim audit --kms`. Each test is an attack that succeeds today: it fails until fixed.
+import {
+  ConnectCustomKeyStoreCommand, CreateCustomKeyStoreCommand, DeleteCustomKeyStoreCommand, DescribeCustomKeyStoresCommand,
+  DisconnectCustomKeyStoreCommand, CreateKeyCommand, EncryptCommand,
+} from "@aws-sdk/client-kms";
+import { describe, expect, it } from "vitest";
+
+import { runKmsAudit } from "../../src/cli/kms-audit.js";
+import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
+import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
+import type { CustomKeyStoreRecord } from "../../src/kms/types.js";
+import { CO, activeWorld } from "../cluster/fixture.js";
+import { counterBytes, fakeFleet, fakeStore } from "../kms/cks-fakes.js";
+import { OWNER, STRANGER, failure, startKmsFixture } from "../kms/kms-fixture.js";
+
+const KMSUSER_PASSWORD = "kmsuser-pass-1";
+
+describe("red team 2: custom key stores", () => {
+  it("another account cannot attach a key store to the owner's cluster, squat it, or lock out its kmsuser", async () => {
+    const world = activeWorld({ seed: "kred2-squat" });
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", KMSUSER_PASSWORD);
+    const kms = await startKmsFixture({ clusters: simClusterDirectory(world) });
+    const owner = kms.client(OWNER);
+    const stranger = kms.client(STRANGER);
+    const clusterInput = { CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world) };
+
+    // The stranger names the owner's cluster (its id and its public trust anchor are all it needs).
+    const attempt = await stranger.send(new CreateCustomKeyStoreCommand({ CustomKeyStoreName: "not-mine", ...clusterInput, KeyStorePassword: "guess-000" }))
+      .then((r) => ({ ok: true as const, id: r.CustomKeyStoreId! }), (e: Error) => ({ ok: false as const, name: e.name }));
+    if (attempt.ok) {
+      // While it exists, the owner cannot create its own store over its own cluster.
+      const squatted = await owner.send(new CreateCustomKeyStoreCommand({ CustomKeyStoreName: "mine", ...clusterInput, KeyStorePassword: KMSUSER_PASSWORD }))
+        .then(() => "created", (e: Error) => e.name);
+      // Each connection with a guessed password is a failed kmsuser login on the HSMs: five lock it.
+      // (Counters are per HSM: the stranger keeps going until its store reports the lockout.)
+      let locked = 0;
+      for (let i = 0; i < 40 && locked < 3; i++) {
+        await stranger.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: attempt.id }));
+        await kms.endpoint.settled(attempt.id);
+        const code = (await stranger.send(new DescribeCustomKeyStoresCommand({ CustomKeyStoreId: attempt.id }))).CustomKeyStores![0].ConnectionErrorCode;
+        await stranger.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: attempt.id }));
+        locked = code === "USER_LOCKED_OUT" ? locked + 1 : 0;
+      }
+      await stranger.send(new DeleteCustomKeyStoreCommand({ CustomKeyStoreId: attempt.id }));
+      const mine = (await owner.send(new CreateCustomKeyStoreCommand({ CustomKeyStoreName: "mine", ...clusterInput, KeyStorePassword: KMSUSER_PASSWORD }))).CustomKeyStoreId!;
+      await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: mine }));
+      await kms.endpoint.settled(mine);
+      const state = (await owner.send(new DescribeCustomKeyStoresCommand({ CustomKeyStoreId: mine }))).CustomKeyStores![0];
+      // Reported together so the whole attack shows in one failure.
+      expect({ strangerCreated: true, ownerCreateWhileSquatted: squatted, ownerStore: [state.ConnectionState, state.ConnectionErrorCode] })
+        .toEqual({ strangerCreated: false, ownerCreateWhileSquatted: "created", ownerStore: ["CONNECTED", undefined] });
+    }
+    // AWS: a cluster of another account is not found for the caller.
+    expect(attempt).toEqual({ ok: false, name: "CloudHsmClusterNotFoundException" });
+  });
+});
+
+describe("red team 2: kmsuser's password rotation", () => {
+  it("a crash between the cluster's password change and the store's write does not lose kmsuser's password (write-ahead)", async () => {
+    const world = activeWorld({ seed: "kred2-rotation" });
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", KMSUSER_PASSWORD);
+    const rows = fakeStore();
+    const fleet = fakeFleet();
+    const directory = simClusterDirectory(world);
+    // The first process: it dies (kill -9) at the moment it would record CONNECTED, after the
+    // cluster changed kmsuser's password; nothing it writes after that lands.
+    let dead = false;
+    const dying = Object.create(rows) as typeof rows;
+    dying.putCustomKeyStore = (r: CustomKeyStoreRecord) => {
+      if (dead) throw new Error("the process is gone");
+      if (r.connectionState === "CONNECTED") {
+        dead = true;
+        throw new Error("kill -9");
+      }
+      rows.putCustomKeyStore(r);
+    };
+    const first = new CustomKeyStores({ store: dying, fleet, directory, nowMs: () => 0, randomBytes: counterBytes() });
+    const input = { CustomKeyStoreName: "S", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: KMSUSER_PASSWORD };
+    const { CustomKeyStoreId: id } = first.create(OWNER.accountId, input);
+    first.connect(OWNER.accountId, id);
+    await first.settled(id);
+    expect(dead).toBe(true);
+
+    // The next start resumes the store from what was durable.
+    const second = new CustomKeyStores({ store: rows, fleet, directory, nowMs: () => 0, randomBytes: counterBytes() });
+    second.resume();
+    await second.settled(id);
+    const row = rows.rows.get(id)!;
+    expect([row.connectionState, row.connectionErrorCode]).toEqual(["CONNECTED", null]);
+    await second.close();
+  });
+});
+
+describe("red team 2: hsmsim audit --kms", () => {
+  // U+009B is the one-byte CSI (C1): terminals that honour C1 controls start an escape sequence
+  // with it; U+202E reverses the rest of the line. printable() removes C0 and C1 from table
+  // cells, so the authors count them as dangerous; what a caller chooses must reach no output raw.
+  const HOSTILE = /[\u0080-\u009f\u202a-\u202e\u2066-\u2069\u2028\u2029]/;
+
+  it("a caller's encryption context and key id reach no output with C1 controls or bidi overrides (table and --request)", async () => {
+    const kms = await startKmsFixture();
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!;
+    const sent = await owner.send(new EncryptCommand({ KeyId: key.KeyId!, Plaintext: Buffer.from("x"), EncryptionContext: { note: "\u009b2J\u009b31mALL CLEAR\u202e" } }));
+    await owner.send(new EncryptCommand({ KeyId: `${key.KeyId!}\u202e`, Plaintext: Buffer.from("x") })).catch(() => undefined);
+    await kms.endpoint.close();
+    const out: string[] = [];
+    runKmsAudit(kms.dataDir, { json: false }, (t) => out.push(t));
+    const table = out.join("");
+    out.length = 0;
+    runKmsAudit(kms.dataDir, { json: false, request: sent.$metadata.requestId! }, (t) => out.push(t));
+    const request = out.join("");
+    expect({ table: HOSTILE.test(table), request: HOSTILE.test(request) }).toEqual({ table: false, request: false });
+  });
+});
