@@ -2,11 +2,15 @@
 // folder, `hsmsim audit --kms`. Each test is an attack that succeeds today: it fails until fixed.
 import {
   ConnectCustomKeyStoreCommand, CreateCustomKeyStoreCommand, DeleteCustomKeyStoreCommand, DescribeCustomKeyStoresCommand,
-  DisconnectCustomKeyStoreCommand, CreateKeyCommand, EncryptCommand,
+  DisconnectCustomKeyStoreCommand, CreateKeyCommand, EncryptCommand, ScheduleKeyDeletionCommand,
 } from "@aws-sdk/client-kms";
+import { spawn, spawnSync } from "node:child_process";
+import { readFileSync, rmSync, statSync, truncateSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { runKmsAudit } from "../../src/cli/kms-audit.js";
+import { TRAIL_DIGESTS_FILE, TRAIL_FILE, verifyTrail } from "../../src/kms/trail.js";
 import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
 import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
 import type { CustomKeyStoreRecord } from "../../src/kms/types.js";
@@ -114,3 +118,98 @@ describe("red team 2: hsmsim audit --kms", () => {
     expect({ table: HOSTILE.test(table), request: HOSTILE.test(request) }).toEqual({ table: false, request: false });
   });
 });
+
+describe("red team 2: the trail in the data folder", () => {
+  it("dropping the newest records together with the digests that sign them is detected (by verifyTrail or at the next start)", async () => {
+    const kms = await startKmsFixture();
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!;
+    await kms.restart(); // the close signs a digest of everything so far
+    const kmsDir = join(kms.dataDir, "kms");
+    const size = (f: string) => statSync(join(kmsDir, f)).size;
+    const before = { trail: size(TRAIL_FILE), digests: size(TRAIL_DIGESTS_FILE) };
+    const later = kms.client(OWNER);
+    await later.send(new ScheduleKeyDeletionCommand({ KeyId: key.KeyId!, PendingWindowInDays: 7 }));
+    await kms.endpoint.close();
+    expect(readFileSync(join(kmsDir, TRAIL_FILE), "utf8")).toContain("ScheduleKeyDeletion");
+
+    // The editor cuts both files back to where they were: the ScheduleKeyDeletion record and its digest are gone.
+    truncateSync(join(kmsDir, TRAIL_FILE), before.trail);
+    truncateSync(join(kmsDir, TRAIL_DIGESTS_FILE), before.digests);
+    const v = verifyTrail(kmsDir);
+    let restartRefused = false;
+    await kms.restart().catch(() => void (restartRefused = true));
+    expect({ verified: v.ok && v.unsignedTail === 0 && v.unvouched.length === 0, restartRefused }).not.toEqual({ verified: true, restartRefused: false });
+  });
+});
+
+/**
+ * Runs `code` (an ES module body; `dir` is bound) in a child node with tsx and reports how it ends:
+ * "exited N", or "blocked in W" once its main thread sleeps in a FIFO's open or read (W is the
+ * kernel's wchan) — then the child is killed. No time limit: the kernel says where it waits.
+ */
+async function outcomeOf(code: string, dir: string): Promise<string> {
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", `const dir = ${JSON.stringify(dir)};\n${code}`],
+    { cwd: process.cwd(), stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => void (stderr += d.toString()));
+  const exited = new Promise<number>((resolve) => child.once("exit", (c) => resolve(c ?? -1)));
+  for (;;) {
+    const done = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 25))]);
+    if (done !== null) return `exited ${done}${done === 0 ? "" : ` (${stderr.trim().split("\n").pop()})`}`;
+    let wchan = "";
+    try { wchan = readFileSync(`/proc/${child.pid}/wchan`, "utf8"); } catch { /* gone */ }
+    if (/partner|fifo|pipe/.test(wchan)) {
+      child.kill("SIGKILL");
+      await exited;
+      return `blocked in ${wchan}`;
+    }
+  }
+}
+
+describe("red team 2: FIFOs planted in the data folder", () => {
+  const SRC = join(process.cwd(), "src");
+
+  it("credentials.json as a FIFO: reading it (hsmsim up --kms, status) fails with KMS's error, never blocks", async () => {
+    const kms = await startKmsFixture();
+    const dir = join(kms.dataDir, "kms");
+    rmSync(join(dir, "credentials.json"), { force: true });
+    spawnSyncMkfifo(join(dir, "credentials.json"));
+    const outcome = await outcomeOf(`const { readCredentials } = await import(${JSON.stringify(join(SRC, "kms/credentials-file.ts"))});
+      try { readCredentials(dir + "/credentials.json"); } catch (e) { process.exit(e.name === "KmsError" || e.code === "ValidationException" ? 3 : 4); }`, dir);
+    expect(outcome).toMatch(/^exited 3/);
+  }, 60_000);
+
+  it("trail-digests.jsonl as a FIFO: the KMS refuses to start, never blocks", async () => {
+    const kms = await startKmsFixture();
+    await kms.endpoint.close();
+    const dir = join(kms.dataDir, "kms");
+    rmSync(join(dir, TRAIL_DIGESTS_FILE));
+    spawnSyncMkfifo(join(dir, TRAIL_DIGESTS_FILE));
+    const outcome = await outcomeOf(`const { startKms } = await import(${JSON.stringify(join(SRC, "kms/endpoint.ts"))});
+      try { const e = await startKms({ dataDir: dir, credentials: ${JSON.stringify([OWNER])} }); await e.close(); process.exit(0); } catch (e) { process.exit(3); }`, dir);
+    expect(outcome).toMatch(/^exited 3/);
+  }, 60_000);
+
+  it("trail.jsonl as a FIFO: the KMS refuses it (records would vanish, and the 65th KiB would block every request) and audit --kms does not block", async () => {
+    const kms = await startKmsFixture();
+    await kms.endpoint.close();
+    const dir = join(kms.dataDir, "kms");
+    rmSync(join(dir, TRAIL_FILE));
+    spawnSyncMkfifo(join(dir, TRAIL_FILE));
+    const audit = await outcomeOf(`const { verifyTrail } = await import(${JSON.stringify(join(SRC, "kms/trail.ts"))});
+      try { verifyTrail(dir); process.exit(0); } catch (e) { process.exit(3); }`, dir);
+    let refused = false;
+    try {
+      await kms.restart();
+    } catch {
+      refused = true;
+    }
+    expect({ audit: audit.startsWith("exited"), startRefused: refused }).toEqual({ audit: true, startRefused: true });
+  }, 60_000);
+});
+
+function spawnSyncMkfifo(path: string): void {
+  const r = spawnSync("mkfifo", ["-m", "600", path]);
+  if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr}`);
+}
