@@ -96,6 +96,40 @@ describe("red team 2: kmsuser's password rotation", () => {
   });
 });
 
+describe("red team 2: kmsuser's password rotation under an HSM outage", () => {
+  it("the HSMs unreachable for a moment while ConnectCustomKeyStore rotates the password: once they are back, the store connects again", async () => {
+    // The outage starts at each of these virtual instants (µs) after the connection attempt
+    // begins; some fall after the cluster took the new password and before KMS stored it.
+    const outcomes: string[] = [];
+    for (let atUs = 6_000; atUs <= 16_000; atUs += 1_000) {
+      const world = activeWorld({ seed: "kred2-fault" });
+      world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", KMSUSER_PASSWORD);
+      const rows = fakeStore();
+      const stores = new CustomKeyStores({ store: rows, fleet: fakeFleet(), directory: simClusterDirectory(world), nowMs: () => 0, randomBytes: counterBytes() });
+      const { CustomKeyStoreId: id } = stores.create(OWNER.accountId, {
+        CustomKeyStoreName: "S", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: KMSUSER_PASSWORD,
+      });
+      stores.connect(OWNER.accountId, id);
+      const addresses = world.cluster.addresses();
+      world.clock.schedule(atUs, () => addresses.forEach((a) => world.network.setDown(a, true)));
+      await stores.settled(id);
+      addresses.forEach((a) => world.network.setDown(a, false));
+      world.run(5_000_000);
+      if (stores.connectionState(id) !== "CONNECTED") {
+        // What an operator does once the cluster answers again: disconnect, connect.
+        await stores.disconnect(OWNER.accountId, id);
+        stores.connect(OWNER.accountId, id);
+        await stores.settled(id);
+      }
+      const row = rows.rows.get(id)!;
+      outcomes.push(`${atUs}: ${row.connectionState}${row.connectionErrorCode ? ` ${row.connectionErrorCode}` : ""}`);
+      await stores.close();
+      world.dispose();
+    }
+    expect(outcomes.filter((o) => !o.endsWith("CONNECTED"))).toEqual([]);
+  });
+});
+
 describe("red team 2: hsmsim audit --kms", () => {
   // U+009B is the one-byte CSI (C1): terminals that honour C1 controls start an escape sequence
   // with it; U+202E reverses the rest of the line. printable() removes C0 and C1 from table
