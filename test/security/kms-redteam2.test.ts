@@ -5,7 +5,7 @@ import {
   DisconnectCustomKeyStoreCommand, CreateKeyCommand, EncryptCommand, ScheduleKeyDeletionCommand,
 } from "@aws-sdk/client-kms";
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync, statSync, truncateSync } from "node:fs";
+import { readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
@@ -150,6 +150,25 @@ describe("red team 2: hsmsim audit --kms", () => {
     runKmsAudit(kms.dataDir, { json: false, request: sent.$metadata.requestId! }, (t) => out.push(t));
     const request = out.join("");
     expect({ table: HOSTILE.test(table), request: HOSTILE.test(request) }).toEqual({ table: false, request: false });
+  });
+});
+
+describe("red team 2: hsmsim audit --kms reading an edited trail", () => {
+  it("the verdict an editor breaks cannot be painted over: no C1 control from the file reaches the verdict lines", async () => {
+    const kms = await startKmsFixture();
+    await kms.client(OWNER).send(new CreateKeyCommand({}));
+    await kms.endpoint.close();
+    const path = join(kms.dataDir, "kms", TRAIL_FILE);
+    const lines = readFileSync(path, "utf8").split("\n").filter((l) => l.length > 0);
+    const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+    // CSI 1A (cursor up), CSI 2K (erase line): on a terminal that honours C1, the "TRAIL CHAIN BROKEN" line is overwritten.
+    first.hsmsimSeq = "\u009b2K\u009b1G   trail chain verified";
+    lines[0] = JSON.stringify(first);
+    writeFileSync(path, `${lines.join("\n")}\n`);
+    const out: string[] = [];
+    const code = runKmsAudit(kms.dataDir, { json: false }, (t) => out.push(t));
+    expect(code).toBe(1);
+    expect(out.join("")).not.toMatch(/[\u0080-\u009f]/);
   });
 });
 
