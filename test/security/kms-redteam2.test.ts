@@ -6,10 +6,12 @@ import {
 } from "@aws-sdk/client-kms";
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { createConnection, createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { runKmsAudit } from "../../src/cli/kms-audit.js";
+import { alive, cli, placement, status } from "../processes/helpers.js";
 import { TRAIL_DIGESTS_FILE, TRAIL_FILE, verifyTrail } from "../../src/kms/trail.js";
 import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
 import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
@@ -266,3 +268,43 @@ function spawnSyncMkfifo(path: string): void {
   const r = spawnSync("mkfifo", ["-m", "600", path]);
   if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr}`);
 }
+
+describe("red team 2: hsmsim up --kms, the supervised KMS process", () => {
+  it("while the supervisor restarts a killed KMS process, no other local process can take its port (and answer the SDKs in its place)", async () => {
+    const where = placement();
+    const kmsPort = 20_000 + Math.floor(Math.random() * 40_000);
+    const standIn = process.env.HSMSIM_KMS_STAND_IN;
+    process.env.HSMSIM_KMS_STAND_IN = "1"; // the process plumbing is what is attacked: the stand-in binds the port as the KMS does
+    let impostor: Server | null = null;
+    try {
+      const up = await cli("up", "--kms", "--kms-port", String(kmsPort), "--data", where.dir, "--hsms", "2", "--base-address", where.baseAddress,
+        "--port", String(where.port), "--password-cost", "4", "--restart-delay-ms", "200");
+      expect(up.code, up.stderr).toBe(0);
+      const pid = ((await status(where.dir)) as unknown as { kms: { pid: number } }).kms.pid;
+      process.kill(pid, "SIGKILL");
+      while (alive(pid)) await new Promise((r) => setTimeout(r, 5));
+      // Any local user's process: listen on the port as soon as it is free; stop once another listener holds it.
+      for (;;) {
+        const server = createServer((socket) => socket.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        const got = await new Promise<boolean>((resolve) => {
+          server.once("error", () => resolve(false));
+          server.listen(kmsPort, "127.0.0.1", () => resolve(true));
+        });
+        if (got) { impostor = server; break; }
+        const heldByOther = await new Promise<boolean>((resolve) => {
+          const c = createConnection({ port: kmsPort, host: "127.0.0.1" });
+          c.once("connect", () => { c.destroy(); resolve(true); });
+          c.once("error", () => resolve(false));
+        });
+        if (heldByOther) break;
+      }
+      expect(impostor === null ? "the supervisor kept the port" : "an impostor listens on the KMS endpoint's port").toBe("the supervisor kept the port");
+    } finally {
+      impostor?.close();
+      await cli("down", "--data", where.dir);
+      if (standIn === undefined) delete process.env.HSMSIM_KMS_STAND_IN;
+      else process.env.HSMSIM_KMS_STAND_IN = standIn;
+      rmSync(join(where.dir, ".."), { recursive: true, force: true });
+    }
+  }, 120_000);
+});
