@@ -2,10 +2,10 @@
 // folder, `hsmsim audit --kms`. Each test is an attack that succeeds today: it fails until fixed.
 import {
   ConnectCustomKeyStoreCommand, CreateCustomKeyStoreCommand, DeleteCustomKeyStoreCommand, DescribeCustomKeyStoresCommand,
-  DisconnectCustomKeyStoreCommand, CreateKeyCommand, EncryptCommand, ScheduleKeyDeletionCommand,
+  DisconnectCustomKeyStoreCommand, CreateKeyCommand, EncryptCommand, ScheduleKeyDeletionCommand, CreateGrantCommand, RevokeGrantCommand,
 } from "@aws-sdk/client-kms";
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -18,7 +18,7 @@ import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
 import type { CustomKeyStoreRecord } from "../../src/kms/types.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
 import { counterBytes, fakeFleet, fakeStore } from "../kms/cks-fakes.js";
-import { OWNER, STRANGER, failure, startKmsFixture } from "../kms/kms-fixture.js";
+import { OWNER, SAAS, STRANGER, failure, startKmsFixture } from "../kms/kms-fixture.js";
 
 const KMSUSER_PASSWORD = "kmsuser-pass-1";
 
@@ -221,6 +221,35 @@ async function outcomeOf(code: string, dir: string): Promise<string> {
     }
   }
 }
+
+describe("red team 2: kms.db rolled back", () => {
+  it("a revoked grant does not come back when kms.db is put back from an older copy (the endpoint anchors the store's head)", async () => {
+    const kms = await startKmsFixture();
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!;
+    const { GrantId } = await owner.send(new CreateGrantCommand({ KeyId: key.KeyId!, GranteePrincipal: SAAS.arn, Operations: ["Encrypt"] }));
+    await kms.endpoint.close();
+    const kmsDir = join(kms.dataDir, "kms");
+    const copies = readdirSync(kmsDir).filter((f) => f.startsWith("kms.db"));
+    for (const f of copies) copyFileSync(join(kmsDir, f), join(kms.dataDir, `old-${f}`));
+    await kms.restart();
+    await kms.client(OWNER).send(new RevokeGrantCommand({ KeyId: key.KeyId!, GrantId: GrantId! }));
+    expect((await failure(kms.client(SAAS).send(new EncryptCommand({ KeyId: key.Arn!, Plaintext: Buffer.from("x") })))).name).toBe("AccessDeniedException");
+    await kms.endpoint.close();
+
+    // The editor puts the old kms.db back (nothing else changes).
+    for (const f of readdirSync(kmsDir).filter((f) => f.startsWith("kms.db"))) rmSync(join(kmsDir, f));
+    for (const f of copies) copyFileSync(join(kms.dataDir, `old-${f}`), join(kmsDir, f));
+    let outcome: string;
+    try {
+      await kms.restart();
+      outcome = await kms.client(SAAS).send(new EncryptCommand({ KeyId: key.Arn!, Plaintext: Buffer.from("x") })).then(() => "the revoked grant works again", (e: Error) => e.name);
+    } catch {
+      outcome = "refused at start";
+    }
+    expect(outcome).not.toBe("the revoked grant works again");
+  });
+});
 
 describe("red team 2: FIFOs planted in the data folder", () => {
   const SRC = join(process.cwd(), "src");
