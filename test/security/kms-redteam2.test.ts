@@ -5,7 +5,7 @@ import {
   DisconnectCustomKeyStoreCommand, CreateKeyCommand, EncryptCommand, ScheduleKeyDeletionCommand, CreateGrantCommand, RevokeGrantCommand,
 } from "@aws-sdk/client-kms";
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
