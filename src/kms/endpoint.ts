@@ -13,7 +13,7 @@ import { CredentialSet } from "./identity.js";
 import { type KmsParts, uuidFrom } from "./kms-context.js";
 import { startKmsServer } from "./server.js";
 import { handleOperation } from "./service.js";
-import { KmsStore } from "./store.js";
+import { KmsStore, KmsStoreError } from "./store.js";
 import { RateLimiter } from "./throttle.js";
 import { KmsTrail } from "./trail.js";
 import type { KmsCredential } from "./types.js";
@@ -78,6 +78,37 @@ function ensureDataDir(dir: string): void {
   if ((stat.mode & 0o022) !== 0) throw new KmsError("KMSInternalException", `${dir} may be written by others (mode ${(stat.mode & 0o777).toString(8)}): refused`);
 }
 
+interface Anchor {
+  storeChangeCount: number;
+  trailSeq: number;
+}
+
+function anchorBytes(anchor: Anchor): Buffer {
+  return Buffer.from(JSON.stringify(anchor));
+}
+
+/**
+ * What the fleet's token remembers of the store and the trail (their length at the last
+ * digest); a store older than that was put back from a copy. Both files rolled back together
+ * with the fleet's token folder (the whole data folder) is not detected.
+ */
+function checkAnchor(fleet: Fleet, store: KmsStore): Anchor {
+  const raw = fleet.readAnchor();
+  if (raw === null) return { storeChangeCount: 0, trailSeq: 0 };
+  let anchor: Anchor;
+  try {
+    anchor = JSON.parse(raw.toString("utf8")) as Anchor;
+  } catch {
+    throw new KmsStoreError("STORE_TAMPERED", "the fleet's anchor is not KMS's");
+  }
+  if (!Number.isSafeInteger(anchor.storeChangeCount) || !Number.isSafeInteger(anchor.trailSeq)) throw new KmsStoreError("STORE_TAMPERED", "the fleet's anchor is not KMS's");
+  const changeCount = store.head().changeCount;
+  if (changeCount < anchor.storeChangeCount) {
+    throw new KmsStoreError("STORE_TAMPERED", `kms.db is at change ${changeCount}, but KMS last knew it at change ${anchor.storeChangeCount}: an older copy was put back`);
+  }
+  return anchor;
+}
+
 /** Starts the endpoint; close() stops it and releases the data folder. */
 export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
   if (options === null || typeof options !== "object") throw new TypeError("options must be { dataDir, credentials, … }");
@@ -107,8 +138,16 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
   try {
     const store = KmsStore.open({ path: dir === null ? null : join(dir, "kms.db"), mac: (data) => fleet.recordMac(data) });
     opened.push(store);
-    const trail = KmsTrail.open({ path: dir === null ? null : join(dir, "trail.jsonl"), fleet, region, nowMs, newEventId: () => uuidFrom(randomBytes) });
+    const anchor = dir === null ? null : checkAnchor(fleet, store);
+    const trail = KmsTrail.open({
+      path: dir === null ? null : join(dir, "trail.jsonl"), fleet, region, nowMs, newEventId: () => uuidFrom(randomBytes),
+      // Each digest moves the anchor: the store's change count and the trail's length, kept in the fleet's token.
+      onDigest: anchor === null ? undefined : (lastSeq) => fleet.writeAnchor(anchorBytes({ storeChangeCount: store.head().changeCount, trailSeq: lastSeq })),
+    });
     opened.push(trail);
+    if (anchor !== null && trail.lastSeq < anchor.trailSeq) {
+      throw new KmsStoreError("STORE_TAMPERED", `the trail ends at record ${trail.lastSeq}, but KMS signed it up to record ${anchor.trailSeq}: records were removed`);
+    }
     const customKeyStores = new CustomKeyStores({ store, fleet, directory: options.clusters ?? NO_CLUSTERS, nowMs, randomBytes, requestsPerSecond: storeRate });
     opened.push(customKeyStores);
     const limiters = new Map<string, RateLimiter>();

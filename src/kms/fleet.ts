@@ -51,6 +51,9 @@ export const MAX_FLEET_INPUT_BYTES = 1 << 20;
 const RECORD_LABEL = `${RESERVED_LABEL_PREFIX}record-hmac`;
 const SEALING_LABEL = `${RESERVED_LABEL_PREFIX}sealing-aes`;
 const TRAIL_LABEL = `${RESERVED_LABEL_PREFIX}trail-ecdsa`;
+/** A token data object: what KMS last knew of its store and trail (see readAnchor). */
+const ANCHOR_LABEL = `${RESERVED_LABEL_PREFIX}anchor`;
+const MAX_ANCHOR_BYTES = 4096;
 const SEAL_VERSION = 1;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -598,6 +601,39 @@ export class Fleet {
       return p.C_Sign(s, data, Buffer.alloc(64));
     });
     return rawToDer(raw);
+  }
+
+  /**
+   * The anchor: a few bytes KMS keeps in the fleet's token, apart from its store and its trail
+   * (a private token data object, sealed in the token folder by the chip like its keys), so an
+   * older copy of kms.db or a cut trail does not match it. null before the first write.
+   */
+  readAnchor(): Buffer | null {
+    const handle = this.#anchorHandle();
+    if (handle === null) return null;
+    return this.#run("read the anchor", (p, s) => p.getAttributeValues(s, handle, [{ type: C.CKA_VALUE }]).attributes[0].value ?? null);
+  }
+
+  writeAnchor(value: Buffer): void {
+    if (!Buffer.isBuffer(value) || value.length === 0 || value.length > MAX_ANCHOR_BYTES) throw fail("KMSInternalException", `an anchor is 1–${MAX_ANCHOR_BYTES} bytes`);
+    const handle = this.#anchorHandle();
+    this.#run("write the anchor", (p, s) => {
+      if (handle !== null) p.C_SetAttributeValue(s, handle, [{ type: C.CKA_VALUE, value }]);
+      else p.C_CreateObject(s, [{ type: C.CKA_CLASS, value: C.CKO_DATA }, { type: C.CKA_TOKEN, value: true }, { type: C.CKA_PRIVATE, value: true },
+        { type: C.CKA_LABEL, value: ANCHOR_LABEL }, { type: C.CKA_VALUE, value }]);
+    });
+  }
+
+  #anchorHandle(): Handle | null {
+    this.#open();
+    return this.#run("find the anchor", (p, s) => {
+      p.C_FindObjectsInit(s, [{ type: C.CKA_CLASS, value: C.CKO_DATA }, { type: C.CKA_LABEL, value: ANCHOR_LABEL }]);
+      try {
+        return p.C_FindObjects(s, 1)[0] ?? null;
+      } finally {
+        p.C_FindObjectsFinal(s);
+      }
+    });
   }
 
   /** The trail signing key's public key, PEM (SPKI). */

@@ -35,6 +35,8 @@ export interface TrailOptions {
   digestIntervalMs?: number;
   /** Without a file: the newest records kept (default 50,000; a long benchmark must not fill the heap). The chain goes on regardless. */
   memoryRecordsMax?: number;
+  /** Told of each digest once written (the endpoint anchors the trail's length outside its files). */
+  onDigest?: (lastSeq: number) => void;
 }
 
 /** One record, CloudTrail's field names (eventVersion, userIdentity, eventTime, eventSource, eventName, …). */
@@ -253,6 +255,12 @@ export class KmsTrail {
     const signature = this.#options.fleet.signTrail(digestPayload(lastSeq, lastHash, time, unvouchedFrom)).toString("base64");
     writeSync(this.#digestsFd!, `${JSON.stringify({ lastSeq, lastHash, time, ...(unvouchedFrom === undefined ? {} : { unvouchedFrom }), signature })}\n`);
     this.#digestedSeq = lastSeq;
+    this.#options.onDigest?.(lastSeq);
+  }
+
+  /** How many records the trail holds (its last sequence number). */
+  get lastSeq(): number {
+    return this.#seq;
   }
 
   #every(intervalMs: number, fn: () => void): void {

@@ -339,6 +339,20 @@ describe("a file: fleet", () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+  it("keeps its anchor (a data object, apart from its keys) across close and open, and a rewrite replaces it", async () => {
+    const target = `file:${join(dir, "anchored")}?pinHashIterations=16`;
+    const first = await Fleet.open({ target });
+    expect(first.readAnchor()).toBeNull();
+    first.writeAnchor(Buffer.from("one"));
+    first.writeAnchor(Buffer.from("two"));
+    expect(first.readAnchor()).toEqual(Buffer.from("two"));
+    expect(() => first.writeAnchor(Buffer.alloc(0))).toThrow(KmsError);
+    first.close();
+    const again = await Fleet.open({ target });
+    expect(again.readAnchor()).toEqual(Buffer.from("two"));
+    again.close();
+  });
+
   it("keeps its keys, its own keys and its PIN file across close and open; a second open is refused while it is open", async () => {
     const target = `file:${join(dir, "fleet")}?pinHashIterations=16`;
     const first = await Fleet.open({ target });
