@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { AuditEntry } from "../hsm/audit.js";
 import { verifyFolder } from "../hsm/verify-folder.js";
 import { TRAIL_FILE, readTrail, verifyTrail, type TrailVerdict } from "../kms/trail.js";
-import { escapeControls, escapeControlsButNewlines } from "../kms/printable.js";
+import { escapeControls, escapeControlsButNewlines, maskControls } from "../kms/printable.js";
 import { ClusterFolder } from "../net/cluster-folder.js";
 import { formatTime } from "./audit.js";
 import { UsageError } from "./command.js";
@@ -89,7 +89,7 @@ export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, writeR
 
 /** A cell as it may reach a terminal: a caller chose some of these strings (a key id, an alias), so no control characters, no newline. */
 function printable(text: string): string {
-  return escapeControls(text.length > 200 ? `${text.slice(0, 200)}…` : text);
+  return maskControls(text.length > 200 ? `${text.slice(0, 200)}…` : text);
 }
 
 function describeVerdict(v: TrailVerdict, unreadable: number): string {

@@ -16,6 +16,11 @@ export function escapeControls(text: string): string {
   return text.replace(CONTROLS, escape);
 }
 
+/** `text` with every such character as "?" (a table cell: short, and its columns stay aligned). */
+export function maskControls(text: string): string {
+  return text.replace(CONTROLS, "?");
+}
+
 /** As escapeControls, but newlines stay (for whole lines of output: tables, indented JSON). */
 export function escapeControlsButNewlines(text: string): string {
   return text.replace(CONTROLS_BUT_NEWLINE, escape);
