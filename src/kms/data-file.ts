@@ -29,7 +29,7 @@ export function openDataFile(path: string, flags: number, options: OpenDataFileO
     const errno = (e as NodeJS.ErrnoException).code;
     if (errno === "ENOENT" && options.ifExists) return null;
     // ELOOP: a symlink planted in its place; ENXIO: a FIFO opened for writing with no reader; EISDIR.
-    throw new KmsError(options.code, `${path} cannot be opened (${errno ?? String(e)}); it must be a regular file, not a symlink`);
+    throw new KmsError(options.code, `${path} cannot be opened (${errno ?? String(e)}): it must be a regular file${errno === "ELOOP" ? ", not a symlink" : ""}`);
   }
   try {
     const stat = fstatSync(fd);
