@@ -6,6 +6,8 @@ import { readFileSync } from "node:fs";
 import type { AuditEntry } from "../hsm/audit.js";
 import { HsmError } from "../hsm/errors.js";
 import { verifyFolder } from "../hsm/verify-folder.js";
+import { KmsError } from "../kms/errors.js";
+import { escapeControls } from "../kms/printable.js";
 import { UsageError, defineCommand, shared, wholeNumber } from "./command.js";
 import { textOutput } from "./format.js";
 import { runKmsAudit } from "./kms-audit.js";
@@ -79,8 +81,17 @@ audit entries it caused (actor kmsuser, within the request's time, on the keys t
           throw new UsageError(`--trail-key: cannot read ${values["trail-key"]} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
         }
       }
-      return runKmsAudit(positionals[0], { json: values.json ?? false, request: values.request, key: values.key, principal: values.principal,
-        operation: values.op, tail: values.tail, trailKeyPem }, (t) => void io.stdout.write(t));
+      try {
+        return runKmsAudit(positionals[0], { json: values.json ?? false, request: values.request, key: values.key, principal: values.principal,
+          operation: values.op, tail: values.tail, trailKeyPem }, (t) => void io.stdout.write(t));
+      } catch (e) {
+        // A trail file that is not a regular file (a planted FIFO, a symlink): refused, said plainly.
+        if (e instanceof KmsError) {
+          io.stderr.write(`hsmsim audit --kms: ${escapeControls(e.message)}\n`);
+          return 2;
+        }
+        throw e;
+      }
     }
     try {
       return runAudit(positionals[0], { json: values.json ?? false, operation: values.op, user: values.user, fromSeq: values.from, tail: values.tail },

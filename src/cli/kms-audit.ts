@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { AuditEntry } from "../hsm/audit.js";
 import { verifyFolder } from "../hsm/verify-folder.js";
 import { TRAIL_FILE, readTrail, verifyTrail, type TrailVerdict } from "../kms/trail.js";
+import { escapeControls, escapeControlsButNewlines, maskControls } from "../kms/printable.js";
 import { ClusterFolder } from "../net/cluster-folder.js";
 import { formatTime } from "./audit.js";
 import { UsageError } from "./command.js";
@@ -40,8 +41,15 @@ export interface HsmEntriesOfRequest {
   entries: AuditEntry[];
 }
 
-/** Returns the exit code: 0, or 1 when the trail (or an HSM's chain shown) does not verify. */
-export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write: (text: string) => unknown): number {
+/**
+ * Returns the exit code: 0, or 1 when the trail (or an HSM's chain shown) does not verify. A file of
+ * the trail that is not a regular file (a planted FIFO, a symlink) throws KmsError before any read.
+ */
+export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, writeRaw: (text: string) => unknown): number {
+  // Callers chose some of what is printed (key ids, encryption contexts) and an editor of the folder
+  // the rest: every control, bidi override and format character of every line goes out as \uXXXX
+  // (JSON stays JSON: JSON.stringify writes none of them outside a string).
+  const write = (text: string) => writeRaw(escapeControlsButNewlines(text));
   const kmsDir = join(clusterDir, "kms");
   if (!existsSync(join(kmsDir, TRAIL_FILE))) throw new UsageError(`no KMS trail in ${kmsDir} (start the cluster with hsmsim up --kms, and make a request)`);
   const verdict = verifyTrail(kmsDir, options.trailKeyPem === undefined ? {} : { publicKeyPem: options.trailKeyPem });
@@ -49,7 +57,7 @@ export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write:
   const unreadable = all.filter((r) => r.record === null).length;
   let records = all.flatMap((r) => (r.record === null ? [] : [r.record])).filter((r) => matches(r, options));
   if (options.tail !== undefined) records = records.slice(-options.tail);
-  if (options.request !== undefined && records.length === 0) throw new UsageError(`no record of request ${options.request} in ${join(kmsDir, TRAIL_FILE)}`);
+  if (options.request !== undefined && records.length === 0) throw new UsageError(`no record of request ${escapeControls(options.request)} in ${join(kmsDir, TRAIL_FILE)}`);
   const hsm = options.request !== undefined ? hsmEntriesOf(clusterDir, records[0]!) : undefined;
   const hsmOk = (hsm ?? []).every((h) => h.verified?.ok !== false);
   if (options.json) {
@@ -57,7 +65,8 @@ export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write:
     return verdict.ok && hsmOk ? 0 : 1;
   }
   if (options.request !== undefined) {
-    write(`KMS request ${options.request}\n${JSON.stringify(records[0], null, 2).replace(/^/gm, "   ")}\n`);
+    // Escaped before indenting: a U+2028 inside a string is a line end to /^/m.
+    write(`KMS request ${escapeControls(options.request)}\n${escapeControlsButNewlines(JSON.stringify(records[0], null, 2)).replace(/^/gm, "   ")}\n`);
   } else {
     textOutput((t) => void write(t)).table(["seq", "time (UTC)", "request id", "operation", "principal", "key", "result"],
       records.map((r) => [String(r.hsmsimSeq ?? "?"), String(r.eventTime ?? "-"), String(r.requestID ?? "-"), String(r.eventName ?? "-"),
@@ -69,28 +78,27 @@ export function runKmsAudit(clusterDir: string, options: KmsAuditOptions, write:
     write(`\nHSM audit entries by ${KMS_USER} it caused${window ? ` (between ${formatTime(window.startMs * 1000)} and ${formatTime(window.endMs * 1000 + 999)})` : ""}:\n`);
     if (hsm.length === 0) write("   none: the request used no cluster (an AWS_KMS key, or it failed before reaching one)\n");
     for (const h of hsm) {
-      write(`\n   ${h.hsmId}${h.verified === null ? " (folder unreadable)" : h.verified.ok ? " (its audit chain verifies)" : ` (AUDIT CHAIN BROKEN: ${h.verified.problem})`}\n`);
+      write(`\n   ${escapeControls(h.hsmId)}${h.verified === null ? " (folder unreadable)" : h.verified.ok ? " (its audit chain verifies)" : ` (AUDIT CHAIN BROKEN: ${escapeControls(String(h.verified.problem))})`}\n`);
       if (h.entries.length === 0) { write("      no entries\n"); continue; }
       textOutput((t) => void write(t.replace(/^(?=.)/gm, "   "))).table(["seq", "time (UTC)", "operation", "actor", "session", "keys", "result", "detail"],
-        h.entries.map((e) => [String(e.seq), formatTime(e.timeUs), e.operation, e.actor ?? "-", e.session === null ? "-" : String(e.session), e.keys.join(",") || "-", e.result, e.detail]));
+        h.entries.map((e) => [String(e.seq), formatTime(e.timeUs), e.operation, e.actor ?? "-", e.session === null ? "-" : String(e.session), e.keys.join(",") || "-", e.result, e.detail].map(printable)));
     }
   }
   return verdict.ok && hsmOk ? 0 : 1;
 }
 
-/** A cell as it may reach a terminal: a caller chose some of these strings (a key id, an alias), so no control characters. */
+/** A cell as it may reach a terminal: a caller chose some of these strings (a key id, an alias), so no control characters, no newline. */
 function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 200);
+  return maskControls(text.length > 200 ? `${text.slice(0, 200)}…` : text);
 }
 
 function describeVerdict(v: TrailVerdict, unreadable: number): string {
   const lines: string[] = [];
   if (v.chain.ok) lines.push(`trail chain verified: ${v.records} records, each linked to the one before`);
-  else lines.push(`TRAIL CHAIN BROKEN at record ${v.chain.brokenAt}: ${v.chain.reason}`);
+  else lines.push(`TRAIL CHAIN BROKEN at record ${v.chain.brokenAt}: ${escapeControls(v.chain.reason)}`);
   if (unreadable > 0) lines.push(`${unreadable} line(s) are not JSON records`);
   lines.push(`signed digests: ${v.digests}, the last good one covers record ${v.lastSignedSeq}`);
-  for (const f of v.signatureFailures) lines.push(`DIGEST ${f.digest} FAILS: ${f.reason}`);
+  for (const f of v.signatureFailures) lines.push(`DIGEST ${f.digest} FAILS: ${escapeControls(f.reason)}`);
   if (v.unsignedTail > 0) lines.push(`${v.unsignedTail} record(s) after the last digest are not signed yet (a running KMS signs every second; a crash or an editor may have dropped some of them)`);
   for (const u of v.unvouched) lines.push(`records ${u.from}–${u.to} were written before a crash and signed only at the next start: an editor could have changed them while the KMS was down`);
   if (v.partialLastLine) lines.push("the last line was cut off by a crash (the next start drops it)");

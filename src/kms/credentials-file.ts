@@ -6,11 +6,14 @@ import { randomBytes as osRandomBytes } from "node:crypto";
 import { chmodSync, closeSync, constants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
+import { openDataFile } from "./data-file.js";
 import { KmsError } from "./errors.js";
 import { defaultCredentials } from "./identity.js";
 import type { KmsCredential } from "./types.js";
 
 export const CREDENTIALS_FILE = "credentials.json";
+/** Far more than any list of access keys: a bigger file is not one. */
+const MAX_CREDENTIALS_BYTES = 1 << 20;
 
 /** Creates the kms folder (0700) if absent; refuses one that others may write into or that is not this user's. */
 export function makeKmsFolder(kmsDir: string): void {
@@ -31,9 +34,10 @@ export function loadOrCreateCredentials(kmsDir: string, make: () => KmsCredentia
   const path = join(kmsDir, CREDENTIALS_FILE);
   let fd: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    const errno = (e as NodeJS.ErrnoException).code;
+    if (errno !== "EEXIST") throw new KmsError("ValidationException", `${path} cannot be created (${errno ?? String(e)})`);
     return { credentials: readCredentials(path), created: false, path };
   }
   try {
@@ -48,18 +52,13 @@ export function loadOrCreateCredentials(kmsDir: string, make: () => KmsCredentia
 
 /** Reads and checks a credentials file: its shape, and that only its owner can read it. */
 export function readCredentials(path: string): KmsCredential[] {
+  // Never followed through a symlink, never blocked on a planted FIFO: refused unless a regular file.
+  const fd = openDataFile(path, constants.O_RDONLY, { code: "ValidationException" });
   let text: string;
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (e) {
-    // A symlink planted in its place (ELOOP), a missing or unreadable file: named, never followed.
-    throw new KmsError("ValidationException", `${path} cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
   try {
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw new KmsError("ValidationException", `${path} is not a file`);
     if ((stat.mode & 0o077) !== 0) throw new KmsError("ValidationException", `${path} is readable by others (mode ${(stat.mode & 0o777).toString(8)}): chmod 600 it`);
+    if (stat.size > MAX_CREDENTIALS_BYTES) throw new KmsError("ValidationException", `${path} is ${stat.size} bytes: not a credentials file`);
     text = readFileSync(fd, "utf8");
   } finally {
     closeSync(fd);

@@ -2,8 +2,10 @@
 // audit command share: names, hashing, what a digest signs, and reading JSON lines in chunks
 // (a trail grows to gigabytes under a benchmark: never one readFileSync).
 import { createHash } from "node:crypto";
-import { closeSync, constants, openSync, readSync } from "node:fs";
+import { closeSync, constants, readSync } from "node:fs";
 import { join } from "node:path";
+
+import { openDataFile } from "./data-file.js";
 
 export const TRAIL_FILE = "trail.jsonl";
 export const TRAIL_DIGESTS_FILE = "trail-digests.jsonl";
@@ -24,10 +26,12 @@ export function digestPayload(lastSeq: number, lastHash: string, time: string, u
 
 /**
  * Calls `each` with every line of `path` (without its newline) and its number (1, 2, …); a last
- * line without a newline (cut off by a crash) comes with `partial` true.
+ * line without a newline (cut off by a crash) comes with `partial` true. Anything but a regular
+ * file (a symlink, a FIFO) is refused with a KmsError.
  */
 export function forEachLine(path: string, each: (line: string, lineNumber: number, partial: boolean) => void): void {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // A FIFO planted in the trail's place would block this read forever: refused (KmsError) before any read.
+  const fd = openDataFile(path, constants.O_RDONLY, { code: "KMSInternalException" });
   try {
     const chunk = Buffer.alloc(1 << 20);
     let carry: Buffer = Buffer.alloc(0);

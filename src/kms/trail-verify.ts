@@ -2,9 +2,11 @@
 // records, and each signed digest against the trail's public key. What it cannot prove it says:
 // records after the last digest are unsigned (a crash or an editor may have dropped some).
 import { createPublicKey, verify } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 
+import { readDataFileText } from "./data-file.js";
+import { escapeControls } from "./printable.js";
 import { TRAIL_DIGESTS_FILE, TRAIL_FILE, TRAIL_PUBLIC_KEY_FILE, digestPayload, forEachLine, sha256Hex } from "./trail-files.js";
 
 export interface TrailVerdict {
@@ -35,7 +37,8 @@ interface Digest { line: number; lastSeq: number; lastHash: string; time: string
 export function verifyTrail(dir: string, options: { publicKeyPem?: string } = {}): TrailVerdict {
   const failures: { digest: number; reason: string }[] = [];
   const pemPath = join(dir, TRAIL_PUBLIC_KEY_FILE);
-  const pem = options.publicKeyPem ?? (existsSync(pemPath) ? readFileSync(pemPath, "utf8") : null);
+  // The folder's files are refused (KmsError) unless regular files: a planted FIFO never blocks the verifier.
+  const pem = options.publicKeyPem ?? readDataFileText(pemPath, { code: "KMSInternalException", ifExists: true, maxBytes: 64 << 10 });
   let key: ReturnType<typeof createPublicKey> | null = null;
   try {
     key = pem === null ? null : createPublicKey(pem);
@@ -111,9 +114,16 @@ function linkProblem(line: string, n: number, prev: string): string | null {
   }
   if (typeof record !== "object" || record === null || Array.isArray(record)) return "not a record";
   const r = record as { hsmsimSeq?: unknown; hsmsimPrevHash?: unknown };
-  if (r.hsmsimSeq !== n) return `its hsmsimSeq is ${JSON.stringify(r.hsmsimSeq)}, not ${n} (a record was removed, added or moved)`;
+  // The reason quotes the file: an editor's control characters reach the verdict escaped (a C1 CSI could repaint it).
+  if (r.hsmsimSeq !== n) return `its hsmsimSeq is ${escapeControls(quoted(r.hsmsimSeq))}, not ${n} (a record was removed, added or moved)`;
   if (r.hsmsimPrevHash !== prev) return "its hsmsimPrevHash is not the hash of the record before it (that one was edited)";
   return null;
+}
+
+/** A value as JSON, cut short (an editor may have put a megabyte there). */
+function quoted(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }
 
 function parseDigest(line: string): Omit<Digest, "line"> | null {

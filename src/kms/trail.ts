@@ -10,9 +10,10 @@
 // the page cache keeps the rest (no fsync per record: an OS crash may lose more). Nothing ever
 // breaks the chain: a partial last line is cut off at the next open, before anything is appended.
 import { createHash, createPublicKey, verify } from "node:crypto";
-import { closeSync, constants, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
+import { openDataFile, readDataFileText } from "./data-file.js";
 import { KmsError } from "./errors.js";
 import type { Fleet } from "./fleet.js";
 import type { FinishedRequest } from "./server.js";
@@ -98,22 +99,25 @@ export class KmsTrail {
       const dir = join(options.path, "..");
       const pemPath = join(dir, TRAIL_PUBLIC_KEY_FILE);
       const pem = options.fleet.trailPublicKeyPem();
-      if (existsSync(pemPath)) {
+      // Every file of the folder: never through a symlink, never blocked on a planted FIFO, a regular file or refused.
+      const found = readDataFileText(pemPath, { code: "KMSInternalException", ifExists: true, maxBytes: 64 << 10 });
+      if (found !== null) {
         // A trail signed by another key would verify with nothing: refuse rather than fork it.
-        if (readFileSync(pemPath, "utf8").trim() !== pem.trim()) {
+        if (found.trim() !== pem.trim()) {
           throw new KmsError("KMSInternalException", `${pemPath} is not the public key of this KMS's trail key: the trail folder was edited or belongs to another KMS`);
         }
       } else {
-        const fd = openSync(pemPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+        const fd = openDataFile(pemPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, { code: "KMSInternalException", mode: 0o644 });
         try { writeSync(fd, pem.endsWith("\n") ? pem : `${pem}\n`); } finally { closeSync(fd); }
       }
-      const flags = constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW;
+      const flags = constants.O_RDWR | constants.O_CREAT | constants.O_APPEND;
+      const opened = { code: "KMSInternalException", mode: 0o600 } as const;
       const fds: number[] = [];
       try {
-        const fd = openSync(options.path, flags, 0o600);
+        const fd = openDataFile(options.path, flags, opened);
         fds.push(fd);
         const head = recoverHead(fd, options.path);
-        const digestsFd = openSync(join(dir, TRAIL_DIGESTS_FILE), flags, 0o600);
+        const digestsFd = openDataFile(join(dir, TRAIL_DIGESTS_FILE), flags, opened);
         fds.push(digestsFd);
         cutPartialLine(digestsFd); // a digest half written by a crash signs nothing: dropped
         const digestedSeq = lastDigestedSeq(join(dir, TRAIL_DIGESTS_FILE), pem);
