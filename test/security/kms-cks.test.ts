@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 
 import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
+import { decodePasswords } from "../../src/kms/cks-password.js";
 import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
 import { KmsError } from "../../src/kms/errors.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
@@ -83,7 +84,7 @@ describe("custom key stores under attack", () => {
     }
     await expect(s.stores.disconnect(OTHER, id)).rejects.toMatchObject({ code: missing });
     expect(s.store.rows.get(id)!.connectionState).toBe("DISCONNECTED");
-    expect(s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`).toString()).toBe(PASSWORD);
+    expect(decodePasswords(s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`)).current).toBe(PASSWORD);
   });
 
   it("a disconnect racing a connect ends DISCONNECTED with the connection closed (no store left half connected)", async () => {
@@ -107,7 +108,7 @@ describe("custom key stores under attack", () => {
     expect(Object.keys(s.stores)).toEqual([]);
     expect(Object.getOwnPropertyNames(s.stores)).toEqual([]);
     expect(Object.isFrozen(CustomKeyStores.prototype)).toBe(true);
-    const rotated = s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`).toString();
+    const rotated = decodePasswords(s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`)).current;
     const visible = JSON.stringify([n, s.stores.describe(ACCOUNT, {})]);
     expect(visible).not.toContain(rotated);
     expect(visible).not.toContain(PASSWORD);
