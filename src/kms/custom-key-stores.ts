@@ -2,7 +2,10 @@
 // kmsuser in the customer's cluster, used through the cluster's client. The store's connection
 // (states DISCONNECTED → CONNECTING → CONNECTED | FAILED, DISCONNECTING) and its error codes
 // come from the real cluster: kmsuser's login (a wrong password counts toward its lockout), the
-// HSMs that answer and their zones. Each store is limited to 1,800 requests a second. [helper: cks]
+// HSMs that answer and their zones. Each store is limited to 1,800 requests a second. A cluster
+// belongs to one account (ClusterView.accountId): to any other it is not found. kmsuser's
+// password rotation records the next password before the change and the result after it, so
+// neither a stop nor a disconnection between the two loses it (cks-password.ts). [helper: cks]
 import { timingSafeEqual } from "node:crypto";
 
 import { freezeClass } from "../primordials.js";
