@@ -9,6 +9,29 @@ import { Pkcs11Error } from "../pkcs11/errors.js";
 import { KmsError } from "./errors.js";
 import type { ConnectionErrorCode } from "./types.js";
 
+/** A call on a cluster link after it was closed (its key store disconnected meanwhile). */
+export class ClusterLinkClosedError extends Error {
+  constructor() {
+    super("the cluster link is closed (its custom key store was disconnected)");
+    this.name = "ClusterLinkClosedError";
+  }
+}
+
+/** The connection to the cluster is gone (closed here, or the HSMs no longer know its sessions), not a refusal. */
+export function isConnectionGone(error: unknown): boolean {
+  if (error instanceof ClusterLinkClosedError) return true;
+  if (error instanceof ClientError) return error.code === "CLOSED" || error.code === "NO_CONNECTION";
+  if (error instanceof Pkcs11Error) return error.code === C.CKR_SESSION_HANDLE_INVALID || error.code === C.CKR_SESSION_CLOSED || error.code === C.CKR_CRYPTOKI_NOT_INITIALIZED;
+  return false;
+}
+
+/** What a key operation answers when its store's connection went away under it (a disconnection while the request was in flight). */
+export function connectionGoneError(customKeyStoreId: string, code: "KMSInvalidStateException" | "CustomKeyStoreInvalidStateException"): KmsError {
+  return new KmsError(code, code === "KMSInvalidStateException"
+    ? `The KMS key is unavailable: its custom key store ${customKeyStoreId} was disconnected from its AWS CloudHSM cluster while the request was in flight; connect the key store and retry`
+    : `Custom key store ${customKeyStoreId} was disconnected from its AWS CloudHSM cluster while the request was in flight; this operation needs it CONNECTED`);
+}
+
 /** The connection error code of a failed kmsuser login (or password rotation). */
 export function loginFailureCode(error: unknown): ConnectionErrorCode {
   if (error instanceof Pkcs11Error) {
@@ -57,6 +80,10 @@ export function keyOperationError(error: unknown, operation: "encrypt" | "decryp
     if (error.code === C.CKR_USER_NOT_LOGGED_IN || error.code === C.CKR_PIN_INCORRECT || error.code === C.CKR_PIN_LOCKED) {
       return new KmsError("KMSInvalidStateException", "The custom key store's AWS CloudHSM cluster no longer accepts kmsuser's login (its password was changed or the account locked); disconnect and reconnect the key store");
     }
+  }
+  if (isConnectionGone(error)) {
+    return new KmsError("KMSInvalidStateException",
+      "The custom key store's connection to its AWS CloudHSM cluster is gone (closed by a disconnection, or its sessions lost with an HSM that restarted); retry, after connecting the key store if it is disconnected");
   }
   if (isClusterFailure(error)) {
     return new KmsError("KMSInvalidStateException",

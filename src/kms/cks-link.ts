@@ -10,6 +10,7 @@ import { freezeClass } from "../primordials.js";
 import * as C from "../pkcs11/constants.js";
 import { handleToNumber, numberToHandle } from "../pkcs11/handles.js";
 import type { PKCS11 } from "../pkcs11/pkcs11.js";
+import { ClusterLinkClosedError } from "./cks-errors.js";
 import type { ClusterLink } from "./cluster-directory.js";
 
 const GCM_IV_BYTES = 12;
@@ -122,6 +123,11 @@ export class CksLink implements ClusterLink {
     return this.#connection.health();
   }
 
+  /** True once closed: a failure of an operation in flight then means its store was disconnected under it. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -131,7 +137,7 @@ export class CksLink implements ClusterLink {
   }
 
   #p(): PKCS11 {
-    if (this.#closed) throw new Error("the cluster link is closed");
+    if (this.#closed) throw new ClusterLinkClosedError();
     return (this.#pkcs11 ??= this.#connection.pkcs11());
   }
 

@@ -12,6 +12,11 @@ import { CksLink } from "./cks-link.js";
 
 export interface ClusterView {
   clusterId: string;
+  /**
+   * The AWS account that owns the cluster (set by the directory). AWS associates a cluster only
+   * with a key store of that account: to any other, the cluster is not found.
+   */
+  accountId: string;
   /** ACTIVE once activated; UNINITIALIZED / INITIALIZED before (CloudHSM's cluster states). */
   state: string;
   trustAnchorPem: string;
@@ -44,19 +49,36 @@ export function simTrustAnchorPem(world: World): string {
   return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
 }
 
+/**
+ * The account a directory's clusters belong to unless told otherwise: 111122223333, the customer
+ * account of hsmsim's embedded defaults (the demo's and the test fixtures' key owner).
+ */
+export const DEFAULT_CLUSTER_ACCOUNT_ID = "111122223333";
+
+function ownerAccount(accountId: string | undefined): string {
+  const owner = accountId ?? DEFAULT_CLUSTER_ACCOUNT_ID;
+  if (typeof owner !== "string" || !/^[0-9]{12}$/.test(owner)) throw new RangeError("accountId must be an AWS account id (12 digits)");
+  return owner;
+}
+
 /** Client names in a world must differ (each is an address on its network), across directories too. */
 let simLinksOpened = 0;
 
-/** The world's cluster (its id as the world's cluster gives it). */
-export function simClusterDirectory(world: World, options: { trustAnchorPem?: string } = {}): ClusterDirectory {
+/** The world's cluster (its id as the world's cluster gives it), owned by `accountId`. */
+export function simClusterDirectory(world: World, options: {
+  trustAnchorPem?: string;
+  /** The account that owns the cluster (default DEFAULT_CLUSTER_ACCOUNT_ID, 111122223333: the embedded defaults' customer account). */
+  accountId?: string;
+} = {}): ClusterDirectory {
   const trustAnchorPem = options.trustAnchorPem ?? simTrustAnchorPem(world);
+  const accountId = ownerAccount(options.accountId);
   return Object.freeze({
     describe(clusterId: string): ClusterView | null {
       const cluster = world.cluster;
       if (clusterId !== cluster.clusterId || cluster.state === "DELETED") return null;
       // What the control plane says of its HSMs (an HSM that died shows DEGRADED after its health check).
       const hsms = cluster.describe().filter((h) => h.state !== "DELETED").map((h) => ({ hsmId: h.hsmId, availabilityZone: h.availabilityZone, state: h.state }));
-      return { clusterId, state: cluster.state, trustAnchorPem, hsms, lineageId: cluster.lineageId };
+      return { clusterId, accountId, state: cluster.state, trustAnchorPem, hsms, lineageId: cluster.lineageId };
     },
     async open(clusterId: string): Promise<ClusterLink> {
       if (clusterId !== world.cluster.clusterId) throw new Error(`no cluster ${clusterId} in this world`);
@@ -66,14 +88,17 @@ export function simClusterDirectory(world: World, options: { trustAnchorPem?: st
   });
 }
 
-/** Real-time clusters in these cluster folders (`hsmsim up --data DIR`); read afresh on each describe. */
+/** Real-time clusters in these cluster folders (`hsmsim up --data DIR`), all owned by `accountId`; read afresh on each describe. */
 export function folderClusterDirectory(folders: readonly string[], options: {
+  /** The account that owns these clusters (default DEFAULT_CLUSTER_ACCOUNT_ID, 111122223333: the embedded defaults' customer account). */
+  accountId?: string;
   /** The longest one blocking call to the cluster waits (default 15 000 ms). */
   callTimeoutMs?: number;
   /** For clusters that enforce mutual TLS (cluster.json mtls): KMS's client certificate from their client trust anchor, and its key (PEM text or paths). */
   clientCertificate?: { certificate: string; key: string };
 } = {}): ClusterDirectory {
   const list = [...folders];
+  const accountId = ownerAccount(options.accountId);
   const find = (clusterId: string): { view: ClusterView; addresses: string[] } | null => {
     for (const dir of list) {
       const folder = new ClusterFolder(dir);
@@ -92,7 +117,7 @@ export function folderClusterDirectory(folders: readonly string[], options: {
       }
       const live = file.hsms.filter((h) => h.state !== "DELETED");
       return {
-        view: { clusterId, state: file.state, trustAnchorPem, lineageId: file.lineageId,
+        view: { clusterId, accountId, state: file.state, trustAnchorPem, lineageId: file.lineageId,
           hsms: live.map((h) => ({ hsmId: h.hsmId, availabilityZone: h.availabilityZone, state: h.state })) },
         // Active HSMs first: the client bootstraps from the first that answers and learns the others.
         addresses: [...live.filter((h) => h.state === "ACTIVE"), ...live.filter((h) => h.state !== "ACTIVE")].map((h) => h.address),

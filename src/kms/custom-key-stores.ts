@@ -2,12 +2,16 @@
 // kmsuser in the customer's cluster, used through the cluster's client. The store's connection
 // (states DISCONNECTED → CONNECTING → CONNECTED | FAILED, DISCONNECTING) and its error codes
 // come from the real cluster: kmsuser's login (a wrong password counts toward its lockout), the
-// HSMs that answer and their zones. Each store is limited to 1,800 requests a second. [helper: cks]
+// HSMs that answer and their zones. Each store is limited to 1,800 requests a second. A cluster
+// belongs to one account (ClusterView.accountId): to any other it is not found. kmsuser's
+// password rotation records the next password before the change and the result after it, so
+// neither a stop nor a disconnection between the two loses it (cks-password.ts). [helper: cks]
 import { timingSafeEqual } from "node:crypto";
 
 import { freezeClass } from "../primordials.js";
 import { CksLink } from "./cks-link.js";
-import { keyOperationError, loginFailureCode } from "./cks-errors.js";
+import { ClusterLinkClosedError, connectionGoneError, keyOperationError, loginFailureCode } from "./cks-errors.js";
+import { type KmsuserPasswords, decodePasswords, encodePasswords } from "./cks-password.js";
 import type { ClusterDirectory, ClusterView } from "./cluster-directory.js";
 import { KmsError } from "./errors.js";
 import type { Fleet } from "./fleet.js";
@@ -130,19 +134,19 @@ export class CustomKeyStores {
         && this.#passwordIs(sameName, password)) return { CustomKeyStoreId: sameName.customKeyStoreId };
       throw new KmsError("CustomKeyStoreNameInUseException", `The custom key store name ${JSON.stringify(name)} is already in use in this account and Region`);
     }
-    const view = this.#directory.describe(clusterId);
-    if (view === null) throw new KmsError("CloudHsmClusterNotFoundException", `AWS CloudHSM cluster ${clusterId} was not found`);
-    this.#requireClusterFree(view, null);
+    const view = this.#clusterOf(accountId, clusterId);
     if (!SERVING_CLUSTER_STATES.has(view.state)) throw new KmsError("CloudHsmClusterNotActiveException", `AWS CloudHSM cluster ${clusterId} is not active (its state is ${view.state}): initialize and activate it first`);
-    if (!hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
+    // The trust anchor before the in-use check: who cannot show it learns nothing of the cluster's other stores.
     if (!sameCertificate(view.trustAnchorPem, trustAnchor)) {
       throw new KmsError("IncorrectTrustAnchorException", `The TrustAnchorCertificate is not the trust anchor certificate of AWS CloudHSM cluster ${clusterId} (its customerCA.crt)`);
     }
+    this.#requireClusterFree(view, null);
+    if (!hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
 
     const customKeyStoreId = `cks-${this.#randomBytes(9).toString("hex").slice(0, 17)}`;
     this.#store.putCustomKeyStore({
       customKeyStoreId, accountId, name, cloudHsmClusterId: clusterId, trustAnchorPem: trustAnchor,
-      sealedPassword: this.#fleet.seal(Buffer.from(password, "utf8"), passwordPurpose(customKeyStoreId)),
+      sealedPassword: this.#sealPasswords(customKeyStoreId, { current: password }),
       connectionState: "DISCONNECTED", connectionErrorCode: null, creationDateMs: this.#nowMs(),
     });
     return { CustomKeyStoreId: customKeyStoreId };
@@ -183,8 +187,7 @@ export class CustomKeyStores {
     if (state === "CONNECTED" || state === "CONNECTING") return; // already there, or on its way
     if (state === "FAILED") throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is FAILED (${record.connectionErrorCode ?? "no code"}): disconnect it, fix the cause, then connect it`);
     if (state === "DISCONNECTING") throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is DISCONNECTING; connect it once it is DISCONNECTED`);
-    const view = this.#directory.describe(record.cloudHsmClusterId);
-    if (view === null) throw new KmsError("CloudHsmClusterNotFoundException", `AWS CloudHSM cluster ${record.cloudHsmClusterId} was not found`);
+    const view = this.#clusterOf(accountId, record.cloudHsmClusterId);
     if (!SERVING_CLUSTER_STATES.has(view.state)) throw new KmsError("CloudHsmClusterNotActiveException", `AWS CloudHSM cluster ${record.cloudHsmClusterId} is not active (its state is ${view.state})`);
     this.#startConnecting(record);
   }
@@ -234,8 +237,7 @@ export class CustomKeyStores {
       next.name = newName;
     }
     if (clusterId !== undefined && clusterId !== record.cloudHsmClusterId) {
-      const view = this.#directory.describe(clusterId);
-      if (view === null) throw new KmsError("CloudHsmClusterNotFoundException", `AWS CloudHSM cluster ${clusterId} was not found`);
+      const view = this.#clusterOf(accountId, clusterId);
       const current = this.#directory.describe(record.cloudHsmClusterId);
       const related = current !== null && current.lineageId !== undefined && current.lineageId === view.lineageId;
       if (!related) {
@@ -246,7 +248,7 @@ export class CustomKeyStores {
       if (!hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
       next.cloudHsmClusterId = clusterId;
     }
-    if (password !== undefined) next.sealedPassword = this.#fleet.seal(Buffer.from(password, "utf8"), passwordPurpose(id));
+    if (password !== undefined) next.sealedPassword = this.#sealPasswords(id, { current: password });
     this.#store.putCustomKeyStore(next);
   }
 
@@ -294,7 +296,7 @@ export class CustomKeyStores {
     try {
       keyId = await link.generateAesKey(keyArn);
     } catch (e) {
-      throw keyOperationError(e, "generate");
+      throw operationError(e, link, customKeyStoreId, "generate", "CustomKeyStoreInvalidStateException");
     }
     this.#note(notes, record, String(keyId));
     return String(keyId);
@@ -308,7 +310,7 @@ export class CustomKeyStores {
     try {
       return await link.encrypt(keyId, plaintext, aad);
     } catch (e) {
-      throw keyOperationError(e, "encrypt");
+      throw operationError(e, link, customKeyStoreId, "encrypt", "KMSInvalidStateException");
     }
   }
 
@@ -323,7 +325,7 @@ export class CustomKeyStores {
     try {
       return await link.decrypt(keyId, iv, ciphertext, aad);
     } catch (e) {
-      throw keyOperationError(e, "decrypt");
+      throw operationError(e, link, customKeyStoreId, "decrypt", "KMSInvalidStateException");
     }
   }
 
@@ -334,7 +336,7 @@ export class CustomKeyStores {
     try {
       return await link.random(length);
     } catch (e) {
-      throw keyOperationError(e, "random");
+      throw operationError(e, link, customKeyStoreId, "random", "CustomKeyStoreInvalidStateException");
     }
   }
 
@@ -388,11 +390,46 @@ export class CustomKeyStores {
   }
 
   #passwordIs(record: CustomKeyStoreRecord, password: string): boolean {
-    const stored = this.#fleet.unseal(record.sealedPassword, passwordPurpose(record.customKeyStoreId));
+    const stored = Buffer.from(this.#openPasswords(record).current, "utf8");
     const given = Buffer.from(password, "utf8");
     const same = stored.length === given.length && timingSafeEqual(stored, given);
     stored.fill(0);
     return same;
+  }
+
+  #sealPasswords(customKeyStoreId: string, passwords: KmsuserPasswords): Buffer {
+    const bytes = encodePasswords(passwords);
+    try {
+      return this.#fleet.seal(bytes, passwordPurpose(customKeyStoreId));
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
+  #openPasswords(record: CustomKeyStoreRecord): KmsuserPasswords {
+    const bytes = this.#fleet.unseal(record.sealedPassword, passwordPurpose(record.customKeyStoreId));
+    try {
+      return decodePasswords(bytes);
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
+  /** Stores the sealed passwords in the store's record as it is now, its connection state untouched (a disconnection may have moved it). */
+  #recordPasswords(customKeyStoreId: string, passwords: KmsuserPasswords): void {
+    const record = this.#store.getCustomKeyStore(customKeyStoreId);
+    if (record === null) return; // deleted meanwhile
+    this.#store.putCustomKeyStore({ ...record, sealedPassword: this.#sealPasswords(customKeyStoreId, passwords) });
+  }
+
+  /**
+   * The cluster `clusterId` as `accountId` may use it. A cluster belongs to one account (AWS: it
+   * must be in the caller's account); another account's cluster is answered exactly as a missing one.
+   */
+  #clusterOf(accountId: string, clusterId: string): ClusterView {
+    const view = this.#directory.describe(clusterId);
+    if (view === null || view.accountId !== accountId) throw new KmsError("CloudHsmClusterNotFoundException", `AWS CloudHSM cluster ${clusterId} was not found`);
+    return view;
   }
 
   /** No other store may use this cluster or one of its lineage (AWS: a cluster sharing its backup history). */
@@ -416,10 +453,10 @@ export class CustomKeyStores {
     return live;
   }
 
-  #setState(customKeyStoreId: string, state: ConnectionState, code: ConnectionErrorCode | null, sealedPassword?: Buffer): void {
+  #setState(customKeyStoreId: string, state: ConnectionState, code: ConnectionErrorCode | null): void {
     const record = this.#store.getCustomKeyStore(customKeyStoreId);
     if (record === null) return; // deleted meanwhile
-    this.#store.putCustomKeyStore({ ...record, connectionState: state, connectionErrorCode: code, ...(sealedPassword ? { sealedPassword } : {}) });
+    this.#store.putCustomKeyStore({ ...record, connectionState: state, connectionErrorCode: code });
   }
 
   #startConnecting(record: CustomKeyStoreRecord): void {
@@ -444,7 +481,8 @@ export class CustomKeyStores {
       if (!live.cancelled) this.#setState(id, "FAILED", code);
     };
     const view = this.#directory.describe(record.cloudHsmClusterId);
-    if (view === null) return fail("CLUSTER_NOT_FOUND");
+    // Another account's cluster is not found: no login of this store's ever reaches it (nor counts toward kmsuser's lockout).
+    if (view === null || view.accountId !== record.accountId) return fail("CLUSTER_NOT_FOUND");
     if (activeHsmCount(view) === 0) return fail("INSUFFICIENT_CLOUDHSM_HSMS");
     let link: CksLink;
     try {
@@ -457,38 +495,65 @@ export class CustomKeyStores {
     } catch {
       return fail("NETWORK_ERRORS");
     }
-    if (live.cancelled) return link.close();
-    const password = this.#fleet.unseal(record.sealedPassword, passwordPurpose(id)).toString("utf8");
+    let handedOver = false;
     try {
-      link.login(KMSUSER, password);
-    } catch (e) {
-      link.close();
-      return fail(loginFailureCode(e));
-    }
-    // As AWS KMS does on connecting: kmsuser's password is rotated to one only KMS knows (from
-    // the HSMs' generator), sealed by the fleet and stored before the connection is used.
-    let rotated: string;
-    try {
-      rotated = (await link.random(24)).toString("base64url");
-    } catch (e) {
-      link.close();
-      return fail(loginFailureCode(e));
-    }
-    let current = password;
-    try {
-      link.changeOwnPassword(KMSUSER, password, rotated);
-      current = rotated;
-    } catch (e) {
-      // The change may have happened with its answer lost: whichever password logs in is kmsuser's.
-      current = this.#whicheverLogsIn(link, [rotated, password]) ?? "";
-      if (current === "") {
-        link.close();
+      if (live.cancelled) return;
+      const known = this.#openPasswords(record);
+      let current: string;
+      try {
+        current = this.#logInKmsuser(link, known);
+      } catch (e) {
         return fail(loginFailureCode(e));
       }
+      // A rotation left unfinished (stopped between its record and its change, or the reverse) is settled now.
+      if (known.next !== undefined) this.#recordPasswords(id, { current });
+      if (live.cancelled) return;
+
+      // As AWS KMS does on connecting: kmsuser's password is rotated to one only KMS knows (from the HSMs' generator).
+      let rotated: string;
+      try {
+        rotated = (await link.random(24)).toString("base64url");
+      } catch (e) {
+        return fail(loginFailureCode(e));
+      }
+      if (live.cancelled) return; // disconnected meanwhile: the password stays as it is
+      // Recorded before the change: if the process stops between the change and its record, the
+      // next connection finds kmsuser's password among the two.
+      this.#recordPasswords(id, { current, next: rotated });
+      try {
+        link.changeOwnPassword(KMSUSER, current, rotated);
+        current = rotated;
+      } catch (e) {
+        // The change may have happened with its answer lost: whichever password logs in is kmsuser's.
+        const logsIn = this.#whicheverLogsIn(link, [rotated, current]);
+        if (logsIn === null) return fail(loginFailureCode(e)); // both stay recorded for the next connection to try
+        current = logsIn;
+      }
+      // Recorded whatever happened meanwhile (a disconnection included): it is kmsuser's password now.
+      this.#recordPasswords(id, { current });
+      if (live.cancelled) return;
+      live.link = link;
+      handedOver = true;
+      this.#setState(id, "CONNECTED", null);
+    } finally {
+      if (!handedOver) link.close();
     }
-    if (live.cancelled) return link.close();
-    live.link = link;
-    this.#setState(id, "CONNECTED", null, current === password ? undefined : this.#fleet.seal(Buffer.from(current, "utf8"), passwordPurpose(id)));
+  }
+
+  /**
+   * Logs kmsuser in with the current password; when the cluster refuses it and a rotation's next
+   * password is recorded, that one once (the change landed in the cluster but its record did not).
+   * Returns the password that logged in; throws the refusal otherwise.
+   */
+  #logInKmsuser(link: CksLink, known: KmsuserPasswords): string {
+    try {
+      link.login(KMSUSER, known.current);
+      return known.current;
+    } catch (e) {
+      if (known.next === undefined || loginFailureCode(e) !== "INVALID_CREDENTIALS") throw e;
+    }
+    link.login(KMSUSER, known.next);
+    return known.next;
   }
 
   #whicheverLogsIn(link: CksLink, passwords: string[]): string | null {
@@ -522,6 +587,13 @@ export class CustomKeyStores {
       customKeyStoreId: record.customKeyStoreId, clusterId: record.cloudHsmClusterId, backingKeyId, hsmKeyIds: [Number(backingKeyId)],
     });
   }
+}
+
+/** A key operation's failure: a state error when the store's link was closed under it (disconnected while in flight), else the cluster's answer mapped. */
+function operationError(error: unknown, link: CksLink, customKeyStoreId: string, operation: "encrypt" | "decrypt" | "generate" | "random",
+  notConnected: "KMSInvalidStateException" | "CustomKeyStoreInvalidStateException"): KmsError {
+  if (link.closed || error instanceof ClusterLinkClosedError) return connectionGoneError(customKeyStoreId, notConnected);
+  return keyOperationError(error, operation);
 }
 
 function backingKeyNumber(backingKeyId: string): number {

@@ -57,6 +57,13 @@ it("connects over TLS, keeps keys and AES-GCM in the HSMs, then reports the HSMs
   const directory = folderClusterDirectory([join(dir, "missing"), dir]);
   expect(directory.describe(CLUSTER_ID)?.hsms.map((h) => h.availabilityZone)).toEqual(["az-a", "az-b"]);
   expect(directory.describe("cluster-ffffffffffff")).toBeNull();
+  // The folders' clusters belong to one account: 111122223333 unless told otherwise.
+  expect(directory.describe(CLUSTER_ID)?.accountId).toBe("111122223333");
+  const elsewhere = folderClusterDirectory([dir], { accountId: "444455556666" });
+  expect(elsewhere.describe(CLUSTER_ID)?.accountId).toBe("444455556666");
+  const theirs = new CustomKeyStores({ store: fakeStore(), fleet: fakeFleet(), directory: elsewhere, nowMs: () => 0, randomBytes: counterBytes() });
+  expect(() => theirs.create(ACCOUNT, { CustomKeyStoreName: "Realtime", CloudHsmClusterId: CLUSTER_ID, TrustAnchorCertificate: cluster.trustAnchorPem, KeyStorePassword: PASSWORD }))
+    .toThrow(expect.objectContaining({ code: "CloudHsmClusterNotFoundException" }));
   const stores = new CustomKeyStores({ store, fleet: fakeFleet(), directory, nowMs: () => 0, randomBytes: counterBytes() });
   const { CustomKeyStoreId: id } = stores.create(ACCOUNT, { CustomKeyStoreName: "Realtime", CloudHsmClusterId: CLUSTER_ID, TrustAnchorCertificate: cluster.trustAnchorPem, KeyStorePassword: PASSWORD });
   stores.connect(ACCOUNT, id);

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 
 import { keyHandle } from "../../src/client/api.js";
 import { type ClusterDirectory, simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
+import { decodePasswords } from "../../src/kms/cks-password.js";
 import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
 import { KmsError } from "../../src/kms/errors.js";
 import * as C from "../../src/pkcs11/constants.js";
@@ -30,7 +31,7 @@ function setup(options: { world?: World; kmsuser?: boolean; requestsPerSecond?: 
     CustomKeyStoreName: "ExampleKeyStore", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: KMSUSER_PASSWORD, ...overrides,
   });
   /** kmsuser's password as KMS holds it now (the test can unseal it: it holds the fake fleet). */
-  const currentPassword = (id: string) => fleet.unseal(store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`).toString("utf8");
+  const currentPassword = (id: string) => decodePasswords(fleet.unseal(store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`)).current;
   return { world, store, fleet, clock, stores, createInput, currentPassword };
 }
 

@@ -3,7 +3,8 @@
 // the process looking for the cluster connection or the password.
 import { describe, expect, it } from "vitest";
 
-import { simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
+import { type ClusterDirectory, DEFAULT_CLUSTER_ACCOUNT_ID, simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
+import { decodePasswords } from "../../src/kms/cks-password.js";
 import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
 import { KmsError } from "../../src/kms/errors.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
@@ -13,14 +14,24 @@ const ACCOUNT = "111122223333";
 const OTHER = "444455556666";
 const PASSWORD = "kmsuser-pass-1";
 
-function setup() {
+function setup(options: { clusterAccountId?: string } = {}) {
   const world = activeWorld({ seed: "cks-attacks" });
   world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", PASSWORD);
   const store = fakeStore();
   const fleet = fakeFleet();
-  const stores = new CustomKeyStores({ store, fleet, directory: simClusterDirectory(world), nowMs: () => 0, randomBytes: counterBytes() });
+  const stores = new CustomKeyStores({ store, fleet, directory: simClusterDirectory(world, { accountId: options.clusterAccountId }), nowMs: () => 0, randomBytes: counterBytes() });
   const input = { CustomKeyStoreName: "Store", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: PASSWORD };
   return { world, store, fleet, stores, input };
+}
+
+function kmsError(fn: () => unknown): KmsError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(KmsError);
+    return e as KmsError;
+  }
+  throw new Error("expected a KmsError");
 }
 
 function kmsuserLogins(world: ReturnType<typeof activeWorld>): number {
@@ -83,7 +94,7 @@ describe("custom key stores under attack", () => {
     }
     await expect(s.stores.disconnect(OTHER, id)).rejects.toMatchObject({ code: missing });
     expect(s.store.rows.get(id)!.connectionState).toBe("DISCONNECTED");
-    expect(s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`).toString()).toBe(PASSWORD);
+    expect(decodePasswords(s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`)).current).toBe(PASSWORD);
   });
 
   it("a disconnect racing a connect ends DISCONNECTED with the connection closed (no store left half connected)", async () => {
@@ -107,10 +118,68 @@ describe("custom key stores under attack", () => {
     expect(Object.keys(s.stores)).toEqual([]);
     expect(Object.getOwnPropertyNames(s.stores)).toEqual([]);
     expect(Object.isFrozen(CustomKeyStores.prototype)).toBe(true);
-    const rotated = s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`).toString();
+    const rotated = decodePasswords(s.fleet.unseal(s.store.rows.get(id)!.sealedPassword, `kms/custom-key-store/${id}/kmsuser-password`)).current;
     const visible = JSON.stringify([n, s.stores.describe(ACCOUNT, {})]);
     expect(visible).not.toContain(rotated);
     expect(visible).not.toContain(PASSWORD);
     await s.stores.close();
+  });
+
+  it("another account's cluster is not found: it can neither claim it nor lock kmsuser out, and the refusal is a missing cluster's", () => {
+    const s = setup();
+    expect(simClusterDirectory(s.world).describe(s.world.cluster.clusterId)!.accountId).toBe(DEFAULT_CLUSTER_ACCOUNT_ID);
+    const refusal = (accountId: string, clusterId: string) => {
+      try {
+        s.stores.create(accountId, { ...s.input, CloudHsmClusterId: clusterId });
+      } catch (e) {
+        expect(e).toBeInstanceOf(KmsError);
+        return { code: (e as KmsError).code, message: (e as KmsError).message.replace(clusterId, "ID") };
+      }
+      throw new Error("created");
+    };
+    // The attacker has the trust anchor (a public certificate) and makes up a password.
+    expect(refusal(OTHER, s.world.cluster.clusterId)).toEqual(refusal(OTHER, "cluster-ffffffffffff"));
+    expect(refusal(OTHER, s.world.cluster.clusterId).code).toBe("CloudHsmClusterNotFoundException");
+    expect(s.store.rows.size).toBe(0);
+    expect(kmsuserLogins(s.world)).toBe(0);
+    // The owner still can.
+    expect(s.stores.create(ACCOUNT, s.input).CustomKeyStoreId).toMatch(/^cks-/);
+  });
+
+  it("a directory's accountId names the owner; a store whose cluster is not its account's neither connects nor resumes, and no login reaches the HSMs", async () => {
+    expect(() => simClusterDirectory(activeWorld({ seed: "bad-account" }), { accountId: "12345" })).toThrow(RangeError);
+    const s = setup({ clusterAccountId: OTHER });
+    expect(kmsError(() => s.stores.create(ACCOUNT, s.input)).code).toBe("CloudHsmClusterNotFoundException");
+    const id = s.stores.create(OTHER, s.input).CustomKeyStoreId;
+    // The row, as an older KMS that did not check the owner may have left it: another account's store over this cluster.
+    s.store.rows.get(id)!.accountId = ACCOUNT;
+    expect(kmsError(() => s.stores.connect(ACCOUNT, id)).code).toBe("CloudHsmClusterNotFoundException");
+    s.store.rows.get(id)!.connectionState = "CONNECTED";
+    const resumed = new CustomKeyStores({ store: s.store, fleet: s.fleet, directory: simClusterDirectory(s.world, { accountId: OTHER }), nowMs: () => 0, randomBytes: counterBytes() });
+    resumed.resume();
+    await resumed.settled(id);
+    expect(s.store.rows.get(id)!).toMatchObject({ connectionState: "FAILED", connectionErrorCode: "CLUSTER_NOT_FOUND" });
+    expect(kmsuserLogins(s.world)).toBe(0);
+  });
+
+  it("UpdateCustomKeyStore cannot move a store onto another account's cluster, even one of the same lineage", () => {
+    const world = activeWorld({ seed: "cks-update-account" });
+    const real = simClusterDirectory(world);
+    // A related cluster (restored from this one's backups) that belongs to another account.
+    const directory: ClusterDirectory = {
+      describe: (clusterId) => (clusterId === "cluster-aaaaaaaaaaaa" ? { ...real.describe(world.cluster.clusterId)!, clusterId, accountId: OTHER } : real.describe(clusterId)),
+      open: (clusterId) => real.open(clusterId),
+    };
+    const stores = new CustomKeyStores({ store: fakeStore(), fleet: fakeFleet(), directory, nowMs: () => 0, randomBytes: counterBytes() });
+    const { CustomKeyStoreId: id } = stores.create(ACCOUNT, { CustomKeyStoreName: "Store", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: PASSWORD });
+    expect(kmsError(() => stores.update(ACCOUNT, { CustomKeyStoreId: id, CloudHsmClusterId: "cluster-aaaaaaaaaaaa" })).code).toBe("CloudHsmClusterNotFoundException");
+  });
+
+  it("who cannot show the cluster's trust anchor learns nothing of whether it is in use", () => {
+    const s = setup();
+    s.stores.create(ACCOUNT, s.input);
+    const second = { ...s.input, CustomKeyStoreName: "Second" };
+    expect(kmsError(() => s.stores.create(ACCOUNT, { ...second, TrustAnchorCertificate: simTrustAnchorPem(activeWorld({ seed: "elsewhere" })) })).code).toBe("IncorrectTrustAnchorException");
+    expect(kmsError(() => s.stores.create(ACCOUNT, second)).code).toBe("CloudHsmClusterInUseException");
   });
 });
