@@ -2,8 +2,14 @@
 // channel (it is src/kms/kms-process.ts: started by name, never imported, so this layer knows
 // nothing of KMS), hear when it listens or why it cannot, restart it after a backoff when it
 // dies (as an HSM process), and stop it cleanly (its trail is flushed and signed on the way out).
+// The port is the supervisor's: bound once at start and held until stop (hsmsim down), the
+// listening socket handed to each KMS process it starts. Were the KMS process to bind it, the port
+// would be free from its death to its restart, for any local process to take and answer the SDKs
+// (plain HTTP) in its place. Both processes accept on the socket: what the supervisor's side
+// accepts is passed to the KMS process unread, or held (unread, bounded) while none is running.
 import { type ChildProcess, fork } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
 
 import { entryPoint } from "./entry-points.js";
 
@@ -32,6 +38,9 @@ export interface KmsView {
 }
 
 const STABLE_MS = 60_000;
+/** Connections held while no KMS process serves (restarting), at most, and how long each. */
+const MAX_HELD = 64;
+const HOLD_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -44,6 +53,11 @@ export class KmsProcess {
   #lastError: string | null = null;
   #restartTimer: NodeJS.Timeout | null = null;
   #stopping = false;
+  /** The port, bound by this process for as long as the cluster is up. */
+  #listener: Server | null = null;
+  /** The child that said it serves (connections accepted here go to it), or null. */
+  #serving: ChildProcess | null = null;
+  #held = new Map<Socket, NodeJS.Timeout>();
 
   constructor(private readonly options: KmsProcessOptions) {}
 
@@ -53,7 +67,7 @@ export class KmsProcess {
 
   start(): void {
     this.#stopping = false;
-    this.#spawn();
+    void this.#bindThenSpawn();
   }
 
   view(): KmsView {
@@ -72,6 +86,7 @@ export class KmsProcess {
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) {
       this.#state = "stopped";
+      this.#release();
       return;
     }
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -81,6 +96,79 @@ export class KmsProcess {
     await exited;
     clearTimeout(killer);
     this.#state = "stopped";
+    this.#release();
+  }
+
+  /** Binds the port once (kept across restarts), then starts the KMS process; a port taken is retried on the backoff. */
+  async #bindThenSpawn(): Promise<void> {
+    if (this.#stopping) return;
+    if (this.#listener === null) {
+      try {
+        this.#listener = await this.#bind();
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        this.#lastError = code === "EADDRINUSE"
+          ? `port ${this.options.port} on ${this.options.host} is in use (another hsmsim up --kms, or another program): choose another with --kms-port`
+          : `cannot listen on ${this.options.host}:${this.options.port}: ${(e as Error).message}`;
+        this.options.event(`KMS endpoint: ${this.#lastError}`);
+        this.#scheduleRestart();
+        return;
+      }
+      if (this.#stopping) return this.#release(); // stopped while binding
+    }
+    this.#spawn();
+  }
+
+  #bind(): Promise<Server> {
+    // Paused: a connection accepted here is passed on unread, for the KMS process to read.
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accepted(socket));
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off("error", reject);
+        // Accept failures (out of descriptors…) must not take the supervisor down.
+        server.on("error", (e) => this.options.event(`KMS port: ${e.message}`));
+        resolve(server);
+      });
+    });
+  }
+
+  #accepted(socket: Socket): void {
+    socket.on("error", () => {});
+    const child = this.#serving;
+    if (child?.connected) {
+      child.send({ t: "connection" }, socket, undefined, (e) => {
+        if (e) socket.destroy();
+      });
+      return;
+    }
+    if (this.#stopping || this.#held.size >= MAX_HELD) return void socket.destroy();
+    this.#held.set(socket, setTimeout(() => {
+      this.#held.delete(socket);
+      socket.destroy();
+    }, HOLD_MS));
+  }
+
+  /** Passes the connections held while none served to the KMS process that now does. */
+  #passHeld(): void {
+    const held = [...this.#held];
+    this.#held.clear();
+    for (const [socket, timer] of held) {
+      clearTimeout(timer);
+      if (socket.destroyed) continue;
+      this.#accepted(socket);
+    }
+  }
+
+  /** Unbinds the port (hsmsim down): the connections held are closed. */
+  #release(): void {
+    for (const [socket, timer] of this.#held) {
+      clearTimeout(timer);
+      socket.destroy();
+    }
+    this.#held.clear();
+    this.#listener?.close();
+    this.#listener = null;
   }
 
   #spawn(): void {
@@ -98,16 +186,21 @@ export class KmsProcess {
     child.on("error", () => {}); // a failed spawn or send shows as exit
     child.on("message", (m: unknown) => {
       const message = m as { t?: unknown; url?: unknown; reason?: unknown } | null;
-      if (message?.t === "ready" && typeof message.url === "string") {
+      if (message?.t === "listener" && this.#listener !== null && this.#child === child) {
+        child.send({ t: "listen" }, this.#listener, undefined, () => {}); // a failure shows as its exit
+      } else if (message?.t === "ready" && typeof message.url === "string") {
         this.#state = "running";
         this.#readyAtMs = Date.now();
         this.#lastError = null;
+        this.#serving = child;
+        this.#passHeld();
         this.options.event(`KMS process ${child.pid} listening at ${message.url}`);
       } else if (message?.t === "fatal" && typeof message.reason === "string") {
         this.#lastError = message.reason.slice(0, 500);
       }
     });
     child.on("exit", (code, signal) => {
+      if (this.#serving === child) this.#serving = null;
       if (this.#child !== child) return;
       this.#child = null;
       this.options.event(`KMS process exited (${signal ?? `code ${code}`})${this.#lastError ? `: ${this.#lastError}` : ""}`);
@@ -116,17 +209,21 @@ export class KmsProcess {
         return;
       }
       if (this.#lastError === null) this.#lastError = `exited (${signal ?? `code ${code}`})`;
-      if (Date.now() - this.#readyAtMs > STABLE_MS) this.#crashesInRow = 0;
-      const delayMs = Math.min(MAX_RESTART_DELAY_MS, this.options.restartDelayMs * 2 ** this.#crashesInRow);
-      this.#crashesInRow++;
-      this.#state = "restarting";
-      this.options.event(`KMS process restarts in ${delayMs} ms`);
-      this.#restartTimer = setTimeout(() => {
-        this.#restartTimer = null;
-        if (this.#stopping) return;
-        this.#restarts++;
-        this.#spawn();
-      }, delayMs);
+      this.#scheduleRestart();
     });
+  }
+
+  #scheduleRestart(): void {
+    if (Date.now() - this.#readyAtMs > STABLE_MS) this.#crashesInRow = 0;
+    const delayMs = Math.min(MAX_RESTART_DELAY_MS, this.options.restartDelayMs * 2 ** this.#crashesInRow);
+    this.#crashesInRow++;
+    this.#state = "restarting";
+    this.options.event(`KMS process restarts in ${delayMs} ms`);
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = null;
+      if (this.#stopping) return;
+      this.#restarts++;
+      void this.#bindThenSpawn();
+    }, delayMs);
   }
 }
