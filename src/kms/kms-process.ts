@@ -7,7 +7,7 @@
 // It never binds the port: the supervisor holds it (bound once, for as long as the cluster is up,
 // so no other process can take it while this one restarts) and hands over the listening socket
 // ({t:"listener"} asked, {t:"listen"} with the server answered); the connections the supervisor's
-// side accepts arrive one by one ({t:"connection"} with the socket).
+// side accepts arrive one by one ({t:"connection"} with the socket, each answered {t:"taken"}).
 import { createServer } from "node:http";
 import { Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
@@ -28,7 +28,7 @@ export interface KmsProcessConfig {
 export const KMS_EXIT_PORT_IN_USE = 7;
 export const KMS_EXIT_FAILED = 8;
 
-type ToSupervisor = { t: "ready"; url: string } | { t: "fatal"; reason: string } | { t: "listener" };
+type ToSupervisor = { t: "ready"; url: string } | { t: "fatal"; reason: string } | { t: "listener" } | { t: "taken" };
 
 const LISTENER_TIMEOUT_MS = 10_000;
 
@@ -136,6 +136,7 @@ async function main(): Promise<void> {
       const socket = handle as Socket;
       if (stopping) socket.destroy();
       else served.emit("connection", socket);
+      if (process.connected) process.send?.({ t: "taken" } satisfies ToSupervisor); // the supervisor passes the next
     }
   });
   await tell({ t: "ready", url: endpoint.url });

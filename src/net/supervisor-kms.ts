@@ -58,6 +58,8 @@ export class KmsProcess {
   /** The child that said it serves (connections accepted here go to it), or null. */
   #serving: ChildProcess | null = null;
   #held = new Map<Socket, NodeJS.Timeout>();
+  /** A connection is on its way to the serving child. */
+  #passing = false;
 
   constructor(private readonly options: KmsProcessOptions) {}
 
@@ -133,33 +135,38 @@ export class KmsProcess {
     });
   }
 
+  /** A connection accepted here: queued (unread, bounded), then passed to the KMS process that serves. */
   #accepted(socket: Socket): void {
     socket.on("error", () => {});
-    const child = this.#serving;
-    if (child?.connected) {
-      child.send({ t: "connection" }, socket, undefined, (e) => {
-        if (e) socket.destroy();
-      });
-      return;
-    }
     if (this.#stopping || this.#held.size >= MAX_HELD) return void socket.destroy();
     this.#held.set(socket, setTimeout(() => {
       this.#held.delete(socket);
       socket.destroy();
     }, HOLD_MS));
+    this.#pass();
   }
 
-  /** Passes the connections held while none served to the KMS process that now does. */
-  #passHeld(): void {
-    const held = [...this.#held];
-    this.#held.clear();
-    for (const [socket, timer] of held) {
+  /**
+   * Passes the next queued connection, one at a time: the next goes once the KMS process says it
+   * took the last ({t:"taken"}). Node closes the one in flight when the child dies, but would keep
+   * open (forever) those queued behind it in the channel.
+   */
+  #pass(): void {
+    const child = this.#serving;
+    if (child === null || !child.connected || this.#passing) return;
+    for (const [socket, timer] of this.#held) {
+      this.#held.delete(socket);
       clearTimeout(timer);
       if (socket.destroyed) continue;
-      this.#accepted(socket);
+      this.#passing = true;
+      child.send({ t: "connection" }, socket, undefined, (e) => {
+        if (!e) return;
+        socket.destroy();
+        if (this.#serving === child) this.#passing = false;
+      });
+      return;
     }
   }
-
   /** Unbinds the port (hsmsim down): the connections held are closed. */
   #release(): void {
     for (const [socket, timer] of this.#held) {
@@ -188,19 +195,26 @@ export class KmsProcess {
       const message = m as { t?: unknown; url?: unknown; reason?: unknown } | null;
       if (message?.t === "listener" && this.#listener !== null && this.#child === child) {
         child.send({ t: "listen" }, this.#listener, undefined, () => {}); // a failure shows as its exit
+      } else if (message?.t === "taken" && this.#serving === child) {
+        this.#passing = false;
+        this.#pass();
       } else if (message?.t === "ready" && typeof message.url === "string") {
         this.#state = "running";
         this.#readyAtMs = Date.now();
         this.#lastError = null;
         this.#serving = child;
-        this.#passHeld();
+        this.#passing = false;
+        this.#pass();
         this.options.event(`KMS process ${child.pid} listening at ${message.url}`);
       } else if (message?.t === "fatal" && typeof message.reason === "string") {
         this.#lastError = message.reason.slice(0, 500);
       }
     });
     child.on("exit", (code, signal) => {
-      if (this.#serving === child) this.#serving = null;
+      if (this.#serving === child) {
+        this.#serving = null;
+        this.#passing = false;
+      }
       if (this.#child !== child) return;
       this.#child = null;
       this.options.event(`KMS process exited (${signal ?? `code ${code}`})${this.#lastError ? `: ${this.#lastError}` : ""}`);
