@@ -38,8 +38,8 @@ export interface KmsView {
 }
 
 const STABLE_MS = 60_000;
-/** Connections held while no KMS process serves (restarting), at most, and how long each. */
-const MAX_HELD = 64;
+/** Connections accepted here and not yet passed on (none serves: restarting), at most, and how long each waits. */
+const MAX_HELD = 256;
 const HOLD_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
