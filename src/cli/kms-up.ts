@@ -19,7 +19,7 @@ export const KMS_REGION = "us-east-1";
 
 export const kmsDirOf = (folder: ClusterFolder) => join(folder.dir, "kms");
 
-/** Refuses a port another program holds, before the cluster starts (the KMS process would only fail and retry). */
+/** Refuses a port another program holds, before the cluster starts (the supervisor, which binds it and keeps it until down, would only fail and retry). */
 export async function checkKmsPort(port: number): Promise<void> {
   const probe = createServer();
   await new Promise<void>((resolve, reject) => {

@@ -11,7 +11,7 @@ import { KmsError, asKmsError } from "./errors.js";
 import { Fleet } from "./fleet.js";
 import { CredentialSet } from "./identity.js";
 import { type KmsParts, uuidFrom } from "./kms-context.js";
-import { startKmsServer } from "./server.js";
+import { type KmsServerOptions, startKmsServer } from "./server.js";
 import { handleOperation } from "./service.js";
 import { KmsStore, KmsStoreError } from "./store.js";
 import { RateLimiter } from "./throttle.js";
@@ -24,6 +24,8 @@ export interface KmsOptions {
   /** Loopback address (default 127.0.0.1) and port (default 0: any free one). */
   host?: string;
   port?: number;
+  /** A listening loopback socket to serve instead of binding host:port (see KmsServerOptions.listenOn). */
+  listenOn?: KmsServerOptions["listenOn"];
   /** Default us-east-1. */
   region?: string;
   credentials: readonly KmsCredential[];
@@ -165,7 +167,7 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
       },
     };
     const server = await startKmsServer({
-      host: options.host, port: options.port, region, credentials, nowMs, newRequestId: () => uuidFrom(randomBytes),
+      host: options.host, port: options.port, listenOn: options.listenOn, region, credentials, nowMs, newRequestId: () => uuidFrom(randomBytes),
       handle: (operation, input, context) => handleOperation(parts, operation, input, context).catch((e) => {
         const answer = asKmsError(e);
         if (answer !== e) reportInternal(operation, e);

@@ -4,7 +4,12 @@
 // listens ({t:"ready", url}) or why it cannot ({t:"fatal", reason}, e.g. the port is taken),
 // stops cleanly on {t:"stop"} or SIGTERM (the trail is flushed and signed), and exits when the
 // supervisor goes away (an orphan must not keep the port).
+// It never binds the port: the supervisor holds it (bound once, for as long as the cluster is up,
+// so no other process can take it while this one restarts) and hands over the listening socket
+// ({t:"listener"} asked, {t:"listen"} with the server answered); the connections the supervisor's
+// side accepts arrive one by one ({t:"connection"} with the socket, each answered {t:"taken"}).
 import { createServer } from "node:http";
+import { Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
 
 import { folderClusterDirectory } from "./cluster-directory.js";
@@ -23,7 +28,31 @@ export interface KmsProcessConfig {
 export const KMS_EXIT_PORT_IN_USE = 7;
 export const KMS_EXIT_FAILED = 8;
 
-type ToSupervisor = { t: "ready"; url: string } | { t: "fatal"; reason: string };
+type ToSupervisor = { t: "ready"; url: string } | { t: "fatal"; reason: string } | { t: "listener" } | { t: "taken" };
+
+const LISTENER_TIMEOUT_MS = 10_000;
+
+/** Asks the supervisor for the port's listening socket and waits (bounded) for it. */
+function listenerFromSupervisor(): Promise<NetServer> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off("message", onMessage);
+      reject(new Error(`the supervisor handed over no listening socket within ${LISTENER_TIMEOUT_MS} ms`));
+    }, LISTENER_TIMEOUT_MS);
+    const onMessage = (m: unknown, handle: unknown) => {
+      if ((m as { t?: unknown } | null)?.t !== "listen" || !(handle instanceof NetServer)) return;
+      clearTimeout(timer);
+      process.off("message", onMessage);
+      resolve(handle);
+    };
+    process.on("message", onMessage);
+    if (!process.send || !process.connected) {
+      clearTimeout(timer);
+      return reject(new Error("no supervisor: the KMS process is started by hsmsim up --kms"));
+    }
+    process.send({ t: "listener" } satisfies ToSupervisor);
+  });
+}
 
 function tell(message: ToSupervisor): Promise<void> {
   return new Promise((resolve) => {
@@ -37,14 +66,15 @@ function tell(message: ToSupervisor): Promise<void> {
  * request with KMS's internal error, standing in for startKms while it is being built. It holds
  * no key, reads no credential and serves nothing but that error.
  */
-function standIn(host: string, port: number): Promise<KmsEndpoint> {
+function standIn(host: string, listenOn: NetServer): Promise<KmsEndpoint> {
   const server = createServer((_req, res) => {
     res.writeHead(500, { "content-type": "application/x-amz-json-1.1" });
     res.end(JSON.stringify({ __type: "KMSInternalException", message: "stand-in endpoint (HSMSIM_KMS_STAND_IN)" }));
   });
+  listenOn.on("connection", (socket: Socket) => void server.emit("connection", socket));
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    server.listen(listenOn, () => {
       const address = server.address() as { port: number };
       resolve({ url: `http://${host}:${address.port}`, region: "us-east-1", settled: async () => {}, close: () => new Promise((r) => server.close(() => r())) });
     });
@@ -56,13 +86,21 @@ async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? "{}") as KmsProcessConfig;
   const kmsDir = join(config.clusterDir, "kms");
   let endpoint: KmsEndpoint;
+  let listener: NetServer | null = null;
+  // Connections this process accepts before the endpoint serves the socket: held (unread) until it does.
+  const early: Socket[] = [];
+  const holdEarly = (socket: Socket) => void early.push(socket);
   try {
+    listener = await listenerFromSupervisor();
+    // Node reads this option of the server's at each accept: the early ones stay unread for the endpoint.
+    (listener as NetServer & { pauseOnConnect: boolean }).pauseOnConnect = true;
+    listener.on("connection", holdEarly);
     if (process.env.HSMSIM_KMS_STAND_IN === "1") {
-      endpoint = await standIn(config.host, config.port);
+      endpoint = await standIn(config.host, listener);
     } else {
       const { credentials } = loadOrCreateCredentials(kmsDir);
       endpoint = await startKms({
-        dataDir: kmsDir, host: config.host, port: config.port, region: config.region, credentials,
+        dataDir: kmsDir, host: config.host, listenOn: listener, region: config.region, credentials,
         clusters: folderClusterDirectory([config.clusterDir]),
       });
     }
@@ -85,8 +123,21 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop());
   process.on("SIGINT", () => void stop());
   process.on("disconnect", () => void stop());
-  process.on("message", (m: unknown) => {
-    if ((m as { t?: unknown } | null)?.t === "stop") void stop();
+  const served = listener;
+  served.off("connection", holdEarly);
+  for (const socket of early.splice(0)) {
+    served.emit("connection", socket);
+    socket.resume();
+  }
+  process.on("message", (m: unknown, handle: unknown) => {
+    const t = (m as { t?: unknown } | null)?.t;
+    if (t === "stop") void stop();
+    else if (t === "connection" && handle !== undefined) {
+      const socket = handle as Socket;
+      if (stopping) socket.destroy();
+      else served.emit("connection", socket);
+      if (process.connected) process.send?.({ t: "taken" } satisfies ToSupervisor); // the supervisor passes the next
+    }
   });
   await tell({ t: "ready", url: endpoint.url });
 }

@@ -4,7 +4,7 @@
 // x-amzn-RequestId header; a Date header from the injected clock (the SDK corrects its skew
 // from it). Timeouts and a connection cap keep a slow or greedy peer from holding the server.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import { type AddressInfo, Server as NetServer, type Socket } from "node:net";
 import { asKmsError, KmsError } from "./errors.js";
 import { type CredentialSet, userNameOf } from "./identity.js";
 import { encodeOutput, isOperation, validateInput } from "./shapes.js";
@@ -50,6 +50,13 @@ export interface KmsServerOptions {
   keepAliveTimeoutMs?: number;
   /** Open connections at most (default 256); more are refused at once. */
   maxConnections?: number;
+  /**
+   * A listening socket to serve instead of binding host:port: a net.Server handed over by the
+   * process that holds the port (hsmsim up --kms: the supervisor keeps it bound across restarts of
+   * the KMS process), or an inherited descriptor. It must be on loopback. Sockets emitted as
+   * "connection" on a net.Server given here (its holder's, handed over one by one) are served too.
+   */
+  listenOn?: NetServer | { fd: number };
 }
 
 export interface KmsServer {
@@ -201,22 +208,34 @@ export async function startKmsServer(options: KmsServerOptions): Promise<KmsServ
     }
   }
 
+  const { listenOn } = options;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 0, host, () => {
+    const listening = () => {
       server.off("error", reject);
       resolve();
-    });
+    };
+    if (listenOn !== undefined) server.listen(listenOn, listening);
+    else server.listen(options.port ?? 0, host, listening);
   });
-  const port = (server.address() as AddressInfo).port;
-  const urlHost = host.includes(":") ? `[${host}]` : host;
+  const address = server.address() as AddressInfo;
+  if (listenOn !== undefined && !isLoopbackHost(address.address)) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw new Error(`the KMS endpoint listens on loopback only (127.x.x.x or ::1): the socket handed over is on ${address.address}`);
+  }
+  const handedOver = (socket: Socket) => void server.emit("connection", socket);
+  if (listenOn instanceof NetServer) listenOn.on("connection", handedOver);
+  const boundHost = listenOn !== undefined ? address.address : host;
+  const port = address.port;
+  const urlHost = boundHost.includes(":") ? `[${boundHost}]` : boundHost;
   let closing: Promise<void> | null = null;
   return {
     url: `http://${urlHost}:${port}`,
-    host,
+    host: boundHost,
     port,
     close() {
       closing ??= new Promise<void>((resolve) => {
+        if (listenOn instanceof NetServer) listenOn.off("connection", handedOver);
         server.close(() => resolve());
         server.closeIdleConnections();
       });
