@@ -101,7 +101,8 @@ async function main(): Promise<void> {
       const { credentials } = loadOrCreateCredentials(kmsDir);
       endpoint = await startKms({
         dataDir: kmsDir, host: config.host, listenOn: listener, region: config.region, credentials,
-        clusters: folderClusterDirectory([config.clusterDir]),
+        // The cluster is the account's of the first access key (the embedded defaults' customer): another account's key stores cannot use it.
+        clusters: folderClusterDirectory([config.clusterDir], { accountId: credentials[0].accountId }),
       });
     }
   } catch (e) {
