@@ -67,6 +67,13 @@ function refuseContextOnAsymmetric(key: KeyRecord, encryptionContext: unknown): 
   if (encryptionContext !== undefined) throw new KmsError("ValidationException", `EncryptionContext is not supported with asymmetric KMS keys (${key.arn}).`);
 }
 
+/** Encrypt's and ReEncrypt's destination side: a symmetric blob, or RSA-OAEP ciphertext (no context). */
+async function encryptUnder(parts: KmsParts, key: KeyRecord, algorithm: string, plaintext: Buffer, contextInput: unknown, context: RequestContext): Promise<Buffer> {
+  if (algorithm === "SYMMETRIC_DEFAULT") return sealSymmetric(parts, key, plaintext, contextOf(contextInput), context);
+  refuseContextOnAsymmetric(key, contextInput);
+  return parts.fleet.asymmetricEncrypt(fleetLabel(key.keyId), algorithm as AsymmetricEncryptionAlgorithm, plaintext);
+}
+
 const encrypt: Handler = async (parts, input, context) => {
   const key = await resolveKey(parts, context, input.KeyId, { crossAccount: true });
   const encryptionContext = contextOf(input.EncryptionContext);
@@ -77,14 +84,7 @@ const encrypt: Handler = async (parts, input, context) => {
   if (algorithm !== "SYMMETRIC_DEFAULT") refuseContextOnAsymmetric(key, input.EncryptionContext);
   stopIfDryRun(input);
   takeCryptoQuota(parts, context);
-  const plaintext = input.Plaintext as Buffer;
-  let blob: Buffer;
-  if (algorithm === "SYMMETRIC_DEFAULT") {
-    blob = await sealSymmetric(parts, key, plaintext, encryptionContext, context);
-  } else {
-    refuseContextOnAsymmetric(key, input.EncryptionContext);
-    blob = parts.fleet.asymmetricEncrypt(fleetLabel(key.keyId), algorithm as AsymmetricEncryptionAlgorithm, plaintext);
-  }
+  const blob = await encryptUnder(parts, key, algorithm, input.Plaintext as Buffer, input.EncryptionContext, context);
   return { CiphertextBlob: blob, KeyId: key.arn, EncryptionAlgorithm: algorithm };
 };
 
@@ -137,13 +137,7 @@ const reEncrypt: Handler = async (parts, input, context) => {
     checkEncryptDecrypt(destination, "ReEncrypt");
     const destinationAlgorithm = checkAlgorithm(destination, input.DestinationEncryptionAlgorithm);
     stopIfDryRun(input);
-    let blob: Buffer;
-    if (destinationAlgorithm === "SYMMETRIC_DEFAULT") {
-      blob = await sealSymmetric(parts, destination, plaintext, destinationContext, context);
-    } else {
-      refuseContextOnAsymmetric(destination, input.DestinationEncryptionContext);
-      blob = parts.fleet.asymmetricEncrypt(fleetLabel(destination.keyId), destinationAlgorithm as AsymmetricEncryptionAlgorithm, plaintext);
-    }
+    const blob = await encryptUnder(parts, destination, destinationAlgorithm, plaintext, input.DestinationEncryptionContext, context);
     return { CiphertextBlob: blob, SourceKeyId: source.arn, KeyId: destination.arn, SourceEncryptionAlgorithm: sourceAlgorithm, DestinationEncryptionAlgorithm: destinationAlgorithm };
   } finally {
     plaintext.fill(0);
