@@ -1,7 +1,7 @@
 // How the cluster's failures become KMS's: a refused kmsuser login becomes a connection error
 // code, a failing cluster or a missing backing key becomes KMSInvalidStateException, a tag that
 // does not verify InvalidCiphertextException. Nothing raw (Pkcs11Error, ClientError, HsmError)
-// leaves the custom key store module. [helper: cks]
+// leaves the custom key store module.
 import { ClientError } from "../client/errors.js";
 import { HsmError } from "../hsm/errors.js";
 import * as C from "../pkcs11/constants.js";

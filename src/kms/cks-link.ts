@@ -3,7 +3,7 @@
 // adapter serves the simulator's ClusterConnection (calls block while the virtual clock runs)
 // and the real-time RemoteConnection (Inits and crypto through the PKCS11 facade's …Async forms, so the
 // HTTP server keeps serving while the HSMs work). Errors leave as they came (Pkcs11Error,
-// ClientError, HsmError): custom-key-stores.ts maps them to KMS's. [helper: cks]
+// ClientError, HsmError): custom-key-stores.ts maps them to KMS's.
 import type { ManagementConsole } from "../client/api.js";
 import type { MemberHealth } from "../client/client.js";
 import { freezeClass } from "../primordials.js";

@@ -1,7 +1,7 @@
 // What the fleet seals for a custom key store: kmsuser's password, and during a rotation the
 // password it is being changed to. The rotation records `next` before it changes the password in
 // the cluster and `current: next` after, so a process that stops (or a connection cancelled)
-// between the two still knows one password that logs in. [helper: cks]
+// between the two still knows one password that logs in.
 import { KmsError } from "./errors.js";
 
 export interface KmsuserPasswords {

@@ -1,7 +1,7 @@
 // Where KMS finds the CloudHSM clusters custom key stores are over: by cluster id, what the
 // cluster is (state, HSMs and their zones, trust anchor) and a new client connection to it.
 // Two kinds: the simulator's world (virtual time, in process) and real-time clusters started
-// with `hsmsim up` (their folders). [helper: cks]
+// with `hsmsim up` (their folders).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 

@@ -5,7 +5,7 @@
 // HSMs that answer and their zones. Each store is limited to 1,800 requests a second. A cluster
 // belongs to one account (ClusterView.accountId): to any other it is not found. kmsuser's
 // password rotation records the next password before the change and the result after it, so
-// neither a stop nor a disconnection between the two loses it (cks-password.ts). [helper: cks]
+// neither a stop nor a disconnection between the two loses it (cks-password.ts).
 import { timingSafeEqual } from "node:crypto";
 
 import { freezeClass } from "../primordials.js";

@@ -1,6 +1,6 @@
 // startKms: the whole KMS endpoint wired together — KMS's fleet (where AWS_KMS key material
 // lives), the store (keys, aliases, grants, custom key stores), the trail, the custom key stores
-// over their clusters, the operations and the HTTP server. [lead]
+// over their clusters, the operations and the HTTP server.
 import { randomBytes as osRandomBytes } from "node:crypto";
 import { lstatSync, mkdirSync } from "node:fs";
 import { join } from "node:path";

@@ -1,7 +1,7 @@
 // The byte formats around the fleet's chip calls, none of them secret: ECDSA signatures (the chip
 // gives r‖s, AWS returns DER), PKCS#1 v1.5 DigestInfo prefixes (signing a digest with the raw
 // RSA mechanism), and public keys as SubjectPublicKeyInfo (built by node:crypto from the
-// public point or modulus the chip reports). [helper: crypto]
+// public point or modulus the chip reports).
 import { Buffer } from "node:buffer";
 import { type KeyObject, createPublicKey } from "node:crypto";
 

@@ -1,6 +1,5 @@
 // The fleet's setup, apart from its operations: the PIN file of a `file:` fleet and the
 // templates of the keys it makes (every one a token key, sensitive and never extractable).
-// [helper: crypto]
 import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";

@@ -3,7 +3,7 @@
 // key is a token key, non-extractable and sensitive, labelled with the name KMS gives it; its
 // plaintext never enters the JavaScript heap. The fleet also holds KMS's own keys: the record
 // key (HMAC-SHA-256 over store rows and grant tokens), the sealing key (AES-256-GCM for secrets
-// at rest, e.g. kmsuser passwords) and the trail's signing key. [helper: crypto]
+// at rest, e.g. kmsuser passwords) and the trail's signing key.
 //
 // The token's PINs are random. For `file:DIR` they are kept in DIR/fleet.pin (0600, created
 // exclusively, never through a symlink), beside the token they open; for `memory:` only in this

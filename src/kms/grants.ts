@@ -1,5 +1,5 @@
 // Grants: which operations a grant can carry for which key, its constraints, its token, whether
-// one allows a request, and who may retire or revoke it. [helper: auth]
+// one allows a request, and who may retire or revoke it.
 import { timingSafeEqual } from "node:crypto";
 
 import { KmsError } from "./errors.js";

@@ -1,7 +1,7 @@
 // Key policy conditions: the operators and condition keys a policy may use, checking a
 // Condition block when a policy is put, the request's values of the keys, and whether a
 // condition holds (IAM's rules: a missing key fails a positive operator and satisfies a
-// negated one; ForAllValues holds on no values, ForAnyValue does not). [helper: auth]
+// negated one; ForAllValues holds on no values, ForAnyValue does not).
 import { KmsError } from "./errors.js";
 import type { AccessRequest } from "./policy.js";
 

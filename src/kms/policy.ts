@@ -2,7 +2,7 @@
 // one for a request. There is no IAM here: a key policy statement that names an account (its
 // root, or the bare account id) allows every principal of that account, as an IAM policy that
 // allows everything would. Cross-account principals need a statement naming them (or their
-// account) or a grant. An explicit Deny always wins. [helper: auth]
+// account) or a grant. An explicit Deny always wins.
 // Supported: Principal/NotPrincipal ("*", AWS account ids, account roots, IAM users and roles,
 // assumed roles; Service principals, which match no caller here), Action/NotAction and
 // Resource/NotResource with * and ? wildcards, and Condition with the String*, Arn*, Bool and

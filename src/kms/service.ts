@@ -1,4 +1,4 @@
-// The operations table: one handler per KMS operation, over the endpoint's parts. [lead]
+// The operations table: one handler per KMS operation, over the endpoint's parts.
 import { KmsError } from "./errors.js";
 import type { Handler, KmsParts } from "./kms-context.js";
 import { ALIAS_OPERATIONS } from "./ops-aliases.js";

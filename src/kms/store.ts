@@ -2,7 +2,7 @@
 // custom key stores, in SQLite (better-sqlite3, as the HSMs keep theirs). Every acknowledged
 // change is durable before the call returns (WAL, synchronous FULL). Every row carries a MAC
 // from KMS's fleet (a key only the chip holds), and the store keeps a MAC'ed head over all rows,
-// so an edited, planted, dropped or replayed row is found when the store opens. [helper: store]
+// so an edited, planted, dropped or replayed row is found when the store opens.
 //
 // Tamper evidence (DESIGN invariant 8), precisely. Each row's `mac` = mac(canonical bytes of
 // table ‖ primary key ‖ every column) (store-schema.ts). The head row holds a change counter,

@@ -1,6 +1,5 @@
 // Request-rate quotas (a token bucket on the injected clock): KMS's per-account quota for
 // cryptographic operations and the 1,800 requests per second of each CloudHSM key store.
-// [helper: cks]
 import { freezeClass } from "../primordials.js";
 
 export class RateLimiter {

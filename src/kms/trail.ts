@@ -2,7 +2,7 @@
 // the operation, the encryption context, the result), appended to kms/trail.jsonl. Records are
 // hash-chained (SHA-256 of the previous record); digests of the chain are signed by the fleet's
 // trail key (ECDSA P-256) every second and at close, as CloudTrail's digest files, so a
-// verifier needs only the public key (kms/trail-public.pem). [helper: trail]
+// verifier needs only the public key (kms/trail-public.pem).
 //
 // Appends are buffered and written together once the current turn of the event loop is over (one
 // write for every record of that turn, off the request's path; CloudTrail itself delivers minutes
