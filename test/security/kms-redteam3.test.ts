@@ -1,13 +1,13 @@
 // Red team 3 of the KMS endpoint (issue 11): the fixes of rounds 1 and 2 (the anchor in the fleet's
 // token, the KMS port held by the supervisor, the written-ahead kmsuser password, DryRun, quotas,
 // data-folder files). Each test is an attack that succeeds today: it fails until fixed.
-import { CreateAliasCommand, CreateKeyCommand, ListAliasesCommand } from "@aws-sdk/client-kms";
+import { CreateAliasCommand, CreateKeyCommand, EncryptCommand, ReEncryptCommand } from "@aws-sdk/client-kms";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { TRAIL_DIGESTS_FILE, TRAIL_FILE } from "../../src/kms/trail.js";
-import { OWNER, startKmsFixture } from "../kms/kms-fixture.js";
+import { OWNER, failure, startKmsFixture } from "../kms/kms-fixture.js";
 
 const outcome = (p: Promise<unknown>) => p.then(() => "started", (e: Error) => `${e.name}: ${e.message}`);
 
@@ -29,5 +29,20 @@ describe("red team 3: the anchor in the fleet's token", () => {
     const second = await outcome(kms.restart());
     expect({ first: first.startsWith("KmsStoreError") || first.includes("records were removed"), second })
       .toEqual({ first: true, second: expect.stringContaining("records were removed") });
+  });
+});
+
+describe("red team 3: DryRun", () => {
+  it("a ReEncrypt with DryRun changes nothing: it takes none of the account's request quota (nor decrypts the source)", async () => {
+    const kms = await startKmsFixture({ durable: false, frozenClock: true, limits: { accountCryptoPerSecond: 2 } });
+    const owner = kms.client(OWNER);
+    const a = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    const b = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    const blob = (await owner.send(new EncryptCommand({ KeyId: a, Plaintext: Buffer.from("x") }))).CiphertextBlob!; // 1 of 2 this second
+    const dry = await failure(owner.send(new ReEncryptCommand({ CiphertextBlob: blob, DestinationKeyId: b, DryRun: true })));
+    expect(dry.name).toBe("DryRunOperationException");
+    // The clock has not moved: the second request of this second is still the caller's to make.
+    const next = await owner.send(new EncryptCommand({ KeyId: a, Plaintext: Buffer.from("y") })).then(() => "ok", (e: Error) => e.name);
+    expect(next).toBe("ok");
   });
 });
