@@ -4,7 +4,34 @@
 import { CreateAliasCommand, CreateKeyCommand, EncryptCommand, ReEncryptCommand } from "@aws-sdk/client-kms";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+
+// Which file each descriptor is, and the order of writes, fsyncs and renames (pass-through).
+const fsTrace = vi.hoisted(() => ({ log: [] as string[], paths: new Map<number, string>() }));
+vi.mock("node:fs", async (importOriginal) => {
+  const fs = await importOriginal<typeof import("node:fs")>();
+  const wrapped = {
+    openSync: (...a: Parameters<typeof fs.openSync>) => {
+      const fd = fs.openSync(...a);
+      fsTrace.paths.set(fd, String(a[0]));
+      return fd;
+    },
+    writeSync: (...a: unknown[]) => {
+      const n = (fs.writeSync as (...x: unknown[]) => number)(...a);
+      fsTrace.log.push(`write ${fsTrace.paths.get(a[0] as number)}`);
+      return n;
+    },
+    fsyncSync: (fd: number) => {
+      fs.fsyncSync(fd);
+      fsTrace.log.push(`fsync ${fsTrace.paths.get(fd)}`);
+    },
+    renameSync: (from: string, to: string) => {
+      fs.renameSync(from, to);
+      fsTrace.log.push(`rename ${to}`);
+    },
+  };
+  return { ...fs, ...wrapped, default: { ...fs, ...wrapped } };
+});
 
 import { TRAIL_DIGESTS_FILE, TRAIL_FILE } from "../../src/kms/trail.js";
 import { OWNER, failure, startKmsFixture } from "../kms/kms-fixture.js";
@@ -44,5 +71,25 @@ describe("red team 3: DryRun", () => {
     // The clock has not moved: the second request of this second is still the caller's to make.
     const next = await owner.send(new EncryptCommand({ KeyId: a, Plaintext: Buffer.from("y") })).then(() => "ok", (e: Error) => e.name);
     expect(next).toBe("ok");
+  });
+});
+
+describe("red team 3: the anchor against a legitimate restart", () => {
+  it("the anchor (fsynced in the fleet's token) never gets ahead of the trail on disk: an OS crash must not make the next start 'records were removed'", async () => {
+    const kms = await startKmsFixture();
+    const owner = kms.client(OWNER);
+    fsTrace.log.length = 0;
+    await owner.send(new CreateKeyCommand({}));
+    await kms.endpoint.close(); // the last records are written, a digest signed, the anchor moved to the trail's length
+    const log = fsTrace.log;
+    const lastTrailWrite = log.findLastIndex((l) => l.endsWith(`/${TRAIL_FILE}`) && l.startsWith("write"));
+    expect(lastTrailWrite).toBeGreaterThanOrEqual(0);
+    // The anchor goes to disk as the fleet's token file: temp file, fsync, rename.
+    const anchorOnDisk = log.findIndex((l, i) => i > lastTrailWrite && l.startsWith("rename") && l.endsWith(".token"));
+    expect(anchorOnDisk).toBeGreaterThan(lastTrailWrite);
+    // Before the anchor says "the trail has N records", those N records must be on disk too (else a power
+    // loss leaves a shorter trail than the anchor, and KMS refuses to start: STORE_TAMPERED).
+    const trailSynced = log.slice(lastTrailWrite, anchorOnDisk).some((l) => l.startsWith("fsync") && l.endsWith(`/${TRAIL_FILE}`));
+    expect({ trailFsyncedBeforeAnchor: trailSynced, order: log }).toEqual({ trailFsyncedBeforeAnchor: true, order: log });
   });
 });
