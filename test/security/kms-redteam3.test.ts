@@ -1,8 +1,11 @@
 // Red team 3 of the KMS endpoint (issue 11): the fixes of rounds 1 and 2 (the anchor in the fleet's
 // token, the KMS port held by the supervisor, the written-ahead kmsuser password, DryRun, quotas,
 // data-folder files). Each test is an attack that succeeds today: it fails until fixed.
-import { CreateAliasCommand, CreateKeyCommand, EncryptCommand, ReEncryptCommand } from "@aws-sdk/client-kms";
-import { readFileSync, writeFileSync } from "node:fs";
+import {
+  ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateKeyCommand, DescribeCustomKeyStoresCommand,
+  DisconnectCustomKeyStoreCommand, EncryptCommand, ReEncryptCommand,
+} from "@aws-sdk/client-kms";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
 
@@ -33,7 +36,9 @@ vi.mock("node:fs", async (importOriginal) => {
   return { ...fs, ...wrapped, default: { ...fs, ...wrapped } };
 });
 
+import { type ClusterDirectory, simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
 import { TRAIL_DIGESTS_FILE, TRAIL_FILE } from "../../src/kms/trail.js";
+import { CO, activeWorld } from "../cluster/fixture.js";
 import { OWNER, failure, startKmsFixture } from "../kms/kms-fixture.js";
 
 const outcome = (p: Promise<unknown>) => p.then(() => "started", (e: Error) => `${e.name}: ${e.message}`);
@@ -91,5 +96,45 @@ describe("red team 3: the anchor against a legitimate restart", () => {
     // loss leaves a shorter trail than the anchor, and KMS refuses to start: STORE_TAMPERED).
     const trailSynced = log.slice(lastTrailWrite, anchorOnDisk).some((l) => l.startsWith("fsync") && l.endsWith(`/${TRAIL_FILE}`));
     expect({ trailFsyncedBeforeAnchor: trailSynced, order: log }).toEqual({ trailFsyncedBeforeAnchor: true, order: log });
+  });
+});
+
+describe("red team 3: store changes no request records", () => {
+  it("kms.db rolled back past a custom key store's connection (its kmsuser password rotation) is not refused at start", async () => {
+    const world = activeWorld({ seed: "kred3-rollback" });
+    world.connect("co").console(CO.username, CO.password).createUser("kmsuser", "CU", "kmsuser-pass-1");
+    const sim = simClusterDirectory(world);
+    // The cluster answers slowly (a busy network): the connection settles after the next digest.
+    let release = () => {};
+    const gate = new Promise<void>((r) => { release = r; });
+    const clusters: ClusterDirectory = { describe: (id) => sim.describe(id), open: async (id) => { await gate; return sim.open(id); } };
+    const kms = await startKmsFixture({ clusters });
+    const owner = kms.client(OWNER);
+    const id = (await owner.send(new CreateCustomKeyStoreCommand({
+      CustomKeyStoreName: "store", CloudHsmClusterId: world.cluster.clusterId, TrustAnchorCertificate: simTrustAnchorPem(world), KeyStorePassword: "kmsuser-pass-1",
+    }))).CustomKeyStoreId!;
+    await owner.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: id }));
+    await new Promise((r) => setTimeout(r, 1_300)); // a digest (every second) covers the Connect record: the anchor moves
+    const dir = join(kms.dataDir, "kms");
+    const copy = (name: string) => (existsSync(join(dir, name)) ? readFileSync(join(dir, name)) : null);
+    const saved = { db: copy("kms.db"), wal: copy("kms.db-wal") };
+    release();
+    await kms.endpoint.settled(id); // CONNECTED: kmsuser's password rotated to one only KMS knows (store writes, no record)
+    await kms.endpoint.close();
+    // The editor puts back the copy: the store's password is the one the cluster no longer has.
+    writeFileSync(join(dir, "kms.db"), saved.db!);
+    rmSync(join(dir, "kms.db-shm"), { force: true });
+    if (saved.wal) writeFileSync(join(dir, "kms.db-wal"), saved.wal);
+    else rmSync(join(dir, "kms.db-wal"), { force: true });
+    const started = await outcome(kms.restart());
+    if (started === "started") {
+      const o2 = kms.client(OWNER);
+      await o2.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: id })).catch(() => {});
+      await o2.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: id })).catch(() => {});
+      await kms.endpoint.settled(id);
+      const state = (await o2.send(new DescribeCustomKeyStoresCommand({ CustomKeyStoreId: id }))).CustomKeyStores![0];
+      expect({ started, afterRollback: [state.ConnectionState, state.ConnectionErrorCode] }).toEqual({ started: "refused", afterRollback: "n/a" });
+    }
+    expect(started).toContain("older copy was put back");
   });
 });
