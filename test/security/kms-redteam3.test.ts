@@ -5,7 +5,8 @@ import {
   ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateKeyCommand, DescribeCustomKeyStoresCommand,
   DisconnectCustomKeyStoreCommand, EncryptCommand, ReEncryptCommand,
 } from "@aws-sdk/client-kms";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
 
@@ -38,6 +39,7 @@ vi.mock("node:fs", async (importOriginal) => {
 
 import { type ClusterDirectory, simClusterDirectory, simTrustAnchorPem } from "../../src/kms/cluster-directory.js";
 import { TRAIL_DIGESTS_FILE, TRAIL_FILE } from "../../src/kms/trail.js";
+import { KmsProcess } from "../../src/net/supervisor-kms.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
 import { OWNER, failure, startKmsFixture } from "../kms/kms-fixture.js";
 
@@ -137,4 +139,27 @@ describe("red team 3: store changes no request records", () => {
     }
     expect(started).toContain("older copy was put back");
   });
+});
+
+describe("red team 3: the supervised KMS process", () => {
+  it("a stop asked while the KMS process starts stops it (not ignored, then SIGKILL 10 s later)", async () => {
+    // The process plumbing only: the KMS process's stand-in (as test/processes/kms-up.test.ts).
+    process.env.HSMSIM_KMS_STAND_IN = "1";
+    const dir = mkdtempSync(join(tmpdir(), "kred3-sup-"));
+    const events: string[] = [];
+    const kms = new KmsProcess({
+      clusterDir: dir, host: "127.0.0.1", port: 20_000 + Math.floor(Math.random() * 40_000), logFile: join(dir, "kms.log"), restartDelayMs: 100,
+      event: (text) => events.push(text),
+    });
+    try {
+      kms.start();
+      while (kms.view().pid === null) await new Promise((r) => setTimeout(r, 5));
+      // hsmsim down while the KMS process is still loading: its {t:"stop"} arrives before it listens for it.
+      await kms.stop();
+      expect(events.filter((e) => /exited/.test(e))).toEqual([expect.not.stringContaining("SIGKILL")]);
+    } finally {
+      delete process.env.HSMSIM_KMS_STAND_IN;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
