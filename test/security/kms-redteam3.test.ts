@@ -3,7 +3,7 @@
 // data-folder files). Each test is an attack that succeeds today: it fails until fixed.
 import {
   ConnectCustomKeyStoreCommand, CreateAliasCommand, CreateCustomKeyStoreCommand, CreateKeyCommand, DescribeCustomKeyStoresCommand,
-  DisconnectCustomKeyStoreCommand, EncryptCommand, ReEncryptCommand,
+  DisconnectCustomKeyStoreCommand, EncryptCommand, ListAliasesCommand, ReEncryptCommand, UpdateAliasCommand,
 } from "@aws-sdk/client-kms";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -162,4 +162,17 @@ describe("red team 3: the supervised KMS process", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+});
+
+describe("red team 3: LimitExceededException quotas", () => {
+  it("UpdateAlias of an alias to the key it already names is not refused as one alias too many", async () => {
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    for (let i = 0; i < 50; i++) await owner.send(new CreateAliasCommand({ AliasName: `alias/full-${i}`, TargetKeyId: key }));
+    expect((await owner.send(new ListAliasesCommand({ KeyId: key, Limit: 100 }))).Aliases).toHaveLength(50);
+    // The alias stays where it is: the key's alias count does not change.
+    const same = await owner.send(new UpdateAliasCommand({ AliasName: "alias/full-0", TargetKeyId: key })).then(() => "ok", (e: Error) => e.name);
+    expect(same).toBe("ok");
+  });
 });
