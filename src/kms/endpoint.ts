@@ -80,6 +80,8 @@ function ensureDataDir(dir: string): void {
   if ((stat.mode & 0o022) !== 0) throw new KmsError("KMSInternalException", `${dir} may be written by others (mode ${(stat.mode & 0o777).toString(8)}): refused`);
 }
 
+const ANCHOR_INTERVAL_MS = 1_000;
+
 interface Anchor {
   storeChangeCount: number;
   trailSeq: number;
@@ -141,14 +143,41 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
     const store = KmsStore.open({ path: dir === null ? null : join(dir, "kms.db"), mac: (data) => fleet.recordMac(data) });
     opened.push(store);
     const anchor = dir === null ? null : checkAnchor(fleet, store);
+    // The anchor moves only forward, and only once the files were found to agree with it: a start
+    // that refuses a cut trail must not move it back to the cut length (the open signs a digest).
+    let armed = false;
+    let anchored = anchor ?? { storeChangeCount: 0, trailSeq: 0 };
+    const moveAnchor = (trailSeq: number) => {
+      if (!armed) return;
+      const next = { storeChangeCount: Math.max(anchored.storeChangeCount, store.head().changeCount), trailSeq: Math.max(anchored.trailSeq, trailSeq) };
+      if (next.storeChangeCount === anchored.storeChangeCount && next.trailSeq === anchored.trailSeq) return;
+      fleet.writeAnchor(anchorBytes(next));
+      anchored = next;
+    };
+    // Closed after the trail (its last digest) and before the store: a change no request recorded is anchored too.
+    if (anchor !== null) opened.push({ close: () => moveAnchor(anchored.trailSeq) });
     const trail = KmsTrail.open({
       path: dir === null ? null : join(dir, "trail.jsonl"), fleet, region, nowMs, newEventId: () => uuidFrom(randomBytes),
       // Each digest moves the anchor: the store's change count and the trail's length, kept in the fleet's token.
-      onDigest: anchor === null ? undefined : (lastSeq) => fleet.writeAnchor(anchorBytes({ storeChangeCount: store.head().changeCount, trailSeq: lastSeq })),
+      onDigest: anchor === null ? undefined : moveAnchor,
     });
     opened.push(trail);
-    if (anchor !== null && trail.lastSeq < anchor.trailSeq) {
-      throw new KmsStoreError("STORE_TAMPERED", `the trail ends at record ${trail.lastSeq}, but KMS signed it up to record ${anchor.trailSeq}: records were removed`);
+    if (anchor !== null) {
+      if (trail.lastSeq < anchor.trailSeq) {
+        throw new KmsStoreError("STORE_TAMPERED", `the trail ends at record ${trail.lastSeq}, but KMS signed it up to record ${anchor.trailSeq}: records were removed`);
+      }
+      armed = true;
+      moveAnchor(trail.lastSeq);
+      // Store changes no request records (a key store's connection, its password rotation) move it within a second.
+      const timer = setInterval(() => {
+        try {
+          moveAnchor(anchored.trailSeq);
+        } catch {
+          // the fleet closing meanwhile: the close path anchors
+        }
+      }, ANCHOR_INTERVAL_MS);
+      timer.unref();
+      opened.push({ close: () => clearInterval(timer) });
     }
     const customKeyStores = new CustomKeyStores({ store, fleet, directory: options.clusters ?? NO_CLUSTERS, nowMs, randomBytes, requestsPerSecond: storeRate });
     opened.push(customKeyStores);

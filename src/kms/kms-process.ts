@@ -90,6 +90,12 @@ async function main(): Promise<void> {
   // Connections this process accepts before the endpoint serves the socket: held (unread) until it does.
   const early: Socket[] = [];
   const holdEarly = (socket: Socket) => void early.push(socket);
+  // A stop asked while the endpoint starts is kept, and done once it has started (its trail signed).
+  let stopAsked = false;
+  const askStop = (m: unknown) => {
+    if ((m as { t?: unknown } | null)?.t === "stop") stopAsked = true;
+  };
+  process.on("message", askStop);
   try {
     listener = await listenerFromSupervisor();
     // Node reads this option of the server's at each accept: the early ones stay unread for the endpoint.
@@ -124,6 +130,8 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop());
   process.on("SIGINT", () => void stop());
   process.on("disconnect", () => void stop());
+  process.off("message", askStop);
+  if (stopAsked) return void (await stop());
   const served = listener;
   served.off("connection", holdEarly);
   for (const socket of early.splice(0)) {

@@ -51,7 +51,7 @@ const updateAlias: Handler = async (parts, input, context) => {
   const current = parts.store.getKey(alias.targetKeyId);
   // AWS asks kms:UpdateAlias of both keys: the one the alias leaves as well as the one it goes to.
   if (current !== null) authorizeKey(parts, context, current, "kms:UpdateAlias");
-  if (parts.store.listAliases(accountId, key.keyId).length >= QUOTAS.aliasesPerKey) throw limitExceeded(`${key.arn} has as many aliases as a key may`, QUOTAS.aliasesPerKey);
+  if (key.keyId !== alias.targetKeyId && parts.store.listAliases(accountId, key.keyId).length >= QUOTAS.aliasesPerKey) throw limitExceeded(`${key.arn} has as many aliases as a key may`, QUOTAS.aliasesPerKey);
   if (current !== null && !sameKind(current, key)) {
     throw new KmsError("ValidationException", `${key.arn} is not the same type or key usage as the alias's current key ${current.arn}.`);
   }

@@ -89,8 +89,12 @@ const encrypt: Handler = async (parts, input, context) => {
 };
 
 /** Decrypt's and ReEncrypt's source side: the key and the plaintext. */
+/**
+ * Decrypt's and ReEncrypt's source side: the key and the plaintext. `checkOnly` (a ReEncrypt
+ * DryRun) stops after the checks: no quota taken, nothing decrypted (the plaintext is empty).
+ */
 async function decryptSource(parts: KmsParts, context: RequestContext, input: Input, names: { blob: string; keyId: string; context: string; algorithm: string },
-  action: string): Promise<{ key: KeyRecord; plaintext: Buffer; algorithm: string }> {
+  action: string, checkOnly = false): Promise<{ key: KeyRecord; plaintext: Buffer; algorithm: string }> {
   const data = input[names.blob] as Buffer;
   const encryptionContext = contextOf(input[names.context]);
   const grantTokens = tokensOf(input.GrantTokens);
@@ -105,6 +109,7 @@ async function decryptSource(parts: KmsParts, context: RequestContext, input: In
     checkAlgorithm(key, algorithm);
     refuseContextOnAsymmetric(key, input[names.context]);
     if (input.DestinationKeyId === undefined) stopIfDryRun(input); // ReEncrypt stops after checking its destination too
+    if (checkOnly) return { key, plaintext: Buffer.alloc(0), algorithm };
     takeCryptoQuota(parts, context);
     return { key, plaintext: parts.fleet.asymmetricDecrypt(fleetLabel(key.keyId), algorithm as AsymmetricEncryptionAlgorithm, data), algorithm };
   }
@@ -115,6 +120,7 @@ async function decryptSource(parts: KmsParts, context: RequestContext, input: In
   checkEncryptDecrypt(key, "Decrypt");
   checkSymmetricOnly(key, "Decrypt");
   if (input.DestinationKeyId === undefined) stopIfDryRun(input); // ReEncrypt stops after checking its destination too
+  if (checkOnly) return { key, plaintext: Buffer.alloc(0), algorithm };
   takeCryptoQuota(parts, context);
   return { key, plaintext: await openSymmetric(parts, key, blob, encryptionContext, context), algorithm };
 }
@@ -130,7 +136,7 @@ const reEncrypt: Handler = async (parts, input, context) => {
   const destinationContext = contextOf(input.DestinationEncryptionContext);
   const grantTokens = tokensOf(input.GrantTokens);
   const { key: source, plaintext, algorithm: sourceAlgorithm } = await decryptSource(parts, context, input,
-    { blob: "CiphertextBlob", keyId: "SourceKeyId", context: "SourceEncryptionContext", algorithm: "SourceEncryptionAlgorithm" }, "kms:ReEncryptFrom");
+    { blob: "CiphertextBlob", keyId: "SourceKeyId", context: "SourceEncryptionContext", algorithm: "SourceEncryptionAlgorithm" }, "kms:ReEncryptFrom", input.DryRun === true);
   try {
     authorizeKey(parts, context, destination, "kms:ReEncryptTo", { encryptionContext: destinationContext, grantTokens });
     checkUsable(parts, destination);

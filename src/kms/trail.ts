@@ -10,7 +10,7 @@
 // the page cache keeps the rest (no fsync per record: an OS crash may lose more). Nothing ever
 // breaks the chain: a partial last line is cut off at the next open, before anything is appended.
 import { createHash, createPublicKey, verify } from "node:crypto";
-import { closeSync, constants, fstatSync, ftruncateSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
 import { openDataFile, readDataFileText } from "./data-file.js";
@@ -259,7 +259,12 @@ export class KmsTrail {
     const signature = this.#options.fleet.signTrail(digestPayload(lastSeq, lastHash, time, unvouchedFrom)).toString("base64");
     writeSync(this.#digestsFd!, `${JSON.stringify({ lastSeq, lastHash, time, ...(unvouchedFrom === undefined ? {} : { unvouchedFrom }), signature })}\n`);
     this.#digestedSeq = lastSeq;
-    this.#options.onDigest?.(lastSeq);
+    if (this.#options.onDigest !== undefined) {
+      // Whoever anchors this length must find it on disk after a power loss: the records and the digest first.
+      if (this.#fd !== null) fsyncSync(this.#fd);
+      fsyncSync(this.#digestsFd!);
+      this.#options.onDigest(lastSeq);
+    }
   }
 
   /** How many records the trail holds (its last sequence number). */
