@@ -132,21 +132,19 @@ function save(parts: KmsParts, key: KeyRecord, change: Partial<KeyRecord>): KeyR
   return updated;
 }
 
-const enableKey: Handler = async (parts, input, context) => {
-  const key = await ownKey(parts, input, context, "kms:EnableKey");
-  const state = keyState(parts, key);
-  if (state === "PendingDeletion" || state === "Unavailable") throw new KmsError("KMSInvalidStateException", `${key.arn} is ${state === "Unavailable" ? "unavailable" : "pending deletion"}.`);
-  if (key.state !== "Enabled") save(parts, key, { state: "Enabled" });
-  return {};
-};
+/** EnableKey and DisableKey: neither on a key pending deletion or unavailable (its key store not connected). */
+function setEnabled(target: "Enabled" | "Disabled", action: string): Handler {
+  return async (parts, input, context) => {
+    const key = await ownKey(parts, input, context, action);
+    const state = keyState(parts, key);
+    if (state === "PendingDeletion" || state === "Unavailable") throw new KmsError("KMSInvalidStateException", `${key.arn} is ${state === "Unavailable" ? "unavailable" : "pending deletion"}.`);
+    if (key.state !== target) save(parts, key, { state: target });
+    return {};
+  };
+}
 
-const disableKey: Handler = async (parts, input, context) => {
-  const key = await ownKey(parts, input, context, "kms:DisableKey");
-  const state = keyState(parts, key);
-  if (state === "PendingDeletion" || state === "Unavailable") throw new KmsError("KMSInvalidStateException", `${key.arn} is ${state === "Unavailable" ? "unavailable" : "pending deletion"}.`);
-  if (key.state !== "Disabled") save(parts, key, { state: "Disabled" });
-  return {};
-};
+const enableKey = setEnabled("Enabled", "kms:EnableKey");
+const disableKey = setEnabled("Disabled", "kms:DisableKey");
 
 const scheduleKeyDeletion: Handler = async (parts, input, context) => {
   const key = await ownKey(parts, input, context, "kms:ScheduleKeyDeletion");
