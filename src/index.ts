@@ -8,6 +8,7 @@ export * from "./cluster/index.js";
 export * from "./client/index.js";
 export * from "./sim/index.js";
 export * from "./sizing/index.js";
+export * from "./kms/index.js";
 
 /**
  * A PKCS11 with `target` loaded, e.g. load('memory:'); call C_Initialize() next, as with pkcs11js.
