@@ -1,7 +1,7 @@
 // The KMS benchmark: Encrypt, Decrypt and GenerateDataKey requests per second through the real
 // AWS SDK, against an AWS_KMS key and against a custom-key-store key on a 3-HSM cluster
 // (`hsmsim up --hsms 3 --kms`: the endpoint and each HSM in its own process), one request at a
-// time and with N in flight; beside moto (`moto_server`, the KMS emulator LocalStack runs) when
+// time and with N in flight; beside moto (`moto_server`, a Python emulator of AWS services) when
 // it is installed; and where one request's time goes: the SDK and HTTP, SigV4 verification, the
 // chip (KMS's fleet) or the cluster (two round trips to an HSM), and the rest of the endpoint.
 // Run: npm run bench:kms [-- --time MS] [--in-flight N] [--no-moto]
