@@ -78,6 +78,14 @@ describe("partitions and a slow HSM through fault proxies", () => {
     const setup = await startClient(cluster.members[0].address, cluster.ca.certPem);
     await activate(setup);
     setup.close();
+    // A write returns once on keyAvailabilityMin HSMs: wait until alice is on the third too, or a
+    // fresh client's first login there can race her replication (CKR_PIN_INCORRECT, seen under load).
+    const check = await client(cluster, false);
+    try {
+      await eventuallyEverywhere(check, cluster, ALICE.username);
+    } finally {
+      check.close();
+    }
   }, 120_000);
   afterAll(async () => {
     await cluster?.stop();
