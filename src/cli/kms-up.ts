@@ -111,8 +111,10 @@ export function printKmsHowTo(v: ClusterView, folder: ClusterFolder, out: TextSt
   const chosen = credentials.find((c) => c.accountId === "111122223333" && c.arn.includes(":user/")) ?? credentials[0]!;
   const secret = out.isTTY ? chosen.secretAccessKey : `(in ${kms.credentialsFile}: shown only on a terminal)`;
   out.write(`\nKMS endpoint ${kms.url} (region ${kms.region}), as ${chosen.arn}:\n`);
-  out.write(`  export AWS_ENDPOINT_URL_KMS=${kms.url}\n  export AWS_ACCESS_KEY_ID=${chosen.accessKeyId}\n  export AWS_SECRET_ACCESS_KEY=${secret}\n  export AWS_REGION=${kms.region}\n`);
-  out.write(`  aws kms list-keys        (or new KMSClient({ endpoint: "${kms.url}", region: "${kms.region}", credentials }))\n`);
+  // AWS_DEFAULT_REGION for the AWS CLI v1; AWS_ENDPOINT_URL_KMS is read by CLI 1.29+/2.13+ and SDKs of 2023 on.
+  out.write(`  export AWS_ENDPOINT_URL_KMS=${kms.url}\n  export AWS_ACCESS_KEY_ID=${chosen.accessKeyId}\n  export AWS_SECRET_ACCESS_KEY=${secret}\n  export AWS_REGION=${kms.region} AWS_DEFAULT_REGION=${kms.region}\n`);
+  out.write(`  aws kms list-keys        (an older AWS CLI: aws --endpoint-url ${kms.url} kms list-keys;\n` +
+    `                            the SDK: new KMSClient({ endpoint: "${kms.url}", region: "${kms.region}", credentials }))\n`);
   const others = credentials.filter((c) => c !== chosen);
   if (others.length > 0) out.write(`other principals in ${join(kmsDirOf(folder), CREDENTIALS_FILE)}: ${others.map((c) => `${c.arn} (${c.accessKeyId})`).join(", ")}\n`);
 }

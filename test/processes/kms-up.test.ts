@@ -37,7 +37,7 @@ describe("hsmsim up --kms", () => {
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toContain(`export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:${kmsPort}`);
     expect(up.stdout).toContain("export AWS_ACCESS_KEY_ID=AKIAOWNER00000000001");
-    expect(up.stdout).toContain("export AWS_REGION=us-east-1");
+    expect(up.stdout).toContain("export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1");
     expect(up.stdout).not.toContain(SECRET); // captured output is no terminal
     expect(up.stdout).toMatch(/AWS_SECRET_ACCESS_KEY=\(in .*credentials\.json: shown only on a terminal\)/);
     const { kms } = await kmsOf();
