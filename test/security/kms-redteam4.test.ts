@@ -1,0 +1,55 @@
+// Red team 4 of the KMS endpoint (issue 11): the policy engine against AWS's documented
+// evaluation, grants, the trail's records, cross-account leaks. Each test is an attack that
+// succeeds today: it fails until fixed.
+import {
+  CreateGrantCommand, CreateKeyCommand, EncryptCommand, RetireGrantCommand,
+} from "@aws-sdk/client-kms";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+import { TRAIL_FILE } from "../../src/kms/trail.js";
+import { OWNER, SAAS, STRANGER, failure, startKmsFixture } from "../kms/kms-fixture.js";
+
+const X = Buffer.from("x");
+const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: Error) => e.name);
+
+describe("red team 4: the policy engine against AWS's evaluation", () => {
+  it("ArnEquals takes wildcards, as ArnLike does (IAM's ARN operators): a Deny naming another account's principals by ARN pattern applies", async () => {
+    // IAM: "ArnEquals, ArnLike — Case-sensitive matching of the ARN. Each of the six colon-delimited
+    // components … can include multi-character match wildcards (*) or single-character match wildcards (?)".
+    // Here ArnEquals compares literally: the Deny never matches, and the policy fails open.
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const policy = JSON.stringify({
+      Version: "2012-10-17",
+      Statement: [
+        { Sid: "owner", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${OWNER.accountId}:root` }, Action: "kms:*", Resource: "*" },
+        { Sid: "anyone encrypts", Effect: "Allow", Principal: "*", Action: "kms:Encrypt", Resource: "*" },
+        { Sid: "but never the stranger's account", Effect: "Deny", Principal: "*", Action: "kms:*", Resource: "*",
+          Condition: { ArnEquals: { "aws:PrincipalArn": `arn:aws:iam::${STRANGER.accountId}:*` } } },
+      ],
+    });
+    const key = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.Arn!;
+    expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("ok");
+    expect(await outcome(kms.client(STRANGER).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
+  });
+});
+
+describe("red team 4: the trail's records", () => {
+  it("no grant token enters the trail (GrantTokens of a crypto request, GrantToken of RetireGrant)", async () => {
+    const kms = await startKmsFixture();
+    const owner = kms.client(OWNER);
+    const saas = kms.client(SAAS);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const grant = await owner.send(new CreateGrantCommand({ KeyId: key, GranteePrincipal: SAAS.arn, Operations: ["Encrypt"] }));
+    const token = grant.GrantToken!;
+    await saas.send(new EncryptCommand({ KeyId: key, Plaintext: X, GrantTokens: [token] }));
+    // The stranger's refused RetireGrant, and the grantee's (refused: the grant has no RetireGrant).
+    await failure(kms.client(STRANGER).send(new RetireGrantCommand({ GrantToken: token })));
+    await kms.endpoint.close();
+    const trail = readFileSync(join(kms.dataDir, "kms", TRAIL_FILE), "utf8");
+    expect(trail).toContain('"eventName":"Encrypt"');
+    expect(trail.includes(token)).toBe(false);
+  });
+});
