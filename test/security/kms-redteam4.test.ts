@@ -36,6 +36,23 @@ describe("red team 4: the policy engine against AWS's evaluation", () => {
     expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("ok");
     expect(await outcome(kms.client(STRANGER).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
   });
+  it("ArnLike's wildcards do not span ARN segments (IAM): a pattern with too few segments matches no principal, not every one", async () => {
+    // IAM: "Wildcards cannot be used to span ARN segments, so the partition, service, region, account and
+    // resource must all be present". Here the pattern is a plain glob: arn:aws:iam::4444* (five segments)
+    // matches arn:aws:iam::444455556666:user/saas, and any other account whose id starts 4444.
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const policy = JSON.stringify({
+      Version: "2012-10-17",
+      Statement: [
+        { Sid: "owner", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${OWNER.accountId}:root` }, Action: "kms:*", Resource: "*" },
+        { Sid: "malformed pattern", Effect: "Allow", Principal: "*", Action: "kms:Encrypt", Resource: "*",
+          Condition: { ArnLike: { "aws:PrincipalArn": "arn:aws:iam::4444*" } } },
+      ],
+    });
+    const key = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.Arn!;
+    expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
+  });
 });
 
 describe("red team 4: the trail's records", () => {
