@@ -44,6 +44,12 @@ export function stopIfDryRun(input: Input): void {
 export type Input = Record<string, unknown>;
 export type Handler = (parts: KmsParts, input: Input, context: RequestContext) => Promise<Record<string, unknown>> | Record<string, unknown>;
 
+/**
+ * Keys a request named by another account's alias ARN: refused, such a request is answered as if
+ * the alias did not exist (the key id behind it, and whether it exists, are not the caller's to learn).
+ */
+const crossAccountAliases = new WeakMap<RequestContext, { keyId: string; aliasArn: string }>();
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const KEY_ARN = /^arn:aws:kms:([a-z0-9-]+):(\d{12}):key\/(.+)$/;
 const ALIAS_ARN = /^arn:aws:kms:([a-z0-9-]+):(\d{12}):(alias\/.+)$/;
@@ -121,6 +127,7 @@ export async function resolveKey(parts: KmsParts, context: RequestContext, keyId
     const alias = parts.store.getAlias(accountId, aliasName);
     if (alias === null) throw new KmsError("NotFoundException", `Alias ${aliasArn(parts.region, accountId, aliasName)} is not found.`);
     keyId = alias.targetKeyId;
+    if (accountId !== caller) crossAccountAliases.set(context, { keyId, aliasArn: aliasArn(parts.region, accountId, aliasName) });
   }
   if (keyId === null || !UUID.test(keyId)) throw new KmsError("NotFoundException", `Invalid keyId '${keyIdInput}'`);
   const key = await purgeIfDue(parts, parts.store.getKey(keyId));
@@ -190,7 +197,15 @@ export function authorizeKey(parts: KmsParts, context: RequestContext, key: KeyR
   extra: { encryptionContext?: Record<string, string>; grantTokens?: string[] } & Record<string, unknown> = {}): void {
   const grants = grantsForRequest(parts.store.listGrants(key.keyId), extra.grantTokens, (data) => parts.fleet.recordMac(data), (id) => parts.store.getGrant(id));
   // parsePolicy keeps the policies it saw last: a key's stored policy is parsed once, not per request.
-  authorize(parsePolicy(key.policy), grants, { ...extra, caller: context.caller, action, key });
+  try {
+    authorize(parsePolicy(key.policy), grants, { ...extra, caller: context.caller, action, key });
+  } catch (e) {
+    const named = crossAccountAliases.get(context);
+    if (e instanceof KmsError && e.code === "AccessDeniedException" && named?.keyId === key.keyId) {
+      throw new KmsError("NotFoundException", `Alias ${named.aliasArn} is not found.`);
+    }
+    throw e;
+  }
 }
 
 /** The account's quota of cryptographic operations (ThrottlingException past it). */

@@ -171,16 +171,34 @@ export function requestValues(request: AccessRequest): Map<string, string[]> {
   return values;
 }
 
+/** ARN's six parts (arn:partition:service:region:account:resource; the resource may hold colons), or null. */
+function arnParts(value: string): string[] | null {
+  const parts = value.split(":");
+  if (parts.length < 6) return null;
+  return [...parts.slice(0, 5), parts.slice(5).join(":")];
+}
+
+/** IAM's ARN match: part by part, a wildcard never spanning a colon; a pattern of fewer than six parts matches nothing. */
+function arnMatches(pattern: string, value: string): boolean {
+  const p = arnParts(pattern);
+  const v = arnParts(value);
+  if (p === null || v === null) return false;
+  return p.every((part, i) => globMatches(part, v[i], false));
+}
+
 /** Whether one request value satisfies the operator against the policy's values. */
 function valueMatches(operator: BaseOperator, requestValue: string, policyValues: readonly string[]): boolean {
   switch (operator) {
-    case "stringequals": case "stringnotequals": case "arnequals": case "arnnotequals":
+    case "stringequals": case "stringnotequals":
       return policyValues.includes(requestValue);
+    case "arnequals": case "arnnotequals": case "arnlike": case "arnnotlike":
+      // IAM's ARN operators are one: wildcards allowed, matched segment by segment.
+      return policyValues.some((pattern) => arnMatches(pattern, requestValue));
     case "stringequalsignorecase": case "stringnotequalsignorecase": {
       const lower = requestValue.toLowerCase();
       return policyValues.some((v) => v.toLowerCase() === lower);
     }
-    case "stringlike": case "stringnotlike": case "arnlike": case "arnnotlike":
+    case "stringlike": case "stringnotlike":
       return policyValues.some((pattern) => globMatches(pattern, requestValue, false));
     case "bool":
       return policyValues.some((v) => v.toLowerCase() === requestValue.toLowerCase());

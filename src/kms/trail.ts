@@ -47,7 +47,9 @@ export type TrailRecord = Record<string, unknown> & { requestID: string; eventNa
 export const EVENT_VERSION = "1.11";
 const GENESIS = "0".repeat(64);
 /** Input members that never enter a record: secrets and data (CloudTrail logs none of them). */
-const NEVER_RECORDED = new Set(["Plaintext", "CiphertextBlob", "KeyStorePassword", "Message", "Mac", "Signature", "PublicKey", "Recipient"]);
+const NEVER_RECORDED = new Set(["Plaintext", "CiphertextBlob", "KeyStorePassword", "Message", "Mac", "Signature", "PublicKey", "Recipient",
+  // A grant token is a bearer credential for its grant: CloudTrail records the grant id, never the token.
+  "GrantToken", "GrantTokens"]);
 /** Operations CloudTrail marks readOnly (they change no state). */
 const READ_ONLY = /^(Describe|List|Get|Encrypt$|Decrypt$|ReEncrypt$|GenerateDataKey|GenerateRandom$|GenerateMac$|VerifyMac$|Sign$|Verify$)/;
 const MAX_BUFFERED_BYTES = 1 << 20;

@@ -41,13 +41,15 @@ describe("trail records", () => {
       userIdentity: { type: "IAMUser", arn: ALICE.arn, accountId: "111122223333", accessKeyId: ALICE.accessKeyId, userName: "alice" },
       eventTime: "2025-12-02T00:00:00Z", eventSource: "kms.amazonaws.com", eventName: "Encrypt", awsRegion: "us-east-1",
       sourceIPAddress: "127.0.0.1", userAgent: "aws-sdk-js/3",
-      requestParameters: { keyId: KEY_ARN, encryptionContext: { Department: "Eng" }, encryptionAlgorithm: "SYMMETRIC_DEFAULT", grantTokens: ["tok"] },
+      requestParameters: { keyId: KEY_ARN, encryptionContext: { Department: "Eng" }, encryptionAlgorithm: "SYMMETRIC_DEFAULT" },
       responseElements: null, readOnly: true, resources: [{ ARN: KEY_ARN, accountId: "111122223333", type: "AWS::KMS::Key" }],
       eventType: "AwsApiCall", managementEvent: true, recipientAccountId: "111122223333", eventCategory: "Management",
       hsmsimSeq: 1, hsmsimPrevHash: "0".repeat(64), hsmsimTiming: { startMs: 1_764_633_600_123, endMs: 1_764_633_600_126 },
     });
     expect((r.userIdentity as { principalId: string }).principalId).toMatch(/^AIDA[0-9A-F]{17}$/);
     expect(r).not.toHaveProperty("errorCode");
+    // A grant token is a bearer credential: never in a record.
+    expect(JSON.stringify(r.requestParameters)).not.toContain("tok");
     expect(JSON.stringify(r)).not.toContain("secret data");
     expect(JSON.stringify(r)).not.toContain(Buffer.from("secret data").toString("base64"));
   });
