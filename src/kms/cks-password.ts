@@ -3,6 +3,8 @@
 // the cluster and `current: next` after, so a process that stops (or a connection cancelled)
 // between the two still knows one password that logs in.
 import { KmsError } from "./errors.js";
+import type { Fleet } from "./fleet.js";
+import type { CustomKeyStoreRecord } from "./types.js";
 
 export interface KmsuserPasswords {
   /** The password KMS logs kmsuser in with. */
@@ -44,4 +46,29 @@ export function decodePasswords(bytes: Buffer): KmsuserPasswords {
   if (next === undefined) return { current };
   if (typeof next !== "string" || next === "") throw corrupt();
   return { current, next };
+}
+
+/** The fleet seals each store's kmsuser password for that store alone: a sealed blob moved to another row does not open. */
+function passwordPurpose(customKeyStoreId: string): string {
+  return `kms/custom-key-store/${customKeyStoreId}/kmsuser-password`;
+}
+
+/** The passwords sealed by the fleet for store `customKeyStoreId` (the plain bytes zeroed at once). */
+export function sealPasswords(fleet: Pick<Fleet, "seal">, customKeyStoreId: string, passwords: KmsuserPasswords): Buffer {
+  const bytes = encodePasswords(passwords);
+  try {
+    return fleet.seal(bytes, passwordPurpose(customKeyStoreId));
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+/** A store record's passwords, unsealed. */
+export function openPasswords(fleet: Pick<Fleet, "unseal">, record: CustomKeyStoreRecord): KmsuserPasswords {
+  const bytes = fleet.unseal(record.sealedPassword, passwordPurpose(record.customKeyStoreId));
+  try {
+    return decodePasswords(bytes);
+  } finally {
+    bytes.fill(0);
+  }
 }

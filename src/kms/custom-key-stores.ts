@@ -1,23 +1,24 @@
 // CloudHSM key stores: KMS keys whose material is a non-extractable AES-256 token key owned by
 // kmsuser in the customer's cluster, used through the cluster's client. The store's connection
 // (states DISCONNECTED → CONNECTING → CONNECTED | FAILED, DISCONNECTING) and its error codes
-// come from the real cluster: kmsuser's login (a wrong password counts toward its lockout), the
-// HSMs that answer and their zones. Each store is limited to 1,800 requests a second. A cluster
-// belongs to one account (ClusterView.accountId): to any other it is not found. kmsuser's
-// password rotation records the next password before the change and the result after it, so
-// neither a stop nor a disconnection between the two loses it (cks-password.ts).
+// come from the real cluster (cks-connections.ts). This file is what the API may ask of a store:
+// its records (create, describe, update, delete: a cluster belongs to one account, to any other it
+// is not found), and the key operations through a connected store, each limited to 1,800 requests
+// a second.
 import { timingSafeEqual } from "node:crypto";
 
 import { freezeClass } from "../primordials.js";
-import { CksLink } from "./cks-link.js";
-import { ClusterLinkClosedError, connectionGoneError, keyOperationError, loginFailureCode } from "./cks-errors.js";
-import { type KmsuserPasswords, decodePasswords, encodePasswords } from "./cks-password.js";
+import { StoreConnections } from "./cks-connections.js";
+import type { CksLink } from "./cks-link.js";
+import { ClusterLinkClosedError, connectionGoneError, keyOperationError } from "./cks-errors.js";
+import { openPasswords, sealPasswords } from "./cks-password.js";
 import type { ClusterDirectory, ClusterView } from "./cluster-directory.js";
 import { KmsError } from "./errors.js";
 import type { Fleet } from "./fleet.js";
 import type { KmsStore } from "./store.js";
-import { RateLimiter } from "./throttle.js";
-import type { ConnectionErrorCode, ConnectionState, CustomKeyStoreRecord, TrailNotes } from "./types.js";
+import type { ConnectionState, CustomKeyStoreRecord, TrailNotes } from "./types.js";
+
+export { KMSUSER } from "./cks-connections.js";
 
 export interface CustomKeyStoresOptions {
   store: KmsStore;
@@ -30,16 +31,10 @@ export interface CustomKeyStoresOptions {
   requestsPerSecond?: number;
 }
 
-export const KMSUSER = "kmsuser";
 export const DEFAULT_STORE_REQUESTS_PER_SECOND = 1_800;
 const MAX_STORES_LISTED = 1_000;
 /** Cluster states in which the cluster exists and serves (DEGRADED and UPDATE_IN_PROGRESS are about its HSMs). */
 const SERVING_CLUSTER_STATES = new Set(["ACTIVE", "DEGRADED", "UPDATE_IN_PROGRESS"]);
-
-/** The fleet seals each store's kmsuser password for that store alone: a sealed blob moved to another row does not open. */
-function passwordPurpose(customKeyStoreId: string): string {
-  return `kms/custom-key-store/${customKeyStoreId}/kmsuser-password`;
-}
 
 function invalid(member: string, constraint: string): KmsError {
   return new KmsError("ValidationException", `1 validation error detected: Value at '${member}' failed to satisfy constraint: ${constraint}`);
@@ -81,20 +76,7 @@ function hasTwoZones(view: ClusterView): boolean {
   return new Set(view.hsms.filter((h) => h.state === "ACTIVE").map((h) => h.availabilityZone)).size >= 2;
 }
 
-function activeHsmCount(view: ClusterView): number {
-  return view.hsms.filter((h) => h.state === "ACTIVE").length;
-}
-
 const INVALID_CONFIGURATION = "The associated AWS CloudHSM cluster does not meet the configuration requirements for an AWS CloudHSM key store: it must contain at least two active HSMs, each in a different Availability Zone";
-
-interface Live {
-  link: CksLink | null;
-  /** The connection attempt in progress (CONNECTING), or the disconnection (DISCONNECTING). */
-  pending: Promise<void> | null;
-  /** A disconnection asked while connecting: the attempt ends by closing what it opened. */
-  cancelled: boolean;
-  limiter: RateLimiter;
-}
 
 export class CustomKeyStores {
   readonly #store: KmsStore;
@@ -102,8 +84,7 @@ export class CustomKeyStores {
   readonly #directory: ClusterDirectory;
   readonly #nowMs: () => number;
   readonly #randomBytes: (n: number) => Buffer;
-  readonly #requestsPerSecond: number;
-  readonly #live = new Map<string, Live>();
+  readonly #connections: StoreConnections;
 
   constructor(options: CustomKeyStoresOptions) {
     this.#store = options.store;
@@ -113,7 +94,7 @@ export class CustomKeyStores {
     this.#randomBytes = options.randomBytes;
     const rate = options.requestsPerSecond ?? DEFAULT_STORE_REQUESTS_PER_SECOND;
     if (!(Number.isFinite(rate) && rate > 0)) throw new RangeError("requestsPerSecond must be a positive number");
-    this.#requestsPerSecond = rate;
+    this.#connections = new StoreConnections({ store: this.#store, fleet: this.#fleet, directory: this.#directory, nowMs: this.#nowMs, requestsPerSecond: rate });
   }
 
   /** CreateCustomKeyStore (CloudHSM type): checks the cluster (found, ACTIVE, 2 HSMs in 2 zones, trust anchor, not in use) and the name; returns the id. */
@@ -146,7 +127,7 @@ export class CustomKeyStores {
     const customKeyStoreId = `cks-${this.#randomBytes(9).toString("hex").slice(0, 17)}`;
     this.#store.putCustomKeyStore({
       customKeyStoreId, accountId, name, cloudHsmClusterId: clusterId, trustAnchorPem: trustAnchor,
-      sealedPassword: this.#sealPasswords(customKeyStoreId, { current: password }),
+      sealedPassword: sealPasswords(this.#fleet, customKeyStoreId, { current: password }),
       connectionState: "DISCONNECTED", connectionErrorCode: null, creationDateMs: this.#nowMs(),
     });
     return { CustomKeyStoreId: customKeyStoreId };
@@ -189,7 +170,7 @@ export class CustomKeyStores {
     if (state === "DISCONNECTING") throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is DISCONNECTING; connect it once it is DISCONNECTED`);
     const view = this.#clusterOf(accountId, record.cloudHsmClusterId);
     if (!SERVING_CLUSTER_STATES.has(view.state)) throw new KmsError("CloudHsmClusterNotActiveException", `AWS CloudHSM cluster ${record.cloudHsmClusterId} is not active (its state is ${view.state})`);
-    this.#startConnecting(record);
+    this.#connections.start(record);
   }
 
   async disconnect(accountId: string, customKeyStoreId: string): Promise<void> {
@@ -197,22 +178,7 @@ export class CustomKeyStores {
     if (record.connectionState === "DISCONNECTED" || record.connectionState === "DISCONNECTING") {
       throw new KmsError("CustomKeyStoreInvalidStateException", `Custom key store ${customKeyStoreId} is ${record.connectionState} already`);
     }
-    const live = this.#liveOf(customKeyStoreId);
-    const connecting = live.pending;
-    live.cancelled = true;
-    this.#setState(customKeyStoreId, "DISCONNECTING", null);
-    const work = (async () => {
-      await connecting?.catch(() => undefined);
-      live.link?.close();
-      live.link = null;
-      live.cancelled = false;
-      this.#setState(customKeyStoreId, "DISCONNECTED", null);
-    })();
-    live.pending = work.finally(() => {
-      if (live.pending === tracked) live.pending = null;
-    });
-    const tracked = live.pending;
-    await tracked;
+    await this.#connections.disconnect(customKeyStoreId);
   }
 
   update(accountId: string, input: Record<string, unknown>): void {
@@ -248,7 +214,7 @@ export class CustomKeyStores {
       if (!hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
       next.cloudHsmClusterId = clusterId;
     }
-    if (password !== undefined) next.sealedPassword = this.#sealPasswords(id, { current: password });
+    if (password !== undefined) next.sealedPassword = sealPasswords(this.#fleet, id, { current: password });
     this.#store.putCustomKeyStore(next);
   }
 
@@ -260,16 +226,12 @@ export class CustomKeyStores {
     }
     if (keyCount > 0) throw new KmsError("CustomKeyStoreHasCMKsException", `Custom key store ${customKeyStoreId} still has ${keyCount} KMS key(s): schedule their deletion and wait until they are deleted`);
     this.#store.deleteCustomKeyStore(customKeyStoreId);
-    this.#live.delete(customKeyStoreId);
+    this.#connections.forget(customKeyStoreId);
   }
 
   /** Resolves when the store is not CONNECTING or DISCONNECTING. */
-  async settled(customKeyStoreId: string): Promise<void> {
-    for (;;) {
-      const pending = this.#live.get(customKeyStoreId)?.pending;
-      if (!pending) return;
-      await pending.catch(() => undefined);
-    }
+  settled(customKeyStoreId: string): Promise<void> {
+    return this.#connections.settled(customKeyStoreId);
   }
 
   connectionState(customKeyStoreId: string): ConnectionState {
@@ -289,7 +251,7 @@ export class CustomKeyStores {
    * with fewer than 2 active HSMs in 2 zones. Returns the backing key's cluster-wide id (decimal).
    */
   async createBackingKey(customKeyStoreId: string, keyArn: string, notes: TrailNotes): Promise<string> {
-    const { record, link } = this.#connected(customKeyStoreId, "CustomKeyStoreInvalidStateException");
+    const { record, link } = this.#connections.connected(customKeyStoreId, "CustomKeyStoreInvalidStateException");
     const view = this.#directory.describe(record.cloudHsmClusterId);
     if (view === null || !hasTwoZones(view)) throw new KmsError("CloudHsmClusterInvalidConfigurationException", INVALID_CONFIGURATION);
     let keyId: number;
@@ -304,7 +266,7 @@ export class CustomKeyStores {
 
   /** AES-256-GCM in the HSMs (IV from the HSM); ThrottlingException past the store's rate; KMSInvalidStateException when the cluster cannot serve it. */
   async encrypt(customKeyStoreId: string, backingKeyId: string, plaintext: Buffer, aad: Buffer, notes: TrailNotes): Promise<{ iv: Buffer; ciphertext: Buffer }> {
-    const { record, link } = this.#connected(customKeyStoreId, "KMSInvalidStateException");
+    const { record, link } = this.#connections.connected(customKeyStoreId, "KMSInvalidStateException");
     const keyId = backingKeyNumber(backingKeyId);
     this.#note(notes, record, backingKeyId);
     try {
@@ -316,7 +278,7 @@ export class CustomKeyStores {
 
   /** InvalidCiphertextException when the tag does not verify. */
   async decrypt(customKeyStoreId: string, backingKeyId: string, iv: Buffer, ciphertext: Buffer, aad: Buffer, notes: TrailNotes): Promise<Buffer> {
-    const { record, link } = this.#connected(customKeyStoreId, "KMSInvalidStateException");
+    const { record, link } = this.#connections.connected(customKeyStoreId, "KMSInvalidStateException");
     const keyId = backingKeyNumber(backingKeyId);
     if (!Buffer.isBuffer(iv) || iv.length !== 12 || !Buffer.isBuffer(ciphertext) || ciphertext.length < 16) {
       throw new KmsError("InvalidCiphertextException", "The ciphertext is not one this key store made");
@@ -331,7 +293,7 @@ export class CustomKeyStores {
 
   /** GenerateRandom with CustomKeyStoreId: from the cluster's HSMs. */
   async random(customKeyStoreId: string, length: number): Promise<Buffer> {
-    const { link } = this.#connected(customKeyStoreId, "CustomKeyStoreInvalidStateException");
+    const { link } = this.#connections.connected(customKeyStoreId, "CustomKeyStoreInvalidStateException");
     if (!Number.isInteger(length) || length < 1 || length > 1024) throw invalid("numberOfBytes", "Member must have value between 1 and 1024");
     try {
       return await link.random(length);
@@ -342,9 +304,8 @@ export class CustomKeyStores {
 
   /** At the end of a key's waiting period: deletes the backing key if the store is connected (else it stays, orphaned, as AWS's does); true when deleted. */
   async destroyBackingKey(customKeyStoreId: string, backingKeyId: string): Promise<boolean> {
-    const record = this.#store.getCustomKeyStore(customKeyStoreId);
-    const link = this.#live.get(customKeyStoreId)?.link;
-    if (record === null || record.connectionState !== "CONNECTED" || !link) return false;
+    const link = this.#connections.link(customKeyStoreId);
+    if (link === null) return false;
     try {
       await link.destroy(backingKeyNumber(backingKeyId));
       return true;
@@ -355,20 +316,12 @@ export class CustomKeyStores {
 
   /** At start: reconnects the stores that were CONNECTED when KMS stopped. */
   resume(): void {
-    for (const record of this.#store.allCustomKeyStores()) {
-      if (record.connectionState === "CONNECTED" || record.connectionState === "CONNECTING") this.#startConnecting(record);
-      else if (record.connectionState === "DISCONNECTING") this.#setState(record.customKeyStoreId, "DISCONNECTED", null);
-    }
+    this.#connections.resume();
   }
 
   /** Closes every connection; the stores' recorded states stay (resume() reconnects the CONNECTED ones). */
-  async close(): Promise<void> {
-    for (const [id] of this.#live) await this.settled(id);
-    for (const live of this.#live.values()) {
-      live.link?.close();
-      live.link = null;
-    }
-    this.#live.clear();
+  close(): Promise<void> {
+    return this.#connections.close();
   }
 
   // ---- internals ----
@@ -390,36 +343,11 @@ export class CustomKeyStores {
   }
 
   #passwordIs(record: CustomKeyStoreRecord, password: string): boolean {
-    const stored = Buffer.from(this.#openPasswords(record).current, "utf8");
+    const stored = Buffer.from(openPasswords(this.#fleet, record).current, "utf8");
     const given = Buffer.from(password, "utf8");
     const same = stored.length === given.length && timingSafeEqual(stored, given);
     stored.fill(0);
     return same;
-  }
-
-  #sealPasswords(customKeyStoreId: string, passwords: KmsuserPasswords): Buffer {
-    const bytes = encodePasswords(passwords);
-    try {
-      return this.#fleet.seal(bytes, passwordPurpose(customKeyStoreId));
-    } finally {
-      bytes.fill(0);
-    }
-  }
-
-  #openPasswords(record: CustomKeyStoreRecord): KmsuserPasswords {
-    const bytes = this.#fleet.unseal(record.sealedPassword, passwordPurpose(record.customKeyStoreId));
-    try {
-      return decodePasswords(bytes);
-    } finally {
-      bytes.fill(0);
-    }
-  }
-
-  /** Stores the sealed passwords in the store's record as it is now, its connection state untouched (a disconnection may have moved it). */
-  #recordPasswords(customKeyStoreId: string, passwords: KmsuserPasswords): void {
-    const record = this.#store.getCustomKeyStore(customKeyStoreId);
-    if (record === null) return; // deleted meanwhile
-    this.#store.putCustomKeyStore({ ...record, sealedPassword: this.#sealPasswords(customKeyStoreId, passwords) });
   }
 
   /**
@@ -442,144 +370,6 @@ export class CustomKeyStores {
         throw new KmsError("CloudHsmClusterInUseException", `AWS CloudHSM cluster ${view.clusterId} (or one sharing its backup history) is already associated with a custom key store`);
       }
     }
-  }
-
-  #liveOf(customKeyStoreId: string): Live {
-    let live = this.#live.get(customKeyStoreId);
-    if (!live) {
-      live = { link: null, pending: null, cancelled: false, limiter: new RateLimiter(this.#requestsPerSecond, this.#nowMs) };
-      this.#live.set(customKeyStoreId, live);
-    }
-    return live;
-  }
-
-  #setState(customKeyStoreId: string, state: ConnectionState, code: ConnectionErrorCode | null): void {
-    const record = this.#store.getCustomKeyStore(customKeyStoreId);
-    if (record === null) return; // deleted meanwhile
-    this.#store.putCustomKeyStore({ ...record, connectionState: state, connectionErrorCode: code });
-  }
-
-  #startConnecting(record: CustomKeyStoreRecord): void {
-    const id = record.customKeyStoreId;
-    const live = this.#liveOf(id);
-    live.cancelled = false;
-    this.#setState(id, "CONNECTING", null);
-    // Starts on a later turn: ConnectCustomKeyStore answers CONNECTING before any cluster work.
-    const attempt = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#connectNow(id, live));
-    const tracked: Promise<void> = attempt.catch(() => {
-      if (!live.cancelled) this.#setState(id, "FAILED", "INTERNAL_ERROR");
-    }).finally(() => {
-      if (live.pending === tracked) live.pending = null;
-    });
-    live.pending = tracked;
-  }
-
-  async #connectNow(id: string, live: Live): Promise<void> {
-    const record = this.#store.getCustomKeyStore(id);
-    if (record === null || live.cancelled) return;
-    const fail = (code: ConnectionErrorCode) => {
-      if (!live.cancelled) this.#setState(id, "FAILED", code);
-    };
-    const view = this.#directory.describe(record.cloudHsmClusterId);
-    // Another account's cluster is not found: no login of this store's ever reaches it (nor counts toward kmsuser's lockout).
-    if (view === null || view.accountId !== record.accountId) return fail("CLUSTER_NOT_FOUND");
-    if (activeHsmCount(view) === 0) return fail("INSUFFICIENT_CLOUDHSM_HSMS");
-    let link: CksLink;
-    try {
-      const opened = await this.#directory.open(record.cloudHsmClusterId);
-      if (!(opened instanceof CksLink)) {
-        opened.close();
-        return fail("INTERNAL_ERROR");
-      }
-      link = opened;
-    } catch {
-      return fail("NETWORK_ERRORS");
-    }
-    let handedOver = false;
-    try {
-      if (live.cancelled) return;
-      const known = this.#openPasswords(record);
-      let current: string;
-      try {
-        current = this.#logInKmsuser(link, known);
-      } catch (e) {
-        return fail(loginFailureCode(e));
-      }
-      // A rotation left unfinished (stopped between its record and its change, or the reverse) is settled now.
-      if (known.next !== undefined) this.#recordPasswords(id, { current });
-      if (live.cancelled) return;
-
-      // As AWS KMS does on connecting: kmsuser's password is rotated to one only KMS knows (from the HSMs' generator).
-      let rotated: string;
-      try {
-        rotated = (await link.random(24)).toString("base64url");
-      } catch (e) {
-        return fail(loginFailureCode(e));
-      }
-      if (live.cancelled) return; // disconnected meanwhile: the password stays as it is
-      // Recorded before the change: if the process stops between the change and its record, the
-      // next connection finds kmsuser's password among the two.
-      this.#recordPasswords(id, { current, next: rotated });
-      try {
-        link.changeOwnPassword(KMSUSER, current, rotated);
-        current = rotated;
-      } catch (e) {
-        // The change may have happened with its answer lost: whichever password logs in is kmsuser's.
-        const logsIn = this.#whicheverLogsIn(link, [rotated, current]);
-        if (logsIn === null) return fail(loginFailureCode(e)); // both stay recorded for the next connection to try
-        current = logsIn;
-      }
-      // Recorded whatever happened meanwhile (a disconnection included): it is kmsuser's password now.
-      this.#recordPasswords(id, { current });
-      if (live.cancelled) return;
-      live.link = link;
-      handedOver = true;
-      this.#setState(id, "CONNECTED", null);
-    } finally {
-      if (!handedOver) link.close();
-    }
-  }
-
-  /**
-   * Logs kmsuser in with the current password; when the cluster refuses it and a rotation's next
-   * password is recorded, that one once (the change landed in the cluster but its record did not).
-   * Returns the password that logged in; throws the refusal otherwise.
-   */
-  #logInKmsuser(link: CksLink, known: KmsuserPasswords): string {
-    try {
-      link.login(KMSUSER, known.current);
-      return known.current;
-    } catch (e) {
-      if (known.next === undefined || loginFailureCode(e) !== "INVALID_CREDENTIALS") throw e;
-    }
-    link.login(KMSUSER, known.next);
-    return known.next;
-  }
-
-  #whicheverLogsIn(link: CksLink, passwords: string[]): string | null {
-    for (const candidate of passwords) {
-      try {
-        link.relogin(KMSUSER, candidate);
-        return candidate;
-      } catch {
-        // not this one
-      }
-    }
-    return null;
-  }
-
-  /** The store's record and link when CONNECTED (else `notConnected`), after taking a token of its rate (ThrottlingException before any cluster work). */
-  #connected(customKeyStoreId: string, notConnected: "CustomKeyStoreInvalidStateException" | "KMSInvalidStateException"): { record: CustomKeyStoreRecord; link: CksLink } {
-    const record = this.#store.getCustomKeyStore(customKeyStoreId);
-    if (record === null) throw new KmsError("CustomKeyStoreNotFoundException", `Custom key store ${customKeyStoreId} does not exist`);
-    const live = this.#liveOf(customKeyStoreId);
-    if (!live.limiter.tryTake()) throw new KmsError("ThrottlingException", `Rate exceeded: custom key store ${customKeyStoreId} serves at most ${this.#requestsPerSecond} requests a second`);
-    if (record.connectionState !== "CONNECTED" || live.link === null) {
-      throw new KmsError(notConnected, notConnected === "KMSInvalidStateException"
-        ? `The KMS key is Unavailable: its custom key store ${customKeyStoreId} is ${record.connectionState}, not CONNECTED`
-        : `Custom key store ${customKeyStoreId} is ${record.connectionState}; this operation needs it CONNECTED`);
-    }
-    return { record, link: live.link };
   }
 
   #note(notes: TrailNotes, record: CustomKeyStoreRecord, backingKeyId: string): void {

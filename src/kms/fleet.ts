@@ -22,7 +22,11 @@ import { parseFileTarget } from "../pkcs11/target.js";
 import { TokenFolderError } from "../pkcs11/token-folder.js";
 import { freezeClass } from "../primordials.js";
 import { KmsError } from "./errors.js";
-import { DIGEST_INFO_PREFIX, derToRaw, ecPointOf, ecPublicKey, rawToDer, rsaPublicKey } from "./fleet-codec.js";
+import {
+  type AsymmetricEncryptionAlgorithm, HASH_BYTES, HASH_MECHANISM, KEY_SPECS, MACS, RSA_SPECS, type MacAlgorithm, MAX_FLEET_INPUT_BYTES, MGF, OAEP, SIGNING,
+  type SigningAlgorithm, type SigningScheme, buffer, checkLabel, fail, internal, isCkr, signingInput,
+} from "./fleet-algorithms.js";
+import { derToRaw, ecPointOf, ecPublicKey, rawToDer, rsaPublicKey } from "./fleet-codec.js";
 import { HMAC_KEY_BYTES, type Pins, newPins, pairTemplates, readPinFile, secretTemplate, writePinFile } from "./fleet-setup.js";
 import type { KeySpec, KeyUsage } from "./types.js";
 
@@ -31,13 +35,8 @@ export interface FleetOptions {
   target: string;
 }
 
-/** AWS's algorithm names the fleet serves. */
-export type SigningAlgorithm =
-  | "ECDSA_SHA_256" | "ECDSA_SHA_384"
-  | "RSASSA_PSS_SHA_256" | "RSASSA_PSS_SHA_384" | "RSASSA_PSS_SHA_512"
-  | "RSASSA_PKCS1_V1_5_SHA_256" | "RSASSA_PKCS1_V1_5_SHA_384" | "RSASSA_PKCS1_V1_5_SHA_512";
-export type MacAlgorithm = "HMAC_SHA_256" | "HMAC_SHA_384" | "HMAC_SHA_512";
-export type AsymmetricEncryptionAlgorithm = "RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256";
+export type { AsymmetricEncryptionAlgorithm, MacAlgorithm, SigningAlgorithm } from "./fleet-algorithms.js";
+export { MAX_FLEET_INPUT_BYTES } from "./fleet-algorithms.js";
 
 /** The label prefix of KMS's own keys: createKey refuses it, and no public method reaches them. */
 export const RESERVED_LABEL_PREFIX = "kms-internal/";
@@ -45,9 +44,6 @@ export const RESERVED_LABEL_PREFIX = "kms-internal/";
 export const FLEET_TOKEN_LABEL = "hsmsim-kms-fleet";
 /** The file, in a `file:` fleet's folder, that keeps the token's PINs. */
 export const FLEET_PIN_FILE = "fleet.pin";
-/** Largest input of one fleet call (KMS's own limits are far lower; this bounds a careless caller). */
-export const MAX_FLEET_INPUT_BYTES = 1 << 20;
-
 const RECORD_LABEL = `${RESERVED_LABEL_PREFIX}record-hmac`;
 const SEALING_LABEL = `${RESERVED_LABEL_PREFIX}sealing-aes`;
 const TRAIL_LABEL = `${RESERVED_LABEL_PREFIX}trail-ecdsa`;
@@ -57,42 +53,6 @@ const MAX_ANCHOR_BYTES = 4096;
 const SEAL_VERSION = 1;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const MAX_LABEL_BYTES = 512;
-
-const KEY_SPECS: readonly KeySpec[] = [
-  "SYMMETRIC_DEFAULT", "ECC_NIST_P256", "ECC_NIST_P384", "RSA_2048", "RSA_3072", "RSA_4096", "HMAC_256", "HMAC_384", "HMAC_512",
-];
-
-type Hash = "sha1" | "sha256" | "sha384" | "sha512";
-const HASH_BYTES: Record<Hash, number> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
-const HASH_MECHANISM: Record<Hash, number> = { sha1: C.CKM_SHA_1, sha256: C.CKM_SHA256, sha384: C.CKM_SHA384, sha512: C.CKM_SHA512 };
-const MGF: Record<Hash, number> = { sha1: C.CKG_MGF1_SHA1, sha256: C.CKG_MGF1_SHA256, sha384: C.CKG_MGF1_SHA384, sha512: C.CKG_MGF1_SHA512 };
-
-interface SigningScheme {
-  family: "ecdsa" | "pss" | "pkcs1";
-  hash: "sha256" | "sha384" | "sha512";
-  /** The chip's hash-then-sign mechanism (MessageType RAW). */
-  hashing: number;
-  /** The key specs it serves. */
-  specs: readonly KeySpec[];
-}
-const RSA_SPECS: readonly KeySpec[] = ["RSA_2048", "RSA_3072", "RSA_4096"];
-const SIGNING: Record<SigningAlgorithm, SigningScheme> = {
-  ECDSA_SHA_256: { family: "ecdsa", hash: "sha256", hashing: C.CKM_ECDSA_SHA256, specs: ["ECC_NIST_P256"] },
-  ECDSA_SHA_384: { family: "ecdsa", hash: "sha384", hashing: C.CKM_ECDSA_SHA384, specs: ["ECC_NIST_P384"] },
-  RSASSA_PSS_SHA_256: { family: "pss", hash: "sha256", hashing: C.CKM_SHA256_RSA_PKCS_PSS, specs: RSA_SPECS },
-  RSASSA_PSS_SHA_384: { family: "pss", hash: "sha384", hashing: C.CKM_SHA384_RSA_PKCS_PSS, specs: RSA_SPECS },
-  RSASSA_PSS_SHA_512: { family: "pss", hash: "sha512", hashing: C.CKM_SHA512_RSA_PKCS_PSS, specs: RSA_SPECS },
-  RSASSA_PKCS1_V1_5_SHA_256: { family: "pkcs1", hash: "sha256", hashing: C.CKM_SHA256_RSA_PKCS, specs: RSA_SPECS },
-  RSASSA_PKCS1_V1_5_SHA_384: { family: "pkcs1", hash: "sha384", hashing: C.CKM_SHA384_RSA_PKCS, specs: RSA_SPECS },
-  RSASSA_PKCS1_V1_5_SHA_512: { family: "pkcs1", hash: "sha512", hashing: C.CKM_SHA512_RSA_PKCS, specs: RSA_SPECS },
-};
-const MACS: Record<MacAlgorithm, { mechanism: number; spec: KeySpec; bytes: number }> = {
-  HMAC_SHA_256: { mechanism: C.CKM_SHA256_HMAC, spec: "HMAC_256", bytes: 32 },
-  HMAC_SHA_384: { mechanism: C.CKM_SHA384_HMAC, spec: "HMAC_384", bytes: 48 },
-  HMAC_SHA_512: { mechanism: C.CKM_SHA512_HMAC, spec: "HMAC_512", bytes: 64 },
-};
-const OAEP: Record<AsymmetricEncryptionAlgorithm, Hash> = { RSAES_OAEP_SHA_1: "sha1", RSAES_OAEP_SHA_256: "sha256" };
 
 /** One key of the fleet: its handles (a secret key, or a key pair) and what it is. */
 interface FleetKey {
@@ -104,37 +64,6 @@ interface FleetKey {
   /** The SPKI DER, made once (public, so it may be cached). */
   spki: Buffer | null;
 }
-
-const fail = (code: ConstructorParameters<typeof KmsError>[0], message: string) => new KmsError(code, message);
-
-function buffer(value: unknown, name: string): Buffer {
-  if (!Buffer.isBuffer(value)) throw fail("ValidationException", `${name} must be a Buffer`);
-  if (value.length > MAX_FLEET_INPUT_BYTES) throw fail("ValidationException", `${name} is longer than ${MAX_FLEET_INPUT_BYTES} bytes`);
-  return value;
-}
-
-// A lone surrogate has no UTF-8 form: the label would come back from the token as another string.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-function checkLabel(label: unknown): string {
-  if (typeof label !== "string" || label === "" || Buffer.byteLength(label) > MAX_LABEL_BYTES || LONE_SURROGATE.test(label)) {
-    throw fail("KMSInternalException", `a fleet key label is a non-empty, well-formed string of at most ${MAX_LABEL_BYTES} bytes`);
-  }
-  return label;
-}
-
-/** A failure of the chip or the folder as a KmsError; the detail stays a CKR name, never a secret. */
-function internal(error: unknown, what: string): KmsError {
-  if (error instanceof KmsError) return error;
-  if (error instanceof TokenFolderError) {
-    if (error.code === "TOKEN_FOLDER_IN_USE") return fail("KMSInternalException", `KMS's fleet: ${error.message}`);
-    return fail("KMSInternalException", `KMS's fleet folder cannot be opened: ${error.message}`);
-  }
-  const detail = error instanceof Pkcs11Error ? `${error.message} from ${error.method}` : error instanceof Error ? error.message : String(error);
-  return fail("KMSInternalException", `KMS's fleet could not ${what} (${detail})`);
-}
-
-const isCkr = (error: unknown, ...codes: number[]) => error instanceof Pkcs11Error && codes.includes(error.code);
 
 export class Fleet {
   readonly #pkcs11: PKCS11;
@@ -416,27 +345,10 @@ export class Fleet {
     return { key, scheme };
   }
 
-  /** The mechanism and the input the chip signs: hash-then-sign for RAW, the raw mechanism over the digest for DIGEST. */
-  static #signingInput(scheme: SigningScheme, message: Buffer, messageType: unknown): { mechanism: Mechanism; input: Buffer } {
-    const pss = { type: C.CK_PARAMS_RSA_PSS, hashAlg: HASH_MECHANISM[scheme.hash], mgf: MGF[scheme.hash], saltLen: HASH_BYTES[scheme.hash] };
-    if (messageType === "RAW") {
-      return { mechanism: { mechanism: scheme.hashing, parameter: scheme.family === "pss" ? pss : null }, input: message };
-    }
-    if (messageType !== "DIGEST") throw fail("ValidationException", "MessageType must be RAW or DIGEST");
-    if (message.length !== HASH_BYTES[scheme.hash]) {
-      throw fail("ValidationException", `Message: a DIGEST for ${scheme.hash.toUpperCase()} is ${HASH_BYTES[scheme.hash]} bytes, not ${message.length}`);
-    }
-    switch (scheme.family) {
-      case "ecdsa": return { mechanism: { mechanism: C.CKM_ECDSA }, input: message };
-      case "pss": return { mechanism: { mechanism: C.CKM_RSA_PKCS_PSS, parameter: pss }, input: message };
-      default: return { mechanism: { mechanism: C.CKM_RSA_PKCS }, input: Buffer.concat([DIGEST_INFO_PREFIX[scheme.hash], message]) };
-    }
-  }
-
   /** MessageType RAW hashes `message`; DIGEST takes it as the digest (its length must fit the algorithm: ValidationException). ECDSA signatures are DER, as AWS's. */
   sign(label: string, algorithm: SigningAlgorithm, message: Buffer, messageType: "RAW" | "DIGEST"): Buffer {
     const { key, scheme } = this.#signingKey(label, algorithm);
-    const { mechanism, input } = Fleet.#signingInput(scheme, buffer(message, "Message"), messageType);
+    const { mechanism, input } = signingInput(scheme, buffer(message, "Message"), messageType);
     const signature = this.#run("sign", (p, s) => {
       p.C_SignInit(s, mechanism, key.handle);
       return p.C_Sign(s, input, Buffer.alloc(512));
@@ -447,7 +359,7 @@ export class Fleet {
   /** False for a signature that does not verify, malformed DER included (the caller raises KMSInvalidSignatureException). */
   verify(label: string, algorithm: SigningAlgorithm, message: Buffer, messageType: "RAW" | "DIGEST", signature: Buffer): boolean {
     const { key, scheme } = this.#signingKey(label, algorithm);
-    const { mechanism, input } = Fleet.#signingInput(scheme, buffer(message, "Message"), messageType);
+    const { mechanism, input } = signingInput(scheme, buffer(message, "Message"), messageType);
     buffer(signature, "Signature");
     let checked: Buffer | null = signature;
     if (scheme.family === "ecdsa") checked = derToRaw(signature, key.spec === "ECC_NIST_P256" ? 32 : 48);
