@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import type BetterSqlite3 from "better-sqlite3";
 
 import type { PasswordHash } from "./passwords.js";
+import { type SchemaEntry, schemaDifferences, schemaEntriesOf } from "./schema-check.js";
 import type { Role } from "./types.js";
 
 const require = createRequire(typeof __filename === "string" ? __filename : import.meta.url);
@@ -88,29 +89,10 @@ export const SCHEMA = `
  * view, index, other table, or sqlite_stat* / sqlite_sequence table (the HSM never creates
  * them). PRAGMA user_version and application_id are not read by the HSM: no check.
  */
-interface SchemaEntry {
-  type: string;
-  name: string;
-  tbl_name: string;
-  sql: string | null;
-}
-const SCHEMA_QUERY = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name";
 let expectedSchema: Map<string, SchemaEntry> | undefined;
 
-function schemaKey(e: SchemaEntry): string {
-  return `${e.type} ${e.name}`;
-}
-
 function expectedSchemaEntries(): Map<string, SchemaEntry> {
-  if (!expectedSchema) {
-    const db = new Database(":memory:");
-    try {
-      db.exec(SCHEMA);
-      expectedSchema = new Map((db.prepare(SCHEMA_QUERY).all() as SchemaEntry[]).map((e) => [schemaKey(e), e]));
-    } finally {
-      db.close();
-    }
-  }
+  expectedSchema ??= schemaEntriesOf(Database, SCHEMA);
   return expectedSchema;
 }
 
@@ -124,20 +106,6 @@ export function schemaProblem(db: BetterSqlite3.Database): string | undefined {
   if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(LATER_TABLE)) {
     for (const [key, entry] of expected) if (entry.tbl_name === LATER_TABLE) expected.delete(key);
   }
-  const found = db.prepare(SCHEMA_QUERY).all() as SchemaEntry[];
-  const extra: string[] = [], different: string[] = [];
-  const seen = new Set<string>();
-  for (const entry of found) {
-    const key = schemaKey(entry);
-    seen.add(key);
-    const want = expected.get(key);
-    if (!want) extra.push(`${key}${entry.type === "table" || entry.type === "view" ? "" : ` on ${entry.tbl_name}`}`);
-    else if (want.sql !== entry.sql || want.tbl_name !== entry.tbl_name) different.push(key);
-  }
-  const missing = [...expected.keys()].filter((key) => !seen.has(key));
-  const parts: string[] = [];
-  if (extra.length) parts.push(`extra ${extra.join(", ")}`);
-  if (different.length) parts.push(`changed ${different.join(", ")}`);
-  if (missing.length) parts.push(`missing ${missing.join(", ")}`);
+  const parts = schemaDifferences(db, expected);
   return parts.length ? `its database schema is not hsmsim's (${parts.join("; ")}): it was edited` : undefined;
 }

@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 
 import type BetterSqlite3 from "better-sqlite3";
 
+import { type SchemaEntry, schemaDifferences, schemaEntriesOf } from "../hsm/schema-check.js";
 import type { AliasRecord, CustomKeyStoreRecord, GrantConstraints, GrantRecord, KeyRecord, Tag } from "./types.js";
 
 const require = createRequire(typeof __filename === "string" ? __filename : import.meta.url);
@@ -272,48 +273,14 @@ export function canonicalRow(table: string, values: readonly SqlValue[]): Buffer
   return out;
 }
 
-interface SchemaEntry {
-  type: string;
-  name: string;
-  tbl_name: string;
-  sql: string | null;
-}
-const SCHEMA_QUERY = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name";
 let expectedSchema: Map<string, SchemaEntry> | undefined;
-
-function expectedSchemaEntries(): Map<string, SchemaEntry> {
-  if (!expectedSchema) {
-    const db = new Database(":memory:");
-    try {
-      db.exec(SCHEMA);
-      expectedSchema = new Map((db.prepare(SCHEMA_QUERY).all() as SchemaEntry[]).map((e) => [`${e.type} ${e.name}`, e]));
-    } finally {
-      db.close();
-    }
-  }
-  return expectedSchema;
-}
 
 /**
  * What in `db`'s schema is extra, missing or different from the store's (no trigger, view,
  * index or other table may be there: the MACs cover rows, not the schema), or undefined.
  */
 export function schemaProblem(db: BetterSqlite3.Database): string | undefined {
-  const expected = expectedSchemaEntries();
-  const found = db.prepare(SCHEMA_QUERY).all() as SchemaEntry[];
-  const extra: string[] = [], different: string[] = [];
-  const seen = new Set<string>();
-  for (const entry of found) {
-    const key = `${entry.type} ${entry.name}`;
-    seen.add(key);
-    const want = expected.get(key);
-    if (!want) extra.push(key);
-    else if (want.sql !== entry.sql || want.tbl_name !== entry.tbl_name) different.push(key);
-  }
-  const missing = [...expected.keys()].filter((key) => !seen.has(key));
-  const parts: string[] = [];
-  if (extra.length) parts.push(`extra ${extra.join(", ")}`);
-  if (different.length) parts.push(`changed ${different.join(", ")}`);
-  if (missing.length) parts.push(`missing ${missing.join(", ")}`);
+  expectedSchema ??= schemaEntriesOf(Database, SCHEMA);
+  const parts = schemaDifferences(db, expectedSchema);
   return parts.length ? `its schema is not the KMS store's (${parts.join("; ")})` : undefined;
 }
