@@ -195,7 +195,9 @@ export function checkNotPendingDeletion(key: KeyRecord): void {
 /** Allows `action` on `key` for the caller (key policy, then grants), or throws AccessDeniedException. */
 export function authorizeKey(parts: KmsParts, context: RequestContext, key: KeyRecord, action: string,
   extra: { encryptionContext?: Record<string, string>; grantTokens?: string[] } & Record<string, unknown> = {}): void {
-  const grants = grantsForRequest(parts.store.listGrants(key.keyId), extra.grantTokens, (data) => parts.fleet.recordMac(data), (id) => parts.store.getGrant(id));
+  const grantsNow = () => grantsForRequest(parts.store.listGrants(key.keyId), extra.grantTokens, (data) => parts.fleet.recordMac(data), (id) => parts.store.getGrant(id));
+  // Grant tokens are checked whatever the policy says (a forged one is refused); the key's grants are read only if needed.
+  const grants = extra.grantTokens === undefined ? grantsNow : grantsNow();
   // parsePolicy keeps the policies it saw last: a key's stored policy is parsed once, not per request.
   try {
     authorize(parsePolicy(key.policy), grants, { ...extra, caller: context.caller, action, key });

@@ -6,19 +6,8 @@ import { KmsError } from "../../src/kms/errors.js";
 import { CredentialSet } from "../../src/kms/identity.js";
 import { OPERATIONS, validateInput } from "../../src/kms/shapes.js";
 import { verifyRequest } from "../../src/kms/sigv4.js";
+import { prng } from "../fuzz/fuzzer.js";
 import { ALICE, REGION } from "./wire-fixture.js";
-
-/** mulberry32: small, seeded, good enough to pick cases. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const MEMBERS = [
   "KeyId", "Plaintext", "CiphertextBlob", "EncryptionContext", "GrantTokens", "NumberOfBytes", "KeySpec", "Description", "Policy",
