@@ -1,15 +1,15 @@
-// Manual measurement (not a test): custom-key-store Encrypt/Decrypt through CustomKeyStores over
-// a 2-HSM real-time cluster, sequential and 32 in flight. Run: npx tsx test/kms/cks-measure.manual.ts
+// Custom-key-store Encrypt/Decrypt through CustomKeyStores over
+// a 2-HSM real-time cluster, sequential and 32 in flight. Run: npx tsx bench/kms-custom-key-store.ts
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { connect } from "../../src/client/remote/connect.js";
-import { folderClusterDirectory } from "../../src/kms/cluster-directory.js";
-import { CustomKeyStores } from "../../src/kms/custom-key-stores.js";
-import { ClusterFolder } from "../../src/net/cluster-folder.js";
-import { CO, startRealtimeCluster } from "../client/realtime-cluster.js";
-import { counterBytes, fakeFleet, fakeStore, notes } from "./cks-fakes.js";
+import { connect } from "../src/client/remote/connect.js";
+import { folderClusterDirectory } from "../src/kms/cluster-directory.js";
+import { CustomKeyStores } from "../src/kms/custom-key-stores.js";
+import { ClusterFolder } from "../src/net/cluster-folder.js";
+import { CO, startRealtimeCluster } from "../test/client/realtime-cluster.js";
+import { counterBytes, fakeFleet, fakeStore, notes } from "../test/kms/cks-fakes.js";
 
 const cluster = await startRealtimeCluster(2);
 const dir = mkdtempSync(join(tmpdir(), "hsmsim-cks-measure-"));
