@@ -6,7 +6,7 @@ import { lstatSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 
 import type { ClusterDirectory } from "./cluster-directory.js";
-import { CustomKeyStores } from "./custom-key-stores.js";
+import { CustomKeyStores, DEFAULT_STORE_REQUESTS_PER_SECOND } from "./custom-key-stores.js";
 import { KmsError, asKmsError } from "./errors.js";
 import { Fleet } from "./fleet.js";
 import { CredentialSet } from "./identity.js";
@@ -57,7 +57,6 @@ export interface KmsEndpoint {
 
 /** AWS's default quota of cryptographic requests per second for an account in us-east-1 (symmetric keys). */
 export const DEFAULT_ACCOUNT_CRYPTO_PER_SECOND = 50_000;
-export const DEFAULT_CUSTOM_KEY_STORE_PER_SECOND = 1_800;
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
 
 const NO_CLUSTERS: ClusterDirectory = {
@@ -123,7 +122,7 @@ export async function startKms(options: KmsOptions): Promise<KmsEndpoint> {
   const nowMs = options.nowMs ?? Date.now;
   const randomBytes = options.randomBytes ?? osRandomBytes;
   const accountRate = positiveRate(options.limits?.accountCryptoPerSecond, "accountCryptoPerSecond", DEFAULT_ACCOUNT_CRYPTO_PER_SECOND);
-  const storeRate = positiveRate(options.limits?.customKeyStorePerSecond, "customKeyStorePerSecond", DEFAULT_CUSTOM_KEY_STORE_PER_SECOND);
+  const storeRate = positiveRate(options.limits?.customKeyStorePerSecond, "customKeyStorePerSecond", DEFAULT_STORE_REQUESTS_PER_SECOND);
 
   const dir = options.dataDir;
   if (dir !== null) ensureDataDir(dir);
