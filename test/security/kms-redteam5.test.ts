@@ -1,0 +1,89 @@
+// Red team 5 of the KMS endpoint: the last refactors (lazy grant reads in authorize, the custom key
+// store split, the shared schema check). Each test attacks a promise the refactor might have broken.
+// None of these attacks succeeded at a6eb02a: they pass, and stand as regression tests.
+import { CreateGrantCommand, CreateKeyCommand, EncryptCommand, RetireGrantCommand } from "@aws-sdk/client-kms";
+import Database from "better-sqlite3";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+import { KmsStore, KmsStoreError } from "../../src/kms/store.js";
+import { OWNER, SAAS, startKmsFixture } from "../kms/kms-fixture.js";
+import { grantRecord, hmacUnder, keyRecord } from "../kms/store-fixtures.js";
+
+const X = Buffer.from("x");
+const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: Error) => e.name);
+
+describe("red team 5: lazy grant reads", () => {
+  it("a forged grant token is refused even when the key policy alone allows the request", async () => {
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const forged = Buffer.concat([Buffer.from([1]), Buffer.alloc(64, 7)]).toString("base64url");
+    expect(await outcome(owner.send(new EncryptCommand({ KeyId: key, Plaintext: X, GrantTokens: [forged] })))).toBe("InvalidGrantTokenException");
+  });
+  it("a policy Deny beats a grant (grants are read after the policy, but never override its Deny)", async () => {
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const policy = JSON.stringify({
+      Version: "2012-10-17",
+      Statement: [
+        { Sid: "owner", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${OWNER.accountId}:root` }, Action: "kms:*", Resource: "*" },
+        { Sid: "no saas", Effect: "Deny", Principal: { AWS: SAAS.arn }, Action: "kms:Encrypt", Resource: "*" },
+      ],
+    });
+    const key = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.Arn!;
+    const grant = await owner.send(new CreateGrantCommand({ KeyId: key, GranteePrincipal: SAAS.arn, Operations: ["Encrypt"] }));
+    expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
+    expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X, GrantTokens: [grant.GrantToken!] })))).toBe("AccessDeniedException");
+  });
+  it("a retired grant's token allows nothing, whether or not the key's grants are read", async () => {
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const grant = await owner.send(new CreateGrantCommand({ KeyId: key, GranteePrincipal: SAAS.arn, Operations: ["Encrypt"] }));
+    expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X, GrantTokens: [grant.GrantToken!] })))).toBe("ok");
+    await owner.send(new RetireGrantCommand({ KeyId: key, GrantId: grant.GrantId! }));
+    expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X, GrantTokens: [grant.GrantToken!] })))).toBe("AccessDeniedException");
+    expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
+  });
+});
+
+describe("red team 5: the shared schema check on the KMS store", () => {
+  const mac = hmacUnder("fleet-a");
+  const plants: [string, string][] = [
+    ["an index", "CREATE INDEX spy ON grants (grant_id)"],
+    ["a unique index", "CREATE UNIQUE INDEX spy ON keys (key_id)"],
+    ["a view", "CREATE VIEW spy AS SELECT * FROM keys"],
+    ["a trigger", "CREATE TRIGGER spy BEFORE DELETE ON grants BEGIN SELECT RAISE(IGNORE); END"],
+    ["a table", "CREATE TABLE spy (x)"],
+    ["ANALYZE's statistics", "ANALYZE"],
+  ];
+  for (const [what, sql] of plants) {
+    it(`refuses ${what} planted in a closed store`, () => {
+      const dir = mkdtempSync(join(tmpdir(), "kms-redteam5-"));
+      const path = join(dir, "kms.db");
+      try {
+        const store = KmsStore.open({ path, mac });
+        const key = keyRecord(1);
+        store.putKey(key);
+        store.putGrant(grantRecord(1, key));
+        store.close();
+        const db = new Database(path);
+        db.exec(sql);
+        db.close();
+        let caught: unknown;
+        try {
+          KmsStore.open({ path, mac }).close();
+        } catch (e) {
+          caught = e;
+        }
+        expect(caught).toBeInstanceOf(KmsStoreError);
+        expect((caught as KmsStoreError).code).toBe("STORE_TAMPERED");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
