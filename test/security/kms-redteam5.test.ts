@@ -2,10 +2,11 @@
 // store split, the shared schema check). Each test attacks a promise the refactor might have broken.
 // None of these attacks succeeded at a6eb02a: they pass, and stand as regression tests.
 import { CreateGrantCommand, CreateKeyCommand, EncryptCommand, RetireGrantCommand } from "@aws-sdk/client-kms";
-import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 
 import { KmsStore, KmsStoreError } from "../../src/kms/store.js";
