@@ -1,7 +1,10 @@
 // Red team 5 of the KMS endpoint: the last refactors (lazy grant reads in authorize, the custom key
 // store split, the shared schema check). Each test attacks a promise the refactor might have broken.
 // None of these attacks succeeded at a6eb02a: they pass, and stand as regression tests.
-import { CreateGrantCommand, CreateKeyCommand, EncryptCommand, RetireGrantCommand } from "@aws-sdk/client-kms";
+import {
+  CreateGrantCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, GenerateMacCommand, GetPublicKeyCommand,
+  ReEncryptCommand, RetireGrantCommand, SignCommand,
+} from "@aws-sdk/client-kms";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +26,27 @@ describe("red team 5: lazy grant reads", () => {
     const key = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
     const forged = Buffer.concat([Buffer.from([1]), Buffer.alloc(64, 7)]).toString("base64url");
     expect(await outcome(owner.send(new EncryptCommand({ KeyId: key, Plaintext: X, GrantTokens: [forged] })))).toBe("InvalidGrantTokenException");
+  });
+  it("a forged grant token is refused by every operation that takes GrantTokens, whatever the policy allows", async () => {
+    const kms = await startKmsFixture({ durable: false });
+    const owner = kms.client(OWNER);
+    const forged = [Buffer.concat([Buffer.from([1]), Buffer.alloc(64, 9)]).toString("base64url")];
+    const sym = (await owner.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const ecc = (await owner.send(new CreateKeyCommand({ KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY" }))).KeyMetadata!.Arn!;
+    const hmac = (await owner.send(new CreateKeyCommand({ KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC" }))).KeyMetadata!.Arn!;
+    const blob = (await owner.send(new EncryptCommand({ KeyId: sym, Plaintext: X }))).CiphertextBlob!;
+    const calls: [string, Promise<unknown>][] = [
+      ["Decrypt", owner.send(new DecryptCommand({ CiphertextBlob: blob, GrantTokens: forged }))],
+      ["ReEncrypt", owner.send(new ReEncryptCommand({ CiphertextBlob: blob, DestinationKeyId: sym, GrantTokens: forged }))],
+      ["DescribeKey", owner.send(new DescribeKeyCommand({ KeyId: sym, GrantTokens: forged }))],
+      ["GetPublicKey", owner.send(new GetPublicKeyCommand({ KeyId: ecc, GrantTokens: forged }))],
+      ["Sign", owner.send(new SignCommand({ KeyId: ecc, Message: X, SigningAlgorithm: "ECDSA_SHA_256", GrantTokens: forged }))],
+      ["GenerateMac", owner.send(new GenerateMacCommand({ KeyId: hmac, Message: X, MacAlgorithm: "HMAC_SHA_256", GrantTokens: forged }))],
+      ["CreateGrant", owner.send(new CreateGrantCommand({ KeyId: sym, GranteePrincipal: SAAS.arn, Operations: ["Encrypt"], GrantTokens: forged }))],
+    ];
+    const seen: Record<string, string> = {};
+    for (const [name, call] of calls) seen[name] = await outcome(call);
+    expect(seen).toEqual(Object.fromEntries(calls.map(([name]) => [name, "InvalidGrantTokenException"])));
   });
   it("a policy Deny beats a grant (grants are read after the policy, but never override its Deny)", async () => {
     const kms = await startKmsFixture({ durable: false });
