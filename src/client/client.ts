@@ -3,8 +3,8 @@
 // list back, and an answer showing a newer membership epoch triggers a fetch at once), spread
 // requests by the HSMs' spare capacity, retry busy or lagging HSMs elsewhere with exponential
 // backoff, and fail over when an HSM stops answering — for the requests that are safe to
-// repeat (see RetryRule). The heartbeat is also the failure detector: an HSM that misses one
-// leaves the rotation until it answers again.
+// repeat (see RetryRule), and for any the transport says it never sent. The heartbeat is also
+// the failure detector: an HSM that misses one leaves the rotation until it answers again.
 import { freezeClass } from "../primordials.js";
 import { copyValue } from "../cluster/calls.js";
 import { ownMechanism, requestedKeyBits, rsaKeyScale } from "../cluster/service-profile.js";
@@ -93,7 +93,8 @@ interface Pending {
   request: Request;
   target: string;
   timer: number;
-  done: (response: Response | null) => void;
+  /** The answer; null when none came (`delivered` false: the request certainly never reached the HSM). */
+  done: (response: Response | null, delivered?: boolean) => void;
 }
 
 type Callback = (error: Error | null, value?: unknown, hsmAddress?: string) => void;
@@ -121,7 +122,7 @@ export class ClusterClient {
   get isClosed(): boolean {
     return this.closed;
   }
-  readonly stats = { requests: 0, retries: 0, busy: 0, stale: 0, timeouts: 0, failovers: 0 };
+  readonly stats = { requests: 0, retries: 0, busy: 0, stale: 0, timeouts: 0, failovers: 0, undelivered: 0 };
 
   constructor(private readonly options: ClientOptions) {
     for (const name of ["address", "bootstrap"] as const) {
@@ -236,18 +237,23 @@ export class ClusterClient {
 
   /**
    * The transport knows `address` cannot be reached now (a refused connection, a failed TLS
-   * handshake): the requests waiting on it are treated at once as if their timeout had run out,
-   * so they fail over (or report) now. The simulator never calls it; real time does.
+   * handshake, a connection reset): the requests waiting on it are treated at once as if their
+   * timeout had run out, so they fail over (or report) now. Those among `undelivered` (the very
+   * request objects the transport was given and never sent) fail over whatever their rule: a
+   * write that never left cannot have been made. The simulator never calls it; real time does.
    */
-  unreachable(address: string): void {
+  unreachable(address: string, undelivered: readonly unknown[] = []): void {
+    const neverSent = new Set(undelivered);
     for (const [id, p] of [...this.pending]) {
       if (p.target !== address || !this.pending.delete(id)) continue;
       this.landed(p.target);
       this.options.clock.cancel(p.timer);
-      this.stats.timeouts++;
+      const delivered = !neverSent.has(p.request);
+      if (delivered) this.stats.timeouts++;
+      else this.stats.undelivered++;
       const member = this.members.get(address);
       if (member) member.missed++;
-      p.done(null);
+      p.done(null, delivered);
     }
   }
 
@@ -258,7 +264,7 @@ export class ClusterClient {
       return;
     }
     tried.add(target);
-    this.exchange(target, op, this.timeoutFor(op, options.rule), (response) => {
+    this.exchange(target, op, this.timeoutFor(op, options.rule), (response, delivered = true) => {
       const again = (why: "busy" | "stale" | "failover", message: string) => {
         // A pinned request waits for its HSM when busy, but cannot fail over; it is resent to it when that is safe.
         if (retry >= this.maxRetries || (options.pinned !== undefined && why === "failover" && !options.repeatPinned)) {
@@ -275,6 +281,7 @@ export class ClusterClient {
         this.options.clock.schedule(delay, () => this.attempt(op, options, retry + 1, tried, cb));
       };
       if (response === null) {
+        if (!delivered) return again("failover", `HSM at ${target} could not be reached; the request was not sent to it`);
         if (options.rule === "repeat") return again("failover", `HSM at ${target} did not answer`);
         cb(new ClientError("OUTCOME_UNKNOWN", `HSM at ${target} did not answer; the change may or may not have been made`), undefined, target);
         return;
@@ -308,7 +315,7 @@ export class ClusterClient {
   }
 
   /** One request to one HSM: the answer, or null after the timeout. */
-  private exchange(target: string, op: RequestOp, timeoutUs: number, done: (response: Response | null) => void, anyState = false): void {
+  private exchange(target: string, op: RequestOp, timeoutUs: number, done: Pending["done"], anyState = false): void {
     const request: Request = { t: "req", id: this.nextId++, conn: this.conn, op: copyValue(op), after: anyState ? [] : this.after() };
     const timer = this.options.clock.schedule(timeoutUs, () => {
       if (!this.pending.delete(request.id)) return;

@@ -2,8 +2,10 @@
 // demand to the HSM at `to` ("ip:port"), verifying its certificate against the trust anchor and
 // its address (the TLS options come from src/net/tls-options.ts), optionally presenting a client
 // certificate (mutual TLS); frames written while the handshake runs wait for it. A connection
-// that fails drops what it held and reports a typed error (onError, errors()): the client's own
-// timeouts and failover take it from there, and the next send connects again. Each local address
+// that fails drops what it held and reports a typed error (onError, errors()) with the messages
+// it never sent: a connection refused or a handshake failed delivered none of them, so the client
+// may send those elsewhere even when repeating is unsafe. The client's own timeouts and failover
+// take the rest from there, and the next send connects again. Each local address
 // has its own connections, so two clients sharing the transport never see each other's answers.
 import * as tls from "node:tls";
 
@@ -24,8 +26,12 @@ export interface ClientTls {
 export interface ClientTransportOptions {
   tls: ClientTls;
   logger?: WireLogger;
-  /** Called for each failed connection, with its typed error (a wrong trust anchor, a refused connection…). */
-  onError?: (error: Error, address: string) => void;
+  /**
+   * Called for each failed connection, with its typed error (a wrong trust anchor, a refused
+   * connection…) and the messages given to send() that certainly never reached the HSM: those
+   * waiting for a TLS handshake that never completed (the same objects send() was given).
+   */
+  onError?: (error: Error, address: string, undelivered: readonly unknown[]) => void;
   /** A handshake not done within this fails the connection (default 5 s). */
   connectTimeoutMs?: number;
   /** Bytes waiting to be written (the handshake running, or the HSM not reading) beyond which a connection is dropped (default 32 MiB). */
@@ -47,6 +53,8 @@ export class ClientTransport implements Transport {
   private readonly logger: WireLogger;
   private readonly handlers = new Map<string, MessageHandler>();
   private readonly links = new Map<string, { from: string; link: FramedSocket }>();
+  /** Per connection whose TLS handshake has not completed: the messages written to it so far (all still in node's buffer). */
+  private readonly unsent = new Map<FramedSocket, unknown[]>();
   private readonly sessions = new Map<string, Buffer>();
   private readonly recent: ConnectionFailure[] = [];
   private closed = false;
@@ -74,8 +82,13 @@ export class ClientTransport implements Transport {
       this.stats.undeliverable++;
       return;
     }
-    const link = this.linkTo(from, to);
-    if (!link?.sendMessage(message)) this.stats.undeliverable++;
+    const link = this.linkTo(from, to, message);
+    if (link === null) return;
+    if (!link.sendMessage(message)) {
+      this.stats.undeliverable++;
+      return;
+    }
+    this.unsent.get(link)?.push(message);
   }
 
   /** The latest connection failures, oldest first (at most 32). */
@@ -90,7 +103,8 @@ export class ClientTransport implements Transport {
     this.links.clear();
   }
 
-  private linkTo(from: string, to: string): FramedSocket | null {
+  /** The open connection from `from` to `to`, or a new one; null (reported with `message` as unsent) if none can be begun. */
+  private linkTo(from: string, to: string, message: unknown): FramedSocket | null {
     const key = `${from}\n${to}`;
     const existing = this.links.get(key)?.link;
     if (existing?.isOpen) return existing;
@@ -98,7 +112,8 @@ export class ClientTransport implements Transport {
     try {
       options = { ...this.options.tls.connect(to) };
     } catch (e) {
-      this.fail(to, e);
+      this.stats.undeliverable++;
+      this.fail(to, e, [message]);
       return null;
     }
     const session = this.options.resumeSessions === false ? undefined : this.sessions.get(to);
@@ -115,6 +130,7 @@ export class ClientTransport implements Transport {
     let answered = false, failed = false;
     socket.once("secureConnect", () => {
       secured = true;
+      this.unsent.delete(link); // from here on what was written may have arrived
       socket.setTimeout(0);
     });
     socket.once("data", () => { answered = true; });
@@ -125,7 +141,7 @@ export class ClientTransport implements Transport {
         this.stats.connectFailures++;
         this.sessions.delete(to);
       }
-      this.fail(to, error);
+      this.fail(to, error, this.takeUnsent(link));
     });
     const link: FramedSocket = new FramedSocket(socket, {
       label: `hsm ${to}`, expectHello: false, accepts: "res", maxWriteQueueBytes: this.options.maxWriteQueueBytes ?? 32 * 1024 * 1024,
@@ -133,25 +149,37 @@ export class ClientTransport implements Transport {
       onMessage: (message) => this.handlers.get(from)?.(to, message),
       onClose: (reason) => {
         if (this.links.get(key)?.link === link) this.links.delete(key);
+        const unsent = this.takeUnsent(link);
+        if (failed || this.closed || !this.handlers.has(from)) return; // reported already, or closed by this side's close/detach
         // TLS 1.3: the HSM checks a client certificate after the client's handshake is done, and
         // may close without an alert node reports: say what that most likely means.
-        if (reason === CLOSED_BY_PEER && secured && !answered && !failed) {
-          this.fail(to, closedAfterHandshakeError({ address: to, presentedClientCertificate: options.cert !== undefined }));
+        if (reason === CLOSED_BY_PEER && secured && !answered) {
+          this.fail(to, closedAfterHandshakeError({ address: to, presentedClientCertificate: options.cert !== undefined }), []);
+        } else if (!secured) {
+          // Closed (by the peer, or dropped here) before the handshake completed: nothing written reached the HSM.
+          this.fail(to, new TransportError("CONNECTION_FAILED", `connection to the HSM at ${to} closed before its TLS handshake completed (${reason})`), unsent);
         }
       },
     });
     this.links.set(key, { from, link });
+    this.unsent.set(link, []);
     link.sendHello({ role: "client" });
     return link;
   }
 
-  private fail(address: string, cause: unknown): void {
+  private takeUnsent(link: FramedSocket): unknown[] {
+    const unsent = this.unsent.get(link) ?? [];
+    this.unsent.delete(link);
+    return unsent;
+  }
+
+  private fail(address: string, cause: unknown, undelivered: readonly unknown[]): void {
     const error = this.describe(cause, address);
     this.recent.push({ address, error, atMs: Date.now() });
     if (this.recent.length > RECENT_ERRORS) this.recent.shift();
     this.logger.warn({ hsm: address, code: (error as { code?: string }).code }, error.message);
     try {
-      this.options.onError?.(error, address);
+      this.options.onError?.(error, address, undelivered);
     } catch (e) {
       this.logger.error({ err: String(e) }, "onError threw");
     }

@@ -127,8 +127,15 @@ let clients = 0;
 /** A ClusterClient over a ClientTransport trusting `trustAnchorPem`, bootstrapped from `bootstrap`. */
 export async function startClient(bootstrap: string, trustAnchorPem: string, connect = true, clientCertificate?: CertificateAndKey): Promise<TestClient> {
   const errors: Error[] = [];
-  const transport = new ClientTransport({ tls: clientTls({ trustAnchorPem, clientCertificate }), onError: (e) => errors.push(e) });
-  const client = new ClusterClient({
+  // Wired as the worker's runtime wires it (src/client/remote/cluster-backend.ts): a refused connection fails over at once.
+  const transport = new ClientTransport({
+    tls: clientTls({ trustAnchorPem, clientCertificate }),
+    onError: (e, address, undelivered) => {
+      errors.push(e);
+      setImmediate(() => client.unreachable(address, undelivered));
+    },
+  });
+  const client: ClusterClient = new ClusterClient({
     transport, clock: new RealClock(), rng: new OsRandom(), address: `app-${++clients}`, bootstrap,
     requestTimeoutUs: 5_000_000, writeTimeoutUs: 10_000_000, heartbeatIntervalUs: 1_000_000,
   });

@@ -6,7 +6,7 @@
 import { fork, spawn } from "node:child_process";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -22,8 +22,20 @@ let clients: TestClient[] = [];
 let keys = 0;
 
 async function newKey(c: TestClient, pinned?: string): Promise<void> {
-  await createKey(c, pinned);
+  try {
+    await createKey(c, pinned);
+  } catch (e) {
+    throw new Error(`${String(e)}\n${await diagnosis(c)}`, { cause: e });
+  }
   keys++;
+}
+
+/** What a failed write leaves to go on: the client's view and connection failures, and each HSM's log tail. */
+async function diagnosis(c: TestClient): Promise<string> {
+  const logs = readdirSync(join(dir, "logs")).filter((f) => f.endsWith(".log"))
+    .map((f) => `--- ${f}\n${readFileSync(join(dir, "logs", f), "utf8").split("\n").slice(-25).join("\n")}`);
+  return [`client: ${JSON.stringify(c.client.health())}`, `transport: ${JSON.stringify(c.transport.stats)}`,
+    `connection failures: ${c.errors.map((e) => e.message).join("; ") || "none"}`, ...logs].join("\n");
 }
 
 async function client(s: Status): Promise<TestClient> {
@@ -86,8 +98,8 @@ describe("hsmsim up, status, hsm, down", () => {
     const before = await status(dir);
     const victim = members(before)[1];
     process.kill(victim.pid!, "SIGKILL");
-    // A write while it is down, sent to a survivor (a write sent to the dead HSM would end OUTCOME_UNKNOWN, by the client's
-    // rule for writes): the other two hold it (key availability 2), the victim catches up after its restart.
+    // A write while it is down, sent to a survivor (one written to the dead HSM's connection before its close is seen would
+    // end OUTCOME_UNKNOWN, by the client's rule for writes): the other two hold it (key availability 2), the victim catches up.
     const c = clients[0];
     await newKey(c, members(before)[0].address);
     const s = await until(dir, (x) => {

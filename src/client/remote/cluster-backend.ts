@@ -23,8 +23,9 @@ export function clusterBackend(spec: ClusterSpec): WorkerBackend {
   const scaled = dilatedTimings(spec.timeScale ?? 1);
   const client = new ClusterClient({ transport: runtime.transport, clock: runtime.clock, rng: runtime.rng, address: runtime.address, bootstrap: spec.bootstrap, ...scaled });
   const chip = new ClusterChip(client);
-  // A refused connection or failed handshake fails over now, not at the request's timeout (500 ms for a read).
-  runtime.onUnreachable((address) => setImmediate(() => client.unreachable(address)));
+  // A refused connection or failed handshake fails over now, not at the request's timeout (500 ms for a
+  // read); a write it never sent fails over too, rather than reporting OUTCOME_UNKNOWN.
+  runtime.onUnreachable((address, undelivered) => setImmediate(() => client.unreachable(address, undelivered)));
   let connected = false;
   let waiting: Done[] | null = null;
 

@@ -21,8 +21,8 @@ export interface RealTimeRuntime {
   address: string;
   /** Why the last connection to `address` failed (a TLS refusal says which CA it saw), if it did. */
   lastError(address: string): Error | null;
-  /** Tells `listener` of each address whose connection just failed (the client fails over at once). */
-  onUnreachable(listener: (address: string) => void): void;
+  /** Tells `listener` of each address whose connection just failed, with the requests it never sent (the client fails over at once). */
+  onUnreachable(listener: (address: string, undelivered: readonly unknown[]) => void): void;
   close(): void;
 }
 
@@ -36,12 +36,12 @@ export function realTimeRuntime(spec: Extract<BackendSpec, { kind: "cluster" }>)
   const clientCertificate = spec.clientCertificatePem !== undefined && spec.clientKeyPem !== undefined
     ? { certPem: spec.clientCertificatePem, keyPem: spec.clientKeyPem } : undefined;
   const failures = new Map<string, Error>();
-  let unreachable: (address: string) => void = () => {};
+  let unreachable: (address: string, undelivered: readonly unknown[]) => void = () => {};
   const transport = new ClientTransport({
     tls: withNoDelay(clientTls({ trustAnchorPem, clientCertificate })),
-    onError: (error, address) => {
+    onError: (error, address, undelivered) => {
       failures.set(address, error);
-      unreachable(address);
+      unreachable(address, undelivered);
     },
   });
   return {

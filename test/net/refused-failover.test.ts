@@ -1,0 +1,159 @@
+// A request the transport never sent is not an unknown outcome. A connection refused, or a TLS
+// handshake that failed, delivered nothing (node writes nothing before the handshake and its
+// verification complete), so the client may send even a write elsewhere: an application whose
+// client still lists an HSM that was just removed or killed gets its key, not OUTCOME_UNKNOWN.
+// A write the HSM may have received is still never repeated.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { ClientTransport } from "../../src/net/client-transport.js";
+import { OsRandom } from "../../src/net/os-random.js";
+import { RealClock } from "../../src/net/real-clock.js";
+import { createClusterCa } from "../../src/net/pki.js";
+import { clientTls } from "../../src/net/tls-transport.js";
+import { ClusterClient } from "../../src/client/client.js";
+import { internalsOf } from "../../src/hsm/internals.js";
+import type { Random } from "../../src/runtime/random.js";
+import type { RequestOp } from "../../src/cluster/protocol.js";
+import { encodeTemplate } from "../../src/pkcs11/template.js";
+import { CKA_CLASS, CKA_LABEL, CKA_TOKEN, CKA_VALUE } from "../../src/pkcs11/constants/attributes.js";
+import { CKK_GENERIC_SECRET, CKO_SECRET_KEY } from "../../src/pkcs11/constants/other.js";
+import { ALICE, type TestCluster, activate, freePort, sessionContext, startClient, startCluster, until } from "./fixture.js";
+
+const CKA_KEY_TYPE = 0x100;
+let labels = 0;
+function createKeyOp(): RequestOp {
+  const template = encodeTemplate([
+    { type: CKA_CLASS, value: CKO_SECRET_KEY }, { type: CKA_KEY_TYPE, value: CKK_GENERIC_SECRET }, { type: CKA_TOKEN, value: true },
+    { type: CKA_VALUE, value: Buffer.alloc(32, 3) }, { type: CKA_LABEL, value: `refused-${++labels}` },
+  ], "template");
+  return { kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) };
+}
+
+/** Always the first candidate: among HSMs that look equally idle, the client picks the first listed. */
+const firstChoice: Random = { int: () => 0, bytes: (n) => Buffer.alloc(n), fork: () => firstChoice };
+
+/** A client like the worker's (refused connections reported to it), with a rigged choice and short timeouts. */
+async function riggedClient(bootstrap: string, trustAnchorPem: string) {
+  const errors: Error[] = [];
+  const transport = new ClientTransport({
+    tls: clientTls({ trustAnchorPem }),
+    onError: (e, address, undelivered) => {
+      errors.push(e);
+      setImmediate(() => client.unreachable(address, undelivered));
+    },
+  });
+  const client: ClusterClient = new ClusterClient({
+    transport, clock: new RealClock(), rng: firstChoice, address: `rigged-${++labels}`, bootstrap,
+    requestTimeoutUs: 2_000_000, writeTimeoutUs: 1_500_000, heartbeatIntervalUs: 60_000_000,
+  });
+  await new Promise<void>((resolve, reject) => client.connect((e) => (e ? reject(e) : resolve())));
+  const send = (op: RequestOp, pinned?: string) => new Promise<unknown>((resolve, reject) => {
+    client.send(op, { rule: "fail", pinned }, (e, v) => (e ? reject(e) : resolve(v)));
+  });
+  return { client, transport, errors, send, close: () => { client.close(); transport.close(); } };
+}
+
+describe("a request the transport never sent", () => {
+  let cluster: TestCluster;
+  /** createObject waits this long in an HSM's queue (0: served at once). */
+  let createDelayUs = 0;
+  const keysOn = (i: number) => internalsOf(cluster.hsms[i].node.hsm).keyIds.size;
+  const stopHsm = async (i: number) => {
+    cluster.hsms[i].node.stop();
+    await cluster.hsms[i].transport.close();
+  };
+
+  beforeAll(async () => {
+    cluster = await startCluster({
+      hsms: 3, keyAvailabilityMin: 2, firstHost: 40,
+      node: { serviceTimeUs: (op) => (op.kind === "call" && op.method === "createObject" ? createDelayUs : 0) },
+    });
+    const c = await startClient(cluster.hsms[0].address, cluster.ca.certPem);
+    await activate(c);
+    c.close();
+  }, 60_000);
+  afterAll(() => cluster?.stop());
+
+  it("ClientTransport reports the very messages a refused connection or a refused handshake held, and none it may have sent", async () => {
+    const reports: { error: Error; address: string; undelivered: readonly unknown[] }[] = [];
+    const transport = new ClientTransport({ tls: clientTls({ trustAnchorPem: cluster.ca.certPem }), onError: (error, address, undelivered) => reports.push({ error, address, undelivered }) });
+    const answers: unknown[] = [];
+    transport.attach("app", (_from, message) => answers.push(message));
+    try {
+      const nobody = `127.0.0.1:${await freePort("127.0.0.1")}`;
+      const first = { t: "req", id: 1, conn: "c", op: { kind: "hello" }, after: [] };
+      const second = { t: "req", id: 2, conn: "c", op: { kind: "hello" }, after: [] };
+      transport.send("app", nobody, first);
+      transport.send("app", nobody, second);
+      await until(() => reports.length === 1, "the refused connection reported");
+      expect(reports[0].address).toBe(nobody);
+      expect(reports[0].error.message).toMatch(/ECONNREFUSED/);
+      expect(reports[0].undelivered).toHaveLength(2);
+      expect(reports[0].undelivered[0]).toBe(first);
+      expect(reports[0].undelivered[1]).toBe(second);
+
+      // A live HSM whose certificate this transport does not trust: the handshake fails, nothing was sent.
+      const foreign = await createClusterCa({ commonName: "not this cluster" });
+      const distrustful = new ClientTransport({ tls: clientTls({ trustAnchorPem: foreign.certPem }), onError: (error, address, undelivered) => reports.push({ error, address, undelivered }) });
+      distrustful.attach("app", () => {});
+      const servedBefore = cluster.hsms[1].node.stats.served;
+      const third = { t: "req", id: 3, conn: "c", op: { kind: "hello" }, after: [] };
+      distrustful.send("app", cluster.hsms[1].address, third);
+      await until(() => reports.length === 2, "the refused handshake reported");
+      expect(reports[1].undelivered).toEqual([third]);
+      expect(reports[1].undelivered[0]).toBe(third);
+      expect(cluster.hsms[1].node.stats.served).toBe(servedBefore); // the HSM got nothing from it
+      distrustful.close();
+
+      // A connection that completed its handshake: what was written may have arrived, so a later failure reports nothing as unsent.
+      transport.send("app", cluster.hsms[1].address, { t: "req", id: 4, conn: "c", op: { kind: "hello" }, after: [] });
+      await until(() => answers.length === 1, "the hello answered");
+      expect(cluster.hsms[1].node.stats.served).toBe(servedBefore + 1);
+      expect(reports).toHaveLength(2);
+    } finally {
+      transport.close();
+    }
+  }, 30_000);
+
+  it("a write the client routes to a stopped HSM is sent to another and succeeds; pinned to it, HSM_UNREACHABLE, never OUTCOME_UNKNOWN", async () => {
+    await stopHsm(0);
+    const c = await riggedClient(cluster.hsms[1].address, cluster.ca.certPem);
+    try {
+      expect(c.client.isMember(cluster.hsms[0].address)).toBe(true); // the cluster still lists it: the client's view lags, as after a remove
+      const before = [keysOn(1), keysOn(2)];
+      await c.send(createKeyOp()); // first choice: HSM 0, refused
+      expect(c.client.stats.undelivered).toBe(1);
+      expect(c.client.stats.failovers).toBe(1);
+      expect(c.errors.some((e) => e.message.includes(cluster.hsms[0].address))).toBe(true);
+      await until(() => keysOn(1) === before[0] + 1 && keysOn(2) === before[1] + 1, "the key on both live HSMs");
+      expect([keysOn(1), keysOn(2)]).toEqual([before[0] + 1, before[1] + 1]); // made once, not twice
+
+      const pinned = await c.send(createKeyOp(), cluster.hsms[0].address).then(() => null, (e: Error & { code?: string }) => e);
+      expect(pinned?.code).toBe("HSM_UNREACHABLE");
+      expect(pinned?.message).toMatch(/not sent/);
+      expect([keysOn(1), keysOn(2)]).toEqual([before[0] + 1, before[1] + 1]);
+    } finally {
+      c.close();
+    }
+  }, 30_000);
+
+  it("a write an HSM may have received is never sent again: the HSM dies with it queued, and the caller hears OUTCOME_UNKNOWN", async () => {
+    const c = await riggedClient(cluster.hsms[1].address, cluster.ca.certPem);
+    try {
+      await c.send({ kind: "call", method: "generateRandom", args: [1, 8], session: sessionContext(1, null) }, cluster.hsms[1].address); // connected to HSM 1
+      const onSurvivor = keysOn(2);
+      const inService = () => (cluster.hsms[1].node as unknown as { busyEngines: number }).busyEngines;
+      createDelayUs = 60_000_000;
+      const outcome = c.send(createKeyOp(), cluster.hsms[1].address).then(() => null, (e: Error & { code?: string }) => e);
+      await until(() => inService() === 1, "the create in service on HSM 1");
+      await stopHsm(1);
+      const error = await outcome;
+      expect(error?.code).toBe("OUTCOME_UNKNOWN");
+      expect(c.client.stats.undelivered).toBe(0);
+      expect(keysOn(2)).toBe(onSurvivor); // not repeated on the survivor
+    } finally {
+      createDelayUs = 0;
+      c.close();
+    }
+  }, 30_000);
+});
