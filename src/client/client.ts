@@ -237,24 +237,30 @@ export class ClusterClient {
 
   /**
    * The transport knows `address` cannot be reached now (a refused connection, a failed TLS
-   * handshake, a connection reset): the requests waiting on it are treated at once as if their
-   * timeout had run out, so they fail over (or report) now. Those among `undelivered` (the very
-   * request objects the transport was given and never sent) fail over whatever their rule: a
-   * write that never left cannot have been made. The simulator never calls it; real time does.
+   * handshake, a connection reset): the requests waiting on it now are treated as if their timeout
+   * had run out, so they fail over (or report) on the clock's next turn — never inside the
+   * transport's call. Those among `undelivered` (the very request objects the transport was given
+   * and never sent) fail over whatever their rule: a write that never left cannot have been made.
+   * A request sent after this call waits for its own connection's fate. The simulator never calls
+   * it; real time does.
    */
   unreachable(address: string, undelivered: readonly unknown[] = []): void {
     const neverSent = new Set(undelivered);
-    for (const [id, p] of [...this.pending]) {
-      if (p.target !== address || !this.pending.delete(id)) continue;
-      this.landed(p.target);
-      this.options.clock.cancel(p.timer);
-      const delivered = !neverSent.has(p.request);
-      if (delivered) this.stats.timeouts++;
-      else this.stats.undelivered++;
-      const member = this.members.get(address);
-      if (member) member.missed++;
-      p.done(null, delivered);
-    }
+    const waiting = [...this.pending].filter(([, p]) => p.target === address);
+    this.options.clock.schedule(0, () => {
+      for (const [id, p] of waiting) {
+        if (this.pending.get(id) !== p) continue; // answered, or timed out, meanwhile
+        this.pending.delete(id);
+        this.landed(p.target);
+        this.options.clock.cancel(p.timer);
+        const delivered = !neverSent.has(p.request);
+        if (delivered) this.stats.timeouts++;
+        else this.stats.undelivered++;
+        const member = this.members.get(address);
+        if (member) member.missed++;
+        p.done(null, delivered);
+      }
+    });
   }
 
   private attempt(op: RequestOp, options: SendOptions, retry: number, tried: Set<string>, cb: Callback): void {
@@ -320,10 +326,13 @@ export class ClusterClient {
     const timer = this.options.clock.schedule(timeoutUs, () => {
       if (!this.pending.delete(request.id)) return;
       this.landed(target);
-      this.stats.timeouts++;
+      // Still waiting for a handshake (an HSM that accepts TCP and never answers TLS): taken back, it was never sent.
+      const withdrawn = this.options.transport.withdraw?.(this.options.address, target, request) ?? false;
+      if (withdrawn) this.stats.undelivered++;
+      else this.stats.timeouts++;
       const member = this.members.get(target);
       if (member) member.missed++;
-      done(null);
+      done(null, !withdrawn);
     });
     this.pending.set(request.id, { request, target, timer, done });
     this.inFlight.set(target, (this.inFlight.get(target) ?? 0) + 1);

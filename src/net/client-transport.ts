@@ -1,11 +1,12 @@
 // An application's Transport over TLS 1.3: it never listens. `send(from, to)` connects on
 // demand to the HSM at `to` ("ip:port"), verifying its certificate against the trust anchor and
 // its address (the TLS options come from src/net/tls-options.ts), optionally presenting a client
-// certificate (mutual TLS); frames written while the handshake runs wait for it. A connection
-// that fails drops what it held and reports a typed error (onError, errors()) with the messages
-// it never sent: a connection refused or a handshake failed delivered none of them, so the client
-// may send those elsewhere even when repeating is unsafe. The client's own timeouts and failover
-// take the rest from there, and the next send connects again. Each local address
+// certificate (mutual TLS). Messages sent while the handshake runs are held here, not written,
+// until it completes: a connection that fails before then reports a typed error (onError,
+// errors()) with every message it held, none of which left, and a request that times out
+// meanwhile can be taken back (withdraw) — so the client may send those elsewhere even when
+// repeating is unsafe. The client's own timeouts and failover take the rest from there, and the
+// next send connects again. Each local address
 // has its own connections, so two clients sharing the transport never see each other's answers.
 import * as tls from "node:tls";
 
@@ -51,16 +52,18 @@ const RECENT_ERRORS = 32;
 export class ClientTransport implements Transport {
   readonly stats: WireStats = newWireStats();
   private readonly logger: WireLogger;
+  private readonly maxWriteQueueBytes: number;
   private readonly handlers = new Map<string, MessageHandler>();
   private readonly links = new Map<string, { from: string; link: FramedSocket }>();
-  /** Per connection whose TLS handshake has not completed: the messages written to it so far (all still in node's buffer). */
-  private readonly unsent = new Map<FramedSocket, unknown[]>();
+  /** Per connection whose TLS handshake has not completed: the messages sent to it so far, encoded, none written yet. */
+  private readonly held = new Map<FramedSocket, { messages: { message: unknown; payload: Buffer }[]; bytes: number }>();
   private readonly sessions = new Map<string, Buffer>();
   private readonly recent: ConnectionFailure[] = [];
   private closed = false;
 
   constructor(private readonly options: ClientTransportOptions) {
     this.logger = options.logger ?? silentLogger;
+    this.maxWriteQueueBytes = options.maxWriteQueueBytes ?? 32 * 1024 * 1024;
   }
 
   attach(address: string, handler: MessageHandler): void {
@@ -84,11 +87,31 @@ export class ClientTransport implements Transport {
     }
     const link = this.linkTo(from, to, message);
     if (link === null) return;
-    if (!link.sendMessage(message)) {
+    const held = this.held.get(link);
+    if (held === undefined) {
+      if (!link.sendMessage(message)) this.stats.undeliverable++;
+      return;
+    }
+    const payload = link.encodeMessage(message);
+    if (payload === null) {
       this.stats.undeliverable++;
       return;
     }
-    this.unsent.get(link)?.push(message);
+    held.messages.push({ message, payload });
+    held.bytes += payload.length;
+    // An HSM that accepts TCP and never finishes the handshake must not grow this without bound.
+    if (held.bytes > this.maxWriteQueueBytes) link.close("HANDSHAKE_BACKLOG", `${held.bytes} bytes wait for a TLS handshake that does not complete`);
+  }
+
+  /** Takes back a message still held for a handshake (it will never be written): true if it was. */
+  withdraw(from: string, to: string, message: unknown): boolean {
+    const link = this.links.get(`${from}\n${to}`)?.link;
+    const held = link === undefined ? undefined : this.held.get(link);
+    const index = held?.messages.findIndex((h) => h.message === message) ?? -1;
+    if (held === undefined || index < 0) return false;
+    held.bytes -= held.messages[index].payload.length;
+    held.messages.splice(index, 1);
+    return true;
   }
 
   /** The latest connection failures, oldest first (at most 32). */
@@ -109,29 +132,35 @@ export class ClientTransport implements Transport {
     const existing = this.links.get(key)?.link;
     if (existing?.isOpen) return existing;
     let options: tls.ConnectionOptions;
+    let socket: tls.TLSSocket;
     try {
       options = { ...this.options.tls.connect(to) };
+      const session = this.options.resumeSessions === false ? undefined : this.sessions.get(to);
+      if (session) options.session = session;
+      socket = tls.connect(options); // throws at once on a client key that does not match its certificate
     } catch (e) {
       this.stats.undeliverable++;
       this.fail(to, e, [message]);
       return null;
     }
-    const session = this.options.resumeSessions === false ? undefined : this.sessions.get(to);
-    if (session) options.session = session;
     this.stats.connects++;
-    const socket = tls.connect(options);
     let secured = false;
     const timeoutMs = this.options.connectTimeoutMs ?? 5_000;
-    socket.setTimeout(timeoutMs, () => {
+    // A deadline of its own: socket.setTimeout counts writes as activity, and would let a handshake run twice as long.
+    const handshakeTimer = setTimeout(() => {
       if (secured) return;
       const error = Object.assign(new Error(`no TLS handshake with ${to} within ${timeoutMs} ms`), { code: "ETIMEDOUT" });
       socket.destroy(error);
-    });
+    }, timeoutMs);
+    handshakeTimer.unref();
     let answered = false, failed = false;
     socket.once("secureConnect", () => {
       secured = true;
-      this.unsent.delete(link); // from here on what was written may have arrived
-      socket.setTimeout(0);
+      clearTimeout(handshakeTimer);
+      // From here on what is written may arrive: the held messages go out, in the order they were sent.
+      const held = this.held.get(link);
+      this.held.delete(link);
+      for (const { payload } of held?.messages ?? []) if (!link.sendEncoded(payload)) this.stats.undeliverable++;
     });
     socket.once("data", () => { answered = true; });
     socket.on("session", (ticket: Buffer) => this.sessions.set(to, ticket));
@@ -141,15 +170,16 @@ export class ClientTransport implements Transport {
         this.stats.connectFailures++;
         this.sessions.delete(to);
       }
-      this.fail(to, error, this.takeUnsent(link));
+      this.fail(to, error, this.takeHeld(link));
     });
     const link: FramedSocket = new FramedSocket(socket, {
-      label: `hsm ${to}`, expectHello: false, accepts: "res", maxWriteQueueBytes: this.options.maxWriteQueueBytes ?? 32 * 1024 * 1024,
+      label: `hsm ${to}`, expectHello: false, accepts: "res", maxWriteQueueBytes: this.maxWriteQueueBytes,
       logger: this.logger, stats: this.stats,
       onMessage: (message) => this.handlers.get(from)?.(to, message),
       onClose: (reason) => {
         if (this.links.get(key)?.link === link) this.links.delete(key);
-        const unsent = this.takeUnsent(link);
+        clearTimeout(handshakeTimer);
+        const unsent = this.takeHeld(link);
         if (failed || this.closed || !this.handlers.has(from)) return; // reported already, or closed by this side's close/detach
         // TLS 1.3: the HSM checks a client certificate after the client's handshake is done, and
         // may close without an alert node reports: say what that most likely means.
@@ -162,15 +192,15 @@ export class ClientTransport implements Transport {
       },
     });
     this.links.set(key, { from, link });
-    this.unsent.set(link, []);
-    link.sendHello({ role: "client" });
+    this.held.set(link, { messages: [], bytes: 0 });
+    link.sendHello({ role: "client" }); // written now: node holds it until the handshake, and it carries no request
     return link;
   }
 
-  private takeUnsent(link: FramedSocket): unknown[] {
-    const unsent = this.unsent.get(link) ?? [];
-    this.unsent.delete(link);
-    return unsent;
+  private takeHeld(link: FramedSocket): unknown[] {
+    const held = this.held.get(link);
+    this.held.delete(link);
+    return held?.messages.map((h) => h.message) ?? [];
   }
 
   private fail(address: string, cause: unknown, undelivered: readonly unknown[]): void {

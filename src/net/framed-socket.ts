@@ -66,15 +66,24 @@ export class FramedSocket {
 
   /** Writes a message; false if the connection is closed, or was just closed for not reading its queue. */
   sendMessage(message: unknown): boolean {
-    let payload: Buffer;
+    const payload = this.encodeMessage(message);
+    return payload !== null && this.sendEncoded(payload);
+  }
+
+  /** A message's payload for sendEncoded (held back until a handshake completes); null if it cannot be encoded. */
+  encodeMessage(message: unknown): Buffer | null {
     try {
-      payload = encodePayload(message);
+      return encodePayload(message);
     } catch (e) {
       // A value MessagePack cannot carry (a cycle, a function…): a bug of the sender, never thrown into its caller.
       this.options.stats.unsendable++;
       this.options.logger.error({ connection: this.options.label, err: String(e) }, "message not sent: it cannot be encoded");
-      return false;
+      return null;
     }
+  }
+
+  /** Writes a payload encodeMessage made; false as sendMessage. */
+  sendEncoded(payload: Buffer): boolean {
     return this.send(FRAME_MESSAGE, payload);
   }
 

@@ -11,4 +11,10 @@ export interface Transport {
   attach(address: string, handler: MessageHandler, onGone?: GoneHandler): void;
   detach(address: string): void;
   send(from: string, to: string, message: unknown): void;
+  /**
+   * Takes back a message sent to `to` that has certainly not left yet (real time: it waits for a
+   * TLS handshake): true if it was taken back, and will never be delivered. Optional (the
+   * simulated network has no such state: a message it accepted may arrive).
+   */
+  withdraw?(from: string, to: string, message: unknown): boolean;
 }

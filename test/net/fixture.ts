@@ -132,7 +132,7 @@ export async function startClient(bootstrap: string, trustAnchorPem: string, con
     tls: clientTls({ trustAnchorPem, clientCertificate }),
     onError: (e, address, undelivered) => {
       errors.push(e);
-      setImmediate(() => client.unreachable(address, undelivered));
+      client.unreachable(address, undelivered);
     },
   });
   const client: ClusterClient = new ClusterClient({

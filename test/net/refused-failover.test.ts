@@ -39,7 +39,7 @@ async function riggedClient(bootstrap: string, trustAnchorPem: string) {
     tls: clientTls({ trustAnchorPem }),
     onError: (e, address, undelivered) => {
       errors.push(e);
-      setImmediate(() => client.unreachable(address, undelivered));
+      client.unreachable(address, undelivered);
     },
   });
   const client: ClusterClient = new ClusterClient({

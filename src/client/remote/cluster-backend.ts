@@ -25,7 +25,7 @@ export function clusterBackend(spec: ClusterSpec): WorkerBackend {
   const chip = new ClusterChip(client);
   // A refused connection or failed handshake fails over now, not at the request's timeout (500 ms for a
   // read); a write it never sent fails over too, rather than reporting OUTCOME_UNKNOWN.
-  runtime.onUnreachable((address, undelivered) => setImmediate(() => client.unreachable(address, undelivered)));
+  runtime.onUnreachable((address, undelivered) => client.unreachable(address, undelivered));
   let connected = false;
   let waiting: Done[] | null = null;
 
