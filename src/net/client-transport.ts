@@ -30,9 +30,10 @@ export interface ClientTransportOptions {
   /**
    * Called for each failed connection, with its typed error (a wrong trust anchor, a refused
    * connection…) and the messages given to send() that certainly never reached the HSM: those
-   * waiting for a TLS handshake that never completed (the same objects send() was given).
+   * waiting for a TLS handshake that never completed (the same objects send() was given) — and
+   * the local address whose connection it was (clients sharing a transport each have their own).
    */
-  onError?: (error: Error, address: string, undelivered: readonly unknown[]) => void;
+  onError?: (error: Error, address: string, undelivered: readonly unknown[], from: string) => void;
   /** A handshake not done within this fails the connection (default 5 s). */
   connectTimeoutMs?: number;
   /** Bytes waiting to be written (the handshake running, or the HSM not reading) beyond which a connection is dropped (default 32 MiB). */
@@ -140,7 +141,7 @@ export class ClientTransport implements Transport {
       socket = tls.connect(options); // throws at once on a client key that does not match its certificate
     } catch (e) {
       this.stats.undeliverable++;
-      this.fail(to, e, [message]);
+      this.fail(from, to, e, [message]);
       return null;
     }
     this.stats.connects++;
@@ -170,7 +171,7 @@ export class ClientTransport implements Transport {
         this.stats.connectFailures++;
         this.sessions.delete(to);
       }
-      this.fail(to, error, this.takeHeld(link));
+      this.fail(from, to, error, this.takeHeld(link));
     });
     const link: FramedSocket = new FramedSocket(socket, {
       label: `hsm ${to}`, expectHello: false, accepts: "res", maxWriteQueueBytes: this.maxWriteQueueBytes,
@@ -184,10 +185,10 @@ export class ClientTransport implements Transport {
         // TLS 1.3: the HSM checks a client certificate after the client's handshake is done, and
         // may close without an alert node reports: say what that most likely means.
         if (reason === CLOSED_BY_PEER && secured && !answered) {
-          this.fail(to, closedAfterHandshakeError({ address: to, presentedClientCertificate: options.cert !== undefined }), []);
+          this.fail(from, to, closedAfterHandshakeError({ address: to, presentedClientCertificate: options.cert !== undefined }), []);
         } else if (!secured) {
           // Closed (by the peer, or dropped here) before the handshake completed: nothing written reached the HSM.
-          this.fail(to, new TransportError("CONNECTION_FAILED", `connection to the HSM at ${to} closed before its TLS handshake completed (${reason})`), unsent);
+          this.fail(from, to, new TransportError("CONNECTION_FAILED", `connection to the HSM at ${to} closed before its TLS handshake completed (${reason})`), unsent);
         }
       },
     });
@@ -203,13 +204,13 @@ export class ClientTransport implements Transport {
     return held?.messages.map((h) => h.message) ?? [];
   }
 
-  private fail(address: string, cause: unknown, undelivered: readonly unknown[]): void {
+  private fail(from: string, address: string, cause: unknown, undelivered: readonly unknown[]): void {
     const error = this.describe(cause, address);
     this.recent.push({ address, error, atMs: Date.now() });
     if (this.recent.length > RECENT_ERRORS) this.recent.shift();
     this.logger.warn({ hsm: address, code: (error as { code?: string }).code }, error.message);
     try {
-      this.options.onError?.(error, address, undelivered);
+      this.options.onError?.(error, address, undelivered, from);
     } catch (e) {
       this.logger.error({ err: String(e) }, "onError threw");
     }
