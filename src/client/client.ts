@@ -247,12 +247,14 @@ export class ClusterClient {
   unreachable(address: string, undelivered: readonly unknown[] = []): void {
     const neverSent = new Set(undelivered);
     const waiting = [...this.pending].filter(([, p]) => p.target === address);
+    // Their timeouts end now: one due in the same pass of the clock would otherwise take a request
+    // reported never sent for one that may have arrived (the report already took it from the transport).
+    for (const [, p] of waiting) this.options.clock.cancel(p.timer);
     this.options.clock.schedule(0, () => {
       for (const [id, p] of waiting) {
-        if (this.pending.get(id) !== p) continue; // answered, or timed out, meanwhile
+        if (this.pending.get(id) !== p) continue; // answered meanwhile
         this.pending.delete(id);
         this.landed(p.target);
-        this.options.clock.cancel(p.timer);
         const delivered = !neverSent.has(p.request);
         if (delivered) this.stats.timeouts++;
         else this.stats.undelivered++;

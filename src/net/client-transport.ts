@@ -101,7 +101,10 @@ export class ClientTransport implements Transport {
     held.messages.push({ message, payload });
     held.bytes += payload.length;
     // An HSM that accepts TCP and never finishes the handshake must not grow this without bound.
-    if (held.bytes > this.maxWriteQueueBytes) link.close("HANDSHAKE_BACKLOG", `${held.bytes} bytes wait for a TLS handshake that does not complete`);
+    if (held.bytes > this.maxWriteQueueBytes) {
+      this.stats.connectFailures++;
+      link.close("HANDSHAKE_BACKLOG", `${held.bytes} bytes wait for a TLS handshake that does not complete`);
+    }
   }
 
   /** Takes back a message still held for a handshake (it will never be written): true if it was. */
@@ -161,7 +164,7 @@ export class ClientTransport implements Transport {
       // From here on what is written may arrive: the held messages go out, in the order they were sent.
       const held = this.held.get(link);
       this.held.delete(link);
-      for (const { payload } of held?.messages ?? []) if (!link.sendEncoded(payload)) this.stats.undeliverable++;
+      for (const { payload } of held?.messages ?? []) if (!link.sendEncoded(payload, true)) this.stats.undeliverable++;
     });
     socket.once("data", () => { answered = true; });
     socket.on("session", (ticket: Buffer) => this.sessions.set(to, ticket));

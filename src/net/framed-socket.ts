@@ -82,18 +82,22 @@ export class FramedSocket {
     }
   }
 
-  /** Writes a payload encodeMessage made; false as sendMessage. */
-  sendEncoded(payload: Buffer): boolean {
-    return this.send(FRAME_MESSAGE, payload);
+  /**
+   * Writes a payload encodeMessage made; false as sendMessage. `held`: it waited for the handshake
+   * under its own bound, and goes out whatever node still has to write (a flush of held messages
+   * would otherwise trip the slow-reader check on its own writes and drop the rest).
+   */
+  sendEncoded(payload: Buffer, held = false): boolean {
+    return this.send(FRAME_MESSAGE, payload, held);
   }
 
   sendHello(hello: Hello): boolean {
     return this.send(FRAME_HELLO, encodePayload(hello));
   }
 
-  private send(type: number, payload: Buffer): boolean {
+  private send(type: number, payload: Buffer, held = false): boolean {
     if (this.closed) return false;
-    if (this.socket.writableLength > this.options.maxWriteQueueBytes) {
+    if (!held && this.socket.writableLength > this.options.maxWriteQueueBytes) {
       this.options.stats.slowReaders++;
       this.close("SLOW_READER", `${this.socket.writableLength} bytes wait to be written: the other side does not read`, "warn");
       return false;

@@ -20,6 +20,10 @@ import { ClientTransport, HsmTransport, type HsmTransportLimits, clientTls, hsmT
 import type { WireLogger } from "../../src/net/wire-stats.js";
 import { FRAME_HELLO, FRAME_MESSAGE, FrameEncoder } from "../../src/net/frame.js";
 import { encodePayload } from "../../src/net/codec.js";
+import type { Random } from "../../src/runtime/random.js";
+import { encodeTemplate } from "../../src/pkcs11/template.js";
+import { CKA_CLASS, CKA_LABEL, CKA_TOKEN, CKA_VALUE } from "../../src/pkcs11/constants/attributes.js";
+import { CKK_GENERIC_SECRET, CKO_SECRET_KEY } from "../../src/pkcs11/constants/other.js";
 
 export const CO = { username: "admin", password: "officer-pass-1" };
 export const ALICE = { username: "alice", password: "alice-pass-1" };
@@ -206,3 +210,17 @@ export async function hsmDigest(c: TestClient, address: string, data: Buffer, se
   const value = (await c.send({ kind: "call", method: "digest", args: [sessionId, data, 32], session: session(1) }, { pinned: address, rule: "repeat" })) as { output: Buffer };
   return value.output;
 }
+
+/** The CKA_KEY_TYPE attribute. */
+const CKA_KEY_TYPE = 0x100;
+/** alice creates a token secret key labelled `label` (a createObject, a write): the request's op. */
+export function createKeyOp(label: string): RequestOp {
+  const template = encodeTemplate([
+    { type: CKA_CLASS, value: CKO_SECRET_KEY }, { type: CKA_KEY_TYPE, value: CKK_GENERIC_SECRET }, { type: CKA_TOKEN, value: true },
+    { type: CKA_VALUE, value: Buffer.alloc(32, 7) }, { type: CKA_LABEL, value: label },
+  ], "template");
+  return { kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) };
+}
+
+/** Always the first candidate: among HSMs that look equally idle, a client with it picks the first listed. */
+export const firstChoice: Random = { int: () => 0, bytes: (n) => Buffer.alloc(n), fork: () => firstChoice };

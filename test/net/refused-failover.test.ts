@@ -12,25 +12,12 @@ import { createClusterCa } from "../../src/net/pki.js";
 import { clientTls } from "../../src/net/tls-transport.js";
 import { ClusterClient } from "../../src/client/client.js";
 import { internalsOf } from "../../src/hsm/internals.js";
-import type { Random } from "../../src/runtime/random.js";
 import type { RequestOp } from "../../src/cluster/protocol.js";
-import { encodeTemplate } from "../../src/pkcs11/template.js";
-import { CKA_CLASS, CKA_LABEL, CKA_TOKEN, CKA_VALUE } from "../../src/pkcs11/constants/attributes.js";
-import { CKK_GENERIC_SECRET, CKO_SECRET_KEY } from "../../src/pkcs11/constants/other.js";
-import { ALICE, type TestCluster, activate, freePort, sessionContext, startClient, startCluster, until } from "./fixture.js";
+import { type TestCluster, activate, createKeyOp, firstChoice, freePort, sessionContext, startClient, startCluster, until } from "./fixture.js";
 
-const CKA_KEY_TYPE = 0x100;
 let labels = 0;
-function createKeyOp(): RequestOp {
-  const template = encodeTemplate([
-    { type: CKA_CLASS, value: CKO_SECRET_KEY }, { type: CKA_KEY_TYPE, value: CKK_GENERIC_SECRET }, { type: CKA_TOKEN, value: true },
-    { type: CKA_VALUE, value: Buffer.alloc(32, 3) }, { type: CKA_LABEL, value: `refused-${++labels}` },
-  ], "template");
-  return { kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) };
-}
 
-/** Always the first candidate: among HSMs that look equally idle, the client picks the first listed. */
-const firstChoice: Random = { int: () => 0, bytes: (n) => Buffer.alloc(n), fork: () => firstChoice };
+
 
 /** A client like the worker's (refused connections reported to it), with a rigged choice and short timeouts. */
 async function riggedClient(bootstrap: string, trustAnchorPem: string) {
@@ -121,14 +108,14 @@ describe("a request the transport never sent", () => {
     try {
       expect(c.client.isMember(cluster.hsms[0].address)).toBe(true); // the cluster still lists it: the client's view lags, as after a remove
       const before = [keysOn(1), keysOn(2)];
-      await c.send(createKeyOp()); // first choice: HSM 0, refused
+      await c.send(createKeyOp(`refused-${++labels}`)); // first choice: HSM 0, refused
       expect(c.client.stats.undelivered).toBe(1);
       expect(c.client.stats.failovers).toBe(1);
       expect(c.errors.some((e) => e.message.includes(cluster.hsms[0].address))).toBe(true);
       await until(() => keysOn(1) === before[0] + 1 && keysOn(2) === before[1] + 1, "the key on both live HSMs");
       expect([keysOn(1), keysOn(2)]).toEqual([before[0] + 1, before[1] + 1]); // made once, not twice
 
-      const pinned = await c.send(createKeyOp(), cluster.hsms[0].address).then(() => null, (e: Error & { code?: string }) => e);
+      const pinned = await c.send(createKeyOp(`refused-${++labels}`), cluster.hsms[0].address).then(() => null, (e: Error & { code?: string }) => e);
       expect(pinned?.code).toBe("HSM_UNREACHABLE");
       expect(pinned?.message).toMatch(/not sent/);
       expect([keysOn(1), keysOn(2)]).toEqual([before[0] + 1, before[1] + 1]);
@@ -144,7 +131,7 @@ describe("a request the transport never sent", () => {
       const onSurvivor = keysOn(2);
       const inService = () => (cluster.hsms[1].node as unknown as { busyEngines: number }).busyEngines;
       createDelayUs = 60_000_000;
-      const outcome = c.send(createKeyOp(), cluster.hsms[1].address).then(() => null, (e: Error & { code?: string }) => e);
+      const outcome = c.send(createKeyOp(`refused-${++labels}`), cluster.hsms[1].address).then(() => null, (e: Error & { code?: string }) => e);
       await until(() => inService() === 1, "the create in service on HSM 1");
       await stopHsm(1);
       const error = await outcome;

@@ -7,13 +7,7 @@ import { join } from "node:path";
 
 import { main } from "../../src/cli/main.js";
 import type { ClusterView, HsmView } from "../../src/net/supervisor.js";
-import { encodeTemplate } from "../../src/pkcs11/template.js";
-import { CKA_CLASS, CKA_LABEL, CKA_TOKEN, CKA_VALUE } from "../../src/pkcs11/constants/attributes.js";
-import { CKK_GENERIC_SECRET, CKO_SECRET_KEY } from "../../src/pkcs11/constants/other.js";
-import { ALICE, type TestClient, sessionContext } from "../net/fixture.js";
-
-/** The CKA_KEY_TYPE attribute. */
-const CKA_KEY_TYPE = 0x100;
+import { type TestClient, createKeyOp } from "../net/fixture.js";
 
 export interface Ran {
   code: number;
@@ -69,11 +63,7 @@ export const trustAnchorOf = (dir: string) => readFileSync(join(dir, "pki", "cus
 let labels = 0;
 /** alice creates a token secret key (a createObject through the cluster): resolves to its wire handle. */
 export async function createKey(c: TestClient, pinned?: string): Promise<number> {
-  const template = encodeTemplate([
-    { type: CKA_CLASS, value: CKO_SECRET_KEY }, { type: CKA_KEY_TYPE, value: CKK_GENERIC_SECRET }, { type: CKA_TOKEN, value: true },
-    { type: CKA_VALUE, value: Buffer.alloc(32, 7) }, { type: CKA_LABEL, value: `processes-${++labels}` },
-  ], "template");
-  return (await c.send({ kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) }, { pinned })) as number;
+  return (await c.send(createKeyOp(`processes-${++labels}`), { pinned })) as number;
 }
 
 /** Whether a process exists (the CLI's own check). */

@@ -11,28 +11,13 @@ import { clientTls } from "../../src/net/tls-transport.js";
 import { type CertificateAndKey, createClusterCa, issueHsmCertificate } from "../../src/net/pki.js";
 import { FrameDecoder } from "../../src/net/frame.js";
 import { decodePayload } from "../../src/net/codec.js";
-import { ALICE, type TestCluster, activate, freePort, sessionContext, sharedCa, startClient, startCluster, until } from "../net/fixture.js";
+import { type TestCluster, activate, createKeyOp, firstChoice, freePort, sessionContext, sharedCa, startClient, startCluster, until } from "../net/fixture.js";
 import { ClusterClient, CLIENT_TIMINGS } from "../../src/client/client.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import { RealClock } from "../../src/net/real-clock.js";
-import type { Random } from "../../src/runtime/random.js";
 import type { RequestOp } from "../../src/cluster/protocol.js";
-import { encodeTemplate } from "../../src/pkcs11/template.js";
-import { CKA_CLASS, CKA_LABEL, CKA_TOKEN, CKA_VALUE } from "../../src/pkcs11/constants/attributes.js";
-import { CKK_GENERIC_SECRET, CKO_SECRET_KEY } from "../../src/pkcs11/constants/other.js";
 
-const CKA_KEY_TYPE = 0x100;
 let labels = 0;
-function createKeyOp(): RequestOp {
-  const template = encodeTemplate([
-    { type: CKA_CLASS, value: CKO_SECRET_KEY }, { type: CKA_KEY_TYPE, value: CKK_GENERIC_SECRET }, { type: CKA_TOKEN, value: true },
-    { type: CKA_VALUE, value: Buffer.alloc(32, 5) }, { type: CKA_LABEL, value: `redteam-${++labels}` },
-  ], "template");
-  return { kind: "call", method: "createObject", args: [1, template], session: sessionContext(1, `${ALICE.username}:${ALICE.password}`) };
-}
-/** Always the first candidate among equally idle HSMs (a never-answered HSM looks idlest). */
-const firstChoice: Random = { int: () => 0, bytes: (n) => Buffer.alloc(n), fork: () => firstChoice };
-
 
 interface Hostile {
   address: string;
@@ -259,7 +244,7 @@ describe("red team: the client over a real cluster", () => {
     const c = await wiredClient();
     try {
       const before = keysOn(1);
-      await c.send(createKeyOp());
+      await c.send(createKeyOp(`redteam-${++labels}`));
       expect(c.client.stats.undelivered).toBe(1);
       await until(() => keysOn(1) === before + 1, "the key on HSM 1");
     } finally {
@@ -275,14 +260,14 @@ describe("red team: the client over a real cluster", () => {
     const box: { second?: Promise<unknown> } = {};
     const c = await wiredClient({
       sameTurn: (client) => {
-        box.second = new Promise((resolve) => client.send(createKeyOp(), { rule: "fail" }, (e, v) => resolve(e ?? v)));
+        box.second = new Promise((resolve) => client.send(createKeyOp(`redteam-${++labels}`), { rule: "fail" }, (e, v) => resolve(e ?? v)));
       },
     });
     try {
       // HSMs 1 and 2 answer once, so only the never-answered HSM 0 looks idlest: both writes go there first.
       for (const i of [1, 2]) await new Promise((resolve, reject) => c.client.send({ kind: "call", method: "generateRandom", args: [1, 8], session: sessionContext(1, null) }, { rule: "repeat", pinned: cluster.hsms[i].address }, (e, v) => (e ? reject(e) : resolve(v))));
       const before = [keysOn(1), keysOn(2)];
-      const first = await c.send(createKeyOp()).then((v) => v, (e: Error) => e);
+      const first = await c.send(createKeyOp(`redteam-${++labels}`)).then((v) => v, (e: Error) => e);
       expect(first).not.toBeInstanceOf(Error);
       await until(() => box.second !== undefined, "the second write issued");
       const outcome = (await box.second) as Error & { code?: string };
@@ -312,7 +297,7 @@ describe("red team: the client over a real cluster", () => {
     const c = await wiredClient({ timings: { writeTimeoutUs: CLIENT_TIMINGS.writeTimeoutUs } });
     try {
       const before = keysOn(1) + keysOn(2);
-      const outcome = await c.send(createKeyOp()).then(() => null, (e: Error & { code?: string }) => e);
+      const outcome = await c.send(createKeyOp(`redteam-${++labels}`)).then(() => null, (e: Error & { code?: string }) => e);
       expect(outcome?.code ?? "ok").toBe("ok"); // withdrawn from the handshake's queue, sent elsewhere (it was OUTCOME_UNKNOWN)
       expect(c.client.stats.undelivered).toBe(1);
       await until(() => c.errors.length >= 1, "the handshake timeout reported", 20_000);
