@@ -1,12 +1,11 @@
-// A request the transport never sent is not an unknown outcome. A connection refused, or a TLS
-// handshake that failed, delivered nothing (node writes nothing before the handshake and its
-// verification complete), so the client may send even a write elsewhere: an application whose
+// A request the transport never sent is not an unknown outcome. The transport holds what is sent
+// on a connection until its TLS handshake completes; a connection refused, or a handshake that
+// failed, delivered none of it, so the client may send even a write elsewhere: an application whose
 // client still lists an HSM that was just removed or killed gets its key, not OUTCOME_UNKNOWN.
 // A write the HSM may have received is still never repeated.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { ClientTransport } from "../../src/net/client-transport.js";
-import { OsRandom } from "../../src/net/os-random.js";
 import { RealClock } from "../../src/net/real-clock.js";
 import { createClusterCa } from "../../src/net/pki.js";
 import { clientTls } from "../../src/net/tls-transport.js";
@@ -16,8 +15,6 @@ import type { RequestOp } from "../../src/cluster/protocol.js";
 import { type TestCluster, activate, createKeyOp, firstChoice, freePort, sessionContext, startClient, startCluster, until } from "./fixture.js";
 
 let labels = 0;
-
-
 
 /** A client like the worker's (refused connections reported to it), with a rigged choice and short timeouts. */
 async function riggedClient(bootstrap: string, trustAnchorPem: string) {
