@@ -5,8 +5,9 @@
 // until it completes: a connection that fails before then reports a typed error (onError,
 // errors()) with every message it held, none of which left, and a request that times out
 // meanwhile can be taken back (withdraw) — so the client may send those elsewhere even when
-// repeating is unsafe. The client's own timeouts and failover take the rest from there, and the
-// next send connects again. Each local address
+// repeating is unsafe. A connection lost later is reported too (with nothing unsent): the answers
+// still awaited on it cannot come. The client's own timeouts and failover take the rest from
+// there, and the next send connects again. Each local address
 // has its own connections, so two clients sharing the transport never see each other's answers.
 import * as tls from "node:tls";
 
@@ -189,7 +190,10 @@ export class ClientTransport implements Transport {
         // may close without an alert node reports: say what that most likely means.
         if (reason === CLOSED_BY_PEER && secured && !answered) {
           this.fail(from, to, closedAfterHandshakeError({ address: to, presentedClientCertificate: options.cert !== undefined }), []);
-        } else if (!secured) {
+        } else if (secured) {
+          // Answers come back on the connection their request went out on: none waiting on this one can arrive now.
+          this.fail(from, to, new TransportError("CONNECTION_LOST", `connection to the HSM at ${to} closed (${reason})`), []);
+        } else {
           // Closed (by the peer, or dropped here) before the handshake completed: nothing written reached the HSM.
           this.fail(from, to, new TransportError("CONNECTION_FAILED", `connection to the HSM at ${to} closed before its TLS handshake completed (${reason})`), unsent);
         }
@@ -220,6 +224,7 @@ export class ClientTransport implements Transport {
   }
 
   private describe(cause: unknown, address: string): Error {
+    if (cause instanceof TransportError) return cause; // this transport's own words: nothing TLS said to translate
     if (this.options.tls.describeError) {
       try {
         return this.options.tls.describeError(cause, address);
@@ -227,7 +232,6 @@ export class ClientTransport implements Transport {
         // fall through to the plain description
       }
     }
-    if (cause instanceof TransportError) return cause;
     const code = String((cause as { code?: unknown })?.code ?? "");
     const text = cause instanceof Error ? cause.message : String(cause);
     return new TransportError("CONNECTION_FAILED", `connection to the HSM at ${address} failed: ${text}${code ? ` (${code})` : ""}`);

@@ -3,7 +3,7 @@
 import { freezeClass } from "../primordials.js";
 import { CodedError } from "../coded-error.js";
 
-export type TransportErrorCode = "INVALID_ADDRESS" | "NOT_OWN_ADDRESS" | "ALREADY_ATTACHED" | "CONNECTION_FAILED";
+export type TransportErrorCode = "INVALID_ADDRESS" | "NOT_OWN_ADDRESS" | "ALREADY_ATTACHED" | "CONNECTION_FAILED" | "CONNECTION_LOST";
 
 export class TransportError extends CodedError<TransportErrorCode> {
   constructor(code: TransportErrorCode, message: string) {

@@ -12,12 +12,13 @@ import { clientTls } from "../../src/net/tls-transport.js";
 import { ClusterClient } from "../../src/client/client.js";
 import { internalsOf } from "../../src/hsm/internals.js";
 import type { RequestOp } from "../../src/cluster/protocol.js";
+import type { Clock } from "../../src/runtime/clock.js";
 import { type TestCluster, activate, createKeyOp, firstChoice, freePort, sessionContext, startClient, startCluster, until } from "./fixture.js";
 
 let labels = 0;
 
 /** A client like the worker's (refused connections reported to it), with a rigged choice and short timeouts. */
-async function riggedClient(bootstrap: string, trustAnchorPem: string) {
+async function riggedClient(bootstrap: string, trustAnchorPem: string, clock: Clock = new RealClock()) {
   const errors: Error[] = [];
   const transport = new ClientTransport({
     tls: clientTls({ trustAnchorPem }),
@@ -27,7 +28,7 @@ async function riggedClient(bootstrap: string, trustAnchorPem: string) {
     },
   });
   const client: ClusterClient = new ClusterClient({
-    transport, clock: new RealClock(), rng: firstChoice, address: `rigged-${++labels}`, bootstrap,
+    transport, clock, rng: firstChoice, address: `rigged-${++labels}`, bootstrap,
     requestTimeoutUs: 2_000_000, writeTimeoutUs: 1_500_000, heartbeatIntervalUs: 60_000_000,
   });
   await new Promise<void>((resolve, reject) => client.connect((e) => (e ? reject(e) : resolve())));
@@ -39,8 +40,8 @@ async function riggedClient(bootstrap: string, trustAnchorPem: string) {
 
 describe("a request the transport never sent", () => {
   let cluster: TestCluster;
-  /** createObject waits this long in an HSM's queue (0: served at once). */
-  let createDelayUs = 0;
+  /** The methods whose next call waits a minute in its HSM (each once). */
+  let slowOnce = new Set<string>();
   const keysOn = (i: number) => internalsOf(cluster.hsms[i].node.hsm).keyIds.size;
   const stopHsm = async (i: number) => {
     cluster.hsms[i].node.stop();
@@ -50,7 +51,7 @@ describe("a request the transport never sent", () => {
   beforeAll(async () => {
     cluster = await startCluster({
       hsms: 3, keyAvailabilityMin: 2, firstHost: 40,
-      node: { serviceTimeUs: (op) => (op.kind === "call" && op.method === "createObject" ? createDelayUs : 0) },
+      node: { serviceTimeUs: (op) => (op.kind === "call" && slowOnce.delete(op.method) ? 60_000_000 : 0) },
     });
     const c = await startClient(cluster.hsms[0].address, cluster.ca.certPem);
     await activate(c);
@@ -121,22 +122,32 @@ describe("a request the transport never sent", () => {
     }
   }, 30_000);
 
-  it("a write an HSM may have received is never sent again: the HSM dies with it queued, and the caller hears OUTCOME_UNKNOWN", async () => {
-    const c = await riggedClient(cluster.hsms[1].address, cluster.ca.certPem);
+  it("an HSM that dies with a write and a read in service: the write ends OUTCOME_UNKNOWN and is not repeated, the read fails over — both at once, no timeout involved", async () => {
+    // A clock that runs what is due now and nothing later: any request that ends here ended without a timeout.
+    const pending: (() => void)[] = [];
+    const standing: Clock = { nowUs: () => 0, schedule: (delayUs, fn) => (delayUs === 0 ? void setImmediate(fn) : void pending.push(fn), 0), cancel: () => {} };
+    const c = await riggedClient(cluster.hsms[1].address, cluster.ca.certPem, standing);
     try {
-      await c.send({ kind: "call", method: "generateRandom", args: [1, 8], session: sessionContext(1, null) }, cluster.hsms[1].address); // connected to HSM 1
+      // HSMs 1 and 2 answer once (equally idle now); HSM 0, never heard from, looks idlest.
+      for (const i of [1, 2]) await c.send({ kind: "call", method: "generateRandom", args: [1, 8], session: sessionContext(1, null) }, cluster.hsms[i].address);
       const onSurvivor = keysOn(2);
-      const inService = () => (cluster.hsms[1].node as unknown as { busyEngines: number }).busyEngines;
-      createDelayUs = 60_000_000;
-      const outcome = c.send(createKeyOp(`refused-${++labels}`), cluster.hsms[1].address).then(() => null, (e: Error & { code?: string }) => e);
-      await until(() => inService() === 1, "the create in service on HSM 1");
+      const held = () => { const n = cluster.hsms[1].node as unknown as { busyEngines: number; queue: unknown[] }; return n.busyEngines + n.queue.length; };
+      slowOnce = new Set(["createObject", "generateRandom"]);
+      // Unpinned: HSM 0 (first choice) refuses it, HSM 1 (first of the two left) takes it and holds it.
+      const read = new Promise<unknown>((resolve) => c.client.send({ kind: "call", method: "generateRandom", args: [1, 8], session: sessionContext(1, null) }, { rule: "repeat" }, (e, v, from) => resolve(e ?? { value: v, from })));
+      await until(() => held() === 1, "the read in HSM 1");
+      const write = c.send(createKeyOp(`refused-${++labels}`), cluster.hsms[1].address).then(() => null, (e: Error & { code?: string }) => e);
+      await until(() => held() === 2, "the create and the read in HSM 1");
       await stopHsm(1);
-      const error = await outcome;
+      const error = await write;
       expect(error?.code).toBe("OUTCOME_UNKNOWN");
-      expect(c.client.stats.undelivered).toBe(0);
-      expect(keysOn(2)).toBe(onSurvivor); // not repeated on the survivor
+      const answered = (await read) as { value: { output: Buffer }; from: string };
+      expect(answered.from).toBe(cluster.hsms[2].address);
+      expect(answered.value.output).toHaveLength(8);
+      expect(c.errors.some((e) => (e as { code?: string }).code === "CONNECTION_LOST")).toBe(true);
+      expect(keysOn(2)).toBe(onSurvivor); // the write was not repeated on the survivor
     } finally {
-      createDelayUs = 0;
+      slowOnce = new Set();
       c.close();
     }
   }, 30_000);
