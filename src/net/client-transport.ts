@@ -169,12 +169,16 @@ export class ClientTransport implements Transport {
     });
     socket.once("data", () => { answered = true; });
     socket.on("session", (ticket: Buffer) => this.sessions.set(to, ticket));
-    socket.once("error", (error) => {
+    socket.once("error", (error: Error & { code?: string }) => {
       failed = true;
-      if (!secured) {
-        this.stats.connectFailures++;
-        this.sessions.delete(to);
+      // A connection that worked, lost (a reset: an HSM killed with bytes unread): not a failure to connect. A TLS
+      // alert after the handshake (TLS 1.3: the HSM refusing this client's certificate) keeps its own description.
+      if (secured && !String(error.code ?? "").startsWith("ERR_SSL")) {
+        this.fail(from, to, new TransportError("CONNECTION_LOST", `connection to the HSM at ${to} lost (${error.code ?? error.message})`), []);
+        return;
       }
+      this.stats.connectFailures++;
+      this.sessions.delete(to);
       this.fail(from, to, error, this.takeHeld(link));
     });
     const link: FramedSocket = new FramedSocket(socket, {

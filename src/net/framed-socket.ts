@@ -15,7 +15,7 @@ import type { WireLogger, WireStats } from "./wire-stats.js";
 export const CLOSED_BY_PEER = "closed by the other side";
 
 export interface FramedSocketOptions {
-  /** How the logs name this connection ("client/127.0.0.1:50000", "peer 127.0.0.3:2223 (outbound)"). */
+  /** How the logs name this connection ("127.0.0.1:50000", "peer 127.0.0.3:2223 (outbound)"). */
   label: string;
   /** The other side must open with a hello frame (the accepting side of a connection). */
   expectHello: boolean;

@@ -1,10 +1,12 @@
 // An HSM's Transport over TLS 1.3: it listens on its own cluster address. An inbound socket is
 // limited (clients per remote IP and in all, counted at their hello; sockets that have not said
 // hello are bounded too, the oldest closed to make room), must finish its handshake and say hello in
-// time, and is then a client (known by a per-socket id, `client/<ip>:<port>`, so a reconnect is
-// a new connection) or a peer HSM (known by its cluster address, accepted only if its
-// certificate from the cluster CA proves that address). Answers to a client go back on its
-// socket; messages to a peer go over an outbound connection, opened on demand.
+// time, and is then a client (known by a per-socket id, `client/<ip>:<port>#<n>`: a reconnect,
+// even from a port the OS handed out again to another application, is a new connection, and an
+// answer to a request of the old one is never delivered on it) or a peer HSM (known by its
+// cluster address, accepted only if its certificate from the cluster CA proves that address).
+// Answers to a client go back on its socket; messages to a peer go over an outbound connection,
+// opened on demand.
 import * as net from "node:net";
 import * as tls from "node:tls";
 
@@ -86,6 +88,8 @@ export class HsmTransport implements Transport {
   private readonly pending = new Map<string, net.Socket>();
   private readonly pendingPerAddress = new Map<string, Set<string>>();
   private open = 0;
+  /** Numbers the secured sockets: a client's id names its socket, not its address and port (which the OS reuses). */
+  private socketSerial = 0;
   private buffered = 0;
   private readonly clients = new Map<string, FramedSocket>();
   private readonly peersInbound = new Set<FramedSocket>();
@@ -230,7 +234,7 @@ export class HsmTransport implements Transport {
       socket.destroy();
       return;
     }
-    const clientId = `client/${remote}`;
+    const clientId = `client/${remote}#${++this.socketSerial}`;
     let from: string | null = null;
     let role: "client" | "peer" | null = null;
     const helloTimer = setTimeout(() => {
@@ -259,14 +263,6 @@ export class HsmTransport implements Transport {
           this.peersInbound.add(link);
           return "peer";
         }
-        const previous = this.clients.get(clientId);
-        if (previous !== undefined) {
-          // The same remote port again while the old socket's close is still on its way: the old one is gone.
-          this.clients.delete(clientId);
-          this.countClient(ip, -1);
-          previous.close("REPLACED", "a new connection from the same address and port", "info");
-          this.clientGone(clientId);
-        }
         if ((this.clientsPerAddress.get(ip) ?? 0) >= this.limits.maxConnectionsPerAddress) {
           this.stats.refusedPerAddress++;
           throw new FrameError("TOO_MANY_CONNECTIONS", `${this.limits.maxConnectionsPerAddress} client connections from ${ip} already`);
@@ -287,7 +283,6 @@ export class HsmTransport implements Transport {
       onClose: () => {
         clearTimeout(helloTimer);
         if (role === "peer") this.peersInbound.delete(link);
-        // A reused remote port is a new socket under the same id: only the socket the id names now may end it.
         if (role === "client" && this.clients.get(clientId) === link) {
           this.clients.delete(clientId);
           this.countClient(ip, -1);

@@ -289,7 +289,9 @@ describe("timeouts, memory budget, a peer that is down", () => {
       const cyclic: Record<string, unknown> = { t: "res" };
       cyclic.self = cyclic;
       const unsendable = transport.stats.unsendable;
-      expect(() => transport.send(address, `client/${client.socket.localAddress}:${client.socket.localPort}`, cyclic)).not.toThrow();
+      const clientId = [...(transport as unknown as { clients: Map<string, unknown> }).clients.keys()][0];
+      expect(clientId).toMatch(new RegExp(`^client/${client.socket.localAddress}:${client.socket.localPort}#\\d+$`));
+      expect(() => transport.send(address, clientId, cyclic)).not.toThrow();
       expect(transport.stats.unsendable).toBe(unsendable + 1);
       client.socket.destroy();
     } finally {
