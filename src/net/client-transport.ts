@@ -171,10 +171,14 @@ export class ClientTransport implements Transport {
     socket.on("session", (ticket: Buffer) => this.sessions.set(to, ticket));
     socket.once("error", (error: Error & { code?: string }) => {
       failed = true;
-      // A connection that worked, lost (a reset: an HSM killed with bytes unread): not a failure to connect. A TLS
-      // alert after the handshake (TLS 1.3: the HSM refusing this client's certificate) keeps its own description.
+      // After the handshake: a TLS alert (TLS 1.3: the HSM refusing this client's certificate) keeps its own
+      // description; a reset before any answer most likely means the same refusal; one after answers is a
+      // connection that worked, lost (an HSM killed with bytes unread), not a failure to connect.
       if (secured && !String(error.code ?? "").startsWith("ERR_SSL")) {
-        this.fail(from, to, new TransportError("CONNECTION_LOST", `connection to the HSM at ${to} lost (${error.code ?? error.message})`), []);
+        const lost = answered
+          ? new TransportError("CONNECTION_LOST", `connection to the HSM at ${to} lost (${error.code ?? error.message})`)
+          : closedAfterHandshakeError({ address: to, presentedClientCertificate: options.cert !== undefined });
+        this.fail(from, to, lost, []);
         return;
       }
       this.stats.connectFailures++;
