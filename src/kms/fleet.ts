@@ -5,29 +5,25 @@
 // key (HMAC-SHA-256 over store rows and grant tokens), the sealing key (AES-256-GCM for secrets
 // at rest, e.g. kmsuser passwords) and the trail's signing key.
 //
-// The token's PINs are random. For `file:DIR` they are kept in DIR/fleet.pin (0600, created
-// exclusively, never through a symlink), beside the token they open; for `memory:` only in this
-// object. One logged-in session serves every synchronous call (each runs Init and the call
-// back to back, so calls from concurrent requests never interleave on it); createKey, which is
-// asynchronous, runs on a session of its own.
+// Opening the token, its PINs and which keys on it the fleet trusts are fleet-token.ts's. Here,
+// one logged-in session serves every synchronous call (each runs Init and the call back to back,
+// so calls from concurrent requests never interleave on it); createKey, which is asynchronous,
+// runs on a session of its own.
 import { Buffer } from "node:buffer";
-import { join } from "node:path";
 
 import * as C from "../pkcs11/constants.js";
 import { Pkcs11Error } from "../pkcs11/errors.js";
 import type { Handle } from "../pkcs11/handles.js";
 import type { Mechanism } from "../pkcs11/mechanism.js";
-import { PKCS11 } from "../pkcs11/pkcs11.js";
-import { parseFileTarget } from "../pkcs11/target.js";
-import { TokenFolderError } from "../pkcs11/token-folder.js";
+import type { PKCS11 } from "../pkcs11/pkcs11.js";
 import { freezeClass } from "../primordials.js";
 import { KmsError } from "./errors.js";
 import {
-  type AsymmetricEncryptionAlgorithm, HASH_BYTES, HASH_MECHANISM, KEY_SPECS, MACS, RSA_SPECS, type MacAlgorithm, MAX_FLEET_INPUT_BYTES, MGF, OAEP, SIGNING,
+  type AsymmetricEncryptionAlgorithm, HASH_MECHANISM, KEY_SPECS, MACS, RSA_SPECS, type MacAlgorithm, MAX_FLEET_INPUT_BYTES, MGF, OAEP, SIGNING,
   type SigningAlgorithm, type SigningScheme, buffer, checkLabel, fail, internal, isCkr, signingInput,
 } from "./fleet-algorithms.js";
 import { derToRaw, ecPointOf, ecPublicKey, rawToDer, rsaPublicKey } from "./fleet-codec.js";
-import { HMAC_KEY_BYTES, type Pins, newPins, pairTemplates, readPinFile, secretTemplate, writePinFile } from "./fleet-setup.js";
+import { type FleetKey, type FleetToken, closeFleetToken, findFleetKeys, generateFleetKey, openFleetToken } from "./fleet-token.js";
 import type { KeySpec, KeyUsage } from "./types.js";
 
 export interface FleetOptions {
@@ -40,10 +36,7 @@ export { MAX_FLEET_INPUT_BYTES } from "./fleet-algorithms.js";
 
 /** The label prefix of KMS's own keys: createKey refuses it, and no public method reaches them. */
 export const RESERVED_LABEL_PREFIX = "kms-internal/";
-/** The fleet token's label (C_GetTokenInfo pads it to 32 characters). */
-export const FLEET_TOKEN_LABEL = "hsmsim-kms-fleet";
-/** The file, in a `file:` fleet's folder, that keeps the token's PINs. */
-export const FLEET_PIN_FILE = "fleet.pin";
+export { FLEET_PIN_FILE, FLEET_TOKEN_LABEL } from "./fleet-token.js";
 const RECORD_LABEL = `${RESERVED_LABEL_PREFIX}record-hmac`;
 const SEALING_LABEL = `${RESERVED_LABEL_PREFIX}sealing-aes`;
 const TRAIL_LABEL = `${RESERVED_LABEL_PREFIX}trail-ecdsa`;
@@ -54,16 +47,6 @@ const SEAL_VERSION = 1;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-/** One key of the fleet: its handles (a secret key, or a key pair) and what it is. */
-interface FleetKey {
-  spec: KeySpec;
-  /** The secret key or the private key. */
-  handle: Handle;
-  /** The public key of a pair. */
-  publicHandle: Handle | null;
-  /** The SPKI DER, made once (public, so it may be cached). */
-  spki: Buffer | null;
-}
 
 export class Fleet {
   readonly #pkcs11: PKCS11;
@@ -80,142 +63,40 @@ export class Fleet {
   /** Ignored by CKM_CLOUDHSM_AES_GCM (the chip draws the IV) but required by the parameter's shape. */
   readonly #unusedIv = Buffer.alloc(IV_BYTES);
 
-  private constructor(pkcs11: PKCS11, slot: Handle, session: Handle) {
-    this.#pkcs11 = pkcs11;
-    this.#slot = slot;
-    this.#session = session;
+  private constructor(token: FleetToken) {
+    this.#pkcs11 = token.pkcs11;
+    this.#slot = token.slot;
+    this.#session = token.session;
   }
 
-  /** Opens the fleet's token (initializing it on first use). */
+  /** Opens the fleet's token (initializing it on first use) and takes its keys; makes KMS's own keys if missing. */
   static async open(options: FleetOptions): Promise<Fleet> {
-    const target = options?.target;
-    if (typeof target !== "string" || !/^(file|memory):/.test(target)) {
-      throw fail("KMSInternalException", "the fleet's target is 'file:DIR' or 'memory:[?seed=HEX]'");
-    }
-    let pinPath: string | null = null;
-    let pkcs11: PKCS11;
+    const token = openFleetToken(options?.target);
     try {
-      if (target.startsWith("file:")) pinPath = join(parseFileTarget(target).folder, FLEET_PIN_FILE);
-      pkcs11 = new PKCS11(target);
-    } catch (e) {
-      throw internal(e, "open its token folder");
-    }
-    try {
-      pkcs11.C_Initialize();
-      const slot = Fleet.#initializeToken(pkcs11, pinPath);
-      const session = pkcs11.C_OpenSession(slot.slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
-      pkcs11.C_Login(session, C.CKU_USER, slot.pins.userPin);
-      const fleet = new Fleet(pkcs11, slot.slot, session);
-      await fleet.#loadKeys();
+      const fleet = new Fleet(token);
+      for (const [label, key] of findFleetKeys(token)) {
+        if (label === RECORD_LABEL) fleet.#recordKey = key.handle;
+        else if (label === SEALING_LABEL) fleet.#sealingKey = key.handle;
+        else if (label === TRAIL_LABEL) fleet.#trailKey = key;
+        else fleet.#keys.set(label, key);
+      }
+      fleet.#recordKey ??= (await fleet.#generate(RECORD_LABEL, "HMAC_256")).handle;
+      fleet.#sealingKey ??= (await fleet.#generate(SEALING_LABEL, "SYMMETRIC_DEFAULT")).handle;
+      fleet.#trailKey ??= await fleet.#generate(TRAIL_LABEL, "ECC_NIST_P256", "SIGN_VERIFY");
       return fleet;
     } catch (e) {
-      try {
-        pkcs11.C_Finalize();
-      } catch { /* not initialized */ }
-      pkcs11.close();
+      closeFleetToken(token.pkcs11);
       throw internal(e, "open its token");
     }
   }
 
-  /** The fleet's slot, its token initialized (with new PINs on first use) and its PINs. */
-  static #initializeToken(pkcs11: PKCS11, pinPath: string | null): { slot: Handle; pins: Pins } {
-    const slots = pkcs11.C_GetSlotList(true);
-    const infos = slots.map((slot) => pkcs11.C_GetTokenInfo(slot));
-    const ours = infos.findIndex((info) => (info.flags & C.CKF_TOKEN_INITIALIZED) !== 0 && info.label.trim() === FLEET_TOKEN_LABEL);
-    if (ours >= 0) {
-      const pins = pinPath === null ? null : readPinFile(pinPath);
-      if (pins === null) throw fail("KMSInternalException", `the fleet's token exists but ${pinPath ?? "its PIN"} is missing: the token cannot be opened`);
-      return { slot: slots[ours], pins };
-    }
-    const free = infos.findIndex((info) => (info.flags & C.CKF_TOKEN_INITIALIZED) === 0);
-    if (free < 0) throw fail("KMSInternalException", "the fleet's target has no free slot for KMS's token");
-    // A PIN file without its token (a first open that stopped half-way) is used again.
-    let pins = pinPath === null ? null : readPinFile(pinPath);
-    if (pins === null) {
-      pins = newPins();
-      if (pinPath !== null) writePinFile(pinPath, pins);
-    }
-    const slot = slots[free];
-    pkcs11.C_InitToken(slot, pins.soPin, FLEET_TOKEN_LABEL);
-    const session = pkcs11.C_OpenSession(slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
-    try {
-      pkcs11.C_Login(session, C.CKU_SO, pins.soPin);
-      pkcs11.C_InitPIN(session, pins.userPin);
-      pkcs11.C_Logout(session);
-    } finally {
-      pkcs11.C_CloseSession(session);
-    }
-    return { slot, pins };
+  #generate(label: string, spec: KeySpec, usage?: KeyUsage): Promise<FleetKey> {
+    return generateFleetKey({ pkcs11: this.#pkcs11, slot: this.#slot, session: this.#session }, label, spec, usage);
   }
 
-  /** Finds every token key by label; makes KMS's own keys if missing. */
-  async #loadKeys(): Promise<void> {
-    const p = this.#pkcs11;
-    const s = this.#session;
-    p.C_FindObjectsInit(s, [{ type: C.CKA_TOKEN, value: true }]);
-    const handles: Handle[] = [];
-    for (let batch = p.C_FindObjects(s, 256); batch.length > 0; batch = p.C_FindObjects(s, 256)) handles.push(...batch);
-    p.C_FindObjectsFinal(s);
-    const publicOf = new Map<string, Handle>();
-    const found: { label: string; spec: KeySpec; handle: Handle }[] = [];
-    for (const handle of handles) {
-      // The non-throwing read: a public key has no CKA_NEVER_EXTRACTABLE (its value comes back null).
-      const [cls, label, id, local, neverExtractable] = p.getAttributeValues(s, handle, [
-        { type: C.CKA_CLASS }, { type: C.CKA_LABEL }, { type: C.CKA_ID }, { type: C.CKA_LOCAL }, { type: C.CKA_NEVER_EXTRACTABLE },
-      ]).attributes.map((a) => a.value ?? Buffer.alloc(0));
-      if (cls.length < 4) continue;
-      const objectClass = cls.readUInt32LE(0);
-      const labelText = label.toString("utf8");
-      const spec = id.toString("utf8") as KeySpec;
-      if (!KEY_SPECS.includes(spec)) continue; // not a key the fleet made
-      // Whoever holds fleet.pin could import a key whose value they know under a fleet label: the
-      // fleet uses only keys the chip generated and that were never extractable.
-      const madeHere = local[0] === 1 && (objectClass === C.CKO_PUBLIC_KEY || neverExtractable[0] === 1);
-      const seen = objectClass === C.CKO_PUBLIC_KEY ? publicOf.has(labelText) : found.some((f) => f.label === labelText);
-      if (!madeHere || seen) {
-        throw fail("KMSInternalException", `the fleet's token holds a key labelled '${labelText}' the fleet did not make (${seen ? "a second one" : "imported or once extractable"}): refusing to open`);
-      }
-      if (objectClass === C.CKO_PUBLIC_KEY) publicOf.set(labelText, handle);
-      else found.push({ label: labelText, spec, handle });
-    }
-    for (const { label, spec, handle } of found) {
-      const isPair = !spec.startsWith("SYMMETRIC") && !spec.startsWith("HMAC");
-      const publicHandle = isPair ? publicOf.get(label) ?? null : null;
-      if (isPair && publicHandle === null) throw fail("KMSInternalException", `the fleet's key '${label}' has lost its public half`);
-      const key: FleetKey = { spec, handle, publicHandle, spki: null };
-      if (label === RECORD_LABEL) this.#recordKey = handle;
-      else if (label === SEALING_LABEL) this.#sealingKey = handle;
-      else if (label === TRAIL_LABEL) this.#trailKey = key;
-      else this.#keys.set(label, key);
-    }
-    if (this.#recordKey === null) this.#recordKey = (await this.#generate(RECORD_LABEL, "HMAC_256")).handle;
-    if (this.#sealingKey === null) this.#sealingKey = (await this.#generate(SEALING_LABEL, "SYMMETRIC_DEFAULT")).handle;
-    if (this.#trailKey === null) this.#trailKey = await this.#generate(TRAIL_LABEL, "ECC_NIST_P256", "SIGN_VERIFY");
-  }
 
-  /** Makes one key on a session of its own (the shared one stays free for synchronous calls meanwhile). */
-  async #generate(label: string, spec: KeySpec, usage?: KeyUsage): Promise<FleetKey> {
-    const p = this.#pkcs11;
-    const session = p.C_OpenSession(this.#slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
-    try {
-      if (spec === "SYMMETRIC_DEFAULT") {
-        const handle = await p.C_GenerateKeyAsync(session, { mechanism: C.CKM_AES_KEY_GEN }, secretTemplate(label, spec, C.CKK_AES, 32, { encrypt: true, sign: false }));
-        return { spec, handle, publicHandle: null, spki: null };
-      }
-      if (spec === "HMAC_256" || spec === "HMAC_384" || spec === "HMAC_512") {
-        const template = secretTemplate(label, spec, C.CKK_GENERIC_SECRET, HMAC_KEY_BYTES[spec], { encrypt: false, sign: true });
-        const handle = await p.C_GenerateKeyAsync(session, { mechanism: C.CKM_GENERIC_SECRET_KEY_GEN }, template);
-        return { spec, handle, publicHandle: null, spki: null };
-      }
-      const { mechanism, pub, priv } = pairTemplates(label, spec, usage);
-      const pair = await p.C_GenerateKeyPairAsync(session, { mechanism }, pub, priv);
-      return { spec, handle: pair.privateKey, publicHandle: pair.publicKey, spki: null };
-    } finally {
-      try {
-        p.C_CloseSession(session);
-      } catch { /* the fleet was closed meanwhile */ }
-    }
-  }
+
+
 
   #open(): void {
     if (this.#closed) throw fail("KMSInternalException", "KMS's fleet is closed");
@@ -571,10 +452,7 @@ export class Fleet {
     try {
       p.C_Logout(this.#session);
     } catch { /* already logged out */ }
-    try {
-      p.C_Finalize();
-    } catch { /* already finalized */ }
-    p.close();
+    closeFleetToken(p);
     this.#keys.clear();
   }
 }
