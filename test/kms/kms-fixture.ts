@@ -93,3 +93,13 @@ export async function failure(call: Promise<unknown>): Promise<{ name: string; m
   }
   throw new Error("the call succeeded; a failure was expected");
 }
+
+/** A key policy: the owner account's own statement (kms:* for its principals), then `statements`. */
+export function policyAllowing(statements: object[]): string {
+  return JSON.stringify({ Version: "2012-10-17", Statement: [
+    { Sid: "owner", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${OWNER.accountId}:root` }, Action: "kms:*", Resource: "*" }, ...statements,
+  ] });
+}
+
+/** "ok", or the AWS exception's name a call ended with. */
+export const outcome = (call: Promise<unknown>): Promise<string> => call.then(() => "ok", (e: Error) => e.name);

@@ -17,15 +17,9 @@ import type { ClusterDirectory } from "../../src/kms/cluster-directory.js";
 import { type KmsEndpoint, startKms } from "../../src/kms/endpoint.js";
 import { verifyTrail } from "../../src/kms/trail.js";
 import { CO, activeWorld } from "../cluster/fixture.js";
-import { CREDENTIALS, OWNER, OWNER_ADMIN, SAAS, STRANGER, startKmsFixture } from "../kms/kms-fixture.js";
+import { CREDENTIALS, OWNER, OWNER_ADMIN, SAAS, STRANGER, policyAllowing, startKmsFixture } from "../kms/kms-fixture.js";
 
 const X = Buffer.from("x");
-
-function policyAllowing(statements: object[]): string {
-  return JSON.stringify({ Version: "2012-10-17", Statement: [
-    { Sid: "owner", Effect: "Allow", Principal: { AWS: "arn:aws:iam::111122223333:root" }, Action: "kms:*", Resource: "*" }, ...statements,
-  ] });
-}
 
 async function grantIds(client: KMSClient, keyId: string): Promise<string[]> {
   return ((await client.send(new ListGrantsCommand({ KeyId: keyId }))).Grants ?? []).map((g) => g.GrantId!);

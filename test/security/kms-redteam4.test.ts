@@ -1,6 +1,6 @@
 // Red team 4 of the KMS endpoint (issue 11): the policy engine against AWS's documented
 // evaluation, grants, the trail's records, cross-account leaks. Each test is an attack that
-// succeeds today: it fails until fixed.
+// succeeded when written; all were fixed, and stand as regression tests.
 import {
   CreateAliasCommand, CreateGrantCommand, CreateKeyCommand, DescribeKeyCommand, EncryptCommand, KMSClient, RetireGrantCommand,
 } from "@aws-sdk/client-kms";
@@ -11,10 +11,9 @@ import { describe, expect, it } from "vitest";
 
 import { startKms } from "../../src/kms/endpoint.js";
 import { TRAIL_FILE } from "../../src/kms/trail.js";
-import { OWNER, SAAS, STRANGER, failure, startKmsFixture } from "../kms/kms-fixture.js";
+import { OWNER, SAAS, STRANGER, failure, outcome, policyAllowing, startKmsFixture } from "../kms/kms-fixture.js";
 
 const X = Buffer.from("x");
-const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: Error) => e.name);
 
 describe("red team 4: the policy engine against AWS's evaluation", () => {
   it("ArnEquals takes wildcards, as ArnLike does (IAM's ARN operators): a Deny naming another account's principals by ARN pattern applies", async () => {
@@ -23,15 +22,11 @@ describe("red team 4: the policy engine against AWS's evaluation", () => {
     // Here ArnEquals compares literally: the Deny never matches, and the policy fails open.
     const kms = await startKmsFixture({ durable: false });
     const owner = kms.client(OWNER);
-    const policy = JSON.stringify({
-      Version: "2012-10-17",
-      Statement: [
-        { Sid: "owner", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${OWNER.accountId}:root` }, Action: "kms:*", Resource: "*" },
-        { Sid: "anyone encrypts", Effect: "Allow", Principal: "*", Action: "kms:Encrypt", Resource: "*" },
-        { Sid: "but never the stranger's account", Effect: "Deny", Principal: "*", Action: "kms:*", Resource: "*",
-          Condition: { ArnEquals: { "aws:PrincipalArn": `arn:aws:iam::${STRANGER.accountId}:*` } } },
-      ],
-    });
+    const policy = policyAllowing([
+      { Sid: "anyone encrypts", Effect: "Allow", Principal: "*", Action: "kms:Encrypt", Resource: "*" },
+      { Sid: "but never the stranger's account", Effect: "Deny", Principal: "*", Action: "kms:*", Resource: "*",
+        Condition: { ArnEquals: { "aws:PrincipalArn": `arn:aws:iam::${STRANGER.accountId}:*` } } },
+    ]);
     const key = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.Arn!;
     expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("ok");
     expect(await outcome(kms.client(STRANGER).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
@@ -42,14 +37,10 @@ describe("red team 4: the policy engine against AWS's evaluation", () => {
     // matches arn:aws:iam::444455556666:user/saas, and any other account whose id starts 4444.
     const kms = await startKmsFixture({ durable: false });
     const owner = kms.client(OWNER);
-    const policy = JSON.stringify({
-      Version: "2012-10-17",
-      Statement: [
-        { Sid: "owner", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${OWNER.accountId}:root` }, Action: "kms:*", Resource: "*" },
-        { Sid: "malformed pattern", Effect: "Allow", Principal: "*", Action: "kms:Encrypt", Resource: "*",
-          Condition: { ArnLike: { "aws:PrincipalArn": "arn:aws:iam::4444*" } } },
-      ],
-    });
+    const policy = policyAllowing([
+      { Sid: "malformed pattern", Effect: "Allow", Principal: "*", Action: "kms:Encrypt", Resource: "*",
+        Condition: { ArnLike: { "aws:PrincipalArn": "arn:aws:iam::4444*" } } },
+    ]);
     const key = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.Arn!;
     expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
   });

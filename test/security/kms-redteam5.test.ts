@@ -13,11 +13,10 @@ import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 
 import { KmsStore, KmsStoreError } from "../../src/kms/store.js";
-import { OWNER, SAAS, startKmsFixture } from "../kms/kms-fixture.js";
+import { OWNER, SAAS, outcome, policyAllowing, startKmsFixture } from "../kms/kms-fixture.js";
 import { grantRecord, hmacUnder, keyRecord } from "../kms/store-fixtures.js";
 
 const X = Buffer.from("x");
-const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: Error) => e.name);
 
 describe("red team 5: lazy grant reads", () => {
   it("a forged grant token is refused even when the key policy alone allows the request", async () => {
@@ -51,13 +50,9 @@ describe("red team 5: lazy grant reads", () => {
   it("a policy Deny beats a grant (grants are read after the policy, but never override its Deny)", async () => {
     const kms = await startKmsFixture({ durable: false });
     const owner = kms.client(OWNER);
-    const policy = JSON.stringify({
-      Version: "2012-10-17",
-      Statement: [
-        { Sid: "owner", Effect: "Allow", Principal: { AWS: `arn:aws:iam::${OWNER.accountId}:root` }, Action: "kms:*", Resource: "*" },
-        { Sid: "no saas", Effect: "Deny", Principal: { AWS: SAAS.arn }, Action: "kms:Encrypt", Resource: "*" },
-      ],
-    });
+    const policy = policyAllowing([
+      { Sid: "no saas", Effect: "Deny", Principal: { AWS: SAAS.arn }, Action: "kms:Encrypt", Resource: "*" },
+    ]);
     const key = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.Arn!;
     const grant = await owner.send(new CreateGrantCommand({ KeyId: key, GranteePrincipal: SAAS.arn, Operations: ["Encrypt"] }));
     expect(await outcome(kms.client(SAAS).send(new EncryptCommand({ KeyId: key, Plaintext: X })))).toBe("AccessDeniedException");
