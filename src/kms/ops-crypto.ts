@@ -88,7 +88,6 @@ const encrypt: Handler = async (parts, input, context) => {
   return { CiphertextBlob: blob, KeyId: key.arn, EncryptionAlgorithm: algorithm };
 };
 
-/** Decrypt's and ReEncrypt's source side: the key and the plaintext. */
 /**
  * Decrypt's and ReEncrypt's source side: the key and the plaintext. `checkOnly` (a ReEncrypt
  * DryRun) stops after the checks: no quota taken, nothing decrypted (the plaintext is empty).
