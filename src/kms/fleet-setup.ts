@@ -16,7 +16,7 @@ export const EC_PARAMS = {
   ECC_NIST_P384: Buffer.from("06052b81040022", "hex"),
 } as const;
 export const HMAC_KEY_BYTES = { HMAC_256: 32, HMAC_384: 48, HMAC_512: 64 } as const;
-const RSA_BITS = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 } as const;
+export const RSA_BITS = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 } as const;
 
 export interface Pins {
   soPin: string;

@@ -10,7 +10,7 @@ import type { Handle } from "../pkcs11/handles.js";
 import { PKCS11 } from "../pkcs11/pkcs11.js";
 import { parseFileTarget } from "../pkcs11/target.js";
 import { KEY_SPECS, fail, internal } from "./fleet-algorithms.js";
-import { HMAC_KEY_BYTES, type Pins, newPins, pairTemplates, readPinFile, secretTemplate, writePinFile } from "./fleet-setup.js";
+import { EC_PARAMS, HMAC_KEY_BYTES, type Pins, RSA_BITS, newPins, pairTemplates, readPinFile, secretTemplate, writePinFile } from "./fleet-setup.js";
 import type { KeySpec, KeyUsage } from "./types.js";
 
 /** The fleet token's label (C_GetTokenInfo pads it to 32 characters). */
@@ -38,7 +38,8 @@ export interface FleetToken {
 
 /** Opens the fleet's token at `target` ('file:DIR' or 'memory:…'), initializing it on first use. */
 export function openFleetToken(target: unknown): FleetToken {
-  if (typeof target !== "string" || !/^(file|memory):/.test(target)) {
+  // A 'file:' with no folder (options alone) would be the shared default token folder, not one of KMS's own.
+  if (typeof target !== "string" || !/^(file:[^?]|memory:)/.test(target)) {
     throw fail("KMSInternalException", "the fleet's target is 'file:DIR' or 'memory:[?seed=HEX]'");
   }
   let pinPath: string | null = null;
@@ -77,6 +78,8 @@ function initializeToken(pkcs11: PKCS11, pinPath: string | null): { slot: Handle
   if (ours >= 0) {
     const pins = pinPath === null ? null : readPinFile(pinPath);
     if (pins === null) throw fail("KMSInternalException", `the fleet's token exists but ${pinPath ?? "its PIN"} is missing: the token cannot be opened`);
+    // A first open that stopped between C_InitToken and C_InitPIN: finish it.
+    if ((infos[ours].flags & C.CKF_USER_PIN_INITIALIZED) === 0) initializeUserPin(pkcs11, slots[ours], pins);
     return { slot: slots[ours], pins };
   }
   const free = infos.findIndex((info) => (info.flags & C.CKF_TOKEN_INITIALIZED) === 0);
@@ -89,6 +92,11 @@ function initializeToken(pkcs11: PKCS11, pinPath: string | null): { slot: Handle
   }
   const slot = slots[free];
   pkcs11.C_InitToken(slot, pins.soPin, FLEET_TOKEN_LABEL);
+  initializeUserPin(pkcs11, slot, pins);
+  return { slot, pins };
+}
+
+function initializeUserPin(pkcs11: PKCS11, slot: Handle, pins: Pins): void {
   const session = pkcs11.C_OpenSession(slot, C.CKF_SERIAL_SESSION | C.CKF_RW_SESSION);
   try {
     pkcs11.C_Login(session, C.CKU_SO, pins.soPin);
@@ -97,7 +105,20 @@ function initializeToken(pkcs11: PKCS11, pinPath: string | null): { slot: Handle
   } finally {
     pkcs11.C_CloseSession(session);
   }
-  return { slot, pins };
+}
+
+/** Whether a key object is of the type and size its spec (its CKA_ID) says: a chip-made 1-byte "HMAC_256" key is not. */
+function ofItsSpec(p: PKCS11, s: Handle, handle: Handle, spec: KeySpec): boolean {
+  const [type, valueLen, modulus, ecParams] = p.getAttributeValues(s, handle, [
+    { type: C.CKA_KEY_TYPE }, { type: C.CKA_VALUE_LEN }, { type: C.CKA_MODULUS }, { type: C.CKA_EC_PARAMS },
+  ]).attributes.map((a) => a.value ?? Buffer.alloc(0));
+  const keyType = type.length >= 4 ? type.readUInt32LE(0) : -1;
+  const length = valueLen.length >= 4 ? valueLen.readUInt32LE(0) : -1;
+  if (spec === "SYMMETRIC_DEFAULT") return keyType === C.CKK_AES && length === 32;
+  if (spec === "HMAC_256" || spec === "HMAC_384" || spec === "HMAC_512") return keyType === C.CKK_GENERIC_SECRET && length === HMAC_KEY_BYTES[spec];
+  if (spec === "ECC_NIST_P256" || spec === "ECC_NIST_P384") return keyType === C.CKK_EC && ecParams.equals(EC_PARAMS[spec]);
+  if (spec === "RSA_2048" || spec === "RSA_3072" || spec === "RSA_4096") return keyType === C.CKK_RSA && modulus.length * 8 === RSA_BITS[spec];
+  return false;
 }
 
 /**
@@ -125,10 +146,11 @@ export function findFleetKeys(token: FleetToken): Map<string, FleetKey> {
     if (!KEY_SPECS.includes(spec)) continue; // not a key the fleet made
     // Whoever holds fleet.pin could import a key whose value they know under a fleet label: the
     // fleet uses only keys the chip generated and that were never extractable.
-    const madeHere = local[0] === 1 && (objectClass === C.CKO_PUBLIC_KEY || neverExtractable[0] === 1);
+    const madeHere = local[0] === 1 && (objectClass === C.CKO_PUBLIC_KEY || neverExtractable[0] === 1) && ofItsSpec(p, s, handle, spec);
     const seen = objectClass === C.CKO_PUBLIC_KEY ? publicOf.has(labelText) : found.some((f) => f.label === labelText);
     if (!madeHere || seen) {
-      throw fail("KMSInternalException", `the fleet's token holds a key labelled '${labelText}' the fleet did not make (${seen ? "a second one" : "imported or once extractable"}): refusing to open`);
+      const why = seen ? "a second one" : "imported, once extractable, or not of its spec";
+      throw fail("KMSInternalException", `the fleet's token holds a key labelled '${labelText}' the fleet did not make (${why}): refusing to open`);
     }
     if (objectClass === C.CKO_PUBLIC_KEY) publicOf.set(labelText, handle);
     else found.push({ label: labelText, spec, handle });
@@ -138,9 +160,29 @@ export function findFleetKeys(token: FleetToken): Map<string, FleetKey> {
     const isPair = !spec.startsWith("SYMMETRIC") && !spec.startsWith("HMAC");
     const publicHandle = isPair ? publicOf.get(label) ?? null : null;
     if (isPair && publicHandle === null) throw fail("KMSInternalException", `the fleet's key '${label}' has lost its public half`);
+    if (publicHandle !== null && !halvesMatch(token, spec, handle, publicHandle)) {
+      throw fail("KMSInternalException", `the fleet's key '${label}' has a public half of another key: refusing to open`);
+    }
     keys.set(label, { spec, handle, publicHandle, spki: null });
   }
   return keys;
+}
+
+/**
+ * Whether a pair's public half is its private key's: the same RSA modulus; an EC signature by the
+ * private key over a fixed challenge that the public key verifies (a private EC key carries no point).
+ */
+function halvesMatch(token: FleetToken, spec: KeySpec, privateHandle: Handle, publicHandle: Handle): boolean {
+  const { pkcs11: p, session: s } = token;
+  if (spec.startsWith("RSA_")) {
+    const [a, b] = [privateHandle, publicHandle].map((h) => p.getAttributeValues(s, h, [{ type: C.CKA_MODULUS }]).attributes[0].value ?? Buffer.alloc(0));
+    return a.length > 0 && a.equals(b);
+  }
+  const challenge = Buffer.alloc(32, 0x5a);
+  p.C_SignInit(s, { mechanism: C.CKM_ECDSA }, privateHandle);
+  const signature = p.C_Sign(s, challenge, Buffer.alloc(132));
+  p.C_VerifyInit(s, { mechanism: C.CKM_ECDSA }, publicHandle);
+  return p.C_Verify(s, challenge, signature);
 }
 
 /** Makes one key on a session of its own (the shared one stays free for synchronous calls meanwhile). */

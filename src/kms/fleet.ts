@@ -71,7 +71,13 @@ export class Fleet {
 
   /** Opens the fleet's token (initializing it on first use) and takes its keys; makes KMS's own keys if missing. */
   static async open(options: FleetOptions): Promise<Fleet> {
-    const token = openFleetToken(options?.target);
+    let target: unknown;
+    try {
+      target = options?.target;
+    } catch (e) {
+      throw internal(e, "read its options");
+    }
+    const token = openFleetToken(target);
     try {
       const fleet = new Fleet(token);
       for (const [label, key] of findFleetKeys(token)) {
