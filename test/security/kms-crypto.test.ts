@@ -13,6 +13,7 @@ import { decodeBlob } from "../../src/kms/ciphertext.js";
 import { KmsError } from "../../src/kms/errors.js";
 import { FLEET_PIN_FILE, FLEET_TOKEN_LABEL, Fleet } from "../../src/kms/fleet.js";
 import { derToRaw, rawToDer } from "../../src/kms/fleet-codec.js";
+import { freshFleetFolder, refusal } from "../kms/fleet-fixture.js";
 
 const VECTORS = join(__dirname, "..", "..", "..", "shared", "vectors", "wycheproof");
 
@@ -22,25 +23,11 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-let folders = 0;
-function freshFolder(): { dir: string; target: string } {
-  const dir = join(root, `fleet-${folders++}`);
-  return { dir, target: `file:${dir}?pinHashIterations=16` };
-}
 
-async function refusal(fn: () => unknown): Promise<KmsError> {
-  try {
-    await fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KmsError);
-    return e as KmsError;
-  }
-  throw new Error("expected a KmsError");
-}
 
 describe("key material stays in the chip", () => {
   it("a reader of the data folder who logs in with fleet.pin can read no key's value, nor make one extractable, wrap or copy it out", async () => {
-    const { dir, target } = freshFolder();
+    const { dir, target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     await Promise.all([
       fleet.createKey("sym", "SYMMETRIC_DEFAULT"), fleet.createKey("ec", "ECC_NIST_P256"),
@@ -87,7 +74,7 @@ describe("key material stays in the chip", () => {
   }, 30_000);
 
   it("a key imported under a fleet label by a holder of fleet.pin (its value known to them) makes the open fail", async () => {
-    const { dir, target } = freshFolder();
+    const { dir, target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     await fleet.createKey("victim", "SYMMETRIC_DEFAULT");
     fleet.close();
@@ -145,8 +132,8 @@ describe("key material stays in the chip", () => {
 
 describe("the PIN file and the token folder", () => {
   it("refuses a planted fleet.pin symlink on first open and writes nothing through it", async () => {
-    const { dir, target } = freshFolder();
-    const elsewhere = join(root, `victim-${folders}`);
+    const { dir, target } = freshFleetFolder(root);
+    const elsewhere = join(root, "victim");
     writeFileSync(elsewhere, "do not touch");
     mkdirSync(dir, { mode: 0o700 }); // the folder exists before the fleet's first open, the plant in it
     symlinkSync(elsewhere, join(dir, FLEET_PIN_FILE));
@@ -158,7 +145,7 @@ describe("the PIN file and the token folder", () => {
   });
 
   it("refuses a fleet.pin others can read, a missing one, one that became a symlink, and edited PINs", async () => {
-    const { dir, target } = freshFolder();
+    const { dir, target } = freshFleetFolder(root);
     (await Fleet.open({ target })).close();
     const pinPath = join(dir, FLEET_PIN_FILE);
     const original = readFileSync(pinPath);
@@ -170,7 +157,7 @@ describe("the PIN file and the token folder", () => {
     unlinkSync(pinPath);
     expect((await refusal(() => Fleet.open({ target }))).message).toMatch(/missing/);
 
-    const copy = join(root, `pin-copy-${folders}`);
+    const copy = join(root, "pin-copy");
     writeFileSync(copy, original, { mode: 0o600 });
     symlinkSync(copy, pinPath);
     expect((await refusal(() => Fleet.open({ target }))).message).toMatch(/symlink/);
@@ -192,7 +179,7 @@ describe("the PIN file and the token folder", () => {
   }, 30_000);
 
   it("an altered token file fails the open as a KmsError, never a raw folder error", async () => {
-    const { dir, target } = freshFolder();
+    const { dir, target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     await fleet.createKey("k", "SYMMETRIC_DEFAULT");
     fleet.close();

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as P from "../../src/pkcs11/index.js";
 import { KmsError } from "../../src/kms/errors.js";
 import { FLEET_PIN_FILE, FLEET_TOKEN_LABEL, Fleet } from "../../src/kms/fleet.js";
+import { asPinHolder, freshFleetFolder, refusal } from "../kms/fleet-fixture.js";
 
 let root: string;
 beforeAll(() => {
@@ -17,37 +18,8 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-let n = 0;
-function fresh(): { dir: string; target: string } {
-  const dir = join(root, `f${n++}`);
-  return { dir, target: `file:${dir}?pinHashIterations=16` };
-}
 
-async function refusal(fn: () => unknown): Promise<KmsError> {
-  try {
-    await fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KmsError);
-    return e as KmsError;
-  }
-  throw new Error("expected a KmsError");
-}
 
-/** Logs in to the fleet's token with fleet.pin (as its holder would) and runs `f`; the module is closed after. */
-function asPinHolder<T>(dir: string, f: (p: P.PKCS11, s: P.Handle) => T): T {
-  const pins = JSON.parse(readFileSync(join(dir, FLEET_PIN_FILE), "utf8")) as { userPin: string };
-  const p = new P.PKCS11(`file:${dir}`);
-  p.C_Initialize();
-  try {
-    const slot = p.C_GetSlotList(true).find((s) => p.C_GetTokenInfo(s).label.trim() === FLEET_TOKEN_LABEL)!;
-    const s = p.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-    p.C_Login(s, P.CKU_USER, pins.userPin);
-    return f(p, s);
-  } finally {
-    p.C_Finalize();
-    p.close();
-  }
-}
 
 function find(p: P.PKCS11, s: P.Handle, label: string, cls?: number): P.Handle[] {
   const template: P.Template = [{ type: P.CKA_LABEL, value: label }];
@@ -75,7 +47,7 @@ const chipAes = (label: string): P.Template => [
 
 describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   it("an imported key under each of KMS's own labels fails the open; removing it lets the same folder open (the failed open closed its module)", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     (await Fleet.open({ target })).close();
     for (const label of ["kms-internal/record-hmac", "kms-internal/sealing-aes", "kms-internal/trail-ecdsa", "kms-internal/other"]) {
       // Beside KMS's own key (refused as imported or as a second one, whichever the walk meets first).
@@ -90,7 +62,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   }, 60_000);
 
   it("an imported key under KMS's sealing label, with the real one gone, fails the open (never adopted as the sealing key)", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     (await Fleet.open({ target })).close();
     asPinHolder(dir, (p, s) => {
       for (const h of find(p, s, "kms-internal/sealing-aes")) p.C_DestroyObject(s, h);
@@ -100,7 +72,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   }, 30_000);
 
   it("a second chip-made key under a user label or KMS's own label fails the open, and the folder opens once it is gone", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     await fleet.createKey("user", "SYMMETRIC_DEFAULT");
     fleet.close();
@@ -115,7 +87,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   }, 30_000);
 
   it("a second public half under a pair's label fails the open", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     await fleet.createKey("pair", "ECC_NIST_P256");
     fleet.close();
@@ -131,7 +103,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
 
   it("a pair without its public half (a user key, and KMS's trail key) fails the open", async () => {
     for (const label of ["pair", "kms-internal/trail-ecdsa"]) {
-      const { dir, target } = fresh();
+      const { dir, target } = freshFleetFolder(root);
       const fleet = await Fleet.open({ target });
       await fleet.createKey("pair", "ECC_NIST_P384");
       fleet.close();
@@ -143,7 +115,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   }, 30_000);
 
   it("found and fixed: a pair's public half swapped for one whose private key the PIN holder exported is adopted (publicKey, verify and the trail's PEM then trust the attacker's key)", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     await fleet.createKey("signer", "ECC_NIST_P256");
     const realSpki = fleet.publicKey("signer");
@@ -191,7 +163,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   }, 30_000);
 
   it("found and fixed: a chip-made HMAC key of 1 byte under an HMAC_256 label (never extractable, but brute-forced in 256 tries) is adopted", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     (await Fleet.open({ target })).close();
     asPinHolder(dir, (p, s) => p.C_GenerateKey(s, { mechanism: P.CKM_GENERIC_SECRET_KEY_GEN }, [
       { type: P.CKA_VALUE_LEN, value: 1 }, { type: P.CKA_TOKEN, value: true }, { type: P.CKA_PRIVATE, value: true },
@@ -219,7 +191,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   }, 30_000);
 
   it("found and fixed: a token half-initialized by a first open that stopped after C_InitToken (no user PIN yet) opens", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     mkdirSync(dir, { mode: 0o700 });
     const pins = { format: 1, soPin: "so-pin-of-the-first-open", userPin: "user-pin-of-the-first-open" };
     writeFileSync(join(dir, FLEET_PIN_FILE), JSON.stringify(pins), { mode: 0o600 });
@@ -244,7 +216,7 @@ describe("an editor of DATA/kms/fleet who holds fleet.pin", () => {
   }, 30_000);
 
   it("a token initialized with its user PIN but none of KMS's keys yet (a first open that stopped before generating them) opens and makes them", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     mkdirSync(dir, { mode: 0o700 });
     const pins = { format: 1, soPin: "so-pin-2", userPin: "user-pin-2" };
     writeFileSync(join(dir, FLEET_PIN_FILE), JSON.stringify(pins), { mode: 0o600 });
@@ -274,7 +246,7 @@ function ecPrivate(d: Buffer): KeyObject {
 
 describe("a careless caller", () => {
   it("bad targets are KmsErrors, and each leaves nothing open (the same folder then opens)", async () => {
-    const { dir, target } = fresh();
+    const { dir, target } = freshFleetFolder(root);
     for (const bad of [null, undefined, {}, { target: new String("memory:") }, { target: "memory:?seed=zz" },
       { target: `file:${dir}?pinHashIterations=-1` }, { target: `file:${dir}?nope=1` }, { target: `file:${dir}\0x` }]) {
       await refusal(() => Fleet.open(bad as never));
@@ -328,7 +300,7 @@ describe("a careless caller", () => {
   });
 
   it("close during several createKeys: all settle, every key reaches the folder, and the folder is free after", async () => {
-    const { target } = fresh();
+    const { target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     const making = [fleet.createKey("a", "ECC_NIST_P256"), fleet.createKey("b", "SYMMETRIC_DEFAULT"), fleet.createKey("c", "HMAC_512")];
     fleet.close();
@@ -344,7 +316,7 @@ describe("a careless caller", () => {
   }, 30_000);
 
   it("a failed createKey during close still frees the folder", async () => {
-    const { target } = fresh();
+    const { target } = freshFleetFolder(root);
     const fleet = await Fleet.open({ target });
     // The second createKey of a label under way is refused; the close waits for the first.
     const first = fleet.createKey("x", "RSA_2048");
